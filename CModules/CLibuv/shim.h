@@ -1,0 +1,28 @@
+#ifndef CLIBUV_SHIM_H
+#define CLIBUV_SHIM_H
+#include <uv.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <sys/prctl.h>
+
+/* Swift sees libuv's handle "subclasses" as unrelated structs. These casts spare every call site a
+   withMemoryRebound; they can go once Swift imports C struct-prefix inheritance (it does not today). */
+static inline uv_stream_t *CLibuv_tcp_as_stream(uv_tcp_t *t) { return (uv_stream_t *)t; }
+static inline uv_handle_t *CLibuv_tcp_as_handle(uv_tcp_t *t) { return (uv_handle_t *)t; }
+static inline uv_handle_t *CLibuv_timer_as_handle(uv_timer_t *t) { return (uv_handle_t *)t; }
+static inline uv_handle_t *CLibuv_signal_as_handle(uv_signal_t *t) { return (uv_handle_t *)t; }
+static inline uv_handle_t *CLibuv_async_as_handle(uv_async_t *t) { return (uv_handle_t *)t; }
+static inline uv_handle_t *CLibuv_stream_as_handle(uv_stream_t *t) { return (uv_handle_t *)t; }
+
+/* The port sits in family-specific structs; reading it in Swift takes two withMemoryRebound blocks per call site. */
+static inline int CLibuv_sockaddr_port(const struct sockaddr *address) {
+    if (address->sa_family == AF_INET) return ntohs(((const struct sockaddr_in *)address)->sin_port);
+    if (address->sa_family == AF_INET6) return ntohs(((const struct sockaddr_in6 *)address)->sin6_port);
+    return -1;
+}
+/* pthread_setname_np is a GNU extension Swift's Glibc module does not expose (uv_thread_setname needs libuv 1.50). */
+static inline void CLibuv_set_current_thread_name(const char *name) { prctl(PR_SET_NAME, name, 0, 0, 0); }
+
+#endif

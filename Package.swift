@@ -1,0 +1,68 @@
+// swift-tools-version:6.0
+// Layers, each importing only the one below it (see docs/ARCHITECTURE.md):
+//   CLibuv <- TusLoop <- TusHTTPServer <- executables
+//   TusHTTP1 (pure) <- TusProtocol <- TusStore <- executables
+//   COpenSSL <- TusCrypto
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "tus-server",
+    products: [
+        .executable(name: "tus-server", targets: ["tus-server"]),
+        .executable(name: "tus-cli", targets: ["tus-cli"]),
+        .executable(name: "tus-bench", targets: ["tus-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CLibuv", path: "CModules/CLibuv", pkgConfig: "libuv", providers: [.apt(["libuv1-dev"])]),
+        .systemLibrary(
+            name: "COpenSSL", path: "CModules/COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .target(name: "COpenSSLShims", dependencies: ["COpenSSL"], path: "CModules/COpenSSLShims"),
+
+        .target(name: "TusLoop", dependencies: ["CLibuv"], swiftSettings: strict),
+        .target(name: "TusCrypto", dependencies: ["COpenSSL", "COpenSSLShims"], swiftSettings: strict),
+        .target(name: "TusHTTP1", swiftSettings: strict),
+        .target(name: "TusHTTPServer", dependencies: ["TusLoop", "TusHTTP1", "TusCrypto"], swiftSettings: strict),
+        .target(name: "TusProtocol", dependencies: ["TusHTTP1", "TusCrypto"], swiftSettings: strict),
+        .target(name: "TusStore", dependencies: ["TusProtocol", "TusLoop"], swiftSettings: strict),
+        .target(name: "TusClient", dependencies: ["TusHTTP1", "TusLoop", "TusCrypto"], swiftSettings: strict),
+        .target(name: "TusTestSupport", dependencies: ["TusHTTP1", "TusProtocol", "TusLoop"], swiftSettings: strict),
+
+        .executableTarget(
+            name: "tus-server",
+            dependencies: [
+                "TusLoop", "TusHTTPServer", "TusProtocol", "TusStore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "tus-cli",
+            dependencies: ["TusClient", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "tus-bench",
+            dependencies: ["TusClient", "TusLoop", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "bench/Sources/tus-bench",
+            swiftSettings: strict),
+
+        .testTarget(name: "TusHTTP1Tests", dependencies: ["TusHTTP1", "TusTestSupport"]),
+        .testTarget(name: "TusLoopTests", dependencies: ["TusLoop"]),
+        .testTarget(name: "TusCryptoTests", dependencies: ["TusCrypto"]),
+        .testTarget(name: "TusProtocolTests", dependencies: ["TusProtocol", "TusHTTP1", "TusTestSupport"]),
+        .testTarget(name: "TusStoreTests", dependencies: ["TusStore", "TusProtocol", "TusLoop", "TusTestSupport"]),
+        .testTarget(
+            name: "TusHTTPServerTests",
+            dependencies: ["TusHTTPServer", "TusHTTP1", "TusLoop", "TusTestSupport"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["TusTestSupport"]),
+    ]
+)

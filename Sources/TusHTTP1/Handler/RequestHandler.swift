@@ -1,0 +1,82 @@
+/// The contract between the connection (TusHTTPServer) and the application (TusProtocol).
+///
+/// Threading: every call in either direction happens on the loop thread that owns the connection, except
+/// `LoopExecutor.execute`, which any thread may call to get back onto that loop. Handlers are shared by all
+/// loops, hence `Sendable`; exchanges and sinks belong to one loop and are not.
+///
+/// Lifetime of one exchange: `handle(_:exchange:)` → optionally `readBody(into:)` → the sink gets
+/// `bodyFragment`s, then exactly one of `bodyEnd` or `bodyAborted` → the handler calls `respond` exactly
+/// once (a handler may also respond before or without reading the body). After `bodyAborted(.clientClosed)`
+/// a response is still accepted and silently dropped.
+public protocol HTTPRequestHandler: AnyObject, Sendable {
+    func handle(_ head: RequestHead, exchange: any HTTPExchange)
+}
+
+/// The connection's side of one request/response exchange.
+public protocol HTTPExchange: AnyObject {
+    var head: RequestHead { get }
+    /// The loop this exchange runs on: how work started elsewhere (another loop, a timer) gets back here.
+    var executor: any LoopExecutor { get }
+    /// True when the connection is TLS, so absolute URLs get `https`.
+    var isSecure: Bool { get }
+
+    /// Starts delivering the request body to `sink`. Sends `100 Continue` first when the client expects it,
+    /// which is why a handler that rejects the head must not call this. With no body, the sink gets
+    /// `bodyEnd` at once.
+    func readBody(into sink: any HTTPBodySink)
+
+    /// Sends the final response. If the body has not been read to its end, the connection stops delivering
+    /// it; it then drains a small remainder to keep the connection alive, or closes the connection rather
+    /// than read a large body nobody wants.
+    func respond(_ response: HTTPResponse)
+
+    /// Sends a response whose body is streamed from `source` (downloads). `bodyLength` bytes must follow;
+    /// the response to a HEAD request sends only the head.
+    func respond(_ response: HTTPResponse, bodyLength: Int64, source: any HTTPBodySource)
+}
+
+public protocol HTTPBodySink: AnyObject {
+    /// Body bytes, in order. Call `done` (on the loop thread) once the bytes are no longer needed: the
+    /// connection stops reading while too many fragments are outstanding, so a slow disk slows the client
+    /// and memory stays bounded.
+    func bodyFragment(_ fragment: BodyFragment, done: @escaping () -> Void)
+    /// The body ended as framed. `trailers` holds chunked trailer fields (empty otherwise).
+    func bodyEnd(trailers: HTTPHeaders)
+    /// The body will not complete. Fragments already delivered stay valid until their `done` is called.
+    func bodyAborted(_ reason: BodyAbortReason)
+}
+
+public enum BodyAbortReason: Sendable, Equatable {
+    /// The peer closed or reset the connection mid-body.
+    case clientClosed
+    /// No body bytes arrived within the body timeout.
+    case timeout
+    /// The server is shutting down and the grace period ended.
+    case shutdown
+    /// The chunked framing was malformed (the connection will be closed).
+    case malformed
+}
+
+/// A response body produced on demand (downloads). The connection asks for the next piece only after the
+/// previous one was written to the socket, so memory stays bounded.
+public protocol HTTPBodySource: AnyObject {
+    /// Deliver the next piece (at most `maxLength` bytes) through `completion`, on the loop thread:
+    /// a fragment, nil at the end, or an error (the connection is then closed).
+    func next(maxLength: Int, completion: @escaping (Result<BodyFragment?, any Error>) -> Void)
+    /// The connection went away; release resources (close files).
+    func cancel()
+}
+
+/// An event loop as the layers above the loop see it.
+public protocol LoopExecutor: AnyObject, Sendable {
+    /// Runs `work` on this loop. Safe from any thread.
+    func execute(_ work: @escaping @Sendable () -> Void)
+    /// Runs `work` on this loop after `milliseconds`. Loop thread only.
+    func schedule(afterMilliseconds milliseconds: UInt64, _ work: @escaping () -> Void) -> any Cancellable
+    /// Whether the caller is on this loop's thread.
+    var inLoop: Bool { get }
+}
+
+public protocol Cancellable: AnyObject {
+    func cancel()
+}

@@ -1,0 +1,534 @@
+import TusHTTP1
+import TusLoop
+
+/// One client connection: socket → parser → handler, and responses back, one request at a time.
+///
+/// Read path: bytes land in the connection's own `ByteChunk` (handed to libuv from `allocateReadBuffer`).
+/// Head bytes are parsed in place; body bytes are framed in place and passed on as `BodyFragment`s of that
+/// same chunk, so an uploaded byte is copied once, by the kernel, into memory that the file writer then
+/// writes from. A chunk is append-only: ranges already handed out are never overwritten, and a chunk is
+/// freed when the last fragment referring to it is done.
+///
+/// Backpressure: while `maxOutstandingFragments` fragments wait for their `done`, reading stops; it
+/// resumes when the count falls to half. Contiguous body bytes that arrive while the handler is busy are
+/// coalesced into one larger fragment, so a slow disk gets fewer, bigger writes.
+final class HTTPConnection: TCPStreamDelegate {
+    private enum Phase {
+        /// Waiting for (more of) a request head. `since` is when the first byte of this head arrived.
+        case readingHead(since: UInt64?)
+        /// The handler has the head and has not asked for the body (or there is none) nor responded.
+        case handling
+        /// Body bytes flow to the sink.
+        case readingBody
+        /// The body ended or was given up; waiting for the handler's response.
+        case awaitingResponse
+        /// A response is being written (possibly streamed); the next request waits.
+        case responding
+        /// Reading and discarding the rest of a body the handler did not want.
+        case draining
+        case closed
+
+        var isOpen: Bool { if case .closed = self { false } else { true } }
+    }
+
+    let stream: TCPStream
+    unowned let context: LoopContext
+    private var configuration: HTTPServerConfiguration { context.server.configuration }
+
+    private var phase: Phase = .readingHead(since: nil)
+    private var headParser: RequestHeadParser
+    private var bodyDecoder: BodyDecoder?
+    private weak var bodySink: (any HTTPBodySink)?
+    private var sinkRetainer: (any HTTPBodySink)?
+    private var exchange: Exchange?
+    private(set) var requestSequence: UInt64 = 0
+
+    /// The chunk being read into and the unconsumed bytes in it (`readStart..<readEnd`).
+    private var chunk: ByteChunk?
+    private var readStart = 0
+    private var readEnd = 0
+    /// Body bytes framed but not yet handed to the sink (coalescing), as a range of `chunk`.
+    private var pendingBody: Range<Int>?
+    private var outstandingFragments = 0
+    private var bodyComplete = false
+    private var bodyTrailers = HTTPHeaders()
+
+    private var wantsRead = false
+    private var isProcessing = false
+    private var closeAfterResponse = false
+    private var isShuttingDown = false
+    private var deadline: UInt64 = .max
+
+    init(stream: TCPStream, context: LoopContext) {
+        self.stream = stream
+        self.context = context
+        self.headParser = RequestHeadParser(limits: context.server.configuration.parserLimits)
+    }
+
+    func start() {
+        stream.delegate = self
+        deadline = context.loop.nowMilliseconds + configuration.idleTimeoutMilliseconds
+        setReading(true)
+    }
+
+    // MARK: Reading
+
+    private func setReading(_ on: Bool) {
+        guard on != wantsRead, phase.isOpen else { return }
+        wantsRead = on
+        if on { stream.startReading() } else { stream.stopReading() }
+    }
+
+    func allocateReadBuffer(suggestedSize: Int) -> UnsafeMutableRawBufferPointer {
+        let minimumFree = 4096
+        if let chunk, chunk.capacity - readEnd >= minimumFree {
+            return UnsafeMutableRawBufferPointer(start: chunk.base + readEnd, count: chunk.capacity - readEnd)
+        }
+        flushPendingBody()
+        // A fresh chunk: big for bodies, small for heads so that idle and small-request connections stay light.
+        let isBody: Bool = if case .readingBody = phase { true } else { false }
+        let capacity = isBody ? configuration.readChunkSize : min(65_536, configuration.readChunkSize)
+        let unconsumed = readEnd - readStart
+        if unconsumed == 0, isKnownUniquelyReferenced(&chunk), let reusable = chunk, reusable.capacity >= capacity {
+            // No fragment refers to it any more: start over at its beginning instead of allocating.
+            readStart = 0
+            readEnd = 0
+            return UnsafeMutableRawBufferPointer(start: reusable.base, count: reusable.capacity)
+        }
+        let fresh = ByteChunk(capacity: max(capacity, unconsumed + minimumFree))
+        if unconsumed > 0, let old = chunk {
+            // Only an incomplete head is ever carried over, so this copy is bounded by the head limit.
+            fresh.base.copyMemory(from: old.base + readStart, byteCount: unconsumed)
+        }
+        chunk = fresh
+        readStart = 0
+        readEnd = unconsumed
+        return UnsafeMutableRawBufferPointer(start: fresh.base + readEnd, count: fresh.capacity - readEnd)
+    }
+
+    func didRead(_ result: ReadResult) {
+        switch result {
+        case .bytes(let count):
+            readEnd += count
+            process()
+        case .eof, .error:
+            peerClosed()
+        }
+    }
+
+    /// Runs the state machine over the buffered bytes until it needs more input or waits for the handler.
+    ///
+    /// Not reentrant on purpose: a handler may answer synchronously from inside a callback this loop made
+    /// (read the body, respond, call `done`). Such nested calls only change state; the running loop
+    /// re-reads the state on its next turn and carries on.
+    private func process() {
+        guard !isProcessing else { return }
+        isProcessing = true
+        defer { isProcessing = false }
+        while true {
+            switch phase {
+            case .readingHead(let since):
+                guard readEnd > readStart, let chunk else {
+                    releaseEmptyChunk()
+                    setReading(true)
+                    return
+                }
+                if since == nil {
+                    phase = .readingHead(since: context.loop.nowMilliseconds)
+                    deadline = context.loop.nowMilliseconds + configuration.headTimeoutMilliseconds
+                }
+                let result = headParser.parse(UnsafeRawBufferPointer(chunk.bytes(readStart..<readEnd)))
+                switch result {
+                case .needMoreData:
+                    setReading(true)
+                    return
+                case .failure(let error):
+                    fail(with: error)
+                    return
+                case .head(let head, let consumed):
+                    readStart += consumed
+                    headParser.reset()
+                    beginRequest(head)
+                }
+            case .readingBody, .draining:
+                guard readEnd > readStart else {
+                    if outstandingFragments < configuration.maxOutstandingFragments { setReading(true) }
+                    return
+                }
+                let before = readStart
+                decodeBody()
+                if readStart == before { return }
+            case .handling, .awaitingResponse, .responding, .closed:
+                // One request at a time: pipelined bytes wait in the buffer until the response is out.
+                setReading(false)
+                return
+            }
+        }
+    }
+
+    private func beginRequest(_ head: RequestHead) {
+        requestSequence += 1
+        phase = .handling
+        bodyComplete = !head.bodyFraming.hasBody
+        bodyTrailers = HTTPHeaders()
+        bodyDecoder = head.bodyFraming.hasBody ? BodyDecoder(framing: head.bodyFraming, limits: configuration.parserLimits) : nil
+        closeAfterResponse = !head.keepAlive || isShuttingDown
+        deadline = .max
+        let exchange = Exchange(head: head, connection: self, sequence: requestSequence)
+        self.exchange = exchange
+        setReading(false)
+        context.server.handler.handle(head, exchange: exchange)
+    }
+
+    /// Frames body bytes in place. Data goes to the sink (or is dropped when draining).
+    private func decodeBody() {
+        guard let chunk, bodyDecoder != nil else { return }
+        while true {
+            // A Content-Length body is complete as soon as its last byte was framed; ask once more to get `.end`.
+            guard readEnd > readStart || bodyDecoder!.isComplete else { return }
+            let window = UnsafeRawBufferPointer(chunk.bytes(readStart..<readEnd))
+            let (event, consumed) = bodyDecoder!.next(window)
+            let base = readStart
+            readStart += consumed
+            switch event {
+            case .data(let range):
+                deadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
+                if case .readingBody = phase {
+                    appendPendingBody((base + range.lowerBound)..<(base + range.upperBound))
+                }
+            case .needMoreData:
+                deadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
+                return
+            case .end(let trailers):
+                bodyComplete = true
+                bodyTrailers = trailers
+                bodyFinished()
+                return
+            case .failure(let error):
+                bodyDecoder = nil
+                if case .readingBody = phase {
+                    flushPendingBody()
+                    let sink = bodySink
+                    detachSink()
+                    sink?.bodyAborted(.malformed)
+                }
+                fail(with: error)
+                return
+            }
+        }
+    }
+
+    private func appendPendingBody(_ range: Range<Int>) {
+        if let pending = pendingBody, pending.upperBound == range.lowerBound {
+            pendingBody = pending.lowerBound..<range.upperBound
+        } else {
+            flushPendingBody()
+            pendingBody = range
+        }
+        // Hand bytes over at once when the sink is idle; otherwise let them grow into a bigger write.
+        if outstandingFragments == 0 || (pendingBody?.count ?? 0) >= configuration.readChunkSize / 2 {
+            flushPendingBody()
+        }
+    }
+
+    private func flushPendingBody() {
+        guard let range = pendingBody, let chunk else { return }
+        pendingBody = nil
+        guard case .readingBody = phase, let sink = bodySink, !range.isEmpty else { return }
+        outstandingFragments += 1
+        if outstandingFragments >= configuration.maxOutstandingFragments { setReading(false) }
+        let sequence = requestSequence
+        sink.bodyFragment(BodyFragment(chunk: chunk, range: range)) { [self] in
+            fragmentDone(sequence: sequence)
+        }
+    }
+
+    private func fragmentDone(sequence: UInt64) {
+        outstandingFragments -= 1
+        guard sequence == requestSequence, case .readingBody = phase else { return }
+        if pendingBody != nil { flushPendingBody() }
+        if outstandingFragments <= configuration.maxOutstandingFragments / 2 {
+            if readEnd > readStart { process() } else { setReading(true) }
+        }
+    }
+
+    private func bodyFinished() {
+        guard case .readingBody = phase else {
+            // Draining finished: the response is already out (or going out); carry on with the next request.
+            if case .draining = phase { finishExchange() }
+            return
+        }
+        flushPendingBody()
+        phase = .awaitingResponse
+        deadline = .max
+        setReading(false)
+        let sink = bodySink
+        let trailers = bodyTrailers
+        detachSink()
+        sink?.bodyEnd(trailers: trailers)
+    }
+
+    private func detachSink() {
+        bodySink = nil
+        sinkRetainer = nil
+    }
+
+    private func releaseEmptyChunk() {
+        // An idle keep-alive connection holds no buffer at all.
+        if readEnd == readStart, pendingBody == nil {
+            chunk = nil
+            readStart = 0
+            readEnd = 0
+        }
+    }
+
+    // MARK: Exchange entry points (called through `Exchange`, which filters out stale requests)
+
+    func exchangeReadBody(into sink: any HTTPBodySink) {
+        guard case .handling = phase else { return }
+        guard let exchange else { return }
+        if bodyComplete {
+            phase = .awaitingResponse
+            sink.bodyEnd(trailers: HTTPHeaders())
+            return
+        }
+        bodySink = sink
+        sinkRetainer = sink
+        phase = .readingBody
+        deadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
+        if exchange.head.expectsContinue {
+            stream.write(ResponseEncoder.continueResponse) { _ in }
+        }
+        process()
+    }
+
+    func exchangeRespond(_ response: HTTPResponse, bodyLength: Int64?, source: (any HTTPBodySource)?) {
+        guard let exchange else {
+            source?.cancel()
+            return
+        }
+        switch phase {
+        case .closed, .responding, .draining:
+            source?.cancel()
+            return
+        case .readingBody:
+            // The handler answers before the body ended (413, lock takeover): stop feeding it.
+            flushPendingBody()
+            detachSink()
+        case .handling, .awaitingResponse, .readingHead:
+            break
+        }
+        let head = exchange.head
+        if response.closeConnection { closeAfterResponse = true }
+        if !bodyComplete {
+            // Drain a small, already-framed remainder to keep the connection; otherwise close rather than
+            // read a body nobody wants (the client learns fast, tusd#1371).
+            let remaining = bodyDecoder?.remainingContentLength
+            let smallRemainder = remaining.map { $0 <= 64 * 1024 } ?? false
+            let continueWasSent: Bool = if case .readingBody = phase { true } else { !head.expectsContinue }
+            if !(smallRemainder && continueWasSent && !closeAfterResponse) { closeAfterResponse = true }
+        }
+        let omitBody = head.method == .HEAD
+        let bytes = ResponseEncoder.encode(
+            response, version: head.version, keepAlive: !closeAfterResponse, bodyLength: bodyLength,
+            omitBody: omitBody)
+        phase = .responding
+        setReading(false)
+        let sequence = requestSequence
+        context.server.logIf(.debug, "\(head.method) \(head.target) -> \(response.status.code)")
+        stream.write(bytes) { [self] error in
+            if error != nil {
+                source?.cancel()
+                close()
+                return
+            }
+            if let source, let bodyLength, !omitBody {
+                streamBody(from: source, remaining: bodyLength, sequence: sequence)
+            } else {
+                source?.cancel()
+                responseSent()
+            }
+        }
+    }
+
+    private func streamBody(from source: any HTTPBodySource, remaining: Int64, sequence: UInt64) {
+        guard phase.isOpen else {
+            source.cancel()
+            return
+        }
+        guard remaining > 0 else {
+            source.cancel()
+            responseSent()
+            return
+        }
+        source.next(maxLength: Int(min(remaining, Int64(configuration.readChunkSize)))) { [self] result in
+            switch result {
+            case .success(let fragment?) where fragment.count > 0 && Int64(fragment.count) <= remaining:
+                stream.write([fragment.bytes], owner: fragment.chunk) { [self] error in
+                    if error != nil {
+                        source.cancel()
+                        close()
+                    } else {
+                        streamBody(from: source, remaining: remaining - Int64(fragment.count), sequence: sequence)
+                    }
+                }
+            default:
+                // Short or failed source: the framing promised more bytes, so the connection cannot continue.
+                source.cancel()
+                context.server.logIf(.warning, "response body source ended early; closing connection")
+                close()
+            }
+        }
+    }
+
+    /// The response is on the wire. Either drain the unwanted body, close, or go for the next request.
+    private func responseSent() {
+        if closeAfterResponse {
+            closeGracefully()
+            return
+        }
+        if !bodyComplete {
+            phase = .draining
+            deadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
+            process()
+            return
+        }
+        finishExchange()
+    }
+
+    private func finishExchange() {
+        exchange = nil
+        bodyDecoder = nil
+        if closeAfterResponse || isShuttingDown {
+            closeGracefully()
+            return
+        }
+        phase = .readingHead(since: nil)
+        deadline = context.loop.nowMilliseconds + configuration.idleTimeoutMilliseconds
+        process()
+    }
+
+    // MARK: Errors, timeouts, closing
+
+    private func fail(with error: HTTPParseError) {
+        context.server.logIf(.debug, "bad request: \(error)")
+        closeAfterResponse = true
+        let response = HTTPResponse(status: error.status, text: error.message, closeConnection: true)
+        let bytes = ResponseEncoder.encode(response, version: .http1_1, keepAlive: false)
+        phase = .responding
+        setReading(false)
+        stream.write(bytes) { [self] _ in closeGracefully() }
+    }
+
+    private func peerClosed() {
+        switch phase {
+        case .readingBody:
+            flushPendingBody()
+            let sink = bodySink
+            detachSink()
+            close()
+            sink?.bodyAborted(.clientClosed)
+        default:
+            close()
+        }
+    }
+
+    func checkDeadline(now: UInt64) {
+        guard now >= deadline, phase.isOpen else { return }
+        switch phase {
+        case .readingBody:
+            context.server.logIf(.info, "body timeout; closing connection")
+            abort(reason: .timeout)
+        case .readingHead(let since) where since != nil:
+            // A head that never completes: say so, then close (slowloris).
+            fail(with: HTTPParseError(status: .requestTimeout, message: "request head timeout"))
+        default:
+            close()
+        }
+        deadline = .max
+    }
+
+    /// Server shutdown: idle connections go now, busy ones after their current exchange.
+    func shutdownGracefully() {
+        isShuttingDown = true
+        closeAfterResponse = true
+        if case .readingHead(let since) = phase, since == nil { close() }
+    }
+
+    /// Ends the connection now; a body in progress is reported to its sink as aborted.
+    func abort(reason: BodyAbortReason) {
+        let sink: (any HTTPBodySink)? = if case .readingBody = phase { bodySink } else { nil }
+        flushPendingBody()
+        detachSink()
+        close()
+        sink?.bodyAborted(reason)
+    }
+
+    private func closeGracefully() {
+        guard phase.isOpen else { return }
+        phase = .closed
+        stream.shutdown { [self] _ in finalClose() }
+    }
+
+    func close() {
+        guard phase.isOpen else { return }
+        phase = .closed
+        finalClose()
+    }
+
+    private func finalClose() {
+        wantsRead = false
+        pendingBody = nil
+        exchange = nil
+        stream.close { [self] in
+            chunk = nil
+            context.connectionDidClose(self)
+        }
+    }
+}
+
+
+/// The handler's view of one request. Calls from a handler that outlived its request (a late response
+/// after a takeover, a timer) are ignored rather than corrupting the next exchange on the connection.
+final class Exchange: HTTPExchange {
+    let head: RequestHead
+    private let connection: HTTPConnection
+    private let sequence: UInt64
+    private var hasResponded = false
+
+    init(head: RequestHead, connection: HTTPConnection, sequence: UInt64) {
+        self.head = head
+        self.connection = connection
+        self.sequence = sequence
+    }
+
+    var executor: any LoopExecutor { connection.context.executor }
+    var isSecure: Bool { false }
+
+    private var isCurrent: Bool { connection.currentSequence == sequence && !hasResponded }
+
+    func readBody(into sink: any HTTPBodySink) {
+        guard isCurrent else { return }
+        connection.exchangeReadBody(into: sink)
+    }
+
+    func respond(_ response: HTTPResponse) {
+        guard isCurrent else { return }
+        hasResponded = true
+        connection.exchangeRespond(response, bodyLength: nil, source: nil)
+    }
+
+    func respond(_ response: HTTPResponse, bodyLength: Int64, source: any HTTPBodySource) {
+        guard isCurrent else {
+            source.cancel()
+            return
+        }
+        hasResponded = true
+        connection.exchangeRespond(response, bodyLength: bodyLength, source: source)
+    }
+}
+
+extension HTTPConnection {
+    /// The sequence number of the exchange in progress, 0 when none is.
+    var currentSequence: UInt64 { exchange == nil ? 0 : requestSequence }
+}

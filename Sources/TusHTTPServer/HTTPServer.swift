@@ -1,0 +1,110 @@
+public import TusHTTP1
+import TusLoop
+import Dispatch
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A multi-loop HTTP/1.1 server: `configuration.loops` event loops, each on its own thread with its own
+/// listening socket on the same port (SO_REUSEPORT; the kernel spreads connections), each owning its
+/// connections outright.
+///
+/// Synchronization boundary: loops share nothing but this object's immutable configuration, the handler
+/// (which is `Sendable` and guards its own shared state) and `connectionCount` (an atomic). Everything a
+/// connection touches belongs to its loop's thread.
+public final class HTTPServer: Sendable {
+    public let configuration: HTTPServerConfiguration
+    let handler: any HTTPRequestHandler
+    let log: ServerLogSink
+    let minimumLogLevel: ServerLogLevel
+    let connectionCount = Atomic<Int>(0)
+    private let state = Mutex<RunState>(RunState())
+
+    private struct RunState: @unchecked Sendable {
+        var contexts: [LoopContext] = []
+        var port: Int = 0
+        var isShuttingDown = false
+    }
+
+    public init(
+        configuration: HTTPServerConfiguration, handler: any HTTPRequestHandler,
+        minimumLogLevel: ServerLogLevel = .info, log: @escaping ServerLogSink = { _, _ in }
+    ) {
+        self.configuration = configuration
+        self.handler = handler
+        self.minimumLogLevel = minimumLogLevel
+        self.log = log
+    }
+
+    /// The bound port (the real one when 0 was asked), valid after `start()`.
+    public var port: Int { state.withLock { $0.port } }
+
+    /// Executors of the running loops, so the application can schedule its own periodic work on them.
+    public var executors: [any LoopExecutor] { state.withLock { $0.contexts.map(\.executor) } }
+
+    /// Binds every loop's listener, then starts the loop threads. Throws if the address can't be bound.
+    public func start() throws {
+        // A peer that resets a connection mid-write must not kill the process.
+        signal(SIGPIPE, SIG_IGN)
+        let raised = raiseOpenFileLimit()
+        logIf(.debug, "open file limit \(raised)")
+
+        var contexts: [LoopContext] = []
+        var port = configuration.port
+        for index in 0..<max(1, configuration.loops) {
+            let loop = try EventLoop()
+            let listener = try TCPListener(
+                loop: loop, host: configuration.host, port: port, reusePort: configuration.loops > 1)
+            // Later listeners must join the port the first one got when 0 was asked.
+            port = listener.localPort
+            contexts.append(LoopContext(index: index, loop: loop, listener: listener, server: self))
+        }
+        state.withLock {
+            $0.contexts = contexts
+            $0.port = port
+        }
+        // Return only once every loop listens, so a caller that connects right after start() is not refused.
+        let listening = DispatchSemaphore(value: 0)
+        for context in contexts {
+            let bound = LoopBound(context)
+            context.loop.execute {
+                bound.value.startAccepting()
+                listening.signal()
+            }
+            context.loop.runOnNewThread(name: "tus-loop-\(context.index)")
+        }
+        for _ in contexts { listening.wait() }
+    }
+
+    /// Stops accepting, lets in-flight requests finish within the shutdown timeout, then aborts what is
+    /// left (handlers hear `.shutdown`) and ends the loops. Safe from any thread, idempotent.
+    public func shutdown() {
+        let contexts: [LoopContext] = state.withLock {
+            if $0.isShuttingDown { return [] }
+            $0.isShuttingDown = true
+            return $0.contexts
+        }
+        for context in contexts {
+            let bound = LoopBound(context)
+            context.loop.execute { bound.value.beginShutdown() }
+        }
+    }
+
+    /// Blocks until every loop thread has ended (after `shutdown()`).
+    public func wait() {
+        let contexts = state.withLock { $0.contexts }
+        for context in contexts { context.loop.join() }
+        state.withLock { $0.contexts = [] }
+    }
+
+    func logIf(_ level: ServerLogLevel, _ message: @autoclosure () -> String) {
+        if level >= minimumLogLevel { log(level, message()) }
+    }
+}
+
+/// Moves a loop-confined reference across a thread hop whose far end is that same loop.
+struct LoopBound<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}

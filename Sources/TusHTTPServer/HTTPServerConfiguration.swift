@@ -1,0 +1,37 @@
+public import TusHTTP1
+
+/// Everything the HTTP engine needs to know; the executable fills it from flags.
+public struct HTTPServerConfiguration: Sendable {
+    public var host: String = "0.0.0.0"
+    /// 0 lets the kernel pick; `HTTPServer.port` tells which.
+    public var port: Int = 8080
+    /// One event loop per thread, all accepting on the same port through SO_REUSEPORT.
+    public var loops: Int = 1
+    /// Connections beyond this are answered 503 and closed at once.
+    public var maxConnections: Int = 10_000
+    /// Time allowed for a complete request head once its first byte arrived (slowloris guard).
+    public var headTimeoutMilliseconds: UInt64 = 30_000
+    /// How long a keep-alive connection may sit idle between requests.
+    public var idleTimeoutMilliseconds: UInt64 = 60_000
+    /// A body that makes no progress for this long is aborted and the connection closed; the handler is
+    /// told (`.timeout`) so it can keep what it stored.
+    public var bodyTimeoutMilliseconds: UInt64 = 60_000
+    /// Grace period for in-flight requests after SIGTERM/SIGINT.
+    public var shutdownTimeoutMilliseconds: UInt64 = 10_000
+    public var parserLimits = HTTPParserLimits()
+    /// Size of the chunks body bytes are read into. Each chunk goes to the file writer without a copy.
+    public var readChunkSize: Int = 256 * 1024
+    /// Body fragments a connection may have in flight to the handler before it stops reading the socket.
+    /// With `readChunkSize` this bounds the memory one upload can pin.
+    public var maxOutstandingFragments: Int = 4
+
+    public init() {}
+}
+
+public enum ServerLogLevel: Int, Sendable, Comparable {
+    case trace, debug, info, notice, warning, error
+    public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
+}
+
+/// The engine logs through this so that it does not depend on a logging library; the executable bridges it.
+public typealias ServerLogSink = @Sendable (ServerLogLevel, String) -> Void

@@ -1,0 +1,124 @@
+import TusHTTP1
+import TusLoop
+
+/// Per-loop server state: the listener, the live connections and the timeout sweep. Confined to its loop.
+///
+/// Timeouts use one sweep timer per loop instead of one timer per connection: an idle connection then
+/// costs no libuv handle beyond its socket, which is what keeps 10,000 idle connections cheap.
+final class LoopContext {
+    let index: Int
+    let loop: EventLoop
+    let executor: LoopExecutorAdapter
+    private let listener: TCPListener
+    /// Strong on purpose: loops must not outlive the server's configuration; `HTTPServer.wait()` breaks the cycle.
+    let server: HTTPServer
+    private var connections: [ObjectIdentifier: HTTPConnection] = [:]
+    private var sweepTimer: TusLoop.Timer?
+    private var shutdownTimer: TusLoop.Timer?
+    private(set) var isShuttingDown = false
+
+    init(index: Int, loop: EventLoop, listener: TCPListener, server: HTTPServer) {
+        self.index = index
+        self.loop = loop
+        self.listener = listener
+        self.server = server
+        self.executor = LoopExecutorAdapter(loop)
+    }
+
+    func startAccepting() {
+        do {
+            try listener.listen { [unowned self] stream in self.accept(stream) }
+        } catch {
+            server.logIf(.error, "loop \(index): listen failed: \(error)")
+            return
+        }
+        let timer = TusLoop.Timer(loop: loop)
+        timer.start(afterMilliseconds: 500, repeatMilliseconds: 500) { [unowned self] in self.sweepDeadlines() }
+        sweepTimer = timer
+    }
+
+    private func accept(_ stream: TCPStream) {
+        let limit = server.configuration.maxConnections
+        let count = server.connectionCount.add(1, ordering: .relaxed).newValue
+        if count > limit || isShuttingDown {
+            server.connectionCount.subtract(1, ordering: .relaxed)
+            let text = isShuttingDown ? "server shutting down" : "too many connections"
+            let bytes = ResponseEncoder.encode(
+                HTTPResponse(status: .serviceUnavailable, text: text), version: .http1_1, keepAlive: false)
+            stream.write(bytes) { _ in stream.close() }
+            return
+        }
+        stream.setNoDelay(true)
+        let connection = HTTPConnection(stream: stream, context: self)
+        connections[ObjectIdentifier(connection)] = connection
+        connection.start()
+    }
+
+    func connectionDidClose(_ connection: HTTPConnection) {
+        guard connections.removeValue(forKey: ObjectIdentifier(connection)) != nil else { return }
+        server.connectionCount.subtract(1, ordering: .relaxed)
+        if isShuttingDown && connections.isEmpty { finishShutdown() }
+    }
+
+    private func sweepDeadlines() {
+        let now = loop.nowMilliseconds
+        for connection in connections.values { connection.checkDeadline(now: now) }
+    }
+
+    func beginShutdown() {
+        guard !isShuttingDown else { return }
+        isShuttingDown = true
+        listener.close()
+        for connection in connections.values { connection.shutdownGracefully() }
+        if connections.isEmpty {
+            finishShutdown()
+            return
+        }
+        let timer = TusLoop.Timer(loop: loop)
+        timer.start(afterMilliseconds: server.configuration.shutdownTimeoutMilliseconds) { [unowned self] in
+            for connection in self.connections.values { connection.abort(reason: .shutdown) }
+        }
+        shutdownTimer = timer
+    }
+
+    private func finishShutdown() {
+        sweepTimer?.close()
+        sweepTimer = nil
+        shutdownTimer?.close()
+        shutdownTimer = nil
+        loop.stop()
+    }
+}
+
+/// The loop as the layers above see it (`TusHTTP1.LoopExecutor`).
+final class LoopExecutorAdapter: LoopExecutor {
+    private let loop: EventLoop
+    init(_ loop: EventLoop) { self.loop = loop }
+
+    func execute(_ work: @escaping @Sendable () -> Void) { loop.execute(work) }
+
+    func schedule(afterMilliseconds milliseconds: UInt64, _ work: @escaping () -> Void) -> any Cancellable {
+        let timer = TusLoop.Timer(loop: loop)
+        let token = TimerCancellable(timer)
+        timer.start(afterMilliseconds: milliseconds) {
+            token.fire()
+            work()
+        }
+        return token
+    }
+
+    var inLoop: Bool { loop.inLoop }
+}
+
+private final class TimerCancellable: Cancellable {
+    private var timer: TusLoop.Timer?
+    init(_ timer: TusLoop.Timer) { self.timer = timer }
+    func fire() {
+        timer?.close()
+        timer = nil
+    }
+    func cancel() {
+        timer?.stop()
+        fire()
+    }
+}

@@ -1,0 +1,35 @@
+public import TusHTTP1
+
+/// Exclusive access to one upload, held by one request at a time (a PATCH, a DELETE, a creation-with-upload).
+public protocol UploadLock: AnyObject, Sendable {
+    /// Hands the upload to the next waiter, if any. Call once, from the loop that acquired the lock.
+    func release()
+}
+
+public enum UploadLockError: Error, Sendable, Equatable {
+    /// The holder did not release within the timeout (its writes are stuck).
+    case timedOut
+}
+
+/// Serializes writers per upload across every loop, with release on request (tusd `Locker`:
+/// `Lock(ctx, requestRelease)`).
+///
+/// A request that finds the upload locked asks the holder to give it up (a dead client's PATCH can
+/// otherwise keep an upload for as long as the read timeout) and waits, bounded by a timeout.
+public protocol UploadLocker: AnyObject, Sendable {
+    /// Acquires the lock for `id`.
+    ///
+    /// - `executor`: the caller's loop. `completion` runs there (possibly synchronously, before `lock`
+    ///   returns, when the lock is free), and the timeout timer is scheduled there, so call on that loop.
+    /// - `onReleaseRequested`: called on `executor` (through `execute`) while this caller holds the lock and
+    ///   another request wants it. The holder should stop, persist, and `release()` soon. It may be called
+    ///   more than once.
+    /// - Waiters are served in arrival order; if more are waiting, each new holder is asked to release too.
+    func lock(
+        id: String, executor: any LoopExecutor, timeoutMilliseconds: UInt64,
+        onReleaseRequested: @escaping () -> Void,
+        completion: @escaping (Result<any UploadLock, UploadLockError>) -> Void)
+
+    /// Acquires the lock only if nobody holds it (the expiry sweep must not wait for, or disturb, writers).
+    func tryLock(id: String, executor: any LoopExecutor, onReleaseRequested: @escaping () -> Void) -> (any UploadLock)?
+}

@@ -1,0 +1,116 @@
+import TusHTTP1
+
+extension TusHandler {
+    /// Validates everything the head can tell before taking the lock or reading a byte (415, 400 for
+    /// offset/length/checksum, 404/410), then takes the upload's lock (asking a previous holder to let go),
+    /// re-checks against the now-stable state (409, deferred length), and streams the body.
+    func handlePatch(_ request: TusRequest, id: String) {
+        let headers = request.head.headers
+        guard Self.isOffsetStream(headers["Content-Type"]) else { return fail(request, .invalidContentType) }
+        guard let offsetText = headers["Upload-Offset"], let offset = HeaderInteger.parse(offsetText) else {
+            return fail(request, .invalidOffset)
+        }
+        var declaredLength: Int64?
+        if let lengthText = headers["Upload-Length"] {
+            guard let length = HeaderInteger.parse(lengthText) else { return fail(request, .invalidUploadLength) }
+            declaredLength = length
+        }
+        let checksum: UploadChecksum?
+        switch parseChecksum(request) {
+        case .failure(let error): return fail(request, error)
+        case .success(let parsed): checksum = parsed
+        }
+        switch liveLookup(id) {
+        case .notFound: return fail(request, .notFound)
+        case .gone: return fail(request, .gone)
+        case .found: break
+        }
+        let holder = LockHolder()
+        locker.lock(
+            id: id, executor: request.exchange.executor,
+            timeoutMilliseconds: configuration.lockReleaseTimeoutMilliseconds,
+            onReleaseRequested: { holder.requestRelease() }
+        ) { [self] result in
+            switch result {
+            case .failure: fail(request, .uploadLocked)
+            case .success(let lock):
+                patchLocked(
+                    request, id: id, offset: offset, declaredLength: declaredLength, checksum: checksum, lock: lock,
+                    holder: holder)
+            }
+        }
+    }
+
+    private func patchLocked(
+        _ request: TusRequest, id: String, offset: Int64, declaredLength: Int64?, checksum: UploadChecksum?,
+        lock: any UploadLock, holder: LockHolder
+    ) {
+        func reject(_ error: TusError, closeConnection: Bool = false) {
+            lock.release()
+            fail(request, error, closeConnection: closeConnection)
+        }
+        if holder.isReleaseRequested { return reject(.uploadInterrupted) }
+        let info: UploadInfo
+        switch liveLookup(id) {
+        case .notFound: return reject(.notFound)
+        case .gone: return reject(.gone)
+        case .found(let found): info = found
+        }
+        guard offset == info.offset else { return reject(.mismatchedOffset) }
+        var length = info.length
+        if let declaredLength {
+            // "Once set the length MUST NOT be changed", not even to the same value (tusd does the same).
+            guard info.isLengthDeferred else { return reject(.lengthAlreadySet) }
+            guard declaredLength >= info.offset else { return reject(.lengthBelowOffset) }
+            if let maxSize = configuration.maxSize, declaredLength > maxSize {
+                return reject(.maxSizeExceeded, closeConnection: request.head.bodyFraming.hasBody)
+            }
+            length = declaredLength
+        }
+        let limit = byteLimit(length: length, offset: offset)
+        if let known = request.head.bodyFraming.knownLength, let limit, known > limit {
+            // Close instead of draining: the client learns at once, and nothing is read.
+            return reject(.uploadSizeExceeded, closeConnection: true)
+        }
+        let openWriter = { [self] in
+            store.openWriter(id: id, startingAt: offset, discardable: checksum != nil) { [self] result in
+                switch result {
+                case .failure(let error): reject(Self.mapStoreError(error))
+                case .success(let writer):
+                    UploadAppend(
+                        handler: self, request: request, writer: writer, lock: lock, holder: holder, limit: limit,
+                        checksum: checksum, purpose: .patch
+                    ).start()
+                }
+            }
+        }
+        guard let declaredLength else { return openWriter() }
+        store.declareLength(id: id, length: declaredLength) { result in
+            switch result {
+            case .failure(let error): reject(Self.mapStoreError(error))
+            case .success: openWriter()
+            }
+        }
+    }
+
+    /// How many bytes a request starting at `offset` may append: up to the length, or, while the length is
+    /// deferred, up to the maximum size.
+    func byteLimit(length: Int64?, offset: Int64) -> Int64? {
+        if let length { return length - offset }
+        if let maxSize = configuration.maxSize { return maxSize - offset }
+        return nil
+    }
+
+    func parseChecksum(_ request: TusRequest) -> Result<UploadChecksum?, TusError> {
+        guard let header = request.head.headers["Upload-Checksum"] else { return .success(nil) }
+        guard checksumEnabled else { return .failure(.unsupportedChecksumAlgorithm) }
+        return UploadChecksum.parse(header, enabled: configuration.checksumAlgorithms).map { $0 }
+    }
+
+    /// `application/offset+octet-stream`, ignoring case and parameters.
+    static func isOffsetStream(_ contentType: String?) -> Bool {
+        guard let contentType else { return false }
+        let mediaType = contentType.split(separator: ";", maxSplits: 1).first.map { String($0).trimmingSpaces() } ?? ""
+        return mediaType.equalsIgnoringASCIICase("application/offset+octet-stream")
+    }
+}

@@ -1,0 +1,143 @@
+public import TusHTTP1
+
+/// What the server knows about one upload. Persisted by stores (hence `Codable`), and copied freely.
+public struct UploadInfo: Codable, Sendable, Equatable {
+    /// `[A-Za-z0-9_-]{1,128}`, validated by the handler before any store sees it.
+    public var id: String
+    /// nil while the length is deferred (`Upload-Defer-Length: 1`); once set it never changes.
+    public var length: Int64?
+    /// Bytes stored and committed (or, for non-discardable writers, stored so far).
+    public var offset: Int64
+    /// The `Upload-Metadata` header exactly as received; nil when absent or blank. Kept raw because the spec
+    /// says HEAD returns the value "as specified by the Client".
+    public var metadata: String?
+    /// Unix seconds.
+    public var createdAt: Int64
+    /// Unix seconds after which an unfinished upload is gone; nil = never (finished, or expiration off).
+    public var expiresAt: Int64?
+
+    public init(
+        id: String, length: Int64?, offset: Int64 = 0, metadata: String? = nil, createdAt: Int64,
+        expiresAt: Int64? = nil
+    ) {
+        self.id = id
+        self.length = length
+        self.offset = offset
+        self.metadata = metadata
+        self.createdAt = createdAt
+        self.expiresAt = expiresAt
+    }
+
+    public var isLengthDeferred: Bool { length == nil }
+    public var isComplete: Bool { length == offset }
+}
+
+/// The answer to "does this upload exist?", which must be cheap: HEAD answers from it without I/O.
+public enum UploadLookup: Sendable, Equatable {
+    case found(UploadInfo)
+    /// Terminated or expired, and still remembered (answered 410 rather than 404).
+    case gone
+    case notFound
+}
+
+/// Why an upload's data and state are removed; stores remember both as `.gone`.
+public enum UploadRemovalReason: Sendable, Equatable {
+    case terminated
+    case expired
+}
+
+public enum StoreError: Error, Sendable, Equatable {
+    case notFound
+    case gone
+    /// The id is already taken (create).
+    case alreadyExists
+    /// A write would pass `length`, or a declared length is below the offset: a handler bug, never a client's.
+    case exceedsLength
+    /// The length was already declared.
+    case lengthAlreadySet
+    /// An I/O failure; the message is for logs only, never for clients.
+    case io(String)
+}
+
+/// What a store can do beyond the core protocol. `Tus-Extension` is computed from this, never hand-written.
+public struct UploadStoreCapabilities: OptionSet, Sendable {
+    public let rawValue: Int
+    public init(rawValue: Int) { self.rawValue = rawValue }
+
+    /// `remove(id:reason: .terminated)` works (the `termination` extension).
+    public static let termination = UploadStoreCapabilities(rawValue: 1 << 0)
+    /// Discardable writers can roll back, also across a crash (needed for the `checksum` extension).
+    public static let discardableWrites = UploadStoreCapabilities(rawValue: 1 << 1)
+    /// `openReader` works (GET downloads).
+    public static let download = UploadStoreCapabilities(rawValue: 1 << 2)
+
+    public static let all: UploadStoreCapabilities = [.termination, .discardableWrites, .download]
+}
+
+/// Where uploads live.
+///
+/// Threading: the store is shared by every loop (hence `Sendable`), but each call is made on a loop thread
+/// and its completion MUST run on that same thread (a file store uses the calling loop for its fs
+/// requests; an in-memory store may call completions synchronously, before the call returns). Callers
+/// must cope with both.
+///
+/// Concurrency between requests is the handler's job: it holds the upload's `UploadLocker` lock around
+/// every writer and around `remove`, so a store never sees two writers for one upload. `lookup` may run
+/// concurrently with a writer (HEAD takes no lock), so the in-memory state it reads needs its own guard.
+public protocol UploadStore: AnyObject, Sendable {
+    var capabilities: UploadStoreCapabilities { get }
+
+    /// Synchronous and in-memory: the HEAD hot path. Expiry is NOT applied here (the handler owns the clock):
+    /// an expired upload that was not swept yet is still `.found`.
+    func lookup(_ id: String) -> UploadLookup
+
+    /// Creates an empty upload (`info.offset` is 0). Durable before completion reports success, so a
+    /// `201` always names an upload that survives a restart.
+    func create(_ info: UploadInfo, completion: @escaping (Result<UploadInfo, StoreError>) -> Void)
+
+    /// Sets the length of a deferred upload, once (`lengthAlreadySet` otherwise; `exceedsLength` when below
+    /// the offset).
+    func declareLength(id: String, length: Int64, completion: @escaping (Result<UploadInfo, StoreError>) -> Void)
+
+    /// Starts appending at `offset`, which the handler has checked equals the current offset.
+    ///
+    /// `discardable` is true when the bytes may have to be thrown away (the request carries `Upload-Checksum`):
+    /// until `commit`, `lookup` keeps reporting the starting offset, and a crash before `commit` must leave
+    /// the upload at the starting offset on recovery. When false, `lookup` shows progress as each write
+    /// completes, and a crash keeps whatever reached the disk.
+    func openWriter(
+        id: String, startingAt offset: Int64, discardable: Bool,
+        completion: @escaping (Result<any UploadWriter, StoreError>) -> Void)
+
+    /// Deletes data and state; afterwards `lookup` answers `.gone` (for as long as the store remembers).
+    func remove(id: String, reason: UploadRemovalReason, completion: @escaping (Result<Void, StoreError>) -> Void)
+
+    /// Opens the stored bytes for reading (downloads). Callers read only below the offset they looked up.
+    func openReader(id: String, completion: @escaping (Result<any UploadReader, StoreError>) -> Void)
+
+    /// Unfinished uploads whose `expiresAt` is at or before `now` (unix seconds). Synchronous, in-memory.
+    func listExpired(now: Int64) -> [String]
+}
+
+/// One PATCH's (or creation-with-upload POST's) appends.
+///
+/// Calls come in order on one loop thread: any number of `write`s (the next may be issued before the
+/// previous completes; the store keeps them in order), then exactly one of `commit` or `rollback`, issued
+/// only after every write completed. After that the writer is finished.
+public protocol UploadWriter: AnyObject {
+    /// Appends the fragment's bytes. Completion gets the offset after this write. The store keeps a
+    /// reference to the fragment until the bytes are written (no copy needed).
+    func write(_ fragment: BodyFragment, completion: @escaping (Result<Int64, StoreError>) -> Void)
+    /// Makes every written byte durable and visible, and sets the new expiry (nil = never). Completion
+    /// gets the resulting state. Acknowledging bytes to the client happens only after this.
+    func commit(expiresAt: Int64?, completion: @escaping (Result<UploadInfo, StoreError>) -> Void)
+    /// Truncates back to the starting offset (checksum mismatch, interrupted checksummed request).
+    func rollback(completion: @escaping (Result<UploadInfo, StoreError>) -> Void)
+}
+
+/// Reads stored bytes, on the loop thread that opened it.
+public protocol UploadReader: AnyObject {
+    /// Up to `maxLength` bytes from `offset`; fewer (never zero unless at the end of the data) is fine.
+    func read(at offset: Int64, maxLength: Int, completion: @escaping (Result<BodyFragment, StoreError>) -> Void)
+    func close()
+}

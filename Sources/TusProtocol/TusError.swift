@@ -1,0 +1,122 @@
+public import TusHTTP1
+
+/// Every protocol error the handler answers, in one table (tusd `unrouted_handler.go` errors): status, a
+/// stable machine code, and a short message for the text body.
+public enum TusError: Error, Sendable, Equatable, CaseIterable {
+    case unsupportedVersion
+    case notFound
+    case gone
+    case methodNotAllowed
+    case extensionNotSupported
+    case invalidContentType
+    case invalidOffset
+    case mismatchedOffset
+    case invalidUploadLength
+    case ambiguousUploadLength
+    case invalidDeferLength
+    case lengthAlreadySet
+    case lengthBelowOffset
+    case maxSizeExceeded
+    case uploadSizeExceeded
+    case invalidMetadata
+    case invalidChecksumHeader
+    case unsupportedChecksumAlgorithm
+    case checksumMismatch
+    case uploadLocked
+    /// Another request took the upload over (its client is probably gone). 400, not 5xx, so that two live
+    /// clients sharing an upload do not keep retrying and taking it from each other.
+    case uploadInterrupted
+    /// Read timeout and connection reset are 5xx on purpose: clients retry 5xx, not 4xx (tusd).
+    case readTimeout
+    case connectionLost
+    case malformedBody
+    case serverShuttingDown
+    case storeFailure
+    case rangeNotSatisfiable
+
+    public var status: HTTPStatus {
+        switch self {
+        case .unsupportedVersion: .preconditionFailed
+        case .notFound: .notFound
+        case .gone: .gone
+        case .methodNotAllowed: .methodNotAllowed
+        case .extensionNotSupported: .notImplemented
+        case .invalidContentType: .unsupportedMediaType
+        case .invalidOffset, .invalidUploadLength, .ambiguousUploadLength, .invalidDeferLength, .lengthAlreadySet,
+            .lengthBelowOffset, .invalidMetadata, .invalidChecksumHeader, .unsupportedChecksumAlgorithm,
+            .uploadInterrupted, .malformedBody:
+            .badRequest
+        case .mismatchedOffset: .conflict
+        case .maxSizeExceeded, .uploadSizeExceeded: .payloadTooLarge
+        case .checksumMismatch: .checksumMismatch
+        case .uploadLocked: .locked
+        case .readTimeout, .connectionLost, .storeFailure: .internalServerError
+        case .serverShuttingDown: .serviceUnavailable
+        case .rangeNotSatisfiable: .rangeNotSatisfiable
+        }
+    }
+
+    public var code: String {
+        switch self {
+        case .unsupportedVersion: "ERR_UNSUPPORTED_VERSION"
+        case .notFound: "ERR_UPLOAD_NOT_FOUND"
+        case .gone: "ERR_UPLOAD_GONE"
+        case .methodNotAllowed: "ERR_METHOD_NOT_ALLOWED"
+        case .extensionNotSupported: "ERR_NOT_IMPLEMENTED"
+        case .invalidContentType: "ERR_INVALID_CONTENT_TYPE"
+        case .invalidOffset: "ERR_INVALID_OFFSET"
+        case .mismatchedOffset: "ERR_MISMATCHED_OFFSET"
+        case .invalidUploadLength: "ERR_INVALID_UPLOAD_LENGTH"
+        case .ambiguousUploadLength: "ERR_AMBIGUOUS_UPLOAD_LENGTH"
+        case .invalidDeferLength: "ERR_INVALID_UPLOAD_DEFER_LENGTH"
+        case .lengthAlreadySet: "ERR_UPLOAD_LENGTH_ALREADY_SET"
+        case .lengthBelowOffset: "ERR_UPLOAD_LENGTH_BELOW_OFFSET"
+        case .maxSizeExceeded: "ERR_MAX_SIZE_EXCEEDED"
+        case .uploadSizeExceeded: "ERR_UPLOAD_SIZE_EXCEEDED"
+        case .invalidMetadata: "ERR_INVALID_METADATA"
+        case .invalidChecksumHeader: "ERR_INVALID_CHECKSUM_HEADER"
+        case .unsupportedChecksumAlgorithm: "ERR_UNSUPPORTED_CHECKSUM_ALGORITHM"
+        case .checksumMismatch: "ERR_CHECKSUM_MISMATCH"
+        case .uploadLocked: "ERR_UPLOAD_LOCKED"
+        case .uploadInterrupted: "ERR_UPLOAD_INTERRUPTED"
+        case .readTimeout: "ERR_READ_TIMEOUT"
+        case .connectionLost: "ERR_CONNECTION_LOST"
+        case .malformedBody: "ERR_MALFORMED_BODY"
+        case .serverShuttingDown: "ERR_SERVER_SHUTDOWN"
+        case .storeFailure: "ERR_INTERNAL_SERVER_ERROR"
+        case .rangeNotSatisfiable: "ERR_RANGE_NOT_SATISFIABLE"
+        }
+    }
+
+    public var message: String {
+        switch self {
+        case .unsupportedVersion: "unsupported version (Tus-Resumable must be 1.0.0)"
+        case .notFound: "upload not found"
+        case .gone: "upload terminated or expired"
+        case .methodNotAllowed: "method not allowed on this resource"
+        case .extensionNotSupported: "extension not supported by this server"
+        case .invalidContentType: "Content-Type must be application/offset+octet-stream"
+        case .invalidOffset: "missing or invalid Upload-Offset header"
+        case .mismatchedOffset: "Upload-Offset does not match the upload's current offset"
+        case .invalidUploadLength: "missing or invalid Upload-Length header"
+        case .ambiguousUploadLength: "Upload-Length and Upload-Defer-Length must not both be set"
+        case .invalidDeferLength: "Upload-Defer-Length must be 1"
+        case .lengthAlreadySet: "the upload's length is already set and cannot change"
+        case .lengthBelowOffset: "Upload-Length is below the upload's offset"
+        case .maxSizeExceeded: "upload is larger than the maximum size"
+        case .uploadSizeExceeded: "body would exceed the upload's length"
+        case .invalidMetadata: "invalid Upload-Metadata header"
+        case .invalidChecksumHeader: "invalid Upload-Checksum header"
+        case .unsupportedChecksumAlgorithm: "unsupported checksum algorithm"
+        case .checksumMismatch: "checksum mismatch; the request's bytes were discarded"
+        case .uploadLocked: "upload is in use by another request"
+        case .uploadInterrupted: "upload was taken over by another request for this upload"
+        case .readTimeout: "timed out reading the request body"
+        case .connectionLost: "connection lost while reading the request body"
+        case .malformedBody: "malformed request body"
+        case .serverShuttingDown: "server is shutting down"
+        case .storeFailure: "storage failure"
+        case .rangeNotSatisfiable: "requested range not satisfiable"
+        }
+    }
+}

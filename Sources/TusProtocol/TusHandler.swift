@@ -1,0 +1,191 @@
+public import TusHTTP1
+import TusCrypto
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// The tus 1.0.0 server: routes each request by (overridden) method and path to one of the files in
+/// `Methods/`. No sockets, no loop: everything arrives through `HTTPExchange`, so the same code runs
+/// under the libuv server and under `FakeExchange` in tests.
+///
+/// Threading: one instance serves every loop. Its own state is immutable; shared mutable state lives in
+/// the store and the locker, each behind its own mutex. Per-request state (`UploadAppend`) belongs to the
+/// request's loop.
+public final class TusHandler: HTTPRequestHandler {
+    public static let version = "1.0.0"
+
+    public let configuration: TusConfiguration
+    public let store: any UploadStore
+    public let locker: any UploadLocker
+    /// Unix seconds; injected so expiry is testable.
+    let now: @Sendable () -> Int64
+
+    public init(
+        configuration: TusConfiguration = TusConfiguration(), store: any UploadStore,
+        locker: any UploadLocker = MemoryLocker(), now: @escaping @Sendable () -> Int64 = TusHandler.systemNow
+    ) {
+        self.configuration = configuration
+        self.store = store
+        self.locker = locker
+        self.now = now
+    }
+
+    @Sendable public static func systemNow() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Int64(spec.tv_sec)
+    }
+
+    /// `Tus-Extension`, computed from what the store and configuration actually support.
+    public var extensions: [String] {
+        var list = ["creation", "creation-with-upload", "creation-defer-length"]
+        if store.capabilities.contains(.termination) { list.append("termination") }
+        if checksumEnabled { list.append("checksum") }
+        if configuration.expirationSeconds > 0 { list.append("expiration") }
+        return list
+    }
+
+    var checksumEnabled: Bool {
+        !configuration.checksumAlgorithms.isEmpty && store.capabilities.contains(.discardableWrites)
+    }
+
+    // MARK: Routing
+
+    enum Route: Equatable {
+        case creation
+        case upload(String)
+        case outside
+    }
+
+    func route(_ path: Substring) -> Route {
+        let base = configuration.basePath
+        if path == base || path == base.dropLast() { return .creation }
+        guard path.hasPrefix(base) else { return .outside }
+        let id = path.dropFirst(base.count)
+        return Self.isValidUploadID(id) ? .upload(String(id)) : .outside
+    }
+
+    /// `[A-Za-z0-9_-]{1,128}`: rules out `..`, `/`, and every %-encoding before a store sees the id.
+    static func isValidUploadID(_ id: Substring) -> Bool {
+        guard !id.isEmpty, id.utf8.count <= 128 else { return false }
+        return id.utf8.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"), UInt8(ascii: "-"):
+                true
+            default: false
+            }
+        }
+    }
+
+    public func handle(_ head: RequestHead, exchange: any HTTPExchange) {
+        var method = head.method
+        // "The actual method of the request MUST be ignored" (spec), whatever it is.
+        if let override = head.headers["X-HTTP-Method-Override"] {
+            guard let overridden = HTTPMethod(rawValue: override.trimmingSpaces().uppercased()) else {
+                let request = TusRequest(head: head, exchange: exchange, method: head.method)
+                return fail(request, .methodNotAllowed)
+            }
+            method = overridden
+        }
+        let request = TusRequest(head: head, exchange: exchange, method: method)
+
+        if method == .OPTIONS { return handleOptions(request) }
+        // GET serves browsers, which cannot send the header (tusd skips the check for GET as well).
+        if method != .GET && head.headers["Tus-Resumable"]?.trimmingSpaces() != Self.version {
+            return fail(request, .unsupportedVersion)
+        }
+        switch (route(head.path), method) {
+        case (.outside, _): fail(request, .notFound)
+        case (.creation, .POST): handlePost(request)
+        case (.creation, _): fail(request, .methodNotAllowed, headers: ["Allow": "POST, OPTIONS"])
+        case (.upload(let id), .HEAD): handleHead(request, id: id)
+        case (.upload(let id), .PATCH): handlePatch(request, id: id)
+        case (.upload(let id), .DELETE): handleDelete(request, id: id)
+        case (.upload(let id), .GET): handleGet(request, id: id)
+        case (.upload, _): fail(request, .methodNotAllowed, headers: ["Allow": uploadMethods])
+        }
+    }
+
+    private var uploadMethods: String {
+        store.capabilities.contains(.termination) ? "HEAD, PATCH, GET, DELETE, OPTIONS" : "HEAD, PATCH, GET, OPTIONS"
+    }
+
+    // MARK: Shared helpers
+
+    /// Like `store.lookup`, with expiry applied: an unfinished upload past its `expiresAt` is gone even
+    /// before the sweep removes it.
+    func liveLookup(_ id: String) -> UploadLookup {
+        let result = store.lookup(id)
+        if case .found(let info) = result, isExpired(info) { return .gone }
+        return result
+    }
+
+    func isExpired(_ info: UploadInfo) -> Bool {
+        guard configuration.expirationSeconds > 0, !info.isComplete, let expiresAt = info.expiresAt else {
+            return false
+        }
+        return expiresAt <= now()
+    }
+
+    /// The expiry a write made now gives an unfinished upload (sliding expiration).
+    func nextExpiry() -> Int64? {
+        configuration.expirationSeconds > 0 ? now() + configuration.expirationSeconds : nil
+    }
+
+    /// Headers every response describing an upload's progress carries.
+    func addExpiry(_ info: UploadInfo, to headers: inout HTTPHeaders) {
+        if configuration.expirationSeconds > 0, !info.isComplete, let expiresAt = info.expiresAt {
+            headers.add("Upload-Expires", HTTPDate.format(unixSeconds: expiresAt))
+        }
+    }
+
+    func fail(
+        _ request: TusRequest, _ error: TusError, headers: HTTPHeaders = [:], closeConnection: Bool = false
+    ) {
+        var headers = headers
+        if error == .unsupportedVersion { headers.add("Tus-Version", Self.version) }
+        var response = HTTPResponse(
+            status: error.status, headers: headers, text: "\(error.code): \(error.message)",
+            closeConnection: closeConnection)
+        if request.isHead { response.body = [] }
+        send(request, response)
+    }
+
+    /// The one exit for responses: adds the headers every response carries and strips bodies from HEAD.
+    func send(_ request: TusRequest, _ response: HTTPResponse) {
+        var response = response
+        addCommonHeaders(request, to: &response.headers)
+        if request.isHead { response.body = [] }
+        request.exchange.respond(response)
+    }
+
+    func addCommonHeaders(_ request: TusRequest, to headers: inout HTTPHeaders) {
+        headers.set("Tus-Resumable", Self.version)
+        headers.set("X-Content-Type-Options", "nosniff")
+        addCORSHeaders(request, to: &headers)
+    }
+
+    static func mapStoreError(_ error: StoreError) -> TusError {
+        switch error {
+        case .notFound: .notFound
+        case .gone: .gone
+        case .lengthAlreadySet: .lengthAlreadySet
+        case .exceedsLength: .uploadSizeExceeded
+        case .alreadyExists, .io: .storeFailure
+        }
+    }
+}
+
+/// One request as the handler sees it.
+struct TusRequest {
+    let head: RequestHead
+    let exchange: any HTTPExchange
+    /// After `X-HTTP-Method-Override`.
+    let method: HTTPMethod
+
+    var isHead: Bool { method == .HEAD || head.method == .HEAD }
+}

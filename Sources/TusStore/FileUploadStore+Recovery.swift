@@ -1,0 +1,175 @@
+import Foundation
+import Glibc
+import TusProtocol
+
+/// Startup recovery: synchronous POSIX calls, because it runs once, before any loop serves a request.
+extension FileUploadStore {
+    static func recover(
+        directory: String, policy: FsyncPolicy, log: @escaping @Sendable (String) -> Void
+    ) throws -> [String: UploadInfo] {
+        let fileManager = FileManager.default
+        let names: [String]
+        do {
+            try fileManager.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            names = try fileManager.contentsOfDirectory(atPath: directory).sorted()
+        } catch {
+            throw StoreError.io("upload directory \(directory): \(error)")
+        }
+        let present = Set(names)
+        var recovery = Recovery(directory: directory, policy: policy, log: log)
+        for name in names where name.hasSuffix(".info.tmp") {
+            // A record rewrite that crashed before its rename: the old record is still in place.
+            recovery.removeFile(name, reason: "leftover temporary record")
+        }
+        var uploads: [String: UploadInfo] = [:]
+        for name in names where name.hasSuffix(".info") {
+            let id = String(name.dropLast(".info".count))
+            guard let record = recovery.readRecord(id: id) else {
+                recovery.quarantine(name)
+                continue
+            }
+            do {
+                uploads[id] = try recovery.reconcile(record).info
+            } catch {
+                log("FileUploadStore: skipping upload \(id): \(error)")
+            }
+        }
+        for name in names where UploadRecord.isValidID(name) {
+            if !present.contains(name + ".info") && !present.contains(name + ".info.corrupt") {
+                // Left by a crash between the two unlinks of a removal, or mid-creation. Not deleted: the
+                // directory might be shared, and a name that merely looks like an id is not proof it is ours.
+                log("FileUploadStore: \(directory)/\(name) has no record; ignored")
+            }
+        }
+        if recovery.changedDirectory && policy.syncsAtCommit {
+            try recovery.syncDirectory()
+        }
+        return uploads
+    }
+}
+
+private struct Recovery {
+    let directory: String
+    let policy: FsyncPolicy
+    let log: @Sendable (String) -> Void
+    var changedDirectory = false
+
+    init(directory: String, policy: FsyncPolicy, log: @escaping @Sendable (String) -> Void) {
+        self.directory = directory
+        self.policy = policy
+        self.log = log
+    }
+
+    func path(_ name: String) -> String { directory + "/" + name }
+
+    mutating func removeFile(_ name: String, reason: String) {
+        if Glibc.unlink(path(name)) == 0 {
+            changedDirectory = true
+            log("FileUploadStore: removed \(path(name)) (\(reason))")
+        } else {
+            log("FileUploadStore: cannot remove \(path(name)): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// Renamed rather than deleted: a human may want to look at it, and it no longer ends in `.info`.
+    mutating func quarantine(_ name: String) {
+        let target = path(name) + ".corrupt"
+        if Glibc.rename(path(name), target) == 0 {
+            changedDirectory = true
+            log("FileUploadStore: unreadable record moved to \(target)")
+        } else {
+            log("FileUploadStore: unreadable record \(path(name)) (rename failed: \(String(cString: strerror(errno))))")
+        }
+    }
+
+    func readRecord(id: String) -> UploadRecord? {
+        guard UploadRecord.isValidID(id),
+            let data = FileManager.default.contents(atPath: path(id + ".info")),
+            let record = try? JSONDecoder().decode(UploadRecord.self, from: data),
+            record.id == id, record.isConsistent
+        else { return nil }
+        return record
+    }
+
+    /// Makes the data file and the record agree, rewriting whichever has to change; returns the result.
+    mutating func reconcile(_ record: UploadRecord) throws -> UploadRecord {
+        let dataPath = path(record.id)
+        var descriptor = Glibc.open(dataPath, O_RDWR | O_CLOEXEC)
+        if descriptor < 0 && errno == ENOENT {
+            descriptor = Glibc.open(dataPath, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+            if descriptor >= 0 {
+                changedDirectory = true
+                log("FileUploadStore: \(dataPath) was missing; recreated empty")
+            }
+        }
+        guard descriptor >= 0 else { throw posixError("open \(dataPath)") }
+        defer { Glibc.close(descriptor) }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else { throw posixError("fstat \(dataPath)") }
+        let size = Int64(status.st_size)
+
+        var reconciled = record
+        if let discardFrom = record.pendingDiscardFrom {
+            reconciled.offset = min(size, discardFrom)
+            reconciled.pendingDiscardFrom = nil
+        } else {
+            reconciled.offset = min(size, record.length ?? .max)
+        }
+        if size > reconciled.offset {
+            guard ftruncate(descriptor, off_t(reconciled.offset)) == 0 else {
+                throw posixError("ftruncate \(dataPath)")
+            }
+            if policy.syncsAtCommit && fdatasync(descriptor) != 0 { throw posixError("fdatasync \(dataPath)") }
+            log("FileUploadStore: \(dataPath) truncated from \(size) to \(reconciled.offset) bytes")
+        }
+        if reconciled.offset != record.offset {
+            log("FileUploadStore: upload \(record.id) offset \(record.offset) -> \(reconciled.offset) from its data")
+        }
+        if reconciled != record {
+            try writeRecord(reconciled)
+        }
+        return reconciled
+    }
+
+    /// The same tmp + rename dance as the loop path, with blocking calls.
+    mutating func writeRecord(_ record: UploadRecord) throws {
+        let temporaryPath = path(record.id + ".info.tmp")
+        let bytes = record.encodedJSON
+        let descriptor = Glibc.open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw posixError("open \(temporaryPath)") }
+        var written = 0
+        while written < bytes.count {
+            let result = bytes.withUnsafeBytes {
+                Glibc.write(descriptor, $0.baseAddress! + written, $0.count - written)
+            }
+            if result < 0 && errno == EINTR { continue }
+            guard result > 0 else {
+                let error = posixError("write \(temporaryPath)")
+                Glibc.close(descriptor)
+                throw error
+            }
+            written += result
+        }
+        if policy.syncsAtCommit && fdatasync(descriptor) != 0 {
+            let error = posixError("fdatasync \(temporaryPath)")
+            Glibc.close(descriptor)
+            throw error
+        }
+        Glibc.close(descriptor)
+        guard Glibc.rename(temporaryPath, path(record.id + ".info")) == 0 else {
+            throw posixError("rename \(temporaryPath)")
+        }
+        changedDirectory = true
+    }
+
+    func syncDirectory() throws {
+        let descriptor = Glibc.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw posixError("open \(directory)") }
+        defer { Glibc.close(descriptor) }
+        guard fsync(descriptor) == 0 else { throw posixError("fsync \(directory)") }
+    }
+
+    private func posixError(_ what: String) -> StoreError {
+        .io("\(what): \(String(cString: strerror(errno)))")
+    }
+}

@@ -1,0 +1,24 @@
+/// How hard `FileUploadStore` works to keep acknowledged bytes across a crash.
+///
+/// Whatever the policy, a record (`<id>.info`) is never torn: it is written whole to `<id>.info.tmp` and renamed
+/// over the old one, and recovery reconciles the record with the data file at startup (see `FileUploadStore`).
+public enum FsyncPolicy: String, Sendable, CaseIterable {
+    /// Never fsync. Every completed store operation has handed its bytes to the kernel, so a crash of the
+    /// *process* (kill -9, OOM kill, a trap) loses nothing that was acknowledged: the page cache still reaches
+    /// the disk. Power loss or a kernel crash may lose acknowledged bytes and revert records to older versions.
+    /// Fastest; fine for tests, caches and disposable uploads.
+    case none
+    /// The default. At each creation, length declaration, PATCH commit and rollback: `fdatasync` the data file,
+    /// `fdatasync` the record's temp file before renaming it into place, and fsync the directory after the
+    /// rename (the rename itself is otherwise not durable). So every response the client received (201 for a
+    /// creation, 204 with `Upload-Offset` for a PATCH, 204 for termination) survives power loss. Bytes a HEAD
+    /// saw during a still-running (non-checksummed) PATCH are not yet synced: after power loss they are kept only
+    /// as far as the file system wrote them.
+    case commit
+    /// `commit`, plus an `fdatasync` after every write before it is reported complete, so the progress a HEAD
+    /// shows during a PATCH is durable too. One sync per body chunk: slow on anything but battery-backed disks.
+    case always
+
+    var syncsAtCommit: Bool { self != .none }
+    var syncsEachWrite: Bool { self == .always }
+}

@@ -1,0 +1,116 @@
+public import TusProtocol
+
+/// The `<id>.info` file: one JSON object, written whole to `<id>.info.tmp` and renamed over `<id>.info`, so a
+/// reader (recovery) sees either the old record or the new one, never a mix.
+///
+/// ```json
+/// {"id":"a1b2c3","length":1048576,"offset":524288,"metadata":"filename bXkuYmlu","createdAt":1732690000,
+///  "expiresAt":1732776400,"pendingDiscardFrom":null}
+/// ```
+///
+/// - `id`: the upload id; also the file name of the data file `<id>` next to the record.
+/// - `length`: total size in bytes (`Upload-Length`); `null` while the length is deferred.
+/// - `offset`: bytes committed. The data file may hold more (a PATCH still running at a crash); recovery then
+///   trusts the data file, see `pendingDiscardFrom`.
+/// - `metadata`: the `Upload-Metadata` header exactly as received, or `null`.
+/// - `createdAt`, `expiresAt`: unix seconds; `expiresAt` is `null` for "never" (finished, or expiration off).
+/// - `pendingDiscardFrom`: set while a discardable (checksummed) PATCH is running: the offset it started at. A
+///   record that still carries it at startup belongs to a PATCH that never committed, so recovery truncates the
+///   data back to it. `null` otherwise.
+///
+/// Unknown fields are ignored when reading, and missing optional fields read as `null`.
+public struct UploadRecord: Codable, Sendable, Equatable {
+    public var id: String
+    public var length: Int64?
+    public var offset: Int64
+    public var metadata: String?
+    public var createdAt: Int64
+    public var expiresAt: Int64?
+    public var pendingDiscardFrom: Int64?
+
+    public init(_ info: UploadInfo, pendingDiscardFrom: Int64? = nil) {
+        id = info.id
+        length = info.length
+        offset = info.offset
+        metadata = info.metadata
+        createdAt = info.createdAt
+        expiresAt = info.expiresAt
+        self.pendingDiscardFrom = pendingDiscardFrom
+    }
+
+    public var info: UploadInfo {
+        UploadInfo(
+            id: id, length: length, offset: offset, metadata: metadata, createdAt: createdAt, expiresAt: expiresAt)
+    }
+
+    /// The record as UTF-8 JSON, keys in the documented order with explicit `null`s.
+    ///
+    /// Written by hand rather than with `JSONEncoder` because it runs on the loop thread at every PATCH commit
+    /// and the format is seven flat fields; recovery reads it back with `JSONDecoder`, which tests check.
+    public var encodedJSON: [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(160 + id.utf8.count + (metadata?.utf8.count ?? 0))
+        out.append(contentsOf: #"{"id":"#.utf8)
+        Self.appendString(id, to: &out)
+        out.append(contentsOf: #","length":"#.utf8)
+        Self.appendNumber(length, to: &out)
+        out.append(contentsOf: #","offset":"#.utf8)
+        Self.appendNumber(offset, to: &out)
+        out.append(contentsOf: #","metadata":"#.utf8)
+        if let metadata { Self.appendString(metadata, to: &out) } else { out.append(contentsOf: "null".utf8) }
+        out.append(contentsOf: #","createdAt":"#.utf8)
+        Self.appendNumber(createdAt, to: &out)
+        out.append(contentsOf: #","expiresAt":"#.utf8)
+        Self.appendNumber(expiresAt, to: &out)
+        out.append(contentsOf: #","pendingDiscardFrom":"#.utf8)
+        Self.appendNumber(pendingDiscardFrom, to: &out)
+        out.append(contentsOf: "}\n".utf8)
+        return out
+    }
+
+    private static func appendNumber(_ value: Int64?, to out: inout [UInt8]) {
+        out.append(contentsOf: (value.map { String($0) } ?? "null").utf8)
+    }
+
+    private static func appendString(_ value: String, to out: inout [UInt8]) {
+        let hex: [UInt8] = Array("0123456789abcdef".utf8)
+        out.append(UInt8(ascii: "\""))
+        for byte in value.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"):
+                out.append(UInt8(ascii: "\\"))
+                out.append(byte)
+            case 0..<0x20:
+                out.append(contentsOf: #"\u00"#.utf8)
+                out.append(hex[Int(byte >> 4)])
+                out.append(hex[Int(byte & 0xF)])
+            default:
+                out.append(byte)  // UTF-8 passes through: JSON text is UTF-8
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+
+    /// Whether the numbers make sense together; recovery quarantines records that fail this.
+    var isConsistent: Bool {
+        guard offset >= 0, createdAt >= 0 else { return false }
+        if let length, length < 0 || offset > length { return false }
+        if let pendingDiscardFrom, pendingDiscardFrom < 0 || pendingDiscardFrom > offset { return false }
+        return UploadRecord.isValidID(id)
+    }
+
+    /// `[A-Za-z0-9_-]{1,128}`, the handler's id rule; anything else never names one of our files.
+    static func isValidID(_ id: String) -> Bool {
+        let utf8 = id.utf8
+        guard (1...128).contains(utf8.count) else { return false }
+        return utf8.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"), UInt8(ascii: "-"):
+                return true
+            default:
+                return false
+            }
+        }
+    }
+}

@@ -1,0 +1,1 @@
+print("tus-cli: not yet implemented")

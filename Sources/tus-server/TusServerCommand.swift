@@ -1,0 +1,233 @@
+public import ArgumentParser
+import Foundation
+public import Logging
+import TusHTTP1
+import TusHTTPServer
+import TusLoop
+import TusProtocol
+import TusStore
+
+@main
+struct TusServerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tus-server",
+        abstract: "A tus 1.0.0 resumable-upload server.")
+
+    @Option(help: "Address to listen on.")
+    var host = "0.0.0.0"
+
+    @Option(help: "Port to listen on; 0 picks a free port (printed in the start-up line).")
+    var port = 8080
+
+    @Option(name: .customLong("base-path"), help: "URL path under which uploads are created and served.")
+    var basePath = "/files/"
+
+    @Option(name: .customLong("upload-dir"), help: "Directory holding upload data and .info records.")
+    var uploadDir = "./data"
+
+    @Option(help: "Store: 'file' (restart-safe, on --upload-dir) or 'memory' (lost at exit; tests and demos).")
+    var store: StoreKind = .file
+
+    @Option(help: "Durability of acknowledged bytes: none (survives a process crash), commit (also power loss; default), always.")
+    var fsync: FsyncFlag = .commit
+
+    @Option(help: "Event loops (threads) serving the port; default: the number of cores.")
+    var loops: Int?
+
+    @Option(name: .customLong("max-size"), help: "Largest upload in bytes (Tus-Max-Size); 0 = unlimited.")
+    var maxSize: Int64 = 0
+
+    @Option(help: "Seconds an unfinished upload lives after its last PATCH; 0 = never expire.")
+    var expiration: Int64 = 604_800
+
+    @Option(name: .customLong("relative-location"), help: "Send Location as a path instead of an absolute URL.")
+    var relativeLocationFlag: Bool = false
+
+    @Flag(name: .customLong("behind-proxy"), help: "Trust X-Forwarded-Host/-Proto and Forwarded when building Location.")
+    var behindProxy = false
+
+    @Option(name: .customLong("cors-origins"), help: "Comma-separated allowed origins, or * for any.")
+    var corsOrigins = "*"
+
+    @Flag(name: .customLong("cors-allow-credentials"), help: "Send Access-Control-Allow-Credentials (echoes the origin).")
+    var corsAllowCredentials = false
+
+    @Option(name: .customLong("max-connections"), help: "Open connections beyond this are answered 503.")
+    var maxConnections = 10_000
+
+    @Option(name: .customLong("head-timeout"), help: "Seconds allowed to send a complete request head.")
+    var headTimeout: Double = 30
+
+    @Option(name: .customLong("idle-timeout"), help: "Seconds a keep-alive connection may stay idle.")
+    var idleTimeout: Double = 60
+
+    @Option(name: .customLong("body-timeout"), help: "Seconds without body progress before an upload request is cut (bytes so far are kept).")
+    var bodyTimeout: Double = 60
+
+    @Option(name: .customLong("shutdown-timeout"), help: "Seconds in-flight requests get to finish after SIGTERM/SIGINT.")
+    var shutdownTimeout: Double = 10
+
+    @Option(name: .customLong("lock-timeout"), help: "Seconds a request waits for another request on the same upload to let go before 423.")
+    var lockTimeout: Double = 3
+
+    @Option(name: .customLong("max-head-size"), help: "Largest request head in bytes (431 beyond).")
+    var maxHeadSize = 16 * 1024
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    @Option(name: .customLong("log-format"), help: "text or json (to stderr).")
+    var logFormat: LogFormat = .text
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
+        if let loops, loops < 1 { throw ValidationError("--loops must be at least 1") }
+        guard maxSize >= 0 else { throw ValidationError("--max-size must be >= 0") }
+        guard expiration >= 0 else { throw ValidationError("--expiration must be >= 0") }
+        guard maxConnections > 0 else { throw ValidationError("--max-connections must be > 0") }
+        guard maxHeadSize >= 1024 else { throw ValidationError("--max-head-size must be at least 1024") }
+    }
+
+    func run() throws {
+        let format = logFormat
+        let level = logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StderrLogHandler(label: label, format: format)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "tus-server")
+
+        // Signals are taken synchronously by the main thread (sigwait) below; block them before any loop
+        // thread starts so that every thread inherits the mask and none of them gets the signal instead.
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        for signal in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&signals, signal) }
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
+
+        let uploadStore: any UploadStore
+        switch store {
+        case .memory:
+            uploadStore = MemoryUploadStore()
+        case .file:
+            do {
+                uploadStore = try makeFileStore(directory: uploadDir, fsync: fsync, logger: logger)
+            } catch {
+                logger.critical("cannot open upload directory \(uploadDir): \(error)")
+                throw ExitCode.failure
+            }
+        }
+
+        let tus = TusConfiguration(
+            basePath: basePath, maxSize: maxSize > 0 ? maxSize : nil, expirationSeconds: expiration,
+            relativeLocation: relativeLocationFlag, behindProxy: behindProxy,
+            corsOrigins: corsOrigins == "*" ? nil : corsOrigins.split(separator: ",").map {
+                $0.trimmingCharacters(in: .whitespaces)
+            },
+            corsAllowCredentials: corsAllowCredentials,
+            lockReleaseTimeoutMilliseconds: milliseconds(lockTimeout))
+        let handler = TusHandler(configuration: tus, store: uploadStore)
+
+        var http = HTTPServerConfiguration()
+        http.host = host
+        http.port = port
+        http.loops = loops ?? ProcessInfo.processInfo.activeProcessorCount
+        http.maxConnections = maxConnections
+        http.headTimeoutMilliseconds = milliseconds(headTimeout)
+        http.idleTimeoutMilliseconds = milliseconds(idleTimeout)
+        http.bodyTimeoutMilliseconds = milliseconds(bodyTimeout)
+        http.shutdownTimeoutMilliseconds = milliseconds(shutdownTimeout)
+        http.parserLimits.maxHeadBytes = maxHeadSize
+
+        let httpLogger = Logger(label: "http")
+        let server = HTTPServer(
+            configuration: http, handler: handler, minimumLogLevel: ServerLogLevel(level)
+        ) { level, message in
+            httpLogger.log(level: Logger.Level(level), "\(message)")
+        }
+        do {
+            try server.start()
+        } catch {
+            logger.critical("cannot listen on \(host):\(port): \(error)")
+            throw ExitCode.failure
+        }
+
+        if expiration > 0, let executor = server.executors.first {
+            scheduleSweeps(handler: handler, executor: executor, logger: logger)
+        }
+
+        // The contract scripts and tests wait for: exactly this one line on stdout, with the real port.
+        print("listening on http://\(host):\(server.port)\(tus.basePath)")
+        fflush(nil)
+        logger.info("serving", metadata: ["loops": "\(http.loops)", "store": "\(store.rawValue)", "upload-dir": "\(uploadDir)"])
+
+        while true {
+            var received: Int32 = 0
+            sigwait(&signals, &received)
+            if received == SIGHUP {
+                logger.info("SIGHUP: nothing to reload")
+                continue
+            }
+            logger.info("signal \(received): shutting down (grace \(shutdownTimeout)s)")
+            break
+        }
+        server.shutdown()
+        server.wait()
+        logger.info("stopped")
+    }
+}
+
+enum StoreKind: String, ExpressibleByArgument, CaseIterable {
+    case file, memory
+}
+
+private func milliseconds(_ seconds: Double) -> UInt64 { UInt64(max(0, seconds) * 1000) }
+
+/// Expired uploads are removed by a sweep every minute on one loop (cheap: it reads the in-memory index).
+private func scheduleSweeps(handler: TusHandler, executor: any LoopExecutor, logger: Logger) {
+    let bound = SendableBox((handler, executor))
+    executor.execute {
+        func arm() {
+            _ = bound.value.1.schedule(afterMilliseconds: 60_000) {
+                bound.value.0.sweepExpired(executor: bound.value.1) { removed in
+                    if !removed.isEmpty { logger.info("expired \(removed.count) upload(s)") }
+                }
+                arm()
+            }
+        }
+        arm()
+    }
+}
+
+struct SendableBox<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
+
+extension ServerLogLevel {
+    init(_ level: Logger.Level) {
+        switch level {
+        case .trace: self = .trace
+        case .debug: self = .debug
+        case .info: self = .info
+        case .notice: self = .notice
+        case .warning: self = .warning
+        case .error, .critical: self = .error
+        }
+    }
+}
+
+extension Logger.Level {
+    init(_ level: ServerLogLevel) {
+        switch level {
+        case .trace: self = .trace
+        case .debug: self = .debug
+        case .info: self = .info
+        case .notice: self = .notice
+        case .warning: self = .warning
+        case .error: self = .error
+        }
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}

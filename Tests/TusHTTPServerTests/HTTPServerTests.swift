@@ -1,0 +1,175 @@
+import TusHTTP1
+import TusHTTPServer
+import TusTestSupport
+import XCTest
+
+final class HTTPServerTests: XCTestCase {
+    func testPipelinedRequestsAreAnsweredInOrder() throws {
+        try withServer(EchoHandler()) { server in
+            let client = try RawHTTPClient(port: server.port)
+            var wire = ""
+            for i in 1...4 {
+                wire += "POST /r\(i) HTTP/1.1\r\nHost: x\r\nContent-Length: \(i)\r\n\r\n" + String(repeating: "a", count: i)
+            }
+            client.send(wire)
+            for i in 1...4 {
+                let response = try client.readResponse()
+                XCTAssertEqual(response.status, 200)
+                XCTAssertTrue(response.bodyText.hasPrefix("POST /r\(i) bytes=\(i) "), response.bodyText)
+            }
+        }
+    }
+
+    func testChunkedBodyWithTrailersReachesTheHandler() throws {
+        try withServer(EchoHandler()) { server in
+            let client = try RawHTTPClient(port: server.port)
+            client.send(
+                "PATCH /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTrailer: Upload-Checksum\r\n\r\n"
+                    + "5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nUpload-Checksum: sha1 abc=\r\n\r\n")
+            let response = try client.readResponse()
+            XCTAssertEqual(response.status, 200)
+            XCTAssertEqual(
+                response.bodyText,
+                "PATCH /u bytes=11 sum=\(rollingSum(Array("hello world".utf8))) trailers=Upload-Checksum=sha1 abc=\n")
+        }
+    }
+
+    func testExpectContinueIsSentOnlyWhenTheHandlerReadsTheBody() throws {
+        try withServer(EchoHandler(rejectOver: 100)) { server in
+            let client = try RawHTTPClient(port: server.port)
+            client.send("POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+            let interim = try client.readResponse()
+            XCTAssertEqual(interim.status, 100)
+            client.send("hello")
+            let final = try client.readResponse()
+            XCTAssertEqual(final.status, 200)
+            XCTAssertTrue(final.bodyText.contains("bytes=5"))
+
+            // Rejected head: the final status comes without 100 and without the body being read.
+            let second = try RawHTTPClient(port: server.port)
+            second.send("POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\nExpect: 100-continue\r\n\r\n")
+            let rejected = try second.readResponse()
+            XCTAssertEqual(rejected.status, 413)
+            XCTAssertEqual(rejected.header("Connection")?.lowercased(), "close")
+            XCTAssertTrue(second.waitForClose())
+        }
+    }
+
+    func testMalformedInputIsAnsweredAndTheServerKeepsServing() throws {
+        try withServer(EchoHandler()) { server in
+            let cases: [(String, [UInt8], Int)] = [
+                ("junk", Array("\u{16}\u{03}\u{01}\u{02}\u{00}garbage\r\n\r\n".utf8), 400),
+                ("CL+TE", Array("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n".utf8), 400),
+                ("huge header", Array(("GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + String(repeating: "a", count: 256 * 1024) + "\r\n\r\n").utf8), 431),
+                ("unknown method", Array("BREW / HTTP/1.1\r\nHost: x\r\n\r\n".utf8), 501),
+                ("bad version", Array("GET / HTTP/2.0\r\nHost: x\r\n\r\n".utf8), 505),
+                ("bad chunk", Array("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".utf8), 400),
+            ]
+            for (name, bytes, status) in cases {
+                let client = try RawHTTPClient(port: server.port)
+                client.send(bytes)
+                let response = try client.readResponse()
+                XCTAssertEqual(response.status, status, name)
+                XCTAssertTrue(client.waitForClose(), "\(name): connection should be closed after a framing error")
+            }
+            let healthy = try RawHTTPClient(port: server.port)
+            healthy.send("GET /still-alive HTTP/1.1\r\nHost: x\r\n\r\n")
+            XCTAssertEqual(try healthy.readResponse().status, 200)
+        }
+    }
+
+    func testLargeBodyWithSlowConsumerIsBoundedByBackpressure() throws {
+        let handler = EchoHandler(writeDelayMilliseconds: 2)
+        try withServer(handler, configure: { $0.readChunkSize = 64 * 1024 }) { server in
+            let client = try RawHTTPClient(port: server.port, timeoutSeconds: 30)
+            let size = 8 * 1024 * 1024
+            var body = [UInt8](repeating: 0, count: size)
+            for i in 0..<size { body[i] = UInt8(truncatingIfNeeded: i &* 7) }
+            client.send(Array("PUT /big HTTP/1.1\r\nHost: x\r\nContent-Length: \(size)\r\n\r\n".utf8))
+            client.send(body)
+            let response = try client.readResponse()
+            XCTAssertEqual(response.status, 200)
+            XCTAssertEqual(response.bodyText, "PUT /big bytes=\(size) sum=\(rollingSum(body)) trailers=\n")
+            let stats = handler.stats.withLock { $0 }
+            XCTAssertLessThanOrEqual(stats.maxOutstanding, server.configuration.maxOutstandingFragments + 1)
+            XCTAssertEqual(stats.bodyBytes, size)
+        }
+    }
+
+    func testClientDisappearingMidBodyIsReportedToTheSink() throws {
+        let handler = EchoHandler()
+        try withServer(handler) { server in
+            do {
+                let client = try RawHTTPClient(port: server.port)
+                client.send("PATCH /u HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly-some")
+                usleep(100_000)
+            }
+            for _ in 0..<50 where handler.stats.withLock({ $0.aborted.isEmpty }) { usleep(20_000) }
+            XCTAssertEqual(handler.stats.withLock { $0.aborted }, [.clientClosed])
+            XCTAssertEqual(handler.stats.withLock { $0.bodyBytes }, 9)
+        }
+    }
+
+    func testStalledBodyTimesOutAndTheSinkIsTold() throws {
+        let handler = EchoHandler()
+        try withServer(handler, configure: { $0.bodyTimeoutMilliseconds = 300 }) { server in
+            let client = try RawHTTPClient(port: server.port)
+            client.send("PATCH /u HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+            XCTAssertTrue(client.waitForClose())
+            XCTAssertEqual(handler.stats.withLock { $0.aborted }, [.timeout])
+        }
+    }
+
+    func testHeadResponseHasNoBodyAndHTTP10Closes() throws {
+        final class Fixed: HTTPRequestHandler {
+            func handle(_ head: RequestHead, exchange: any HTTPExchange) {
+                exchange.respond(HTTPResponse(status: .ok, text: "body"))
+            }
+        }
+        try withServer(Fixed()) { server in
+            let client = try RawHTTPClient(port: server.port)
+            client.send("HEAD / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            let head = try client.readResponse(forHead: true)
+            XCTAssertEqual(head.status, 200)
+            let get = try client.readResponse()
+            XCTAssertEqual(get.bodyText, "body\n", "a HEAD body would have been read as the next response")
+
+            let old = try RawHTTPClient(port: server.port)
+            old.send("GET / HTTP/1.0\r\n\r\n")
+            XCTAssertEqual(try old.readResponse().status, 200)
+            XCTAssertTrue(old.waitForClose())
+        }
+    }
+
+    func testMaxConnectionsAnswers503() throws {
+        try withServer(EchoHandler(), configure: { $0.maxConnections = 2 }) { server in
+            let a = try RawHTTPClient(port: server.port)
+            let b = try RawHTTPClient(port: server.port)
+            a.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            b.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            XCTAssertEqual(try a.readResponse().status, 200)
+            XCTAssertEqual(try b.readResponse().status, 200)
+            let c = try RawHTTPClient(port: server.port)
+            XCTAssertEqual(try c.readResponse().status, 503)
+        }
+    }
+
+    func testShutdownLetsAnInFlightRequestFinish() throws {
+        let handler = EchoHandler()
+        var configuration = HTTPServerConfiguration()
+        configuration.host = "127.0.0.1"
+        configuration.port = 0
+        configuration.shutdownTimeoutMilliseconds = 5000
+        let server = HTTPServer(configuration: configuration, handler: handler)
+        try server.start()
+        let client = try RawHTTPClient(port: server.port)
+        client.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345")
+        usleep(100_000)
+        server.shutdown()
+        client.send("67890")
+        let response = try client.readResponse()
+        XCTAssertEqual(response.status, 200)
+        XCTAssertEqual(response.header("Connection")?.lowercased(), "close")
+        server.wait()
+    }
+}

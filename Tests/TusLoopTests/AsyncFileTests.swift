@@ -1,0 +1,136 @@
+import Foundation
+import TusLoop
+import XCTest
+
+final class AsyncFileTests: XCTestCase {
+    private var directory = ""
+
+    override func setUpWithError() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("tusloop-\(UUID().uuidString)").path
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    func testWriteReadTruncateSyncStatCloseRenameUnlink() throws {
+        let path = directory + "/upload"
+        let renamed = directory + "/upload.done"
+        let parts: [[UInt8]] = [patternBytes(count: 5), patternBytes(count: 70_000, seed: 3), [0xAB]]
+        let expected = parts.flatMap { $0 }
+        let offset: Int64 = 10
+        var steps: [String] = []
+        weak var weakFile: AsyncFile?
+
+        try withLoop { loop, finish in
+            func fail(_ step: String, _ error: UVError?) -> Bool {
+                guard let error else { return false }
+                XCTFail("\(step): \(error)")
+                finish()
+                return true
+            }
+            FileSystem.mkdir(loop: loop, path: self.directory) { error in
+                if fail("mkdir", error) { return }
+                steps.append("mkdir")
+                AsyncFile.open(loop: loop, path: path, flags: [.readWrite, .create, .exclusive]) { result in
+                    guard case .success(let file) = result else { return XCTFail("open \(result)") }
+                    weakFile = file
+                    steps.append("open")
+                    let owner = parts as AnyObject
+                    let buffers = parts.map { part in part.withUnsafeBytes { $0 } }  // kept alive by `owner`
+                    file.write(buffers, at: offset, owner: owner) { result in
+                        XCTAssertEqual(try? result.get(), expected.count)
+                        steps.append("write")
+                        let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 100_000, alignment: 16)
+                        file.read(into: readBuffer, at: 0, owner: nil) { result in
+                            defer { readBuffer.deallocate() }
+                            XCTAssertEqual(try? result.get(), Int(offset) + expected.count)
+                            XCTAssertEqual(Array(readBuffer[..<Int(offset)]), Array(repeating: 0, count: Int(offset)))
+                            XCTAssertEqual(
+                                Array(readBuffer[Int(offset)..<(Int(offset) + expected.count)]), expected)
+                            steps.append("read")
+                            file.truncate(to: 12) { error in
+                                if fail("truncate", error) { return }
+                                file.datasync { error in
+                                    if fail("datasync", error) { return }
+                                    file.stat { result in
+                                        XCTAssertEqual(try? result.get().size, 12)
+                                        XCTAssertGreaterThan((try? result.get().mtimeSeconds) ?? 0, 1_600_000_000)
+                                        steps.append("stat")
+                                        file.close { error in
+                                            if fail("close", error) { return }
+                                            steps.append("close")
+                                            file.stat { result in
+                                                if case .failure(let error) = result {
+                                                    XCTAssertEqual(error, .badFileDescriptor)
+                                                    steps.append("stat-after-close")
+                                                }
+                                            }
+                                            renameAndUnlink()
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+
+            func renameAndUnlink() {
+                FileSystem.rename(loop: loop, from: path, to: renamed) { error in
+                    if fail("rename", error) { return }
+                    FileSystem.stat(loop: loop, path: renamed) { result in
+                        XCTAssertEqual(try? result.get().size, 12)
+                        steps.append("rename")
+                        FileSystem.unlink(loop: loop, path: renamed) { error in
+                            if fail("unlink", error) { return }
+                            FileSystem.stat(loop: loop, path: renamed) { result in
+                                if case .failure(let error) = result { XCTAssertEqual(error, .notFound) }
+                                steps.append("unlink")
+                                FileSystem.listDirectory(loop: loop, path: self.directory) { result in
+                                    XCTAssertEqual(try? result.get(), [])
+                                    finish()
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(
+            steps, ["mkdir", "open", "write", "read", "stat", "close", "stat-after-close", "rename", "unlink"])
+        XCTAssertNil(weakFile)
+    }
+
+    func testOpenMissingPathFailsOnce() throws {
+        var results: [Result<AsyncFile, UVError>] = []
+        try withLoop { loop, finish in
+            AsyncFile.open(loop: loop, path: directory + "/missing/file", flags: .readOnly) { result in
+                results.append(result)
+                loop.schedule(afterMilliseconds: 5) { finish() }
+            }
+        }
+        XCTAssertEqual(results.count, 1)
+        guard case .failure(let error) = results.first else { return XCTFail("expected failure") }
+        XCTAssertEqual(error, .notFound)
+    }
+
+    func testSynchronousWriteMatchesAsyncPath() throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let path = directory + "/sync"
+        let bytes = patternBytes(count: 4096)
+        var readBack: [UInt8] = []
+        try withLoop { loop, finish in
+            AsyncFile.open(loop: loop, path: path, flags: [.writeOnly, .create, .truncate]) { result in
+                guard case .success(let file) = result else { return XCTFail("open \(result)") }
+                let written = bytes.withUnsafeBytes { file.writeSynchronously([$0, $0], at: 0) }
+                XCTAssertEqual(try? written.get(), 2 * bytes.count)
+                file.close { _ in
+                    readBack = (try? [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))) ?? []
+                    finish()
+                }
+            }
+        }
+        XCTAssertEqual(readBack, bytes + bytes)
+    }
+}

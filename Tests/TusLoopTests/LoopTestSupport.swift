@@ -1,0 +1,47 @@
+import Foundation
+import TusLoop
+import XCTest
+
+/// Runs `body` on a fresh loop on the calling thread, then asserts the loop ended clean: every handle closed by
+/// its owner (none left for the loop to close) and nothing live. `body` must eventually call `loop.stop()`;
+/// a watchdog fails the test (and stops the loop) after `timeoutMilliseconds`.
+func withLoop(
+    timeoutMilliseconds: UInt64 = 5000, file: StaticString = #filePath, line: UInt = #line,
+    _ body: (EventLoop, _ finish: @escaping () -> Void) throws -> Void
+) throws {
+    let loop = try EventLoop()
+    let watchdog = LoopTimer(loop: loop)
+    watchdog.start(afterMilliseconds: timeoutMilliseconds) {
+        XCTFail("loop test timed out", file: file, line: line)
+        watchdog.close()
+        loop.stop()
+    }
+    let finish = {
+        watchdog.close()
+        loop.stop()
+    }
+    try body(loop, finish)
+    loop.run()
+    XCTAssertEqual(loop.handlesClosedAtShutdown, 0, "handles left open for the loop to close", file: file, line: line)
+    XCTAssertEqual(loop.liveHandleCount, 0, file: file, line: line)
+}
+
+/// A thread-safe counter/recorder for callbacks that run on other threads.
+/// NSLock (pthread underneath) so TSan sees the synchronization.
+final class Recorder<Value: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values: [Value] = []
+
+    func append(_ value: Value) {
+        lock.withLock { values.append(value) }
+    }
+
+    var all: [Value] {
+        lock.withLock { values }
+    }
+}
+
+/// A test byte pattern whose every position is checkable.
+func patternBytes(count: Int, seed: Int = 0) -> [UInt8] {
+    (0..<count).map { UInt8(truncatingIfNeeded: ($0 &* 31) &+ seed) }
+}

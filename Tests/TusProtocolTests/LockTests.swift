@@ -1,0 +1,157 @@
+import TusHTTP1
+import TusProtocol
+import TusTestSupport
+import XCTest
+
+/// A store whose writes complete only when the test says so (a stuck disk).
+final class StallingStore: UploadStore, @unchecked Sendable {
+    let inner = MemoryUploadStore()
+    var stallWrites = true
+    var stalled: [() -> Void] = []
+    var capabilities: UploadStoreCapabilities { inner.capabilities }
+    func lookup(_ id: String) -> UploadLookup { inner.lookup(id) }
+    func create(_ info: UploadInfo, completion: @escaping (Result<UploadInfo, StoreError>) -> Void) { inner.create(info, completion: completion) }
+    func declareLength(id: String, length: Int64, completion: @escaping (Result<UploadInfo, StoreError>) -> Void) { inner.declareLength(id: id, length: length, completion: completion) }
+    func remove(id: String, reason: UploadRemovalReason, completion: @escaping (Result<Void, StoreError>) -> Void) { inner.remove(id: id, reason: reason, completion: completion) }
+    func openReader(id: String, completion: @escaping (Result<any UploadReader, StoreError>) -> Void) { inner.openReader(id: id, completion: completion) }
+    func listExpired(now: Int64) -> [String] { inner.listExpired(now: now) }
+    func openWriter(id: String, startingAt offset: Int64, discardable: Bool, completion: @escaping (Result<any UploadWriter, StoreError>) -> Void) {
+        inner.openWriter(id: id, startingAt: offset, discardable: discardable) { result in
+            completion(result.map { Writer(store: self, inner: $0) })
+        }
+    }
+
+    final class Writer: UploadWriter {
+        let store: StallingStore
+        let inner: any UploadWriter
+        init(store: StallingStore, inner: any UploadWriter) { self.store = store; self.inner = inner }
+        func write(_ fragment: BodyFragment, completion: @escaping (Result<Int64, StoreError>) -> Void) {
+            guard store.stallWrites else { return inner.write(fragment, completion: completion) }
+            store.stalled.append { [inner] in inner.write(fragment, completion: completion) }
+        }
+        func commit(expiresAt: Int64?, completion: @escaping (Result<UploadInfo, StoreError>) -> Void) { inner.commit(expiresAt: expiresAt, completion: completion) }
+        func rollback(completion: @escaping (Result<UploadInfo, StoreError>) -> Void) { inner.rollback(completion: completion) }
+    }
+}
+
+final class LockTests: TusTestCase {
+    func testTakeoverReleasesAndStalePatchGets409() {
+        let path = createUpload(length: 100)
+        let first = client.start(.PATCH, path, headers: patchHeaders(offset: 0), framing: .contentLength(50))
+        first.deliver(Array(repeating: 1, count: 10), fragmentSize: 4)
+        // The client reconnects and retries with the offset it last knew.
+        let stale = client.start(.PATCH, path, headers: patchHeaders(offset: 0), framing: .contentLength(50))
+        client.executor.runPending()
+        XCTAssertEqual(first.status, 400)
+        XCTAssertTrue(first.response!.closeConnection)
+        XCTAssertEqual(stale.status, 409, "the holder persisted its 10 bytes first")
+        XCTAssertFalse(stale.didReadBody)
+        let resumed = client.patch(path, offset: 10, body: [2, 2])
+        XCTAssertEqual(resumed.status, 204)
+        XCTAssertEqual(resumed.header("Upload-Offset"), "12")
+        XCTAssertEqual(locker.heldIDs, [])
+    }
+
+    func testTakeoverWithCorrectOffsetProceeds() {
+        let path = createUpload(length: 100)
+        let first = client.start(.PATCH, path, headers: patchHeaders(offset: 0), framing: .contentLength(50))
+        first.deliver(Array(repeating: 1, count: 10))
+        XCTAssertEqual(offset(path), 10, "HEAD sees progress and never waits for the lock")
+        let second = client.start(.PATCH, path, headers: patchHeaders(offset: 10), framing: .contentLength(5))
+        client.executor.runPending()
+        XCTAssertTrue(second.isReadingBody)
+        XCTAssertFalse(first.deliver([9]), "the holder stopped reading")
+        second.deliver([2, 2, 2, 2, 2])
+        second.endBody()
+        XCTAssertEqual(second.status, 204)
+        XCTAssertEqual(second.header("Upload-Offset"), "15")
+        XCTAssertEqual(store.storedBytes(String(path.dropFirst(7))), Array(repeating: 1, count: 10) + Array(repeating: 2, count: 5))
+    }
+
+    func testStuckHolderMeans423AfterTimeout() {
+        let stalling = StallingStore()
+        let clock = clock
+        handler = TusHandler(
+            configuration: TusConfiguration(lockReleaseTimeoutMilliseconds: 3000), store: stalling, locker: locker,
+            now: { clock.now })
+        client = TusTestClient(handler: handler)
+        stalling.stallWrites = false
+        let path = createUpload(length: 100)
+        stalling.stallWrites = true
+        let first = client.start(.PATCH, path, headers: patchHeaders(offset: 0), framing: .contentLength(50))
+        first.deliver([1, 2, 3])
+        XCTAssertEqual(stalling.stalled.count, 1)
+        let second = client.start(.PATCH, path, headers: patchHeaders(offset: 0), framing: .contentLength(5))
+        client.executor.runPending()
+        XCTAssertEqual(first.status, 400, "asked to release; answered, but its write is stuck")
+        XCTAssertFalse(second.hasResponded)
+        client.executor.advance(byMilliseconds: 2999)
+        XCTAssertFalse(second.hasResponded)
+        client.executor.advance(byMilliseconds: 1)
+        XCTAssertEqual(second.status, 423)
+        XCTAssertFalse(second.didReadBody)
+        // The disk recovers: the holder commits what it stored and releases.
+        stalling.stallWrites = false
+        stalling.stalled.removeFirst()()
+        client.executor.runPending()
+        XCTAssertEqual(locker.heldIDs, [])
+        XCTAssertEqual(offset(path), 3)
+        XCTAssertEqual(first.responses.count, 1)
+    }
+
+    func testLockerGrantsInOrderAndTimesOut() {
+        let executor = ManualExecutor()
+        var events: [String] = []
+        var firstLock: (any UploadLock)?
+        locker.lock(id: "a", executor: executor, timeoutMilliseconds: 100, onReleaseRequested: { events.append("release-1") }) {
+            firstLock = try? $0.get()
+        }
+        XCTAssertNotNil(firstLock)
+        var secondResult: Result<any UploadLock, UploadLockError>?
+        locker.lock(id: "a", executor: executor, timeoutMilliseconds: 100, onReleaseRequested: { events.append("release-2") }) {
+            secondResult = $0
+        }
+        executor.runPending()
+        XCTAssertEqual(events, ["release-1"])
+        XCTAssertNil(secondResult)
+        XCTAssertNil(locker.tryLock(id: "a", executor: executor, onReleaseRequested: {}))
+        firstLock!.release()
+        executor.runPending()
+        let second = try? secondResult?.get()
+        XCTAssertNotNil(second)
+        executor.advance(byMilliseconds: 1000)  // the cancelled timer must not fire
+        XCTAssertNotNil(try? secondResult?.get())
+        var third: Result<any UploadLock, UploadLockError>?
+        locker.lock(id: "a", executor: executor, timeoutMilliseconds: 100, onReleaseRequested: {}) { third = $0 }
+        executor.advance(byMilliseconds: 100)
+        XCTAssertEqual(events, ["release-1", "release-2"])
+        guard case .failure(.timedOut) = third else { return XCTFail("expected timeout") }
+        second!.release()
+        XCTAssertEqual(locker.heldIDs, [])
+    }
+
+    func testLockAcrossThreads() {
+        // Two "loops" on real threads hammer the same id; the lock must never be held twice.
+        let locker = MemoryLocker()
+        let holders = ConcurrencyCounter()
+        DispatchQueue.concurrentPerform(iterations: 8) { _ in
+            for _ in 0..<200 {
+                if let lock = locker.tryLock(id: "x", executor: ManualExecutor(), onReleaseRequested: {}) {
+                    XCTAssertEqual(holders.enter(), 1)
+                    holders.leave()
+                    lock.release()
+                }
+            }
+        }
+        XCTAssertEqual(locker.heldIDs, [])
+    }
+}
+
+import Dispatch
+import Synchronization
+
+final class ConcurrencyCounter: Sendable {
+    private let value = Atomic(0)
+    func enter() -> Int { value.add(1, ordering: .sequentiallyConsistent).newValue }
+    func leave() { value.subtract(1, ordering: .sequentiallyConsistent) }
+}

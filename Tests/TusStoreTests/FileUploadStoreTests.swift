@@ -1,0 +1,315 @@
+import Foundation
+import TusHTTP1
+import TusLoop
+import TusProtocol
+import XCTest
+
+@testable import TusStore
+
+final class FileUploadStoreTests: XCTestCase {
+    var directory = ""
+    var driver: LoopDriver!
+
+    override func setUpWithError() throws {
+        directory = try makeTemporaryDirectory()
+        driver = try LoopDriver()
+    }
+
+    override func tearDownWithError() throws {
+        driver.shutDown()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    // MARK: helpers (each one a step on the loop thread)
+
+    func create(_ store: FileUploadStore, _ info: UploadInfo) -> Result<UploadInfo, StoreError> {
+        driver.run { done in store.create(info, completion: done) }
+    }
+
+    func openWriter(
+        _ store: FileUploadStore, _ id: String, at offset: Int64, discardable: Bool
+    ) throws -> any UploadWriter {
+        let result: Result<any UploadWriter, StoreError> = driver.run { done in
+            store.openWriter(id: id, startingAt: offset, discardable: discardable, completion: done)
+        }
+        return try result.unwrap()
+    }
+
+    func write(_ writer: any UploadWriter, _ bytes: [UInt8]) -> Result<Int64, StoreError> {
+        driver.run { done in writer.write(BodyFragment(copying: bytes), completion: done) }
+    }
+
+    func commit(_ writer: any UploadWriter, expiresAt: Int64? = nil) -> Result<UploadInfo, StoreError> {
+        driver.run { done in writer.commit(expiresAt: expiresAt, completion: done) }
+    }
+
+    func readAll(_ store: FileUploadStore, _ id: String, pieceSize: Int = 5) throws -> [UInt8] {
+        let result: Result<[UInt8], StoreError> = driver.run { done in
+            store.openReader(id: id) { opened in
+                switch opened {
+                case .failure(let error): done(.failure(error))
+                case .success(let reader):
+                    var collected: [UInt8] = []
+                    func next() {
+                        reader.read(at: Int64(collected.count), maxLength: pieceSize) { piece in
+                            switch piece {
+                            case .failure(let error):
+                                reader.close()
+                                done(.failure(error))
+                            case .success(let fragment) where fragment.count == 0:
+                                reader.close()
+                                done(.success(collected))
+                            case .success(let fragment):
+                                collected += fragment.array
+                                next()
+                            }
+                        }
+                    }
+                    next()
+                }
+            }
+        }
+        return try result.unwrap()
+    }
+
+    func fileBytes(_ name: String) -> [UInt8]? {
+        FileManager.default.contents(atPath: directory + "/" + name).map { Array($0) }
+    }
+
+    func record(_ id: String) throws -> UploadRecord {
+        let data = try XCTUnwrap(FileManager.default.contents(atPath: directory + "/" + id + ".info"))
+        return try JSONDecoder().decode(UploadRecord.self, from: data)
+    }
+
+    // MARK: tests
+
+    func testWrittenUploadSurvivesReopen() throws {
+        for policy in FsyncPolicy.allCases {
+            let id = "up-\(policy)"
+            let store = try FileUploadStore(directory: directory, fsync: policy)
+            let info = UploadInfo(
+                id: id, length: 30, metadata: "filename bXkuYmlu,quote \"x\"", createdAt: 1_700_000_000,
+                expiresAt: 1_700_086_400)
+            XCTAssertEqual(try create(store, info).unwrap(), info)
+            let writer = try openWriter(store, id, at: 0, discardable: false)
+            XCTAssertEqual(try write(writer, patternBytes(count: 10)).unwrap(), 10)
+            XCTAssertEqual(try write(writer, patternBytes(count: 10, seed: 10)).unwrap(), 20)
+            XCTAssertEqual(try write(writer, patternBytes(count: 5, seed: 20)).unwrap(), 25)
+            let committed = try commit(writer, expiresAt: 1_700_090_000).unwrap()
+            XCTAssertEqual(committed.offset, 25)
+            XCTAssertEqual(committed.expiresAt, 1_700_090_000)
+
+            let reopened = try FileUploadStore(directory: directory, fsync: policy)
+            var expected = info
+            expected.offset = 25
+            expected.expiresAt = 1_700_090_000
+            XCTAssertEqual(reopened.lookup(id), .found(expected), "\(policy)")
+            XCTAssertEqual(
+                fileBytes(id),
+                patternBytes(count: 10) + patternBytes(count: 10, seed: 10) + patternBytes(count: 5, seed: 20))
+            XCTAssertNil(fileBytes(id + ".info.tmp"))
+        }
+    }
+
+    func testCompletedUploadDropsExpiry() throws {
+        let store = try FileUploadStore(directory: directory)
+        _ = try create(store, UploadInfo(id: "done", length: 4, createdAt: 1, expiresAt: 100)).unwrap()
+        let writer = try openWriter(store, "done", at: 0, discardable: false)
+        _ = try write(writer, [1, 2, 3, 4]).unwrap()
+        let committed = try commit(writer, expiresAt: 200).unwrap()
+        XCTAssertTrue(committed.isComplete)
+        XCTAssertNil(committed.expiresAt)
+        XCTAssertEqual(store.listExpired(now: 1_000), [])
+    }
+
+    func testCreateRejectsTakenAndGoneIDs() throws {
+        let store = try FileUploadStore(directory: directory)
+        let info = UploadInfo(id: "taken", length: 1, createdAt: 1)
+        _ = try create(store, info).unwrap()
+        XCTAssertEqual(create(store, info), .failure(.alreadyExists))
+        let removed: Result<Void, StoreError> = driver.run { done in
+            store.remove(id: "taken", reason: .terminated, completion: done)
+        }
+        XCTAssertNoThrow(try removed.unwrap())
+        XCTAssertEqual(create(store, info), .failure(.alreadyExists))
+    }
+
+    func testNonDiscardableOffsetAdvancesAsEachWriteCompletes() throws {
+        let store = try FileUploadStore(directory: directory)
+        _ = try create(store, UploadInfo(id: "live", length: nil, createdAt: 1)).unwrap()
+        let writer = try openWriter(store, "live", at: 0, discardable: false)
+        for step in 1...3 {
+            XCTAssertEqual(try write(writer, patternBytes(count: 7, seed: step)).unwrap(), Int64(7 * step))
+            guard case .found(let info) = store.lookup("live") else { return XCTFail("lost upload") }
+            XCTAssertEqual(info.offset, Int64(7 * step))
+        }
+        XCTAssertEqual(try commit(writer).unwrap().offset, 21)
+    }
+
+    func testDiscardableOffsetStaysAtStartUntilCommit() throws {
+        let store = try FileUploadStore(directory: directory)
+        _ = try create(store, UploadInfo(id: "chk", length: 100, createdAt: 1)).unwrap()
+        let first = try openWriter(store, "chk", at: 0, discardable: false)
+        _ = try write(first, patternBytes(count: 10)).unwrap()
+        _ = try commit(first).unwrap()
+
+        let writer = try openWriter(store, "chk", at: 10, discardable: true)
+        XCTAssertEqual(try record("chk").pendingDiscardFrom, 10, "durable before the first byte")
+        XCTAssertEqual(try write(writer, patternBytes(count: 20)).unwrap(), 30)
+        XCTAssertEqual(try write(writer, patternBytes(count: 20)).unwrap(), 50)
+        guard case .found(let during) = store.lookup("chk") else { return XCTFail("lost upload") }
+        XCTAssertEqual(during.offset, 10)
+        XCTAssertEqual(try commit(writer).unwrap().offset, 50)
+        XCTAssertEqual(store.lookup("chk").info?.offset, 50)
+        let persisted = try record("chk")
+        XCTAssertEqual(persisted.offset, 50)
+        XCTAssertNil(persisted.pendingDiscardFrom)
+    }
+
+    func testCrashDuringDiscardableWriteRecoversToStart() throws {
+        let store = try FileUploadStore(directory: directory)
+        _ = try create(store, UploadInfo(id: "crash", length: 100, createdAt: 1)).unwrap()
+        let writer = try openWriter(store, "crash", at: 0, discardable: true)
+        _ = try write(writer, patternBytes(count: 40)).unwrap()
+        // No commit: a new store on the same directory plays the restarted process.
+        let logs = LogRecorder()
+        let restarted = try FileUploadStore(directory: directory, log: logs.sink)
+        XCTAssertEqual(restarted.lookup("crash").info?.offset, 0)
+        XCTAssertEqual(fileBytes("crash"), [])
+        XCTAssertNil(try record("crash").pendingDiscardFrom)
+        XCTAssertFalse(logs.all.isEmpty)
+        _ = driver.run { done in writer.rollback(completion: done) }  // closes the abandoned writer's file
+    }
+
+    func testRollbackTruncatesDataAndOffset() throws {
+        for discardable in [true, false] {
+            let id = "rb-\(discardable)"
+            let store = try FileUploadStore(directory: directory)
+            _ = try create(store, UploadInfo(id: id, length: 100, createdAt: 1)).unwrap()
+            let first = try openWriter(store, id, at: 0, discardable: false)
+            _ = try write(first, patternBytes(count: 8)).unwrap()
+            _ = try commit(first).unwrap()
+
+            let writer = try openWriter(store, id, at: 8, discardable: discardable)
+            _ = try write(writer, patternBytes(count: 30, seed: 3)).unwrap()
+            let rolledBack: Result<UploadInfo, StoreError> = driver.run { done in writer.rollback(completion: done) }
+            XCTAssertEqual(try rolledBack.unwrap().offset, 8)
+            XCTAssertEqual(store.lookup(id).info?.offset, 8)
+            XCTAssertEqual(fileBytes(id), patternBytes(count: 8))
+            XCTAssertEqual(try record(id).offset, 8)
+            XCTAssertNil(try record(id).pendingDiscardFrom)
+            XCTAssertEqual(try FileUploadStore(directory: directory).lookup(id).info?.offset, 8)
+        }
+    }
+
+    func testWriteBeyondLengthIsRejected() throws {
+        let store = try FileUploadStore(directory: directory)
+        _ = try create(store, UploadInfo(id: "short", length: 5, createdAt: 1)).unwrap()
+        let writer = try openWriter(store, "short", at: 0, discardable: false)
+        XCTAssertEqual(write(writer, patternBytes(count: 6)), .failure(.exceedsLength))
+        XCTAssertEqual(try write(writer, patternBytes(count: 5)).unwrap(), 5)
+        XCTAssertEqual(try commit(writer).unwrap().offset, 5)
+    }
+
+    /// Many writes issued without waiting: completions arrive in order with consecutive offsets, and the file
+    /// holds the bytes in order.
+    func testOutstandingWritesCompleteInOrder() throws {
+        let store = try FileUploadStore(directory: directory, fsync: .none)
+        _ = try create(store, UploadInfo(id: "burst", length: nil, createdAt: 1)).unwrap()
+        let writer = try openWriter(store, "burst", at: 0, discardable: false)
+        let pieces = (0..<50).map { patternBytes(count: 100 + $0, seed: $0) }
+        let offsets: [Int64] = driver.run { done in
+            var offsets: [Int64] = []
+            for piece in pieces {
+                writer.write(BodyFragment(copying: piece)) { result in
+                    offsets.append((try? result.get()) ?? -1)
+                    if offsets.count == pieces.count { done(offsets) }
+                }
+            }
+        }
+        var expected: [Int64] = []
+        var end: Int64 = 0
+        for piece in pieces {
+            end += Int64(piece.count)
+            expected.append(end)
+        }
+        XCTAssertEqual(offsets, expected)
+        XCTAssertEqual(try commit(writer).unwrap().offset, end)
+        XCTAssertEqual(fileBytes("burst"), pieces.flatMap { $0 })
+    }
+
+    func testDeferredLengthRoundTripsAndDeclareLengthPersists() throws {
+        let store = try FileUploadStore(directory: directory)
+        _ = try create(store, UploadInfo(id: "later", length: nil, createdAt: 5)).unwrap()
+        XCTAssertNil(try record("later").length)
+        XCTAssertEqual(try FileUploadStore(directory: directory).lookup("later").info?.isLengthDeferred, true)
+
+        let declared: Result<UploadInfo, StoreError> = driver.run { done in
+            store.declareLength(id: "later", length: 42, completion: done)
+        }
+        XCTAssertEqual(try declared.unwrap().length, 42)
+        XCTAssertEqual(store.lookup("later").info?.length, 42)
+        XCTAssertEqual(try record("later").length, 42)
+        XCTAssertEqual(try FileUploadStore(directory: directory).lookup("later").info?.length, 42)
+        let again: Result<UploadInfo, StoreError> = driver.run { done in
+            store.declareLength(id: "later", length: 43, completion: done)
+        }
+        XCTAssertEqual(again, .failure(.lengthAlreadySet))
+    }
+
+    func testRemoveDeletesFilesAndRemembersGone() throws {
+        let store = try FileUploadStore(directory: directory)
+        _ = try create(store, UploadInfo(id: "bye", length: 3, createdAt: 1)).unwrap()
+        let removed: Result<Void, StoreError> = driver.run { done in
+            store.remove(id: "bye", reason: .expired, completion: done)
+        }
+        XCTAssertNoThrow(try removed.unwrap())
+        XCTAssertEqual(store.lookup("bye"), .gone)
+        XCTAssertNil(fileBytes("bye"))
+        XCTAssertNil(fileBytes("bye.info"))
+        XCTAssertEqual(store.lookup("never"), .notFound)
+        let again: Result<Void, StoreError> = driver.run { done in
+            store.remove(id: "bye", reason: .terminated, completion: done)
+        }
+        XCTAssertEqual(again.failure, .gone)
+        XCTAssertEqual(try FileUploadStore(directory: directory).lookup("bye"), .notFound, "gone ids are not persisted")
+    }
+
+    func testReaderReadsBackBytes() throws {
+        let store = try FileUploadStore(directory: directory)
+        let bytes = patternBytes(count: 23, seed: 9)
+        _ = try create(store, UploadInfo(id: "get", length: 23, createdAt: 1)).unwrap()
+        let writer = try openWriter(store, "get", at: 0, discardable: false)
+        _ = try write(writer, bytes).unwrap()
+        _ = try commit(writer).unwrap()
+        XCTAssertEqual(try readAll(store, "get"), bytes)
+        let missing: Result<any UploadReader, StoreError> = driver.run { done in
+            store.openReader(id: "nope", completion: done)
+        }
+        XCTAssertEqual(missing.failure, .notFound)
+    }
+
+    func testListExpiredComesFromMemory() throws {
+        let store = try FileUploadStore(directory: directory)
+        _ = try create(store, UploadInfo(id: "old", length: 10, createdAt: 1, expiresAt: 100)).unwrap()
+        _ = try create(store, UploadInfo(id: "new", length: 10, createdAt: 1, expiresAt: 300)).unwrap()
+        _ = try create(store, UploadInfo(id: "forever", length: 10, createdAt: 1)).unwrap()
+        XCTAssertEqual(store.listExpired(now: 200), ["old"])
+        XCTAssertEqual(store.listExpired(now: 300), ["new", "old"])
+        XCTAssertEqual(store.capabilities, .all)
+    }
+}
+
+extension UploadLookup {
+    var info: UploadInfo? {
+        if case .found(let info) = self { return info }
+        return nil
+    }
+}
+
+extension Result {
+    var failure: Failure? {
+        if case .failure(let error) = self { return error }
+        return nil
+    }
+}

@@ -1,0 +1,1 @@
+print("tus-bench: not yet implemented")
