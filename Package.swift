@@ -47,11 +47,17 @@ let package = Package(
             swiftSettings: strict),
         .executableTarget(
             name: "tus-cli",
-            dependencies: ["TusClient", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "TusClient", "TusLoop", "TusHTTP1", "TusCrypto",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             swiftSettings: strict),
         .executableTarget(
             name: "tus-bench",
-            dependencies: ["TusClient", "TusLoop", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "TusClient", "TusLoop", "TusHTTP1", "TusCrypto",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             path: "bench/Sources/tus-bench",
             swiftSettings: strict),
 
@@ -63,6 +69,11 @@ let package = Package(
         .testTarget(
             name: "TusHTTPServerTests",
             dependencies: ["TusHTTPServer", "TusHTTP1", "TusLoop", "TusTestSupport"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["TusTestSupport"]),
+        .testTarget(
+            name: "TusClientTests",
+            dependencies: ["TusClient", "TusHTTPServer", "TusProtocol", "TusLoop", "TusTestSupport"]),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["TusTestSupport", "TusHTTPServer", "TusProtocol", "TusStore", "TusHTTP1", "TusLoop"]),
     ]
 )

@@ -82,6 +82,7 @@ final class LoopContext {
     }
 
     private func finishShutdown() {
+        executor.shutDown()
         sweepTimer?.close()
         sweepTimer = nil
         shutdownTimer?.close()
@@ -91,34 +92,59 @@ final class LoopContext {
 }
 
 /// The loop as the layers above see it (`TusHTTP1.LoopExecutor`).
-final class LoopExecutorAdapter: LoopExecutor {
+///
+/// It keeps track of the timers it hands out, so that shutdown can close the application's timers (the
+/// expiry sweep, lock timeouts) too: libuv's loop only ends when no handle is left.
+final class LoopExecutorAdapter: LoopExecutor, @unchecked Sendable {
     private let loop: EventLoop
+    /// Loop-thread only.
+    private var liveTimers: [ObjectIdentifier: TimerCancellable] = [:]
+    private var isShutDown = false
+
     init(_ loop: EventLoop) { self.loop = loop }
 
     func execute(_ work: @escaping @Sendable () -> Void) { loop.execute(work) }
 
     func schedule(afterMilliseconds milliseconds: UInt64, _ work: @escaping () -> Void) -> any Cancellable {
+        guard !isShutDown else { return TimerCancellable(nil, adapter: nil) }
         let timer = TusLoop.Timer(loop: loop)
-        let token = TimerCancellable(timer)
+        let token = TimerCancellable(timer, adapter: self)
+        liveTimers[ObjectIdentifier(token)] = token
         timer.start(afterMilliseconds: milliseconds) {
-            token.fire()
+            token.finish()
             work()
         }
         return token
     }
 
     var inLoop: Bool { loop.inLoop }
+
+    fileprivate func forget(_ token: TimerCancellable) { liveTimers[ObjectIdentifier(token)] = nil }
+
+    /// Closes every pending timer; later `schedule` calls do nothing.
+    func shutDown() {
+        isShutDown = true
+        for token in Array(liveTimers.values) { token.cancel() }
+    }
 }
 
 private final class TimerCancellable: Cancellable {
     private var timer: TusLoop.Timer?
-    init(_ timer: TusLoop.Timer) { self.timer = timer }
-    func fire() {
+    private weak var adapter: LoopExecutorAdapter?
+
+    init(_ timer: TusLoop.Timer?, adapter: LoopExecutorAdapter?) {
+        self.timer = timer
+        self.adapter = adapter
+    }
+
+    func finish() {
         timer?.close()
         timer = nil
+        adapter?.forget(self)
     }
+
     func cancel() {
         timer?.stop()
-        fire()
+        finish()
     }
 }

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what building and testing need on Debian 12, only what is missing, so it is cheap to re-run.
+# Sourced by serve.sh and test.sh. Needs root (or sudo) for apt on a fresh machine.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export PATH="/opt/swift/usr/bin:$PATH"
+
+apt_packages=(libuv1-dev libssl-dev pkg-config curl python3-venv)
+if [[ "${TUS_WITH_BENCH_TOOLS:-0}" == 1 ]]; then apt_packages+=(nginx-light wrk); fi
+missing=()
+for package in "${apt_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+    sudo_cmd=""
+    [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
+    echo "bootstrap: installing ${missing[*]}" >&2
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+command -v swift >/dev/null || { echo "bootstrap: Swift 6 toolchain not found (expected /opt/swift)" >&2; exit 1; }

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Quick start: install what is missing, build in release mode, run tus-server on embedded defaults
+# (port 8080, uploads under ./data). Extra arguments go to tus-server, e.g. --port 0 --loops 1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/bootstrap.sh
+swift build -c release --product tus-server
+exec .build/release/tus-server "$@"
