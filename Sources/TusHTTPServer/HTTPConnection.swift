@@ -1,3 +1,4 @@
+import TusCrypto
 import TusHTTP1
 import TusLoop
 
@@ -59,15 +60,23 @@ final class HTTPConnection: TCPStreamDelegate {
     private var isShuttingDown = false
     private var deadline: UInt64 = .max
 
-    init(stream: TCPStream, context: LoopContext) {
+    /// Present on HTTPS connections. Everything above `didRead` and `send` sees plaintext only.
+    private let tls: TLSSession?
+
+    init(stream: TCPStream, context: LoopContext, tls: TLSSession? = nil) {
         self.stream = stream
         self.context = context
+        self.tls = tls
         self.headParser = RequestHeadParser(limits: context.server.configuration.parserLimits)
     }
 
+    var isSecure: Bool { tls != nil }
+
     func start() {
         stream.delegate = self
-        deadline = context.loop.nowMilliseconds + configuration.idleTimeoutMilliseconds
+        // A TLS handshake must finish within the head timeout; a plain connection may idle like a kept-alive one.
+        let wait = tls == nil ? configuration.idleTimeoutMilliseconds : configuration.headTimeoutMilliseconds
+        deadline = context.loop.nowMilliseconds + wait
         setReading(true)
     }
 
@@ -80,6 +89,13 @@ final class HTTPConnection: TCPStreamDelegate {
     }
 
     func allocateReadBuffer(suggestedSize: Int) -> UnsafeMutableRawBufferPointer {
+        // Ciphertext is consumed completely inside `didRead`, so one buffer per loop serves every TLS connection.
+        if tls != nil { return context.cipherInputBuffer }
+        return plaintextSpace()
+    }
+
+    /// Free space at the end of the current chunk, after making sure there is some.
+    private func plaintextSpace() -> UnsafeMutableRawBufferPointer {
         let minimumFree = 4096
         if let chunk, chunk.capacity - readEnd >= minimumFree {
             return UnsafeMutableRawBufferPointer(start: chunk.base + readEnd, count: chunk.capacity - readEnd)
@@ -109,11 +125,85 @@ final class HTTPConnection: TCPStreamDelegate {
     func didRead(_ result: ReadResult) {
         switch result {
         case .bytes(let count):
-            readEnd += count
-            process()
+            if let tls {
+                decrypt(UnsafeRawBufferPointer(rebasing: context.cipherInputBuffer[0..<count]), with: tls)
+            } else {
+                readEnd += count
+                process()
+            }
         case .eof, .error:
             peerClosed()
         }
+    }
+
+    /// Feeds ciphertext to OpenSSL and appends the plaintext it yields to the chunk, exactly as a plain read
+    /// would have; handshake records and alerts go straight back to the peer.
+    private func decrypt(_ ciphertext: UnsafeRawBufferPointer, with tls: TLSSession) {
+        tls.feedEncrypted(ciphertext)
+        var peerFinished = false
+        var failure: TLSError?
+        reading: while true {
+            let space = plaintextSpace()
+            switch tls.readPlaintext(into: space) {
+            case .bytes(let count):
+                readEnd += count
+            case .wantMore:
+                break reading
+            case .closed:
+                peerFinished = true
+                break reading
+            case .failed(let error):
+                failure = error
+                break reading
+            }
+        }
+        flushTLSOutput()
+        if let failure {
+            context.server.logIf(.debug, "TLS: \(failure)")
+            close()
+            return
+        }
+        if readEnd > readStart { process() }
+        if peerFinished { peerClosed() }
+    }
+
+    private func flushTLSOutput(_ completion: ((UVError?) -> Void)? = nil) {
+        guard let tls else { return }
+        let output = tls.takeEncryptedOutput()
+        if output.isEmpty {
+            completion?(nil)
+        } else if !stream.isClosed {
+            stream.write(output) { completion?($0) }
+        }
+    }
+
+    /// Every byte to the peer goes through here (and `send(fragment:)`), so TLS is applied in one place.
+    private func send(_ bytes: [UInt8], _ completion: @escaping (UVError?) -> Void) {
+        guard let tls else {
+            stream.write(bytes, completion: completion)
+            return
+        }
+        do {
+            try tls.writePlaintext(bytes)
+        } catch {
+            completion(.connectionReset)
+            return
+        }
+        flushTLSOutput(completion)
+    }
+
+    private func send(_ fragment: BodyFragment, _ completion: @escaping (UVError?) -> Void) {
+        guard let tls else {
+            stream.write([fragment.bytes], owner: fragment.chunk, completion: completion)
+            return
+        }
+        do {
+            try tls.writePlaintext(fragment.bytes)
+        } catch {
+            completion(.connectionReset)
+            return
+        }
+        flushTLSOutput(completion)
     }
 
     /// Runs the state machine over the buffered bytes until it needs more input or waits for the handler.
@@ -297,7 +387,7 @@ final class HTTPConnection: TCPStreamDelegate {
         phase = .readingBody
         deadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
         if exchange.head.expectsContinue {
-            stream.write(ResponseEncoder.continueResponse) { _ in }
+            send(ResponseEncoder.continueResponse) { _ in }
         }
         process()
     }
@@ -336,7 +426,7 @@ final class HTTPConnection: TCPStreamDelegate {
         setReading(false)
         let sequence = requestSequence
         context.server.logIf(.debug, "\(head.method) \(head.target) -> \(response.status.code)")
-        stream.write(bytes) { [self] error in
+        send(bytes) { [self] error in
             if error != nil {
                 source?.cancel()
                 close()
@@ -364,7 +454,7 @@ final class HTTPConnection: TCPStreamDelegate {
         source.next(maxLength: Int(min(remaining, Int64(configuration.readChunkSize)))) { [self] result in
             switch result {
             case .success(let fragment?) where fragment.count > 0 && Int64(fragment.count) <= remaining:
-                stream.write([fragment.bytes], owner: fragment.chunk) { [self] error in
+                send(fragment) { [self] error in
                     if error != nil {
                         source.cancel()
                         close()
@@ -417,7 +507,7 @@ final class HTTPConnection: TCPStreamDelegate {
         let bytes = ResponseEncoder.encode(response, version: .http1_1, keepAlive: false)
         phase = .responding
         setReading(false)
-        stream.write(bytes) { [self] _ in closeGracefully() }
+        send(bytes) { [self] _ in closeGracefully() }
     }
 
     private func peerClosed() {
@@ -467,6 +557,9 @@ final class HTTPConnection: TCPStreamDelegate {
     private func closeGracefully() {
         guard phase.isOpen else { return }
         phase = .closed
+        // close_notify first, so a TLS client can tell a complete response from a truncated one.
+        tls?.shutdown()
+        flushTLSOutput()
         stream.shutdown { [self] _ in finalClose() }
     }
 
@@ -503,7 +596,7 @@ final class Exchange: HTTPExchange {
     }
 
     var executor: any LoopExecutor { connection.context.executor }
-    var isSecure: Bool { false }
+    var isSecure: Bool { connection.isSecure }
 
     private var isCurrent: Bool { connection.currentSequence == sequence && !hasResponded }
 

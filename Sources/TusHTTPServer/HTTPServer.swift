@@ -1,3 +1,4 @@
+public import TusCrypto
 public import TusHTTP1
 import TusLoop
 import Dispatch
@@ -20,6 +21,8 @@ public final class HTTPServer: Sendable {
     let minimumLogLevel: ServerLogLevel
     let connectionCount = Atomic<Int>(0)
     private let state = Mutex<RunState>(RunState())
+    /// The certificate new connections get; swapped whole on reload, so open connections keep theirs.
+    private let tlsContext: Mutex<TLSContext?>
 
     private struct RunState: @unchecked Sendable {
         var contexts: [LoopContext] = []
@@ -27,14 +30,26 @@ public final class HTTPServer: Sendable {
         var isShuttingDown = false
     }
 
+    /// `tls` makes every listener HTTPS.
     public init(
-        configuration: HTTPServerConfiguration, handler: any HTTPRequestHandler,
+        configuration: HTTPServerConfiguration, handler: any HTTPRequestHandler, tls: TLSContext? = nil,
         minimumLogLevel: ServerLogLevel = .info, log: @escaping ServerLogSink = { _, _ in }
     ) {
+        self.tlsContext = Mutex(tls)
         self.configuration = configuration
         self.handler = handler
         self.minimumLogLevel = minimumLogLevel
         self.log = log
+    }
+
+    var currentTLSContext: TLSContext? { tlsContext.withLock { $0 } }
+
+    public var isSecure: Bool { currentTLSContext != nil }
+
+    /// Hot reload: handshakes from now on use `context`; connections already open keep the old one.
+    /// Does nothing on a plain-HTTP server (TLS cannot be switched on at run time).
+    public func replaceTLSContext(_ context: TLSContext) {
+        tlsContext.withLock { if $0 != nil { $0 = context } }
     }
 
     /// The bound port (the real one when 0 was asked), valid after `start()`.

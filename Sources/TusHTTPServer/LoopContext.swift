@@ -1,3 +1,4 @@
+import TusCrypto
 import TusHTTP1
 import TusLoop
 
@@ -16,6 +17,8 @@ final class LoopContext {
     private var sweepTimer: TusLoop.Timer?
     private var shutdownTimer: TusLoop.Timer?
     private(set) var isShuttingDown = false
+    /// Where TLS connections of this loop receive ciphertext; each read is fully consumed before the next.
+    let cipherInputBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
 
     init(index: Int, loop: EventLoop, listener: TCPListener, server: HTTPServer) {
         self.index = index
@@ -24,6 +27,8 @@ final class LoopContext {
         self.server = server
         self.executor = LoopExecutorAdapter(loop)
     }
+
+    deinit { cipherInputBuffer.deallocate() }
 
     func startAccepting() {
         do {
@@ -40,8 +45,13 @@ final class LoopContext {
     private func accept(_ stream: TCPStream) {
         let limit = server.configuration.maxConnections
         let count = server.connectionCount.add(1, ordering: .relaxed).newValue
+        let tlsContext = server.currentTLSContext
         if count > limit || isShuttingDown {
             server.connectionCount.subtract(1, ordering: .relaxed)
+            if tlsContext != nil {
+                stream.close()  // a plaintext 503 would only confuse a TLS client
+                return
+            }
             let text = isShuttingDown ? "server shutting down" : "too many connections"
             let bytes = ResponseEncoder.encode(
                 HTTPResponse(status: .serviceUnavailable, text: text), version: .http1_1, keepAlive: false)
@@ -49,7 +59,8 @@ final class LoopContext {
             return
         }
         stream.setNoDelay(true)
-        let connection = HTTPConnection(stream: stream, context: self)
+        let connection = HTTPConnection(
+            stream: stream, context: self, tls: tlsContext.map { TLSSession(context: $0) })
         connections[ObjectIdentifier(connection)] = connection
         connection.start()
     }
