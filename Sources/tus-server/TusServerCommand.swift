@@ -41,8 +41,8 @@ struct TusServerCommand: ParsableCommand {
     @Option(help: "Seconds an unfinished upload lives after its last PATCH; 0 = never expire.")
     var expiration: Int64 = 604_800
 
-    @Option(name: .customLong("relative-location"), help: "Send Location as a path instead of an absolute URL.")
-    var relativeLocationFlag: Bool = false
+    @Flag(name: .customLong("relative-location"), help: "Send Location as a path instead of an absolute URL.")
+    var relativeLocationFlag = false
 
     @Flag(name: .customLong("behind-proxy"), help: "Trust X-Forwarded-Host/-Proto and Forwarded when building Location.")
     var behindProxy = false
