@@ -48,6 +48,12 @@ public final class TCPStream: LoopOwnedHandle {
     public func startReading() {
         loop.assertOnLoopThread()
         guard state == .open, !isReading else { return }
+        if stopAfterCurrentRead {
+            // Stopped and restarted inside one allocate/read pair: libuv never stopped, so nothing to restart.
+            stopAfterCurrentRead = false
+            isReading = true
+            return
+        }
         let status = uv_read_start(stream, readAllocate, readCallback)
         if status == 0 {
             isReading = true
@@ -57,18 +63,39 @@ public final class TCPStream: LoopOwnedHandle {
     }
 
     /// `uv_read_stop`: no `allocateReadBuffer`/`didRead` until `startReading()`.
+    ///
+    /// Called from inside `allocateReadBuffer`, the stop is deferred until the read that buffer was allocated
+    /// for has been delivered: libuv calls its read callback right after the alloc callback, and `uv_read_stop`
+    /// clears that callback (libuv would then call a null pointer).
     public func stopReading() {
         loop.assertOnLoopThread()
         guard state == .open, isReading else { return }
         isReading = false
-        uv_read_stop(stream)
+        if isAllocating {
+            stopAfterCurrentRead = true
+        } else {
+            uv_read_stop(stream)
+        }
     }
 
+    /// True while the delegate's `allocateReadBuffer` runs (see `stopReading`).
+    private var isAllocating = false
+    private var stopAfterCurrentRead = false
+
     fileprivate func allocate(suggestedSize: Int) -> UnsafeMutableRawBufferPointer {
-        delegate?.allocateReadBuffer(suggestedSize: suggestedSize) ?? UnsafeMutableRawBufferPointer(start: nil, count: 0)
+        isAllocating = true
+        defer { isAllocating = false }
+        return delegate?.allocateReadBuffer(suggestedSize: suggestedSize)
+            ?? UnsafeMutableRawBufferPointer(start: nil, count: 0)
     }
 
     fileprivate func didRead(_ count: Int) {
+        defer {
+            if stopAfterCurrentRead {
+                stopAfterCurrentRead = false
+                if state == .open && !isReading { uv_read_stop(stream) }
+            }
+        }
         if count > 0 {
             delegate?.didRead(.bytes(count))
         } else if count == Int(UV_ENOBUFS.rawValue) {

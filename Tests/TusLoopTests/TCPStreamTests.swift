@@ -176,6 +176,68 @@ final class TCPStreamTests: XCTestCase {
         XCTAssertEqual(clientWriteCompleted, 1)
     }
 
+    /// Regression: a delegate that stops reading from inside `allocateReadBuffer` (the HTTP connection does, when
+    /// handing a full chunk to a busy writer) used to make libuv call a null read callback and crash.
+    func testStopReadingFromInsideAllocateIsDeferredToAfterThatRead() throws {
+        final class StoppingDelegate: TCPStreamDelegate {
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 16)
+            unowned(unsafe) var stream: TCPStream?
+            var received: [UInt8] = []
+            var allocations = 0
+            var readsAfterStop = 0
+            var stopped = false
+            deinit { buffer.deallocate() }
+            func allocateReadBuffer(suggestedSize: Int) -> UnsafeMutableRawBufferPointer {
+                allocations += 1
+                if allocations == 2 {
+                    stream?.stopReading()
+                    stopped = true
+                }
+                return buffer
+            }
+            func didRead(_ result: ReadResult) {
+                guard case .bytes(let count) = result else { return }
+                if stopped && allocations > 2 { readsAfterStop += 1 }
+                received.append(contentsOf: buffer[..<count])
+            }
+        }
+        let total = 256 * 1024
+        let payload = patternBytes(count: total, seed: 3)
+        let delegate = StoppingDelegate()
+        var wasReadingWhilePaused = true
+        try withLoop { loop, finish in
+            let listener = try TCPListener(loop: loop, host: "127.0.0.1", port: 0, reusePort: false)
+            var clientStream: TCPStream?
+            try listener.listen { stream in
+                listener.close()
+                delegate.stream = stream
+                stream.delegate = delegate
+                stream.startReading()
+                loop.schedule(afterMilliseconds: 100) {
+                    wasReadingWhilePaused = stream.isReading
+                    XCTAssertEqual(delegate.allocations, 2, "no allocation while stopped")
+                    stream.startReading()
+                    func waitForAll() {
+                        if delegate.received.count == total {
+                            stream.close()
+                            clientStream?.close { finish() }
+                        } else {
+                            loop.schedule(afterMilliseconds: 5) { waitForAll() }
+                        }
+                    }
+                    waitForAll()
+                }
+            }
+            TCPStream.connect(loop: loop, host: "127.0.0.1", port: listener.localPort) { result in
+                guard case .success(let client) = result else { return XCTFail("connect failed") }
+                clientStream = client
+                client.write(payload) { XCTAssertNil($0) }
+            }
+        }
+        XCTAssertFalse(wasReadingWhilePaused)
+        XCTAssertEqual(delegate.received, payload)
+    }
+
     func testConnectionRefusedCompletesOnceWithError() throws {
         var results: [Result<TCPStream, UVError>] = []
         try withLoop { loop, finish in
