@@ -1,1 +1,645 @@
-print("tus-bench: not yet implemented")
+// tus-bench: a load generator on the project's own event loop (TusLoop + TusClient.HTTPClientConnection).
+//
+// Scenarios (see `usage`): single, concurrent, head, create, put, idle; `--checksum` turns single/concurrent
+// into the checksum scenario, an https URL into the TLS one. Body bytes come from one pseudo-random buffer made
+// at start-up; nothing is read from disk while measuring. Results: one markdown table row set on stdout and one
+// JSON object per run appended to `--json-out`.
+import Glibc
+import Synchronization
+import TusClient
+import TusCrypto
+import TusHTTP1
+import TusLoop
+
+let usage = """
+    usage: tus-bench <scenario> --url URL [options]
+      single      one upload of --bytes (default 1 GiB) in one PATCH, or PATCHes of --chunk bytes
+      concurrent  --concurrency uploads at once, --bytes each
+      head        HEAD req/s over --concurrency keep-alive connections for --duration s
+                  (creates one upload per connection first; --plain: HEAD/GET the URL itself, e.g. nginx)
+      create      POST req/s over --concurrency keep-alive connections for --duration s
+      put         raw PUT of --bytes to URL (URL ending in / gets bench-<n> appended), --concurrency at once
+      idle        hold --concurrency idle keep-alive connections (one OPTIONS/HEAD each); server RSS per connection
+    options: --bytes N  --chunk K  --concurrency C  --duration S  --loops L  --checksum sha1|sha256
+             --server-pid PID[,PID...]  --json-out FILE  --label TEXT  --insecure  --plain  --method HEAD|GET
+             --fragment BYTES (write size, default 1 MiB)  --timeout S (default 600)  --repeat R
+    """
+
+// MARK: options
+
+struct Options: Sendable {
+    var scenario = ""
+    var url = ""
+    var bytes: Int64 = 1 << 30
+    var chunk: Int64 = 0
+    var concurrency = 1
+    var duration = 5.0
+    var loops = 1
+    var checksum: DigestAlgorithm?
+    var serverPIDs: [Int32] = []
+    var jsonOut: String?
+    var label = ""
+    var insecure = true
+    var plain = false
+    var method: HTTPMethod = .HEAD
+    var fragment = 1 << 20
+    var timeout = 600.0
+    var repeats = 1
+
+    static func parse(_ arguments: [String]) -> Options {
+        var options = Options()
+        var rest = arguments.dropFirst()
+        guard let scenario = rest.popFirst(), !scenario.hasPrefix("-") else { fail(usage) }
+        options.scenario = scenario
+        func value(_ flag: String) -> String {
+            guard let value = rest.popFirst() else { fail("\(flag) needs a value") }
+            return value
+        }
+        while let flag = rest.popFirst() {
+            switch flag {
+            case "--url": options.url = value(flag)
+            case "--bytes": options.bytes = parseSize(value(flag))
+            case "--chunk": options.chunk = parseSize(value(flag))
+            case "--concurrency", "-c": options.concurrency = Int(value(flag)) ?? 1
+            case "--duration": options.duration = Double(value(flag)) ?? 5
+            case "--loops": options.loops = max(1, Int(value(flag)) ?? 1)
+            case "--checksum":
+                guard let algorithm = DigestAlgorithm(rawValue: value(flag)) else { fail("unknown checksum") }
+                options.checksum = algorithm
+            case "--server-pid": options.serverPIDs = value(flag).split(separator: ",").compactMap { Int32($0) }
+            case "--json-out": options.jsonOut = value(flag)
+            case "--label": options.label = value(flag)
+            case "--insecure": options.insecure = true
+            case "--plain": options.plain = true
+            case "--method": options.method = value(flag) == "GET" ? .GET : .HEAD
+            case "--fragment": options.fragment = Int(parseSize(value(flag)))
+            case "--timeout": options.timeout = Double(value(flag)) ?? 600
+            case "--repeat": options.repeats = max(1, Int(value(flag)) ?? 1)
+            case "-h", "--help": print(usage); exit(0)
+            default: fail("unknown option \(flag)\n\(usage)")
+            }
+        }
+        if options.url.isEmpty { fail("--url is required") }
+        return options
+    }
+}
+
+func parseSize(_ text: String) -> Int64 {
+    let units: [(String, Int64)] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)]
+    for (suffix, scale) in units where text.hasSuffix(suffix) {
+        return (Int64(text.dropLast(suffix.count)) ?? 0) * scale
+    }
+    return Int64(text) ?? 0
+}
+
+func fail(_ message: String) -> Never {
+    print(message)
+    exit(2)
+}
+
+struct Target: Sendable {
+    var https: Bool
+    var host: String
+    var port: Int
+    var path: String
+
+    init(_ url: String) {
+        let https = url.hasPrefix("https://")
+        guard https || url.hasPrefix("http://") else { fail("URL must be http:// or https://") }
+        let rest = url.dropFirst(https ? 8 : 7)
+        let authority = rest.prefix { $0 != "/" }
+        path = String(rest.dropFirst(authority.count))
+        if path.isEmpty { path = "/" }
+        self.https = https
+        if let colon = authority.lastIndex(of: ":") {
+            host = String(authority[..<colon])
+            port = Int(authority[authority.index(after: colon)...]) ?? (https ? 443 : 80)
+        } else {
+            host = String(authority)
+            port = https ? 443 : 80
+        }
+    }
+}
+
+// MARK: clocks and process accounting
+
+func now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+func ownCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec)
+        + Double(usage.ru_stime.tv_usec) / 1e6
+}
+
+func readFile(_ path: String) -> String? {
+    guard let file = fopen(path, "r") else { return nil }
+    defer { fclose(file) }
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let count = fread(&buffer, 1, buffer.count, file)
+        if count <= 0 { break }
+        bytes.append(contentsOf: buffer[0..<count])
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+/// utime + stime from /proc/PID/stat (fields 14 and 15), in seconds.
+func processCPUSeconds(_ pid: Int32) -> Double? {
+    guard let stat = readFile("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return nil }
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+    return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+}
+
+/// A field of /proc/PID/status in bytes (VmRSS, VmHWM).
+func processStatusBytes(_ pid: Int32, _ field: String) -> Int64? {
+    guard let status = readFile("/proc/\(pid)/status") else { return nil }
+    for line in status.split(separator: "\n") where line.hasPrefix(field + ":") {
+        let number = line.dropFirst(field.count + 1).split(whereSeparator: { $0 == " " || $0 == "\t" }).first
+            .flatMap { Int64($0) }
+        return number.map { $0 * 1024 }
+    }
+    return nil
+}
+
+// MARK: shared bytes
+
+/// The body source: 8 MiB of xorshift bytes, made once. Every body starts at offset 0 of it and wraps, so two
+/// bodies of the same length are identical and their checksum is computed once, before the clock starts.
+let payload: ByteChunk = {
+    let chunk = ByteChunk(capacity: 8 << 20)
+    var state: UInt64 = 0x2545_F491_4F6C_DD1D
+    let words = chunk.base.bindMemory(to: UInt64.self, capacity: chunk.capacity / 8)
+    for index in 0..<(chunk.capacity / 8) {
+        state ^= state << 13
+        state ^= state >> 7
+        state ^= state << 17
+        words[index] = state
+    }
+    return chunk
+}()
+
+final class PayloadProducer: HTTPBodyProducer {
+    let length: Int64
+    let fragment: Int
+    var sent: Int64 = 0
+
+    init(length: Int64, fragment: Int) {
+        self.length = length
+        self.fragment = fragment
+    }
+
+    func nextFragment(_ deliver: @escaping (Result<BodyFragment?, any Error>) -> Void) {
+        guard sent < length else { return deliver(.success(nil)) }
+        let start = Int(sent % Int64(payload.capacity))
+        let count = min(fragment, payload.capacity - start, Int(length - sent))
+        sent += Int64(count)
+        deliver(.success(BodyFragment(chunk: payload, range: start..<(start + count))))
+    }
+}
+
+func checksumHeader(_ algorithm: DigestAlgorithm, length: Int64) -> String {
+    let digest = StreamingDigest(algorithm)
+    var done: Int64 = 0
+    while done < length {
+        let count = min(Int64(payload.capacity), length - done)
+        digest.update(UnsafeRawBufferPointer(start: payload.base, count: Int(count)))
+        done += count
+    }
+    return "\(algorithm.rawValue) \(Base64.encode(digest.finalize()))"
+}
+
+// MARK: results
+
+/// Filled by loop threads, read by main after join.
+final class Tally: @unchecked Sendable {
+    private let lock = Mutex(())
+    private var latencies: [Double] = []
+    private(set) var requests = 0
+    private(set) var errors = 0
+    private(set) var bodyBytes: Int64 = 0
+    private(set) var errorSamples: [String] = []
+
+    func merge(latencies more: [Double], requests: Int, errors: Int, bytes: Int64, samples: [String]) {
+        lock.withLock { _ in
+            latencies += more
+            self.requests += requests
+            self.errors += errors
+            bodyBytes += bytes
+            if errorSamples.count < 5 { errorSamples += samples.prefix(5 - errorSamples.count) }
+        }
+    }
+
+    var sortedLatencies: [Double] { lock.withLock { _ in latencies.sorted() } }
+}
+
+/// Per-loop accumulator (loop thread only), merged into the tally when the loop is done.
+final class LoopStats {
+    var latencies: [Double] = []
+    var requests = 0
+    var errors = 0
+    var bytes: Int64 = 0
+    var samples: [String] = []
+
+    func error(_ text: String) {
+        errors += 1
+        if samples.count < 5 { samples.append(text) }
+    }
+}
+
+// MARK: workers
+
+/// Everything one loop does: a set of connections, each running `scenario` until done.
+final class Worker: @unchecked Sendable {
+    let loop: EventLoop
+    let options: Options
+    let target: Target
+    let tls: TLSContext?
+    let connections: Int
+    let indexBase: Int
+    let stats = LoopStats()
+    let tally: Tally
+    let checksums: [Int64: String]
+    var deadline = 0.0
+    var active = 0
+    var open: [HTTPClientConnection] = []
+    var onAllConnected: (() -> Void)?
+
+    init(
+        loop: EventLoop, options: Options, target: Target, tls: TLSContext?, connections: Int, indexBase: Int,
+        tally: Tally, checksums: [Int64: String]
+    ) {
+        self.loop = loop
+        self.options = options
+        self.target = target
+        self.tls = tls
+        self.connections = connections
+        self.indexBase = indexBase
+        self.tally = tally
+        self.checksums = checksums
+    }
+
+    /// Loop thread (or before run()).
+    func start() {
+        deadline = now() + options.duration
+        active = connections
+        if connections == 0 { return finish() }
+        for index in 0..<connections { connect(index: indexBase + index) }
+    }
+
+    func connect(index: Int) {
+        HTTPClientConnection.connect(
+            loop: loop, host: target.host, port: target.port, tls: tls, connectTimeoutMilliseconds: 30_000
+        ) { [self] result in
+            switch result {
+            case .failure(let error):
+                stats.error("connect: \(error)")
+                connectionDone(nil)
+            case .success(let connection):
+                open.append(connection)
+                run(connection, index: index)
+            }
+        }
+    }
+
+    func connectionDone(_ connection: HTTPClientConnection?) {
+        if options.scenario != "idle" { connection?.close() }
+        active -= 1
+        guard active == 0 else { return }
+        guard options.scenario == "idle" else { return finish() }
+        idleAnswered.add(1, ordering: .releasing)
+        let poll = LoopTimer(loop: loop)
+        poll.start(afterMilliseconds: 20, repeatMilliseconds: 20) { [self] in
+            guard idleRelease.load(ordering: .acquiring) else { return }
+            poll.close()
+            finish()
+        }
+    }
+
+    func finish() {
+        for connection in open { connection.close() }
+        open = []
+        tally.merge(
+            latencies: stats.latencies, requests: stats.requests, errors: stats.errors, bytes: stats.bytes,
+            samples: stats.samples)
+        loop.stop()
+    }
+
+    func head(_ method: HTTPMethod, _ path: String) -> HTTPClientRequestHead {
+        var head = HTTPClientRequestHead(method: method, path: path)
+        if !options.plain { head.headers.add("Tus-Resumable", "1.0.0") }
+        return head
+    }
+
+    func run(_ connection: HTTPClientConnection, index: Int) {
+        switch options.scenario {
+        case "single", "concurrent": create(connection, length: options.bytes) { [self] path in
+                guard let path else { return connectionDone(connection) }
+                patch(connection, path: path, offset: 0)
+            }
+        case "head":
+            if options.plain { return headLoop(connection, path: target.path) }
+            create(connection, length: 1000) { [self] path in
+                guard let path else { return connectionDone(connection) }
+                headLoop(connection, path: path)
+            }
+        case "create": createLoop(connection)
+        case "put": put(connection, index: index)
+        case "idle": idle(connection)
+        default: fail("unknown scenario \(options.scenario)")
+        }
+    }
+
+    func timed(
+        _ connection: HTTPClientConnection, _ head: HTTPClientRequestHead, body: HTTPClientRequestBody,
+        expect: ClosedRange<Int>, bytes: Int64 = 0, _ next: @escaping (HTTPClientResponse?) -> Void
+    ) {
+        let started = now()
+        connection.send(head, body: body) { [self] result in
+            let elapsed = now() - started
+            switch result {
+            case .success(let response) where expect.contains(response.statusCode):
+                stats.requests += 1
+                stats.bytes += bytes
+                stats.latencies.append(elapsed)
+                next(response)
+            case .success(let response):
+                stats.error("\(head.method.rawValue) \(head.path): HTTP \(response.statusCode)")
+                next(nil)
+            case .failure(let error):
+                stats.error("\(head.method.rawValue) \(head.path): \(error)")
+                next(nil)
+            }
+        }
+    }
+
+    func create(_ connection: HTTPClientConnection, length: Int64, _ next: @escaping (String?) -> Void) {
+        var request = head(.POST, target.path)
+        request.headers.add("Upload-Length", String(length))
+        let started = now()
+        connection.send(request, body: .none) { [self] result in
+            guard case .success(let response) = result, response.statusCode == 201,
+                let location = response.headers["Location"]
+            else {
+                stats.error("POST: \((try? result.get().statusCode).map { "HTTP \($0)" } ?? "\(result)")")
+                return next(nil)
+            }
+            if options.scenario == "create" { stats.latencies.append(now() - started) }
+            next(Worker.pathOf(location))
+        }
+    }
+
+    static func pathOf(_ location: String) -> String {
+        guard location.hasPrefix("http") else { return location }
+        let rest = location.drop { $0 != "/" }.dropFirst(2)  // after "//"
+        return String(rest.drop { $0 != "/" })
+    }
+
+    func patch(_ connection: HTTPClientConnection, path: String, offset: Int64) {
+        guard offset < options.bytes else { return connectionDone(connection) }
+        let size = options.chunk > 0 ? min(options.chunk, options.bytes - offset) : options.bytes - offset
+        var request = head(.PATCH, path)
+        request.headers.add("Content-Type", "application/offset+octet-stream")
+        request.headers.add("Upload-Offset", String(offset))
+        if let checksum = checksums[size] { request.headers.add("Upload-Checksum", checksum) }
+        timed(
+            connection, request, body: .stream(length: size, PayloadProducer(length: size, fragment: options.fragment)),
+            expect: 204...204, bytes: size
+        ) { [self] response in
+            guard response != nil else { return connectionDone(connection) }
+            patch(connection, path: path, offset: offset + size)
+        }
+    }
+
+    func headLoop(_ connection: HTTPClientConnection, path: String) {
+        guard now() < deadline else { return connectionDone(connection) }
+        timed(connection, head(options.plain ? options.method : .HEAD, path), body: .none, expect: 200...299) {
+            [self] response in
+            guard response != nil, connection.isReusable else { return connectionDone(connection) }
+            headLoop(connection, path: path)
+        }
+    }
+
+    func createLoop(_ connection: HTTPClientConnection) {
+        guard now() < deadline else { return connectionDone(connection) }
+        create(connection, length: 1000) { [self] path in
+            guard path != nil, connection.isReusable else { return connectionDone(connection) }
+            stats.requests += 1
+            createLoop(connection)
+        }
+    }
+
+    func put(_ connection: HTTPClientConnection, index: Int) {
+        let path = target.path.hasSuffix("/") ? "\(target.path)bench-\(index)" : target.path
+        let request = HTTPClientRequestHead(method: .PUT, path: path)
+        timed(
+            connection, request,
+            body: .stream(length: options.bytes, PayloadProducer(length: options.bytes, fragment: options.fragment)),
+            expect: 200...299, bytes: options.bytes
+        ) { [self] _ in connectionDone(connection) }
+    }
+
+    func idle(_ connection: HTTPClientConnection) {
+        let request = options.plain ? head(.HEAD, target.path) : head(.OPTIONS, target.path)
+        timed(connection, request, body: .none, expect: 200...299) { [self] _ in
+            connectionDone(connection)  // the connection stays open (held in `open`) until finish()
+        }
+    }
+}
+
+// MARK: running
+
+struct RunResult {
+    var wall: Double
+    var clientCPU: Double
+    var serverCPU: Double?
+    var serverPeakRSS: Int64?
+    var serverRSSBefore: Int64?
+    var serverRSSHeld: Int64?
+    var tally: Tally
+}
+
+func runOnce(_ options: Options) -> RunResult {
+    let target = Target(options.url)
+    let tls: TLSContext? = target.https ? (try? TLSContext.client(caFile: nil, insecure: options.insecure)) : nil
+    if target.https && tls == nil { fail("cannot create TLS context") }
+    var checksums: [Int64: String] = [:]
+    if let algorithm = options.checksum {
+        let size = options.chunk > 0 ? min(options.chunk, options.bytes) : options.bytes
+        checksums[size] = checksumHeader(algorithm, length: size)
+        if options.chunk > 0, options.bytes % options.chunk != 0 {
+            checksums[options.bytes % options.chunk] = checksumHeader(algorithm, length: options.bytes % options.chunk)
+        }
+    }
+    let tally = Tally()
+    idleAnswered.store(0, ordering: .relaxed)
+    idleRelease.store(false, ordering: .relaxed)
+    let loopCount = min(options.loops, max(1, options.concurrency))
+    var workers: [Worker] = []
+    var base = 0
+    for index in 0..<loopCount {
+        let share = options.concurrency / loopCount + (index < options.concurrency % loopCount ? 1 : 0)
+        let loop = try! EventLoop()
+        workers.append(
+            Worker(
+                loop: loop, options: options, target: target, tls: tls, connections: share, indexBase: base,
+                tally: tally, checksums: checksums))
+        base += share
+    }
+    let serverCPUBefore = options.serverPIDs.compactMap(processCPUSeconds).reduce(0, +)
+    let serverRSSBefore = options.serverPIDs.compactMap { processStatusBytes($0, "VmRSS") }.reduce(0, +)
+    let cpuBefore = ownCPUSeconds()
+    let started = now()
+    var heldRSS: Int64?
+    for worker in workers {
+        worker.start()
+        worker.loop.runOnNewThread(name: "tus-bench")
+    }
+    let watchdog = Watchdog(seconds: options.timeout)
+    if options.scenario == "idle" {
+        // Connections stay open after their one request; sample the server while all of them are held.
+        while idleAnswered.load(ordering: .acquiring) < workers.count { usleep(20_000) }
+        usleep(1_000_000)
+        heldRSS = options.serverPIDs.compactMap { processStatusBytes($0, "VmRSS") }.reduce(0, +)
+        idleRelease.store(true, ordering: .releasing)
+    }
+    for worker in workers { worker.loop.join() }
+    watchdog.cancel()
+    let wall = now() - started
+    let cpu = ownCPUSeconds() - cpuBefore
+    let pids = options.serverPIDs
+    let serverCPU = pids.isEmpty ? nil : pids.compactMap(processCPUSeconds).reduce(0, +) - serverCPUBefore
+    let peak = pids.isEmpty ? nil : pids.compactMap { processStatusBytes($0, "VmHWM") }.reduce(0, +)
+    return RunResult(
+        wall: wall, clientCPU: cpu, serverCPU: serverCPU, serverPeakRSS: peak,
+        serverRSSBefore: pids.isEmpty ? nil : serverRSSBefore, serverRSSHeld: heldRSS, tally: tally)
+}
+
+/// Idle scenario: loops that have every connection answered and held; main sets `idleRelease` after sampling.
+let idleAnswered = Atomic<Int>(0)
+let idleRelease = Atomic<Bool>(false)
+
+/// Aborts the process when a run exceeds its time bound, so a hung server never hangs the suite.
+final class Watchdog: @unchecked Sendable {
+    private let cancelled = Atomic<Bool>(false)
+
+    init(seconds: Double) {
+        let box = Unmanaged.passRetained(self).toOpaque()
+        var thread = pthread_t()
+        let context = UnsafeMutablePointer<(UnsafeMutableRawPointer, Double)>.allocate(capacity: 1)
+        context.initialize(to: (box, seconds))
+        pthread_create(
+            &thread, nil,
+            { argument in
+                let context = argument!.assumingMemoryBound(to: (UnsafeMutableRawPointer, Double).self)
+                let (box, seconds) = context.pointee
+                context.deallocate()
+                let watchdog = Unmanaged<Watchdog>.fromOpaque(box).takeRetainedValue()
+                let end = now() + seconds
+                while now() < end {
+                    if watchdog.cancelled.load(ordering: .relaxed) { return nil }
+                    usleep(100_000)
+                }
+                if !watchdog.cancelled.load(ordering: .relaxed) {
+                    print("tus-bench: timed out after \(seconds) s")
+                    exit(3)
+                }
+                return nil
+            }, context)
+        pthread_detach(thread)
+    }
+
+    func cancel() { cancelled.store(true, ordering: .relaxed) }
+}
+
+func percentile(_ sorted: [Double], _ p: Double) -> Double {
+    guard !sorted.isEmpty else { return 0 }
+    let index = min(sorted.count - 1, Int((p / 100 * Double(sorted.count)).rounded(.up)) - 1)
+    return sorted[max(0, index)]
+}
+
+func format(_ value: Double, _ places: Int = 2) -> String {
+    var scale = 1.0
+    for _ in 0..<places { scale *= 10 }
+    let rounded = (value * scale).rounded() / scale
+    return "\(rounded)"
+}
+
+func report(_ options: Options, _ runs: [RunResult]) {
+    // The median run by wall time stands for the set; all throughputs are listed too.
+    let ordered = runs.sorted { $0.wall < $1.wall }
+    let result = ordered[ordered.count / 2]
+    let tally = result.tally
+    let sorted = tally.sortedLatencies
+    let mbps = Double(tally.bodyBytes) / result.wall / 1e6
+    let rps = Double(tally.requests) / result.wall
+    let loopsUsed = Double(min(options.loops, max(1, options.concurrency)))
+    let clientLoad = result.clientCPU / result.wall / loopsUsed
+    let saturated = clientLoad > 0.9
+    let perConnectionKiB: Double? = {
+        guard options.scenario == "idle", let held = result.serverRSSHeld, let before = result.serverRSSBefore,
+            options.concurrency > 0
+        else { return nil }
+        return Double(held - before) / Double(options.concurrency) / 1024
+    }()
+    var fields: [(String, String)] = [
+        ("label", "\"\(options.label)\""), ("scenario", "\"\(options.scenario)\""), ("url", "\"\(options.url)\""),
+        ("bytes", "\(options.bytes)"), ("chunk", "\(options.chunk)"), ("concurrency", "\(options.concurrency)"),
+        ("loops", "\(Int(loopsUsed))"), ("checksum", options.checksum.map { "\"\($0.rawValue)\"" } ?? "null"),
+        ("runs", "\(runs.count)"), ("wall_seconds", format(result.wall, 4)), ("MBps", format(mbps, 1)),
+        ("MBps_all_runs", "[" + runs.map { format(Double($0.tally.bodyBytes) / $0.wall / 1e6, 1) }.joined(separator: ",") + "]"),
+        ("requests", "\(tally.requests)"), ("requests_per_second", format(rps, 1)),
+        ("rps_all_runs", "[" + runs.map { format(Double($0.tally.requests) / $0.wall, 1) }.joined(separator: ",") + "]"),
+        ("p50_ms", format(percentile(sorted, 50) * 1000, 3)), ("p99_ms", format(percentile(sorted, 99) * 1000, 3)),
+        ("max_ms", format((sorted.last ?? 0) * 1000, 3)), ("errors", "\(tally.errors)"),
+        ("client_cpu_seconds", format(result.clientCPU, 3)), ("client_cpu_per_loop", format(clientLoad, 3)),
+        ("client_saturated", "\(saturated)"),
+        ("server_cpu_seconds", result.serverCPU.map { format($0, 3) } ?? "null"),
+        ("server_peak_rss_MiB", result.serverPeakRSS.map { format(Double($0) / 1_048_576, 2) } ?? "null"),
+        ("server_rss_per_connection_KiB", perConnectionKiB.map { format($0, 2) } ?? "null"),
+        ("error_samples", "[" + tally.errorSamples.map { "\"\($0.replacingQuotes())\"" }.joined(separator: ",") + "]"),
+    ]
+    if runs.count == 1 { fields.removeAll { $0.0 == "MBps_all_runs" || $0.0 == "rps_all_runs" } }
+    let json = "{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
+    print("| label | scenario | MB/s | req/s | p50 ms | p99 ms | max ms | errors | client CPU s | server CPU s | server peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print(
+        "| \(options.label) | \(options.scenario) | \(format(mbps, 1)) | \(format(rps, 1)) | "
+            + "\(format(percentile(sorted, 50) * 1000, 3)) | \(format(percentile(sorted, 99) * 1000, 3)) | "
+            + "\(format((sorted.last ?? 0) * 1000, 3)) | \(tally.errors) | \(format(result.clientCPU, 3)) | "
+            + "\(result.serverCPU.map { format($0, 3) } ?? "-") | "
+            + "\(result.serverPeakRSS.map { format(Double($0) / 1_048_576, 2) } ?? "-") |")
+    if let perConnectionKiB { print("server RSS per idle connection: \(format(perConnectionKiB, 2)) KiB") }
+    if saturated {
+        print("WARNING: tus-bench's own CPU was saturated (\(format(clientLoad, 2)) CPU s per wall s per loop); the client may be the bottleneck — add --loops")
+    }
+    for sample in tally.errorSamples { print("error: \(sample)") }
+    if let path = options.jsonOut, let file = fopen(path, "a") {
+        fputs(json + "\n", file)
+        fclose(file)
+    } else {
+        print(json)
+    }
+}
+
+extension String {
+    func replacingQuotes() -> String {
+        String(map { $0 == "\"" ? "'" : $0 })
+    }
+}
+
+let options = Options.parse(CommandLine.arguments)
+signal(SIGPIPE, SIG_IGN)
+if options.scenario == "idle" || options.concurrency > 900 { _ = raiseOpenFileLimit() }
+_ = payload.capacity  // make the bytes before any clock starts
+var runs: [RunResult] = []
+for _ in 0..<options.repeats {
+    runs.append(runOnce(options))
+}
+report(options, runs)

@@ -1,0 +1,1 @@
+python3 bench/baselines/rss_check.py --server /tmp/bench-fixed/.build-bench/release/tus-server --data-dir /tmp   # tus-server built from the tree + the TCPStream alloc-callback fix (see README); the unpatched tree crashes on fast 1 GiB PATCH

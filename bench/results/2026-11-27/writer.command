@@ -1,0 +1,1 @@
+cd bench/writer && swift build -c release --scratch-path ../../.build-bench-writer && cd ../.. && .build-bench-writer/release/writer-bench --dir /tmp --total-bytes-cap 536870912 --repeat 3   # data dir /tmp on /dev/vda       ext4
