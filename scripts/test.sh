@@ -8,6 +8,6 @@ bash scripts/python-env.sh
 
 swift build --build-tests
 swift test --skip-build --parallel --num-workers 2
-swift build -c release --product tus-server --product tus-cli
+swift build -c release
 TUS_SERVER_BIN="$PWD/.build/release/tus-server" TUS_CLI_BIN="$PWD/.build/release/tus-cli" \
     .venv/bin/python -m pytest -q Tests/interop
