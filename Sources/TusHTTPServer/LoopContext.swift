@@ -130,6 +130,10 @@ final class LoopExecutorAdapter: LoopExecutor, @unchecked Sendable {
 
     var inLoop: Bool { loop.inLoop }
 
+    func offload(_ work: @escaping @Sendable () -> Void, completion: @escaping () -> Void) {
+        loop.offload(work, completion: completion)
+    }
+
     fileprivate func forget(_ token: TimerCancellable) { liveTimers[ObjectIdentifier(token)] = nil }
 
     /// Closes every pending timer; later `schedule` calls do nothing.

@@ -4,6 +4,11 @@ import Synchronization
 /// A `LoopExecutor` driven by the test: `execute` queues work until `runPending()`, and `schedule` uses
 /// virtual time that only `advance(byMilliseconds:)` moves. This makes cross-loop hand-offs (lock release
 /// requests, grants) and timeouts deterministic. Single-threaded use; the mutex only satisfies `Sendable`.
+private struct UncheckedCompletion: @unchecked Sendable {
+    let completion: () -> Void
+    init(_ completion: @escaping () -> Void) { self.completion = completion }
+}
+
 public final class ManualExecutor: LoopExecutor, @unchecked Sendable {
     private final class Timer: Cancellable {
         let deadline: UInt64
@@ -36,6 +41,14 @@ public final class ManualExecutor: LoopExecutor, @unchecked Sendable {
     }
 
     public var inLoop: Bool { true }
+
+    /// Runs `work` at once (there is no other thread) and queues `completion`, so tests see the same
+    /// asynchrony as on a real loop: nothing completes until `runPending()`.
+    public func offload(_ work: @escaping @Sendable () -> Void, completion: @escaping () -> Void) {
+        work()
+        let box = UncheckedCompletion(completion)
+        execute { box.completion() }
+    }
 
     /// Timers scheduled and neither fired nor cancelled.
     public var activeTimerCount: Int { timers.filter { $0.work != nil }.count }

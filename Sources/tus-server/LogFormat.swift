@@ -1,12 +1,19 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 enum LogFormat: String, ExpressibleByArgument, CaseIterable {
     case text, json
 }
 
 /// One line per event on stderr, as text or as JSON objects (for log shippers).
+///
+/// Written with FoundationEssentials and `write(2)` only: full Foundation would pull ICU into the process,
+/// several MiB of resident memory for a server that never formats a localized string.
 struct StderrLogHandler: LogHandler {
     let label: String
     let format: LogFormat
@@ -19,26 +26,47 @@ struct StderrLogHandler: LogHandler {
     }
 
     func log(event: LogEvent) {
-        let timestamp = ISO8601DateFormatter().string(from: Date())
+        let timestamp = Date.now.formatted(.iso8601)
+        let fields = metadata.merging(event.metadata ?? [:]) { $1 }.sorted { $0.key < $1.key }
         var line: String
         switch format {
         case .text:
             line = "\(timestamp) \(event.level) \(label): \(event.message)"
-            let merged = metadata.merging(event.metadata ?? [:]) { $1 }
-            if !merged.isEmpty {
-                line += " " + merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-            }
+            if !fields.isEmpty { line += " " + fields.map { "\($0.key)=\($0.value)" }.joined(separator: " ") }
         case .json:
-            var object: [String: String] = [
-                "time": timestamp, "level": event.level.rawValue, "logger": label, "message": "\(event.message)",
+            var pairs = [
+                ("time", timestamp), ("level", event.level.rawValue), ("logger", label), ("message", "\(event.message)"),
             ]
-            for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) {
-                object[key] = "\(value)"
-            }
-            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
-            line = String(decoding: data, as: UTF8.self)
+            pairs += fields.map { ($0.key, "\($0.value)") }
+            line = "{" + pairs.map { jsonString($0.0) + ":" + jsonString($0.1) }.joined(separator: ",") + "}"
         }
         line += "\n"
-        FileHandle.standardError.write(Data(line.utf8))
+        var bytes = Array(line.utf8)
+        var written = 0
+        while written < bytes.count {
+            let n = bytes[written...].withUnsafeMutableBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            written += n
+        }
+        bytes.removeAll()
     }
+}
+
+/// A JSON string literal (RFC 8259 escaping).
+func jsonString(_ value: String) -> String {
+    var out = "\""
+    for scalar in value.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        case _ where scalar.value < 0x20:
+            let hex = String(scalar.value, radix: 16)
+            out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    return out + "\""
 }

@@ -1,5 +1,8 @@
 public import ArgumentParser
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 public import Logging
 import TusCrypto
 import TusHTTP1
@@ -144,9 +147,8 @@ struct TusServerCommand: ParsableCommand {
         let tus = TusConfiguration(
             basePath: basePath, maxSize: maxSize > 0 ? maxSize : nil, expirationSeconds: expiration,
             relativeLocation: relativeLocationFlag, behindProxy: behindProxy,
-            corsOrigins: corsOrigins == "*" ? nil : corsOrigins.split(separator: ",").map {
-                $0.trimmingCharacters(in: .whitespaces)
-            },
+            corsOrigins: corsOrigins == "*"
+                ? nil : corsOrigins.split(separator: ",").map { String($0.filter { $0 != " " }) },
             corsAllowCredentials: corsAllowCredentials,
             lockReleaseTimeoutMilliseconds: milliseconds(lockTimeout))
         let handler = TusHandler(configuration: tus, store: uploadStore)

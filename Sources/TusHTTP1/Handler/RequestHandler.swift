@@ -75,6 +75,9 @@ public protocol LoopExecutor: AnyObject, Sendable {
     func schedule(afterMilliseconds milliseconds: UInt64, _ work: @escaping () -> Void) -> any Cancellable
     /// Whether the caller is on this loop's thread.
     var inLoop: Bool { get }
+    /// Runs CPU-heavy `work` off the loop (a worker thread), then `completion` back on this loop. Loop
+    /// thread only. `work` must not touch loop-confined state that the loop may use meanwhile.
+    func offload(_ work: @escaping @Sendable () -> Void, completion: @escaping () -> Void)
 }
 
 public protocol Cancellable: AnyObject {

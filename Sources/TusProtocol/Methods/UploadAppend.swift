@@ -4,8 +4,11 @@ import TusHTTP1
 /// Streams one request body (PATCH, or a creation-with-upload POST) into the store.
 ///
 /// Order of events, all on the request's loop:
-/// 1. each fragment updates the checksum digest, then goes to `UploadWriter.write`; its `done` is called when
-///    that write completes, which is what paces the client (the connection limits outstanding fragments);
+/// 1. each fragment goes to `UploadWriter.write` and, for a checksummed request, to the digest, which runs on
+///    a worker thread (`LoopExecutor.offload`) so that hashing neither stalls the loop's other connections nor
+///    caps one upload at the speed of one core doing both; fragments are hashed in order, one batch at a time.
+///    A fragment's `done` is called when its write (and its hashing) completed, which is what paces the client
+///    (the connection limits outstanding fragments);
 /// 2. input stops for one reason (`Stop`): body end, abort, overflow past the length, a takeover request from
 ///    another request for this upload, or a failed write; early stops are answered at once with
 ///    `closeConnection`, which makes the connection stop reading;
@@ -38,11 +41,14 @@ final class UploadAppend: HTTPBodySink {
     /// Bytes this request may append, or nil for no limit (deferred length, no max size).
     private let limit: Int64?
     private let checksum: UploadChecksum?
-    private let digest: StreamingDigest?
+    private let digest: DigestBox?
     private let purpose: Purpose
 
     private var received: Int64 = 0
     private var outstandingWrites = 0
+    /// Fragments waiting to be hashed, each with what to do once hashed.
+    private var digestQueue: [(fragment: BodyFragment, hashed: () -> Void)] = []
+    private var isDigesting = false
     private var stop: Stop?
     private var isFinishing = false
     private var hasResponded = false
@@ -58,7 +64,7 @@ final class UploadAppend: HTTPBodySink {
         self.holder = holder
         self.limit = limit
         self.checksum = checksum
-        self.digest = checksum.map { StreamingDigest($0.algorithm) }
+        self.digest = checksum.map { DigestBox(StreamingDigest($0.algorithm)) }
         self.purpose = purpose
     }
 
@@ -80,13 +86,22 @@ final class UploadAppend: HTTPBodySink {
             overflowed = true
         }
         if fragment.count > 0 {
-            digest?.update(fragment.bytes)
             received += Int64(fragment.count)
             outstandingWrites += 1
+            // With a digest, `done` waits for both the write and the hashing: the bytes are in use until then.
+            var pending = digest == nil ? 1 : 2
+            let finishedOne = {
+                pending -= 1
+                if pending == 0 { done() }
+            }
+            if digest != nil {
+                digestQueue.append((fragment, finishedOne))
+                hashQueuedFragments()
+            }
             writer.write(fragment) { [self] result in
                 outstandingWrites -= 1
                 if case .failure(let error) = result { stopEarly(.writeFailed(error)) }
-                done()
+                finishedOne()
                 finishIfIdle()
             }
         } else {
@@ -107,6 +122,23 @@ final class UploadAppend: HTTPBodySink {
         finishIfIdle()
     }
 
+    /// Hashes everything queued so far in one job on a worker thread; the next batch starts when it is back.
+    private func hashQueuedFragments() {
+        guard let digest, !isDigesting, !digestQueue.isEmpty else { return }
+        let batch = digestQueue
+        digestQueue = []
+        isDigesting = true
+        let fragments = batch.map(\.fragment)
+        request.exchange.executor.offload({
+            for fragment in fragments { digest.value.update(fragment.bytes) }
+        }, completion: { [self] in
+            isDigesting = false
+            for entry in batch { entry.hashed() }
+            hashQueuedFragments()
+            finishIfIdle()
+        })
+    }
+
     // MARK: Finishing
 
     private func stopEarly(_ reason: Stop) {
@@ -122,7 +154,7 @@ final class UploadAppend: HTTPBodySink {
     }
 
     private func finishIfIdle() {
-        guard let stop, outstandingWrites == 0, !isFinishing else { return }
+        guard let stop, outstandingWrites == 0, !isDigesting, digestQueue.isEmpty, !isFinishing else { return }
         isFinishing = true
         holder.onReleaseRequested = nil  // releasing soon anyway
         var outcome: TusError?
@@ -130,7 +162,7 @@ final class UploadAppend: HTTPBodySink {
         switch stop {
         case .ended:
             if let checksum, let digest {
-                let matches = digest.finalize() == checksum.expected
+                let matches = digest.value.finalize() == checksum.expected
                 discard = !matches
                 outcome = matches ? nil : .checksumMismatch
             }
@@ -183,4 +215,11 @@ final class UploadAppend: HTTPBodySink {
         hasResponded = true
         handler.send(request, response)
     }
+}
+
+/// The digest crosses to a worker thread and back. Only one hashing job runs at a time per request, and the
+/// loop touches the digest only when no job is running (`isDigesting`), so access never overlaps.
+private final class DigestBox: @unchecked Sendable {
+    let value: StreamingDigest
+    init(_ value: StreamingDigest) { self.value = value }
 }
