@@ -36,7 +36,14 @@ final class HTTPConnection: TCPStreamDelegate {
     unowned let context: LoopContext
     private var configuration: HTTPServerConfiguration { context.server.configuration }
 
-    private var phase: Phase = .readingHead(since: nil)
+    private var phase: Phase = .readingHead(since: nil) {
+        didSet {
+            // The loop sizes body chunks by how many bodies stream at once (`LoopContext.bodyChunkSize`).
+            let wasBody: Bool = if case .readingBody = oldValue { true } else { false }
+            let isBody: Bool = if case .readingBody = phase { true } else { false }
+            if isBody != wasBody { context.activeBodies += isBody ? 1 : -1 }
+        }
+    }
     private var headParser: RequestHeadParser
     private var bodyDecoder: BodyDecoder?
     private weak var bodySink: (any HTTPBodySink)?
@@ -103,7 +110,8 @@ final class HTTPConnection: TCPStreamDelegate {
         flushPendingBody()
         // A fresh chunk: big for bodies, small for heads so that idle and small-request connections stay light.
         let isBody: Bool = if case .readingBody = phase { true } else { false }
-        let capacity = isBody ? configuration.readChunkSize : min(65_536, configuration.readChunkSize)
+        // Heads get a small chunk (a longer head moves to a bigger one below, up to the head limit).
+        let capacity = isBody ? context.bodyChunkSize : 16 * 1024
         let unconsumed = readEnd - readStart
         if unconsumed == 0, isKnownUniquelyReferenced(&chunk), let reusable = chunk, reusable.capacity >= capacity {
             // No fragment refers to it any more: start over at its beginning instead of allocating.

@@ -21,6 +21,10 @@ public struct HTTPServerConfiguration: Sendable {
     public var parserLimits = HTTPParserLimits()
     /// Size of the chunks body bytes are read into. Each chunk goes to the file writer without a copy.
     public var readChunkSize: Int = 256 * 1024
+    /// Memory a loop aims to spend on body chunks across all its uploads; with many concurrent uploads each
+    /// gets smaller chunks (never below 16 KiB), so RSS stays bounded by connections × a small floor rather
+    /// than connections × `readChunkSize` × `maxOutstandingFragments`.
+    public var bodyMemoryPerLoop: Int = 48 * 1024 * 1024
     /// Body fragments a connection may have in flight to the handler before it stops reading the socket.
     /// With `readChunkSize` this bounds the memory one upload can pin.
     public var maxOutstandingFragments: Int = 4

@@ -17,6 +17,8 @@ final class LoopContext {
     private var sweepTimer: TusLoop.Timer?
     private var shutdownTimer: TusLoop.Timer?
     private(set) var isShuttingDown = false
+    /// Connections of this loop currently streaming a request body.
+    var activeBodies = 0
     /// Where TLS connections of this loop receive ciphertext; each read is fully consumed before the next.
     let cipherInputBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
 
@@ -29,6 +31,16 @@ final class LoopContext {
     }
 
     deinit { cipherInputBuffer.deallocate() }
+
+    /// Capacity of the next body chunk. One upload gets `readChunkSize` (big writes, few syscalls); many
+    /// concurrent uploads share `bodyMemoryPerLoop`, so that the memory a loop pins for bodies stays near that
+    /// budget however many clients upload at once, down to a floor below which syscalls would dominate.
+    var bodyChunkSize: Int {
+        let configuration = server.configuration
+        let perConnection = configuration.bodyMemoryPerLoop / max(1, activeBodies)
+        let perChunk = perConnection / (configuration.maxOutstandingFragments + 1)
+        return min(configuration.readChunkSize, max(16 * 1024, perChunk))
+    }
 
     func startAccepting() {
         do {
