@@ -558,8 +558,9 @@ final class HTTPConnection: TCPStreamDelegate {
         let sink: (any HTTPBodySink)? = if case .readingBody = phase { bodySink } else { nil }
         flushPendingBody()
         detachSink()
-        close()
+        // The sink hears it before the socket goes, so whoever sees the close can rely on the sink knowing.
         sink?.bodyAborted(reason)
+        close()
     }
 
     private func closeGracefully() {

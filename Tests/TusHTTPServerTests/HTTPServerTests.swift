@@ -116,6 +116,7 @@ final class HTTPServerTests: XCTestCase {
             let client = try RawHTTPClient(port: server.port)
             client.send("PATCH /u HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
             XCTAssertTrue(client.waitForClose())
+            for _ in 0..<50 where handler.stats.withLock({ $0.aborted.isEmpty }) { usleep(20_000) }
             XCTAssertEqual(handler.stats.withLock { $0.aborted }, [.timeout])
         }
     }
