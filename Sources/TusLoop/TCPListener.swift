@@ -11,8 +11,8 @@ public final class TCPListener: LoopOwnedHandle {
     let handle: UnsafeMutablePointer<uv_tcp_t>
     private let backlog: Int32
     private var onConnection: ((TCPStream) -> Void)?
-    private var state = HandleState.open
-    private var closeCompletions: [() -> Void] = []
+    private var closing = CloseWaiters()
+    private var state: HandleState { closing.state }
 
     /// Binds at once (so `localPort` is known and `addressInUse` is thrown here); accepting starts in `listen`.
     /// Port 0 lets the kernel pick; pass `localPort` to the other loops' listeners.
@@ -94,14 +94,12 @@ public final class TCPListener: LoopOwnedHandle {
     /// Stops accepting by closing the socket (libuv 1.44 cannot pause a listener); idempotent.
     public func close(_ completion: (() -> Void)? = nil) {
         loop.assertOnLoopThread()
-        switch state {
-        case .open:
-            if let completion { closeCompletions.append(completion) }
-            state = .closing
+        switch closing.requestClose(completion) {
+        case .startClosing:
             uv_close(CLibuv_tcp_as_handle(handle), listenerClosed)
-        case .closing:
-            if let completion { closeCompletions.append(completion) }
-        case .closed:
+        case .alreadyClosing:
+            break
+        case .alreadyClosed:
             completion?()
         }
     }
@@ -111,11 +109,9 @@ public final class TCPListener: LoopOwnedHandle {
     }
 
     fileprivate func didClose() {
-        state = .closed
+        let completions = closing.didClose()
         onConnection = nil
         handle.deallocate()
-        let completions = closeCompletions
-        closeCompletions = []
         for completion in completions { completion() }
     }
 }

@@ -28,8 +28,8 @@ public final class TCPStream: LoopOwnedHandle {
     let handle: UnsafeMutablePointer<uv_tcp_t>
     public var delegate: (any TCPStreamDelegate)?
     public private(set) var isReading = false
-    private var state = HandleState.open
-    private var closeCompletions: [() -> Void] = []
+    private var closing = CloseWaiters()
+    private var state: HandleState { closing.state }
 
     /// `uv_tcp_init`; the stream is connected later by `uv_accept` or `uv_tcp_connect`.
     init(loop: EventLoop) {
@@ -176,15 +176,13 @@ public final class TCPStream: LoopOwnedHandle {
     /// the delegate is dropped. Calling it after the close finished runs `completion` at once.
     public func close(_ completion: (() -> Void)? = nil) {
         loop.assertOnLoopThread()
-        switch state {
-        case .open:
-            if let completion { closeCompletions.append(completion) }
-            state = .closing
+        switch closing.requestClose(completion) {
+        case .startClosing:
             isReading = false
             uv_close(CLibuv_tcp_as_handle(handle), streamClosed)
-        case .closing:
-            if let completion { closeCompletions.append(completion) }
-        case .closed:
+        case .alreadyClosing:
+            break
+        case .alreadyClosed:
             completion?()
         }
     }
@@ -194,11 +192,9 @@ public final class TCPStream: LoopOwnedHandle {
     }
 
     fileprivate func didClose() {
-        state = .closed
+        let completions = closing.didClose()
         delegate = nil
         handle.deallocate()
-        let completions = closeCompletions
-        closeCompletions = []
         for completion in completions { completion() }
     }
 

@@ -68,6 +68,43 @@ enum HandleState {
     case open, closing, closed
 }
 
+/// The close sequence of a handle whose `close` takes a completion: the state plus whoever waits for the close
+/// callback. Shared so that every handle type closes the same way (idempotent, completions in call order).
+struct CloseWaiters {
+    private(set) var state = HandleState.open
+    private var completions: [() -> Void] = []
+
+    enum Request {
+        /// Call `uv_close` now.
+        case startClosing
+        /// A close is already under way; the completion will run with the others.
+        case alreadyClosing
+        /// Closed long ago: run the completion now.
+        case alreadyClosed
+    }
+
+    mutating func requestClose(_ completion: (() -> Void)?) -> Request {
+        switch state {
+        case .open:
+            if let completion { completions.append(completion) }
+            state = .closing
+            return .startClosing
+        case .closing:
+            if let completion { completions.append(completion) }
+            return .alreadyClosing
+        case .closed:
+            return .alreadyClosed
+        }
+    }
+
+    /// Marks the handle closed and hands back the completions to run (outside any access to this value).
+    mutating func didClose() -> [() -> Void] {
+        state = .closed
+        defer { completions = [] }
+        return completions
+    }
+}
+
 /// Lets the loop close handles their owners forgot (rule 5) without knowing their types: `handle->data` of every
 /// handle holds an object conforming to this.
 protocol LoopOwnedHandle: AnyObject {
