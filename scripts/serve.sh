@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bootstrap.sh
-swift build -c release --product tus-server
+swift build -c release   # tus-server, tus-cli and tus-bench
 exec .build/release/tus-server "$@"
