@@ -4,5 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bootstrap.sh
-swift build -c release   # tus-server, tus-cli and tus-bench
+# Build output goes to stderr: stdout carries only the server's start-up line, which scripts wait for.
+swift build -c release >&2   # tus-server, tus-cli and tus-bench
 exec .build/release/tus-server "$@"
