@@ -427,6 +427,8 @@ final class HTTPConnection: TCPStreamDelegate {
             if !(smallRemainder && continueWasSent && !closeAfterResponse) { closeAfterResponse = true }
         }
         let omitBody = head.method == .HEAD
+        var response = response
+        if !response.headers.contains("Date") { response.headers.add("Date", context.dateHeaderValue) }
         let bytes = ResponseEncoder.encode(
             response, version: head.version, keepAlive: !closeAfterResponse, bodyLength: bodyLength,
             omitBody: omitBody)
@@ -511,7 +513,8 @@ final class HTTPConnection: TCPStreamDelegate {
     private func fail(with error: HTTPParseError) {
         context.server.logIf(.debug, "bad request: \(error)")
         closeAfterResponse = true
-        let response = HTTPResponse(status: error.status, text: error.message, closeConnection: true)
+        let response = HTTPResponse(
+            status: error.status, headers: ["Date": context.dateHeaderValue], text: error.message, closeConnection: true)
         let bytes = ResponseEncoder.encode(response, version: .http1_1, keepAlive: false)
         phase = .responding
         setReading(false)

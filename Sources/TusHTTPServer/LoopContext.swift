@@ -1,6 +1,9 @@
 import TusCrypto
 import TusHTTP1
 import TusLoop
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Per-loop server state: the listener, the live connections and the timeout sweep. Confined to its loop.
 ///
@@ -17,6 +20,16 @@ final class LoopContext {
     private var sweepTimer: TusLoop.Timer?
     private var shutdownTimer: TusLoop.Timer?
     private(set) var isShuttingDown = false
+    private var cachedDate: (second: Int, value: String) = (-1, "")
+
+    /// The `Date` header value (RFC 9110 §6.6.1: an origin server with a clock must send it), formatted at
+    /// most once per second per loop.
+    var dateHeaderValue: String {
+        let now = time(nil)
+        if now != cachedDate.second { cachedDate = (now, HTTPDate.format(unixSeconds: Int64(now))) }
+        return cachedDate.value
+    }
+
     /// Connections of this loop currently streaming a request body.
     var activeBodies = 0
     /// Where TLS connections of this loop receive ciphertext; each read is fully consumed before the next.

@@ -16,6 +16,9 @@ final class HTTPServerTests: XCTestCase {
                 let response = try client.readResponse()
                 XCTAssertEqual(response.status, 200)
                 XCTAssertTrue(response.bodyText.hasPrefix("POST /r\(i) bytes=\(i) "), response.bodyText)
+                // RFC 9110 §6.6.1: an origin server with a clock sends Date, as an IMF-fixdate.
+                let date = try XCTUnwrap(response.header("Date"))
+                XCTAssertTrue(date.hasSuffix(" GMT") && date.count == 29, date)
             }
         }
     }

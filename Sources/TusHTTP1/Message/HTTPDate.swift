@@ -1,11 +1,11 @@
-/// IMF-fixdate (RFC 9110 §5.6.7), e.g. `Wed, 25 Jun 2014 16:00:00 GMT`, for `Upload-Expires`. Written out
+/// IMF-fixdate (RFC 9110 §5.6.7), e.g. `Wed, 25 Jun 2014 16:00:00 GMT`, for `Date` and `Upload-Expires`. Written out
 /// rather than through Foundation's DateFormatter, whose output depends on locale settings unless every
 /// option is pinned, and which is slow to create.
-enum HTTPDate {
+public enum HTTPDate {
     private static let weekdays = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
     private static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
-    static func format(unixSeconds: Int64) -> String {
+    public static func format(unixSeconds: Int64) -> String {
         let days = unixSeconds >= 0 ? unixSeconds / 86_400 : (unixSeconds - 86_399) / 86_400
         let secondsOfDay = unixSeconds - days * 86_400
         let (year, month, day) = civil(fromDays: days)
