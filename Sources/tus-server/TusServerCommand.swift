@@ -178,7 +178,7 @@ struct TusServerCommand: ParsableCommand {
         }
 
         if expiration > 0, let executor = server.executors.first {
-            scheduleSweeps(handler: handler, executor: executor, logger: logger)
+            scheduleSweeps(handler: handler, executor: executor, everySeconds: min(60, expiration), logger: logger)
         }
 
         // The contract scripts and tests wait for: exactly this one line on stdout, with the real port.
@@ -238,12 +238,14 @@ enum StoreKind: String, ExpressibleByArgument, CaseIterable {
 
 private func milliseconds(_ seconds: Double) -> UInt64 { UInt64(max(0, seconds) * 1000) }
 
-/// Expired uploads are removed by a sweep every minute on one loop (cheap: it reads the in-memory index).
-private func scheduleSweeps(handler: TusHandler, executor: any LoopExecutor, logger: Logger) {
+/// Expired uploads are removed by a sweep on one loop (cheap: it reads the in-memory index), every minute, or
+/// as often as uploads expire when `--expiration` is shorter than that. Until the sweep removes an expired upload
+/// the handler already answers 410 for it.
+private func scheduleSweeps(handler: TusHandler, executor: any LoopExecutor, everySeconds: Int64, logger: Logger) {
     let bound = SendableBox((handler, executor))
     executor.execute {
         func arm() {
-            _ = bound.value.1.schedule(afterMilliseconds: 60_000) {
+            _ = bound.value.1.schedule(afterMilliseconds: UInt64(max(1, everySeconds)) * 1000) {
                 bound.value.0.sweepExpired(executor: bound.value.1) { removed in
                     if !removed.isEmpty { logger.info("expired \(removed.count) upload(s)") }
                 }
