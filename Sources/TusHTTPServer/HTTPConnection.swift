@@ -282,6 +282,18 @@ final class HTTPConnection: TCPStreamDelegate {
     private func decodeBody() {
         guard let chunk, bodyDecoder != nil else { return }
         while true {
+            // The handler may have answered (and so ended the body) from inside a callback of this loop.
+            switch phase {
+            case .readingBody:
+                // Many tiny chunks make many fragments out of one read: stop framing, as the socket stopped,
+                // until the sink catches up (`fragmentDone` resumes), so they cannot bypass backpressure.
+                if outstandingFragments >= configuration.maxOutstandingFragments { return }
+            case .draining:
+                break
+            default:
+                return
+            }
+            guard bodyDecoder != nil else { return }
             // A Content-Length body is complete as soon as its last byte was framed; ask once more to get `.end`.
             guard readEnd > readStart || bodyDecoder!.isComplete else { return }
             let window = UnsafeRawBufferPointer(chunk.bytes(readStart..<readEnd))
@@ -310,7 +322,15 @@ final class HTTPConnection: TCPStreamDelegate {
                     detachSink()
                     sink?.bodyAborted(.malformed)
                 }
-                fail(with: error)
+                switch phase {
+                case .responding, .awaitingResponse:
+                    // The request already has (or will get) its one response; the connection ends after it.
+                    closeAfterResponse = true
+                case .draining:
+                    close()
+                default:
+                    fail(with: error)
+                }
                 return
             }
         }
@@ -434,6 +454,8 @@ final class HTTPConnection: TCPStreamDelegate {
             omitBody: omitBody)
         phase = .responding
         setReading(false)
+        // A peer that stops reading the response must not hold the connection (and its buffers) forever.
+        deadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
         let sequence = requestSequence
         context.server.logIf(.debug, "\(head.method) \(head.target) -> \(response.status.code)")
         send(bytes) { [self] error in
@@ -469,6 +491,7 @@ final class HTTPConnection: TCPStreamDelegate {
                         source.cancel()
                         close()
                     } else {
+                        deadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
                         streamBody(from: source, remaining: remaining - Int64(fragment.count), sequence: sequence)
                     }
                 }
@@ -522,21 +545,18 @@ final class HTTPConnection: TCPStreamDelegate {
     }
 
     private func peerClosed() {
-        switch phase {
-        case .readingBody:
-            flushPendingBody()
-            let sink = bodySink
-            detachSink()
-            close()
-            sink?.bodyAborted(.clientClosed)
-        default:
-            close()
-        }
+        abort(reason: .clientClosed)
     }
 
     func checkDeadline(now: UInt64) {
-        guard now >= deadline, phase.isOpen else { return }
+        guard now >= deadline, !isFinalClosed else { return }
         switch phase {
+        case .closed:
+            // A graceful close whose shutdown never completed (a peer that stopped reading our close_notify).
+            finalClose()
+        case .responding:
+            context.server.logIf(.info, "response write timeout; closing connection")
+            close()
         case .readingBody:
             context.server.logIf(.info, "body timeout; closing connection")
             abort(reason: .timeout)
@@ -556,32 +576,39 @@ final class HTTPConnection: TCPStreamDelegate {
         if case .readingHead(let since) = phase, since == nil { close() }
     }
 
-    /// Ends the connection now; a body in progress is reported to its sink as aborted.
+    /// Ends the connection now; a body in progress is reported to its sink as aborted, so that whoever holds
+    /// resources for it (an upload lock, an open file) lets go on every path that ends a connection.
     func abort(reason: BodyAbortReason) {
         let sink: (any HTTPBodySink)? = if case .readingBody = phase { bodySink } else { nil }
         flushPendingBody()
         detachSink()
         // The sink hears it before the socket goes, so whoever sees the close can rely on the sink knowing.
         sink?.bodyAborted(reason)
-        close()
+        if phase.isOpen { phase = .closed }
+        finalClose()
     }
 
     private func closeGracefully() {
         guard phase.isOpen else { return }
         phase = .closed
+        // If the peer never lets the shutdown complete, the deadline sweep closes the socket anyway.
+        deadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
         // close_notify first, so a TLS client can tell a complete response from a truncated one.
         tls?.shutdown()
         flushTLSOutput()
         stream.shutdown { [self] _ in finalClose() }
     }
 
+    /// Closes now (idempotent); a body being read is reported to its sink as `.clientClosed`.
     func close() {
-        guard phase.isOpen else { return }
-        phase = .closed
-        finalClose()
+        abort(reason: .clientClosed)
     }
 
+    private var isFinalClosed = false
+
     private func finalClose() {
+        guard !isFinalClosed else { return }
+        isFinalClosed = true
         wantsRead = false
         pendingBody = nil
         exchange = nil
@@ -613,7 +640,9 @@ final class Exchange: HTTPExchange {
     private var isCurrent: Bool { connection.currentSequence == sequence && !hasResponded }
 
     func readBody(into sink: any HTTPBodySink) {
-        guard isCurrent else { return }
+        // A handler that asks for the body of a request whose connection is gone (it waited for a lock while
+        // the client left or the server shut down) must still hear that the body will not come.
+        guard isCurrent else { return sink.bodyAborted(.clientClosed) }
         connection.exchangeReadBody(into: sink)
     }
 

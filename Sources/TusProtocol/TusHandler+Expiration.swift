@@ -16,8 +16,17 @@ extension TusHandler {
             pending -= 1
             if pending == 0 { completion(removed) }
         }
+        let cutoff = sweepTime ?? now()
         for id in candidates {
             guard let lock = locker.tryLock(id: id, executor: executor, onReleaseRequested: {}) else {
+                finishOne()
+                continue
+            }
+            // A PATCH on another loop may have committed (and moved the expiry) between the listing and the lock.
+            guard case .found(let info) = store.lookup(id), !info.isComplete, let expiresAt = info.expiresAt,
+                expiresAt <= cutoff
+            else {
+                lock.release()
                 finishOne()
                 continue
             }

@@ -99,6 +99,56 @@ final class HTTPServerTests: XCTestCase {
         }
     }
 
+    /// Regression: a chunked body of one-byte chunks used to turn one read into thousands of fragments, all
+    /// handed to the sink at once (backpressure only stopped the socket, not the framing).
+    func testTinyChunksDoNotBypassBackpressure() throws {
+        let handler = EchoHandler(writeDelayMilliseconds: 1)
+        try withServer(handler) { server in
+            let client = try RawHTTPClient(port: server.port, timeoutSeconds: 30)
+            let count = 4_000
+            var wire = Array("PATCH /tiny HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".utf8)
+            var body: [UInt8] = []
+            for i in 0..<count {
+                let byte = UInt8(truncatingIfNeeded: i)
+                body.append(byte)
+                wire += Array("1\r\n".utf8) + [byte] + Array("\r\n".utf8)
+            }
+            wire += Array("0\r\n\r\n".utf8)
+            client.send(wire)
+            let response = try client.readResponse()
+            XCTAssertEqual(response.bodyText, "PATCH /tiny bytes=\(count) sum=\(rollingSum(body)) trailers=\n")
+            let stats = handler.stats.withLock { $0 }
+            XCTAssertLessThanOrEqual(stats.maxOutstanding, server.configuration.maxOutstandingFragments + 1)
+        }
+    }
+
+    /// Regression: a body that breaks its chunked framing after the handler already answered (413 past the
+    /// upload's length) used to get a second, parser-made response on the wire.
+    func testFramingErrorAfterTheHandlerAnsweredSendsNoSecondResponse() throws {
+        final class RejectAfterFirstFragment: HTTPRequestHandler {
+            func handle(_ head: RequestHead, exchange: any HTTPExchange) {
+                exchange.readBody(into: Sink(exchange))
+            }
+        }
+        final class Sink: HTTPBodySink {
+            let exchange: any HTTPExchange
+            init(_ exchange: any HTTPExchange) { self.exchange = exchange }
+            func bodyFragment(_ fragment: BodyFragment, done: @escaping () -> Void) {
+                exchange.respond(HTTPResponse(status: .payloadTooLarge, text: "too much", closeConnection: true))
+                done()
+            }
+            func bodyEnd(trailers: HTTPHeaders) { exchange.respond(HTTPResponse(status: .ok)) }
+            func bodyAborted(_ reason: BodyAbortReason) {}
+        }
+        try withServer(RejectAfterFirstFragment()) { server in
+            let client = try RawHTTPClient(port: server.port)
+            client.send("POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\nZZ\r\n")
+            let first = try client.readResponse()
+            XCTAssertEqual(first.status, 413)
+            XCTAssertTrue(client.waitForClose(), "exactly one response, then the connection closes")
+        }
+    }
+
     func testClientDisappearingMidBodyIsReportedToTheSink() throws {
         let handler = EchoHandler()
         try withServer(handler) { server in

@@ -242,3 +242,34 @@ def test_bad_certificate_fails_at_startup_naming_the_file(pki, problem, tmp_path
     assert "listening on" not in result.stdout
     named = str(cert) if problem != "mismatch" else str(private)
     assert named in result.stderr or str(cert) in result.stderr, result.stderr
+
+
+def test_broken_tls_record_mid_patch_commits_what_arrived_and_frees_the_upload(tls_server, pki):
+    """Regression: a TLS error in the middle of a PATCH body used to close the connection without telling the
+    upload, which then kept its lock, its open file and an unwritten record forever."""
+    import json
+    ca = pki[0] / "ca.pem"
+    created = curl("-i", "-X", "POST", "-H", "Tus-Resumable: 1.0.0", "-H", "Upload-Length: 100000",
+                   f"https://localhost:{tls_server.port}/files/", cafile=ca)
+    location = next(line.split(" ", 1)[1].strip() for line in created.stdout.splitlines()
+                    if line.lower().startswith("location:"))
+    upload_id = location.rsplit("/", 1)[1]
+    context = ssl.create_default_context(cafile=str(ca))
+    body = os.urandom(50_000)
+    with socket.create_connection(("127.0.0.1", tls_server.port), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall((f"PATCH /files/{upload_id} HTTP/1.1\r\nHost: localhost\r\nTus-Resumable: 1.0.0\r\n"
+                         "Upload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n"
+                         "Content-Length: 100000\r\n\r\n").encode() + body)
+            time.sleep(0.3)
+            os.write(tls.fileno(), b"\x17\x03\x03\x00\x40" + os.urandom(64))  # a record that cannot decrypt
+            time.sleep(0.3)
+    record = Path(tls_server.upload_dir) / f"{upload_id}.info"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and json.loads(record.read_text())["offset"] != len(body):
+        time.sleep(0.1)
+    assert json.loads(record.read_text())["offset"] == len(body), "the bytes that arrived are committed"
+    # The upload is free again: a DELETE does not have to take it over (no 400/423 dance).
+    deleted = curl("-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "DELETE", "-H", "Tus-Resumable: 1.0.0",
+                   location, cafile=ca)
+    assert deleted.stdout == "204"
