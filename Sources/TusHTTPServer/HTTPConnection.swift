@@ -30,6 +30,17 @@ final class HTTPConnection: TCPStreamDelegate {
         case closed
 
         var isOpen: Bool { if case .closed = self { false } else { true } }
+
+        func isSameCase(as other: Phase) -> Bool {
+            switch (self, other) {
+            case (.readingHead, .readingHead), (.handling, .handling), (.readingBody, .readingBody),
+                (.awaitingResponse, .awaitingResponse), (.responding, .responding), (.draining, .draining),
+                (.closed, .closed):
+                true
+            default:
+                false
+            }
+        }
     }
 
     let stream: TCPStream
@@ -249,13 +260,17 @@ final class HTTPConnection: TCPStreamDelegate {
                     beginRequest(head)
                 }
             case .readingBody, .draining:
-                guard readEnd > readStart else {
+                // A complete Content-Length body still owes its `.end` even with nothing left in the buffer.
+                let owesEnd = bodyDecoder?.isComplete ?? false
+                guard readEnd > readStart || owesEnd else {
                     if outstandingFragments < configuration.maxOutstandingFragments { setReading(true) }
                     return
                 }
                 let before = readStart
+                let phaseBefore = phase
                 decodeBody()
-                if readStart == before { return }
+                // No progress (waiting for the sink to catch up): stay until `fragmentDone` calls again.
+                if readStart == before && phase.isSameCase(as: phaseBefore) { return }
             case .handling, .awaitingResponse, .responding, .closed:
                 // One request at a time: pipelined bytes wait in the buffer until the response is out.
                 setReading(false)
@@ -365,9 +380,7 @@ final class HTTPConnection: TCPStreamDelegate {
         outstandingFragments -= 1
         guard sequence == requestSequence, case .readingBody = phase else { return }
         if pendingBody != nil { flushPendingBody() }
-        if outstandingFragments <= configuration.maxOutstandingFragments / 2 {
-            if readEnd > readStart { process() } else { setReading(true) }
-        }
+        if outstandingFragments <= configuration.maxOutstandingFragments / 2 { process() }
     }
 
     private func bodyFinished() {
