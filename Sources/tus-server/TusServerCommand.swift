@@ -65,7 +65,7 @@ struct TusServerCommand: ParsableCommand {
     @Option(name: .customLong("idle-timeout"), help: "Seconds a keep-alive connection may stay idle.")
     var idleTimeout: Double = 60
 
-    @Option(name: .customLong("body-timeout"), help: "Seconds without body progress before an upload request is cut (bytes so far are kept).")
+    @Option(name: .customLong("body-timeout"), help: "Seconds without progress of a request body (bytes so far are kept) or of a response write before the connection is cut.")
     var bodyTimeout: Double = 60
 
     @Option(name: .customLong("shutdown-timeout"), help: "Seconds in-flight requests get to finish after SIGTERM/SIGINT.")
