@@ -57,8 +57,8 @@ final class HTTPConnection: TCPStreamDelegate {
     }
     private var headParser: RequestHeadParser
     private var bodyDecoder: BodyDecoder?
-    private weak var bodySink: (any HTTPBodySink)?
-    private var sinkRetainer: (any HTTPBodySink)?
+    /// Held strongly while the body flows; `detachSink` drops it when the body ends or is given up.
+    private var bodySink: (any HTTPBodySink)?
     private var exchange: Exchange?
     private(set) var requestSequence: UInt64 = 0
 
@@ -198,29 +198,23 @@ final class HTTPConnection: TCPStreamDelegate {
 
     /// Every byte to the peer goes through here (and `send(fragment:)`), so TLS is applied in one place.
     private func send(_ bytes: [UInt8], _ completion: @escaping (UVError?) -> Void) {
-        guard let tls else {
-            stream.write(bytes, completion: completion)
-            return
-        }
-        do {
-            try tls.writePlaintext(bytes)
-        } catch {
-            completion(.connectionReset)
-            return
-        }
-        flushTLSOutput(completion)
+        guard let tls else { return stream.write(bytes, completion: completion) }
+        bytes.withUnsafeBytes { encrypt($0, with: tls, completion) }
     }
 
     private func send(_ fragment: BodyFragment, _ completion: @escaping (UVError?) -> Void) {
-        guard let tls else {
-            stream.write([fragment.bytes], owner: fragment.chunk, completion: completion)
-            return
-        }
+        guard let tls else { return stream.write([fragment.bytes], owner: fragment.chunk, completion: completion) }
+        encrypt(fragment.bytes, with: tls, completion)
+    }
+
+    /// OpenSSL copies the plaintext into its records, so the caller's bytes need not outlive this call.
+    private func encrypt(
+        _ plaintext: UnsafeRawBufferPointer, with tls: TLSSession, _ completion: @escaping (UVError?) -> Void
+    ) {
         do {
-            try tls.writePlaintext(fragment.bytes)
+            try tls.writePlaintext(plaintext)
         } catch {
-            completion(.connectionReset)
-            return
+            return completion(.connectionReset)
         }
         flushTLSOutput(completion)
     }
@@ -401,7 +395,6 @@ final class HTTPConnection: TCPStreamDelegate {
 
     private func detachSink() {
         bodySink = nil
-        sinkRetainer = nil
     }
 
     private func releaseEmptyChunk() {
@@ -424,7 +417,6 @@ final class HTTPConnection: TCPStreamDelegate {
             return
         }
         bodySink = sink
-        sinkRetainer = sink
         phase = .readingBody
         deadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
         if exchange.head.expectsContinue {

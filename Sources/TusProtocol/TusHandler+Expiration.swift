@@ -9,14 +9,14 @@ extension TusHandler {
         now sweepTime: Int64? = nil, executor: any LoopExecutor, completion: @escaping ([String]) -> Void = { _ in }
     ) {
         guard configuration.expirationSeconds > 0 else { return completion([]) }
-        let candidates = store.listExpired(now: sweepTime ?? now())
+        let cutoff = sweepTime ?? now()
+        let candidates = store.listExpired(now: cutoff)
         var removed: [String] = []
         var pending = candidates.count + 1
         func finishOne() {
             pending -= 1
             if pending == 0 { completion(removed) }
         }
-        let cutoff = sweepTime ?? now()
         for id in candidates {
             guard let lock = locker.tryLock(id: id, executor: executor, onReleaseRequested: {}) else {
                 finishOne()
