@@ -65,7 +65,8 @@ let package = Package(
         .testTarget(name: "TusLoopTests", dependencies: ["TusLoop"]),
         .testTarget(name: "TusCryptoTests", dependencies: ["TusCrypto"]),
         .testTarget(name: "TusProtocolTests", dependencies: ["TusProtocol", "TusHTTP1", "TusTestSupport"]),
-        .testTarget(name: "TusStoreTests", dependencies: ["TusStore", "TusProtocol", "TusLoop", "TusTestSupport"]),
+        .testTarget(
+            name: "TusStoreTests", dependencies: ["TusStore", "TusProtocol", "TusLoop", "TusHTTPServer", "TusTestSupport"]),
         .testTarget(
             name: "TusHTTPServerTests",
             dependencies: ["TusHTTPServer", "TusHTTP1", "TusLoop", "TusTestSupport"]),

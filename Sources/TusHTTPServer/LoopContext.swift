@@ -1,6 +1,6 @@
 import TusCrypto
-import TusHTTP1
-import TusLoop
+public import TusHTTP1
+public import TusLoop
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -131,17 +131,19 @@ final class LoopContext {
 ///
 /// It keeps track of the timers it hands out, so that shutdown can close the application's timers (the
 /// expiry sweep, lock timeouts) too: libuv's loop only ends when no handle is left.
-final class LoopExecutorAdapter: LoopExecutor, @unchecked Sendable {
+public final class LoopExecutorAdapter: LoopExecutor, EventLoopBound, @unchecked Sendable {
     private let loop: EventLoop
     /// Loop-thread only.
     private var liveTimers: [ObjectIdentifier: TimerCancellable] = [:]
     private var isShutDown = false
 
-    init(_ loop: EventLoop) { self.loop = loop }
+    public init(_ loop: EventLoop) { self.loop = loop }
 
-    func execute(_ work: @escaping @Sendable () -> Void) { loop.execute(work) }
+    public var eventLoop: EventLoop { loop }
 
-    func schedule(afterMilliseconds milliseconds: UInt64, _ work: @escaping () -> Void) -> any Cancellable {
+    public func execute(_ work: @escaping @Sendable () -> Void) { loop.execute(work) }
+
+    public func schedule(afterMilliseconds milliseconds: UInt64, _ work: @escaping () -> Void) -> any Cancellable {
         guard !isShutDown else { return TimerCancellable(nil, adapter: nil) }
         let timer = TusLoop.Timer(loop: loop)
         let token = TimerCancellable(timer, adapter: self)
@@ -153,16 +155,16 @@ final class LoopExecutorAdapter: LoopExecutor, @unchecked Sendable {
         return token
     }
 
-    var inLoop: Bool { loop.inLoop }
+    public var inLoop: Bool { loop.inLoop }
 
-    func offload(_ work: @escaping @Sendable () -> Void, completion: @escaping () -> Void) {
+    public func offload(_ work: @escaping @Sendable () -> Void, completion: @escaping () -> Void) {
         loop.offload(work, completion: completion)
     }
 
     fileprivate func forget(_ token: TimerCancellable) { liveTimers[ObjectIdentifier(token)] = nil }
 
     /// Closes every pending timer; later `schedule` calls do nothing.
-    func shutDown() {
+    public func shutDown() {
         isShutDown = true
         for token in Array(liveTimers.values) { token.cancel() }
     }

@@ -289,3 +289,10 @@ private func wakeupCallback(_ handle: UnsafeMutablePointer<uv_async_t>?) {
 private func collectHandle(_ handle: UnsafeMutablePointer<uv_handle_t>?, _ context: UnsafeMutableRawPointer?) {
     context!.assumingMemoryBound(to: [UnsafeMutablePointer<uv_handle_t>].self).pointee.append(handle!)
 }
+
+/// Something that runs on one `EventLoop`: how a layer that was handed an executor (say, a store given the
+/// caller's `LoopExecutor`) finds the loop to issue its libuv requests on, without asking which loop the
+/// current thread happens to run.
+public protocol EventLoopBound: AnyObject {
+    var eventLoop: EventLoop { get }
+}

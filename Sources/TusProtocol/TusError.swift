@@ -32,6 +32,8 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
     case malformedBody
     case serverShuttingDown
     case storeFailure
+    /// The shared upload state (Redis) cannot be reached: 503 with `Retry-After`, never a guess.
+    case storeUnavailable
     case rangeNotSatisfiable
 
     public var status: HTTPStatus {
@@ -51,7 +53,7 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .checksumMismatch: .checksumMismatch
         case .uploadLocked: .locked
         case .readTimeout, .connectionLost, .storeFailure: .internalServerError
-        case .serverShuttingDown: .serviceUnavailable
+        case .serverShuttingDown, .storeUnavailable: .serviceUnavailable
         case .rangeNotSatisfiable: .rangeNotSatisfiable
         }
     }
@@ -84,6 +86,7 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .malformedBody: "ERR_MALFORMED_BODY"
         case .serverShuttingDown: "ERR_SERVER_SHUTDOWN"
         case .storeFailure: "ERR_INTERNAL_SERVER_ERROR"
+        case .storeUnavailable: "ERR_STORE_UNAVAILABLE"
         case .rangeNotSatisfiable: "ERR_RANGE_NOT_SATISFIABLE"
         }
     }
@@ -116,6 +119,7 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .malformedBody: "malformed request body"
         case .serverShuttingDown: "server is shutting down"
         case .storeFailure: "storage failure"
+        case .storeUnavailable: "upload state temporarily unavailable; retry later"
         case .rangeNotSatisfiable: "requested range not satisfiable"
         }
     }

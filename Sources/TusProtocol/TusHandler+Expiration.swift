@@ -10,32 +10,36 @@ extension TusHandler {
     ) {
         guard configuration.expirationSeconds > 0 else { return completion([]) }
         let cutoff = sweepTime ?? now()
-        let candidates = store.listExpired(now: cutoff)
-        var removed: [String] = []
-        var pending = candidates.count + 1
-        func finishOne() {
-            pending -= 1
-            if pending == 0 { completion(removed) }
+        store.listExpired(now: cutoff, on: executor) { [self] listed in
+            guard case .success(let candidates) = listed else { return completion([]) }
+            var removed: [String] = []
+            var pending = candidates.count + 1
+            func finishOne() {
+                pending -= 1
+                if pending == 0 { completion(removed) }
+            }
+            for id in candidates {
+                // Every instance of a cluster sweeps; the lock makes each upload's removal happen once.
+                locker.tryLock(id: id, executor: executor, onReleaseRequested: {}) { [self] locked in
+                    guard case .success(let acquired) = locked, let lock = acquired else { return finishOne() }
+                    // A PATCH (on another loop or instance) may have committed and moved the expiry, or another
+                    // sweeper removed it, between the listing and the lock.
+                    store.lookup(id, on: executor) { [self] looked in
+                        guard case .success(.found(let info)) = looked, !info.isComplete,
+                            let expiresAt = info.expiresAt, expiresAt <= cutoff
+                        else {
+                            lock.release()
+                            return finishOne()
+                        }
+                        store.remove(id: id, reason: .expired, on: executor) { result in
+                            lock.release()
+                            if case .success = result { removed.append(id) }
+                            finishOne()
+                        }
+                    }
+                }
+            }
+            finishOne()
         }
-        for id in candidates {
-            guard let lock = locker.tryLock(id: id, executor: executor, onReleaseRequested: {}) else {
-                finishOne()
-                continue
-            }
-            // A PATCH on another loop may have committed (and moved the expiry) between the listing and the lock.
-            guard case .found(let info) = store.lookup(id), !info.isComplete, let expiresAt = info.expiresAt,
-                expiresAt <= cutoff
-            else {
-                lock.release()
-                finishOne()
-                continue
-            }
-            store.remove(id: id, reason: .expired) { result in
-                lock.release()
-                if case .success = result { removed.append(id) }
-                finishOne()
-            }
-        }
-        finishOne()
     }
 }

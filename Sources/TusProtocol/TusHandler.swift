@@ -118,10 +118,25 @@ public final class TusHandler: HTTPRequestHandler {
 
     /// Like `store.lookup`, with expiry applied: an unfinished upload past its `expiresAt` is gone even
     /// before the sweep removes it.
-    func liveLookup(_ id: String) -> UploadLookup {
-        let result = store.lookup(id)
-        if case .found(let info) = result, isExpired(info) { return .gone }
-        return result
+    func liveLookup(
+        _ id: String, on executor: any LoopExecutor, completion: @escaping (Result<UploadLookup, StoreError>) -> Void
+    ) {
+        store.lookup(id, on: executor) { [self] result in
+            if case .success(.found(let info)) = result, isExpired(info) { return completion(.success(.gone)) }
+            completion(result)
+        }
+    }
+
+    /// The lookup every upload request starts with: answers 404, 410 or 503 itself, and hands on the record.
+    func withUpload(_ request: TusRequest, id: String, release lock: (any UploadLock)? = nil, _ found: @escaping (UploadInfo) -> Void) {
+        liveLookup(id, on: request.exchange.executor) { [self] result in
+            switch result {
+            case .success(.found(let info)): return found(info)
+            case .success(.notFound): lock?.release(); fail(request, .notFound)
+            case .success(.gone): lock?.release(); fail(request, .gone)
+            case .failure(let error): lock?.release(); fail(request, Self.mapStoreError(error))
+            }
+        }
     }
 
     func isExpired(_ info: UploadInfo) -> Bool {
@@ -148,6 +163,7 @@ public final class TusHandler: HTTPRequestHandler {
     ) {
         var headers = headers
         if error == .unsupportedVersion { headers.add("Tus-Version", Self.version) }
+        if error == .storeUnavailable { headers.set("Retry-After", "1") }
         var response = HTTPResponse(
             status: error.status, headers: headers, text: "\(error.code): \(error.message)",
             closeConnection: closeConnection)
@@ -169,12 +185,21 @@ public final class TusHandler: HTTPRequestHandler {
         addCORSHeaders(request, to: &headers)
     }
 
+    static func mapLockError(_ error: UploadLockError) -> TusError {
+        switch error {
+        case .timedOut: .uploadLocked
+        case .unavailable: .storeUnavailable
+        }
+    }
+
     static func mapStoreError(_ error: StoreError) -> TusError {
         switch error {
         case .notFound: .notFound
         case .gone: .gone
         case .lengthAlreadySet: .lengthAlreadySet
         case .exceedsLength: .uploadSizeExceeded
+        case .unavailable: .storeUnavailable
+        case .conflict: .mismatchedOffset
         case .alreadyExists, .io: .storeFailure
         }
     }

@@ -9,14 +9,14 @@ final class StallingStore: UploadStore, @unchecked Sendable {
     var stallWrites = true
     var stalled: [() -> Void] = []
     var capabilities: UploadStoreCapabilities { inner.capabilities }
-    func lookup(_ id: String) -> UploadLookup { inner.lookup(id) }
-    func create(_ info: UploadInfo, completion: @escaping (Result<UploadInfo, StoreError>) -> Void) { inner.create(info, completion: completion) }
-    func declareLength(id: String, length: Int64, completion: @escaping (Result<UploadInfo, StoreError>) -> Void) { inner.declareLength(id: id, length: length, completion: completion) }
-    func remove(id: String, reason: UploadRemovalReason, completion: @escaping (Result<Void, StoreError>) -> Void) { inner.remove(id: id, reason: reason, completion: completion) }
-    func openReader(id: String, completion: @escaping (Result<any UploadReader, StoreError>) -> Void) { inner.openReader(id: id, completion: completion) }
-    func listExpired(now: Int64) -> [String] { inner.listExpired(now: now) }
-    func openWriter(id: String, startingAt offset: Int64, discardable: Bool, completion: @escaping (Result<any UploadWriter, StoreError>) -> Void) {
-        inner.openWriter(id: id, startingAt: offset, discardable: discardable) { result in
+    func lookup(_ id: String, on executor: any LoopExecutor, completion: @escaping (Result<UploadLookup, StoreError>) -> Void) { inner.lookup(id, on: executor, completion: completion) }
+    func create(_ info: UploadInfo, on executor: any LoopExecutor, completion: @escaping (Result<UploadInfo, StoreError>) -> Void) { inner.create(info, on: executor, completion: completion) }
+    func declareLength(id: String, length: Int64, on executor: any LoopExecutor, completion: @escaping (Result<UploadInfo, StoreError>) -> Void) { inner.declareLength(id: id, length: length, on: executor, completion: completion) }
+    func remove(id: String, reason: UploadRemovalReason, on executor: any LoopExecutor, completion: @escaping (Result<Void, StoreError>) -> Void) { inner.remove(id: id, reason: reason, on: executor, completion: completion) }
+    func openReader(id: String, on executor: any LoopExecutor, completion: @escaping (Result<any UploadReader, StoreError>) -> Void) { inner.openReader(id: id, on: executor, completion: completion) }
+    func listExpired(now: Int64, on executor: any LoopExecutor, completion: @escaping (Result<[String], StoreError>) -> Void) { inner.listExpired(now: now, on: executor, completion: completion) }
+    func openWriter(id: String, startingAt offset: Int64, discardable: Bool, lock: any UploadLock, on executor: any LoopExecutor, completion: @escaping (Result<any UploadWriter, StoreError>) -> Void) {
+        inner.openWriter(id: id, startingAt: offset, discardable: discardable, lock: lock, on: executor) { result in
             completion(result.map { Writer(store: self, inner: $0) })
         }
     }

@@ -23,14 +23,14 @@ final class FileUploadStoreTests: XCTestCase {
     // MARK: helpers (each one a step on the loop thread)
 
     func create(_ store: FileUploadStore, _ info: UploadInfo) -> Result<UploadInfo, StoreError> {
-        driver.run { done in store.create(info, completion: done) }
+        driver.run { done in store.create(info, on: self.driver.executor, completion: done) }
     }
 
     func openWriter(
         _ store: FileUploadStore, _ id: String, at offset: Int64, discardable: Bool
     ) throws -> any UploadWriter {
         let result: Result<any UploadWriter, StoreError> = driver.run { done in
-            store.openWriter(id: id, startingAt: offset, discardable: discardable, completion: done)
+            store.openWriter(id: id, startingAt: offset, discardable: discardable, lock: TestLock(), on: self.driver.executor, completion: done)
         }
         return try result.unwrap()
     }
@@ -45,7 +45,7 @@ final class FileUploadStoreTests: XCTestCase {
 
     func readAll(_ store: FileUploadStore, _ id: String, pieceSize: Int = 5) throws -> [UInt8] {
         let result: Result<[UInt8], StoreError> = driver.run { done in
-            store.openReader(id: id) { opened in
+            store.openReader(id: id, on: self.driver.executor) { opened in
                 switch opened {
                 case .failure(let error): done(.failure(error))
                 case .success(let reader):
@@ -128,7 +128,7 @@ final class FileUploadStoreTests: XCTestCase {
         _ = try create(store, info).unwrap()
         XCTAssertEqual(create(store, info), .failure(.alreadyExists))
         let removed: Result<Void, StoreError> = driver.run { done in
-            store.remove(id: "taken", reason: .terminated, completion: done)
+            store.remove(id: "taken", reason: .terminated, on: self.driver.executor, completion: done)
         }
         XCTAssertNoThrow(try removed.unwrap())
         XCTAssertEqual(create(store, info), .failure(.alreadyExists))
@@ -245,14 +245,14 @@ final class FileUploadStoreTests: XCTestCase {
         XCTAssertEqual(try FileUploadStore(directory: directory).lookup("later").info?.isLengthDeferred, true)
 
         let declared: Result<UploadInfo, StoreError> = driver.run { done in
-            store.declareLength(id: "later", length: 42, completion: done)
+            store.declareLength(id: "later", length: 42, on: self.driver.executor, completion: done)
         }
         XCTAssertEqual(try declared.unwrap().length, 42)
         XCTAssertEqual(store.lookup("later").info?.length, 42)
         XCTAssertEqual(try record("later").length, 42)
         XCTAssertEqual(try FileUploadStore(directory: directory).lookup("later").info?.length, 42)
         let again: Result<UploadInfo, StoreError> = driver.run { done in
-            store.declareLength(id: "later", length: 43, completion: done)
+            store.declareLength(id: "later", length: 43, on: self.driver.executor, completion: done)
         }
         XCTAssertEqual(again, .failure(.lengthAlreadySet))
     }
@@ -261,7 +261,7 @@ final class FileUploadStoreTests: XCTestCase {
         let store = try FileUploadStore(directory: directory)
         _ = try create(store, UploadInfo(id: "bye", length: 3, createdAt: 1)).unwrap()
         let removed: Result<Void, StoreError> = driver.run { done in
-            store.remove(id: "bye", reason: .expired, completion: done)
+            store.remove(id: "bye", reason: .expired, on: self.driver.executor, completion: done)
         }
         XCTAssertNoThrow(try removed.unwrap())
         XCTAssertEqual(store.lookup("bye"), .gone)
@@ -269,7 +269,7 @@ final class FileUploadStoreTests: XCTestCase {
         XCTAssertNil(fileBytes("bye.info"))
         XCTAssertEqual(store.lookup("never"), .notFound)
         let again: Result<Void, StoreError> = driver.run { done in
-            store.remove(id: "bye", reason: .terminated, completion: done)
+            store.remove(id: "bye", reason: .terminated, on: self.driver.executor, completion: done)
         }
         XCTAssertEqual(again.failure, .gone)
         XCTAssertEqual(try FileUploadStore(directory: directory).lookup("bye"), .notFound, "gone ids are not persisted")
@@ -284,7 +284,7 @@ final class FileUploadStoreTests: XCTestCase {
         _ = try commit(writer).unwrap()
         XCTAssertEqual(try readAll(store, "get"), bytes)
         let missing: Result<any UploadReader, StoreError> = driver.run { done in
-            store.openReader(id: "nope", completion: done)
+            store.openReader(id: "nope", on: self.driver.executor, completion: done)
         }
         XCTAssertEqual(missing.failure, .notFound)
     }

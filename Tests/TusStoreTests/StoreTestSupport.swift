@@ -6,15 +6,25 @@ import TusProtocol
 import XCTest
 
 @testable import TusStore
+import TusHTTPServer
+
+/// A lock for store tests, which run without a locker.
+final class TestLock: UploadLock {
+    let token = "test"
+    func release() {}
+}
 
 /// A real `EventLoop` on its own thread, driven step by step from the test thread: each `run` hands a closure
 /// to the loop and blocks until it reports, so tests read top to bottom while every store call still happens
 /// on a loop thread with real threadpool I/O.
 final class LoopDriver {
     let loop: EventLoop
+    /// The executor stores are given, as the server gives them its loops.
+    let executor: LoopExecutorAdapter
 
     init() throws {
         loop = try EventLoop()
+        executor = LoopExecutorAdapter(loop)
         loop.runOnNewThread(name: "store-tests")
     }
 

@@ -86,6 +86,14 @@ public final class MemoryLocker: UploadLocker {
     }
 
     public func tryLock(
+        id: String, executor: any LoopExecutor, onReleaseRequested: @escaping () -> Void,
+        completion: @escaping (Result<(any UploadLock)?, UploadLockError>) -> Void
+    ) {
+        completion(.success(tryLock(id: id, executor: executor, onReleaseRequested: onReleaseRequested)))
+    }
+
+    /// In-process, so it can answer at once.
+    public func tryLock(
         id: String, executor: any LoopExecutor, onReleaseRequested: @escaping () -> Void
     ) -> (any UploadLock)? {
         let token: UInt64? = state.withLock { state in
@@ -145,18 +153,19 @@ public final class MemoryLocker: UploadLocker {
     private final class Handle: UploadLock {
         let locker: MemoryLocker
         let id: String
-        let token: UInt64
+        let serial: UInt64
+        var token: String { String(serial) }
         private let released = Atomic(false)
 
         init(locker: MemoryLocker, id: String, token: UInt64) {
             self.locker = locker
             self.id = id
-            self.token = token
+            self.serial = token
         }
 
         func release() {
             guard !released.exchange(true, ordering: .acquiringAndReleasing) else { return }
-            locker.release(id: id, token: token)
+            locker.release(id: id, token: serial)
         }
     }
 }

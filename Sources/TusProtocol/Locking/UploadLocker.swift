@@ -2,6 +2,9 @@ public import TusHTTP1
 
 /// Exclusive access to one upload, held by one request at a time (a PATCH, a DELETE, a creation-with-upload).
 public protocol UploadLock: AnyObject, Sendable {
+    /// Unique per acquisition. A shared state store checks it before it moves an offset, so a holder whose
+    /// lease lapsed (and whose upload another instance took over) can never move it.
+    var token: String { get }
     /// Hands the upload to the next waiter, if any. Call once, from the loop that acquired the lock.
     func release()
 }
@@ -9,6 +12,8 @@ public protocol UploadLock: AnyObject, Sendable {
 public enum UploadLockError: Error, Sendable, Equatable {
     /// The holder did not release within the timeout (its writes are stuck).
     case timedOut
+    /// The lock service cannot be reached (a shared locker whose Redis is down): `503`, not `423`.
+    case unavailable(String)
 }
 
 /// Serializes writers per upload across every loop, with release on request (tusd `Locker`:
@@ -31,5 +36,8 @@ public protocol UploadLocker: AnyObject, Sendable {
         completion: @escaping (Result<any UploadLock, UploadLockError>) -> Void)
 
     /// Acquires the lock only if nobody holds it (the expiry sweep must not wait for, or disturb, writers).
-    func tryLock(id: String, executor: any LoopExecutor, onReleaseRequested: @escaping () -> Void) -> (any UploadLock)?
+    /// Completion gets nil when it is held; it runs on `executor`, possibly synchronously.
+    func tryLock(
+        id: String, executor: any LoopExecutor, onReleaseRequested: @escaping () -> Void,
+        completion: @escaping (Result<(any UploadLock)?, UploadLockError>) -> Void)
 }

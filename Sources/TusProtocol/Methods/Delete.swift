@@ -7,31 +7,25 @@ extension TusHandler {
         guard store.capabilities.contains(.termination) else {
             return fail(request, .methodNotAllowed, headers: ["Allow": "HEAD, PATCH, GET, OPTIONS"])
         }
-        switch liveLookup(id) {
-        case .notFound: return fail(request, .notFound)
-        case .gone: return fail(request, .gone)
-        case .found: break
-        }
-        locker.lock(
-            id: id, executor: request.exchange.executor,
-            timeoutMilliseconds: configuration.lockReleaseTimeoutMilliseconds,
-            onReleaseRequested: {}  // a removal is short; the next request waits for it
-        ) { [self] result in
-            guard case .success(let lock) = result else { return fail(request, .uploadLocked) }
-            switch liveLookup(id) {
-            case .notFound:
-                lock.release()
-                return fail(request, .notFound)
-            case .gone:
-                lock.release()
-                return fail(request, .gone)
-            case .found: break
-            }
-            store.remove(id: id, reason: .terminated) { [self] result in
-                lock.release()
+        let executor = request.exchange.executor
+        withUpload(request, id: id) { [self] _ in
+            locker.lock(
+                id: id, executor: executor, timeoutMilliseconds: configuration.lockReleaseTimeoutMilliseconds,
+                onReleaseRequested: {}  // a removal is short; the next request waits for it
+            ) { [self] result in
+                let lock: any UploadLock
                 switch result {
-                case .success: send(request, HTTPResponse(status: .noContent))
-                case .failure(let error): fail(request, Self.mapStoreError(error))
+                case .success(let acquired): lock = acquired
+                case .failure(let error): return fail(request, Self.mapLockError(error))
+                }
+                withUpload(request, id: id, release: lock) { [self] _ in
+                    store.remove(id: id, reason: .terminated, on: executor) { [self] result in
+                        lock.release()
+                        switch result {
+                        case .success: send(request, HTTPResponse(status: .noContent))
+                        case .failure(let error): fail(request, Self.mapStoreError(error))
+                        }
+                    }
                 }
             }
         }

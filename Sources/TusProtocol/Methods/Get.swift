@@ -12,12 +12,11 @@ extension TusHandler {
         guard store.capabilities.contains(.download) else {
             return fail(request, .methodNotAllowed, headers: ["Allow": "HEAD, PATCH, OPTIONS"])
         }
-        let info: UploadInfo
-        switch liveLookup(id) {
-        case .notFound: return fail(request, .notFound)
-        case .gone: return fail(request, .gone)
-        case .found(let found): info = found
-        }
+        withUpload(request, id: id) { [self] info in serveDownload(request, info: info) }
+    }
+
+    private func serveDownload(_ request: TusRequest, info: UploadInfo) {
+        let id = info.id
         let available = info.offset
         let metadata = info.metadata.flatMap { UploadMetadata.parse($0) }
         let filetype = metadata?["filetype"].map { String(decoding: $0, as: UTF8.self) }
@@ -43,7 +42,7 @@ extension TusHandler {
             count = rangeLast - rangeFirst + 1
             headers.add("Content-Range", "bytes \(rangeFirst)-\(rangeLast)/\(available)")
         }
-        store.openReader(id: id) { [self] result in
+        store.openReader(id: id, on: request.exchange.executor) { [self] result in
             switch result {
             case .failure(let error): fail(request, Self.mapStoreError(error))
             case .success(let reader):

@@ -4,10 +4,7 @@ extension TusHandler {
     /// Answers from the store's in-memory state and never waits for the upload's lock: a client resuming
     /// after a dropped connection must learn the offset even while the dead PATCH still holds the upload.
     func handleHead(_ request: TusRequest, id: String) {
-        switch liveLookup(id) {
-        case .notFound: fail(request, .notFound)
-        case .gone: fail(request, .gone)
-        case .found(let info):
+        withUpload(request, id: id) { [self] info in
             var headers: HTTPHeaders = ["Upload-Offset": String(info.offset), "Cache-Control": "no-store"]
             if let length = info.length {
                 headers.add("Upload-Length", String(length))

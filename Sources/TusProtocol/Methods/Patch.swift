@@ -20,42 +20,38 @@ extension TusHandler {
         case .failure(let error): return fail(request, error)
         case .success(let parsed): checksum = parsed
         }
-        switch liveLookup(id) {
-        case .notFound: return fail(request, .notFound)
-        case .gone: return fail(request, .gone)
-        case .found: break
-        }
         let holder = LockHolder()
-        locker.lock(
-            id: id, executor: request.exchange.executor,
-            timeoutMilliseconds: configuration.lockReleaseTimeoutMilliseconds,
-            onReleaseRequested: { holder.requestRelease() }
-        ) { [self] result in
-            switch result {
-            case .failure: fail(request, .uploadLocked)
-            case .success(let lock):
-                patchLocked(
-                    request, id: id, offset: offset, declaredLength: declaredLength, checksum: checksum, lock: lock,
-                    holder: holder)
+        withUpload(request, id: id) { [self] _ in
+            locker.lock(
+                id: id, executor: request.exchange.executor,
+                timeoutMilliseconds: configuration.lockReleaseTimeoutMilliseconds,
+                onReleaseRequested: { holder.requestRelease() }
+            ) { [self] result in
+                switch result {
+                case .failure(let error): fail(request, Self.mapLockError(error))
+                case .success(let lock):
+                    // Re-read under the lock: the previous holder may have moved the offset.
+                    withUpload(request, id: id, release: lock) { [self] info in
+                        patchLocked(
+                            request, info: info, offset: offset, declaredLength: declaredLength, checksum: checksum,
+                            lock: lock, holder: holder)
+                    }
+                }
             }
         }
     }
 
     private func patchLocked(
-        _ request: TusRequest, id: String, offset: Int64, declaredLength: Int64?, checksum: UploadChecksum?,
+        _ request: TusRequest, info: UploadInfo, offset: Int64, declaredLength: Int64?, checksum: UploadChecksum?,
         lock: any UploadLock, holder: LockHolder
     ) {
+        let id = info.id
+        let executor = request.exchange.executor
         func reject(_ error: TusError, closeConnection: Bool = false) {
             lock.release()
             fail(request, error, closeConnection: closeConnection)
         }
         if holder.isReleaseRequested { return reject(.uploadInterrupted) }
-        let info: UploadInfo
-        switch liveLookup(id) {
-        case .notFound: return reject(.notFound)
-        case .gone: return reject(.gone)
-        case .found(let found): info = found
-        }
         guard offset == info.offset else { return reject(.mismatchedOffset) }
         var length = info.length
         if let declaredLength {
@@ -73,7 +69,7 @@ extension TusHandler {
             return reject(.uploadSizeExceeded, closeConnection: true)
         }
         let openWriter = { [self] in
-            store.openWriter(id: id, startingAt: offset, discardable: checksum != nil) { [self] result in
+            store.openWriter(id: id, startingAt: offset, discardable: checksum != nil, lock: lock, on: executor) { [self] result in
                 switch result {
                 case .failure(let error): reject(Self.mapStoreError(error))
                 case .success(let writer):
@@ -85,7 +81,7 @@ extension TusHandler {
             }
         }
         guard let declaredLength else { return openWriter() }
-        store.declareLength(id: id, length: declaredLength) { result in
+        store.declareLength(id: id, length: declaredLength, on: executor) { result in
             switch result {
             case .failure(let error): reject(Self.mapStoreError(error))
             case .success: openWriter()

@@ -50,9 +50,9 @@ extension TusHandler {
             id: id, length: length, metadata: metadata, createdAt: now(), expiresAt: length == 0 ? nil : nextExpiry())
         let location = UploadLocation.make(
             id: id, head: request.head, isSecure: request.exchange.isSecure, configuration: configuration)
-        store.create(info) { [self] result in
+        store.create(info, on: request.exchange.executor) { [self] result in
             switch result {
-            case .failure: fail(request, .storeFailure)
+            case .failure(let error): fail(request, error == .alreadyExists ? .storeFailure : Self.mapStoreError(error))
             case .success(let created):
                 guard hasUploadBody else {
                     var headers: HTTPHeaders = ["Location": location]
@@ -68,22 +68,26 @@ extension TusHandler {
         _ request: TusRequest, id: String, length: Int64?, checksum: UploadChecksum?, location: String
     ) {
         let holder = LockHolder()
+        let executor = request.exchange.executor
         // The id was minted a moment ago, so nobody else can hold it.
-        guard
-            let lock = locker.tryLock(
-                id: id, executor: request.exchange.executor, onReleaseRequested: { holder.requestRelease() })
-        else { return fail(request, .storeFailure, headers: ["Location": location]) }
-        store.openWriter(id: id, startingAt: 0, discardable: checksum != nil) { [self] result in
-            switch result {
-            case .failure:
-                lock.release()
-                fail(request, .storeFailure, headers: ["Location": location])
-            case .success(let writer):
-                UploadAppend(
-                    handler: self, request: request, writer: writer, lock: lock, holder: holder,
-                    limit: byteLimit(length: length, offset: 0), checksum: checksum,
-                    purpose: .creation(location: location)
-                ).start()
+        locker.tryLock(id: id, executor: executor, onReleaseRequested: { holder.requestRelease() }) { [self] locked in
+            guard case .success(let acquired) = locked, let lock = acquired else {
+                let error: TusError = if case .failure(let lockError) = locked { Self.mapLockError(lockError) } else { .storeFailure }
+                return fail(request, error, headers: ["Location": location])
+            }
+            store.openWriter(id: id, startingAt: 0, discardable: checksum != nil, lock: lock, on: executor) {
+                [self] result in
+                switch result {
+                case .failure(let error):
+                    lock.release()
+                    fail(request, Self.mapStoreError(error), headers: ["Location": location])
+                case .success(let writer):
+                    UploadAppend(
+                        handler: self, request: request, writer: writer, lock: lock, holder: holder,
+                        limit: byteLimit(length: length, offset: 0), checksum: checksum,
+                        purpose: .creation(location: location)
+                    ).start()
+                }
             }
         }
     }

@@ -1,174 +1,247 @@
-import TusHTTP1
+public import TusHTTP1
 import Synchronization
 
 /// Uploads in RAM: for tests and `--store memory`. Everything is lost at exit.
-///
-/// Synchronization boundary: all state sits behind one `Mutex`, because loops on several threads share the
-/// store. Completions run synchronously on the caller's thread, outside the mutex.
-public final class MemoryUploadStore: UploadStore {
-    private struct Entry {
-        var info: UploadInfo
-        var data: [UInt8]
+public typealias MemoryUploadStore = ComposedUploadStore<MemoryStateStore, MemoryDataStore>
+
+extension ComposedUploadStore where State == MemoryStateStore, Data == MemoryDataStore {
+    /// `capabilities` can only take away what the parts can do (tests of servers without termination).
+    public convenience init(capabilities: UploadStoreCapabilities = .all) {
+        self.init(state: MemoryStateStore(), data: MemoryDataStore(), disabled: UploadStoreCapabilities.all.subtracting(capabilities))
     }
 
+    /// Test access to the stored bytes, including uncommitted ones.
+    public func storedBytes(_ id: String) -> [UInt8]? { data.storedBytes(id) }
+
+    /// Synchronous views for tests.
+    public func lookup(_ id: String) -> UploadLookup { state.lookup(id) }
+    public func listExpired(now: Int64) -> [String] { state.listExpired(now: now) }
+}
+
+/// Records in RAM. Synchronization boundary: one `Mutex`, because loops on several threads share it.
+/// Completions run synchronously on the caller's thread, outside the mutex.
+public final class MemoryStateStore: UploadStateStore {
     private struct State {
-        var uploads: [String: Entry] = [:]
+        var uploads: [String: UploadInfo] = [:]
         var gone: Set<String> = []
+
+        func missing(_ id: String) -> StoreError { gone.contains(id) ? .gone : .notFound }
     }
 
     private let state = Mutex(State())
-    public let capabilities: UploadStoreCapabilities
 
-    public init(capabilities: UploadStoreCapabilities = .all) {
-        self.capabilities = capabilities
-    }
+    public init() {}
+
+    public var progressPolicy: UploadProgressPolicy { .everyWrite }
 
     public func lookup(_ id: String) -> UploadLookup {
         state.withLock { state in
-            if let entry = state.uploads[id] { return .found(entry.info) }
+            if let info = state.uploads[id] { return .found(info) }
             return state.gone.contains(id) ? .gone : .notFound
         }
     }
 
-    /// Test access to the stored bytes, including uncommitted ones.
-    public func storedBytes(_ id: String) -> [UInt8]? {
-        state.withLock { $0.uploads[id]?.data }
-    }
-
-    public func create(_ info: UploadInfo, completion: @escaping (Result<UploadInfo, StoreError>) -> Void) {
-        let result: Result<UploadInfo, StoreError> = state.withLock { state in
-            if state.uploads[info.id] != nil || state.gone.contains(info.id) { return .failure(.alreadyExists) }
-            var info = info
-            info.offset = 0
-            state.uploads[info.id] = Entry(info: info, data: [])
-            return .success(info)
-        }
-        completion(result)
-    }
-
-    public func declareLength(
-        id: String, length: Int64, completion: @escaping (Result<UploadInfo, StoreError>) -> Void
-    ) {
-        let result: Result<UploadInfo, StoreError> = state.withLock { state in
-            guard var entry = state.uploads[id] else { return .failure(state.gone.contains(id) ? .gone : .notFound) }
-            guard entry.info.length == nil else { return .failure(.lengthAlreadySet) }
-            guard length >= entry.info.offset else { return .failure(.exceedsLength) }
-            entry.info.length = length
-            state.uploads[id] = entry
-            return .success(entry.info)
-        }
-        completion(result)
-    }
-
-    public func openWriter(
-        id: String, startingAt offset: Int64, discardable: Bool,
-        completion: @escaping (Result<any UploadWriter, StoreError>) -> Void
-    ) {
-        let result: Result<any UploadWriter, StoreError> = state.withLock { state in
-            guard let entry = state.uploads[id] else { return .failure(state.gone.contains(id) ? .gone : .notFound) }
-            guard entry.info.offset == offset, Int64(entry.data.count) == offset else { return .failure(.io("offset moved")) }
-            return .success(Writer(store: self, id: id, start: offset, discardable: discardable))
-        }
-        completion(result)
-    }
-
-    public func remove(id: String, reason: UploadRemovalReason, completion: @escaping (Result<Void, StoreError>) -> Void) {
-        let result: Result<Void, StoreError> = state.withLock { state in
-            guard state.uploads.removeValue(forKey: id) != nil else {
-                return .failure(state.gone.contains(id) ? .gone : .notFound)
-            }
-            state.gone.insert(id)
-            return .success(())
-        }
-        completion(result)
-    }
-
-    public func openReader(id: String, completion: @escaping (Result<any UploadReader, StoreError>) -> Void) {
-        let exists = state.withLock { $0.uploads[id] != nil }
-        completion(exists ? .success(Reader(store: self, id: id)) : .failure(.notFound))
-    }
-
     public func listExpired(now: Int64) -> [String] {
         state.withLock { state in
-            state.uploads.values.compactMap { entry in
-                guard !entry.info.isComplete, let expiresAt = entry.info.expiresAt, expiresAt <= now else { return nil }
-                return entry.info.id
+            state.uploads.values.compactMap { info in
+                guard !info.isComplete, let expiresAt = info.expiresAt, expiresAt <= now else { return nil }
+                return info.id
             }.sorted()
         }
     }
 
-    // MARK: Writer and reader
+    public func lookup(
+        _ id: String, on executor: any LoopExecutor, completion: @escaping (Result<UploadLookup, StoreError>) -> Void
+    ) {
+        completion(.success(lookup(id)))
+    }
 
-    private final class Writer: UploadWriter {
-        let store: MemoryUploadStore
+    public func create(
+        _ info: UploadInfo, on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void
+    ) {
+        completion(
+            state.withLock { state in
+                if state.uploads[info.id] != nil || state.gone.contains(info.id) { return .failure(.alreadyExists) }
+                state.uploads[info.id] = info
+                return .success(info)
+            })
+    }
+
+    public func declareLength(
+        id: String, length: Int64, on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void
+    ) {
+        completion(
+            update(id) { info in
+                guard info.length == nil else { return .lengthAlreadySet }
+                guard length >= info.offset else { return .exceedsLength }
+                info.length = length
+                return nil
+            })
+    }
+
+    public func beginWrite(
+        id: String, at offset: Int64, discardable: Bool, lock: any UploadLock, on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void
+    ) {
+        completion(update(id) { info in info.offset == offset ? nil : .conflict })
+    }
+
+    public func recordProgress(
+        id: String, offset: Int64, lock: any UploadLock, on executor: any LoopExecutor,
+        completion: @escaping (StoreError?) -> Void
+    ) {
+        let result = update(id) { info in
+            info.offset = offset
+            return nil
+        }
+        if case .failure(let error) = result { return completion(error) }
+        completion(nil)
+    }
+
+    public func finishWrite(
+        id: String, offset: Int64, expiry: ExpiryUpdate, lock: any UploadLock, on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void
+    ) {
+        completion(
+            update(id) { info in
+                info = info.finishingWrite(at: offset, expiry: expiry)
+                return nil
+            })
+    }
+
+    public func remove(
+        id: String, reason: UploadRemovalReason, on executor: any LoopExecutor,
+        completion: @escaping (Result<Void, StoreError>) -> Void
+    ) {
+        completion(
+            state.withLock { state in
+                guard state.uploads.removeValue(forKey: id) != nil else { return .failure(state.missing(id)) }
+                state.gone.insert(id)
+                return .success(())
+            })
+    }
+
+    public func listExpired(
+        now: Int64, on executor: any LoopExecutor, completion: @escaping (Result<[String], StoreError>) -> Void
+    ) {
+        completion(.success(listExpired(now: now)))
+    }
+
+    /// Applies `change` under the mutex; it returns an error to leave the record untouched.
+    private func update(_ id: String, _ change: (inout UploadInfo) -> StoreError?) -> Result<UploadInfo, StoreError> {
+        state.withLock { state in
+            guard var info = state.uploads[id] else { return .failure(state.missing(id)) }
+            if let error = change(&info) { return .failure(error) }
+            state.uploads[id] = info
+            return .success(info)
+        }
+    }
+}
+
+/// Bytes in RAM, behind one `Mutex`; completions run synchronously.
+public final class MemoryDataStore: UploadDataStore {
+    private let uploads = Mutex<[String: [UInt8]]>([:])
+
+    public init() {}
+
+    public var capabilities: UploadDataCapabilities { .all }
+
+    public func storedBytes(_ id: String) -> [UInt8]? { uploads.withLock { $0[id] } }
+
+    public func create(id: String, on executor: any LoopExecutor, completion: @escaping (StoreError?) -> Void) {
+        completion(
+            uploads.withLock { uploads in
+                guard uploads[id] == nil else { return .alreadyExists }
+                uploads[id] = []
+                return nil
+            })
+    }
+
+    public func openWriter(
+        id: String, at offset: Int64, length: Int64?, on executor: any LoopExecutor,
+        completion: @escaping (Result<any UploadDataWriter, StoreError>) -> Void
+    ) {
+        let exists = uploads.withLock { uploads -> Bool in
+            guard var bytes = uploads[id] else { return false }
+            // Bytes past the recorded offset were never acknowledged: the new write replaces them.
+            if Int64(bytes.count) > offset { bytes.removeSubrange(Int(offset)...) }
+            uploads[id] = bytes
+            return Int64(bytes.count) == offset
+        }
+        guard exists else { return completion(.failure(.notFound)) }
+        completion(.success(Writer(store: self, id: id, length: length)))
+    }
+
+    public func openReader(
+        id: String, on executor: any LoopExecutor, completion: @escaping (Result<any UploadReader, StoreError>) -> Void
+    ) {
+        let exists = uploads.withLock { $0[id] != nil }
+        completion(exists ? .success(Reader(store: self, id: id)) : .failure(.notFound))
+    }
+
+    public func remove(id: String, on executor: any LoopExecutor, completion: @escaping (StoreError?) -> Void) {
+        uploads.withLock { _ = $0.removeValue(forKey: id) }
+        completion(nil)
+    }
+
+    private final class Writer: UploadDataWriter {
+        let store: MemoryDataStore
         let id: String
-        let start: Int64
-        let discardable: Bool
-        private var finished = false
+        let length: Int64?
 
-        init(store: MemoryUploadStore, id: String, start: Int64, discardable: Bool) {
+        init(store: MemoryDataStore, id: String, length: Int64?) {
             self.store = store
             self.id = id
-            self.start = start
-            self.discardable = discardable
+            self.length = length
         }
 
         func write(_ fragment: BodyFragment, completion: @escaping (Result<Int64, StoreError>) -> Void) {
-            precondition(!finished, "write after commit/rollback")
-            let result: Result<Int64, StoreError> = store.state.withLock { state in
-                guard var entry = state.uploads[id] else { return .failure(.notFound) }
-                let newCount = Int64(entry.data.count) + Int64(fragment.count)
-                if let length = entry.info.length, newCount > length { return .failure(.exceedsLength) }
-                entry.data.append(contentsOf: fragment.bytes)
-                if !discardable { entry.info.offset = newCount }
-                state.uploads[id] = entry
-                return .success(newCount)
-            }
-            completion(result)
+            completion(
+                store.uploads.withLock { uploads in
+                    guard var bytes = uploads[id] else { return .failure(.notFound) }
+                    let end = Int64(bytes.count) + Int64(fragment.count)
+                    if let length, end > length { return .failure(.exceedsLength) }
+                    bytes.append(contentsOf: fragment.bytes)
+                    uploads[id] = bytes
+                    return .success(end)
+                })
         }
 
-        func commit(expiresAt: Int64?, completion: @escaping (Result<UploadInfo, StoreError>) -> Void) {
-            precondition(!finished, "commit twice")
-            finished = true
-            let result: Result<UploadInfo, StoreError> = store.state.withLock { state in
-                guard var entry = state.uploads[id] else { return .failure(.notFound) }
-                entry.info.offset = Int64(entry.data.count)
-                entry.info.expiresAt = entry.info.isComplete ? nil : expiresAt
-                state.uploads[id] = entry
-                return .success(entry.info)
-            }
-            completion(result)
+        func sync(completion: @escaping (Result<Int64, StoreError>) -> Void) {
+            let count = store.uploads.withLock { $0[id]?.count }
+            completion(count.map { .success(Int64($0)) } ?? .failure(.notFound))
         }
 
-        func rollback(completion: @escaping (Result<UploadInfo, StoreError>) -> Void) {
-            precondition(!finished, "rollback after finish")
-            finished = true
-            let result: Result<UploadInfo, StoreError> = store.state.withLock { state in
-                guard var entry = state.uploads[id] else { return .failure(.notFound) }
-                entry.data.removeSubrange(Int(start)...)
-                entry.info.offset = start
-                state.uploads[id] = entry
-                return .success(entry.info)
-            }
-            completion(result)
+        func truncate(to offset: Int64, completion: @escaping (StoreError?) -> Void) {
+            completion(
+                store.uploads.withLock { uploads in
+                    guard var bytes = uploads[id] else { return .notFound }
+                    if Int64(bytes.count) > offset { bytes.removeSubrange(Int(offset)...) }
+                    uploads[id] = bytes
+                    return nil
+                })
         }
+
+        func close() {}
     }
 
     private final class Reader: UploadReader {
-        let store: MemoryUploadStore
+        let store: MemoryDataStore
         let id: String
 
-        init(store: MemoryUploadStore, id: String) {
+        init(store: MemoryDataStore, id: String) {
             self.store = store
             self.id = id
         }
 
         func read(at offset: Int64, maxLength: Int, completion: @escaping (Result<BodyFragment, StoreError>) -> Void) {
-            let result: Result<BodyFragment, StoreError> = store.state.withLock { state in
-                guard let entry = state.uploads[id] else { return .failure(.gone) }
-                let start = Int(clamping: min(offset, Int64(entry.data.count)))
-                let end = min(entry.data.count, start + maxLength)
-                return .success(BodyFragment(copying: Array(entry.data[start..<end])))
+            let result: Result<BodyFragment, StoreError> = store.uploads.withLock { uploads in
+                guard let bytes = uploads[id] else { return .failure(.gone) }
+                let start = Int(clamping: min(offset, Int64(bytes.count)))
+                let end = min(bytes.count, start + maxLength)
+                return .success(BodyFragment(copying: Array(bytes[start..<end])))
             }
             completion(result)
         }

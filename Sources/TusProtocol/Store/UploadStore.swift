@@ -55,6 +55,12 @@ public enum StoreError: Error, Sendable, Equatable {
     case exceedsLength
     /// The length was already declared.
     case lengthAlreadySet
+    /// The stored offset is not the one the writer started from, or the writer no longer holds the upload's
+    /// lock (a lease that lapsed): the write must not move the offset.
+    case conflict
+    /// The shared state cannot be reached right now (Redis down or too slow). Clients get `503` with
+    /// `Retry-After`, never a wrong answer.
+    case unavailable(String)
     /// An I/O failure; the message is for logs only, never for clients.
     case io(String)
 }
@@ -74,54 +80,65 @@ public struct UploadStoreCapabilities: OptionSet, Sendable {
     public static let all: UploadStoreCapabilities = [.termination, .discardableWrites, .download]
 }
 
-/// Where uploads live.
+/// Where uploads live, as the handler sees it: one record and one byte stream per upload.
 ///
-/// Threading: the store is shared by every loop (hence `Sendable`), but each call is made on a loop thread
-/// and its completion MUST run on that same thread (a file store uses the calling loop for its fs
-/// requests; an in-memory store may call completions synchronously, before the call returns). Callers
-/// must cope with both.
+/// Every operation is asynchronous and names its executor: the loop the caller runs on. Completions run on
+/// that loop, possibly synchronously before the call returns (an in-memory store), otherwise later (file
+/// I/O on the loop's threadpool, a Redis round trip). A store never looks for "the current loop" itself.
 ///
 /// Concurrency between requests is the handler's job: it holds the upload's `UploadLocker` lock around
 /// every writer and around `remove`, so a store never sees two writers for one upload. `lookup` may run
-/// concurrently with a writer (HEAD takes no lock), so the in-memory state it reads needs its own guard.
+/// concurrently with a writer (HEAD takes no lock).
+///
+/// The one implementation is `ComposedUploadStore`, which builds this contract from an `UploadStateStore`
+/// (records) and an `UploadDataStore` (bytes); tests wrap it to inject faults.
 public protocol UploadStore: AnyObject, Sendable {
     var capabilities: UploadStoreCapabilities { get }
 
-    /// Synchronous and in-memory: the HEAD hot path. Expiry is NOT applied here (the handler owns the clock):
-    /// an expired upload that was not swept yet is still `.found`.
-    func lookup(_ id: String) -> UploadLookup
+    /// The HEAD path. Expiry is NOT applied here (the handler owns the clock): an expired upload that was not
+    /// swept yet is still `.found`. Fails only when the state cannot be reached (`.unavailable`).
+    func lookup(
+        _ id: String, on executor: any LoopExecutor, completion: @escaping (Result<UploadLookup, StoreError>) -> Void)
 
     /// Creates an empty upload (`info.offset` is 0). Durable before completion reports success, so a
     /// `201` always names an upload that survives a restart.
-    func create(_ info: UploadInfo, completion: @escaping (Result<UploadInfo, StoreError>) -> Void)
+    func create(
+        _ info: UploadInfo, on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void)
 
     /// Sets the length of a deferred upload, once (`lengthAlreadySet` otherwise; `exceedsLength` when below
     /// the offset).
-    func declareLength(id: String, length: Int64, completion: @escaping (Result<UploadInfo, StoreError>) -> Void)
+    func declareLength(
+        id: String, length: Int64, on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void)
 
-    /// Starts appending at `offset`, which the handler has checked equals the current offset.
+    /// Starts appending at `offset`, which the handler has checked equals the current offset, under `lock`.
     ///
     /// `discardable` is true when the bytes may have to be thrown away (the request carries `Upload-Checksum`):
     /// until `commit`, `lookup` keeps reporting the starting offset, and a crash before `commit` must leave
-    /// the upload at the starting offset on recovery. When false, `lookup` shows progress as each write
-    /// completes, and a crash keeps whatever reached the disk.
+    /// the upload at the starting offset. When false, `lookup` shows progress as bytes land (after every write,
+    /// or at checkpoints for a shared state store), and a crash keeps what was recorded.
     func openWriter(
-        id: String, startingAt offset: Int64, discardable: Bool,
+        id: String, startingAt offset: Int64, discardable: Bool, lock: any UploadLock, on executor: any LoopExecutor,
         completion: @escaping (Result<any UploadWriter, StoreError>) -> Void)
 
     /// Deletes data and state; afterwards `lookup` answers `.gone` (for as long as the store remembers).
-    func remove(id: String, reason: UploadRemovalReason, completion: @escaping (Result<Void, StoreError>) -> Void)
+    func remove(
+        id: String, reason: UploadRemovalReason, on executor: any LoopExecutor,
+        completion: @escaping (Result<Void, StoreError>) -> Void)
 
     /// Opens the stored bytes for reading (downloads). Callers read only below the offset they looked up.
-    func openReader(id: String, completion: @escaping (Result<any UploadReader, StoreError>) -> Void)
+    func openReader(
+        id: String, on executor: any LoopExecutor, completion: @escaping (Result<any UploadReader, StoreError>) -> Void)
 
-    /// Unfinished uploads whose `expiresAt` is at or before `now` (unix seconds). Synchronous, in-memory.
-    func listExpired(now: Int64) -> [String]
+    /// Unfinished uploads whose `expiresAt` is at or before `now` (unix seconds).
+    func listExpired(
+        now: Int64, on executor: any LoopExecutor, completion: @escaping (Result<[String], StoreError>) -> Void)
 }
 
 /// One PATCH's (or creation-with-upload POST's) appends.
 ///
-/// Calls come in order on one loop thread: any number of `write`s (the next may be issued before the
+/// Calls come in order on the loop that opened it: any number of `write`s (the next may be issued before the
 /// previous completes; the store keeps them in order), then exactly one of `commit` or `rollback`, issued
 /// only after every write completed. After that the writer is finished.
 public protocol UploadWriter: AnyObject {
@@ -135,7 +152,7 @@ public protocol UploadWriter: AnyObject {
     func rollback(completion: @escaping (Result<UploadInfo, StoreError>) -> Void)
 }
 
-/// Reads stored bytes, on the loop thread that opened it.
+/// Reads stored bytes, on the loop that opened it.
 public protocol UploadReader: AnyObject {
     /// Up to `maxLength` bytes from `offset`; fewer (never zero unless at the end of the data) is fine.
     func read(at offset: Int64, maxLength: Int, completion: @escaping (Result<BodyFragment, StoreError>) -> Void)

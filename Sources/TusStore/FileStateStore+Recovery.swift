@@ -3,7 +3,7 @@ import Glibc
 import TusProtocol
 
 /// Startup recovery: synchronous POSIX calls, because it runs once, before any loop serves a request.
-extension FileUploadStore {
+extension FileStateStore {
     static func recover(
         directory: String, policy: FsyncPolicy, log: @escaping @Sendable (String) -> Void
     ) throws -> [String: UploadInfo] {

@@ -1,0 +1,251 @@
+public import TusHTTP1
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The `UploadStore` the handler talks to, composed of a state store (records) and a data store (bytes), like
+/// tusd's `StoreComposer`. It owns the orders that keep the two consistent:
+///
+/// - create: data first, then the record, so a record never names missing data (a failed record removes the
+///   data again);
+/// - write: bytes → (durable, per the data store's policy) → offset recorded → acknowledged. The recorded
+///   offset therefore never exceeds the bytes really stored, whatever crashes when;
+/// - remove: the record first (it becomes a gone marker), then the data: a crash in between leaves orphan
+///   bytes, never a record without data.
+///
+/// Capabilities, and so `Tus-Extension`, come from what the parts can really do.
+public final class ComposedUploadStore<State: UploadStateStore, Data: UploadDataStore>: UploadStore {
+    public let state: State
+    public let data: Data
+    public let capabilities: UploadStoreCapabilities
+
+    /// `disabled` takes capabilities away (an operator who does not offer termination, a test).
+    public init(state: State, data: Data, disabled: UploadStoreCapabilities = []) {
+        self.state = state
+        self.data = data
+        var capabilities: UploadStoreCapabilities = [.termination]
+        if data.capabilities.contains(.truncate) { capabilities.insert(.discardableWrites) }
+        if data.capabilities.contains(.read) { capabilities.insert(.download) }
+        self.capabilities = capabilities.subtracting(disabled)
+    }
+
+    public func lookup(
+        _ id: String, on executor: any LoopExecutor, completion: @escaping (Result<UploadLookup, StoreError>) -> Void
+    ) {
+        state.lookup(id, on: executor, completion: completion)
+    }
+
+    public func create(
+        _ info: UploadInfo, on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void
+    ) {
+        var info = info
+        info.offset = 0
+        data.create(id: info.id, on: executor) { [self] error in
+            if let error { return completion(.failure(error)) }
+            state.create(info, on: executor) { [self] result in
+                guard case .failure = result else { return completion(result) }
+                data.remove(id: info.id, on: executor) { _ in completion(result) }
+            }
+        }
+    }
+
+    public func declareLength(
+        id: String, length: Int64, on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void
+    ) {
+        state.declareLength(id: id, length: length, on: executor, completion: completion)
+    }
+
+    public func openWriter(
+        id: String, startingAt offset: Int64, discardable: Bool, lock: any UploadLock, on executor: any LoopExecutor,
+        completion: @escaping (Result<any UploadWriter, StoreError>) -> Void
+    ) {
+        state.lookup(id, on: executor) { [self] looked in
+            let info: UploadInfo
+            switch looked {
+            case .failure(let error): return completion(.failure(error))
+            case .success(.notFound): return completion(.failure(.notFound))
+            case .success(.gone): return completion(.failure(.gone))
+            case .success(.found(let found)): info = found
+            }
+            data.openWriter(id: id, at: offset, length: info.length, on: executor) { [self] opened in
+                let dataWriter: any UploadDataWriter
+                switch opened {
+                case .failure(let error): return completion(.failure(error))
+                case .success(let writer): dataWriter = writer
+                }
+                state.beginWrite(id: id, at: offset, discardable: discardable, lock: lock, on: executor) { [self] begun in
+                    switch begun {
+                    case .failure(let error):
+                        dataWriter.close()
+                        completion(.failure(error))
+                    case .success:
+                        completion(
+                            .success(
+                                ComposedUploadWriter(
+                                    state: state, data: dataWriter, id: id, start: offset, discardable: discardable,
+                                    lock: lock, executor: executor)))
+                    }
+                }
+            }
+        }
+    }
+
+    public func remove(
+        id: String, reason: UploadRemovalReason, on executor: any LoopExecutor,
+        completion: @escaping (Result<Void, StoreError>) -> Void
+    ) {
+        state.remove(id: id, reason: reason, on: executor) { [self] result in
+            guard case .success = result else { return completion(result) }
+            // The upload is gone from here on; leftover bytes are only wasted space.
+            data.remove(id: id, on: executor) { _ in completion(.success(())) }
+        }
+    }
+
+    public func openReader(
+        id: String, on executor: any LoopExecutor, completion: @escaping (Result<any UploadReader, StoreError>) -> Void
+    ) {
+        data.openReader(id: id, on: executor, completion: completion)
+    }
+
+    public func listExpired(
+        now: Int64, on executor: any LoopExecutor, completion: @escaping (Result<[String], StoreError>) -> Void
+    ) {
+        state.listExpired(now: now, on: executor, completion: completion)
+    }
+}
+
+/// One request's appends: bytes to the data writer, progress to the state store as its policy asks, and at
+/// the end one durable sync followed by one record update.
+///
+/// Checkpoints (shared state) run one at a time and never overlap `commit`: commit waits for the one in flight.
+final class ComposedUploadWriter<State: UploadStateStore>: UploadWriter {
+    private let state: State
+    private let data: any UploadDataWriter
+    private let id: String
+    private let start: Int64
+    private let discardable: Bool
+    private let lock: any UploadLock
+    private let executor: any LoopExecutor
+
+    /// End of the bytes the data writer reported written.
+    private var writtenEnd: Int64
+    /// Offset last sent to the state store.
+    private var recordedEnd: Int64
+    private var lastCheckpointMilliseconds = ComposedUploadWriter.monotonicMilliseconds()
+    private var isCheckpointing = false
+    /// Runs once the checkpoint in flight is done (commit waiting for it).
+    private var afterCheckpoint: (() -> Void)?
+    /// A checkpoint that failed because the lease is gone ends this writer: nothing more may be recorded.
+    private var checkpointFailure: StoreError?
+
+    init(
+        state: State, data: any UploadDataWriter, id: String, start: Int64, discardable: Bool, lock: any UploadLock,
+        executor: any LoopExecutor
+    ) {
+        self.state = state
+        self.data = data
+        self.id = id
+        self.start = start
+        self.discardable = discardable
+        self.lock = lock
+        self.executor = executor
+        writtenEnd = start
+        recordedEnd = start
+    }
+
+    func write(_ fragment: BodyFragment, completion: @escaping (Result<Int64, StoreError>) -> Void) {
+        if let checkpointFailure { return completion(.failure(checkpointFailure)) }
+        data.write(fragment) { [self] result in
+            if case .success(let end) = result {
+                writtenEnd = end
+                if !discardable { recordProgressIfDue() }
+            }
+            completion(result)
+        }
+    }
+
+    private func recordProgressIfDue() {
+        switch state.progressPolicy {
+        case .everyWrite:
+            recordedEnd = writtenEnd
+            state.recordProgress(id: id, offset: writtenEnd, lock: lock, on: executor) { _ in }
+        case .durableCheckpoints(let bytes, let milliseconds):
+            guard !isCheckpointing, checkpointFailure == nil, writtenEnd > recordedEnd else { return }
+            let now = Self.monotonicMilliseconds()
+            guard writtenEnd - recordedEnd >= bytes || now - lastCheckpointMilliseconds >= milliseconds else { return }
+            isCheckpointing = true
+            lastCheckpointMilliseconds = now
+            // Writes keep streaming while the sync runs; it covers those completed before it started.
+            data.sync { [self] synced in
+                switch synced {
+                case .failure(let error): endCheckpoint(error)
+                case .success(let durableEnd):
+                    state.recordProgress(id: id, offset: durableEnd, lock: lock, on: executor) { [self] error in
+                        if error == nil { recordedEnd = max(recordedEnd, durableEnd) }
+                        endCheckpoint(error)
+                    }
+                }
+            }
+        }
+    }
+
+    private func endCheckpoint(_ error: StoreError?) {
+        isCheckpointing = false
+        // Only a lost lease ends the writer; an unreachable state store just delays the next checkpoint.
+        if error == .conflict { checkpointFailure = error }
+        if let waiting = afterCheckpoint {
+            afterCheckpoint = nil
+            waiting()
+        }
+    }
+
+    func commit(expiresAt: Int64?, completion: @escaping (Result<UploadInfo, StoreError>) -> Void) {
+        whenNoCheckpoint { [self] in
+            if let checkpointFailure {
+                data.close()
+                return completion(.failure(checkpointFailure))
+            }
+            data.sync { [self] synced in
+                switch synced {
+                case .failure(let error):
+                    data.close()
+                    completion(.failure(error))
+                case .success(let durableEnd):
+                    state.finishWrite(id: id, offset: durableEnd, expiry: .set(expiresAt), lock: lock, on: executor) {
+                        [self] result in
+                        data.close()
+                        completion(result)
+                    }
+                }
+            }
+        }
+    }
+
+    func rollback(completion: @escaping (Result<UploadInfo, StoreError>) -> Void) {
+        whenNoCheckpoint { [self] in
+            data.truncate(to: start) { [self] error in
+                if let error {
+                    data.close()
+                    return completion(.failure(error))
+                }
+                state.finishWrite(id: id, offset: start, expiry: .keep, lock: lock, on: executor) { [self] result in
+                    data.close()
+                    completion(result)
+                }
+            }
+        }
+    }
+
+    private func whenNoCheckpoint(_ work: @escaping () -> Void) {
+        if isCheckpointing { afterCheckpoint = work } else { work() }
+    }
+
+    static func monotonicMilliseconds() -> UInt64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return UInt64(spec.tv_sec) * 1000 + UInt64(spec.tv_nsec) / 1_000_000
+    }
+}

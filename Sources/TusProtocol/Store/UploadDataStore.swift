@@ -1,0 +1,51 @@
+public import TusHTTP1
+
+/// What a data store can do beyond appending.
+public struct UploadDataCapabilities: OptionSet, Sendable {
+    public let rawValue: Int
+    public init(rawValue: Int) { self.rawValue = rawValue }
+
+    /// `UploadDataWriter.truncate` works: written bytes can be thrown away (the `checksum` extension needs it).
+    public static let truncate = UploadDataCapabilities(rawValue: 1 << 0)
+    /// `openReader` works (GET downloads).
+    public static let read = UploadDataCapabilities(rawValue: 1 << 1)
+
+    public static let all: UploadDataCapabilities = [.truncate, .read]
+}
+
+/// Upload bytes: one append-only stream per upload id, replaceable (local files by default). Records are an
+/// `UploadStateStore`'s business; the data store never decides what the offset is.
+///
+/// Every call names its executor; completions run on it. Bytes past the recorded offset may exist (a write that
+/// was not recorded before a crash): a writer opened at the recorded offset overwrites them.
+public protocol UploadDataStore: AnyObject, Sendable {
+    var capabilities: UploadDataCapabilities { get }
+
+    /// Creates empty data for a new id, exclusively (`alreadyExists`), durably.
+    func create(id: String, on executor: any LoopExecutor, completion: @escaping (StoreError?) -> Void)
+
+    /// Opens the data for appending at `offset`. `length` (when known) bounds the writes.
+    func openWriter(
+        id: String, at offset: Int64, length: Int64?, on executor: any LoopExecutor,
+        completion: @escaping (Result<any UploadDataWriter, StoreError>) -> Void)
+
+    func openReader(
+        id: String, on executor: any LoopExecutor, completion: @escaping (Result<any UploadReader, StoreError>) -> Void)
+
+    /// Deletes the bytes; missing data is not an error.
+    func remove(id: String, on executor: any LoopExecutor, completion: @escaping (StoreError?) -> Void)
+}
+
+/// Appends to one upload's data, on the loop that opened it. Writes are kept in order. `sync` may run while
+/// writes are in flight (a checkpoint during a streaming PATCH) and covers the writes completed before it was
+/// called; `truncate` and the final `sync` are issued only while no write is outstanding.
+public protocol UploadDataWriter: AnyObject {
+    /// Completion gets the end of the data after this write.
+    func write(_ fragment: BodyFragment, completion: @escaping (Result<Int64, StoreError>) -> Void)
+    /// Makes everything written durable (as the store's durability policy says) and reports where the good data
+    /// ends. After a failed write it first cuts off whatever torn tail the failure may have left.
+    func sync(completion: @escaping (Result<Int64, StoreError>) -> Void)
+    /// Cuts the data back to `offset`, durably.
+    func truncate(to offset: Int64, completion: @escaping (StoreError?) -> Void)
+    func close()
+}

@@ -1,0 +1,261 @@
+public import TusHTTP1
+public import TusLoop
+public import TusProtocol
+
+/// Upload bytes as files: `<id>` in one directory, written through libuv's threadpool on the caller's loop.
+///
+/// Durability follows the `FsyncPolicy`: `sync` runs `fdatasync` (`.commit`, `.always`), and `.always` also
+/// syncs after every write. Creation makes the new file's directory entry durable unless the records are
+/// written to the same directory by a `FileStateStore`, whose own directory sync after the record's rename
+/// covers it (`entriesMadeDurableByRecords`), which saves one fsync per creation.
+public final class FileDataStore: UploadDataStore {
+    public let directory: String
+    public let fsyncPolicy: FsyncPolicy
+    let entriesMadeDurableByRecords: Bool
+    let log: @Sendable (String) -> Void
+
+    public init(
+        directory: String, fsync: FsyncPolicy = .commit, entriesMadeDurableByRecords: Bool = false,
+        log: @escaping @Sendable (String) -> Void = { _ in }
+    ) throws {
+        self.directory = FileStateStore.normalized(directory)
+        self.fsyncPolicy = fsync
+        self.entriesMadeDurableByRecords = entriesMadeDurableByRecords
+        self.log = log
+        guard FileDirectory.ensureExists(self.directory) else {
+            throw StoreError.io("upload directory \(self.directory) cannot be created")
+        }
+    }
+
+    public var capabilities: UploadDataCapabilities { .all }
+
+    func dataPath(_ id: String) -> String { directory + "/" + id }
+
+    public func create(id: String, on executor: any LoopExecutor, completion: @escaping (StoreError?) -> Void) {
+        let loop = executor.eventLoop
+        precondition(UploadRecord.isValidID(id), "the handler validates ids")
+        AsyncFile.open(loop: loop, path: dataPath(id), flags: [.writeOnly, .create, .exclusive]) { [self] opened in
+            switch opened {
+            case .failure(let error):
+                completion(error == .alreadyExists ? .alreadyExists : ioError("create \(dataPath(id))", error))
+            case .success(let file):
+                file.close()
+                guard !entriesMadeDurableByRecords else { return completion(nil) }
+                FileDirectory.sync(directory, policy: fsyncPolicy, loop: loop) { [self] error in
+                    completion(error.map { ioError("fsync \(directory)", $0) })
+                }
+            }
+        }
+    }
+
+    public func openWriter(
+        id: String, at offset: Int64, length: Int64?, on executor: any LoopExecutor,
+        completion: @escaping (Result<any UploadDataWriter, StoreError>) -> Void
+    ) {
+        let loop = executor.eventLoop
+        AsyncFile.open(loop: loop, path: dataPath(id), flags: [.writeOnly]) { [self] opened in
+            switch opened {
+            case .failure(let error):
+                completion(.failure(error == .notFound ? .gone : ioError("open \(dataPath(id))", error)))
+            case .success(let file):
+                completion(.success(FileDataWriter(store: self, file: file, id: id, start: offset, length: length)))
+            }
+        }
+    }
+
+    public func openReader(
+        id: String, on executor: any LoopExecutor, completion: @escaping (Result<any UploadReader, StoreError>) -> Void
+    ) {
+        AsyncFile.open(loop: executor.eventLoop, path: dataPath(id), flags: [.readOnly]) { [self] opened in
+            switch opened {
+            case .failure(let error):
+                completion(.failure(error == .notFound ? .notFound : ioError("open \(dataPath(id))", error)))
+            case .success(let file):
+                completion(.success(FileUploadReader(file: file)))
+            }
+        }
+    }
+
+    /// No directory sync: bytes whose record is gone are only wasted space, even if a crash brings them back.
+    public func remove(id: String, on executor: any LoopExecutor, completion: @escaping (StoreError?) -> Void) {
+        FileSystem.unlink(loop: executor.eventLoop, path: dataPath(id)) { [self] error in
+            if let error, error != .notFound { return completion(ioError("unlink \(dataPath(id))", error)) }
+            completion(nil)
+        }
+    }
+
+    func ioError(_ what: String, _ error: UVError) -> StoreError {
+        let message = "\(what): \(error)"
+        log("FileDataStore: " + message)
+        return .io(message)
+    }
+}
+
+/// One PATCH's appends to `<id>`, through one open `AsyncFile`, on the loop that opened it.
+///
+/// Writes go to disk one batch at a time: while a pwritev is running, new fragments queue, and the next batch
+/// takes all of them in one call. One write at a time keeps the file a contiguous prefix at every moment, which
+/// recovery relies on ("offset = data size"): with two pwrites in flight on the threadpool, the later one could
+/// land first and a crash would leave a hole of zeros counted as data. Batching wins back the syscalls.
+final class FileDataWriter: UploadDataWriter {
+    private typealias WriteCompletion = (Result<Int64, StoreError>) -> Void
+    private struct PendingWrite {
+        let fragment: BodyFragment
+        let completion: WriteCompletion
+    }
+
+    private let store: FileDataStore
+    private let file: AsyncFile
+    private let id: String
+    private let length: Int64?
+
+    /// End of the bytes handed to `write`, including queued ones.
+    private var acceptedEnd: Int64
+    /// End of the bytes known to be in the file.
+    private var writtenEnd: Int64
+    /// End of the bytes known to be durable (as far as the policy asks).
+    private var syncedEnd: Int64
+    private var queued: [PendingWrite] = []
+    /// The batch being written; holding it keeps its chunks alive until the pwritev finished.
+    private var inFlight: [PendingWrite] = []
+    /// While completions run, new writes only queue, so completions are delivered in write order.
+    private var isDelivering = false
+    /// After a failed write the file may hold a torn tail past `writtenEnd`; the final sync cuts it off.
+    private var failure: StoreError?
+    private var isClosed = false
+
+    init(store: FileDataStore, file: AsyncFile, id: String, start: Int64, length: Int64?) {
+        self.store = store
+        self.file = file
+        self.id = id
+        self.length = length
+        acceptedEnd = start
+        writtenEnd = start
+        syncedEnd = start
+    }
+
+    func write(_ fragment: BodyFragment, completion: @escaping (Result<Int64, StoreError>) -> Void) {
+        precondition(!isClosed, "write after close")
+        if let failure { return completion(.failure(failure)) }
+        let end = acceptedEnd + Int64(fragment.count)
+        if let length, end > length { return completion(.failure(.exceedsLength)) }
+        acceptedEnd = end
+        queued.append(PendingWrite(fragment: fragment, completion: completion))
+        if inFlight.isEmpty && !isDelivering { writeQueuedBatch() }
+    }
+
+    private func writeQueuedBatch() {
+        guard inFlight.isEmpty, !queued.isEmpty else { return }
+        swap(&inFlight, &queued)
+        let batchEnd = writtenEnd + inFlight.reduce(0) { $0 + Int64($1.fragment.count) }
+        // `inFlight` owns the chunks until completion, and the completion closure owns `self`.
+        file.write(inFlight.map(\.fragment.bytes), at: writtenEnd, owner: nil) { [self] result in
+            switch result {
+            case .failure(let error):
+                failAll(store.ioError("write \(store.dataPath(id))", error))
+            case .success where store.fsyncPolicy.syncsEachWrite:
+                file.datasync { [self] error in
+                    if let error {
+                        failAll(store.ioError("fdatasync \(store.dataPath(id))", error))
+                    } else {
+                        syncedEnd = batchEnd
+                        batchWritten(upTo: batchEnd)
+                    }
+                }
+            case .success:
+                batchWritten(upTo: batchEnd)
+            }
+        }
+    }
+
+    private func batchWritten(upTo batchEnd: Int64) {
+        writtenEnd = batchEnd
+        let batch = inFlight
+        inFlight.removeAll(keepingCapacity: true)
+        isDelivering = true
+        var end = batchEnd - batch.reduce(0) { $0 + Int64($1.fragment.count) }
+        for write in batch {
+            end += Int64(write.fragment.count)
+            write.completion(.success(end))
+        }
+        isDelivering = false
+        writeQueuedBatch()
+    }
+
+    private func failAll(_ error: StoreError) {
+        failure = error
+        let failed = inFlight + queued
+        inFlight = []
+        queued = []
+        acceptedEnd = writtenEnd
+        for write in failed { write.completion(.failure(error)) }
+    }
+
+    /// Cuts a torn tail (after a failed write, once nothing is in flight), then fdatasync (policy) unless nothing
+    /// was written since the last sync. Covers the writes completed before the call.
+    func sync(completion: @escaping (Result<Int64, StoreError>) -> Void) {
+        let end = writtenEnd
+        let datasync: () -> Void = { [self] in
+            guard store.fsyncPolicy.syncsAtCommit, end != syncedEnd || failure != nil else {
+                return completion(.success(end))
+            }
+            file.datasync { [self] error in
+                if let error { return completion(.failure(store.ioError("fdatasync \(store.dataPath(id))", error))) }
+                syncedEnd = max(syncedEnd, end)
+                completion(.success(end))
+            }
+        }
+        guard failure != nil, inFlight.isEmpty, queued.isEmpty else { return datasync() }
+        file.truncate(to: end) { [self] error in
+            if let error { return completion(.failure(store.ioError("ftruncate \(store.dataPath(id))", error))) }
+            datasync()
+        }
+    }
+
+    /// Truncation made durable (policy) before the caller records the offset: the other order could leave a
+    /// record at `offset` next to a longer file whose extra bytes recovery would count.
+    func truncate(to offset: Int64, completion: @escaping (StoreError?) -> Void) {
+        precondition(inFlight.isEmpty && queued.isEmpty, "truncate while writes are outstanding")
+        file.truncate(to: offset) { [self] error in
+            if let error { return completion(store.ioError("ftruncate \(store.dataPath(id))", error)) }
+            writtenEnd = offset
+            acceptedEnd = offset
+            guard store.fsyncPolicy.syncsAtCommit else { return completion(nil) }
+            file.datasync { [self] error in
+                syncedEnd = offset
+                completion(error.map { store.ioError("fdatasync \(store.dataPath(id))", $0) })
+            }
+        }
+    }
+
+    func close() {
+        guard !isClosed else { return }
+        precondition(inFlight.isEmpty && queued.isEmpty, "close while writes are outstanding")
+        isClosed = true
+        file.close()
+    }
+}
+
+/// Reads `<id>` for downloads, each read into a fresh chunk that the returned fragment owns.
+final class FileUploadReader: UploadReader {
+    private let file: AsyncFile
+
+    init(file: AsyncFile) {
+        self.file = file
+    }
+
+    func read(at offset: Int64, maxLength: Int, completion: @escaping (Result<BodyFragment, StoreError>) -> Void) {
+        let chunk = ByteChunk(capacity: max(1, maxLength))
+        let buffer = UnsafeMutableRawBufferPointer(start: chunk.base, count: max(0, maxLength))
+        file.read(into: buffer, at: offset, owner: chunk) { result in
+            switch result {
+            case .success(let count): completion(.success(BodyFragment(chunk: chunk, range: 0..<count)))
+            case .failure(let error): completion(.failure(.io("read: \(error)")))
+            }
+        }
+    }
+
+    func close() {
+        file.close()
+    }
+}

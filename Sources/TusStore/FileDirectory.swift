@@ -1,0 +1,47 @@
+import Glibc
+import TusHTTP1
+import TusLoop
+
+/// What the file state and data stores share about their directory.
+enum FileDirectory {
+    /// fsync of the directory: what makes a rename, creation or unlink inside it durable. A no-op under `.none`.
+    static func sync(
+        _ directory: String, policy: FsyncPolicy, loop: EventLoop, completion: @escaping (UVError?) -> Void
+    ) {
+        guard policy.syncsAtCommit else { return completion(nil) }
+        AsyncFile.open(loop: loop, path: directory, flags: [.readOnly]) { opened in
+            switch opened {
+            case .failure(let error):
+                completion(error)
+            case .success(let handle):
+                handle.sync { error in
+                    handle.close()
+                    completion(error)
+                }
+            }
+        }
+    }
+}
+
+extension LoopExecutor {
+    /// The loop a file store issues its libuv requests on: the caller's, named by the executor it passed.
+    var eventLoop: EventLoop {
+        guard let bound = self as? any EventLoopBound else {
+            preconditionFailure("file stores need an executor backed by a TusLoop EventLoop, got \(type(of: self))")
+        }
+        return bound.eventLoop
+    }
+}
+
+extension FileDirectory {
+    /// Creates the directory (and its parents) if needed; synchronous, for start-up.
+    static func ensureExists(_ directory: String) -> Bool {
+        var path = directory.hasPrefix("/") ? "" : "."
+        for component in directory.split(separator: "/", omittingEmptySubsequences: true) {
+            path += "/" + component
+            if mkdir(path, 0o755) != 0 && errno != EEXIST { return false }
+        }
+        var status = stat()
+        return stat(directory, &status) == 0 && (status.st_mode & S_IFMT) == S_IFDIR
+    }
+}

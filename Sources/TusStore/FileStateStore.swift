@@ -1,0 +1,263 @@
+import Synchronization
+public import TusHTTP1
+public import TusLoop
+public import TusProtocol
+
+/// Upload records as files: `<id>.info` (format: `UploadRecord`) next to the data file `<id>` that a
+/// `FileDataStore` on the same directory keeps. The embedded default; `FileUploadStore` pairs the two.
+///
+/// Restart safety: `init` recovers the directory (see `FileStateStore+Recovery.swift`) before anything is
+/// served: it loads every record, quarantines unreadable ones as `<id>.info.corrupt`, deletes leftover
+/// `<id>.info.tmp` files, and reconciles each record with its data file, so that
+/// - a checksummed PATCH that never committed (record still has `pendingDiscardFrom`) is truncated back to where
+///   it started;
+/// - otherwise every byte that reached the data file counts (offset = data size, cut to `length`): the spec
+///   asks servers to store as much of an interrupted upload as possible.
+/// How much survives power loss (rather than a process crash) depends on the `FsyncPolicy`.
+///
+/// Synchronization boundary: the uploads' state lives in memory behind one `Mutex` (loops on several threads
+/// share the store), which makes `lookup` (HEAD) and `listExpired` I/O-free: their completions run
+/// synchronously. The files are the durable copy; every change is written there first (as far as the policy
+/// demands) and then applied in memory. Progress during a write is memory-only (`progressPolicy` is
+/// `.everyWrite`): recovery finds it again in the data file.
+///
+/// Threading: record writes run as libuv threadpool requests of the executor's loop (which must be
+/// `EventLoopBound`), so completions come back on the caller's thread.
+///
+/// Concurrency between requests is the handler's (the upload lock); a record is rewritten by one operation
+/// at a time per upload, which is what makes the fixed `<id>.info.tmp` name safe.
+public final class FileStateStore: UploadStateStore {
+    struct State {
+        var uploads: [String: UploadInfo] = [:]
+        /// Ids whose `create` is writing files right now: taken, but not visible yet.
+        var creating: Set<String> = []
+        var gone: RecentlyGoneIDs
+
+        func missing(_ id: String) -> StoreError { gone.contains(id) ? .gone : .notFound }
+    }
+
+    public let directory: String
+    public let fsyncPolicy: FsyncPolicy
+    public var progressPolicy: UploadProgressPolicy { .everyWrite }
+    let state: Mutex<State>
+    let log: @Sendable (String) -> Void
+
+    /// Opens (creating it if needed) and recovers `directory`; synchronous, so call it before serving.
+    ///
+    /// - Parameters:
+    ///   - fsync: see `FsyncPolicy`; `.commit` unless you know why not.
+    ///   - rememberedGoneIDs: how many terminated/expired ids `lookup` keeps answering `.gone` for.
+    ///   - log: recovery findings (quarantined records, truncated data) and I/O errors, one line each.
+    /// - Throws: `StoreError.io` when the directory cannot be created or listed.
+    public init(
+        directory: String, fsync: FsyncPolicy = .commit, rememberedGoneIDs: Int = 100_000,
+        log: @escaping @Sendable (String) -> Void = { _ in }
+    ) throws {
+        self.directory = Self.normalized(directory)
+        self.fsyncPolicy = fsync
+        self.log = log
+        let uploads = try Self.recover(directory: self.directory, policy: fsync, log: log)
+        state = Mutex(State(uploads: uploads, gone: RecentlyGoneIDs(capacity: rememberedGoneIDs)))
+    }
+
+    static func normalized(_ directory: String) -> String {
+        directory.count > 1 && directory.hasSuffix("/") ? String(directory.dropLast()) : directory
+    }
+
+    // MARK: paths
+
+    func recordPath(_ id: String) -> String { directory + "/" + id + ".info" }
+    func temporaryRecordPath(_ id: String) -> String { directory + "/" + id + ".info.tmp" }
+
+    // MARK: synchronous views (HEAD's cost, tests)
+
+    public func lookup(_ id: String) -> UploadLookup {
+        state.withLock { state in
+            if let info = state.uploads[id] { return .found(info) }
+            return state.gone.contains(id) ? .gone : .notFound
+        }
+    }
+
+    public func listExpired(now: Int64) -> [String] {
+        state.withLock { state in
+            state.uploads.values.compactMap { info in
+                guard !info.isComplete, let expiresAt = info.expiresAt, expiresAt <= now else { return nil }
+                return info.id
+            }.sorted()
+        }
+    }
+
+    // MARK: UploadStateStore
+
+    public func lookup(
+        _ id: String, on executor: any LoopExecutor, completion: @escaping (Result<UploadLookup, StoreError>) -> Void
+    ) {
+        completion(.success(lookup(id)))
+    }
+
+    public func listExpired(
+        now: Int64, on executor: any LoopExecutor, completion: @escaping (Result<[String], StoreError>) -> Void
+    ) {
+        completion(.success(listExpired(now: now)))
+    }
+
+    /// The id is reserved in memory while the record is written, so a second create of the same id fails at once.
+    public func create(
+        _ info: UploadInfo, on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void
+    ) {
+        let loop = executor.eventLoop
+        let id = info.id
+        precondition(UploadRecord.isValidID(id), "the handler validates ids")
+        let reserved = state.withLock { state in
+            guard state.uploads[id] == nil, !state.creating.contains(id), !state.gone.contains(id) else { return false }
+            state.creating.insert(id)
+            return true
+        }
+        guard reserved else { return completion(.failure(.alreadyExists)) }
+        // The directory sync after the record's rename also makes the data file's entry durable.
+        persist(UploadRecord(info), loop: loop) { [self] error in
+            state.withLock { state in
+                state.creating.remove(id)
+                if error == nil { state.uploads[id] = info }
+            }
+            completion(error.map { .failure($0) } ?? .success(info))
+        }
+    }
+
+    public func declareLength(
+        id: String, length: Int64, on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void
+    ) {
+        let checked: Result<UploadInfo, StoreError> = state.withLock { state in
+            guard var info = state.uploads[id] else { return .failure(state.missing(id)) }
+            guard info.length == nil else { return .failure(.lengthAlreadySet) }
+            guard length >= info.offset else { return .failure(.exceedsLength) }
+            info.length = length
+            return .success(info)
+        }
+        guard case .success(let updated) = checked else { return completion(checked) }
+        persist(UploadRecord(updated), loop: executor.eventLoop) { [self] error in
+            if let error { return completion(.failure(error)) }
+            let info: UploadInfo? = state.withLock { state in
+                state.uploads[id]?.length = length
+                return state.uploads[id]
+            }
+            completion(info.map { .success($0) } ?? .failure(.notFound))
+        }
+    }
+
+    /// A discardable write is announced durably before its first byte lands, so a crash mid-PATCH recovers to
+    /// `offset` instead of counting unverified bytes.
+    public func beginWrite(
+        id: String, at offset: Int64, discardable: Bool, lock: any UploadLock, on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void
+    ) {
+        let checked: Result<UploadInfo, StoreError> = state.withLock { state in
+            guard let info = state.uploads[id] else { return .failure(state.missing(id)) }
+            return info.offset == offset ? .success(info) : .failure(.conflict)
+        }
+        guard discardable, case .success(let info) = checked else { return completion(checked) }
+        persist(UploadRecord(info, pendingDiscardFrom: offset), loop: executor.eventLoop) { error in
+            completion(error.map { .failure($0) } ?? .success(info))
+        }
+    }
+
+    /// Memory only: a HEAD on another loop sees the progress at once, and recovery finds it in the data file.
+    public func recordProgress(
+        id: String, offset: Int64, lock: any UploadLock, on executor: any LoopExecutor,
+        completion: @escaping (StoreError?) -> Void
+    ) {
+        let known = state.withLock { state -> Bool in
+            guard state.uploads[id] != nil else { return false }
+            state.uploads[id]?.offset = offset
+            return true
+        }
+        completion(known ? nil : .notFound)
+    }
+
+    /// The record with the new offset and no `pendingDiscardFrom`, then memory.
+    public func finishWrite(
+        id: String, offset: Int64, expiry: ExpiryUpdate, lock: any UploadLock, on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void
+    ) {
+        guard let info = state.withLock({ $0.uploads[id] }) else { return completion(.failure(.notFound)) }
+        let finished = info.finishingWrite(at: offset, expiry: expiry)
+        persist(UploadRecord(finished), loop: executor.eventLoop) { [self] error in
+            if let error { return completion(.failure(error)) }
+            state.withLock { state in
+                state.uploads[id]?.offset = finished.offset
+                state.uploads[id]?.expiresAt = finished.expiresAt
+            }
+            completion(.success(finished))
+        }
+    }
+
+    /// Unlinks the record (durably, per policy); the data goes afterwards (`ComposedUploadStore`). A crash in
+    /// between leaves an orphan data file (logged at the next start), never a record whose data vanished, which
+    /// recovery would resurrect as an empty upload.
+    public func remove(
+        id: String, reason: UploadRemovalReason, on executor: any LoopExecutor,
+        completion: @escaping (Result<Void, StoreError>) -> Void
+    ) {
+        let loop = executor.eventLoop
+        let known: StoreError? = state.withLock { state in state.uploads[id] != nil ? nil : state.missing(id) }
+        if let known { return completion(.failure(known)) }
+        FileSystem.unlink(loop: loop, path: recordPath(id)) { [self] error in
+            if let error, error != .notFound { return completion(.failure(ioError("unlink record of \(id)", error))) }
+            state.withLock { state in
+                state.uploads[id] = nil
+                state.gone.insert(id)
+            }
+            syncDirectory(loop: loop) { error in
+                completion(error.map { .failure($0) } ?? .success(()))
+            }
+        }
+    }
+
+    // MARK: record persistence
+
+    /// Writes `record` to `<id>.info.tmp`, syncs it (policy), renames it over `<id>.info` and syncs the directory
+    /// (policy). The caller updates memory only after success, so memory never runs ahead of the disk.
+    func persist(_ record: UploadRecord, loop: EventLoop, completion: @escaping (StoreError?) -> Void) {
+        let bytes = record.encodedJSON
+        let chunk = ByteChunk(copying: bytes)
+        let temporaryPath = temporaryRecordPath(record.id)
+        let finalPath = recordPath(record.id)
+        let policy = fsyncPolicy
+        AsyncFile.open(loop: loop, path: temporaryPath, flags: [.writeOnly, .create, .truncate]) { [self] opened in
+            let file: AsyncFile
+            switch opened {
+            case .failure(let error): return completion(ioError("open \(temporaryPath)", error))
+            case .success(let opened): file = opened
+            }
+            file.write([chunk.bytes(0..<bytes.count)], at: 0, owner: chunk) { [self] written in
+                if case .failure(let error) = written {
+                    file.close()
+                    return completion(ioError("write \(temporaryPath)", error))
+                }
+                let renameIntoPlace: (UVError?) -> Void = { [self] syncError in
+                    file.close()
+                    if let syncError { return completion(ioError("fdatasync \(temporaryPath)", syncError)) }
+                    FileSystem.rename(loop: loop, from: temporaryPath, to: finalPath) { [self] error in
+                        if let error { return completion(ioError("rename \(temporaryPath)", error)) }
+                        syncDirectory(loop: loop, completion)
+                    }
+                }
+                if policy.syncsAtCommit { file.datasync(renameIntoPlace) } else { renameIntoPlace(nil) }
+            }
+        }
+    }
+
+    func syncDirectory(loop: EventLoop, _ completion: @escaping (StoreError?) -> Void) {
+        FileDirectory.sync(directory, policy: fsyncPolicy, loop: loop) { [self] error in
+            completion(error.map { ioError("fsync \(directory)", $0) })
+        }
+    }
+
+    func ioError(_ what: String, _ error: UVError) -> StoreError {
+        let message = "\(what): \(error)"
+        log("FileStateStore: " + message)
+        return .io(message)
+    }
+}
