@@ -3,6 +3,7 @@
 //   CLibuv <- TusLoop <- TusHTTPServer <- executables
 //   TusHTTP1 (pure) <- TusProtocol <- TusStore <- executables
 //   COpenSSL <- TusCrypto
+//   TusLoop <- TusRedis (RESP2 client for shared cluster state)
 import PackageDescription
 
 let strict: [SwiftSetting] = [
@@ -34,6 +35,7 @@ let package = Package(
         .target(name: "TusHTTPServer", dependencies: ["TusLoop", "TusHTTP1", "TusCrypto"], swiftSettings: strict),
         .target(name: "TusProtocol", dependencies: ["TusHTTP1", "TusCrypto"], swiftSettings: strict),
         .target(name: "TusStore", dependencies: ["TusProtocol", "TusLoop"], swiftSettings: strict),
+        .target(name: "TusRedis", dependencies: ["TusLoop"], swiftSettings: strict),
         .target(name: "TusClient", dependencies: ["TusHTTP1", "TusLoop", "TusCrypto"], swiftSettings: strict),
         .target(name: "TusTestSupport", dependencies: ["TusHTTP1", "TusProtocol", "TusLoop"], swiftSettings: strict),
 
@@ -64,6 +66,7 @@ let package = Package(
         .testTarget(name: "TusHTTP1Tests", dependencies: ["TusHTTP1", "TusTestSupport"]),
         .testTarget(name: "TusLoopTests", dependencies: ["TusLoop"]),
         .testTarget(name: "TusCryptoTests", dependencies: ["TusCrypto"]),
+        .testTarget(name: "TusRedisTests", dependencies: ["TusRedis", "TusLoop", "TusTestSupport"]),
         .testTarget(name: "TusProtocolTests", dependencies: ["TusProtocol", "TusHTTP1", "TusTestSupport"]),
         .testTarget(
             name: "TusStoreTests", dependencies: ["TusStore", "TusProtocol", "TusLoop", "TusHTTPServer", "TusTestSupport"]),

@@ -6,7 +6,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PATH="/opt/swift/usr/bin:$PATH"
 
-apt_packages=(libuv1-dev libssl-dev pkg-config curl python3-venv)
+apt_packages=(libuv1-dev libssl-dev pkg-config curl python3-venv redis-server)
 if [[ "${TUS_WITH_BENCH_TOOLS:-0}" == 1 ]]; then apt_packages+=(nginx-light iperf3); fi
 missing=()
 for package in "${apt_packages[@]}"; do

@@ -34,8 +34,9 @@
 /// - Timeouts: `idleTimeoutMilliseconds` (0 = none) fails the exchange with `.timedOut` when neither a read nor
 ///   a write completed for that long.
 /// - TLS: pass `tls: try TLSContext.client(caFile:insecure:)`; the connect completion runs after the handshake.
-/// - Host names other than IP literals and "localhost" are resolved with getaddrinfo (blocking, once per
-///   connect); bench should resolve once with `HTTPClientConnection.resolve(host:)` and pass the literal.
+/// - Host names other than IP literals are resolved by `TCPStream.connect` on libuv's threadpool (the loop never
+///   blocks); bench resolves once up front with `HTTPClientConnection.resolve(host:)` and passes the literal, so
+///   that the resolver stays out of its measurements.
 public import TusHTTP1
 public import TusLoop
 public import TusCrypto
@@ -164,7 +165,8 @@ public final class HTTPClientConnection: TCPStreamDelegate {
         plaintextBuffer?.deallocate()
     }
 
-    /// getaddrinfo for names that are not IP literals; returns a literal `TCPStream.connect` accepts.
+    /// Blocking getaddrinfo for names that are not IP literals, for callers off any loop (bench resolves once before
+    /// it starts its loops); returns a literal `TCPStream.connect` accepts. On a loop, pass the name to `connect`.
     public static func resolve(host: String) throws(HTTPClientError) -> String {
         if host == "localhost" || host.contains(":") || host.utf8.allSatisfy({ $0 == 46 || ($0 >= 48 && $0 <= 57) }) {
             return host
@@ -209,12 +211,6 @@ public final class HTTPClientConnection: TCPStreamDelegate {
         _ completion: @escaping (Result<HTTPClientConnection, HTTPClientError>) -> Void
     ) {
         _ = ignoreBrokenPipe
-        let address: String
-        do {
-            address = try resolve(host: host)
-        } catch {
-            return completion(.failure(error))
-        }
         let hostForHeader = host.contains(":") ? "[\(host)]" : host
         let authorityValue = authority ?? "\(hostForHeader):\(port)"
         var isDone = false
@@ -226,13 +222,13 @@ public final class HTTPClientConnection: TCPStreamDelegate {
                 completion(.failure(.timedOut))
             }
         }
-        TCPStream.connect(loop: loop, host: address, port: port) { result in
+        TCPStream.connect(loop: loop, host: host, port: port) { result in
             switch result {
             case .failure(let error):
                 connectTimer?.stop()
                 guard !isDone else { return }
                 isDone = true
-                completion(.failure(.connect(error)))
+                completion(.failure(error.isResolverError ? .resolve(host: host, message: "\(error)") : .connect(error)))
             case .success(let stream):
                 guard !isDone else { return stream.close() }
                 stream.setNoDelay(true)

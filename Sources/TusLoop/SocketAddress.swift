@@ -28,6 +28,37 @@ struct SocketAddress {
         }
     }
 
+    /// The address if `host` is an IPv4/IPv6 literal, nil for a name (including "localhost") that needs the
+    /// resolver.
+    static func literal(host: String, port: Int) -> SocketAddress? {
+        guard host != "localhost" else { return nil }
+        return try? SocketAddress(host: host, port: port)
+    }
+
+    /// Copies an address libuv or getaddrinfo produced; nil for a family other than IPv4/IPv6.
+    init?(copying address: UnsafePointer<sockaddr>) {
+        switch Int32(address.pointee.sa_family) {
+        case AF_INET:
+            length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        case AF_INET6:
+            length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+        default:
+            return nil
+        }
+        family = Int32(address.pointee.sa_family)
+        let size = Int(length)
+        withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: UnsafeRawBufferPointer(start: address, count: size)) }
+    }
+
+    /// "127.0.0.1" / "::1": the host part only, as a literal `TCPStream.connect` accepts.
+    var hostLiteral: String? {
+        withSockaddr { address -> String? in
+            var name = [CChar](repeating: 0, count: 64)
+            guard uv_ip_name(address, &name, name.count) == 0 else { return nil }
+            return name.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        }
+    }
+
     func withSockaddr<Result>(_ body: (UnsafePointer<sockaddr>) -> Result) -> Result {
         withUnsafePointer(to: storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1, body) }
     }

@@ -223,29 +223,6 @@ public final class TCPStream: LoopOwnedHandle {
         guard status == 0 else { return nil }
         return SocketAddress.describe(&storage)
     }
-
-    /// `uv_tcp_connect` to an IPv4/IPv6 literal or "localhost". On failure the stream is closed for you.
-    public static func connect(
-        loop: EventLoop, host: String, port: Int, _ completion: @escaping (Result<TCPStream, UVError>) -> Void
-    ) {
-        loop.assertOnLoopThread()
-        let address: SocketAddress
-        do {
-            address = try SocketAddress(host: host, port: port)
-        } catch {
-            completion(.failure(error))
-            return
-        }
-        let stream = TCPStream(loop: loop)
-        let request = ConnectRequest(stream: stream, completion: completion)
-        request.request.pointee.data = Unmanaged.passRetained(request).toOpaque()
-        let status = address.withSockaddr { uv_tcp_connect(request.request, stream.handle, $0, connectCallback) }
-        if status != 0 {
-            Unmanaged<ConnectRequest>.fromOpaque(request.request.pointee.data).release()
-            stream.close()
-            completion(.failure(UVError(code: status)))
-        }
-    }
 }
 
 /// Pooled per loop (see `EventLoop.dequeueWriteRequest`).
@@ -264,21 +241,6 @@ private final class ShutdownRequest {
     let completion: (UVError?) -> Void
 
     init(completion: @escaping (UVError?) -> Void) {
-        self.completion = completion
-    }
-
-    deinit {
-        request.deallocate()
-    }
-}
-
-private final class ConnectRequest {
-    let request = UnsafeMutablePointer<uv_connect_t>.allocate(capacity: 1)
-    let stream: TCPStream
-    let completion: (Result<TCPStream, UVError>) -> Void
-
-    init(stream: TCPStream, completion: @escaping (Result<TCPStream, UVError>) -> Void) {
-        self.stream = stream
         self.completion = completion
     }
 
@@ -318,16 +280,6 @@ private func writeCallback(_ req: UnsafeMutablePointer<uv_write_t>?, _ status: I
 
 private func shutdownCallback(_ req: UnsafeMutablePointer<uv_shutdown_t>?, _ status: Int32) {
     Unmanaged<ShutdownRequest>.fromOpaque(req!.pointee.data).takeRetainedValue().completion(uvError(status))
-}
-
-private func connectCallback(_ req: UnsafeMutablePointer<uv_connect_t>?, _ status: Int32) {
-    let request = Unmanaged<ConnectRequest>.fromOpaque(req!.pointee.data).takeRetainedValue()
-    if status == 0 {
-        request.completion(.success(request.stream))
-    } else {
-        request.stream.close()
-        request.completion(.failure(UVError(code: status)))
-    }
 }
 
 private func streamClosed(_ handle: UnsafeMutablePointer<uv_handle_t>?) {

@@ -1,0 +1,121 @@
+/// TusRedis: a RESP2 Redis client on TusLoop's event loops, for state and locks shared by a cluster of
+/// tus-server instances.
+///
+/// Why our own client rather than hiredis (0.14 is what Debian ships): its async API has no per-command
+/// timeout (a paused Redis would hang requests forever), resolves names with a blocking getaddrinfo on the loop
+/// thread, and leaves reconnecting to every caller. Here one policy covers all of that (docs/ARCHITECTURE.md,
+/// "Outbound connections and Redis").
+///
+/// Threading: one `RedisClient` per process, shared by every loop (`Sendable`). Each loop gets its own pipelined
+/// connection, opened on the first command sent from that loop, and (on the first `subscribe`) one subscriber
+/// connection. Every method must be called on the thread of the loop it names, and its completion runs on that
+/// thread: at once (before the method returns) when the command cannot be sent (`.unavailable`, `.shutDown`),
+/// later otherwise. Nothing of a connection is touched from another thread; the only shared state is the map
+/// from loop to connections (one mutex, taken once per call) and the outage counter behind the log.
+public import TusLoop
+import Synchronization
+
+public final class RedisClient: Sendable {
+    public let configuration: RedisConfiguration
+    private let outageLog: OutageLog
+    private let connectionsByLoop = Mutex<[ObjectIdentifier: LoopConnections]>([:])
+
+    /// `log` receives one line when Redis becomes unreachable and one when it is back (for the whole process,
+    /// not per command or per loop); it is called on loop threads.
+    public init(configuration: RedisConfiguration, log: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.configuration = configuration
+        outageLog = OutageLog(endpoint: configuration.endpointDescription, log: log)
+    }
+
+    /// Sends one command on `loop`'s connection. `completion` gets the reply, or `.server(text)` for an error
+    /// reply, or why there is none (`RedisError`). Commands sent from one loop are executed in the order sent.
+    public func send(
+        _ arguments: [RedisArgument], on loop: EventLoop,
+        _ completion: @escaping (Result<RESPValue, RedisError>) -> Void
+    ) {
+        connections(of: loop).commands.send(arguments, completion)
+    }
+
+    /// Runs `script` by its SHA1 (`EVALSHA`); if Redis does not know it yet (`NOSCRIPT`), sends the source with
+    /// `EVAL`, which also caches it. Keys and arguments are passed as `KEYS[i]` and `ARGV[i]`.
+    public func evaluate(
+        _ script: RedisScript, keys: [RedisArgument], arguments: [RedisArgument], on loop: EventLoop,
+        _ completion: @escaping (Result<RESPValue, RedisError>) -> Void
+    ) {
+        let connection = connections(of: loop).commands
+        let parameters = [RedisArgument(keys.count)] + keys + arguments
+        connection.send(["EVALSHA", RedisArgument(script.sha1)] + parameters) { result in
+            if case .failure(.server(let message)) = result, message.hasPrefix("NOSCRIPT") {
+                connection.send(["EVAL", RedisArgument(script.source)] + parameters, completion)
+            } else {
+                completion(result)
+            }
+        }
+    }
+
+    /// Subscribes `loop`'s subscriber connection to `channels` (adding to what it already has); `handler` gets
+    /// each message published on them, on `loop`'s thread. The subscription outlives reconnects (channels are
+    /// subscribed again, messages published while disconnected are lost: Redis pub/sub does not store them).
+    ///
+    /// `completion`, if given, runs once Redis confirmed every channel of this call: only from then on is a
+    /// message published anywhere guaranteed to arrive, so a waiter subscribes first and checks state second.
+    /// It fails with `.unavailable` while Redis is unreachable (the channels stay registered).
+    public func subscribe(
+        channels: [String], on loop: EventLoop, handler: @escaping (_ channel: String, _ message: [UInt8]) -> Void,
+        completion: ((Result<Void, RedisError>) -> Void)? = nil
+    ) {
+        connections(of: loop).subscriber.subscribe(channels, handler: handler, completion: completion)
+    }
+
+    /// Closes `loop`'s connections and timers, failing what waits with `.shutDown`; later calls for `loop` fail
+    /// with `.shutDown`. `completion` runs on `loop` once the sockets are closed; the loop can then end.
+    public func shutdown(on loop: EventLoop, _ completion: @escaping () -> Void) {
+        let connections = connections(of: loop)
+        connections.isShutDown = true
+        var remaining = 1 + (connections.subscriberIfOpened == nil ? 0 : 1)
+        let oneClosed = {
+            remaining -= 1
+            if remaining == 0 { completion() }
+        }
+        connections.subscriberIfOpened?.shutdown(oneClosed)
+        connections.commands.shutdown(oneClosed)
+    }
+
+    private func connections(of loop: EventLoop) -> LoopConnections {
+        precondition(loop.inLoop, "RedisClient: called off the thread of the loop it names")
+        let configuration = configuration
+        let outageLog = outageLog
+        return connectionsByLoop.withLock { map in
+            if let existing = map[ObjectIdentifier(loop)] { return existing }
+            let created = LoopConnections(loop: loop, configuration: configuration, outageLog: outageLog)
+            map[ObjectIdentifier(loop)] = created
+            return created
+        }
+    }
+}
+
+/// The connections of one loop; touched only on that loop's thread (the map hands it out there only), which is
+/// why it may sit in the shared map. It keeps its loop alive, so the `ObjectIdentifier` key is never reused.
+private final class LoopConnections: @unchecked Sendable {
+    let commands: RedisConnection
+    private let loop: EventLoop
+    private let configuration: RedisConfiguration
+    private let outageLog: OutageLog
+    private(set) var subscriberIfOpened: RedisConnection?
+    var isShutDown = false
+
+    init(loop: EventLoop, configuration: RedisConfiguration, outageLog: OutageLog) {
+        self.loop = loop
+        self.configuration = configuration
+        self.outageLog = outageLog
+        commands = RedisConnection(loop: loop, role: .commands, configuration: configuration, outageLog: outageLog)
+    }
+
+    var subscriber: RedisConnection {
+        if let subscriberIfOpened { return subscriberIfOpened }
+        let created = RedisConnection(loop: loop, role: .subscriber, configuration: configuration, outageLog: outageLog)
+        if isShutDown { created.shutdown {} }
+        subscriberIfOpened = created
+        return created
+    }
+}

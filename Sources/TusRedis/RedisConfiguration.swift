@@ -1,0 +1,137 @@
+/// Where Redis is and how patient the client is with it.
+///
+/// The time limits exist because Redis sits on the request path of every upload: a stalled Redis must turn into
+/// quick errors for the clients (who retry), never into requests that hang and pile up.
+public struct RedisConfiguration: Sendable, Equatable {
+    public var host: String
+    public var port: Int
+    /// `AUTH username password` (Redis 6 ACL) when set, otherwise `AUTH password` (`requirepass`).
+    public var username: String?
+    public var password: String?
+    /// `SELECT` after every (re)connect when not 0.
+    public var database: Int
+    /// Resolution plus TCP connect.
+    public var connectTimeoutMilliseconds: UInt64 = 1000
+    /// A command without a reply after this long fails with `.timedOut` and its connection is replaced.
+    public var commandTimeoutMilliseconds: UInt64 = 2000
+    /// First wait after a failed connection; doubles per further failure up to `reconnectMaxDelayMilliseconds`,
+    /// and starts over once a reply arrives.
+    public var reconnectInitialDelayMilliseconds: UInt64 = 100
+    public var reconnectMaxDelayMilliseconds: UInt64 = 2000
+    /// How often an idle subscriber connection sends `PING`: a subscription otherwise never notices that a
+    /// silent Redis (paused, or cut off without a reset) stopped delivering messages.
+    public var subscriberPingIntervalMilliseconds: UInt64 = 1000
+    public var decoderLimits = RESPDecoderLimits()
+
+    public init(host: String, port: Int = 6379, username: String? = nil, password: String? = nil, database: Int = 0) {
+        self.host = host
+        self.port = port
+        self.username = username
+        self.password = password
+        self.database = database
+    }
+
+    /// `redis://[[username]:password@]host[:port][/database]`; the host may be a name, an IPv4 literal or an IPv6
+    /// literal in brackets; user name and password are percent-decoded. The port defaults to 6379, the database
+    /// to 0.
+    public init(url: String) throws(RedisConfigurationError) {
+        let scheme = "redis://"
+        guard url.hasPrefix(scheme) else { throw .unsupportedScheme(url) }
+        var rest = Substring(url.dropFirst(scheme.count))
+        var path = Substring("")
+        if let slash = rest.firstIndex(of: "/") {
+            path = rest[rest.index(after: slash)...]
+            rest = rest[..<slash]
+        }
+        var username: String?
+        var password: String?
+        if let at = rest.lastIndex(of: "@") {
+            let credentials = rest[..<at]
+            rest = rest[rest.index(after: at)...]
+            if let colon = credentials.firstIndex(of: ":") {
+                let user = credentials[..<colon]
+                username = user.isEmpty ? nil : try Self.percentDecoded(user)
+                password = try Self.percentDecoded(credentials[credentials.index(after: colon)...])
+            } else {
+                // "redis://secret@host" is how several clients write a password without a user.
+                password = try Self.percentDecoded(credentials)
+            }
+        }
+        var host: Substring
+        var portText: Substring?
+        if rest.hasPrefix("[") {
+            guard let close = rest.firstIndex(of: "]") else { throw .invalidHost(String(rest)) }
+            host = rest[rest.index(after: rest.startIndex)..<close]
+            let after = rest[rest.index(after: close)...]
+            if !after.isEmpty {
+                guard after.hasPrefix(":") else { throw .invalidHost(String(rest)) }
+                portText = after.dropFirst()
+            }
+        } else if let colon = rest.firstIndex(of: ":") {
+            host = rest[..<colon]
+            portText = rest[rest.index(after: colon)...]
+        } else {
+            host = rest
+        }
+        guard !host.isEmpty else { throw .invalidHost(String(rest)) }
+        var port = 6379
+        if let portText {
+            guard let value = Int(portText), (1...65535).contains(value) else { throw .invalidPort(String(portText)) }
+            port = value
+        }
+        var database = 0
+        if !path.isEmpty {
+            guard let value = Int(path), value >= 0 else { throw .invalidDatabase(String(path)) }
+            database = value
+        }
+        self.init(host: String(host), port: port, username: username, password: password, database: database)
+    }
+
+    private static func percentDecoded(_ text: Substring) throws(RedisConfigurationError) -> String {
+        var bytes: [UInt8] = []
+        var iterator = text.utf8.makeIterator()
+        while let byte = iterator.next() {
+            guard byte == UInt8(ascii: "%") else {
+                bytes.append(byte)
+                continue
+            }
+            guard let high = iterator.next().flatMap(hexValue), let low = iterator.next().flatMap(hexValue) else {
+                throw .invalidPercentEncoding
+            }
+            bytes.append(high << 4 | low)
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+
+    /// "host:port" for log lines (never the password).
+    public var endpointDescription: String {
+        host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
+}
+
+public enum RedisConfigurationError: Error, Equatable, Sendable, CustomStringConvertible {
+    case unsupportedScheme(String)
+    case invalidHost(String)
+    case invalidPort(String)
+    case invalidDatabase(String)
+    case invalidPercentEncoding
+
+    public var description: String {
+        switch self {
+        case .unsupportedScheme: "a Redis URL starts with redis:// (TLS, rediss://, is not supported)"
+        case .invalidHost(let text): "invalid host in Redis URL: \(text)"
+        case .invalidPort(let text): "invalid port in Redis URL: \(text)"
+        case .invalidDatabase(let text): "invalid database number in Redis URL: \(text)"
+        case .invalidPercentEncoding: "invalid percent-encoding in the Redis URL's credentials"
+        }
+    }
+}

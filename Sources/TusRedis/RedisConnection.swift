@@ -1,0 +1,490 @@
+import Synchronization
+import TusLoop
+
+/// Counts the connections (of every loop) that currently cannot reach Redis, so that an outage is logged once
+/// when the first connection notices it and once when the last one recovers, however many commands fail
+/// meanwhile and however many loops there are.
+final class OutageLog: Sendable {
+    private let endpoint: String
+    private let log: @Sendable (String) -> Void
+    private let connectionsDown = Atomic<Int>(0)
+
+    init(endpoint: String, log: @escaping @Sendable (String) -> Void) {
+        self.endpoint = endpoint
+        self.log = log
+    }
+
+    func connectionWentDown(reason: String) {
+        if connectionsDown.wrappingAdd(1, ordering: .relaxed).oldValue == 0 {
+            log("redis \(endpoint) unreachable (\(reason)); commands fail until it is back")
+        }
+    }
+
+    func connectionCameBack() {
+        if connectionsDown.wrappingSubtract(1, ordering: .relaxed).newValue == 0 {
+            log("redis \(endpoint) reachable again")
+        }
+    }
+
+    /// A connection shut down while down: it no longer counts, and nothing came back.
+    func connectionLeftWhileDown() {
+        connectionsDown.wrappingSubtract(1, ordering: .relaxed)
+    }
+}
+
+/// One pipelined connection to Redis, owned by one loop: every method runs on that loop's thread.
+///
+/// Commands are written as soon as they are sent (coalesced into one write while an earlier write is in flight)
+/// and their completions wait in a FIFO, since Redis answers in order. One timer serves every command's deadline:
+/// deadlines grow in FIFO order, so only the oldest unanswered command can be overdue; when it is, nothing
+/// behind it can be trusted either, so the whole connection is dropped and replaced.
+///
+/// States: idle (never used) -> connecting -> connected -> (on any failure) backing off -> connecting ...; and
+/// shut down, final. While backing off, commands fail at once with `.unavailable` (a down Redis must not make
+/// requests wait); while connecting they are queued, each still bound by its own deadline.
+///
+/// A subscriber connection (`role == .subscriber`) sends only SUBSCRIBE and PING: messages are routed to the
+/// channel handlers, every other reply to the FIFO. Its channels are subscribed again after every reconnect.
+final class RedisConnection: TCPStreamDelegate {
+    enum Role {
+        case commands, subscriber
+    }
+
+    private enum State {
+        case idle
+        case connecting
+        case connected(TCPStream)
+        case backingOff
+        case shutDown
+    }
+
+    private struct PendingReply {
+        /// `UInt64.max` for a reply nobody waits for any more (its command timed out before it could be sent).
+        var deadline: UInt64
+        var completion: ((Result<RESPValue, RedisError>) -> Void)?
+        /// An error reply to AUTH, SELECT or SUBSCRIBE means the connection is unusable.
+        var isSetup = false
+    }
+
+    let loop: EventLoop
+    let role: Role
+    private let configuration: RedisConfiguration
+    private let outageLog: OutageLog
+    private var state = State.idle
+    /// Bumped whenever the connection is dropped or replaced; callbacks of an older socket compare and bail out.
+    private var generation = 0
+    private var pending = ReplyQueue<PendingReply>()
+    private var output: [UInt8] = []
+    private var isWriting = false
+    private var decoder: RESPDecoder
+    private let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 << 10, alignment: 16)
+    private var deadlineTimer: TusLoop.Timer?
+    private var reconnectTimer: TusLoop.Timer?
+    private var reconnectDelay: UInt64
+    private var isDown = false
+    private var hasRepliedSinceConnect = false
+    private var lastReadAt: UInt64 = 0
+
+    // Subscriber role only.
+    private var channels: [String] = []
+    private var handlers: [String: [(String, [UInt8]) -> Void]] = [:]
+    private var confirmedChannels: Set<String> = []
+    private var subscribeWaiters: [(channels: [String], completion: (Result<Void, RedisError>) -> Void)] = []
+
+    init(loop: EventLoop, role: Role, configuration: RedisConfiguration, outageLog: OutageLog) {
+        self.loop = loop
+        self.role = role
+        self.configuration = configuration
+        self.outageLog = outageLog
+        decoder = RESPDecoder(limits: configuration.decoderLimits)
+        reconnectDelay = configuration.reconnectInitialDelayMilliseconds
+    }
+
+    deinit {
+        readBuffer.deallocate()
+    }
+
+    var isShutDown: Bool {
+        if case .shutDown = state { true } else { false }
+    }
+
+    // MARK: Commands
+
+    func send(_ arguments: [RedisArgument], _ completion: @escaping (Result<RESPValue, RedisError>) -> Void) {
+        if case .idle = state { connect() }
+        switch state {
+        case .shutDown:
+            completion(.failure(.shutDown))
+        case .backingOff, .idle:
+            completion(.failure(.unavailable))
+        case .connecting, .connected:
+            enqueue(arguments, PendingReply(deadline: deadline(), completion: completion))
+        }
+    }
+
+    private func deadline() -> UInt64 {
+        loop.nowMilliseconds + configuration.commandTimeoutMilliseconds
+    }
+
+    private func enqueue(_ arguments: [RedisArgument], _ reply: PendingReply) {
+        RESPCommandEncoder.encode(arguments, into: &output)
+        pending.append(reply)
+        if role == .subscriber || !(deadlineTimer?.isActive ?? false) { armDeadlineTimer() }
+        flush()
+    }
+
+    // MARK: Subscriptions
+
+    func subscribe(
+        _ newChannels: [String], handler: @escaping (String, [UInt8]) -> Void,
+        completion: ((Result<Void, RedisError>) -> Void)?
+    ) {
+        precondition(role == .subscriber)
+        if case .shutDown = state {
+            completion?(.failure(.shutDown))
+            return
+        }
+        var unsent: [String] = []
+        for channel in newChannels {
+            if handlers[channel] == nil {
+                channels.append(channel)
+                unsent.append(channel)
+            }
+            handlers[channel, default: []].append(handler)
+        }
+        if case .idle = state { connect() }  // the setup after connecting subscribes every channel
+        if case .connected = state, !unsent.isEmpty {
+            let setupEntry = PendingReply(deadline: deadline(), completion: nil, isSetup: true)
+            RESPCommandEncoder.encode(["SUBSCRIBE"] + unsent.map(RedisArgument.string), into: &output)
+            for _ in unsent { pending.append(setupEntry) }
+            armDeadlineTimer()
+            flush()
+        }
+        guard let completion else { return }
+        switch state {
+        case .shutDown:
+            completion(.failure(.shutDown))
+        case .backingOff, .idle:
+            completion(.failure(.unavailable))
+        case .connecting, .connected:
+            if newChannels.allSatisfy(confirmedChannels.contains) {
+                completion(.success(()))
+            } else {
+                subscribeWaiters.append((newChannels, completion))
+            }
+        }
+    }
+
+    private func didConfirmSubscription(_ channel: String) {
+        confirmedChannels.insert(channel)
+        guard !subscribeWaiters.isEmpty else { return }
+        var ready: [(Result<Void, RedisError>) -> Void] = []
+        subscribeWaiters.removeAll { waiter in
+            guard waiter.channels.allSatisfy(confirmedChannels.contains) else { return false }
+            ready.append(waiter.completion)
+            return true
+        }
+        for completion in ready { completion(.success(())) }
+    }
+
+    // MARK: Connection lifecycle
+
+    private func connect() {
+        generation += 1
+        let connectGeneration = generation
+        state = .connecting
+        TCPStream.connect(
+            loop: loop, host: configuration.host, port: configuration.port,
+            timeoutMilliseconds: configuration.connectTimeoutMilliseconds
+        ) { [self] result in
+            guard connectGeneration == generation, case .connecting = state else {
+                if case .success(let stream) = result { stream.close() }
+                return
+            }
+            switch result {
+            case .success(let stream):
+                didConnect(stream)
+            case .failure(let error):
+                drop(reason: "connect: \(error)", failing: .unavailable)
+            }
+        }
+    }
+
+    /// Sends the connection's setup (AUTH, SELECT, SUBSCRIBE) ahead of whatever was queued while connecting;
+    /// Redis runs them in order, so the queued commands need not wait for the setup's replies.
+    private func didConnect(_ stream: TCPStream) {
+        state = .connected(stream)
+        stream.setNoDelay(true)
+        stream.delegate = self
+        decoder.reset()
+        hasRepliedSinceConnect = false
+        lastReadAt = loop.nowMilliseconds
+        var setup: [UInt8] = []
+        var setupReplies: [PendingReply] = []
+        let setupEntry = PendingReply(deadline: deadline(), completion: nil, isSetup: true)
+        if let password = configuration.password {
+            let credentials = configuration.username.map { [RedisArgument($0)] } ?? []
+            RESPCommandEncoder.encode(["AUTH"] + credentials + [RedisArgument(password)], into: &setup)
+            setupReplies.append(setupEntry)
+        }
+        if configuration.database != 0 && role == .commands {
+            RESPCommandEncoder.encode(["SELECT", RedisArgument(configuration.database)], into: &setup)
+            setupReplies.append(setupEntry)
+        }
+        if role == .subscriber && !channels.isEmpty {
+            RESPCommandEncoder.encode(["SUBSCRIBE"] + channels.map(RedisArgument.string), into: &setup)
+            setupReplies.append(contentsOf: repeatElement(setupEntry, count: channels.count))
+        }
+        output = setup + output
+        pending.prepend(setupReplies)
+        stream.startReading()
+        armDeadlineTimer()
+        flush()
+    }
+
+    /// Ends the current connection (or connection attempt): every waiting command fails with `error`, the outage
+    /// is logged if this starts one, and a reconnect is scheduled.
+    private func drop(reason: String, failing error: RedisError) {
+        switch state {
+        case .connecting, .connected: break
+        case .idle, .backingOff, .shutDown: return
+        }
+        if case .connected(let stream) = state { stream.close() }
+        generation += 1
+        state = .backingOff
+        if !isDown {
+            isDown = true
+            outageLog.connectionWentDown(reason: reason)
+        }
+        deadlineTimer?.stop()
+        let delay = reconnectDelay
+        reconnectDelay = min(reconnectDelay * 2, configuration.reconnectMaxDelayMilliseconds)
+        if reconnectTimer == nil { reconnectTimer = TusLoop.Timer(loop: loop) }
+        reconnectTimer!.start(afterMilliseconds: delay) { [weak self] in
+            guard let self, case .backingOff = state else { return }
+            connect()
+        }
+        failEverythingWaiting(with: error)
+    }
+
+    private func failEverythingWaiting(with error: RedisError) {
+        output.removeAll()
+        isWriting = false
+        decoder.reset()
+        confirmedChannels.removeAll()
+        let replies = pending.removeAll()
+        let waiters = subscribeWaiters
+        subscribeWaiters = []
+        for reply in replies { reply.completion?(.failure(error)) }
+        for waiter in waiters { waiter.completion(.failure(error)) }
+    }
+
+    /// Closes the socket and timers; later commands fail with `.shutDown`. `completion` runs once the socket's
+    /// close callback ran (at once if there is none).
+    func shutdown(_ completion: @escaping () -> Void) {
+        let previous = state
+        generation += 1
+        state = .shutDown
+        deadlineTimer?.close()
+        reconnectTimer?.close()
+        if isDown {
+            isDown = false
+            outageLog.connectionLeftWhileDown()
+        }
+        handlers = [:]
+        failEverythingWaiting(with: .shutDown)
+        if case .connected(let stream) = previous {
+            stream.close(completion)
+        } else {
+            // A connect still in flight closes its socket when it completes (the generation no longer matches).
+            completion()
+        }
+    }
+
+    // MARK: I/O
+
+    private func flush() {
+        guard case .connected(let stream) = state, !isWriting, !output.isEmpty else { return }
+        let bytes = output
+        output = []
+        output.reserveCapacity(bytes.count)
+        isWriting = true
+        let writeGeneration = generation
+        stream.write(bytes) { [self] error in
+            guard writeGeneration == generation else { return }
+            isWriting = false
+            if let error {
+                drop(reason: "write: \(error)", failing: .connectionLost)
+            } else {
+                flush()
+            }
+        }
+    }
+
+    func allocateReadBuffer(suggestedSize: Int) -> UnsafeMutableRawBufferPointer {
+        readBuffer
+    }
+
+    func didRead(_ result: ReadResult) {
+        switch result {
+        case .bytes(let count):
+            lastReadAt = loop.nowMilliseconds
+            decoder.append(UnsafeRawBufferPointer(rebasing: readBuffer[..<count]))
+            processReplies()
+        case .eof:
+            drop(reason: "closed by the server", failing: .connectionLost)
+        case .error(let error):
+            drop(reason: "read: \(error)", failing: .connectionLost)
+        }
+    }
+
+    private func processReplies() {
+        let readGeneration = generation
+        decoding: while readGeneration == generation {
+            switch decoder.next() {
+            case .needMoreData:
+                break decoding
+            case .failure(let error):
+                drop(reason: "protocol error: \(error)", failing: .connectionLost)
+            case .value(let value):
+                handle(value)
+            }
+        }
+        // The keep-alive PING is due one interval after the last read, not after the last deadline.
+        if role == .subscriber && pending.isEmpty && readGeneration == generation { armDeadlineTimer() }
+    }
+
+    private func handle(_ value: RESPValue) {
+        if role == .subscriber, case .array(let parts) = value, parts.count == 3, parts[0].string == "message" {
+            guard let channel = parts[1].string, let payload = parts[2].bytes else { return }
+            for handler in handlers[channel] ?? [] { handler(channel, payload) }
+            return
+        }
+        guard let reply = pending.popFirst() else {
+            drop(reason: "reply without a command", failing: .connectionLost)
+            return
+        }
+        if reply.isSetup, case .error(let message) = value {
+            drop(reason: "setup refused: \(message)", failing: .unavailable)
+            return
+        }
+        if !hasRepliedSinceConnect {
+            hasRepliedSinceConnect = true
+            reconnectDelay = configuration.reconnectInitialDelayMilliseconds
+            if isDown {
+                isDown = false
+                outageLog.connectionCameBack()
+            }
+        }
+        if role == .subscriber, case .array(let parts) = value, parts.count == 3, parts[0].string == "subscribe",
+            let channel = parts[1].string
+        {
+            didConfirmSubscription(channel)
+        }
+        guard let completion = reply.completion else { return }
+        if case .error(let message) = value {
+            completion(.failure(.server(message)))
+        } else {
+            completion(.success(value))
+        }
+    }
+
+    // MARK: Deadlines
+
+    /// Points the timer at the oldest live deadline, or (subscriber, idle) at the next keep-alive PING.
+    private func armDeadlineTimer() {
+        let next: UInt64
+        if let oldest = pending.first(where: { $0.deadline != .max })?.deadline {
+            next = oldest
+        } else if role == .subscriber, case .connected = state {
+            next = lastReadAt + configuration.subscriberPingIntervalMilliseconds
+        } else {
+            deadlineTimer?.stop()
+            return
+        }
+        if deadlineTimer == nil { deadlineTimer = TusLoop.Timer(loop: loop) }
+        let now = loop.nowMilliseconds
+        deadlineTimer!.start(afterMilliseconds: next > now ? next - now : 0) { [weak self] in
+            self?.deadlineTimerFired()
+        }
+    }
+
+    private func deadlineTimerFired() {
+        let now = loop.nowMilliseconds
+        switch state {
+        case .connected:
+            if let oldest = pending.first(where: { $0.deadline != .max })?.deadline, oldest <= now {
+                drop(reason: "no reply within \(configuration.commandTimeoutMilliseconds) ms", failing: .timedOut)
+                return
+            }
+            if role == .subscriber && pending.isEmpty
+                && now >= lastReadAt + configuration.subscriberPingIntervalMilliseconds
+            {
+                enqueue(["PING"], PendingReply(deadline: deadline(), completion: nil))
+                return
+            }
+        case .connecting:
+            // Not sent yet, so nothing can be lost by giving up on them; their bytes still go out after the
+            // setup, and their replies are dropped.
+            var expired: [(Result<RESPValue, RedisError>) -> Void] = []
+            pending.updateEach { reply in
+                guard reply.deadline <= now, let completion = reply.completion else { return }
+                expired.append(completion)
+                reply.completion = nil
+                reply.deadline = .max
+            }
+            for completion in expired { completion(.failure(.timedOut)) }
+            guard case .connecting = state else { return }
+        case .idle, .backingOff, .shutDown:
+            return
+        }
+        armDeadlineTimer()
+    }
+}
+
+/// A FIFO over an array with a moving head: appends and pops in O(1) amortized, without the per-element
+/// allocation of a linked list.
+struct ReplyQueue<Element> {
+    private var elements: [Element] = []
+    private var head = 0
+
+    var isEmpty: Bool { head == elements.count }
+    var count: Int { elements.count - head }
+
+    mutating func append(_ element: Element) {
+        elements.append(element)
+    }
+
+    mutating func prepend(_ newElements: [Element]) {
+        elements.insert(contentsOf: newElements, at: head)
+    }
+
+    mutating func popFirst() -> Element? {
+        guard head < elements.count else { return nil }
+        let element = elements[head]
+        head += 1
+        if head == elements.count {
+            elements.removeAll(keepingCapacity: true)
+            head = 0
+        } else if head >= 1024 && head * 2 >= elements.count {
+            elements.removeFirst(head)
+            head = 0
+        }
+        return element
+    }
+
+    func first(where predicate: (Element) -> Bool) -> Element? {
+        elements[head...].first(where: predicate)
+    }
+
+    mutating func updateEach(_ body: (inout Element) -> Void) {
+        for index in head..<elements.count { body(&elements[index]) }
+    }
+
+    mutating func removeAll() -> [Element] {
+        let remaining = Array(elements[head...])
+        elements.removeAll(keepingCapacity: true)
+        head = 0
+        return remaining
+    }
+}
