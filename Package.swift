@@ -36,13 +36,16 @@ let package = Package(
         .target(name: "TusProtocol", dependencies: ["TusHTTP1", "TusCrypto"], swiftSettings: strict),
         .target(name: "TusStore", dependencies: ["TusProtocol", "TusLoop"], swiftSettings: strict),
         .target(name: "TusRedis", dependencies: ["TusLoop"], swiftSettings: strict),
+        .target(
+            name: "TusRedisStore", dependencies: ["TusProtocol", "TusStore", "TusRedis", "TusLoop", "TusCrypto"],
+            swiftSettings: strict),
         .target(name: "TusClient", dependencies: ["TusHTTP1", "TusLoop", "TusCrypto"], swiftSettings: strict),
         .target(name: "TusTestSupport", dependencies: ["TusHTTP1", "TusProtocol", "TusLoop"], swiftSettings: strict),
 
         .executableTarget(
             name: "tus-server",
             dependencies: [
-                "TusLoop", "TusHTTPServer", "TusProtocol", "TusStore",
+                "TusLoop", "TusHTTPServer", "TusProtocol", "TusStore", "TusRedis", "TusRedisStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

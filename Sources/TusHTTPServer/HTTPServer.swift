@@ -20,6 +20,9 @@ public final class HTTPServer: Sendable {
     let log: ServerLogSink
     let minimumLogLevel: ServerLogLevel
     let connectionCount = Atomic<Int>(0)
+    /// Runs on each loop after its connections and timers are closed, before the loop stops, so that the
+    /// application can close what it opened on that loop (outbound connections); the loop stops when `done` runs.
+    let loopWillStop: (@Sendable (_ executor: any LoopExecutor, _ done: @escaping () -> Void) -> Void)?
     private let state = Mutex<RunState>(RunState())
     /// The certificate new connections get; swapped whole on reload, so open connections keep theirs.
     private let tlsContext: Mutex<TLSContext?>
@@ -33,9 +36,12 @@ public final class HTTPServer: Sendable {
     /// `tls` makes every listener HTTPS.
     public init(
         configuration: HTTPServerConfiguration, handler: any HTTPRequestHandler, tls: TLSContext? = nil,
-        minimumLogLevel: ServerLogLevel = .info, log: @escaping ServerLogSink = { _, _ in }
+        minimumLogLevel: ServerLogLevel = .info,
+        loopWillStop: (@Sendable (_ executor: any LoopExecutor, _ done: @escaping () -> Void) -> Void)? = nil,
+        log: @escaping ServerLogSink = { _, _ in }
     ) {
         self.tlsContext = Mutex(tls)
+        self.loopWillStop = loopWillStop
         self.configuration = configuration
         self.handler = handler
         self.minimumLogLevel = minimumLogLevel

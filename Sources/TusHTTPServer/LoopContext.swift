@@ -123,7 +123,8 @@ final class LoopContext {
         sweepTimer = nil
         shutdownTimer?.close()
         shutdownTimer = nil
-        loop.stop()
+        guard let loopWillStop = server.loopWillStop else { return loop.stop() }
+        loopWillStop(executor) { [loop] in loop.stop() }
     }
 }
 

@@ -1,6 +1,6 @@
 import Glibc
-import TusHTTP1
-import TusLoop
+public import TusHTTP1
+public import TusLoop
 
 /// What the file state and data stores share about their directory.
 enum FileDirectory {
@@ -24,8 +24,8 @@ enum FileDirectory {
 }
 
 extension LoopExecutor {
-    /// The loop a file store issues its libuv requests on: the caller's, named by the executor it passed.
-    var eventLoop: EventLoop {
+    /// The loop a store issues its libuv requests on: the caller's, named by the executor it passed.
+    public var eventLoop: EventLoop {
         guard let bound = self as? any EventLoopBound else {
             preconditionFailure("file stores need an executor backed by a TusLoop EventLoop, got \(type(of: self))")
         }

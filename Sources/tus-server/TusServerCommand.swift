@@ -74,6 +74,15 @@ struct TusServerCommand: ParsableCommand {
     @Option(name: .customLong("lock-timeout"), help: "Seconds a request waits for another request on the same upload to let go before 423.")
     var lockTimeout: Double = 3
 
+    @Option(help: "redis://[:password@]HOST:PORT[/DB]: keep upload state and locks in Redis, shared by every instance started with the same --redis and the same data (one cluster). Data stays under --upload-dir (a shared file system).")
+    var redis: String?
+
+    @Option(name: .customLong("redis-prefix"), help: "Prefix of every Redis key and channel, so several clusters can share one Redis.")
+    var redisPrefix = "tus:"
+
+    @Option(name: .customLong("lock-lease"), help: "Seconds a cluster lock lives without renewal: how soon an upload held by a dead instance is free (with --redis).")
+    var lockLease: Double = 10
+
     @Option(name: .customLong("max-head-size"), help: "Largest request head in bytes (431 beyond).")
     var maxHeadSize = 16 * 1024
 
@@ -99,6 +108,10 @@ struct TusServerCommand: ParsableCommand {
         guard expiration >= 0 else { throw ValidationError("--expiration must be >= 0") }
         guard maxConnections > 0 else { throw ValidationError("--max-connections must be > 0") }
         guard maxHeadSize >= 1024 else { throw ValidationError("--max-head-size must be at least 1024") }
+        if redis != nil && store == .memory {
+            throw ValidationError("--redis shares state between instances; their data must be shared too (--store file)")
+        }
+        if redis != nil && lockLease < 1 { throw ValidationError("--lock-lease must be at least 1 second") }
         if (tlsCertificate == nil) != (tlsKey == nil) {
             throw ValidationError("--tls-certificate and --tls-key go together")
         }
@@ -132,14 +145,28 @@ struct TusServerCommand: ParsableCommand {
         }
 
         let uploadStore: any UploadStore
-        switch store {
-        case .memory:
+        var locker: any UploadLocker = MemoryLocker()
+        var cluster: RedisCluster?
+        switch (store, redis) {
+        case (.memory, _):
             uploadStore = MemoryUploadStore()
-        case .file:
+        case (.file, nil):
             do {
                 uploadStore = try makeFileStore(directory: uploadDir, fsync: fsync, logger: logger)
             } catch {
                 logger.critical("cannot open upload directory \(uploadDir): \(error)")
+                throw ExitCode.failure
+            }
+        case (.file, let url?):
+            do {
+                let made = try RedisCluster(
+                    url: url, prefix: redisPrefix, leaseMilliseconds: milliseconds(lockLease), directory: uploadDir,
+                    fsync: fsync, logger: logger)
+                cluster = made
+                uploadStore = made.store
+                locker = made.locker
+            } catch {
+                logger.critical("cannot set up the cluster store: \(error)")
                 throw ExitCode.failure
             }
         }
@@ -151,7 +178,7 @@ struct TusServerCommand: ParsableCommand {
                 ? nil : corsOrigins.split(separator: ",").map { String($0.filter { $0 != " " }) },
             corsAllowCredentials: corsAllowCredentials,
             lockReleaseTimeoutMilliseconds: milliseconds(lockTimeout))
-        let handler = TusHandler(configuration: tus, store: uploadStore)
+        let handler = TusHandler(configuration: tus, store: uploadStore, locker: locker)
 
         var http = HTTPServerConfiguration()
         http.host = host
@@ -166,7 +193,8 @@ struct TusServerCommand: ParsableCommand {
 
         let httpLogger = Logger(label: "http")
         let server = HTTPServer(
-            configuration: http, handler: handler, tls: tlsContext, minimumLogLevel: ServerLogLevel(level)
+            configuration: http, handler: handler, tls: tlsContext, minimumLogLevel: ServerLogLevel(level),
+            loopWillStop: cluster?.closeConnections
         ) { level, message in
             httpLogger.log(level: Logger.Level(level), "\(message)")
         }
@@ -177,6 +205,10 @@ struct TusServerCommand: ParsableCommand {
             throw ExitCode.failure
         }
 
+        if let cluster, let executor = server.executors.first {
+            cluster.start(on: executor)
+        }
+
         if expiration > 0, let executor = server.executors.first {
             scheduleSweeps(handler: handler, executor: executor, everySeconds: min(60, expiration), logger: logger)
         }
@@ -185,7 +217,12 @@ struct TusServerCommand: ParsableCommand {
         let scheme = tlsContext == nil ? "http" : "https"
         print("listening on \(scheme)://\(host):\(server.port)\(tus.basePath)")
         fflush(nil)
-        logger.info("serving", metadata: ["loops": "\(http.loops)", "store": "\(store.rawValue)", "upload-dir": "\(uploadDir)"])
+        logger.info(
+            "serving",
+            metadata: [
+                "loops": "\(http.loops)", "store": "\(store.rawValue)", "upload-dir": "\(uploadDir)",
+                "state": "\(cluster.map { "redis \($0.endpoint) prefix \(redisPrefix)" } ?? "local")",
+            ])
 
         while true {
             var received: Int32 = 0

@@ -1,0 +1,292 @@
+public import TusHTTP1
+import TusCrypto
+import TusLoop
+public import TusProtocol
+public import TusRedis
+import TusStore
+import Synchronization
+
+/// Upload locks shared by every instance of a cluster: a lease in Redis (`SET lock token NX PX lease`), renewed
+/// by its holder while it works, so a holder that dies (kill -9, a lost machine) frees the upload within one
+/// lease without anybody's help.
+///
+/// Release requests cross instances by pub/sub: a request that finds the upload locked publishes the id on the
+/// release-request channel; the instance holding it calls the holder's `onReleaseRequested` (the PATCH stops,
+/// keeps its bytes, answers 400 and releases); the release script deletes the lease and publishes the id on
+/// the released channel, where waiters on every instance hear it and try again at once. A waiter also tries
+/// again when the lease it saw would lapse (at most a second later), which covers a dead holder and a message
+/// lost while Redis was briefly unreachable. A waiter gives up after the caller's timeout (423).
+///
+/// Like `MemoryLocker`, the newest request wins: a waiter that fails to take the lock asks the new holder to
+/// let go too.
+///
+/// Threading: the lock table is shared by every loop behind one `Mutex`; callbacks run on their own loop
+/// through `LoopExecutor.execute`. Subscriptions live on one loop (`start(on:)`).
+public final class RedisLocker: UploadLocker {
+    public let client: RedisClient
+    public let keys: RedisKeys
+    public let leaseMilliseconds: UInt64
+
+    /// Closures that may only run on their executor's loop.
+    private struct LoopBound<T>: @unchecked Sendable {
+        let executor: any LoopExecutor
+        let value: T
+    }
+
+    private final class Waiter: @unchecked Sendable {
+        let id: String
+        let executor: any LoopExecutor
+        let onReleaseRequested: () -> Void
+        let completion: (Result<any UploadLock, UploadLockError>) -> Void
+        /// Loop-only state of the waiter.
+        var isFinished = false
+        var isAttempting = false
+        var timeout: (any Cancellable)?
+        var retry: (any Cancellable)?
+
+        init(
+            id: String, executor: any LoopExecutor, onReleaseRequested: @escaping () -> Void,
+            completion: @escaping (Result<any UploadLock, UploadLockError>) -> Void
+        ) {
+            self.id = id
+            self.executor = executor
+            self.onReleaseRequested = onReleaseRequested
+            self.completion = completion
+        }
+    }
+
+    private struct State {
+        /// Locks held by this instance: id → token → how to ask the holder to let go.
+        var holders: [String: [String: LoopBound<() -> Void>]] = [:]
+        var waiters: [String: [Waiter]] = [:]
+        var isSubscribed = false
+    }
+
+    private let state = Mutex(State())
+
+    public init(client: RedisClient, keys: RedisKeys = RedisKeys(), leaseMilliseconds: UInt64 = 10_000) {
+        self.client = client
+        self.keys = keys
+        self.leaseMilliseconds = leaseMilliseconds
+    }
+
+    /// Subscribes this instance to the release channels, on `executor`'s loop. Call once at start, before
+    /// serving: a holder hears release requests only from then on. `completion` reports the confirmation
+    /// (Redis may be down at start; the subscription is then made when it comes back).
+    public func start(on executor: any LoopExecutor, completion: @escaping (Result<Void, RedisError>) -> Void = { _ in }) {
+        let alreadySubscribed = state.withLock { state -> Bool in
+            defer { state.isSubscribed = true }
+            return state.isSubscribed
+        }
+        guard !alreadySubscribed else { return completion(.success(())) }
+        let requests = keys.releaseRequestChannel
+        client.subscribe(channels: [requests, keys.releasedChannel], on: executor.eventLoop, handler: { [weak self] channel, message in
+            self?.heard(channel: channel, id: String(decoding: message, as: UTF8.self), isRequest: channel == requests)
+        }, completion: completion)
+    }
+
+    public func lock(
+        id: String, executor: any LoopExecutor, timeoutMilliseconds: UInt64,
+        onReleaseRequested: @escaping () -> Void,
+        completion: @escaping (Result<any UploadLock, UploadLockError>) -> Void
+    ) {
+        let waiter = Waiter(id: id, executor: executor, onReleaseRequested: onReleaseRequested, completion: completion)
+        state.withLock { $0.waiters[id, default: []].append(waiter) }
+        waiter.timeout = executor.schedule(afterMilliseconds: timeoutMilliseconds) { [weak self] in
+            self?.finish(waiter, .failure(.timedOut))
+        }
+        attempt(waiter, askHolder: true)
+    }
+
+    public func tryLock(
+        id: String, executor: any LoopExecutor, onReleaseRequested: @escaping () -> Void,
+        completion: @escaping (Result<(any UploadLock)?, UploadLockError>) -> Void
+    ) {
+        acquire(id: id, executor: executor, onReleaseRequested: onReleaseRequested) { result in
+            completion(result.map { acquired in acquired.map { $0 } })
+        }
+    }
+
+    // MARK: acquiring
+
+    /// `SET NX PX`: the lease, or nil when somebody holds it.
+    private func acquire(
+        id: String, executor: any LoopExecutor, onReleaseRequested: @escaping () -> Void,
+        completion: @escaping (Result<Handle?, UploadLockError>) -> Void
+    ) {
+        let token = SecureRandom.uploadID()
+        let command: [RedisArgument] = [
+            "SET", RedisArgument(keys.lock(id)), RedisArgument(token), "NX", "PX", RedisArgument(String(leaseMilliseconds)),
+        ]
+        client.send(command, on: executor.eventLoop) { [self] reply in
+            switch reply {
+            case .failure(let error): completion(.failure(.unavailable(error.description)))
+            case .success(.null): completion(.success(nil))
+            case .success:
+                let handle = Handle(locker: self, id: id, token: token, executor: executor)
+                state.withLock { state in
+                    state.holders[id, default: [:]][token] = LoopBound(executor: executor, value: onReleaseRequested)
+                }
+                handle.scheduleRenewal()
+                completion(.success(handle))
+            }
+        }
+    }
+
+    private func attempt(_ waiter: Waiter, askHolder: Bool) {
+        guard !waiter.isFinished, !waiter.isAttempting else { return }
+        waiter.isAttempting = true
+        waiter.retry?.cancel()
+        waiter.retry = nil
+        acquire(id: waiter.id, executor: waiter.executor, onReleaseRequested: waiter.onReleaseRequested) {
+            [self] result in
+            waiter.isAttempting = false
+            switch result {
+            case .failure(let error):
+                finish(waiter, .failure(error))
+            case .success(let handle?):
+                if waiter.isFinished {
+                    handle.release()  // timed out meanwhile
+                } else {
+                    finish(waiter, .success(handle))
+                }
+            case .success(nil):
+                guard !waiter.isFinished else { return }
+                if askHolder { requestRelease(of: waiter.id, on: waiter.executor) }
+                retryWhenLeaseLapses(waiter)
+            }
+        }
+    }
+
+    /// Tries again when the current lease would end (at most a second from now): a dead holder never publishes.
+    private func retryWhenLeaseLapses(_ waiter: Waiter) {
+        client.send(["PTTL", RedisArgument(keys.lock(waiter.id))], on: waiter.executor.eventLoop) { [self] reply in
+            guard !waiter.isFinished else { return }
+            let remaining = (try? reply.get())?.integer ?? 100
+            let delay = UInt64(max(1, min(1000, remaining)))
+            waiter.retry = waiter.executor.schedule(afterMilliseconds: delay) { [weak self] in
+                waiter.retry = nil
+                self?.attempt(waiter, askHolder: true)
+            }
+        }
+    }
+
+    private func finish(_ waiter: Waiter, _ result: Result<any UploadLock, UploadLockError>) {
+        guard !waiter.isFinished else { return }
+        waiter.isFinished = true
+        waiter.timeout?.cancel()
+        waiter.retry?.cancel()
+        waiter.timeout = nil
+        waiter.retry = nil
+        let othersWaiting = state.withLock { state -> Bool in
+            state.waiters[waiter.id]?.removeAll { $0 === waiter }
+            if state.waiters[waiter.id]?.isEmpty == true { state.waiters[waiter.id] = nil }
+            return state.waiters[waiter.id] != nil
+        }
+        waiter.completion(result)
+        // The newest request wins: whoever still waits asks the new holder to let go as well.
+        if case .success = result, othersWaiting { requestRelease(of: waiter.id, on: waiter.executor) }
+    }
+
+    private func requestRelease(of id: String, on executor: any LoopExecutor) {
+        client.send(["PUBLISH", RedisArgument(keys.releaseRequestChannel), RedisArgument(id)], on: executor.eventLoop) {
+            _ in
+        }
+    }
+
+    // MARK: messages
+
+    /// On the subscription's loop. Each callback is sent to its own loop.
+    private func heard(channel: String, id: String, isRequest: Bool) {
+        if isRequest {
+            let holders = state.withLock { Array(($0.holders[id] ?? [:]).values) }
+            for holder in holders {
+                let bound = holder
+                holder.executor.execute { bound.value() }
+            }
+        } else {
+            let waiters = state.withLock { $0.waiters[id] ?? [] }
+            for waiter in waiters {
+                let bound = LoopBound(executor: waiter.executor, value: waiter)
+                waiter.executor.execute { [weak self] in self?.attempt(bound.value, askHolder: false) }
+            }
+        }
+    }
+
+    // MARK: holding
+
+    fileprivate func forget(id: String, token: String) {
+        state.withLock { state in
+            state.holders[id]?[token] = nil
+            if state.holders[id]?.isEmpty == true { state.holders[id] = nil }
+        }
+    }
+
+    fileprivate func releaseLease(id: String, token: String, on executor: any LoopExecutor) {
+        forget(id: id, token: token)
+        client.evaluate(
+            RedisScripts.releaseLock, keys: [RedisArgument(keys.lock(id))],
+            arguments: [RedisArgument(token), RedisArgument(keys.releasedChannel), RedisArgument(id)],
+            on: executor.eventLoop
+        ) { _ in }
+    }
+
+    /// Renews the lease; nil when it could not be confirmed.
+    fileprivate func renew(id: String, token: String, on executor: any LoopExecutor, completion: @escaping (Bool?) -> Void) {
+        client.evaluate(
+            RedisScripts.renewLock, keys: [RedisArgument(keys.lock(id))],
+            arguments: [RedisArgument(token), RedisArgument(String(leaseMilliseconds))], on: executor.eventLoop
+        ) { reply in
+            switch reply {
+            case .success(let value): completion(value.integer == 1)
+            case .failure: completion(nil)
+            }
+        }
+    }
+
+    /// The lease is gone (lapsed while Redis was unreachable, and maybe taken over): the holder must stop; the
+    /// state store already refuses its offset moves.
+    fileprivate func leaseLost(id: String, token: String) {
+        let holder = state.withLock { $0.holders[id]?[token] }
+        if let holder { holder.value() }
+    }
+
+    private final class Handle: UploadLock, @unchecked Sendable {
+        let locker: RedisLocker
+        let id: String
+        let token: String
+        let executor: any LoopExecutor
+        /// Loop-only.
+        private var renewal: (any Cancellable)?
+        private let released = Atomic(false)
+
+        init(locker: RedisLocker, id: String, token: String, executor: any LoopExecutor) {
+            self.locker = locker
+            self.id = id
+            self.token = token
+            self.executor = executor
+        }
+
+        func scheduleRenewal() {
+            renewal = executor.schedule(afterMilliseconds: max(1, locker.leaseMilliseconds / 3)) { [weak self] in
+                guard let self, !self.released.load(ordering: .acquiring) else { return }
+                self.locker.renew(id: self.id, token: self.token, on: self.executor) { renewed in
+                    guard !self.released.load(ordering: .acquiring) else { return }
+                    if renewed == false { return self.locker.leaseLost(id: self.id, token: self.token) }
+                    self.scheduleRenewal()
+                }
+            }
+        }
+
+        func release() {
+            guard !released.exchange(true, ordering: .acquiringAndReleasing) else { return }
+            if executor.inLoop { finishRelease() } else { executor.execute { [self] in finishRelease() } }
+        }
+
+        private func finishRelease() {
+            renewal?.cancel()
+            renewal = nil
+            locker.releaseLease(id: id, token: token, on: executor)
+        }
+    }
+}

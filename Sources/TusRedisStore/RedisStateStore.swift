@@ -1,0 +1,249 @@
+public import TusHTTP1
+import TusLoop
+public import TusProtocol
+public import TusRedis
+import TusStore
+
+/// Upload records in Redis, shared by every tus-server instance started with the same `--redis` (one cluster).
+///
+/// Each change is one Lua script on the keys of one upload (`RedisKeys`), so it is atomic and works on Redis
+/// Cluster. Offsets move only for the holder of the upload's lock (the script compares the lease's token): a
+/// writer that lost its lease can never move the offset. Progress during a PATCH is recorded at durable
+/// checkpoints (`progressPolicy`), each after the data store made the bytes durable, so the offset here never
+/// exceeds the bytes really stored, and an instance that takes over starts where the data really ends.
+///
+/// Failures: a Redis that cannot be reached or answers too slowly (the client's command timeout) fails the call
+/// with `.unavailable`, which clients see as `503` with `Retry-After`. Nothing is guessed from a local copy.
+///
+/// Threading: calls run on the executor's loop (which must be `EventLoopBound`); the client keeps one pipelined
+/// connection per loop, and completions come back on that loop.
+public final class RedisStateStore: UploadStateStore {
+    public let client: RedisClient
+    public let keys: RedisKeys
+    /// How long a terminated or expired id answers 410 rather than 404.
+    public let goneMarkerMilliseconds: UInt64
+    public let progressPolicy: UploadProgressPolicy
+
+    public init(
+        client: RedisClient, keys: RedisKeys = RedisKeys(), goneMarkerMilliseconds: UInt64 = 7 * 24 * 3_600_000,
+        checkpointBytes: Int64 = 8 << 20, checkpointMilliseconds: UInt64 = 1000
+    ) {
+        self.client = client
+        self.keys = keys
+        self.goneMarkerMilliseconds = goneMarkerMilliseconds
+        progressPolicy = .durableCheckpoints(bytes: checkpointBytes, milliseconds: checkpointMilliseconds)
+    }
+
+    public func lookup(
+        _ id: String, on executor: any LoopExecutor, completion: @escaping (Result<UploadLookup, StoreError>) -> Void
+    ) {
+        run(RedisScripts.lookup, keys: [keys.info(id), keys.gone(id)], on: executor) { reply in
+            completion(
+                reply.flatMap { value in
+                    switch value {
+                    case .null: return .success(.notFound)
+                    case .array(let fields): return Self.decode(id: id, fields).map { .found($0) }
+                    default:
+                        return value.string == "gone" ? .success(.gone) : .failure(Self.unexpected(value))
+                    }
+                })
+        }
+    }
+
+    public func create(
+        _ info: UploadInfo, on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void
+    ) {
+        var fields: [RedisArgument] = ["offset", RedisArgument(String(info.offset)), "created", RedisArgument(String(info.createdAt))]
+        if let length = info.length { fields += ["length", RedisArgument(String(length))] }
+        if let metadata = info.metadata { fields += ["metadata", RedisArgument(metadata)] }
+        if let expiresAt = info.expiresAt { fields += ["expires", RedisArgument(String(expiresAt))] }
+        run(RedisScripts.create, keys: [keys.info(info.id), keys.gone(info.id)], arguments: fields, on: executor) {
+            [self] reply in
+            switch reply {
+            case .failure(let error): completion(.failure(error))
+            case .success(let value) where value.integer == 1:
+                guard let expiresAt = info.expiresAt else { return completion(.success(info)) }
+                // Indexed only once the record exists; a crash in between leaves an upload the sweep never
+                // sees, which only matters if it is also abandoned, and is then at worst kept.
+                index(info.id, expiresAt: expiresAt, on: executor) { error in
+                    completion(error.map { .failure($0) } ?? .success(info))
+                }
+            case .success(let value) where value.integer == 0: completion(.failure(.alreadyExists))
+            case .success(let value): completion(.failure(Self.unexpected(value)))
+            }
+        }
+    }
+
+    public func declareLength(
+        id: String, length: Int64, on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void
+    ) {
+        run(
+            RedisScripts.declareLength, keys: [keys.info(id), keys.gone(id)], arguments: [RedisArgument(String(length))],
+            on: executor
+        ) { reply in
+            completion(Self.record(id: id, reply, statuses: ["set": .lengthAlreadySet, "below": .exceedsLength]))
+        }
+    }
+
+    public func beginWrite(
+        id: String, at offset: Int64, discardable: Bool, lock: any UploadLock, on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void
+    ) {
+        // Nothing to remember for a discardable write: its bytes never move the offset until verified, and
+        // bytes past the offset are overwritten by the next write at that offset.
+        run(
+            RedisScripts.beginWrite, keys: [keys.info(id), keys.gone(id), keys.lock(id)],
+            arguments: [RedisArgument(lock.token), RedisArgument(String(offset))], on: executor
+        ) { reply in
+            completion(Self.record(id: id, reply, statuses: ["conflict": .conflict]))
+        }
+    }
+
+    public func recordProgress(
+        id: String, offset: Int64, lock: any UploadLock, on executor: any LoopExecutor,
+        completion: @escaping (StoreError?) -> Void
+    ) {
+        advance(id: id, offset: offset, expiry: .keep, lock: lock, on: executor) { result in
+            if case .failure(let error) = result { return completion(error) }
+            completion(nil)
+        }
+    }
+
+    public func finishWrite(
+        id: String, offset: Int64, expiry: ExpiryUpdate, lock: any UploadLock, on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void
+    ) {
+        advance(id: id, offset: offset, expiry: expiry, lock: lock, on: executor) { [self] result in
+            guard case .success(let info) = result, expiry != .keep else { return completion(result) }
+            // The index follows the record; a failure here is repaired by the sweep, which re-reads records.
+            if let expiresAt = info.expiresAt {
+                index(id, expiresAt: expiresAt, on: executor) { _ in completion(result) }
+            } else {
+                unindex(id, on: executor) { _ in completion(result) }
+            }
+        }
+    }
+
+    private func advance(
+        id: String, offset: Int64, expiry: ExpiryUpdate, lock: any UploadLock, on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void
+    ) {
+        var arguments = [RedisArgument(lock.token), RedisArgument(String(offset))]
+        switch expiry {
+        case .keep: arguments += ["keep", ""]
+        case .set(nil): arguments += ["never", ""]
+        case .set(let expiresAt?): arguments += ["set", RedisArgument(String(expiresAt))]
+        }
+        run(RedisScripts.advance, keys: [keys.info(id), keys.gone(id), keys.lock(id)], arguments: arguments, on: executor) {
+            reply in
+            completion(Self.record(id: id, reply, statuses: [:]))
+        }
+    }
+
+    public func remove(
+        id: String, reason: UploadRemovalReason, on executor: any LoopExecutor,
+        completion: @escaping (Result<Void, StoreError>) -> Void
+    ) {
+        let reasonText = reason == .terminated ? "terminated" : "expired"
+        run(
+            RedisScripts.remove, keys: [keys.info(id), keys.gone(id)],
+            arguments: [RedisArgument(reasonText), RedisArgument(String(goneMarkerMilliseconds))], on: executor
+        ) { [self] reply in
+            switch reply {
+            case .failure(let error): completion(.failure(error))
+            case .success(let value):
+                switch value.string {
+                case "ok": unindex(id, on: executor) { _ in completion(.success(())) }
+                case "gone": completion(.failure(.gone))
+                case "missing": completion(.failure(.notFound))
+                default: completion(.failure(Self.unexpected(value)))
+                }
+            }
+        }
+    }
+
+    public func listExpired(
+        now: Int64, on executor: any LoopExecutor, completion: @escaping (Result<[String], StoreError>) -> Void
+    ) {
+        client.send(["ZRANGEBYSCORE", RedisArgument(keys.expiryIndex), "-inf", RedisArgument(String(now))], on: executor.eventLoop) {
+            reply in
+            switch reply {
+            case .failure(let error): completion(.failure(Self.storeError(error)))
+            case .success(let value):
+                guard let members = value.array else { return completion(.failure(Self.unexpected(value))) }
+                completion(.success(members.compactMap(\.string)))
+            }
+        }
+    }
+
+    // MARK: helpers
+
+    private func index(_ id: String, expiresAt: Int64, on executor: any LoopExecutor, completion: @escaping (StoreError?) -> Void) {
+        client.send(["ZADD", RedisArgument(keys.expiryIndex), RedisArgument(String(expiresAt)), RedisArgument(id)], on: executor.eventLoop) {
+            reply in
+            if case .failure(let error) = reply { return completion(Self.storeError(error)) }
+            completion(nil)
+        }
+    }
+
+    private func unindex(_ id: String, on executor: any LoopExecutor, completion: @escaping (StoreError?) -> Void) {
+        client.send(["ZREM", RedisArgument(keys.expiryIndex), RedisArgument(id)], on: executor.eventLoop) { reply in
+            if case .failure(let error) = reply { return completion(Self.storeError(error)) }
+            completion(nil)
+        }
+    }
+
+    private func run(
+        _ script: RedisScript, keys: [String], arguments: [RedisArgument] = [], on executor: any LoopExecutor,
+        completion: @escaping (Result<RESPValue, StoreError>) -> Void
+    ) {
+        client.evaluate(script, keys: keys.map { RedisArgument($0) }, arguments: arguments, on: executor.eventLoop) {
+            reply in
+            completion(reply.mapError(Self.storeError))
+        }
+    }
+
+    /// A record reply, or one of the status words every record script shares plus the script's own.
+    private static func record(
+        id: String, _ reply: Result<RESPValue, StoreError>, statuses: [String: StoreError]
+    ) -> Result<UploadInfo, StoreError> {
+        reply.flatMap { value in
+            if case .array(let fields) = value { return decode(id: id, fields) }
+            switch value.string {
+            case "gone": return .failure(.gone)
+            case "missing": return .failure(.notFound)
+            case "lock": return .failure(.conflict)
+            case let status?: return .failure(statuses[status] ?? unexpected(value))
+            case nil: return .failure(unexpected(value))
+            }
+        }
+    }
+
+    static func decode(id: String, _ flat: [RESPValue]) -> Result<UploadInfo, StoreError> {
+        var fields: [String: String] = [:]
+        var index = 0
+        while index + 1 < flat.count {
+            if let name = flat[index].string, let value = flat[index + 1].string { fields[name] = value }
+            index += 2
+        }
+        guard let offset = fields["offset"].flatMap({ Int64($0) }), let created = fields["created"].flatMap({ Int64($0) })
+        else { return .failure(.io("redis record of \(id) is malformed: \(fields)")) }
+        return .success(
+            UploadInfo(
+                id: id, length: fields["length"].flatMap { Int64($0) }, offset: offset, metadata: fields["metadata"],
+                createdAt: created, expiresAt: fields["expires"].flatMap { Int64($0) }))
+    }
+
+    static func storeError(_ error: RedisError) -> StoreError {
+        switch error {
+        case .server(let message): .io("redis: \(message)")
+        case .unavailable, .timedOut, .connectionLost, .shutDown: .unavailable(error.description)
+        }
+    }
+
+    private static func unexpected(_ value: RESPValue) -> StoreError {
+        .io("unexpected redis reply: \(value)")
+    }
+}

@@ -1,0 +1,48 @@
+import Logging
+import TusHTTP1
+import TusLoop
+import TusProtocol
+import TusRedis
+import TusRedisStore
+import TusStore
+
+/// `--redis`: upload state and locks in Redis, data under `--upload-dir` (shared by the cluster's instances).
+struct RedisCluster: Sendable {
+    let client: RedisClient
+    let store: ComposedUploadStore<RedisStateStore, FileDataStore>
+    let locker: RedisLocker
+    let endpoint: String
+    let logger: Logger
+
+    init(
+        url: String, prefix: String, leaseMilliseconds: UInt64, directory: String, fsync: FsyncFlag, logger: Logger
+    ) throws {
+        let configuration = try RedisConfiguration(url: url)
+        // One line per outage and one when it is back, whatever the request rate.
+        client = RedisClient(configuration: configuration, log: { logger.warning("\($0)") })
+        let keys = RedisKeys(prefix: prefix)
+        let policy = FsyncPolicy(rawValue: fsync.rawValue) ?? .commit
+        let data = try FileDataStore(directory: directory, fsync: policy, log: { logger.warning("\($0)") })
+        store = ComposedUploadStore(state: RedisStateStore(client: client, keys: keys), data: data)
+        locker = RedisLocker(client: client, keys: keys, leaseMilliseconds: leaseMilliseconds)
+        endpoint = configuration.endpointDescription
+        self.logger = logger
+    }
+
+    /// Subscribes to the lock channels (on one loop) so this instance hears release requests.
+    func start(on executor: any LoopExecutor) {
+        let logger = logger
+        executor.execute { [locker] in
+            locker.start(on: executor) { result in
+                if case .failure(let error) = result {
+                    logger.warning("redis lock channels not subscribed yet (\(error)); retrying as Redis returns")
+                }
+            }
+        }
+    }
+
+    /// The server's `loopWillStop`: each loop closes its own Redis connections before it ends.
+    var closeConnections: @Sendable (any LoopExecutor, @escaping () -> Void) -> Void {
+        { [client] executor, done in client.shutdown(on: executor.eventLoop, done) }
+    }
+}
