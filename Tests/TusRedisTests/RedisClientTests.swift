@@ -19,7 +19,8 @@ final class RedisClientTests: XCTestCase {
         try withLoop { loop, finish in
             loop.schedule(afterMilliseconds: 0) {
                 let commands: [[RedisArgument]] = [
-                    ["SET", "k", "v"], ["GET", "k"], ["INCR", "n"], ["INCR", "n"], ["INCRBY", "n", 40], ["DEL", "k", "n"],
+                    ["SET", "k", "v"], ["GET", "k"], ["INCR", "n"], ["INCR", "n"], ["INCRBY", "n", 40],
+                    ["DEL", "k", "n"],
                     ["GET", "k"], ["NOSUCHCOMMAND"], ["HSET", "h", "f", "1"], ["HGETALL", "h"],
                 ]
                 client.sendSequence(commands, on: loop) { collected in
@@ -66,7 +67,8 @@ final class RedisClientTests: XCTestCase {
         }
         XCTAssertEqual(replies, (1...total).map { RESPValue.integer(Int64($0)) })
         XCTAssertEqual(
-            listReply, .success(.array(stride(from: 0, to: total, by: 1000).map { .bulkString(Array(String($0).utf8)) })))
+            listReply,
+            .success(.array(stride(from: 0, to: total, by: 1000).map { .bulkString(Array(String($0).utf8)) })))
     }
 
     func testBulkStringsAreBinarySafe() throws {
@@ -114,7 +116,9 @@ final class RedisClientTests: XCTestCase {
                             results.append(second)
                             client.evaluate(failing, keys: [], arguments: [], on: loop) { third in
                                 results.append(third)
-                                client.sendSequence([["SCRIPT", "LOAD", .string(script.source)], ["INFO", "commandstats"]], on: loop) {
+                                client.sendSequence(
+                                    [["SCRIPT", "LOAD", .string(script.source)], ["INFO", "commandstats"]], on: loop
+                                ) {
                                     collected in
                                     results.append(collected[0])
                                     stats = (try? collected[1].get().string) ?? ""
@@ -131,7 +135,8 @@ final class RedisClientTests: XCTestCase {
         XCTAssertEqual(
             results[0], .success(.array([.bulkString(Array("upload{1}".utf8)), .bulkString([0, 1]), .integer(1)])))
         XCTAssertEqual(
-            results[1], .success(.array([.bulkString(Array("upload{1}".utf8)), .bulkString(Array("x".utf8)), .integer(2)])))
+            results[1],
+            .success(.array([.bulkString(Array("upload{1}".utf8)), .bulkString(Array("x".utf8)), .integer(2)])))
         XCTAssertEqual(results[2], .failure(.server("LOCKED held by someone else")))
         XCTAssertEqual(results[3], .success(.bulkString(Array(script.sha1.utf8))))
         // Two EVALs (one per script, each after a NOSCRIPT), the second call of the first script by SHA only.
@@ -160,7 +165,10 @@ final class RedisClientTests: XCTestCase {
             }
             whenTrue({ !confirmations.all.isEmpty }) {
                 client.sendSequence(
-                    [["PUBLISH", "tus:a", .bytes([0, 13, 10, 255])], ["PUBLISH", "tus:b", "second"], ["PUBLISH", "tus:c", "early"]],
+                    [
+                        ["PUBLISH", "tus:a", .bytes([0, 13, 10, 255])], ["PUBLISH", "tus:b", "second"],
+                        ["PUBLISH", "tus:c", "early"],
+                    ],
                     on: loop
                 ) { replies in
                     publishReplies += replies
@@ -174,7 +182,9 @@ final class RedisClientTests: XCTestCase {
                                 completion: { result in confirmations.append("second: \(result)") })
                         }
                         whenTrue({ confirmations.all.count == 2 }) {
-                            client.sendSequence([["PUBLISH", "tus:c", "third"], ["PUBLISH", "tus:a", "fourth"]], on: loop) {
+                            client.sendSequence(
+                                [["PUBLISH", "tus:c", "third"], ["PUBLISH", "tus:a", "fourth"]], on: loop
+                            ) {
                                 replies in
                                 publishReplies += replies
                                 whenTrue({ received.all.count == 5 }) {
@@ -195,7 +205,8 @@ final class RedisClientTests: XCTestCase {
         XCTAssertEqual(
             received.all,
             [
-                Message(channel: "tus:a", bytes: [0, 13, 10, 255]), Message(channel: "tus:b", bytes: Array("second".utf8)),
+                Message(channel: "tus:a", bytes: [0, 13, 10, 255]),
+                Message(channel: "tus:b", bytes: Array("second".utf8)),
                 Message(channel: "second handler tus:c", bytes: Array("third".utf8)),
                 Message(channel: "tus:a", bytes: Array("fourth".utf8)),
                 Message(channel: "second handler tus:a", bytes: Array("fourth".utf8)),
@@ -256,7 +267,12 @@ final class RedisClientTests: XCTestCase {
             }
         }
         let three = RESPValue.bulkString(Array("three".utf8))
-        XCTAssertEqual(results, [.success(.simpleString("OK")), .success(three), .success(.null), .success(.simpleString("OK")), .success(three)])
+        XCTAssertEqual(
+            results,
+            [
+                .success(.simpleString("OK")), .success(three), .success(.null), .success(.simpleString("OK")),
+                .success(three),
+            ])
     }
 
     /// SIGSTOP: Redis accepts connections (the kernel's backlog) and never answers. Every command must fail
@@ -266,7 +282,8 @@ final class RedisClientTests: XCTestCase {
         let server = try RedisServerProcess()
         let log = Recorder<String>()
         let commandTimeout: UInt64 = 1000
-        let client = RedisClient(configuration: configuration(server, commandTimeout: commandTimeout), log: { log.append($0) })
+        let client = RedisClient(
+            configuration: configuration(server, commandTimeout: commandTimeout), log: { log.append($0) })
         struct Probe {
             var sentAt: UInt64
             var completedAt: UInt64
@@ -407,7 +424,8 @@ final class RedisClientTests: XCTestCase {
             }
             loop.schedule(afterMilliseconds: 0) {
                 client.subscribe(
-                    channels: ["events"], on: loop, handler: { _, message in messages.append(String(decoding: message, as: UTF8.self)) }
+                    channels: ["events"], on: loop,
+                    handler: { _, message in messages.append(String(decoding: message, as: UTF8.self)) }
                 ) { _ in
                     client.send(["SET", "k", "before"], on: loop) { result in
                         beforeRestart = result
@@ -426,7 +444,8 @@ final class RedisClientTests: XCTestCase {
             }
         }
         XCTAssertEqual(beforeRestart, .success(.simpleString("OK")))
-        XCTAssertTrue([.connectionLost, .unavailable].contains(duringRestart?.failure), "\(String(describing: duringRestart))")
+        XCTAssertTrue(
+            [.connectionLost, .unavailable].contains(duringRestart?.failure), "\(String(describing: duringRestart))")
         XCTAssertEqual(afterRestart, .success(.null), "a fresh Redis without persistence")
         XCTAssertLessThan(reconnectMilliseconds, 2500)
         XCTAssertEqual(messages, ["after restart"])
@@ -449,7 +468,9 @@ final class RedisClientTests: XCTestCase {
                     loop.schedule(afterMilliseconds: 50) {
                         client.shutdown(on: loop) {
                             client.send(["GET", "a"], on: loop) { afterShutdown = $0 }
-                            client.subscribe(channels: ["y"], on: loop, handler: { _, _ in }) { subscribeAfterShutdown = $0 }
+                            client.subscribe(channels: ["y"], on: loop, handler: { _, _ in }) {
+                                subscribeAfterShutdown = $0
+                            }
                             finish()
                         }
                     }
