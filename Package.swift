@@ -17,6 +17,7 @@ let package = Package(
         .executable(name: "tus-server", targets: ["tus-server"]),
         .executable(name: "tus-cli", targets: ["tus-cli"]),
         .executable(name: "tus-bench", targets: ["tus-bench"]),
+        .executable(name: "tus-redis-bench", targets: ["tus-redis-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -64,6 +65,10 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "bench/Sources/tus-bench",
+            swiftSettings: strict),
+
+        .executableTarget(
+            name: "tus-redis-bench", dependencies: ["TusRedis", "TusLoop"], path: "bench/Sources/tus-redis-bench",
             swiftSettings: strict),
 
         .testTarget(name: "TusHTTP1Tests", dependencies: ["TusHTTP1", "TusTestSupport"]),

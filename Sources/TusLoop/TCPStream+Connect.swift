@@ -41,7 +41,8 @@ extension TCPStream {
         if timeoutMilliseconds > 0 && !attempt.isFinished {
             attempt.timer = loop.schedule(afterMilliseconds: timeoutMilliseconds) { [attempt] in
                 attempt.timer = nil
-                attempt.stream?.close()  // its connect callback then reports ECANCELED, which the finished attempt ignores
+                // The connect callback then reports ECANCELED, which the finished attempt ignores.
+                attempt.stream?.close()
                 attempt.finish(.failure(.timedOut))
             }
         }
@@ -62,13 +63,14 @@ extension EventLoop {
     /// DNS server holds one of its threads for the resolver's own timeout.
     public func resolve(host: String, _ completion: @escaping (Result<[String], UVError>) -> Void) {
         resolveAddresses(host: host, port: 0) { result in
-            completion(result.map { addresses in
-                var literals: [String] = []
-                for literal in addresses.compactMap(\.hostLiteral) where !literals.contains(literal) {
-                    literals.append(literal)
-                }
-                return literals
-            })
+            completion(
+                result.map { addresses in
+                    var literals: [String] = []
+                    for literal in addresses.compactMap(\.hostLiteral) where !literals.contains(literal) {
+                        literals.append(literal)
+                    }
+                    return literals
+                })
         }
     }
 

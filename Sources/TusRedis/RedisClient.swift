@@ -1,3 +1,6 @@
+public import TusLoop
+import Synchronization
+
 /// TusRedis: a RESP2 Redis client on TusLoop's event loops, for state and locks shared by a cluster of
 /// tus-server instances.
 ///
@@ -12,9 +15,6 @@
 /// thread: at once (before the method returns) when the command cannot be sent (`.unavailable`, `.shutDown`),
 /// later otherwise. Nothing of a connection is touched from another thread; the only shared state is the map
 /// from loop to connections (one mutex, taken once per call) and the outage counter behind the log.
-public import TusLoop
-import Synchronization
-
 public final class RedisClient: Sendable {
     public let configuration: RedisConfiguration
     private let outageLog: OutageLog

@@ -79,6 +79,8 @@ final class RedisConnection: TCPStreamDelegate {
     private var decoder: RESPDecoder
     private let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 << 10, alignment: 16)
     private var deadlineTimer: TusLoop.Timer?
+    private var flushTimer: TusLoop.Timer?
+    private var isFlushScheduled = false
     private var reconnectTimer: TusLoop.Timer?
     private var reconnectDelay: UInt64
     private var isDown = false
@@ -130,7 +132,22 @@ final class RedisConnection: TCPStreamDelegate {
         RESPCommandEncoder.encode(arguments, into: &output)
         pending.append(reply)
         if role == .subscriber || !(deadlineTimer?.isActive ?? false) { armDeadlineTimer() }
-        flush()
+        scheduleFlush()
+    }
+
+    /// Writes at the start of the next loop iteration rather than now: the commands a caller sends in one go (a
+    /// batch, or the next ones from inside completions) then leave in one `write`, as redis-benchmark's `-P`
+    /// does. A zero-delay timer costs a heap insert per batch and adds no waiting, since libuv does not block
+    /// in poll while a timer is due.
+    private func scheduleFlush() {
+        guard case .connected = state, !isWriting, !isFlushScheduled else { return }
+        isFlushScheduled = true
+        if flushTimer == nil { flushTimer = TusLoop.Timer(loop: loop) }
+        flushTimer!.start(afterMilliseconds: 0) { [weak self] in
+            guard let self else { return }
+            isFlushScheduled = false
+            flush()
+        }
     }
 
     // MARK: Subscriptions
@@ -287,6 +304,7 @@ final class RedisConnection: TCPStreamDelegate {
         state = .shutDown
         deadlineTimer?.close()
         reconnectTimer?.close()
+        flushTimer?.close()
         if isDown {
             isDown = false
             outageLog.connectionLeftWhileDown()
