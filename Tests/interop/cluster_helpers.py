@@ -1,0 +1,170 @@
+"""A real redis-server and a real nginx round-robin proxy for the cluster tests, each started on a free port of
+127.0.0.1 with its own temporary directory and stopped by PID."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+
+def free_port() -> int:
+    """Redis has no port 0: bind one ourselves and hand its number on (a tiny race, acceptable in tests)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class RedisServer:
+    def __init__(self, directory: pathlib.Path):
+        self.directory = directory
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.paused = False
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> "RedisServer":
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.directory.mkdir(parents=True, exist_ok=True)
+        log = open(self.directory / "redis.log", "ab")
+        try:
+            self.process = subprocess.Popen(
+                [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                 "--dir", str(self.directory), "--daemonize", "no"],
+                stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        finally:
+            log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.command("PING") == b"+PONG":
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise TimeoutError("redis-server did not answer PING")
+
+    def command(self, *arguments: str) -> bytes | None:
+        """One command over a fresh connection; the first reply line (enough for PING, DBSIZE, EXISTS)."""
+        payload = f"*{len(arguments)}\r\n".encode()
+        for argument in arguments:
+            encoded = argument.encode()
+            payload += b"$%d\r\n%s\r\n" % (len(encoded), encoded)
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as connection:
+                connection.sendall(payload)
+                reply = b""
+                while not reply.endswith(b"\r\n"):
+                    piece = connection.recv(4096)
+                    if not piece:
+                        break
+                    reply += piece
+                return reply.split(b"\r\n", 1)[0]
+        except OSError:
+            return None
+
+    def pause(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGCONT)
+        self.paused = False
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.paused:
+            self.resume()
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self.process = None
+
+
+class NginxRoundRobin:
+    """nginx in front of several tus-server instances, configured as an operator fronting a tus cluster would:
+    round robin, streaming request bodies (proxy_request_buffering off), no body size limit, HTTP/1.1 upstream
+    keep-alive, and the original Host and scheme forwarded so Location headers point at the proxy."""
+
+    def __init__(self, directory: pathlib.Path, upstream_ports: list[int]):
+        self.directory = directory
+        self.port = free_port()
+        self.upstream_ports = upstream_ports
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 10.0) -> "NginxRoundRobin":
+        self.directory.mkdir(parents=True, exist_ok=True)
+        servers = "\n".join(f"        server 127.0.0.1:{port};" for port in self.upstream_ports)
+        config = f"""
+daemon off;
+worker_processes 1;
+pid {self.directory}/nginx.pid;
+error_log {self.directory}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {self.directory}/body;
+    proxy_temp_path {self.directory}/proxy;
+    upstream tus {{
+{servers}
+        keepalive 16;
+    }}
+    server {{
+        listen 127.0.0.1:{self.port};
+        client_max_body_size 0;
+        location / {{
+            proxy_pass http://tus;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_request_buffering off;
+            proxy_buffering off;
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $http_host;
+        }}
+    }}
+}}
+"""
+        config_path = self.directory / "nginx.conf"
+        config_path.write_text(config)
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        self.process = subprocess.Popen(
+            [binary, "-c", str(config_path), "-p", str(self.directory)],
+            stdout=subprocess.DEVNULL, stderr=open(self.directory / "stderr.log", "ab"), stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise TimeoutError("nginx did not start listening")
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}/files/"
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self.process = None

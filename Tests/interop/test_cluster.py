@@ -1,0 +1,271 @@
+"""A cluster: three tus-server instances sharing one upload directory and one real redis-server (--redis). Any
+instance answers any request for any upload; locks, release requests and expiry work across instances; a dead
+instance's upload is resumed elsewhere within the lease; a paused Redis gives 503s, never wrong answers."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import time
+
+import pytest
+import requests
+
+from cluster_helpers import NginxRoundRobin, RedisServer
+from tus_helpers import OFFSET_STREAM, TUS_HEADERS, TusServer, create_upload, head_offset, patch, request, sha256
+
+KiB = 1024
+MiB = 1024 * KiB
+LEASE_SECONDS = 2
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    instance = RedisServer(tmp_path / "redis").start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path, redis_server):
+    """Starts instances on one shared directory and one Redis; stops them all after the test."""
+    started: list[TusServer] = []
+    upload_dir = tmp_path / "shared"
+    upload_dir.mkdir()
+
+    def make(count: int = 3, *extra: str) -> list[TusServer]:
+        made = []
+        for _ in range(count):
+            server = TusServer(
+                upload_dir, "--redis", redis_server.url, "--redis-prefix", "test:", "--lock-lease", str(LEASE_SECONDS),
+                "--loops", "2", *extra, log_path=tmp_path / f"instance-{len(started)}.log").start()
+            started.append(server)
+            made.append(server)
+        return made
+
+    yield make
+    for server in started:
+        server.stop(grace=5)
+
+
+def head(server: TusServer, path: str):
+    response = request(server.port, "HEAD", path)
+    assert response is not None
+    return response
+
+
+def get_body(server: TusServer, path: str) -> bytes:
+    response = request(server.port, "GET", path)
+    assert response is not None and response.status == 200, response
+    return response.body
+
+
+def test_every_instance_sees_the_same_upload(cluster):
+    a, b, c = cluster()
+    metadata = "filename aGVsbG8udHh0,empty"
+    path = create_upload(a.port, 1000, metadata)
+    views = [head(server, path) for server in (a, b, c)]
+    for view in views:
+        assert view.status == 200
+        assert view.header("Upload-Offset") == "0"
+        assert view.header("Upload-Length") == "1000"
+        assert view.header("Upload-Metadata") == metadata, "metadata as received"
+        assert view.header("Upload-Expires") == views[0].header("Upload-Expires")
+    assert head(b, "/files/doesnotexist").status == 404
+
+
+def test_round_robin_chunks_assemble_byte_identical(cluster):
+    servers = cluster()
+    data = os.urandom(3 * MiB + 12345)
+    path = create_upload(servers[0].port, len(data))
+    offset, turn = 0, 0
+    while offset < len(data):
+        server = servers[turn % len(servers)]
+        assert head_offset(server.port, path) == offset
+        response = patch(server.port, path, offset, data[offset:offset + 300 * KiB])
+        assert response is not None and response.status == 204, response
+        offset = int(response.header("Upload-Offset"))
+        turn += 1
+    for server in servers:
+        assert sha256(get_body(server, path)) == sha256(data)
+    assert head(servers[1], path).header("Upload-Expires") is None, "finished uploads never expire"
+
+
+def start_slow_patch(server: TusServer, path: str, offset: int, declared: int, first: bytes) -> socket.socket:
+    """A PATCH that sends `first` and then stalls with most of its declared body still owed."""
+    connection = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    head_bytes = (
+        f"PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\n"
+        f"Content-Type: {OFFSET_STREAM}\r\nUpload-Offset: {offset}\r\nContent-Length: {declared}\r\n\r\n").encode()
+    connection.sendall(head_bytes + first)
+    return connection
+
+
+def read_status(connection: socket.socket, timeout: float) -> int | None:
+    connection.settimeout(timeout)
+    received = b""
+    try:
+        while b"\r\n" not in received:
+            piece = connection.recv(4096)
+            if not piece:
+                break
+            received += piece
+    except OSError:
+        return None
+    match = re.match(rb"HTTP/1\.1 (\d{3})", received)
+    return int(match.group(1)) if match else None
+
+
+def test_a_patch_on_another_instance_takes_over_a_stalled_one(cluster):
+    a, b, _ = cluster()
+    data = os.urandom(2 * MiB)
+    path = create_upload(a.port, len(data))
+    first = data[:700 * KiB]
+    stalled = start_slow_patch(a, path, 0, len(data), first)
+    try:
+        time.sleep(0.5)  # let A write what it received
+        started = time.monotonic()
+        reported = head_offset(b.port, path)
+        response = patch(b.port, path, reported, data[reported:reported + 100 * KiB])
+        assert response is not None
+        if response.status == 409:
+            # A committed its bytes when it let go: the client re-reads the offset, as tus clients do.
+            reported = head_offset(b.port, path)
+            response = patch(b.port, path, reported, data[reported:reported + 100 * KiB])
+        assert response is not None and response.status == 204, response
+        assert time.monotonic() - started < 1.5, "the release crossed instances promptly"
+        assert reported == len(first), "A's acknowledged-on-release bytes were kept"
+        assert read_status(stalled, 5) == 400, "A's PATCH ended with ERR_UPLOAD_INTERRUPTED"
+    finally:
+        stalled.close()
+    offset = int(response.header("Upload-Offset"))
+    response = patch(a.port, path, offset, data[offset:])
+    assert response is not None and response.status == 204
+    assert sha256(get_body(a, path)) == sha256(data)
+
+
+def test_kill_9_of_the_holder_is_resumed_elsewhere_within_the_lease(cluster):
+    a, b, _ = cluster()
+    data = os.urandom(24 * MiB)
+    path = create_upload(a.port, len(data))
+    acknowledged = patch(a.port, path, 0, data[:4 * MiB])
+    assert acknowledged is not None and acknowledged.status == 204
+    stalled = start_slow_patch(a, path, 4 * MiB, len(data) - 4 * MiB, data[4 * MiB:14 * MiB])
+    time.sleep(1.5)  # long enough for at least one durable checkpoint of the streaming PATCH
+    a.kill()
+    stalled.close()
+    started = time.monotonic()
+    offset = head_offset(b.port, path)
+    assert 4 * MiB <= offset <= 14 * MiB, "never below what was acknowledged, never beyond what was sent"
+    while True:
+        response = patch(b.port, path, offset, data[offset:])
+        assert response is not None
+        if response.status == 204:
+            break
+        assert response.status == 423, response  # the dead holder's lease has not lapsed yet
+        assert time.monotonic() - started < LEASE_SECONDS + 4
+    assert time.monotonic() - started < LEASE_SECONDS + 4
+    assert sha256(get_body(b, path)) == sha256(data)
+
+
+def test_delete_on_one_instance_stops_a_patch_streaming_into_another(cluster):
+    a, _, c = cluster()
+    path = create_upload(a.port, 4 * MiB)
+    stalled = start_slow_patch(a, path, 0, 4 * MiB, os.urandom(256 * KiB))
+    try:
+        time.sleep(0.3)
+        response = request(c.port, "DELETE", path)
+        assert response is not None and response.status == 204, response
+        assert read_status(stalled, 5) == 400
+    finally:
+        stalled.close()
+    for server in (a, c):
+        assert head(server, path).status == 410
+
+
+@pytest.mark.time_limit(60)
+def test_expiry_sweeps_each_upload_once_across_instances(cluster, tmp_path):
+    servers = cluster(3, "--expiration", "1")
+    paths = [create_upload(servers[i % 3].port, 100) for i in range(9)]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any((servers[0].upload_dir / p.rsplit("/", 1)[1]).exists() for p in paths):
+        time.sleep(0.2)
+    for p in paths:
+        assert not (servers[0].upload_dir / p.rsplit("/", 1)[1]).exists(), "swept"
+        assert head(servers[1], p).status == 410
+    time.sleep(1.5)  # let every instance finish its current sweep
+    removed = 0
+    for server in servers:
+        removed += sum(int(n) for n in re.findall(r"expired (\d+) upload", server.log_text()))
+    assert removed == len(paths), "each upload removed exactly once, by whichever instance locked it first"
+
+
+@pytest.mark.time_limit(60)
+def test_paused_redis_gives_503_then_full_service(cluster, redis_server):
+    a, b, _ = cluster()
+    data = os.urandom(300 * KiB)
+    path = create_upload(a.port, len(data))
+    assert patch(a.port, path, 0, data[:100 * KiB]).status == 204
+    redis_server.pause()
+    try:
+        started = time.monotonic()
+        during = request(b.port, "HEAD", path)
+        assert during is not None and during.status == 503, during
+        assert during.header("Retry-After") is not None
+        assert time.monotonic() - started < 5, "a paused Redis fails requests within the command timeout"
+        created = request(a.port, "POST", "/files/", {"Upload-Length": "5"})
+        assert created is not None and created.status == 503
+        refused = patch(a.port, path, 100 * KiB, data[100 * KiB:200 * KiB])
+        assert refused is not None and refused.status == 503
+        time.sleep(2)
+    finally:
+        redis_server.resume()
+    deadline = time.monotonic() + 10
+    while True:
+        response = request(b.port, "HEAD", path)
+        if response is not None and response.status == 200:
+            break
+        assert time.monotonic() < deadline, "service came back after Redis did"
+        time.sleep(0.2)
+    assert response.header("Upload-Offset") == str(100 * KiB), "no wrong offset after the outage"
+    assert patch(b.port, path, 100 * KiB, data[100 * KiB:]).status == 204
+    assert sha256(get_body(a, path)) == sha256(data)
+    outage_lines = [line for line in a.log_text().splitlines() if "redis" in line.lower() and "unreachable" in line.lower()]
+    assert 1 <= len(outage_lines) <= 3, f"the outage is logged once per episode, not per request: {outage_lines}"
+
+
+@pytest.mark.time_limit(90)
+def test_tuspy_and_aiotus_through_a_round_robin_proxy(cluster, tmp_path):
+    servers = cluster(3, "--behind-proxy", "--log-level", "debug")
+    proxy = NginxRoundRobin(tmp_path / "nginx", [server.port for server in servers]).start()
+    try:
+        from tusclient import client as tus_client
+
+        data = os.urandom(5 * MiB + 7)
+        source = tmp_path / "upload.bin"
+        source.write_bytes(data)
+        uploader = tus_client.TusClient(proxy.endpoint).uploader(
+            str(source), chunk_size=512 * KiB, metadata={"filename": "upload.bin"})
+        uploader.upload()
+        url = uploader.url
+        assert url.startswith(f"http://127.0.0.1:{proxy.port}/files/"), url
+        assert sha256(requests.get(url, timeout=30).content) == sha256(data)
+
+        import asyncio
+
+        import aiotus
+
+        async def upload_with_aiotus() -> str:
+            config = aiotus.RetryConfiguration(max_retry_period_seconds=5)
+            with open(source, "rb") as stream:
+                location = await aiotus.upload(
+                    proxy.endpoint, stream, {"filename": b"again.bin"}, config=config, chunksize=384 * KiB)
+            return str(location)
+
+        location = asyncio.run(upload_with_aiotus())
+        assert sha256(requests.get(location, timeout=30).content) == sha256(data)
+        served = [server for server in servers if re.search(r"PATCH /files/\S+ -> 204", server.log_text())]
+        assert len(served) >= 2, "the proxy spread the PATCH requests over several instances"
+    finally:
+        proxy.stop()
