@@ -41,7 +41,9 @@ let package = Package(
             name: "TusRedisStore", dependencies: ["TusProtocol", "TusStore", "TusRedis", "TusLoop", "TusCrypto"],
             swiftSettings: strict),
         .target(name: "TusClient", dependencies: ["TusHTTP1", "TusLoop", "TusCrypto"], swiftSettings: strict),
-        .target(name: "TusTestSupport", dependencies: ["TusHTTP1", "TusProtocol", "TusLoop"], swiftSettings: strict),
+        .target(
+            name: "TusTestSupport", dependencies: ["TusHTTP1", "TusProtocol", "TusLoop", "TusHTTPServer"],
+            swiftSettings: strict),
 
         .executableTarget(
             name: "tus-server",
@@ -75,6 +77,12 @@ let package = Package(
         .testTarget(name: "TusLoopTests", dependencies: ["TusLoop"]),
         .testTarget(name: "TusCryptoTests", dependencies: ["TusCrypto"]),
         .testTarget(name: "TusRedisTests", dependencies: ["TusRedis", "TusLoop", "TusTestSupport"]),
+        .testTarget(
+            name: "TusRedisStoreTests",
+            dependencies: [
+                "TusRedisStore", "TusRedis", "TusStore", "TusProtocol", "TusHTTPServer", "TusHTTP1", "TusLoop",
+                "TusTestSupport",
+            ]),
         .testTarget(name: "TusProtocolTests", dependencies: ["TusProtocol", "TusHTTP1", "TusTestSupport"]),
         .testTarget(
             name: "TusStoreTests", dependencies: ["TusStore", "TusProtocol", "TusLoop", "TusHTTPServer", "TusTestSupport"]),

@@ -16,7 +16,7 @@ final class FileUploadStoreTests: XCTestCase {
     }
 
     override func tearDownWithError() throws {
-        driver.shutDown()
+        XCTAssertEqual(driver.shutDown(), 0, "handles left for the loop to close")
         try? FileManager.default.removeItem(atPath: directory)
     }
 

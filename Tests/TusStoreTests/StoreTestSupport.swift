@@ -3,6 +3,7 @@ import Synchronization
 import TusHTTP1
 import TusLoop
 import TusProtocol
+@_exported import TusTestSupport
 import XCTest
 
 @testable import TusStore
@@ -12,66 +13,6 @@ import TusHTTPServer
 final class TestLock: UploadLock {
     let token = "test"
     func release() {}
-}
-
-/// A real `EventLoop` on its own thread, driven step by step from the test thread: each `run` hands a closure
-/// to the loop and blocks until it reports, so tests read top to bottom while every store call still happens
-/// on a loop thread with real threadpool I/O.
-final class LoopDriver {
-    let loop: EventLoop
-    /// The executor stores are given, as the server gives them its loops.
-    let executor: LoopExecutorAdapter
-
-    init() throws {
-        loop = try EventLoop()
-        executor = LoopExecutorAdapter(loop)
-        loop.runOnNewThread(name: "store-tests")
-    }
-
-    /// Runs `body` on the loop thread and returns what it passes to its callback (within 10 s).
-    func run<T>(
-        file: StaticString = #filePath, line: UInt = #line, _ body: @escaping (_ done: @escaping (T) -> Void) -> Void
-    ) -> T {
-        let outcome = Outcome<T>()
-        let work = UncheckedBox(body)
-        loop.execute {
-            precondition(EventLoop.current != nil)
-            work.value { value in outcome.deliver(value) }
-        }
-        guard let value = outcome.wait(seconds: 10) else {
-            XCTFail("loop step timed out", file: file, line: line)
-            fatalError("loop step timed out")
-        }
-        return value
-    }
-
-    /// Stops the loop, waits for its thread and checks nothing was left open.
-    func shutDown(file: StaticString = #filePath, line: UInt = #line) {
-        loop.stop()
-        loop.join()
-        XCTAssertEqual(loop.handlesClosedAtShutdown, 0, file: file, line: line)
-    }
-}
-
-struct UncheckedBox<Value>: @unchecked Sendable {
-    let value: Value
-    init(_ value: Value) { self.value = value }
-}
-
-/// One value handed from the loop thread to the waiting test thread.
-private final class Outcome<T>: @unchecked Sendable {
-    private let semaphore = DispatchSemaphore(value: 0)
-    private let slot = Mutex<UncheckedBox<T>?>(nil)
-
-    func deliver(_ value: T) {
-        slot.withLock { $0 = UncheckedBox(value) }
-        semaphore.signal()
-    }
-
-    func wait(seconds: Int) -> T? {
-        guard semaphore.wait(timeout: .now() + .seconds(seconds)) == .success else { return nil }
-        return slot.withLock { $0?.value }
-    }
 }
 
 /// A fresh directory under the system temp dir, removed by `tearDown`.

@@ -1,0 +1,161 @@
+import Foundation
+import Synchronization
+import TusHTTP1
+import TusHTTPServer
+import TusLoop
+import TusProtocol
+import TusRedis
+import TusRedisStore
+import TusStore
+import TusTestSupport
+import XCTest
+
+/// The `UploadStateStore` contract, run against every implementation: the in-memory twin (this class), the file
+/// store and Redis (a real redis-server per test). A case that passes on the twin and fails on Redis is a Redis bug.
+/// Subclasses restate the inherited cases: Linux XCTest discovers only methods a class declares itself.
+class StateStoreContract: XCTestCase {
+    var driver: LoopDriver!
+    var directory = ""
+    var redis: RedisServerProcess?
+    var client: RedisClient?
+
+    /// Overridden per implementation.
+    func makeStore() throws -> any UploadStateStore { MemoryStateStore() }
+
+    override func setUpWithError() throws {
+        driver = try LoopDriver()
+        directory = NSTemporaryDirectory() + "tus-contract-" + UUID().uuidString
+    }
+
+    override func tearDownWithError() throws {
+        if let client { driver.run { done in client.shutdown(on: self.driver.loop) { done(()) } } as Void }
+        XCTAssertEqual(driver.shutDown(), 0, "handles left for the loop to close")
+        redis?.stop()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    func info(_ id: String, length: Int64? = 100, expiresAt: Int64? = nil, metadata: String? = nil) -> UploadInfo {
+        UploadInfo(id: id, length: length, metadata: metadata, createdAt: 1_700_000_000, expiresAt: expiresAt)
+    }
+
+    func testCreateLookupAndDuplicate() throws {
+        let store = try makeStore()
+        let created = info("a1", metadata: "filename aGk=,flag")
+        XCTAssertEqual(driver.run { done in store.create(created, on: self.driver.executor, completion: done) }, .success(created))
+        XCTAssertEqual(driver.run { done in store.lookup("a1", on: self.driver.executor, completion: done) }, .success(.found(created)))
+        XCTAssertEqual(driver.run { done in store.lookup("nope", on: self.driver.executor, completion: done) }, .success(.notFound))
+        XCTAssertEqual(driver.run { done in store.create(created, on: self.driver.executor, completion: done) }, .failure(.alreadyExists))
+    }
+
+    func testDeclareLengthOnce() throws {
+        let store = try makeStore()
+        _ = driver.run { done in store.create(self.info("d", length: nil), on: self.driver.executor, completion: done) }
+        let declared = driver.run { done in store.declareLength(id: "d", length: 42, on: self.driver.executor, completion: done) }
+        XCTAssertEqual(try declared.get().length, 42)
+        XCTAssertEqual(driver.run { done in store.declareLength(id: "d", length: 43, on: self.driver.executor, completion: done) }, .failure(.lengthAlreadySet))
+        XCTAssertEqual(driver.run { done in store.declareLength(id: "x", length: 1, on: self.driver.executor, completion: done) }, .failure(.notFound))
+    }
+
+    func testWriteLifecycleMovesOffsetAndExpiry() throws {
+        let store = try makeStore()
+        let lock = StaticLock(token: "t1")
+        try prepareLock(id: "w", token: lock.token)
+        _ = driver.run { done in store.create(self.info("w", expiresAt: 5), on: self.driver.executor, completion: done) }
+        XCTAssertEqual(driver.run { done in store.beginWrite(id: "w", at: 7, discardable: false, lock: lock, on: self.driver.executor, completion: done) }.failure, .conflict)
+        XCTAssertEqual(try driver.run { done in store.beginWrite(id: "w", at: 0, discardable: false, lock: lock, on: self.driver.executor, completion: done) }.get().offset, 0)
+        XCTAssertNil(driver.run { done in store.recordProgress(id: "w", offset: 30, lock: lock, on: self.driver.executor, completion: done) })
+        XCTAssertEqual(try driver.run { done in store.lookup("w", on: self.driver.executor, completion: done) }.get().info?.offset, 30)
+        let finished = try driver.run { done in store.finishWrite(id: "w", offset: 40, expiry: .set(99), lock: lock, on: self.driver.executor, completion: done) }.get()
+        XCTAssertEqual(finished.offset, 40)
+        XCTAssertEqual(finished.expiresAt, 99)
+        let rolledBack = try driver.run { done in store.finishWrite(id: "w", offset: 40, expiry: .keep, lock: lock, on: self.driver.executor, completion: done) }.get()
+        XCTAssertEqual(rolledBack.expiresAt, 99, "keep leaves the expiry alone")
+        let complete = try driver.run { done in store.finishWrite(id: "w", offset: 100, expiry: .set(120), lock: lock, on: self.driver.executor, completion: done) }.get()
+        XCTAssertTrue(complete.isComplete)
+        XCTAssertNil(complete.expiresAt, "a complete upload never expires")
+        XCTAssertEqual(try driver.run { done in store.lookup("w", on: self.driver.executor, completion: done) }.get(), .found(complete))
+    }
+
+    func testExpiryListingAndRemoval() throws {
+        let store = try makeStore()
+        _ = driver.run { done in store.create(self.info("old", expiresAt: 10), on: self.driver.executor, completion: done) }
+        _ = driver.run { done in store.create(self.info("new", expiresAt: 1000), on: self.driver.executor, completion: done) }
+        _ = driver.run { done in store.create(self.info("never"), on: self.driver.executor, completion: done) }
+        XCTAssertEqual(driver.run { done in store.listExpired(now: 500, on: self.driver.executor, completion: done) }, .success(["old"]))
+        XCTAssertNoThrow(try driver.run { done in store.remove(id: "old", reason: .expired, on: self.driver.executor, completion: done) }.get())
+        XCTAssertEqual(driver.run { done in store.lookup("old", on: self.driver.executor, completion: done) }, .success(.gone))
+        XCTAssertEqual(driver.run { done in store.remove(id: "old", reason: .terminated, on: self.driver.executor, completion: done) }.failure, .gone)
+        XCTAssertEqual(driver.run { done in store.remove(id: "ghost", reason: .terminated, on: self.driver.executor, completion: done) }.failure, .notFound)
+        XCTAssertEqual(driver.run { done in store.create(self.info("old"), on: self.driver.executor, completion: done) }, .failure(.alreadyExists), "a gone id is not reused")
+        XCTAssertEqual(driver.run { done in store.listExpired(now: 5000, on: self.driver.executor, completion: done) }, .success(["new"]))
+    }
+
+    /// Redis checks lock tokens; the twins do not need to (their locks cannot lapse).
+    func prepareLock(id: String, token: String) throws {}
+}
+
+final class FileStateStoreContractTests: StateStoreContract {
+    override func makeStore() throws -> any UploadStateStore { try FileStateStore(directory: directory, fsync: .none) }
+    override func testCreateLookupAndDuplicate() throws { try super.testCreateLookupAndDuplicate() }
+    override func testDeclareLengthOnce() throws { try super.testDeclareLengthOnce() }
+    override func testWriteLifecycleMovesOffsetAndExpiry() throws { try super.testWriteLifecycleMovesOffsetAndExpiry() }
+    override func testExpiryListingAndRemoval() throws { try super.testExpiryListingAndRemoval() }
+}
+
+final class RedisStateStoreContractTests: StateStoreContract {
+    override func makeStore() throws -> any UploadStateStore {
+        let server = try RedisServerProcess()
+        redis = server
+        let client = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: server.port))
+        self.client = client
+        return RedisStateStore(client: client, keys: RedisKeys(prefix: "contract:"))
+    }
+
+    override func prepareLock(id: String, token: String) throws {
+        let reply = RedisServerProcess.command("SET contract:{\(id)}:lock \(token) PX 60000\r\n", port: redis!.port)
+        XCTAssertEqual(reply, "+OK\r\n")
+    }
+
+    /// A writer whose lease lapsed (and maybe went to another instance) can never move the offset.
+    func testOffsetMovesOnlyForTheLeaseHolder() throws {
+        let store = try makeStore()
+        _ = driver.run { done in store.create(self.info("held"), on: self.driver.executor, completion: done) }
+        try prepareLock(id: "held", token: "owner")
+        let stranger = StaticLock(token: "stranger")
+        XCTAssertEqual(driver.run { done in store.recordProgress(id: "held", offset: 50, lock: stranger, on: self.driver.executor, completion: done) }, .conflict)
+        XCTAssertEqual(driver.run { done in store.finishWrite(id: "held", offset: 50, expiry: .keep, lock: stranger, on: self.driver.executor, completion: done) }.failure, .conflict)
+        XCTAssertEqual(try driver.run { done in store.lookup("held", on: self.driver.executor, completion: done) }.get().info?.offset, 0)
+    }
+
+    func testPausedRedisIsUnavailableNotWrong() throws {
+        let store = try makeStore()
+        _ = driver.run { done in store.create(self.info("p"), on: self.driver.executor, completion: done) }
+        redis!.pause()
+        let started = Date()
+        let during = driver.run { done in store.lookup("p", on: self.driver.executor, completion: done) }
+        redis!.resume()
+        guard case .failure(.unavailable) = during else { return XCTFail("expected .unavailable, got \(during)") }
+        XCTAssertLessThan(Date().timeIntervalSince(started), 5)
+    }
+}
+
+/// A lock for state-store cases that run without a locker.
+final class StaticLock: UploadLock {
+    let token: String
+    init(token: String) { self.token = token }
+    func release() {}
+}
+
+extension Result {
+    var failure: Failure? {
+        if case .failure(let error) = self { return error }
+        return nil
+    }
+}
+
+extension UploadLookup {
+    var info: UploadInfo? {
+        if case .found(let info) = self { return info }
+        return nil
+    }
+}
