@@ -186,7 +186,10 @@ final class UploadAppend: HTTPBodySink {
     private func complete(_ result: Result<UploadInfo, StoreError>, _ outcome: TusError?) {
         lock.release()
         switch result {
-        case .failure: respondError(.storeFailure)
+        case .failure(let error):
+            // Only an unreachable shared state is worth a 503 (retry soon); anything else is a 500.
+            if case .unavailable = error { return respondError(.storeUnavailable) }
+            respondError(.storeFailure)
         case .success(let info):
             if let outcome { return respondError(outcome) }
             var headers: HTTPHeaders = ["Upload-Offset": String(info.offset)]
