@@ -58,19 +58,29 @@ public final class RedisStateStore: UploadStateStore {
         if let length = info.length { fields += ["length", RedisArgument(String(length))] }
         if let metadata = info.metadata { fields += ["metadata", RedisArgument(metadata)] }
         if let expiresAt = info.expiresAt { fields += ["expires", RedisArgument(String(expiresAt))] }
-        run(RedisScripts.create, keys: [keys.info(info.id), keys.gone(info.id)], arguments: fields, on: executor) {
-            [self] reply in
-            switch reply {
+        // The index entry is sent right behind the script, pipelined: one round trip. It can only be wrong when
+        // the create fails, i.e. on a collision of 128-bit random ids; the sweep re-reads records anyway.
+        var indexed: StoreError?? = info.expiresAt == nil ? .some(nil) : nil
+        var created: Result<RESPValue, StoreError>?
+        let finish = {
+            guard let created, let indexed else { return }
+            switch created {
             case .failure(let error): completion(.failure(error))
             case .success(let value) where value.integer == 1:
-                guard let expiresAt = info.expiresAt else { return completion(.success(info)) }
-                // Indexed only once the record exists; a crash in between leaves an upload the sweep never
-                // sees, which only matters if it is also abandoned, and is then at worst kept.
-                index(info.id, expiresAt: expiresAt, on: executor) { error in
-                    completion(error.map { .failure($0) } ?? .success(info))
-                }
+                completion(indexed.map { .failure($0) } ?? .success(info))
             case .success(let value) where value.integer == 0: completion(.failure(.alreadyExists))
             case .success(let value): completion(.failure(Self.unexpected(value)))
+            }
+        }
+        run(RedisScripts.create, keys: [keys.info(info.id), keys.gone(info.id)], arguments: fields, on: executor) {
+            reply in
+            created = reply
+            finish()
+        }
+        if let expiresAt = info.expiresAt {
+            index(info.id, expiresAt: expiresAt, on: executor) { error in
+                indexed = .some(error)
+                finish()
             }
         }
     }
@@ -115,13 +125,29 @@ public final class RedisStateStore: UploadStateStore {
         id: String, offset: Int64, expiry: ExpiryUpdate, lock: any UploadLock, on executor: any LoopExecutor,
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void
     ) {
-        advance(id: id, offset: offset, expiry: expiry, lock: lock, on: executor) { [self] result in
-            guard case .success(let info) = result, expiry != .keep else { return completion(result) }
-            // The index follows the record; a failure here is repaired by the sweep, which re-reads records.
-            if let expiresAt = info.expiresAt {
-                index(id, expiresAt: expiresAt, on: executor) { _ in completion(result) }
-            } else {
-                unindex(id, on: executor) { _ in completion(result) }
+        // A new expiry is indexed in the same round trip as the script (pipelined); only the PATCH that
+        // completes the upload pays a second one, to drop it from the index.
+        var indexed = true
+        var advanced: Result<UploadInfo, StoreError>?
+        let finish = { [self] in
+            guard indexed, let advanced else { return }
+            let leftInIndex: Bool
+            switch advanced {
+            case .success(let info): leftInIndex = info.expiresAt == nil && expiry != .keep
+            case .failure(let error): leftInIndex = error == .gone || error == .notFound  // re-added by our ZADD
+            }
+            guard leftInIndex else { return completion(advanced) }
+            unindex(id, on: executor) { _ in completion(advanced) }
+        }
+        advance(id: id, offset: offset, expiry: expiry, lock: lock, on: executor) { result in
+            advanced = result
+            finish()
+        }
+        if case .set(let expiresAt?) = expiry {
+            indexed = false
+            index(id, expiresAt: expiresAt, on: executor) { _ in
+                indexed = true
+                finish()
             }
         }
     }
