@@ -30,6 +30,11 @@ public struct HTTPServerConfiguration: Sendable {
     public var maxOutstandingFragments: Int = 4
 
     public init() {}
+
+    /// Descriptors the process can need with `maxConnections` open: a socket per connection plus the upload
+    /// file a PATCH or GET holds open, and a fixed share for each loop (listener, epoll, wakeup, reserve) and for
+    /// the process (stdio, threadpool, the upload directory). Below this, accepts fail with EMFILE under load.
+    public var descriptorsNeeded: Int { 2 * maxConnections + 8 * max(1, loops) + 64 }
 }
 
 public enum ServerLogLevel: Int, Sendable, Comparable {

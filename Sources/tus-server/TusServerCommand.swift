@@ -1,4 +1,5 @@
 public import ArgumentParser
+import Dispatch
 import FoundationEssentials
 #if canImport(Glibc)
 import Glibc
@@ -186,6 +187,10 @@ struct TusServerCommand: ParsableCommand {
         print("listening on \(scheme)://\(host):\(server.port)\(tus.basePath)")
         fflush(nil)
         logger.info("serving", metadata: ["loops": "\(http.loops)", "store": "\(store.rawValue)", "upload-dir": "\(uploadDir)"])
+        if server.openFileLimit < http.descriptorsNeeded {
+            logger.warning(
+                "open file limit \(server.openFileLimit) is below the \(http.descriptorsNeeded) descriptors --max-connections \(maxConnections) can need: under load, accepts will pause and clients will be reset. Raise the limit (ulimit -n, systemd LimitNOFILE=) or lower --max-connections.")
+        }
 
         while true {
             var received: Int32 = 0
@@ -198,6 +203,7 @@ struct TusServerCommand: ParsableCommand {
             break
         }
         server.shutdown()
+        exitIfLoopsOutlive(graceMilliseconds: http.shutdownTimeoutMilliseconds, logger: logger)
         server.wait()
         logger.info("stopped")
     }
@@ -218,6 +224,16 @@ extension TusServerCommand {
         } catch {
             logger.error("SIGHUP: keeping the current certificate: \(error)")
         }
+    }
+}
+
+/// The loops abort whatever is left when the grace period ends, so they stop within it plus a moment. If one
+/// does not (a loop stuck in a callback: a bug), a signal must still end the process rather than be ignored.
+private func exitIfLoopsOutlive(graceMilliseconds: UInt64, logger: Logger) {
+    let limit = graceMilliseconds + 1_000
+    DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(limit))) {
+        logger.critical("event loops did not stop within \(limit) ms after the signal; exiting")
+        _exit(1)
     }
 }
 
