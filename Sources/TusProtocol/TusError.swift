@@ -19,6 +19,8 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
     case maxSizeExceeded
     case uploadSizeExceeded
     case invalidMetadata
+    /// A field that carries one value (`SingletonFields`) was sent on more than one line.
+    case repeatedHeader
     case invalidChecksumHeader
     case unsupportedChecksumAlgorithm
     case checksumMismatch
@@ -43,7 +45,7 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .extensionNotSupported: .notImplemented
         case .invalidContentType: .unsupportedMediaType
         case .invalidOffset, .invalidUploadLength, .ambiguousUploadLength, .invalidDeferLength, .lengthAlreadySet,
-            .lengthBelowOffset, .invalidMetadata, .invalidChecksumHeader, .unsupportedChecksumAlgorithm,
+            .lengthBelowOffset, .invalidMetadata, .repeatedHeader, .invalidChecksumHeader, .unsupportedChecksumAlgorithm,
             .uploadInterrupted, .malformedBody:
             .badRequest
         case .mismatchedOffset: .conflict
@@ -74,6 +76,7 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .maxSizeExceeded: "ERR_MAX_SIZE_EXCEEDED"
         case .uploadSizeExceeded: "ERR_UPLOAD_SIZE_EXCEEDED"
         case .invalidMetadata: "ERR_INVALID_METADATA"
+        case .repeatedHeader: "ERR_REPEATED_HEADER"
         case .invalidChecksumHeader: "ERR_INVALID_CHECKSUM_HEADER"
         case .unsupportedChecksumAlgorithm: "ERR_UNSUPPORTED_CHECKSUM_ALGORITHM"
         case .checksumMismatch: "ERR_CHECKSUM_MISMATCH"
@@ -106,6 +109,7 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .maxSizeExceeded: "upload is larger than the maximum size"
         case .uploadSizeExceeded: "body would exceed the upload's length"
         case .invalidMetadata: "invalid Upload-Metadata header"
+        case .repeatedHeader: "header must appear only once"
         case .invalidChecksumHeader: "invalid Upload-Checksum header"
         case .unsupportedChecksumAlgorithm: "unsupported checksum algorithm"
         case .checksumMismatch: "checksum mismatch; the request's bytes were discarded"
