@@ -69,6 +69,9 @@ struct TusServerCommand: ParsableCommand {
     @Option(name: .customLong("body-timeout"), help: "Seconds without progress of a request body (bytes so far are kept) or of a response write before the connection is cut.")
     var bodyTimeout: Double = 60
 
+    @Option(name: .customLong("min-body-rate"), help: "Bytes per second a request body must average over each --body-timeout period, or the connection is cut as on a body timeout (bytes so far are kept); 0 = off. Default 128: below the ~130-250 bytes/s a GPRS uplink gives each of 20 parallel uploads, yet 128 times the cost of a 1 byte/s trickle.")
+    var minBodyRate = 128
+
     @Option(name: .customLong("shutdown-timeout"), help: "Seconds in-flight requests get to finish after SIGTERM/SIGINT.")
     var shutdownTimeout: Double = 10
 
@@ -99,6 +102,7 @@ struct TusServerCommand: ParsableCommand {
         guard maxSize >= 0 else { throw ValidationError("--max-size must be >= 0") }
         guard expiration >= 0 else { throw ValidationError("--expiration must be >= 0") }
         guard maxConnections > 0 else { throw ValidationError("--max-connections must be > 0") }
+        guard minBodyRate >= 0 else { throw ValidationError("--min-body-rate must be >= 0") }
         guard maxHeadSize >= 1024 else { throw ValidationError("--max-head-size must be at least 1024") }
         if (tlsCertificate == nil) != (tlsKey == nil) {
             throw ValidationError("--tls-certificate and --tls-key go together")
@@ -162,6 +166,8 @@ struct TusServerCommand: ParsableCommand {
         http.headTimeoutMilliseconds = milliseconds(headTimeout)
         http.idleTimeoutMilliseconds = milliseconds(idleTimeout)
         http.bodyTimeoutMilliseconds = milliseconds(bodyTimeout)
+        http.minBodyBytesPerSecond = minBodyRate
+        http.bodyRateWindowMilliseconds = max(1000, http.bodyTimeoutMilliseconds)
         http.shutdownTimeoutMilliseconds = milliseconds(shutdownTimeout)
         http.parserLimits.maxHeadBytes = maxHeadSize
 
