@@ -34,6 +34,9 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
     case malformedBody
     case serverShuttingDown
     case storeFailure
+    /// The disk (or quota) is full, or free space is below `--min-free-space` for a new upload. 5xx, so that
+    /// clients retry later, when space may have been freed.
+    case insufficientStorage
     case rangeNotSatisfiable
 
     public var status: HTTPStatus {
@@ -54,6 +57,7 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .uploadLocked: .locked
         case .readTimeout, .connectionLost, .storeFailure: .internalServerError
         case .serverShuttingDown: .serviceUnavailable
+        case .insufficientStorage: .insufficientStorage
         case .rangeNotSatisfiable: .rangeNotSatisfiable
         }
     }
@@ -87,6 +91,7 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .malformedBody: "ERR_MALFORMED_BODY"
         case .serverShuttingDown: "ERR_SERVER_SHUTDOWN"
         case .storeFailure: "ERR_INTERNAL_SERVER_ERROR"
+        case .insufficientStorage: "ERR_INSUFFICIENT_STORAGE"
         case .rangeNotSatisfiable: "ERR_RANGE_NOT_SATISFIABLE"
         }
     }
@@ -120,6 +125,7 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .malformedBody: "malformed request body"
         case .serverShuttingDown: "server is shutting down"
         case .storeFailure: "storage failure"
+        case .insufficientStorage: "not enough storage space on the server; try again later"
         case .rangeNotSatisfiable: "requested range not satisfiable"
         }
     }

@@ -183,8 +183,16 @@ public final class TusHandler: HTTPRequestHandler {
         case .gone: .gone
         case .lengthAlreadySet: .lengthAlreadySet
         case .exceedsLength: .uploadSizeExceeded
-        case .alreadyExists, .io: .storeFailure
+        case .alreadyExists: .storeFailure
+        case .io(let message): isOutOfSpace(message) ? .insufficientStorage : .storeFailure
         }
+    }
+
+    /// ENOSPC and EDQUOT as the file store reports them: `StoreError.io` carries only a log message, which ends
+    /// with libuv's error name (libuv 1.44 has no name for EDQUOT, 122 on Linux). A stop-gap until the store
+    /// contract gets a typed "no space" case; the message itself never reaches a client.
+    static func isOutOfSpace(_ message: String) -> Bool {
+        message.contains("ENOSPC") || message.contains("EDQUOT") || message.contains("system error -122")
     }
 }
 

@@ -51,6 +51,9 @@ struct TusServerCommand: ParsableCommand {
     @Flag(name: .customLong("behind-proxy"), help: "Trust X-Forwarded-Host/-Proto and Forwarded when building Location.")
     var behindProxy = false
 
+    @Option(name: .customLong("min-free-space"), help: "Free space the upload directory must keep: below it, new uploads (POST) get 507 while uploads in progress may finish. Bytes (suffix K, M, G, T = powers of 1024) or a percent of the file system (e.g. 5%); 0 = off. A full disk (ENOSPC, EDQUOT) answers 507 either way.")
+    var minFreeSpace = "0"
+
     @Option(name: .customLong("cors-origins"), help: "Comma-separated allowed origins, or * for any.")
     var corsOrigins = "*"
 
@@ -102,6 +105,9 @@ struct TusServerCommand: ParsableCommand {
         guard maxSize >= 0 else { throw ValidationError("--max-size must be >= 0") }
         guard expiration >= 0 else { throw ValidationError("--expiration must be >= 0") }
         guard maxConnections > 0 else { throw ValidationError("--max-connections must be > 0") }
+        guard FreeSpaceRequirement(parsing: minFreeSpace) != nil else {
+            throw ValidationError("--min-free-space must be bytes (e.g. 500M, 10G) or a percent (e.g. 5%)")
+        }
         guard minBodyRate >= 0 else { throw ValidationError("--min-body-rate must be >= 0") }
         guard maxHeadSize >= 1024 else { throw ValidationError("--max-head-size must be at least 1024") }
         if (tlsCertificate == nil) != (tlsKey == nil) {
@@ -149,13 +155,20 @@ struct TusServerCommand: ParsableCommand {
             }
         }
 
-        let tus = TusConfiguration(
+        var tus = TusConfiguration(
             basePath: basePath, maxSize: maxSize > 0 ? maxSize : nil, expirationSeconds: expiration,
             relativeLocation: relativeLocationFlag, behindProxy: behindProxy,
             corsOrigins: corsOrigins == "*"
                 ? nil : corsOrigins.split(separator: ",").map { String($0.filter { $0 != " " }) },
             corsAllowCredentials: corsAllowCredentials,
             lockReleaseTimeoutMilliseconds: milliseconds(lockTimeout))
+        if store == .file, let required = FreeSpaceRequirement(parsing: minFreeSpace),
+            required != .bytes(0), required != .percent(0)
+        {
+            let directory = uploadDir
+            tus.minFreeSpace = required
+            tus.freeSpace = { diskSpace(of: directory) }
+        }
         let handler = TusHandler(configuration: tus, store: uploadStore)
 
         var http = HTTPServerConfiguration()

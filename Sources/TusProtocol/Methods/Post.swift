@@ -45,6 +45,11 @@ extension TusHandler {
             }
         }
 
+        // Only new uploads are turned away: those in progress may still use the reserve to finish.
+        if let required = configuration.minFreeSpace, let space = configuration.freeSpace?(), !required.isMet(by: space) {
+            return fail(request, .insufficientStorage, closeConnection: hasBody)
+        }
+
         let id = SecureRandom.uploadID()
         let info = UploadInfo(
             id: id, length: length, metadata: metadata, createdAt: now(), expiresAt: length == 0 ? nil : nextExpiry())
@@ -52,7 +57,7 @@ extension TusHandler {
             id: id, head: request.head, isSecure: request.exchange.isSecure, configuration: configuration)
         store.create(info) { [self] result in
             switch result {
-            case .failure: fail(request, .storeFailure)
+            case .failure(let error): fail(request, Self.mapStoreError(error))
             case .success(let created):
                 guard hasUploadBody else {
                     var headers: HTTPHeaders = ["Location": location]
@@ -75,9 +80,10 @@ extension TusHandler {
         else { return fail(request, .storeFailure, headers: ["Location": location]) }
         store.openWriter(id: id, startingAt: 0, discardable: checksum != nil) { [self] result in
             switch result {
-            case .failure:
+            case .failure(let error):
                 lock.release()
-                fail(request, .storeFailure, headers: ["Location": location])
+                let answer = Self.mapStoreError(error) == .insufficientStorage ? TusError.insufficientStorage : .storeFailure
+                fail(request, answer, headers: ["Location": location])
             case .success(let writer):
                 UploadAppend(
                     handler: self, request: request, writer: writer, lock: lock, holder: holder,
