@@ -80,7 +80,8 @@ final class LoopContext {
                     + "(waiting clients are reset). Raise the open file limit or lower the connection limit.")
         case .ended(let milliseconds, let dropped):
             server.logIf(
-                .warning, "loop \(index): accepting again after \(milliseconds) ms; \(dropped) connection(s) were reset")
+                .warning,
+                "loop \(index): accepting again after \(milliseconds) ms; \(dropped) connection(s) were reset")
         }
     }
 

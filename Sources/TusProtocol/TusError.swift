@@ -48,7 +48,8 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .extensionNotSupported: .notImplemented
         case .invalidContentType: .unsupportedMediaType
         case .invalidOffset, .invalidUploadLength, .ambiguousUploadLength, .invalidDeferLength, .lengthAlreadySet,
-            .lengthBelowOffset, .invalidMetadata, .repeatedHeader, .invalidChecksumHeader, .unsupportedChecksumAlgorithm,
+            .lengthBelowOffset, .invalidMetadata, .repeatedHeader, .invalidChecksumHeader,
+            .unsupportedChecksumAlgorithm,
             .uploadInterrupted, .malformedBody:
             .badRequest
         case .mismatchedOffset: .conflict

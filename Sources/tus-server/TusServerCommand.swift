@@ -208,7 +208,11 @@ struct TusServerCommand: ParsableCommand {
         logger.info("serving", metadata: ["loops": "\(http.loops)", "store": "\(store.rawValue)", "upload-dir": "\(uploadDir)"])
         if server.openFileLimit < http.descriptorsNeeded {
             logger.warning(
-                "open file limit \(server.openFileLimit) is below the \(http.descriptorsNeeded) descriptors --max-connections \(maxConnections) can need: under load, accepts will pause and clients will be reset. Raise the limit (ulimit -n, systemd LimitNOFILE=) or lower --max-connections.")
+                """
+                open file limit \(server.openFileLimit) is below the \(http.descriptorsNeeded) descriptors \
+                --max-connections \(maxConnections) can need: under load, accepts will pause and clients will be \
+                reset. Raise the limit (ulimit -n, systemd LimitNOFILE=) or lower --max-connections.
+                """)
         }
 
         while true {

@@ -5,7 +5,13 @@ import XCTest
 
 /// A singleton tus field sent on two lines is refused with 400 before anything acts on either value.
 final class RepeatedHeaderTests: TusTestCase {
-    private func fields(_ pairs: (String, String)...) -> HTTPHeaders { HTTPHeaders(pairs.map { (name: $0.0, value: $0.1) }) }
+    private func fields(_ pairs: (String, String)...) -> HTTPHeaders {
+        HTTPHeaders(pairs.map { (name: $0.0, value: $0.1) })
+    }
+
+    private func text(_ exchange: FakeExchange) -> String {
+        String(decoding: exchange.response?.body ?? [], as: UTF8.self)
+    }
 
     private func assertRefused(
         _ exchange: FakeExchange, naming field: String, file: StaticString = #filePath, line: UInt = #line
@@ -13,8 +19,8 @@ final class RepeatedHeaderTests: TusTestCase {
         XCTAssertEqual(exchange.responses.count, 1, file: file, line: line)
         XCTAssertEqual(exchange.status, 400, file: file, line: line)
         XCTAssertFalse(exchange.didReadBody, "no body is read for a refused request", file: file, line: line)
-        let text = String(decoding: exchange.response?.body ?? [], as: UTF8.self)
-        XCTAssertEqual(text, "ERR_REPEATED_HEADER: header must appear only once: \(field)\n", file: file, line: line)
+        let expected = "ERR_REPEATED_HEADER: header must appear only once: \(field)\n"
+        XCTAssertEqual(text(exchange), expected, file: file, line: line)
         XCTAssertEqual(exchange.header("Tus-Resumable"), "1.0.0", file: file, line: line)
     }
 
@@ -24,8 +30,10 @@ final class RepeatedHeaderTests: TusTestCase {
             ("Upload-Length", fields(("Upload-Length", "5"), ("Upload-Length", "5"))),
             ("Upload-Length", fields(("upload-length", "5"), ("UPLOAD-LENGTH", "6"))),
             ("Upload-Defer-Length", fields(("Upload-Defer-Length", "1"), ("Upload-Defer-Length", "1"))),
-            ("Upload-Metadata", fields(("Upload-Length", "5"), ("Upload-Metadata", "a YQ=="), ("Upload-Metadata", "b Yg=="))),
-            ("Upload-Concat", fields(("Upload-Length", "5"), ("Upload-Concat", "partial"), ("Upload-Concat", "partial"))),
+            ("Upload-Metadata", fields(
+                ("Upload-Length", "5"), ("Upload-Metadata", "a YQ=="), ("Upload-Metadata", "b Yg=="))),
+            ("Upload-Concat", fields(
+                ("Upload-Length", "5"), ("Upload-Concat", "partial"), ("Upload-Concat", "partial"))),
             ("Tus-Resumable", fields(("Upload-Length", "5"), ("Tus-Resumable", "1.0.0"))),  // plus the default one
             ("X-HTTP-Method-Override", fields(
                 ("Upload-Length", "5"), ("X-HTTP-Method-Override", "POST"), ("X-HTTP-Method-Override", "POST"))),
@@ -74,14 +82,15 @@ final class RepeatedHeaderTests: TusTestCase {
         // A comma-joined single line is one field line: judged by the field's own syntax, not as a repeat.
         let joined = client.send(.POST, "/files/", headers: ["Upload-Length": "5, 6"])
         XCTAssertEqual(joined.status, 400)
-        XCTAssertTrue(String(decoding: joined.response?.body ?? [], as: UTF8.self).hasPrefix("ERR_INVALID_UPLOAD_LENGTH"))
+        XCTAssertTrue(text(joined).hasPrefix("ERR_INVALID_UPLOAD_LENGTH"), text(joined))
     }
 
     func testFirstRepeatedScansInOrder() {
         XCTAssertNil(SingletonFields.firstRepeated(in: ["Upload-Length": "1", "Upload-Offset": "0"]))
         XCTAssertEqual(
             SingletonFields.firstRepeated(
-                in: fields(("Upload-Offset", "0"), ("content-type", "x"), ("Content-Type", "y"), ("Upload-Offset", "1"))),
+                in: fields(
+                    ("Upload-Offset", "0"), ("content-type", "x"), ("Content-Type", "y"), ("Upload-Offset", "1"))),
             "Content-Type")
     }
 }

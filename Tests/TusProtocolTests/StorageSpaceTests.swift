@@ -47,7 +47,8 @@ final class StorageSpaceTests: TusTestCase {
         let refused = client.send(.POST, "/files/", headers: ["Upload-Length": "10"])
         XCTAssertEqual(refused.status, 507)
         XCTAssertNil(refused.header("Location"))
-        XCTAssertTrue(String(decoding: refused.response?.body ?? [], as: UTF8.self).hasPrefix("ERR_INSUFFICIENT_STORAGE"))
+        let text = String(decoding: refused.response?.body ?? [], as: UTF8.self)
+        XCTAssertTrue(text.hasPrefix("ERR_INSUFFICIENT_STORAGE"), text)
         let withBody = client.send(
             .POST, "/files/", headers: ["Upload-Length": "5", "Content-Type": "application/offset+octet-stream"],
             body: Array("hello".utf8))
@@ -55,7 +56,8 @@ final class StorageSpaceTests: TusTestCase {
         XCTAssertFalse(withBody.didReadBody, "a refused creation body is not read")
         XCTAssertEqual(withBody.response?.closeConnection, true, "the unread body is not drained")
 
-        XCTAssertEqual(client.patch(running, offset: 5, body: Array("world".utf8)).status, 204, "in progress may finish")
+        let finishing = client.patch(running, offset: 5, body: Array("world".utf8))
+        XCTAssertEqual(finishing.status, 204, "an upload in progress may finish")
         XCTAssertEqual(offset(running), 10)
 
         disk.available.store(6 * gibibyte, ordering: .relaxed)

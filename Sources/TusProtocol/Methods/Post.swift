@@ -46,7 +46,9 @@ extension TusHandler {
         }
 
         // Only new uploads are turned away: those in progress may still use the reserve to finish.
-        if let required = configuration.minFreeSpace, let space = configuration.freeSpace?(), !required.isMet(by: space) {
+        if let required = configuration.minFreeSpace, let space = configuration.freeSpace?(),
+            !required.isMet(by: space)
+        {
             return fail(request, .insufficientStorage, closeConnection: hasBody)
         }
 
@@ -82,8 +84,8 @@ extension TusHandler {
             switch result {
             case .failure(let error):
                 lock.release()
-                let answer = Self.mapStoreError(error) == .insufficientStorage ? TusError.insufficientStorage : .storeFailure
-                fail(request, answer, headers: ["Location": location])
+                let isFull = Self.mapStoreError(error) == .insufficientStorage
+                fail(request, isFull ? .insufficientStorage : .storeFailure, headers: ["Location": location])
             case .success(let writer):
                 UploadAppend(
                     handler: self, request: request, writer: writer, lock: lock, holder: holder,
