@@ -77,6 +77,8 @@ final class HTTPConnection: TCPStreamDelegate {
     private var closeAfterResponse = false
     private var isShuttingDown = false
     private var deadline: UInt64 = .max
+    /// Body bytes received since `start` (loop milliseconds): the current window of the minimum body rate.
+    private var bodyRateWindow: (start: UInt64, bytes: Int) = (0, 0)
 
     /// Present on HTTPS connections. Everything above `didRead` and `send` sees plaintext only.
     private let tls: TLSSession?
@@ -313,6 +315,7 @@ final class HTTPConnection: TCPStreamDelegate {
             case .data(let range):
                 deadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
                 if case .readingBody = phase {
+                    bodyRateWindow.bytes += range.count
                     appendPendingBody((base + range.lowerBound)..<(base + range.upperBound))
                 }
             case .needMoreData:
@@ -419,6 +422,7 @@ final class HTTPConnection: TCPStreamDelegate {
         bodySink = sink
         phase = .readingBody
         deadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
+        bodyRateWindow = (context.loop.nowMilliseconds, 0)
         if exchange.head.expectsContinue {
             send(ResponseEncoder.continueResponse) { _ in }
         }
@@ -554,6 +558,15 @@ final class HTTPConnection: TCPStreamDelegate {
     }
 
     func checkDeadline(now: UInt64) {
+        if case .readingBody = phase, !isFinalClosed, isBodyTooSlow(now: now) {
+            context.server.logIf(
+                .info,
+                "body slower than \(configuration.minBodyBytesPerSecond) bytes/s over "
+                    + "\(configuration.bodyRateWindowMilliseconds) ms; closing connection")
+            abort(reason: .timeout)
+            deadline = .max
+            return
+        }
         guard now >= deadline, !isFinalClosed else { return }
         switch phase {
         case .closed:
@@ -572,6 +585,23 @@ final class HTTPConnection: TCPStreamDelegate {
             close()
         }
         deadline = .max
+    }
+
+    /// Checked by the sweep in tumbling windows: each window of a body being read must bring its share of bytes.
+    /// A window in which the server itself stopped reading (backpressure from a slow disk) starts afresh: that
+    /// wait is not the client's doing, and a client that trickles never fills the sink enough to cause one.
+    private func isBodyTooSlow(now: UInt64) -> Bool {
+        let rate = configuration.minBodyBytesPerSecond
+        let window = configuration.bodyRateWindowMilliseconds
+        guard rate > 0, window > 0 else { return false }
+        guard wantsRead else {
+            bodyRateWindow = (now, 0)
+            return false
+        }
+        guard now &- bodyRateWindow.start >= window else { return false }
+        if UInt64(bodyRateWindow.bytes) < UInt64(rate) * window / 1000 { return true }
+        bodyRateWindow = (now, 0)
+        return false
     }
 
     /// Server shutdown: idle connections go now, busy ones after their current exchange.

@@ -19,6 +19,8 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
     case maxSizeExceeded
     case uploadSizeExceeded
     case invalidMetadata
+    /// A field that carries one value (`SingletonFields`) was sent on more than one line.
+    case repeatedHeader
     case invalidChecksumHeader
     case unsupportedChecksumAlgorithm
     case checksumMismatch
@@ -34,6 +36,9 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
     case storeFailure
     /// The shared upload state (Redis) cannot be reached: 503 with `Retry-After`, never a guess.
     case storeUnavailable
+    /// The disk (or quota) is full, or free space is below `--min-free-space` for a new upload. 5xx, so that
+    /// clients retry later, when space may have been freed.
+    case insufficientStorage
     case rangeNotSatisfiable
 
     public var status: HTTPStatus {
@@ -45,7 +50,8 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .extensionNotSupported: .notImplemented
         case .invalidContentType: .unsupportedMediaType
         case .invalidOffset, .invalidUploadLength, .ambiguousUploadLength, .invalidDeferLength, .lengthAlreadySet,
-            .lengthBelowOffset, .invalidMetadata, .invalidChecksumHeader, .unsupportedChecksumAlgorithm,
+            .lengthBelowOffset, .invalidMetadata, .repeatedHeader, .invalidChecksumHeader,
+            .unsupportedChecksumAlgorithm,
             .uploadInterrupted, .malformedBody:
             .badRequest
         case .mismatchedOffset: .conflict
@@ -54,6 +60,7 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .uploadLocked: .locked
         case .readTimeout, .connectionLost, .storeFailure: .internalServerError
         case .serverShuttingDown, .storeUnavailable: .serviceUnavailable
+        case .insufficientStorage: .insufficientStorage
         case .rangeNotSatisfiable: .rangeNotSatisfiable
         }
     }
@@ -76,6 +83,7 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .maxSizeExceeded: "ERR_MAX_SIZE_EXCEEDED"
         case .uploadSizeExceeded: "ERR_UPLOAD_SIZE_EXCEEDED"
         case .invalidMetadata: "ERR_INVALID_METADATA"
+        case .repeatedHeader: "ERR_REPEATED_HEADER"
         case .invalidChecksumHeader: "ERR_INVALID_CHECKSUM_HEADER"
         case .unsupportedChecksumAlgorithm: "ERR_UNSUPPORTED_CHECKSUM_ALGORITHM"
         case .checksumMismatch: "ERR_CHECKSUM_MISMATCH"
@@ -87,6 +95,7 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .serverShuttingDown: "ERR_SERVER_SHUTDOWN"
         case .storeFailure: "ERR_INTERNAL_SERVER_ERROR"
         case .storeUnavailable: "ERR_STORE_UNAVAILABLE"
+        case .insufficientStorage: "ERR_INSUFFICIENT_STORAGE"
         case .rangeNotSatisfiable: "ERR_RANGE_NOT_SATISFIABLE"
         }
     }
@@ -109,6 +118,7 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .maxSizeExceeded: "upload is larger than the maximum size"
         case .uploadSizeExceeded: "body would exceed the upload's length"
         case .invalidMetadata: "invalid Upload-Metadata header"
+        case .repeatedHeader: "header must appear only once"
         case .invalidChecksumHeader: "invalid Upload-Checksum header"
         case .unsupportedChecksumAlgorithm: "unsupported checksum algorithm"
         case .checksumMismatch: "checksum mismatch; the request's bytes were discarded"
@@ -120,6 +130,7 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .serverShuttingDown: "server is shutting down"
         case .storeFailure: "storage failure"
         case .storeUnavailable: "upload state temporarily unavailable; retry later"
+        case .insufficientStorage: "not enough storage space on the server; try again later"
         case .rangeNotSatisfiable: "requested range not satisfiable"
         }
     }

@@ -82,6 +82,11 @@ public final class TusHandler: HTTPRequestHandler {
     }
 
     public func handle(_ head: RequestHead, exchange: any HTTPExchange) {
+        // Before anything reads a header: every later check would otherwise see only the first value.
+        if let repeated = SingletonFields.firstRepeated(in: head.headers) {
+            let request = TusRequest(head: head, exchange: exchange, method: head.method)
+            return fail(request, .repeatedHeader, detail: repeated)
+        }
         var method = head.method
         // "The actual method of the request MUST be ignored" (spec), whatever it is.
         if let override = head.headers["X-HTTP-Method-Override"] {
@@ -158,14 +163,17 @@ public final class TusHandler: HTTPRequestHandler {
         }
     }
 
+    /// `detail` (a header name, a value) is appended to the error's fixed message.
     func fail(
-        _ request: TusRequest, _ error: TusError, headers: HTTPHeaders = [:], closeConnection: Bool = false
+        _ request: TusRequest, _ error: TusError, headers: HTTPHeaders = [:], closeConnection: Bool = false,
+        detail: String? = nil
     ) {
         var headers = headers
         if error == .unsupportedVersion { headers.add("Tus-Version", Self.version) }
         if error == .storeUnavailable { headers.set("Retry-After", "1") }
+        let text = "\(error.code): \(error.message)" + (detail.map { ": \($0)" } ?? "")
         var response = HTTPResponse(
-            status: error.status, headers: headers, text: "\(error.code): \(error.message)",
+            status: error.status, headers: headers, text: text,
             closeConnection: closeConnection)
         if request.isHead { response.body = [] }
         send(request, response)
@@ -200,6 +208,7 @@ public final class TusHandler: HTTPRequestHandler {
         case .exceedsLength: .uploadSizeExceeded
         case .unavailable: .storeUnavailable
         case .conflict: .mismatchedOffset
+        case .insufficientStorage: .insufficientStorage
         case .alreadyExists, .io: .storeFailure
         }
     }

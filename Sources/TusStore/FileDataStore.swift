@@ -87,7 +87,7 @@ public final class FileDataStore: UploadDataStore {
     func ioError(_ what: String, _ error: UVError) -> StoreError {
         let message = "\(what): \(error)"
         log("FileDataStore: " + message)
-        return .io(message)
+        return error.isOutOfSpace ? .insufficientStorage : .io(message)
     }
 }
 

@@ -258,6 +258,6 @@ public final class FileStateStore: UploadStateStore {
     func ioError(_ what: String, _ error: UVError) -> StoreError {
         let message = "\(what): \(error)"
         log("FileStateStore: " + message)
-        return .io(message)
+        return error.isOutOfSpace ? .insufficientStorage : .io(message)
     }
 }

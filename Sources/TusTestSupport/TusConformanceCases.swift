@@ -271,6 +271,16 @@ public enum TusConformanceCases {
             "C26", "a second PATCH appends", upload: .written(length: 10, bytes: [1, 2, 3]),
             patch(3, body: [4, 5, 6, 7]), status: 204, headers: [("Upload-Offset", .equals("7"))],
             then: headOffset(7)),
+        // Issue 14 §2 (not in the spec text): a singleton field on two lines is ambiguous and refused.
+        ConformanceCase(
+            "I14", "POST with Upload-Length twice", post([("Upload-Length", "5"), ("Upload-Length", "6")]),
+            status: 400, headers: [("Location", .absent), ("Tus-Resumable", .equals("1.0.0"))]),
+        ConformanceCase(
+            "I14", "PATCH with Upload-Offset twice is not processed", upload: .created(length: 5),
+            ConformanceRequest(
+                "PATCH", headers: [offsetStream, ("Upload-Offset", "0"), ("Upload-Offset", "0")],
+                body: Array("hello".utf8)),
+            status: 400, then: headOffset(0)),
     ]
 
     // MARK: 1.2 creation

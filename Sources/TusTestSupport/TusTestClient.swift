@@ -17,8 +17,12 @@ public final class TusTestClient {
         _ method: HTTPMethod, _ target: String, headers: HTTPHeaders = [:], framing: BodyFraming = .none,
         isSecure: Bool = false, includeDefaultHeaders: Bool = true
     ) -> FakeExchange {
-        var all = includeDefaultHeaders ? defaultHeaders : [:]
-        for (name, value) in headers { all.set(name, value) }
+        // `headers` replace defaults of the same name but keep their own repeats: repeated fields are test input.
+        var all = HTTPHeaders()
+        if includeDefaultHeaders {
+            for (name, value) in defaultHeaders where !headers.contains(name) { all.add(name, value) }
+        }
+        for (name, value) in headers { all.add(name, value) }
         let head = RequestHead(
             method: method, target: target, headers: all, bodyFraming: framing,
             expectsContinue: all["Expect"]?.lowercased() == "100-continue")

@@ -45,6 +45,13 @@ extension TusHandler {
             }
         }
 
+        // Only new uploads are turned away: those in progress may still use the reserve to finish.
+        if let required = configuration.minFreeSpace, let space = configuration.freeSpace?(),
+            !required.isMet(by: space)
+        {
+            return fail(request, .insufficientStorage, closeConnection: hasBody)
+        }
+
         let id = SecureRandom.uploadID()
         let info = UploadInfo(
             id: id, length: length, metadata: metadata, createdAt: now(), expiresAt: length == 0 ? nil : nextExpiry())

@@ -50,6 +50,9 @@ final class UploadAppend: HTTPBodySink {
     private var digestQueue: [(fragment: BodyFragment, hashed: () -> Void)] = []
     private var isDigesting = false
     private var stop: Stop?
+    /// A write that failed after the body had ended (the last writes complete after `bodyEnd`): the request
+    /// must not be answered 204 as if its bytes were stored.
+    private var writeFailedAfterEnd: StoreError?
     private var isFinishing = false
     private var hasResponded = false
 
@@ -142,15 +145,29 @@ final class UploadAppend: HTTPBodySink {
     // MARK: Finishing
 
     private func stopEarly(_ reason: Stop) {
-        guard stop == nil else { return }
+        guard stop == nil else {
+            if case .writeFailed(let error) = reason, case .ended = stop, writeFailedAfterEnd == nil {
+                writeFailedAfterEnd = error
+            }
+            return
+        }
         stop = reason
         switch reason {
         case .overflow: respondError(.uploadSizeExceeded)
         case .takenOver: respondError(.uploadInterrupted)
-        case .writeFailed(let error): respondError(TusHandler.mapStoreError(error) == .notFound ? .gone : .storeFailure)
+        case .writeFailed(let error): respondError(Self.answer(toWriteFailure: error))
         case .ended, .aborted: break
         }
         finishIfIdle()
+    }
+
+    /// 507 for a full disk or quota (clients retry 5xx), 410 for an upload removed meanwhile, 500 otherwise.
+    private static func answer(toWriteFailure error: StoreError) -> TusError {
+        switch TusHandler.mapStoreError(error) {
+        case .notFound: .gone
+        case .insufficientStorage: .insufficientStorage
+        default: .storeFailure
+        }
     }
 
     private func finishIfIdle() {
@@ -161,7 +178,9 @@ final class UploadAppend: HTTPBodySink {
         var discard = checksum != nil
         switch stop {
         case .ended:
-            if let checksum, let digest {
+            if let writeFailedAfterEnd {
+                outcome = Self.answer(toWriteFailure: writeFailedAfterEnd)
+            } else if let checksum, let digest {
                 let matches = digest.value.finalize() == checksum.expected
                 discard = !matches
                 outcome = matches ? nil : .checksumMismatch
@@ -187,9 +206,12 @@ final class UploadAppend: HTTPBodySink {
         lock.release()
         switch result {
         case .failure(let error):
-            // Only an unreachable shared state is worth a 503 (retry soon); anything else is a 500.
-            if case .unavailable = error { return respondError(.storeUnavailable) }
-            respondError(.storeFailure)
+            // An unreachable shared state is worth a 503 (retry soon), a full disk a 507; anything else is a 500.
+            switch error {
+            case .unavailable: respondError(.storeUnavailable)
+            case .insufficientStorage: respondError(.insufficientStorage)
+            default: respondError(.storeFailure)
+            }
         case .success(let info):
             if let outcome { return respondError(outcome) }
             var headers: HTTPHeaders = ["Upload-Offset": String(info.offset)]

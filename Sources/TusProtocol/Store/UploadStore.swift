@@ -61,6 +61,8 @@ public enum StoreError: Error, Sendable, Equatable {
     /// The shared state cannot be reached right now (Redis down or too slow). Clients get `503` with
     /// `Retry-After`, never a wrong answer.
     case unavailable(String)
+    /// The disk (or quota) is full: ENOSPC or EDQUOT. Clients get `507`; the upload stays consistent.
+    case insufficientStorage
     /// An I/O failure; the message is for logs only, never for clients.
     case io(String)
 }
