@@ -15,6 +15,19 @@ import Synchronization
 /// thread: at once (before the method returns) when the command cannot be sent (`.unavailable`, `.shutDown`),
 /// later otherwise. Nothing of a connection is touched from another thread; the only shared state is the map
 /// from loop to connections (one mutex, taken once per call) and the outage counter behind the log.
+///
+/// Lifetime: a loop's connections keep reconnecting until `shutdown(on:)` ran for that loop (dropping the last
+/// reference to the client does not stop them); call it on every loop that used the client before the loop ends.
+///
+/// ```swift
+/// let redis = RedisClient(configuration: try RedisConfiguration(url: "redis://:secret@10.0.0.5:6379/2"),
+///                         log: { logger.warning("\($0)") })
+/// // on a loop thread:
+/// redis.send(["SET", "tus{\(id)}:offset", RedisArgument(offset)], on: loop) { result in ... }
+/// redis.evaluate(acquireLock, keys: ["tus{\(id)}:lock"], arguments: [RedisArgument(owner)], on: loop) { ... }
+/// redis.subscribe(channels: ["tus:released"], on: loop, handler: { channel, message in ... }) { subscribed in ... }
+/// redis.shutdown(on: loop) { /* this loop's sockets and timers are closed */ }
+/// ```
 public final class RedisClient: Sendable {
     public let configuration: RedisConfiguration
     private let outageLog: OutageLog
