@@ -1,5 +1,5 @@
 public import TusLoop
-import Synchronization
+import Glibc
 
 /// TusRedis: a RESP2 Redis client on TusLoop's event loops, for state and locks shared by a cluster of
 /// tus-server instances.
@@ -31,7 +31,7 @@ import Synchronization
 public final class RedisClient: Sendable {
     public let configuration: RedisConfiguration
     private let outageLog: OutageLog
-    private let connectionsByLoop = Mutex<[ObjectIdentifier: LoopConnections]>([:])
+    private let connectionsByLoop = ConnectionsByLoop()
 
     /// `log` receives one line when Redis becomes unreachable and one when it is back (for the whole process,
     /// not per command or per loop); it is called on loop threads.
@@ -96,14 +96,35 @@ public final class RedisClient: Sendable {
 
     private func connections(of loop: EventLoop) -> LoopConnections {
         precondition(loop.inLoop, "RedisClient: called off the thread of the loop it names")
-        let configuration = configuration
-        let outageLog = outageLog
-        return connectionsByLoop.withLock { map in
-            if let existing = map[ObjectIdentifier(loop)] { return existing }
-            let created = LoopConnections(loop: loop, configuration: configuration, outageLog: outageLog)
-            map[ObjectIdentifier(loop)] = created
-            return created
+        return connectionsByLoop.connections(of: loop) {
+            LoopConnections(loop: loop, configuration: configuration, outageLog: outageLog)
         }
+    }
+}
+
+/// The map from loop to its connections, the one piece of the client that every loop thread reads. Guarded by a
+/// pthread mutex rather than Synchronization.Mutex, whose futex TSan cannot see (it then reports false races;
+/// EventLoop does the same for its job queue).
+private final class ConnectionsByLoop: @unchecked Sendable {
+    private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private var map: [ObjectIdentifier: LoopConnections] = [:]
+
+    init() {
+        pthread_mutex_init(lock, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(lock)
+        lock.deallocate()
+    }
+
+    func connections(of loop: EventLoop, orMake make: () -> LoopConnections) -> LoopConnections {
+        pthread_mutex_lock(lock)
+        defer { pthread_mutex_unlock(lock) }
+        if let existing = map[ObjectIdentifier(loop)] { return existing }
+        let created = make()
+        map[ObjectIdentifier(loop)] = created
+        return created
     }
 }
 

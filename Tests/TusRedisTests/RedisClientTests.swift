@@ -71,6 +71,41 @@ final class RedisClientTests: XCTestCase {
             .success(.array(stride(from: 0, to: total, by: 1000).map { .bulkString(Array(String($0).utf8)) })))
     }
 
+    /// One client shared by several loop threads: each loop gets its own connection (its own `CLIENT ID`, the
+    /// same for every command from that loop), and commands from all loops land.
+    func testEachLoopHasItsOwnConnectionOnASharedClient() throws {
+        let server = try RedisServerProcess()
+        let client = RedisClient(configuration: configuration(server))
+        let loops = try (0..<4).map { _ in try EventLoop() }
+        let clientIDs = Recorder<[Int64]>()
+        for (index, loop) in loops.enumerated() {
+            loop.execute {
+                var ids: [Int64] = []
+                for _ in 0..<500 {
+                    client.send(["INCR", "shared"], on: loop) { _ in }
+                }
+                for _ in 0..<3 {
+                    client.send(["CLIENT", "ID"], on: loop) { result in
+                        ids.append((try? result.get().integer) ?? -1)
+                        guard ids.count == 3 else { return }
+                        clientIDs.append(ids)
+                        client.shutdown(on: loop) { loop.stop() }
+                    }
+                }
+            }
+            loop.runOnNewThread(name: "redis-\(index)")
+        }
+        for loop in loops {
+            loop.join()
+            XCTAssertEqual(loop.handlesClosedAtShutdown, 0)
+        }
+        let perLoop = clientIDs.all
+        XCTAssertEqual(perLoop.count, 4)
+        XCTAssertTrue(perLoop.allSatisfy { Set($0).count == 1 && $0[0] > 0 }, "\(perLoop)")
+        XCTAssertEqual(Set(perLoop.map { $0[0] }).count, 4, "\(perLoop)")
+        XCTAssertEqual(RedisServerProcess.command("GET shared\r\n", port: server.port), "$4\r\n2000\r\n")
+    }
+
     func testBulkStringsAreBinarySafe() throws {
         let server = try RedisServerProcess()
         let client = RedisClient(configuration: configuration(server))
