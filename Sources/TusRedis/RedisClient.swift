@@ -42,6 +42,8 @@ public final class RedisClient: Sendable {
 
     /// Sends one command on `loop`'s connection. `completion` gets the reply, or `.server(text)` for an error
     /// reply, or why there is none (`RedisError`). Commands sent from one loop are executed in the order sent.
+    /// Every command must be answered within `commandTimeoutMilliseconds`, so blocking commands (`BLPOP`, `WAIT`)
+    /// must ask for less than that; a reply that takes longer costs the connection.
     public func send(
         _ arguments: [RedisArgument], on loop: EventLoop,
         _ completion: @escaping (Result<RESPValue, RedisError>) -> Void
@@ -72,7 +74,9 @@ public final class RedisClient: Sendable {
     ///
     /// `completion`, if given, runs once Redis confirmed every channel of this call: only from then on is a
     /// message published anywhere guaranteed to arrive, so a waiter subscribes first and checks state second.
-    /// It fails with `.unavailable` while Redis is unreachable (the channels stay registered).
+    /// It fails (`.unavailable`, `.timedOut`, `.connectionLost`) if the connection fails first; the channels stay
+    /// registered and are subscribed again on the next connection, but messages published in between are lost,
+    /// so a waiter also re-checks on a timer of its own.
     public func subscribe(
         channels: [String], on loop: EventLoop, handler: @escaping (_ channel: String, _ message: [UInt8]) -> Void,
         completion: ((Result<Void, RedisError>) -> Void)? = nil
