@@ -31,6 +31,7 @@ class StateStoreContract: XCTestCase {
         if let client { driver.run { done in client.shutdown(on: self.driver.loop) { done(()) } } as Void }
         XCTAssertEqual(driver.shutDown(), 0, "handles left for the loop to close")
         redis?.stop()
+        redis = nil  // its deinit removes its directory; XCTest keeps test case objects alive
         try? FileManager.default.removeItem(atPath: directory)
     }
 
