@@ -74,7 +74,7 @@ let package = Package(
             swiftSettings: strict),
 
         .testTarget(name: "TusHTTP1Tests", dependencies: ["TusHTTP1", "TusTestSupport"]),
-        .testTarget(name: "TusLoopTests", dependencies: ["TusLoop"]),
+        .testTarget(name: "TusLoopTests", dependencies: ["TusLoop", "TusTestSupport"]),
         .testTarget(name: "TusCryptoTests", dependencies: ["TusCrypto"]),
         .testTarget(name: "TusRedisTests", dependencies: ["TusRedis", "TusLoop", "TusTestSupport"]),
         .testTarget(

@@ -1,5 +1,6 @@
 import Foundation
 import TusLoop
+import TusTestSupport
 import XCTest
 
 /// Running out of descriptors while accepting: the listener pauses (reported once), resets the waiting clients on

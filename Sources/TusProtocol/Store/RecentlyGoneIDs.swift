@@ -3,23 +3,23 @@
 /// Bounded (first in, first out) because the store may run for months: at the default 100,000 ids of up to 128
 /// bytes, a few tens of MB at worst, typically ~5 MB for 32-character ids. Forgetting is harmless: an old id then
 /// answers 404, which the spec allows. Not persisted: after a restart every removed id answers 404.
-struct RecentlyGoneIDs {
-    let capacity: Int
+public struct RecentlyGoneIDs: Sendable {
+    public let capacity: Int
     private var members: Set<String> = []
     /// Insertion order, as a ring once full.
     private var order: [String] = []
     private var oldestIndex = 0
 
-    init(capacity: Int) {
+    public init(capacity: Int) {
         precondition(capacity > 0)
         self.capacity = capacity
     }
 
-    var count: Int { members.count }
+    public var count: Int { members.count }
 
-    func contains(_ id: String) -> Bool { members.contains(id) }
+    public func contains(_ id: String) -> Bool { members.contains(id) }
 
-    mutating func insert(_ id: String) {
+    public mutating func insert(_ id: String) {
         guard members.insert(id).inserted else { return }
         if order.count < capacity {
             order.append(id)
