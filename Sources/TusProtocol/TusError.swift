@@ -35,6 +35,20 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
     /// The shared upload state (Redis) cannot be reached: 503 with `Retry-After`, never a guess.
     case storeUnavailable
     case rangeNotSatisfiable
+    /// `Upload-Concat` is neither `partial` nor `final;` with at least one upload URL of this server.
+    case invalidConcat
+    /// A final upload's length is the sum of its partials'; the client must not send one (spec: MUST NOT).
+    case finalWithLength
+    /// PATCH to a final upload, or a final creation with a body.
+    case modifyFinal
+    /// A final lists an upload this server does not know.
+    case partialNotFound
+    /// A final lists an upload that was not created with `Upload-Concat: partial`.
+    case notPartial
+    /// A partial upload a final needs was terminated or expired before the final was assembled.
+    case partialGone
+    /// A checksum trailer was announced (`Trailer: Upload-Checksum`) but none arrived.
+    case missingChecksumTrailer
 
     public var status: HTTPStatus {
         switch self {
@@ -55,6 +69,10 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .readTimeout, .connectionLost, .storeFailure: .internalServerError
         case .serverShuttingDown, .storeUnavailable: .serviceUnavailable
         case .rangeNotSatisfiable: .rangeNotSatisfiable
+        case .invalidConcat, .finalWithLength, .partialNotFound, .notPartial: .badRequest
+        case .modifyFinal: .forbidden
+        case .partialGone: .gone
+        case .missingChecksumTrailer: .checksumMismatch
         }
     }
 
@@ -88,6 +106,13 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .storeFailure: "ERR_INTERNAL_SERVER_ERROR"
         case .storeUnavailable: "ERR_STORE_UNAVAILABLE"
         case .rangeNotSatisfiable: "ERR_RANGE_NOT_SATISFIABLE"
+        case .invalidConcat: "ERR_INVALID_CONCAT"
+        case .finalWithLength: "ERR_INVALID_CONCAT_LENGTH"
+        case .modifyFinal: "ERR_MODIFY_FINAL"
+        case .partialNotFound: "ERR_PARTIAL_NOT_FOUND"
+        case .notPartial: "ERR_NOT_PARTIAL"
+        case .partialGone: "ERR_PARTIAL_GONE"
+        case .missingChecksumTrailer: "ERR_CHECKSUM_TRAILER_MISSING"
         }
     }
 
@@ -121,6 +146,13 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .storeFailure: "storage failure"
         case .storeUnavailable: "upload state temporarily unavailable; retry later"
         case .rangeNotSatisfiable: "requested range not satisfiable"
+        case .invalidConcat: "invalid Upload-Concat header: use partial or final;<url> <url> ... of this server"
+        case .finalWithLength: "a final upload must not carry Upload-Length or Upload-Defer-Length"
+        case .modifyFinal: "a final upload cannot be modified"
+        case .partialNotFound: "a listed partial upload does not exist"
+        case .notPartial: "a listed upload was not created with Upload-Concat: partial"
+        case .partialGone: "a partial upload of this final upload was terminated or expired"
+        case .missingChecksumTrailer: "Upload-Checksum trailer announced but not sent; the request's bytes were discarded"
         }
     }
 }

@@ -130,7 +130,8 @@ public struct ConformanceCase: Sendable {
 /// The configuration every conformance run uses; the table's expectations depend on it.
 public enum ConformanceSettings {
     public static let maxSize: Int64 = 1000
-    public static let extensions = "creation,creation-with-upload,creation-defer-length,termination,checksum,expiration"
+    public static let extensions =
+        "creation,creation-with-upload,creation-defer-length,termination,concatenation,concatenation-unfinished,checksum,checksum-trailer,expiration"
     public static let checksumAlgorithms = "sha1,md5,sha256,sha512"
     public static let host = "tus.example"
 }
