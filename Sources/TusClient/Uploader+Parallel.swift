@@ -97,7 +97,7 @@ extension Uploader {
     ) throws(TusClientError) -> TusURL {
         var url: TusURL?
         var offset: Int64 = 0
-        if let remembered = store.lookup(key), let rememberedURL = try? TusURL(string: remembered) {
+        if options.resume, let remembered = store.lookup(key), let rememberedURL = try? TusURL(string: remembered) {
             do {
                 let status = try client.head(rememberedURL)
                 if status.length == range.length {
