@@ -28,20 +28,24 @@ extension TusClient {
             checksumAlgorithms: list("Tus-Checksum-Algorithm"))
     }
 
-    /// POST (creation). `length` nil defers it. With `upload`, the first bytes go in the same request
+    /// `Upload-Metadata`: keys as given, values base64; an empty value sends the bare key.
+    static func encodeMetadata(_ metadata: [(key: String, value: String)]) -> String {
+        metadata.map { pair in
+            pair.value.isEmpty ? pair.key : "\(pair.key) \(Base64.encode(Array(pair.value.utf8)))"
+        }.joined(separator: ",")
+    }
+
+    /// POST (creation). `length` nil defers it. `concat` is sent as `Upload-Concat` (`partial` for a piece of a
+    /// parallel upload). With `upload`, the first bytes go in the same request
     /// (creation-with-upload). Returns the upload URL and the offset the server reports (0 without a body).
     public func create(
         at url: TusURL, length: Int64?, metadata: [(key: String, value: String)] = [], upload: FileRange? = nil,
-        onSent: (@Sendable (Int) -> Void)? = nil
+        concat: String? = nil, onSent: (@Sendable (Int) -> Void)? = nil
     ) throws(TusClientError) -> (url: TusURL, offset: Int64) {
         var headers = tusHeaders
         if let length { headers.add("Upload-Length", String(length)) } else { headers.add("Upload-Defer-Length", "1") }
-        if !metadata.isEmpty {
-            let encoded = metadata.map { pair in
-                pair.value.isEmpty ? pair.key : "\(pair.key) \(Base64.encode(Array(pair.value.utf8)))"
-            }
-            headers.add("Upload-Metadata", encoded.joined(separator: ","))
-        }
+        if let concat { headers.add("Upload-Concat", concat) }
+        if !metadata.isEmpty { headers.add("Upload-Metadata", Self.encodeMetadata(metadata)) }
         var body = Body.none
         if let upload {
             headers.add("Content-Type", "application/offset+octet-stream")

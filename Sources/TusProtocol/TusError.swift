@@ -40,6 +40,20 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
     /// clients retry later, when space may have been freed.
     case insufficientStorage
     case rangeNotSatisfiable
+    /// `Upload-Concat` is neither `partial` nor `final;` with at least one upload URL of this server.
+    case invalidConcat
+    /// A final upload's length is the sum of its partials'; the client must not send one (spec: MUST NOT).
+    case finalWithLength
+    /// PATCH to a final upload, or a final creation with a body.
+    case modifyFinal
+    /// A final lists an upload this server does not know.
+    case partialNotFound
+    /// A final lists an upload that was not created with `Upload-Concat: partial`.
+    case notPartial
+    /// A partial upload a final needs was terminated or expired before the final was assembled.
+    case partialGone
+    /// A checksum trailer was announced (`Trailer: Upload-Checksum`) but none arrived.
+    case missingChecksumTrailer
 
     public var status: HTTPStatus {
         switch self {
@@ -62,6 +76,10 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .serverShuttingDown, .storeUnavailable: .serviceUnavailable
         case .insufficientStorage: .insufficientStorage
         case .rangeNotSatisfiable: .rangeNotSatisfiable
+        case .invalidConcat, .finalWithLength, .partialNotFound, .notPartial: .badRequest
+        case .modifyFinal: .forbidden
+        case .partialGone: .gone
+        case .missingChecksumTrailer: .checksumMismatch
         }
     }
 
@@ -97,6 +115,13 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .storeUnavailable: "ERR_STORE_UNAVAILABLE"
         case .insufficientStorage: "ERR_INSUFFICIENT_STORAGE"
         case .rangeNotSatisfiable: "ERR_RANGE_NOT_SATISFIABLE"
+        case .invalidConcat: "ERR_INVALID_CONCAT"
+        case .finalWithLength: "ERR_INVALID_CONCAT_LENGTH"
+        case .modifyFinal: "ERR_MODIFY_FINAL"
+        case .partialNotFound: "ERR_PARTIAL_NOT_FOUND"
+        case .notPartial: "ERR_NOT_PARTIAL"
+        case .partialGone: "ERR_PARTIAL_GONE"
+        case .missingChecksumTrailer: "ERR_CHECKSUM_TRAILER_MISSING"
         }
     }
 
@@ -132,6 +157,13 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .storeUnavailable: "upload state temporarily unavailable; retry later"
         case .insufficientStorage: "not enough storage space on the server; try again later"
         case .rangeNotSatisfiable: "requested range not satisfiable"
+        case .invalidConcat: "invalid Upload-Concat header: use partial or final;<url> <url> ... of this server"
+        case .finalWithLength: "a final upload must not carry Upload-Length or Upload-Defer-Length"
+        case .modifyFinal: "a final upload cannot be modified"
+        case .partialNotFound: "a listed partial upload does not exist"
+        case .notPartial: "a listed upload was not created with Upload-Concat: partial"
+        case .partialGone: "a partial upload of this final upload was terminated or expired"
+        case .missingChecksumTrailer: "Upload-Checksum trailer announced but not sent; the request's bytes were discarded"
         }
     }
 }

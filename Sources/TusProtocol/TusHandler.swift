@@ -43,7 +43,10 @@ public final class TusHandler: HTTPRequestHandler {
     public var extensions: [String] {
         var list = ["creation", "creation-with-upload", "creation-defer-length"]
         if store.capabilities.contains(.termination) { list.append("termination") }
-        if checksumEnabled { list.append("checksum") }
+        // A final may be created before its partials finish: completion is decided when somebody looks.
+        if store.capabilities.contains(.concatenation) { list += ["concatenation", "concatenation-unfinished"] }
+        // Trailers are decoded by the HTTP layer for every chunked body, so the trailer form comes with checksum.
+        if checksumEnabled { list += ["checksum", "checksum-trailer"] }
         if configuration.expirationSeconds > 0 { list.append("expiration") }
         return list
     }

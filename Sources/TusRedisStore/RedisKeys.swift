@@ -12,7 +12,8 @@ public struct RedisKeys: Sendable, Equatable {
     }
 
     /// Hash: `offset`, `length` (absent while deferred), `metadata` (absent when none), `created`, `expires`
-    /// (absent = never).
+    /// (absent = never); with `Upload-Concat` also `concat` (the header as received), `partial` (`1` for a
+    /// partial) and `parts` (a final's partial ids, space-separated, in list order).
     func info(_ id: String) -> String { prefix + "{" + id + "}:info" }
     /// String with a TTL: `terminated` or `expired`. Answers 410 instead of 404 while it lives.
     func gone(_ id: String) -> String { prefix + "{" + id + "}:gone" }

@@ -58,6 +58,12 @@ public final class RedisStateStore: UploadStateStore {
         if let length = info.length { fields += ["length", RedisArgument(String(length))] }
         if let metadata = info.metadata { fields += ["metadata", RedisArgument(metadata)] }
         if let expiresAt = info.expiresAt { fields += ["expires", RedisArgument(String(expiresAt))] }
+        if let concat = info.concat {
+            fields += ["concat", RedisArgument(concat)]
+            if info.isPartial { fields += ["partial", "1"] }
+            // Ids are [A-Za-z0-9_-]: a space separates them unambiguously.
+            if info.isFinal { fields += ["parts", RedisArgument(info.partialIDs.joined(separator: " "))] }
+        }
         // The index entry is sent right behind the script, pipelined: one round trip. It can only be wrong when
         // the create fails, i.e. on a collision of 128-bit random ids; the sweep re-reads records anyway.
         var indexed: StoreError?? = info.expiresAt == nil ? .some(nil) : nil
@@ -190,6 +196,19 @@ public final class RedisStateStore: UploadStateStore {
         }
     }
 
+    /// One script; a complete final is never in the expiry index (finals are created without an expiry).
+    public func completeFinal(
+        id: String, length: Int64, on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void
+    ) {
+        run(
+            RedisScripts.completeFinal, keys: [keys.info(id), keys.gone(id)], arguments: [RedisArgument(String(length))],
+            on: executor
+        ) { reply in
+            completion(Self.record(id: id, reply, statuses: ["notfinal": .conflict]))
+        }
+    }
+
     public func listExpired(
         now: Int64, on executor: any LoopExecutor, completion: @escaping (Result<[String], StoreError>) -> Void
     ) {
@@ -259,7 +278,9 @@ public final class RedisStateStore: UploadStateStore {
         return .success(
             UploadInfo(
                 id: id, length: fields["length"].flatMap { Int64($0) }, offset: offset, metadata: fields["metadata"],
-                createdAt: created, expiresAt: fields["expires"].flatMap { Int64($0) }))
+                createdAt: created, expiresAt: fields["expires"].flatMap { Int64($0) }, concat: fields["concat"],
+                isPartial: fields["partial"] == "1",
+                partialIDs: fields["parts"].map { $0.split(separator: " ").map(String.init) } ?? []))
     }
 
     static func storeError(_ error: RedisError) -> StoreError {

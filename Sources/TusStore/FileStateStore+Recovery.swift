@@ -92,7 +92,10 @@ private struct Recovery {
     }
 
     /// Makes the data file and the record agree, rewriting whichever has to change; returns the result.
+    /// A final's record is the truth on its own: its data file stays empty (the bytes are its part links, made
+    /// durable before the record said "complete"), so sizes say nothing about its offset.
     mutating func reconcile(_ record: UploadRecord) throws -> UploadRecord {
+        if record.isFinal { return record }
         let dataPath = path(record.id)
         var descriptor = Glibc.open(dataPath, O_RDWR | O_CLOEXEC)
         if descriptor < 0 && errno == ENOENT {

@@ -178,6 +178,29 @@ public final class FileStateStore: UploadStateStore {
         }
     }
 
+    /// The record first, then memory, like every other change.
+    public func completeFinal(
+        id: String, length: Int64, on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void
+    ) {
+        let checked: Result<UploadInfo, StoreError> = state.withLock { state in
+            guard let info = state.index.uploads[id] else { return .failure(state.index.missing(id)) }
+            return info.isFinal ? .success(info) : .failure(.conflict)
+        }
+        guard case .success(var completed) = checked else { return completion(checked) }
+        if completed.isComplete { return completion(.success(completed)) }
+        completed.length = length
+        completed.offset = length
+        completed.expiresAt = nil
+        persist(UploadRecord(completed), loop: executor.eventLoop) { [self] error in
+            if let error { return completion(.failure(error)) }
+            state.withLock { state in
+                if state.index.uploads[id] != nil { state.index.uploads[id] = completed }
+            }
+            completion(.success(completed))
+        }
+    }
+
     /// Unlinks the record (durably, per policy); the data goes afterwards (`ComposedUploadStore`). A crash in
     /// between leaves an orphan data file (logged at the next start), never a record whose data vanished, which
     /// recovery would resurrect as an empty upload.

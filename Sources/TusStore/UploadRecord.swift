@@ -18,6 +18,14 @@ public import TusProtocol
 ///   record that still carries it at startup belongs to a PATCH that never committed, so recovery truncates the
 ///   data back to it. `null` otherwise.
 ///
+/// Uploads made with `Upload-Concat` carry three more keys after those, and only they (plain records keep the
+/// seven above, so records written before concatenation existed read the same):
+///
+/// - `concat`: the `Upload-Concat` header exactly as received;
+/// - `isPartial`: `true` for `Upload-Concat: partial`;
+/// - `partialIDs`: for a final, its partials' ids in list order. A final's `offset` is 0 until it is assembled,
+///   then equals `length`; its data file stays empty (the bytes are hard links `<id>.part-<n>`).
+///
 /// Unknown fields are ignored when reading, and missing optional fields read as `null`.
 public struct UploadRecord: Codable, Sendable, Equatable {
     public var id: String
@@ -27,6 +35,9 @@ public struct UploadRecord: Codable, Sendable, Equatable {
     public var createdAt: Int64
     public var expiresAt: Int64?
     public var pendingDiscardFrom: Int64?
+    public var concat: String?
+    public var isPartial: Bool?
+    public var partialIDs: [String]?
 
     public init(_ info: UploadInfo, pendingDiscardFrom: Int64? = nil) {
         id = info.id
@@ -36,12 +47,18 @@ public struct UploadRecord: Codable, Sendable, Equatable {
         createdAt = info.createdAt
         expiresAt = info.expiresAt
         self.pendingDiscardFrom = pendingDiscardFrom
+        concat = info.concat
+        isPartial = info.concat == nil ? nil : info.isPartial
+        partialIDs = info.isFinal ? info.partialIDs : nil
     }
 
     public var info: UploadInfo {
         UploadInfo(
-            id: id, length: length, offset: offset, metadata: metadata, createdAt: createdAt, expiresAt: expiresAt)
+            id: id, length: length, offset: offset, metadata: metadata, createdAt: createdAt, expiresAt: expiresAt,
+            concat: concat, isPartial: isPartial ?? false, partialIDs: partialIDs ?? [])
     }
+
+    public var isFinal: Bool { !(partialIDs ?? []).isEmpty }
 
     /// The record as UTF-8 JSON, keys in the documented order with explicit `null`s.
     ///
@@ -64,6 +81,17 @@ public struct UploadRecord: Codable, Sendable, Equatable {
         Self.appendNumber(expiresAt, to: &out)
         out.append(contentsOf: #","pendingDiscardFrom":"#.utf8)
         Self.appendNumber(pendingDiscardFrom, to: &out)
+        if let concat {
+            out.append(contentsOf: #","concat":"#.utf8)
+            Self.appendString(concat, to: &out)
+            out.append(contentsOf: (isPartial == true ? #","isPartial":true"# : #","isPartial":false"#).utf8)
+            out.append(contentsOf: #","partialIDs":["#.utf8)
+            for (index, partialID) in (partialIDs ?? []).enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                Self.appendString(partialID, to: &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        }
         out.append(contentsOf: "}\n".utf8)
         return out
     }
@@ -96,6 +124,7 @@ public struct UploadRecord: Codable, Sendable, Equatable {
         guard offset >= 0, createdAt >= 0 else { return false }
         if let length, length < 0 || offset > length { return false }
         if let pendingDiscardFrom, pendingDiscardFrom < 0 || pendingDiscardFrom > offset { return false }
+        if let partialIDs, !partialIDs.allSatisfy(UploadRecord.isValidID) { return false }
         return UploadRecord.isValidID(id)
     }
 

@@ -37,7 +37,8 @@ public final class TusTestClient {
     @discardableResult
     public func send(
         _ method: HTTPMethod, _ target: String, headers: HTTPHeaders = [:], body: [UInt8] = [],
-        chunked: Bool = false, fragmentSize: Int? = nil, isSecure: Bool = false, includeDefaultHeaders: Bool = true
+        chunked: Bool = false, fragmentSize: Int? = nil, isSecure: Bool = false, includeDefaultHeaders: Bool = true,
+        trailers: HTTPHeaders = [:]
     ) -> FakeExchange {
         let framing: BodyFraming = chunked ? .chunked : (body.isEmpty ? .none : .contentLength(Int64(body.count)))
         let exchange = start(
@@ -46,7 +47,7 @@ public final class TusTestClient {
         if exchange.isReadingBody {
             exchange.deliver(body, fragmentSize: fragmentSize)
             executor.runPending()
-            exchange.endBody()
+            exchange.endBody(trailers: trailers)
         }
         executor.runPending()
         return exchange
@@ -69,10 +70,11 @@ public final class TusTestClient {
     @discardableResult
     public func patch(
         _ path: String, offset: Int64, body: [UInt8], headers: HTTPHeaders = [:], chunked: Bool = false,
-        fragmentSize: Int? = nil
+        fragmentSize: Int? = nil, trailers: HTTPHeaders = [:]
     ) -> FakeExchange {
         var all: HTTPHeaders = ["Content-Type": "application/offset+octet-stream", "Upload-Offset": String(offset)]
         for (name, value) in headers { all.set(name, value) }
-        return send(.PATCH, path, headers: all, body: body, chunked: chunked, fragmentSize: fragmentSize)
+        return send(
+            .PATCH, path, headers: all, body: body, chunked: chunked, fragmentSize: fragmentSize, trailers: trailers)
     }
 }

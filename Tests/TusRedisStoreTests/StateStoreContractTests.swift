@@ -91,6 +91,31 @@ class StateStoreContract: XCTestCase {
         XCTAssertEqual(driver.run { done in store.listExpired(now: 5000, on: self.driver.executor, completion: done) }, .success(["new"]))
     }
 
+    /// The concatenation fields round-trip exactly (raw header, partial flag, partial ids in order with repeats),
+    /// and `completeFinal` completes only finals.
+    func testConcatenationFieldsRoundTripAndCompleteFinal() throws {
+        let store = try makeStore()
+        let partial = UploadInfo(
+            id: "p1", length: 5, metadata: "filename cGFydA==", createdAt: 1_700_000_000, expiresAt: 50, concat: "partial",
+            isPartial: true)
+        let final = UploadInfo(
+            id: "f1", length: nil, createdAt: 1_700_000_001, concat: "final; /files/p1  http://h/files/p2 /files/p1",
+            partialIDs: ["p1", "p2", "p1"])
+        for info in [partial, final] {
+            XCTAssertEqual(driver.run { done in store.create(info, on: self.driver.executor, completion: done) }, .success(info))
+            XCTAssertEqual(driver.run { done in store.lookup(info.id, on: self.driver.executor, completion: done) }, .success(.found(info)))
+        }
+        let completed = try driver.run { done in store.completeFinal(id: "f1", length: 15, on: self.driver.executor, completion: done) }.get()
+        var expected = final
+        expected.length = 15
+        expected.offset = 15
+        XCTAssertEqual(completed, expected)
+        XCTAssertEqual(driver.run { done in store.lookup("f1", on: self.driver.executor, completion: done) }, .success(.found(expected)))
+        XCTAssertEqual(driver.run { done in store.completeFinal(id: "f1", length: 15, on: self.driver.executor, completion: done) }, .success(expected), "idempotent")
+        XCTAssertEqual(driver.run { done in store.completeFinal(id: "p1", length: 5, on: self.driver.executor, completion: done) }.failure, .conflict, "only finals")
+        XCTAssertEqual(driver.run { done in store.completeFinal(id: "zz", length: 5, on: self.driver.executor, completion: done) }.failure, .notFound)
+    }
+
     /// Redis checks lock tokens; the twins do not need to (their locks cannot lapse).
     func prepareLock(id: String, token: String) throws {}
 }
@@ -101,6 +126,24 @@ final class FileStateStoreContractTests: StateStoreContract {
     override func testDeclareLengthOnce() throws { try super.testDeclareLengthOnce() }
     override func testWriteLifecycleMovesOffsetAndExpiry() throws { try super.testWriteLifecycleMovesOffsetAndExpiry() }
     override func testExpiryListingAndRemoval() throws { try super.testExpiryListingAndRemoval() }
+    override func testConcatenationFieldsRoundTripAndCompleteFinal() throws {
+        try super.testConcatenationFieldsRoundTripAndCompleteFinal()
+    }
+
+    /// Recovery keeps the fields, and a complete final's offset although its own data file is empty.
+    func testConcatenationFieldsSurviveARestart() throws {
+        try testConcatenationFieldsRoundTripAndCompleteFinal()
+        let reopened = try makeStore()
+        guard case .success(.found(let final)) = driver.run({ done in reopened.lookup("f1", on: self.driver.executor, completion: done) }),
+            case .success(.found(let partial)) = driver.run({ done in reopened.lookup("p1", on: self.driver.executor, completion: done) })
+        else { return XCTFail("records lost") }
+        XCTAssertEqual(final.partialIDs, ["p1", "p2", "p1"])
+        XCTAssertEqual(final.offset, 15, "not reconciled against its empty data file")
+        XCTAssertTrue(final.isComplete)
+        XCTAssertEqual(final.concat, "final; /files/p1  http://h/files/p2 /files/p1")
+        XCTAssertTrue(partial.isPartial)
+        XCTAssertEqual(partial.concat, "partial")
+    }
 }
 
 final class RedisStateStoreContractTests: StateStoreContract {
@@ -110,6 +153,10 @@ final class RedisStateStoreContractTests: StateStoreContract {
         let client = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: server.port))
         self.client = client
         return RedisStateStore(client: client, keys: RedisKeys(prefix: "contract:"))
+    }
+
+    override func testConcatenationFieldsRoundTripAndCompleteFinal() throws {
+        try super.testConcatenationFieldsRoundTripAndCompleteFinal()
     }
 
     override func prepareLock(id: String, token: String) throws {

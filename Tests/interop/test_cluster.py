@@ -269,3 +269,30 @@ def test_tuspy_and_aiotus_through_a_round_robin_proxy(cluster, tmp_path):
         assert len(served) >= 2, "the proxy spread the PATCH requests over several instances"
     finally:
         proxy.stop()
+
+
+def test_final_created_on_one_instance_completes_when_another_finishes_its_last_partial(cluster):
+    """concatenation-unfinished across instances: the final is created on A while partial b is unfinished; b's last
+    bytes land on B; C (which saw neither) answers the final complete and every instance serves its bytes."""
+    a, b, c = cluster()
+    first, second = os.urandom(700 * KiB), os.urandom(900 * KiB)
+    paths = []
+    for length in (len(first), len(second)):
+        response = request(a.port, "POST", "/files/", {"Upload-Concat": "partial", "Upload-Length": str(length)})
+        assert response is not None and response.status == 201
+        paths.append("/" + response.header("Location").split("/", 3)[3])
+    assert patch(a.port, paths[0], 0, first).status == 204
+    assert patch(b.port, paths[1], 0, second[:100 * KiB]).status == 204
+    created = request(a.port, "POST", "/files/", {"Upload-Concat": f"final;{paths[0]} {paths[1]}"})
+    assert created is not None and created.status == 201
+    final = "/" + created.header("Location").split("/", 3)[3]
+    for server in (a, b, c):
+        view = head(server, final)
+        assert view.status == 200 and view.header("Upload-Offset") is None
+        assert view.header("Upload-Length") == str(len(first) + len(second))
+        assert view.header("Upload-Concat") == f"final;{paths[0]} {paths[1]}"
+    assert patch(b.port, paths[1], 100 * KiB, second[100 * KiB:]).status == 204
+    done = head(c, final)
+    assert done.header("Upload-Offset") == done.header("Upload-Length") == str(len(first) + len(second))
+    for server in (a, b, c):
+        assert sha256(get_body(server, final)) == sha256(first + second)

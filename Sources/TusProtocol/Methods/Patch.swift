@@ -21,7 +21,9 @@ extension TusHandler {
         case .success(let parsed): checksum = parsed
         }
         let holder = LockHolder()
-        withUpload(request, id: id) { [self] _ in
+        withUpload(request, id: id) { [self] info in
+            // A final's bytes are its partials'; nothing may append to it (spec: 403).
+            if info.isFinal { return fail(request, .modifyFinal, closeConnection: request.head.bodyFraming.hasBody) }
             locker.lock(
                 id: id, executor: request.exchange.executor,
                 timeoutMilliseconds: configuration.lockReleaseTimeoutMilliseconds,
@@ -68,14 +70,16 @@ extension TusHandler {
             // Close instead of draining: the client learns at once, and nothing is read.
             return reject(.uploadSizeExceeded, closeConnection: true)
         }
+        let trailerAlgorithms = checksumTrailerAlgorithms(request)
+        let discardable = checksum != nil || !trailerAlgorithms.isEmpty
         let openWriter = { [self] in
-            store.openWriter(id: id, startingAt: offset, discardable: checksum != nil, lock: lock, on: executor) { [self] result in
+            store.openWriter(id: id, startingAt: offset, discardable: discardable, lock: lock, on: executor) { [self] result in
                 switch result {
                 case .failure(let error): reject(Self.mapStoreError(error))
                 case .success(let writer):
                     UploadAppend(
                         handler: self, request: request, writer: writer, lock: lock, holder: holder, limit: limit,
-                        checksum: checksum, purpose: .patch
+                        checksum: checksum, trailerAlgorithms: trailerAlgorithms, purpose: .patch
                     ).start()
                 }
             }

@@ -9,9 +9,16 @@ extension TusHandler {
     /// some HTTP clients force a default Content-Type on every POST); the connection drains or closes.
     func handlePost(_ request: TusRequest) {
         let headers = request.head.headers
-        // Concatenation is not implemented; creating a plain upload the client believes is partial would
-        // corrupt its final upload later.
-        if headers["Upload-Concat"] != nil { return fail(request, .extensionNotSupported) }
+        let concat = headers["Upload-Concat"]
+        if let concat {
+            // Without the capability, a plain upload the client believes is partial would corrupt its final later.
+            guard store.capabilities.contains(.concatenation) else { return fail(request, .extensionNotSupported) }
+            switch UploadConcat.parse(concat) {
+            case nil: return fail(request, .invalidConcat)
+            case .final(let urls)?: return handleFinalCreation(request, concat: concat, urls: urls)
+            case .partial?: break  // an upload like any other, marked partial
+            }
+        }
         var length: Int64?
         switch (headers["Upload-Length"], headers["Upload-Defer-Length"]) {
         case (.some, .some): return fail(request, .ambiguousUploadLength)
@@ -54,7 +61,8 @@ extension TusHandler {
 
         let id = SecureRandom.uploadID()
         let info = UploadInfo(
-            id: id, length: length, metadata: metadata, createdAt: now(), expiresAt: length == 0 ? nil : nextExpiry())
+            id: id, length: length, metadata: metadata, createdAt: now(), expiresAt: length == 0 ? nil : nextExpiry(),
+            concat: concat, isPartial: concat != nil)
         let location = UploadLocation.make(
             id: id, head: request.head, isSecure: request.exchange.isSecure, configuration: configuration)
         store.create(info, on: request.exchange.executor) { [self] result in

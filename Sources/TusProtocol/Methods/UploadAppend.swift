@@ -41,7 +41,11 @@ final class UploadAppend: HTTPBodySink {
     /// Bytes this request may append, or nil for no limit (deferred length, no max size).
     private let limit: Int64?
     private let checksum: UploadChecksum?
+    /// Algorithms a checksum trailer may name (checksum-trailer); empty otherwise.
+    private let trailerAlgorithms: [DigestAlgorithm]
+    /// The header's algorithm, or every trailer candidate; nil for an unchecked request.
     private let digest: DigestBox?
+    private var trailers = HTTPHeaders()
     private let purpose: Purpose
 
     private var received: Int64 = 0
@@ -58,7 +62,7 @@ final class UploadAppend: HTTPBodySink {
 
     init(
         handler: TusHandler, request: TusRequest, writer: any UploadWriter, lock: any UploadLock, holder: LockHolder,
-        limit: Int64?, checksum: UploadChecksum?, purpose: Purpose
+        limit: Int64?, checksum: UploadChecksum?, trailerAlgorithms: [DigestAlgorithm] = [], purpose: Purpose
     ) {
         self.handler = handler
         self.request = request
@@ -67,7 +71,9 @@ final class UploadAppend: HTTPBodySink {
         self.holder = holder
         self.limit = limit
         self.checksum = checksum
-        self.digest = checksum.map { DigestBox(StreamingDigest($0.algorithm)) }
+        self.trailerAlgorithms = trailerAlgorithms
+        let algorithms = checksum.map { [$0.algorithm] } ?? trailerAlgorithms
+        self.digest = algorithms.isEmpty ? nil : DigestBox(algorithms)
         self.purpose = purpose
     }
 
@@ -115,6 +121,7 @@ final class UploadAppend: HTTPBodySink {
 
     func bodyEnd(trailers: HTTPHeaders) {
         guard stop == nil else { return }
+        self.trailers = trailers
         stop = .ended
         finishIfIdle()
     }
@@ -133,7 +140,7 @@ final class UploadAppend: HTTPBodySink {
         isDigesting = true
         let fragments = batch.map(\.fragment)
         request.exchange.executor.offload({
-            for fragment in fragments { digest.value.update(fragment.bytes) }
+            for fragment in fragments { digest.update(fragment.bytes) }
         }, completion: { [self] in
             isDigesting = false
             for entry in batch { entry.hashed() }
@@ -175,15 +182,18 @@ final class UploadAppend: HTTPBodySink {
         isFinishing = true
         holder.onReleaseRequested = nil  // releasing soon anyway
         var outcome: TusError?
-        var discard = checksum != nil
+        var discard = digest != nil
         switch stop {
         case .ended:
             if let writeFailedAfterEnd {
                 outcome = Self.answer(toWriteFailure: writeFailedAfterEnd)
             } else if let checksum, let digest {
-                let matches = digest.value.finalize() == checksum.expected
+                let matches = digest.finalize()[checksum.algorithm] == checksum.expected
                 discard = !matches
                 outcome = matches ? nil : .checksumMismatch
+            } else if let digest {
+                outcome = UploadChecksum.verifyTrailer(trailers, digests: digest.finalize())
+                discard = outcome != nil
             }
         case .aborted(let reason):
             outcome = switch reason {
@@ -242,9 +252,13 @@ final class UploadAppend: HTTPBodySink {
     }
 }
 
-/// The digest crosses to a worker thread and back. Only one hashing job runs at a time per request, and the
-/// loop touches the digest only when no job is running (`isDigesting`), so access never overlaps.
+/// The digests cross to a worker thread and back. Only one hashing job runs at a time per request, and the
+/// loop touches them only when no job is running (`isDigesting`), so access never overlaps.
 private final class DigestBox: @unchecked Sendable {
-    let value: StreamingDigest
-    init(_ value: StreamingDigest) { self.value = value }
+    let digests: [(algorithm: DigestAlgorithm, digest: StreamingDigest)]
+    init(_ algorithms: [DigestAlgorithm]) { digests = algorithms.map { ($0, StreamingDigest($0)) } }
+    func update(_ bytes: UnsafeRawBufferPointer) { for entry in digests { entry.digest.update(bytes) } }
+    func finalize() -> [DigestAlgorithm: [UInt8]] {
+        Dictionary(uniqueKeysWithValues: digests.map { ($0.algorithm, $0.digest.finalize()) })
+    }
 }

@@ -27,6 +27,7 @@ public final class ComposedUploadStore<State: UploadStateStore, Data: UploadData
         var capabilities: UploadStoreCapabilities = [.termination]
         if data.capabilities.contains(.truncate) { capabilities.insert(.discardableWrites) }
         if data.capabilities.contains(.read) { capabilities.insert(.download) }
+        if data.capabilities.contains(.concatenate) { capabilities.insert(.concatenation) }
         self.capabilities = capabilities.subtracting(disabled)
     }
 
@@ -114,6 +115,23 @@ public final class ComposedUploadStore<State: UploadStateStore, Data: UploadData
         now: Int64, on executor: any LoopExecutor, completion: @escaping (Result<[String], StoreError>) -> Void
     ) {
         state.listExpired(now: now, on: executor, completion: completion)
+    }
+
+    /// Data before record, as everywhere: the record says "complete" only once the assembled bytes are durable,
+    /// so a crash in between leaves a final that is not complete yet and is assembled again (idempotently).
+    public func completeConcatenation(
+        _ final: UploadInfo, partials: [UploadInfo], on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void
+    ) {
+        if final.isComplete { return completion(.success(final)) }
+        let lengths = partials.compactMap { $0.isComplete ? $0.length : nil }
+        guard final.isFinal, lengths.count == final.partialIDs.count, partials.map(\.id) == final.partialIDs else {
+            return completion(.failure(.conflict))
+        }
+        data.concatenate(id: final.id, parts: final.partialIDs, lengths: lengths, on: executor) { [self] error in
+            if let error { return completion(.failure(error)) }
+            state.completeFinal(id: final.id, length: lengths.reduce(0, +), on: executor, completion: completion)
+        }
     }
 }
 

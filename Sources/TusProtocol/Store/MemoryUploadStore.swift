@@ -112,6 +112,20 @@ public final class MemoryStateStore: UploadStateStore {
         completion(.success(listExpired(now: now)))
     }
 
+    public func completeFinal(
+        id: String, length: Int64, on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void
+    ) {
+        completion(
+            update(id) { info in
+                guard info.isFinal else { return .conflict }
+                info.length = length
+                info.offset = length
+                info.expiresAt = nil
+                return nil
+            })
+    }
+
     /// Applies `change` under the mutex; it returns an error to leave the record untouched.
     private func update(_ id: String, _ change: (inout UploadInfo) -> StoreError?) -> Result<UploadInfo, StoreError> {
         state.withLock { state in
@@ -167,6 +181,24 @@ public final class MemoryDataStore: UploadDataStore {
     public func remove(id: String, on executor: any LoopExecutor, completion: @escaping (StoreError?) -> Void) {
         uploads.withLock { _ = $0.removeValue(forKey: id) }
         completion(nil)
+    }
+
+    /// A copy: RAM has nothing to share bytes by reference across removals (tests and demos only).
+    public func concatenate(
+        id: String, parts: [String], lengths: [Int64], on executor: any LoopExecutor,
+        completion: @escaping (StoreError?) -> Void
+    ) {
+        completion(
+            uploads.withLock { uploads in
+                guard uploads[id] != nil else { return .notFound }
+                var joined: [UInt8] = []
+                for (part, length) in zip(parts, lengths) {
+                    guard let bytes = uploads[part], Int64(bytes.count) == length else { return .gone }
+                    joined += bytes
+                }
+                uploads[id] = joined
+                return nil
+            })
     }
 
     private final class Writer: UploadDataWriter {
