@@ -23,6 +23,8 @@ public struct TusConfiguration: Sendable {
     public var lockReleaseTimeoutMilliseconds: UInt64
     /// `Upload-Checksum` algorithms accepted, in `Tus-Checksum-Algorithm` order; empty disables `checksum`.
     public var checksumAlgorithms: [DigestAlgorithm]
+    /// How often a running PATCH reports progress to event handlers (post-receive hooks).
+    public var progressIntervalMilliseconds: UInt64 = 1000
 
     public init(
         basePath: String = "/files/", maxSize: Int64? = nil, expirationSeconds: Int64 = 604_800,

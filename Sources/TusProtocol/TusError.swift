@@ -35,6 +35,18 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
     /// The shared upload state (Redis) cannot be reached: 503 with `Retry-After`, never a guess.
     case storeUnavailable
     case rangeNotSatisfiable
+    /// No bearer token, or one that failed verification (answered with `WWW-Authenticate`).
+    case unauthorized
+    /// The pre-access decision said no.
+    case accessDenied
+    /// The pre-create decision said no (tusd `ErrUploadRejectedByServer`).
+    case uploadRejected
+    /// The pre-terminate decision said no (tusd `ErrUploadTerminationRejected`).
+    case terminationRejected
+    /// A post-receive hook asked to stop the running PATCH (tusd `ErrUploadStoppedByServer`).
+    case uploadStopped
+    /// A gating hook could not be asked: fail closed, retry soon.
+    case hookUnavailable
 
     public var status: HTTPStatus {
         switch self {
@@ -55,6 +67,10 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .readTimeout, .connectionLost, .storeFailure: .internalServerError
         case .serverShuttingDown, .storeUnavailable: .serviceUnavailable
         case .rangeNotSatisfiable: .rangeNotSatisfiable
+        case .unauthorized: HTTPStatus(code: 401)
+        case .accessDenied: .forbidden
+        case .uploadRejected, .terminationRejected, .uploadStopped: .badRequest
+        case .hookUnavailable: .serviceUnavailable
         }
     }
 
@@ -88,6 +104,12 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .storeFailure: "ERR_INTERNAL_SERVER_ERROR"
         case .storeUnavailable: "ERR_STORE_UNAVAILABLE"
         case .rangeNotSatisfiable: "ERR_RANGE_NOT_SATISFIABLE"
+        case .unauthorized: "ERR_UNAUTHORIZED"
+        case .accessDenied: "ERR_ACCESS_DENIED"
+        case .uploadRejected: "ERR_UPLOAD_REJECTED"
+        case .terminationRejected: "ERR_UPLOAD_TERMINATION_REJECTED"
+        case .uploadStopped: "ERR_UPLOAD_STOPPED"
+        case .hookUnavailable: "ERR_HOOK_UNAVAILABLE"
         }
     }
 
@@ -121,6 +143,12 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .storeFailure: "storage failure"
         case .storeUnavailable: "upload state temporarily unavailable; retry later"
         case .rangeNotSatisfiable: "requested range not satisfiable"
+        case .unauthorized: "missing or invalid bearer token"
+        case .accessDenied: "access denied"
+        case .uploadRejected: "upload creation has been rejected by server"
+        case .terminationRejected: "upload termination has been rejected by server"
+        case .uploadStopped: "upload has been stopped by server"
+        case .hookUnavailable: "a hook could not be reached; retry later"
         }
     }
 }

@@ -22,6 +22,7 @@ extension TusHandler {
         }
         let holder = LockHolder()
         withUpload(request, id: id) { [self] _ in
+            let waitStarted = Self.monotonicNanoseconds()
             locker.lock(
                 id: id, executor: request.exchange.executor,
                 timeoutMilliseconds: configuration.lockReleaseTimeoutMilliseconds,
@@ -30,6 +31,7 @@ extension TusHandler {
                 switch result {
                 case .failure(let error): fail(request, Self.mapLockError(error))
                 case .success(let lock):
+                    measureLockWait(since: waitStarted, request)
                     // Re-read under the lock: the previous holder may have moved the offset.
                     withUpload(request, id: id, release: lock) { [self] info in
                         patchLocked(
@@ -58,7 +60,7 @@ extension TusHandler {
             // "Once set the length MUST NOT be changed", not even to the same value (tusd does the same).
             guard info.isLengthDeferred else { return reject(.lengthAlreadySet) }
             guard declaredLength >= info.offset else { return reject(.lengthBelowOffset) }
-            if let maxSize = configuration.maxSize, declaredLength > maxSize {
+            if let maxSize = maxUploadLength(request), declaredLength > maxSize {
                 return reject(.maxSizeExceeded, closeConnection: request.head.bodyFraming.hasBody)
             }
             length = declaredLength
@@ -68,6 +70,8 @@ extension TusHandler {
             // Close instead of draining: the client learns at once, and nothing is read.
             return reject(.uploadSizeExceeded, closeConnection: true)
         }
+        var declared = info
+        declared.length = length
         let openWriter = { [self] in
             store.openWriter(id: id, startingAt: offset, discardable: checksum != nil, lock: lock, on: executor) { [self] result in
                 switch result {
@@ -75,7 +79,7 @@ extension TusHandler {
                 case .success(let writer):
                     UploadAppend(
                         handler: self, request: request, writer: writer, lock: lock, holder: holder, limit: limit,
-                        checksum: checksum, purpose: .patch
+                        checksum: checksum, purpose: .patch, upload: declared
                     ).start()
                 }
             }

@@ -15,11 +15,14 @@ public struct UploadInfo: Codable, Sendable, Equatable {
     public var createdAt: Int64
     /// Unix seconds after which an unfinished upload is gone; nil = never (finished, or expiration off).
     public var expiresAt: Int64?
+    /// Who created it (the authorizer's subject); nil = anyone may use it. Set once, at creation.
+    public var owner: String?
 
     public init(
         id: String, length: Int64?, offset: Int64 = 0, metadata: String? = nil, createdAt: Int64,
-        expiresAt: Int64? = nil
+        expiresAt: Int64? = nil, owner: String? = nil
     ) {
+        self.owner = owner
         self.id = id
         self.length = length
         self.offset = offset
