@@ -4,6 +4,7 @@
 //   TusHTTP1 (pure) <- TusProtocol <- TusStore <- executables
 //   COpenSSL <- TusCrypto
 //   TusLoop <- TusRedis (RESP2 client for shared cluster state)
+//   TusProtocol <- TusOperations (request ids, health, metrics) <- tus-server
 import PackageDescription
 
 let strict: [SwiftSetting] = [
@@ -41,6 +42,7 @@ let package = Package(
             name: "TusRedisStore", dependencies: ["TusProtocol", "TusStore", "TusRedis", "TusLoop", "TusCrypto"],
             swiftSettings: strict),
         .target(name: "TusClient", dependencies: ["TusHTTP1", "TusLoop", "TusCrypto"], swiftSettings: strict),
+        .target(name: "TusOperations", dependencies: ["TusHTTP1", "TusProtocol", "TusCrypto"], swiftSettings: strict),
         .target(
             name: "TusTestSupport", dependencies: ["TusHTTP1", "TusProtocol", "TusLoop", "TusHTTPServer"],
             swiftSettings: strict),
@@ -48,7 +50,7 @@ let package = Package(
         .executableTarget(
             name: "tus-server",
             dependencies: [
-                "TusLoop", "TusHTTPServer", "TusProtocol", "TusStore", "TusRedis", "TusRedisStore",
+                "TusLoop", "TusHTTPServer", "TusProtocol", "TusStore", "TusRedis", "TusRedisStore", "TusOperations",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -83,6 +85,8 @@ let package = Package(
                 "TusRedisStore", "TusRedis", "TusStore", "TusProtocol", "TusHTTPServer", "TusHTTP1", "TusLoop",
                 "TusTestSupport",
             ]),
+        .testTarget(
+            name: "TusOperationsTests", dependencies: ["TusOperations", "TusProtocol", "TusHTTP1", "TusTestSupport"]),
         .testTarget(name: "TusProtocolTests", dependencies: ["TusProtocol", "TusHTTP1", "TusTestSupport"]),
         .testTarget(
             name: "TusStoreTests", dependencies: ["TusStore", "TusProtocol", "TusLoop", "TusHTTPServer", "TusTestSupport"]),

@@ -8,6 +8,7 @@ import TusCrypto
 import TusHTTP1
 import TusHTTPServer
 import TusLoop
+import TusOperations
 import TusProtocol
 import TusStore
 
@@ -95,6 +96,12 @@ struct TusServerCommand: ParsableCommand {
     @Option(name: .customLong("tls-mode"), help: "tls12 (TLS 1.2+1.3, Mozilla intermediate; default), tls13 (1.3 only), tls12-strong.")
     var tlsMode: TLSModeFlag = .tls12
 
+    @Option(name: .customLong("metrics-path"), help: "Path of the Prometheus metrics (GET, no authentication: keep it off the public network).")
+    var metricsPath = "/metrics"
+
+    @Flag(name: .customLong("no-metrics"), help: "Do not count or serve metrics.")
+    var noMetrics = false
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -178,7 +185,17 @@ struct TusServerCommand: ParsableCommand {
                 ? nil : corsOrigins.split(separator: ",").map { String($0.filter { $0 != " " }) },
             corsAllowCredentials: corsAllowCredentials,
             lockReleaseTimeoutMilliseconds: milliseconds(lockTimeout))
-        let handler = TusHandler(configuration: tus, store: uploadStore, locker: locker)
+        let lateServer = LateServer()
+        let metrics = noMetrics ? nil : MetricsRegistry(connectionsOpen: { lateServer.openConnections })
+        var eventHandlers: [any UploadEventHandler] = []
+        if let metrics { eventHandlers.append(metrics) }
+        let events: any UploadEventHandler = eventHandlers.isEmpty ? NoUploadEvents() : UploadEventFanOut(eventHandlers)
+        let tusHandler = TusHandler(configuration: tus, store: uploadStore, locker: locker, events: events)
+        var operations = OperationsConfiguration()
+        operations.metricsPath = noMetrics ? nil : metricsPath
+        let handler = OperationsHandler(
+            next: tusHandler, configuration: operations, metrics: metrics,
+            readinessChecks: readinessChecks(store: uploadStore, uploadDirectory: store == .file ? uploadDir : nil))
 
         var http = HTTPServerConfiguration()
         http.host = host
@@ -198,6 +215,7 @@ struct TusServerCommand: ParsableCommand {
         ) { level, message in
             httpLogger.log(level: Logger.Level(level), "\(message)")
         }
+        lateServer.set(server)
         do {
             try server.start()
         } catch {
@@ -210,7 +228,7 @@ struct TusServerCommand: ParsableCommand {
         }
 
         if expiration > 0, let executor = server.executors.first {
-            scheduleSweeps(handler: handler, executor: executor, everySeconds: min(60, expiration), logger: logger)
+            scheduleSweeps(handler: tusHandler, executor: executor, everySeconds: min(60, expiration), logger: logger)
         }
 
         // The contract scripts and tests wait for: exactly this one line on stdout, with the real port.
