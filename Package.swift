@@ -86,7 +86,8 @@ let package = Package(
                 "TusTestSupport",
             ]),
         .testTarget(
-            name: "TusOperationsTests", dependencies: ["TusOperations", "TusProtocol", "TusHTTP1", "TusTestSupport"]),
+            name: "TusOperationsTests",
+            dependencies: ["TusOperations", "TusProtocol", "TusHTTP1", "TusCrypto", "TusTestSupport"]),
         .testTarget(name: "TusProtocolTests", dependencies: ["TusProtocol", "TusHTTP1", "TusTestSupport"]),
         .testTarget(
             name: "TusStoreTests", dependencies: ["TusStore", "TusProtocol", "TusLoop", "TusHTTPServer", "TusTestSupport"]),

@@ -58,6 +58,7 @@ public final class RedisStateStore: UploadStateStore {
         if let length = info.length { fields += ["length", RedisArgument(String(length))] }
         if let metadata = info.metadata { fields += ["metadata", RedisArgument(metadata)] }
         if let expiresAt = info.expiresAt { fields += ["expires", RedisArgument(String(expiresAt))] }
+        if let owner = info.owner { fields += ["owner", RedisArgument(owner)] }
         // The index entry is sent right behind the script, pipelined: one round trip. It can only be wrong when
         // the create fails, i.e. on a collision of 128-bit random ids; the sweep re-reads records anyway.
         var indexed: StoreError?? = info.expiresAt == nil ? .some(nil) : nil
@@ -259,7 +260,7 @@ public final class RedisStateStore: UploadStateStore {
         return .success(
             UploadInfo(
                 id: id, length: fields["length"].flatMap { Int64($0) }, offset: offset, metadata: fields["metadata"],
-                createdAt: created, expiresAt: fields["expires"].flatMap { Int64($0) }))
+                createdAt: created, expiresAt: fields["expires"].flatMap { Int64($0) }, owner: fields["owner"]))
     }
 
     static func storeError(_ error: RedisError) -> StoreError {

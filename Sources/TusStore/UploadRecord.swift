@@ -5,7 +5,7 @@ public import TusProtocol
 ///
 /// ```json
 /// {"id":"a1b2c3","length":1048576,"offset":524288,"metadata":"filename bXkuYmlu","createdAt":1732690000,
-///  "expiresAt":1732776400,"pendingDiscardFrom":null}
+///  "expiresAt":1732776400,"pendingDiscardFrom":null,"owner":"alice"}
 /// ```
 ///
 /// - `id`: the upload id; also the file name of the data file `<id>` next to the record.
@@ -14,6 +14,8 @@ public import TusProtocol
 ///   trusts the data file, see `pendingDiscardFrom`.
 /// - `metadata`: the `Upload-Metadata` header exactly as received, or `null`.
 /// - `createdAt`, `expiresAt`: unix seconds; `expiresAt` is `null` for "never" (finished, or expiration off).
+/// - `owner`: who created it (a token's `sub`); only that caller may use it. `null` (or absent, in records
+///   written before owners existed) = anyone.
 /// - `pendingDiscardFrom`: set while a discardable (checksummed) PATCH is running: the offset it started at. A
 ///   record that still carries it at startup belongs to a PATCH that never committed, so recovery truncates the
 ///   data back to it. `null` otherwise.
@@ -27,6 +29,7 @@ public struct UploadRecord: Codable, Sendable, Equatable {
     public var createdAt: Int64
     public var expiresAt: Int64?
     public var pendingDiscardFrom: Int64?
+    public var owner: String?
 
     public init(_ info: UploadInfo, pendingDiscardFrom: Int64? = nil) {
         id = info.id
@@ -35,12 +38,14 @@ public struct UploadRecord: Codable, Sendable, Equatable {
         metadata = info.metadata
         createdAt = info.createdAt
         expiresAt = info.expiresAt
+        owner = info.owner
         self.pendingDiscardFrom = pendingDiscardFrom
     }
 
     public var info: UploadInfo {
         UploadInfo(
-            id: id, length: length, offset: offset, metadata: metadata, createdAt: createdAt, expiresAt: expiresAt)
+            id: id, length: length, offset: offset, metadata: metadata, createdAt: createdAt, expiresAt: expiresAt,
+            owner: owner)
     }
 
     /// The record as UTF-8 JSON, keys in the documented order with explicit `null`s.
@@ -64,6 +69,10 @@ public struct UploadRecord: Codable, Sendable, Equatable {
         Self.appendNumber(expiresAt, to: &out)
         out.append(contentsOf: #","pendingDiscardFrom":"#.utf8)
         Self.appendNumber(pendingDiscardFrom, to: &out)
+        if let owner {
+            out.append(contentsOf: #","owner":"#.utf8)
+            Self.appendString(owner, to: &out)
+        }
         out.append(contentsOf: "}\n".utf8)
         return out
     }

@@ -102,6 +102,12 @@ struct TusServerCommand: ParsableCommand {
     @Flag(name: .customLong("no-metrics"), help: "Do not count or serve metrics.")
     var noMetrics = false
 
+    @Option(name: .customLong("auth-jwt-key"), help: "Require Authorization: Bearer <JWT> on every request but preflights, verified with this key: a PEM public key (RSA: RS256, P-256: ES256) or a shared secret of at least 32 bytes (HS256). The token's sub owns the uploads it creates; max_size caps Upload-Length.")
+    var authJWTKey: String?
+
+    @Option(name: .customLong("auth-leeway"), help: "Seconds of clock skew tolerated for a token's exp and nbf.")
+    var authLeeway: Int64 = 30
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -190,7 +196,18 @@ struct TusServerCommand: ParsableCommand {
         var eventHandlers: [any UploadEventHandler] = []
         if let metrics { eventHandlers.append(metrics) }
         let events: any UploadEventHandler = eventHandlers.isEmpty ? NoUploadEvents() : UploadEventFanOut(eventHandlers)
-        let tusHandler = TusHandler(configuration: tus, store: uploadStore, locker: locker, events: events)
+        var authorizer: (any RequestAuthorizer)?
+        if let authJWTKey {
+            do {
+                authorizer = BearerTokenAuthorizer(
+                    verifier: try JWTVerifier(keyFile: authJWTKey, leewaySeconds: authLeeway))
+            } catch {
+                logger.critical("--auth-jwt-key \(authJWTKey): \(error)")
+                throw ExitCode.failure
+            }
+        }
+        let tusHandler = TusHandler(
+            configuration: tus, store: uploadStore, locker: locker, events: events, authorizer: authorizer)
         var operations = OperationsConfiguration()
         operations.metricsPath = noMetrics ? nil : metricsPath
         let handler = OperationsHandler(

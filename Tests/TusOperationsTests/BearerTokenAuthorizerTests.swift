@@ -1,0 +1,37 @@
+import TusCrypto
+import TusHTTP1
+import TusOperations
+import TusProtocol
+import TusTestSupport
+import XCTest
+
+final class BearerTokenAuthorizerTests: XCTestCase {
+    /// An HS256 token for sub "alice", exp 2100, max_size 1000 (Tests/TusCryptoTests/JWTFixtures.swift).
+    let token =
+        "eyJhbGciOiAiSFMyNTYiLCAidHlwIjogIkpXVCJ9.eyJzdWIiOiAiYWxpY2UiLCAiZXhwIjogNDEwMjQ0NDgwMCwgIm1heF9zaXplIjogMTAwMH0.N8AHZZbaYmJta2yqWyMORvhVvyQpZdF2_lL2Qx8hTVk"
+
+    func authorize(_ authorization: String?) throws -> AuthorizationResult {
+        let verifier = try JWTVerifier(keyBytes: Array("0123456789abcdef0123456789abcdef-shared".utf8))
+        let authorizer = BearerTokenAuthorizer(verifier: verifier, now: { 1_750_000_000 })
+        var headers: HTTPHeaders = [:]
+        if let authorization { headers.add("Authorization", authorization) }
+        var result: AuthorizationResult?
+        authorizer.authorize(RequestHead(method: .HEAD, target: "/files/x", headers: headers), on: ManualExecutor()) {
+            result = $0
+        }
+        return try XCTUnwrap(result)
+    }
+
+    func testChallengesFollowRFC6750() throws {
+        XCTAssertEqual(try authorize(nil), .denied(challenge: "Bearer realm=\"tus\""))
+        XCTAssertEqual(try authorize("Basic YWxpY2U6cHc="), .denied(challenge: "Bearer realm=\"tus\""))
+        XCTAssertEqual(try authorize("Bearer "), .denied(challenge: "Bearer realm=\"tus\""))
+        XCTAssertEqual(
+            try authorize("Bearer " + token.dropLast()), .denied(challenge: "Bearer realm=\"tus\", error=\"invalid_token\""))
+    }
+
+    func testGrantCarriesSubjectAndCap() throws {
+        XCTAssertEqual(try authorize("Bearer " + token), .granted(AccessGrant(subject: "alice", maxUploadLength: 1000)))
+        XCTAssertEqual(try authorize("bearer " + token), .granted(AccessGrant(subject: "alice", maxUploadLength: 1000)))
+    }
+}
