@@ -4,7 +4,8 @@
 //   TusHTTP1 (pure) <- TusProtocol <- TusStore <- executables
 //   COpenSSL <- TusCrypto
 //   TusLoop <- TusRedis (RESP2 client for shared cluster state)
-//   TusProtocol <- TusOperations (request ids, health, metrics) <- tus-server
+//   TusProtocol <- TusOperations (request ids, health, metrics, bearer auth) <- tus-server
+//   TusProtocol + TusClient <- TusHooks (tusd-compatible HTTP and exec hooks) <- tus-server
 import PackageDescription
 
 let strict: [SwiftSetting] = [
@@ -42,6 +43,9 @@ let package = Package(
             name: "TusRedisStore", dependencies: ["TusProtocol", "TusStore", "TusRedis", "TusLoop", "TusCrypto"],
             swiftSettings: strict),
         .target(name: "TusClient", dependencies: ["TusHTTP1", "TusLoop", "TusCrypto"], swiftSettings: strict),
+        .target(
+            name: "TusHooks", dependencies: ["TusProtocol", "TusHTTP1", "TusClient", "TusLoop", "TusCrypto"],
+            swiftSettings: strict),
         .target(name: "TusOperations", dependencies: ["TusHTTP1", "TusProtocol", "TusCrypto"], swiftSettings: strict),
         .target(
             name: "TusTestSupport", dependencies: ["TusHTTP1", "TusProtocol", "TusLoop", "TusHTTPServer"],
@@ -50,7 +54,7 @@ let package = Package(
         .executableTarget(
             name: "tus-server",
             dependencies: [
-                "TusLoop", "TusHTTPServer", "TusProtocol", "TusStore", "TusRedis", "TusRedisStore", "TusOperations",
+                "TusLoop", "TusHTTPServer", "TusProtocol", "TusStore", "TusRedis", "TusRedisStore", "TusOperations", "TusHooks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -85,6 +89,8 @@ let package = Package(
                 "TusRedisStore", "TusRedis", "TusStore", "TusProtocol", "TusHTTPServer", "TusHTTP1", "TusLoop",
                 "TusTestSupport",
             ]),
+        .testTarget(
+            name: "TusHooksTests", dependencies: ["TusHooks", "TusProtocol", "TusHTTP1", "TusTestSupport"]),
         .testTarget(
             name: "TusOperationsTests",
             dependencies: ["TusOperations", "TusProtocol", "TusHTTP1", "TusCrypto", "TusTestSupport"]),

@@ -7,6 +7,7 @@ public import Logging
 import TusCrypto
 import TusHTTP1
 import TusHTTPServer
+import TusHooks
 import TusLoop
 import TusOperations
 import TusProtocol
@@ -108,6 +109,33 @@ struct TusServerCommand: ParsableCommand {
     @Option(name: .customLong("auth-leeway"), help: "Seconds of clock skew tolerated for a token's exp and nbf.")
     var authLeeway: Int64 = 30
 
+    @Option(name: .customLong("hooks-http"), help: "POST each enabled hook as tusd v2 JSON to this URL; the JSON answer can reject, change or stop uploads (see README: Hooks).")
+    var hooksHTTP: String?
+
+    @Option(name: .customLong("hooks-http-retry"), help: "Further attempts after a failed hook request or a 5xx answer.")
+    var hooksHTTPRetry = 3
+
+    @Option(name: .customLong("hooks-http-backoff"), help: "Wait before each retry (1s, 500ms).")
+    var hooksHTTPBackoff = "1s"
+
+    @Option(name: .customLong("hooks-http-forward-headers"), help: "Comma-separated request headers copied onto hook requests.")
+    var hooksHTTPForwardHeaders = ""
+
+    @Option(name: .customLong("hooks-dir"), help: "Run DIR/<event> (JSON on stdin, JSON answer on stdout) for each enabled event that has an executable there.")
+    var hooksDir: String?
+
+    @Option(name: .customLong("hooks-enabled-events"), help: "Comma-separated: pre-create, post-create, post-receive, pre-finish, post-finish, pre-terminate, post-terminate, pre-access.")
+    var hooksEnabledEvents = "pre-create,post-create,post-receive,post-terminate,post-finish"
+
+    @Option(name: .customLong("progress-hooks-interval"), help: "Milliseconds between post-receive hooks of a running upload.")
+    var progressHooksInterval: UInt64 = 1000
+
+    @Option(name: .customLong("hooks-timeout"), help: "Seconds a hook call (each HTTP attempt, or an executable) may take.")
+    var hooksTimeout: Double = 30
+
+    @Option(name: .customLong("pre-access-cache"), help: "Seconds a pre-access answer is reused for the same upload, method and credential; 0 = ask every time.")
+    var preAccessCache: Double = 0
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -125,6 +153,10 @@ struct TusServerCommand: ParsableCommand {
             throw ValidationError("--redis shares state between instances; their data must be shared too (--store file)")
         }
         if redis != nil && lockLease < 1 { throw ValidationError("--lock-lease must be at least 1 second") }
+        if hooksHTTP != nil && hooksDir != nil { throw ValidationError("--hooks-http and --hooks-dir exclude each other") }
+        let unknown = Set(hooksEnabledEvents.split(separator: ",").map { $0.trimmingCharacters(in: " ") })
+            .subtracting(HookConfiguration.allEvents).subtracting([""])
+        if !unknown.isEmpty { throw ValidationError("--hooks-enabled-events: unknown \(unknown.sorted())") }
         if (tlsCertificate == nil) != (tlsKey == nil) {
             throw ValidationError("--tls-certificate and --tls-key go together")
         }
@@ -184,7 +216,7 @@ struct TusServerCommand: ParsableCommand {
             }
         }
 
-        let tus = TusConfiguration(
+        var tus = TusConfiguration(
             basePath: basePath, maxSize: maxSize > 0 ? maxSize : nil, expirationSeconds: expiration,
             relativeLocation: relativeLocationFlag, behindProxy: behindProxy,
             corsOrigins: corsOrigins == "*"
@@ -195,7 +227,16 @@ struct TusServerCommand: ParsableCommand {
         let metrics = noMetrics ? nil : MetricsRegistry(connectionsOpen: { lateServer.openConnections })
         var eventHandlers: [any UploadEventHandler] = []
         if let metrics { eventHandlers.append(metrics) }
+        let hooks: HookWiring?
+        do {
+            hooks = try HookWiring(command: self, metrics: metrics, logger: logger)
+        } catch {
+            logger.critical("hooks: \(error)")
+            throw ExitCode.failure
+        }
+        if let hooks { eventHandlers.append(hooks.dispatcher) }
         let events: any UploadEventHandler = eventHandlers.isEmpty ? NoUploadEvents() : UploadEventFanOut(eventHandlers)
+        tus.progressIntervalMilliseconds = progressHooksInterval
         var authorizer: (any RequestAuthorizer)?
         if let authJWTKey {
             do {
@@ -228,7 +269,7 @@ struct TusServerCommand: ParsableCommand {
         let httpLogger = Logger(label: "http")
         let server = HTTPServer(
             configuration: http, handler: handler, tls: tlsContext, minimumLogLevel: ServerLogLevel(level),
-            loopWillStop: cluster?.closeConnections
+            loopWillStop: closeOutbound(hooks: hooks?.httpTransport, cluster: cluster)
         ) { level, message in
             httpLogger.log(level: Logger.Level(level), "\(message)")
         }
@@ -360,3 +401,15 @@ extension Logger.Level {
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// What each loop closes before it stops: its hook connections, then its Redis connections.
+private func closeOutbound(hooks: HTTPHookTransport?, cluster: RedisCluster?)
+    -> (@Sendable (any LoopExecutor, @escaping () -> Void) -> Void)?
+{
+    guard hooks != nil || cluster != nil else { return nil }
+    return { executor, done in
+        hooks?.close(on: executor)
+        guard let cluster else { return done() }
+        cluster.closeConnections(executor, done)
+    }
+}

@@ -123,6 +123,13 @@ public final class UploadStopSwitch: Sendable {
         self.action = LoopBoundAction(action)
     }
 
+    /// For event handlers' tests: a switch whose stop runs `action` on `executor`.
+    public static func forTesting(
+        executor: any LoopExecutor, action: @escaping (ResponseOverride) -> Void
+    ) -> UploadStopSwitch {
+        UploadStopSwitch(executor: executor, action: action)
+    }
+
     public func stop(response: ResponseOverride = ResponseOverride()) {
         let action = action
         executor.execute { action.run(response) }
