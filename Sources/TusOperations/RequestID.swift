@@ -1,5 +1,29 @@
 import TusCrypto
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// One thread's request ids.
+final class RequestIDGenerator {
+    private let prefix: String
+    private var counter: UInt64 = 0
+
+    init() {
+        let random = SecureRandom.bytes(8)
+        prefix = random.map { byte in
+            let hex = String(byte, radix: 16)
+            return byte < 16 ? "0" + hex : hex
+        }.joined()
+    }
+
+    func next() -> String {
+        counter &+= 1
+        let hex = String(counter, radix: 16)
+        return prefix + String(repeating: "0", count: 16 - hex.count) + hex
+    }
+}
+
 /// `X-Request-ID`: the client's (or a proxy's) id when it is safe to put into logs and hook payloads,
 /// otherwise a fresh one. Bounded and restricted to characters that need no escaping in a log line, a JSON
 /// string or a header, so a client cannot forge log fields or split lines with it.
@@ -22,6 +46,26 @@ public enum RequestID {
         return isSane ? value : nil
     }
 
-    /// 128 random bits as 32 hex digits: unique across instances without coordination.
-    public static func make() -> String { SecureRandom.uploadID() }
+    /// 32 hex digits: 64 random bits drawn once per thread, then a per-thread counter. Unique across threads
+    /// and instances without coordination (the random half), and cheap per request (no RNG call: ids need to
+    /// be unique, not unpredictable).
+    public static func make() -> String {
+        let generator: RequestIDGenerator
+        if let raw = pthread_getspecific(generatorKey) {
+            generator = Unmanaged<RequestIDGenerator>.fromOpaque(raw).takeUnretainedValue()
+        } else {
+            generator = RequestIDGenerator()
+            // One per loop thread, kept for the thread's life (threads are few and long-lived).
+            pthread_setspecific(generatorKey, Unmanaged.passRetained(generator).toOpaque())
+        }
+        return generator.next()
+    }
+
+    private static let generatorKey: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key) { raw in
+            if let raw { Unmanaged<RequestIDGenerator>.fromOpaque(raw).release() }
+        }
+        return key
+    }()
 }
