@@ -4,6 +4,8 @@
 //   TusHTTP1 (pure) <- TusProtocol <- TusStore <- executables
 //   COpenSSL <- TusCrypto
 //   TusLoop <- TusRedis (RESP2 client for shared cluster state)
+//   TusProtocol <- TusOperations (request ids, health, metrics, bearer auth) <- tus-server
+//   TusProtocol + TusClient <- TusHooks (tusd-compatible HTTP and exec hooks) <- tus-server
 import PackageDescription
 
 let strict: [SwiftSetting] = [
@@ -42,13 +44,17 @@ let package = Package(
             swiftSettings: strict),
         .target(name: "TusClient", dependencies: ["TusHTTP1", "TusLoop", "TusCrypto"], swiftSettings: strict),
         .target(
+            name: "TusHooks", dependencies: ["TusProtocol", "TusHTTP1", "TusClient", "TusLoop", "TusCrypto"],
+            swiftSettings: strict),
+        .target(name: "TusOperations", dependencies: ["TusHTTP1", "TusProtocol", "TusCrypto"], swiftSettings: strict),
+        .target(
             name: "TusTestSupport", dependencies: ["TusHTTP1", "TusProtocol", "TusLoop", "TusHTTPServer"],
             swiftSettings: strict),
 
         .executableTarget(
             name: "tus-server",
             dependencies: [
-                "TusLoop", "TusHTTPServer", "TusProtocol", "TusStore", "TusRedis", "TusRedisStore",
+                "TusLoop", "TusHTTPServer", "TusProtocol", "TusStore", "TusRedis", "TusRedisStore", "TusOperations", "TusHooks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -83,6 +89,11 @@ let package = Package(
                 "TusRedisStore", "TusRedis", "TusStore", "TusProtocol", "TusHTTPServer", "TusHTTP1", "TusLoop",
                 "TusTestSupport",
             ]),
+        .testTarget(
+            name: "TusHooksTests", dependencies: ["TusHooks", "TusProtocol", "TusHTTP1", "TusTestSupport"]),
+        .testTarget(
+            name: "TusOperationsTests",
+            dependencies: ["TusOperations", "TusProtocol", "TusHTTP1", "TusCrypto", "TusTestSupport"]),
         .testTarget(name: "TusProtocolTests", dependencies: ["TusProtocol", "TusHTTP1", "TusTestSupport"]),
         .testTarget(
             name: "TusStoreTests", dependencies: ["TusStore", "TusProtocol", "TusLoop", "TusHTTPServer", "TusTestSupport"]),

@@ -7,7 +7,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PATH="/opt/swift/usr/bin:$PATH"
 
 # redis-server and nginx-light: the cluster tests start their own Redis and a round-robin proxy.
-apt_packages=(libuv1-dev libssl-dev pkg-config curl python3-venv redis-server nginx-light)
+# prometheus: `promtool check metrics` lints /metrics in the interop suite.
+apt_packages=(libuv1-dev libssl-dev pkg-config curl python3-venv redis-server nginx-light prometheus)
 if [[ "${TUS_WITH_BENCH_TOOLS:-0}" == 1 ]]; then apt_packages+=(iperf3); fi
 missing=()
 for package in "${apt_packages[@]}"; do

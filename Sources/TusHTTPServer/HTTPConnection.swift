@@ -466,7 +466,10 @@ final class HTTPConnection: TCPStreamDelegate {
         // A peer that stops reading the response must not hold the connection (and its buffers) forever.
         deadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
         let sequence = requestSequence
-        context.server.logIf(.debug, "\(head.method) \(head.target) -> \(response.status.code)")
+        context.server.logIf(.debug) {
+            let id = response.headers["X-Request-ID"].map { " request_id=\($0)" } ?? ""
+            return "\(head.method) \(head.target) -> \(response.status.code)\(id)"
+        }
         send(bytes) { [self] error in
             if error != nil {
                 source?.cancel()
@@ -671,6 +674,7 @@ final class Exchange: HTTPExchange {
 
     var executor: any LoopExecutor { connection.context.executor }
     var isSecure: Bool { connection.isSecure }
+    var remoteAddress: String? { connection.stream.remoteAddress }
 
     private var isCurrent: Bool { connection.currentSequence == sequence && !hasResponded }
 

@@ -128,6 +128,13 @@ public final class HTTPServer: Sendable {
     func logIf(_ level: ServerLogLevel, _ message: @autoclosure () -> String) {
         if level >= minimumLogLevel { log(level, message()) }
     }
+
+    func logIf(_ level: ServerLogLevel, _ message: () -> String) {
+        if level >= minimumLogLevel { log(level, message()) }
+    }
+
+    /// Connections open right now, over all loops (the `tusd_connections_open` gauge).
+    public var openConnections: Int { connectionCount.load(ordering: .relaxed) }
 }
 
 /// Moves a loop-confined reference across a thread hop whose far end is that same loop.

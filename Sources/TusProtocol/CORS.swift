@@ -13,7 +13,8 @@ extension TusHandler {
         + "Upload-Checksum"
     static let corsExposedHeaders =
         "Location, Upload-Offset, Upload-Length, Upload-Defer-Length, Upload-Metadata, Upload-Concat, "
-        + "Upload-Expires, Tus-Version, Tus-Resumable, Tus-Max-Size, Tus-Extension, Tus-Checksum-Algorithm"
+        + "Upload-Expires, Tus-Version, Tus-Resumable, Tus-Max-Size, Tus-Extension, Tus-Checksum-Algorithm, "
+        + "X-Request-ID, WWW-Authenticate"
 
     /// The `Access-Control-Allow-Origin` value for this request, or nil when CORS does not apply.
     func allowedOrigin(_ request: TusRequest) -> String? {

@@ -28,6 +28,8 @@ public struct TusConfiguration: Sendable {
     /// Free and total bytes where uploads are stored (tus-server: `statvfs` of the upload directory); nil when
     /// unknown, which lets creation proceed. Injected so that tests can fake a full disk.
     public var freeSpace: (@Sendable () -> DiskSpace?)?
+    /// How often a running PATCH reports progress to event handlers (post-receive hooks).
+    public var progressIntervalMilliseconds: UInt64 = 1000
 
     public init(
         basePath: String = "/files/", maxSize: Int64? = nil, expirationSeconds: Int64 = 604_800,

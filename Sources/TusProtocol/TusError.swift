@@ -54,6 +54,18 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
     case partialGone
     /// A checksum trailer was announced (`Trailer: Upload-Checksum`) but none arrived.
     case missingChecksumTrailer
+    /// No bearer token, or one that failed verification (answered with `WWW-Authenticate`).
+    case unauthorized
+    /// The pre-access decision said no.
+    case accessDenied
+    /// The pre-create decision said no (tusd `ErrUploadRejectedByServer`).
+    case uploadRejected
+    /// The pre-terminate decision said no (tusd `ErrUploadTerminationRejected`).
+    case terminationRejected
+    /// A post-receive hook asked to stop the running PATCH (tusd `ErrUploadStoppedByServer`).
+    case uploadStopped
+    /// A gating hook could not be asked: fail closed, retry soon.
+    case hookUnavailable
 
     public var status: HTTPStatus {
         switch self {
@@ -80,6 +92,10 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .modifyFinal: .forbidden
         case .partialGone: .gone
         case .missingChecksumTrailer: .checksumMismatch
+        case .unauthorized: HTTPStatus(code: 401)
+        case .accessDenied: .forbidden
+        case .uploadRejected, .terminationRejected, .uploadStopped: .badRequest
+        case .hookUnavailable: .serviceUnavailable
         }
     }
 
@@ -122,6 +138,12 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .notPartial: "ERR_NOT_PARTIAL"
         case .partialGone: "ERR_PARTIAL_GONE"
         case .missingChecksumTrailer: "ERR_CHECKSUM_TRAILER_MISSING"
+        case .unauthorized: "ERR_UNAUTHORIZED"
+        case .accessDenied: "ERR_ACCESS_DENIED"
+        case .uploadRejected: "ERR_UPLOAD_REJECTED"
+        case .terminationRejected: "ERR_UPLOAD_TERMINATION_REJECTED"
+        case .uploadStopped: "ERR_UPLOAD_STOPPED"
+        case .hookUnavailable: "ERR_HOOK_UNAVAILABLE"
         }
     }
 
@@ -164,6 +186,12 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .notPartial: "a listed upload was not created with Upload-Concat: partial"
         case .partialGone: "a partial upload of this final upload was terminated or expired"
         case .missingChecksumTrailer: "Upload-Checksum trailer announced but not sent; the request's bytes were discarded"
+        case .unauthorized: "missing or invalid bearer token"
+        case .accessDenied: "access denied"
+        case .uploadRejected: "upload creation has been rejected by server"
+        case .terminationRejected: "upload termination has been rejected by server"
+        case .uploadStopped: "upload has been stopped by server"
+        case .hookUnavailable: "a hook could not be reached; retry later"
         }
     }
 }

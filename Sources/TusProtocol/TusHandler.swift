@@ -20,16 +20,24 @@ public final class TusHandler: HTTPRequestHandler {
     public let configuration: TusConfiguration
     public let store: any UploadStore
     public let locker: any UploadLocker
+    /// Hooks and metrics: told about uploads, and asked before creation, finish, termination and access.
+    public let events: any UploadEventHandler
+    /// Asked about every request but preflights; nil lets everyone in.
+    public let authorizer: (any RequestAuthorizer)?
     /// Unix seconds; injected so expiry is testable.
     let now: @Sendable () -> Int64
 
     public init(
         configuration: TusConfiguration = TusConfiguration(), store: any UploadStore,
-        locker: any UploadLocker = MemoryLocker(), now: @escaping @Sendable () -> Int64 = TusHandler.systemNow
+        locker: any UploadLocker = MemoryLocker(), events: any UploadEventHandler = NoUploadEvents(),
+        authorizer: (any RequestAuthorizer)? = nil,
+        now: @escaping @Sendable () -> Int64 = TusHandler.systemNow
     ) {
         self.configuration = configuration
         self.store = store
         self.locker = locker
+        self.events = events
+        self.authorizer = authorizer
         self.now = now
     }
 
@@ -99,9 +107,24 @@ public final class TusHandler: HTTPRequestHandler {
             }
             method = overridden
         }
-        let request = TusRequest(head: head, exchange: exchange, method: method)
+        var request = TusRequest(head: head, exchange: exchange, method: method)
 
         if method == .OPTIONS { return handleOptions(request) }
+        guard let authorizer else { return dispatch(request) }
+        authorizer.authorize(head, on: exchange.executor) { [self] result in
+            switch result {
+            case .granted(let grant):
+                request.grant = grant
+                dispatch(request)
+            case .denied(let challenge):
+                fail(request, .unauthorized, headers: ["WWW-Authenticate": challenge])
+            }
+        }
+    }
+
+    private func dispatch(_ request: TusRequest) {
+        let head = request.head
+        let method = request.method
         // GET serves browsers, which cannot send the header (tusd skips the check for GET as well).
         if method != .GET && head.headers["Tus-Resumable"]?.trimmingSpaces() != Self.version {
             return fail(request, .unsupportedVersion)
@@ -136,10 +159,18 @@ public final class TusHandler: HTTPRequestHandler {
     }
 
     /// The lookup every upload request starts with: answers 404, 410 or 503 itself, and hands on the record.
+    /// An upload with an owner is not found by anyone else. The first lookup of a request (the one without a
+    /// lock) also asks the pre-access decision.
     func withUpload(_ request: TusRequest, id: String, release lock: (any UploadLock)? = nil, _ found: @escaping (UploadInfo) -> Void) {
         liveLookup(id, on: request.exchange.executor) { [self] result in
             switch result {
-            case .success(.found(let info)): return found(info)
+            case .success(.found(let info)):
+                if let owner = info.owner, owner != request.grant?.subject {
+                    lock?.release()
+                    return fail(request, .notFound)
+                }
+                guard lock == nil, events.wantsAccessDecisions else { return found(info) }
+                gate(.preAccess, request, upload: info, rejection: .accessDenied) { _ in found(info) }
             case .success(.notFound): lock?.release(); fail(request, .notFound)
             case .success(.gone): lock?.release(); fail(request, .gone)
             case .failure(let error): lock?.release(); fail(request, Self.mapStoreError(error))
@@ -169,16 +200,18 @@ public final class TusHandler: HTTPRequestHandler {
     /// `detail` (a header name, a value) is appended to the error's fixed message.
     func fail(
         _ request: TusRequest, _ error: TusError, headers: HTTPHeaders = [:], closeConnection: Bool = false,
-        detail: String? = nil
+        detail: String? = nil, override: ResponseOverride? = nil
     ) {
         var headers = headers
         if error == .unsupportedVersion { headers.add("Tus-Version", Self.version) }
-        if error == .storeUnavailable { headers.set("Retry-After", "1") }
+        if error == .storeUnavailable || error == .hookUnavailable { headers.set("Retry-After", "1") }
         let text = "\(error.code): \(error.message)" + (detail.map { ": \($0)" } ?? "")
         var response = HTTPResponse(
             status: error.status, headers: headers, text: text,
             closeConnection: closeConnection)
+        if let override { response.apply(override) }
         if request.isHead { response.body = [] }
+        events.measure(.error(error), on: request.exchange.executor)
         send(request, response)
     }
 
@@ -223,6 +256,21 @@ struct TusRequest {
     let exchange: any HTTPExchange
     /// After `X-HTTP-Method-Override`.
     let method: HTTPMethod
+    /// What the authorizer granted; nil without one.
+    var grant: AccessGrant?
+
+    init(head: RequestHead, exchange: any HTTPExchange, method: HTTPMethod) {
+        self.head = head
+        self.exchange = exchange
+        self.method = method
+    }
 
     var isHead: Bool { method == .HEAD || head.method == .HEAD }
+
+    /// The request as events describe it.
+    var eventRequest: EventRequest {
+        EventRequest(
+            method: method, uri: head.target, remoteAddress: exchange.remoteAddress ?? "", headers: head.headers,
+            requestID: head.headers["X-Request-ID"] ?? "", principal: grant?.subject)
+    }
 }

@@ -58,6 +58,7 @@ public final class RedisStateStore: UploadStateStore {
         if let length = info.length { fields += ["length", RedisArgument(String(length))] }
         if let metadata = info.metadata { fields += ["metadata", RedisArgument(metadata)] }
         if let expiresAt = info.expiresAt { fields += ["expires", RedisArgument(String(expiresAt))] }
+        if let owner = info.owner { fields += ["owner", RedisArgument(owner)] }
         if let concat = info.concat {
             fields += ["concat", RedisArgument(concat)]
             if info.isPartial { fields += ["partial", "1"] }
@@ -278,8 +279,8 @@ public final class RedisStateStore: UploadStateStore {
         return .success(
             UploadInfo(
                 id: id, length: fields["length"].flatMap { Int64($0) }, offset: offset, metadata: fields["metadata"],
-                createdAt: created, expiresAt: fields["expires"].flatMap { Int64($0) }, concat: fields["concat"],
-                isPartial: fields["partial"] == "1",
+                createdAt: created, expiresAt: fields["expires"].flatMap { Int64($0) }, owner: fields["owner"],
+                concat: fields["concat"], isPartial: fields["partial"] == "1",
                 partialIDs: fields["parts"].map { $0.split(separator: " ").map(String.init) } ?? []))
     }
 

@@ -5,7 +5,7 @@ public import TusProtocol
 ///
 /// ```json
 /// {"id":"a1b2c3","length":1048576,"offset":524288,"metadata":"filename bXkuYmlu","createdAt":1732690000,
-///  "expiresAt":1732776400,"pendingDiscardFrom":null}
+///  "expiresAt":1732776400,"pendingDiscardFrom":null,"owner":"alice"}
 /// ```
 ///
 /// - `id`: the upload id; also the file name of the data file `<id>` next to the record.
@@ -14,6 +14,8 @@ public import TusProtocol
 ///   trusts the data file, see `pendingDiscardFrom`.
 /// - `metadata`: the `Upload-Metadata` header exactly as received, or `null`.
 /// - `createdAt`, `expiresAt`: unix seconds; `expiresAt` is `null` for "never" (finished, or expiration off).
+/// - `owner`: who created it (a token's `sub`); only that caller may use it. `null` (or absent, in records
+///   written before owners existed) = anyone.
 /// - `pendingDiscardFrom`: set while a discardable (checksummed) PATCH is running: the offset it started at. A
 ///   record that still carries it at startup belongs to a PATCH that never committed, so recovery truncates the
 ///   data back to it. `null` otherwise.
@@ -38,6 +40,7 @@ public struct UploadRecord: Codable, Sendable, Equatable {
     public var concat: String?
     public var isPartial: Bool?
     public var partialIDs: [String]?
+    public var owner: String?
 
     public init(_ info: UploadInfo, pendingDiscardFrom: Int64? = nil) {
         id = info.id
@@ -46,6 +49,7 @@ public struct UploadRecord: Codable, Sendable, Equatable {
         metadata = info.metadata
         createdAt = info.createdAt
         expiresAt = info.expiresAt
+        owner = info.owner
         self.pendingDiscardFrom = pendingDiscardFrom
         concat = info.concat
         isPartial = info.concat == nil ? nil : info.isPartial
@@ -55,7 +59,7 @@ public struct UploadRecord: Codable, Sendable, Equatable {
     public var info: UploadInfo {
         UploadInfo(
             id: id, length: length, offset: offset, metadata: metadata, createdAt: createdAt, expiresAt: expiresAt,
-            concat: concat, isPartial: isPartial ?? false, partialIDs: partialIDs ?? [])
+            owner: owner, concat: concat, isPartial: isPartial ?? false, partialIDs: partialIDs ?? [])
     }
 
     public var isFinal: Bool { !(partialIDs ?? []).isEmpty }
@@ -91,6 +95,10 @@ public struct UploadRecord: Codable, Sendable, Equatable {
                 Self.appendString(partialID, to: &out)
             }
             out.append(UInt8(ascii: "]"))
+        }
+        if let owner {
+            out.append(contentsOf: #","owner":"#.utf8)
+            Self.appendString(owner, to: &out)
         }
         out.append(contentsOf: "}\n".utf8)
         return out

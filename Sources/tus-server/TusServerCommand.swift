@@ -8,7 +8,9 @@ public import Logging
 import TusCrypto
 import TusHTTP1
 import TusHTTPServer
+import TusHooks
 import TusLoop
+import TusOperations
 import TusProtocol
 import TusStore
 
@@ -102,6 +104,45 @@ struct TusServerCommand: ParsableCommand {
     @Option(name: .customLong("tls-mode"), help: "tls12 (TLS 1.2+1.3, Mozilla intermediate; default), tls13 (1.3 only), tls12-strong.")
     var tlsMode: TLSModeFlag = .tls12
 
+    @Option(name: .customLong("metrics-path"), help: "Path of the Prometheus metrics (GET, no authentication: keep it off the public network).")
+    var metricsPath = "/metrics"
+
+    @Flag(name: .customLong("no-metrics"), help: "Do not count or serve metrics.")
+    var noMetrics = false
+
+    @Option(name: .customLong("auth-jwt-key"), help: "Require Authorization: Bearer <JWT> on every request but preflights, verified with this key: a PEM public key (RSA: RS256, P-256: ES256) or a shared secret of at least 32 bytes (HS256). The token's sub owns the uploads it creates; max_size caps Upload-Length.")
+    var authJWTKey: String?
+
+    @Option(name: .customLong("auth-leeway"), help: "Seconds of clock skew tolerated for a token's exp and nbf.")
+    var authLeeway: Int64 = 30
+
+    @Option(name: .customLong("hooks-http"), help: "POST each enabled hook as tusd v2 JSON to this URL; the JSON answer can reject, change or stop uploads (see README: Hooks).")
+    var hooksHTTP: String?
+
+    @Option(name: .customLong("hooks-http-retry"), help: "Further attempts after a failed hook request or a 5xx answer.")
+    var hooksHTTPRetry = 3
+
+    @Option(name: .customLong("hooks-http-backoff"), help: "Wait before each retry (1s, 500ms).")
+    var hooksHTTPBackoff = "1s"
+
+    @Option(name: .customLong("hooks-http-forward-headers"), help: "Comma-separated request headers copied onto hook requests.")
+    var hooksHTTPForwardHeaders = ""
+
+    @Option(name: .customLong("hooks-dir"), help: "Run DIR/<event> (JSON on stdin, JSON answer on stdout) for each enabled event that has an executable there.")
+    var hooksDir: String?
+
+    @Option(name: .customLong("hooks-enabled-events"), help: "Comma-separated: pre-create, post-create, post-receive, pre-finish, post-finish, pre-terminate, post-terminate, pre-access.")
+    var hooksEnabledEvents = "pre-create,post-create,post-receive,post-terminate,post-finish"
+
+    @Option(name: .customLong("progress-hooks-interval"), help: "Milliseconds between post-receive hooks of a running upload.")
+    var progressHooksInterval: UInt64 = 1000
+
+    @Option(name: .customLong("hooks-timeout"), help: "Seconds a hook call (each HTTP attempt, or an executable) may take.")
+    var hooksTimeout: Double = 30
+
+    @Option(name: .customLong("pre-access-cache"), help: "Seconds a pre-access answer is reused for the same upload, method and credential; 0 = ask every time.")
+    var preAccessCache: Double = 0
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -123,6 +164,10 @@ struct TusServerCommand: ParsableCommand {
             throw ValidationError("--redis shares state between instances; their data must be shared too (--store file)")
         }
         if redis != nil && lockLease < 1 { throw ValidationError("--lock-lease must be at least 1 second") }
+        if hooksHTTP != nil && hooksDir != nil { throw ValidationError("--hooks-http and --hooks-dir exclude each other") }
+        let unknown = Set(hooksEnabledEvents.split(separator: ",").map { $0.trimmingCharacters(in: " ") })
+            .subtracting(HookConfiguration.allEvents).subtracting([""])
+        if !unknown.isEmpty { throw ValidationError("--hooks-enabled-events: unknown \(unknown.sorted())") }
         if (tlsCertificate == nil) != (tlsKey == nil) {
             throw ValidationError("--tls-certificate and --tls-key go together")
         }
@@ -196,7 +241,37 @@ struct TusServerCommand: ParsableCommand {
             tus.minFreeSpace = required
             tus.freeSpace = { diskSpace(of: directory) }
         }
-        let handler = TusHandler(configuration: tus, store: uploadStore, locker: locker)
+        let lateServer = LateServer()
+        let metrics = noMetrics ? nil : MetricsRegistry(connectionsOpen: { lateServer.openConnections })
+        var eventHandlers: [any UploadEventHandler] = []
+        if let metrics { eventHandlers.append(metrics) }
+        let hooks: HookWiring?
+        do {
+            hooks = try HookWiring(command: self, metrics: metrics, logger: logger)
+        } catch {
+            logger.critical("hooks: \(error)")
+            throw ExitCode.failure
+        }
+        if let hooks { eventHandlers.append(hooks.dispatcher) }
+        let events: any UploadEventHandler = eventHandlers.isEmpty ? NoUploadEvents() : UploadEventFanOut(eventHandlers)
+        tus.progressIntervalMilliseconds = progressHooksInterval
+        var authorizer: (any RequestAuthorizer)?
+        if let authJWTKey {
+            do {
+                authorizer = BearerTokenAuthorizer(
+                    verifier: try JWTVerifier(keyFile: authJWTKey, leewaySeconds: authLeeway))
+            } catch {
+                logger.critical("--auth-jwt-key \(authJWTKey): \(error)")
+                throw ExitCode.failure
+            }
+        }
+        let tusHandler = TusHandler(
+            configuration: tus, store: uploadStore, locker: locker, events: events, authorizer: authorizer)
+        var operations = OperationsConfiguration()
+        operations.metricsPath = noMetrics ? nil : metricsPath
+        let handler = OperationsHandler(
+            next: tusHandler, configuration: operations, metrics: metrics,
+            readinessChecks: readinessChecks(store: uploadStore, uploadDirectory: store == .file ? uploadDir : nil))
 
         var http = HTTPServerConfiguration()
         http.host = host
@@ -214,10 +289,11 @@ struct TusServerCommand: ParsableCommand {
         let httpLogger = Logger(label: "http")
         let server = HTTPServer(
             configuration: http, handler: handler, tls: tlsContext, minimumLogLevel: ServerLogLevel(level),
-            loopWillStop: cluster?.closeConnections
+            loopWillStop: closeOutbound(hooks: hooks?.httpTransport, cluster: cluster)
         ) { level, message in
             httpLogger.log(level: Logger.Level(level), "\(message)")
         }
+        lateServer.set(server)
         do {
             try server.start()
         } catch {
@@ -230,7 +306,7 @@ struct TusServerCommand: ParsableCommand {
         }
 
         if expiration > 0, let executor = server.executors.first {
-            scheduleSweeps(handler: handler, executor: executor, everySeconds: min(60, expiration), logger: logger)
+            scheduleSweeps(handler: tusHandler, executor: executor, everySeconds: min(60, expiration), logger: logger)
         }
 
         // The contract scripts and tests wait for: exactly this one line on stdout, with the real port.
@@ -364,3 +440,15 @@ extension Logger.Level {
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// What each loop closes before it stops: its hook connections, then its Redis connections.
+private func closeOutbound(hooks: HTTPHookTransport?, cluster: RedisCluster?)
+    -> (@Sendable (any LoopExecutor, @escaping () -> Void) -> Void)?
+{
+    guard hooks != nil || cluster != nil else { return nil }
+    return { executor, done in
+        hooks?.close(on: executor)
+        guard let cluster else { return done() }
+        cluster.closeConnections(executor, done)
+    }
+}

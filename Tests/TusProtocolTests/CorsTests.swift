@@ -13,7 +13,7 @@ final class CorsTests: TusTestCase {
                     expectHeaders: [
                         "Access-Control-Allow-Origin": "*", "Vary": nil, "Access-Control-Allow-Credentials": nil,
                         "Access-Control-Expose-Headers":
-                            "Location, Upload-Offset, Upload-Length, Upload-Defer-Length, Upload-Metadata, Upload-Concat, Upload-Expires, Tus-Version, Tus-Resumable, Tus-Max-Size, Tus-Extension, Tus-Checksum-Algorithm",
+                            "Location, Upload-Offset, Upload-Length, Upload-Defer-Length, Upload-Metadata, Upload-Concat, Upload-Expires, Tus-Version, Tus-Resumable, Tus-Max-Size, Tus-Extension, Tus-Checksum-Algorithm, X-Request-ID, WWW-Authenticate",
                     ]),
                 Row(name: "no origin", method: .HEAD, status: 200, expectHeaders: ["Access-Control-Allow-Origin": nil]),
                 Row(

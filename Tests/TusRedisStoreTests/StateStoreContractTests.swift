@@ -116,12 +116,37 @@ class StateStoreContract: XCTestCase {
         XCTAssertEqual(driver.run { done in store.completeFinal(id: "zz", length: 5, on: self.driver.executor, completion: done) }.failure, .notFound)
     }
 
+    /// The same state seen by a fresh store (a restart, another instance); nil when the store keeps nothing.
+    func reopenStore() throws -> (any UploadStateStore)? { nil }
+
+    /// The owner (a token's `sub`) is set at creation and survives writes, completion and a restart.
+    func testOwnerIsKeptThroughWritesAndRestart() throws {
+        let store = try makeStore()
+        let lock = StaticLock(token: "t2")
+        try prepareLock(id: "own", token: lock.token)
+        var owned = info("own", metadata: "a Yg==")
+        owned.owner = "alice@example.com \"quoted\""
+        XCTAssertEqual(driver.run { done in store.create(owned, on: self.driver.executor, completion: done) }, .success(owned))
+        _ = try driver.run { done in store.beginWrite(id: "own", at: 0, discardable: false, lock: lock, on: self.driver.executor, completion: done) }.get()
+        let finished = try driver.run { done in store.finishWrite(id: "own", offset: 100, expiry: .set(nil), lock: lock, on: self.driver.executor, completion: done) }.get()
+        XCTAssertEqual(finished.owner, owned.owner)
+        XCTAssertEqual(try driver.run { done in store.lookup("own", on: self.driver.executor, completion: done) }.get().info?.owner, owned.owner)
+        let anonymous = info("anon")
+        _ = driver.run { done in store.create(anonymous, on: self.driver.executor, completion: done) }
+        if let reopened = try reopenStore() {
+            XCTAssertEqual(try driver.run { done in reopened.lookup("own", on: self.driver.executor, completion: done) }.get().info?.owner, owned.owner)
+            XCTAssertNil(try driver.run { done in reopened.lookup("anon", on: self.driver.executor, completion: done) }.get().info?.owner)
+        }
+    }
+
     /// Redis checks lock tokens; the twins do not need to (their locks cannot lapse).
     func prepareLock(id: String, token: String) throws {}
 }
 
 final class FileStateStoreContractTests: StateStoreContract {
     override func makeStore() throws -> any UploadStateStore { try FileStateStore(directory: directory, fsync: .none) }
+    override func reopenStore() throws -> (any UploadStateStore)? { try FileStateStore(directory: directory, fsync: .none) }
+    override func testOwnerIsKeptThroughWritesAndRestart() throws { try super.testOwnerIsKeptThroughWritesAndRestart() }
     override func testCreateLookupAndDuplicate() throws { try super.testCreateLookupAndDuplicate() }
     override func testDeclareLengthOnce() throws { try super.testDeclareLengthOnce() }
     override func testWriteLifecycleMovesOffsetAndExpiry() throws { try super.testWriteLifecycleMovesOffsetAndExpiry() }
@@ -158,6 +183,10 @@ final class RedisStateStoreContractTests: StateStoreContract {
     override func testConcatenationFieldsRoundTripAndCompleteFinal() throws {
         try super.testConcatenationFieldsRoundTripAndCompleteFinal()
     }
+    override func reopenStore() throws -> (any UploadStateStore)? {
+        RedisStateStore(client: client!, keys: RedisKeys(prefix: "contract:"))
+    }
+    override func testOwnerIsKeptThroughWritesAndRestart() throws { try super.testOwnerIsKeptThroughWritesAndRestart() }
 
     override func prepareLock(id: String, token: String) throws {
         let reply = RedisServerProcess.command("SET contract:{\(id)}:lock \(token) PX 60000\r\n", port: redis!.port)

@@ -33,6 +33,13 @@ public protocol HTTPExchange: AnyObject {
     /// Sends a response whose body is streamed from `source` (downloads). `bodyLength` bytes must follow;
     /// the response to a HEAD request sends only the head.
     func respond(_ response: HTTPResponse, bodyLength: Int64, source: any HTTPBodySource)
+
+    /// The peer as "host:port" (hook payloads, logs); nil when unknown.
+    var remoteAddress: String? { get }
+}
+
+extension HTTPExchange {
+    public var remoteAddress: String? { nil }
 }
 
 public protocol HTTPBodySink: AnyObject {

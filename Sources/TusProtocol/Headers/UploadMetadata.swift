@@ -44,6 +44,18 @@ public struct UploadMetadata: Sendable, Equatable {
         return UploadMetadata(pairs: pairs)
     }
 
+    /// The header form of `pairs` (a hook's `ChangeFileInfo.MetaData`); nil when empty. Keys a header could
+    /// not carry (empty, whitespace, comma) are dropped.
+    public static func encode(_ pairs: [(key: String, value: String)]) -> String? {
+        let encoded = pairs.compactMap { pair -> String? in
+            guard !pair.key.isEmpty,
+                pair.key.utf8.allSatisfy({ $0 > 0x20 && $0 != 0x7F && $0 != UInt8(ascii: ",") })
+            else { return nil }
+            return pair.value.isEmpty ? pair.key : pair.key + " " + Base64.encode(Array(pair.value.utf8))
+        }
+        return encoded.isEmpty ? nil : encoded.joined(separator: ",")
+    }
+
     static func isBlank(_ text: Substring) -> Bool {
         text.utf8.allSatisfy { $0 == 0x20 || $0 == 0x09 }
     }

@@ -41,7 +41,7 @@ extension TusHandler {
             partialIDs.append(id)
         }
         let executor = request.exchange.executor
-        lookUpPartials(partialIDs, on: executor) { [self] looked in
+        lookUpPartials(partialIDs, owner: request.grant?.subject, on: executor) { [self] looked in
             let partials: [UploadInfo]
             switch looked {
             case .failure(let error): return fail(request, error)
@@ -54,7 +54,7 @@ extension TusHandler {
             }
             let info = UploadInfo(
                 id: SecureRandom.uploadID(), length: length, metadata: metadata, createdAt: now(), expiresAt: nil,
-                concat: concat, partialIDs: partialIDs)
+                owner: request.grant?.subject, concat: concat, partialIDs: partialIDs)
             let location = UploadLocation.make(
                 id: info.id, head: request.head, isSecure: request.exchange.isSecure, configuration: configuration)
             store.create(info, on: executor) { [self] created in
@@ -62,11 +62,15 @@ extension TusHandler {
                 case .failure(let error):
                     fail(request, error == .alreadyExists ? .storeFailure : Self.mapStoreError(error))
                 case .success(let created):
+                    notify(.created, request, upload: created)
                     let respond = { [self] in send(request, HTTPResponse(status: .created, headers: ["Location": location])) }
                     guard partials.allSatisfy(\.isComplete) else { return respond() }
                     // Assembled before 201 when it can be, so the client's next HEAD finds it complete. A failure
                     // here leaves it to the next look.
-                    assemble(created, partials: partials, on: executor) { _ in respond() }
+                    assemble(created, partials: partials, on: executor) { [self] assembled in
+                        if case .success(let complete) = assembled { notify(.finished, request, upload: complete) }
+                        respond()
+                    }
                 }
             }
         }
@@ -88,8 +92,10 @@ extension TusHandler {
     }
 
     /// The records of `ids` in order (one lookup per distinct id), or the error that makes the list unusable.
+    /// Another owner's partial is not found, as it is for HEAD: ids cannot be probed, nor others' bytes borrowed.
     func lookUpPartials(
-        _ ids: [String], on executor: any LoopExecutor, completion: @escaping (Result<[UploadInfo], TusError>) -> Void
+        _ ids: [String], owner: String? = nil, on executor: any LoopExecutor,
+        completion: @escaping (Result<[UploadInfo], TusError>) -> Void
     ) {
         var distinct: [String] = []
         for id in ids where !distinct.contains(id) { distinct.append(id) }
@@ -102,6 +108,7 @@ extension TusHandler {
                 case .success(.notFound): completion(.failure(.partialNotFound))
                 case .success(.gone): completion(.failure(.partialGone))
                 case .success(.found(let info)):
+                    if let partialOwner = info.owner, partialOwner != owner { return completion(.failure(.partialNotFound)) }
                     guard info.isPartial else { return completion(.failure(.notPartial)) }
                     found[info.id] = info
                     next(index + 1)
@@ -116,7 +123,7 @@ extension TusHandler {
         _ final: UploadInfo, on executor: any LoopExecutor, completion: @escaping (Result<FinalState, TusError>) -> Void
     ) {
         if final.isComplete { return completion(.success(.complete(final))) }
-        lookUpPartials(final.partialIDs, on: executor) { [self] looked in
+        lookUpPartials(final.partialIDs, owner: final.owner, on: executor) { [self] looked in
             let partials: [UploadInfo]
             switch looked {
             case .failure(.partialNotFound), .failure(.notPartial): return completion(.failure(.partialGone))

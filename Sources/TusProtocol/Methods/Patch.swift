@@ -24,6 +24,7 @@ extension TusHandler {
         withUpload(request, id: id) { [self] info in
             // A final's bytes are its partials'; nothing may append to it (spec: 403).
             if info.isFinal { return fail(request, .modifyFinal, closeConnection: request.head.bodyFraming.hasBody) }
+            let waitStarted = Self.monotonicNanoseconds()
             locker.lock(
                 id: id, executor: request.exchange.executor,
                 timeoutMilliseconds: configuration.lockReleaseTimeoutMilliseconds,
@@ -32,6 +33,7 @@ extension TusHandler {
                 switch result {
                 case .failure(let error): fail(request, Self.mapLockError(error))
                 case .success(let lock):
+                    measureLockWait(since: waitStarted, request)
                     // Re-read under the lock: the previous holder may have moved the offset.
                     withUpload(request, id: id, release: lock) { [self] info in
                         patchLocked(
@@ -60,7 +62,7 @@ extension TusHandler {
             // "Once set the length MUST NOT be changed", not even to the same value (tusd does the same).
             guard info.isLengthDeferred else { return reject(.lengthAlreadySet) }
             guard declaredLength >= info.offset else { return reject(.lengthBelowOffset) }
-            if let maxSize = configuration.maxSize, declaredLength > maxSize {
+            if let maxSize = maxUploadLength(request), declaredLength > maxSize {
                 return reject(.maxSizeExceeded, closeConnection: request.head.bodyFraming.hasBody)
             }
             length = declaredLength
@@ -72,6 +74,8 @@ extension TusHandler {
         }
         let trailerAlgorithms = checksumTrailerAlgorithms(request)
         let discardable = checksum != nil || !trailerAlgorithms.isEmpty
+        var declared = info
+        declared.length = length
         let openWriter = { [self] in
             store.openWriter(id: id, startingAt: offset, discardable: discardable, lock: lock, on: executor) { [self] result in
                 switch result {
@@ -79,7 +83,7 @@ extension TusHandler {
                 case .success(let writer):
                     UploadAppend(
                         handler: self, request: request, writer: writer, lock: lock, holder: holder, limit: limit,
-                        checksum: checksum, trailerAlgorithms: trailerAlgorithms, purpose: .patch
+                        checksum: checksum, trailerAlgorithms: trailerAlgorithms, purpose: .patch, upload: declared
                     ).start()
                 }
             }

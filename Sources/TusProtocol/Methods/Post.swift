@@ -30,7 +30,7 @@ extension TusHandler {
             guard text == "1" else { return fail(request, .invalidDeferLength) }
         }
         let hasBody = request.head.bodyFraming.hasBody
-        if let length, let maxSize = configuration.maxSize, length > maxSize {
+        if let length, let maxSize = maxUploadLength(request), length > maxSize {
             return fail(request, .maxSizeExceeded, closeConnection: hasBody)
         }
         var metadata: String?
@@ -59,29 +59,65 @@ extension TusHandler {
             return fail(request, .insufficientStorage, closeConnection: hasBody)
         }
 
-        let id = SecureRandom.uploadID()
-        let info = UploadInfo(
-            id: id, length: length, metadata: metadata, createdAt: now(), expiresAt: length == 0 ? nil : nextExpiry(),
-            concat: concat, isPartial: concat != nil)
+        // The id stays empty until the decisions are made (tusd: pre-create sees no id).
+        let proposed = UploadInfo(
+            id: "", length: length, metadata: metadata, createdAt: now(), expiresAt: length == 0 ? nil : nextExpiry(),
+            owner: request.grant?.subject, concat: concat, isPartial: concat != nil)
+        gate(.preAccess, request, upload: proposed, rejection: .accessDenied) { [self] _ in
+            gate(.preCreate, request, upload: proposed, rejection: .uploadRejected) { [self] verdict in
+                var info = proposed
+                info.id = SecureRandom.uploadID()
+                if let changedID = verdict.changedID, !changedID.isEmpty {
+                    guard Self.isValidUploadID(changedID[...]) else { return fail(request, .storeFailure) }
+                    info.id = changedID
+                }
+                if let changed = verdict.changedMetadata { info.metadata = UploadMetadata.encode(changed) }
+                create(
+                    request, info: info, hasUploadBody: hasUploadBody, checksum: checksum, override: verdict.response)
+            }
+        }
+    }
+
+    private func create(
+        _ request: TusRequest, info: UploadInfo, hasUploadBody: Bool, checksum: UploadChecksum?,
+        override: ResponseOverride
+    ) {
+        let id = info.id
         let location = UploadLocation.make(
             id: id, head: request.head, isSecure: request.exchange.isSecure, configuration: configuration)
         store.create(info, on: request.exchange.executor) { [self] result in
             switch result {
             case .failure(let error): fail(request, error == .alreadyExists ? .storeFailure : Self.mapStoreError(error))
             case .success(let created):
+                notify(.created, request, upload: created)
                 guard hasUploadBody else {
                     var headers: HTTPHeaders = ["Location": location]
                     addExpiry(created, to: &headers)
-                    return send(request, HTTPResponse(status: .created, headers: headers))
+                    var response = HTTPResponse(status: .created, headers: headers)
+                    response.apply(override)
+                    // An empty upload is finished the moment it exists (tusd emits its finish at creation).
+                    if created.isComplete { notify(.finished, request, upload: created) }
+                    return send(request, response)
                 }
-                appendCreationBody(request, id: id, length: length, checksum: checksum, location: location)
+                appendCreationBody(request, upload: created, checksum: checksum, location: location)
             }
         }
     }
 
+    /// The server's maximum, lowered by the caller's own cap (a token's `max_size`).
+    func maxUploadLength(_ request: TusRequest) -> Int64? {
+        switch (configuration.maxSize, request.grant?.maxUploadLength) {
+        case (let server?, let caller?): min(server, caller)
+        case (let server, nil): server
+        case (nil, let caller): caller
+        }
+    }
+
     private func appendCreationBody(
-        _ request: TusRequest, id: String, length: Int64?, checksum: UploadChecksum?, location: String
+        _ request: TusRequest, upload: UploadInfo, checksum: UploadChecksum?, location: String
     ) {
+        let id = upload.id
+        let length = upload.length
         let holder = LockHolder()
         let executor = request.exchange.executor
         // The id was minted a moment ago, so nobody else can hold it.
@@ -100,7 +136,7 @@ extension TusHandler {
                     UploadAppend(
                         handler: self, request: request, writer: writer, lock: lock, holder: holder,
                         limit: byteLimit(length: length, offset: 0), checksum: checksum,
-                        purpose: .creation(location: location)
+                        purpose: .creation(location: location), upload: upload
                     ).start()
                 }
             }

@@ -31,6 +31,8 @@ final class UploadAppend: HTTPBodySink {
         case overflow
         case takenOver
         case writeFailed(StoreError)
+        /// A post-receive hook asked to stop (tusd `StopUpload`).
+        case stopped(ResponseOverride)
     }
 
     private let handler: TusHandler
@@ -47,6 +49,12 @@ final class UploadAppend: HTTPBodySink {
     private let digest: DigestBox?
     private var trailers = HTTPHeaders()
     private let purpose: Purpose
+    /// The upload as it stood when this request took it (the length already declared).
+    private let upload: UploadInfo
+    /// Offset after the last completed write, for progress events.
+    private var writtenOffset: Int64
+    private var lastProgressNanoseconds = TusHandler.monotonicNanoseconds()
+    private var lastReportedOffset: Int64
 
     private var received: Int64 = 0
     private var outstandingWrites = 0
@@ -62,8 +70,12 @@ final class UploadAppend: HTTPBodySink {
 
     init(
         handler: TusHandler, request: TusRequest, writer: any UploadWriter, lock: any UploadLock, holder: LockHolder,
-        limit: Int64?, checksum: UploadChecksum?, trailerAlgorithms: [DigestAlgorithm] = [], purpose: Purpose
+        limit: Int64?, checksum: UploadChecksum?, trailerAlgorithms: [DigestAlgorithm] = [], purpose: Purpose,
+        upload: UploadInfo
     ) {
+        self.upload = upload
+        self.writtenOffset = upload.offset
+        self.lastReportedOffset = upload.offset
         self.handler = handler
         self.request = request
         self.writer = writer
@@ -107,9 +119,16 @@ final class UploadAppend: HTTPBodySink {
                 digestQueue.append((fragment, finishedOne))
                 hashQueuedFragments()
             }
+            let count = fragment.count
             writer.write(fragment) { [self] result in
                 outstandingWrites -= 1
-                if case .failure(let error) = result { stopEarly(.writeFailed(error)) }
+                switch result {
+                case .failure(let error): stopEarly(.writeFailed(error))
+                case .success(let offset):
+                    writtenOffset = offset
+                    handler.events.measure(.bodyBytes(count), on: request.exchange.executor)
+                    reportProgressIfDue()
+                }
                 finishedOne()
                 finishIfIdle()
             }
@@ -163,6 +182,7 @@ final class UploadAppend: HTTPBodySink {
         case .overflow: respondError(.uploadSizeExceeded)
         case .takenOver: respondError(.uploadInterrupted)
         case .writeFailed(let error): respondError(Self.answer(toWriteFailure: error))
+        case .stopped(let override): respondError(.uploadStopped, override: override)
         case .ended, .aborted: break
         }
         finishIfIdle()
@@ -202,7 +222,7 @@ final class UploadAppend: HTTPBodySink {
             case .shutdown: .serverShuttingDown
             case .malformed: .malformedBody
             }
-        case .overflow, .takenOver, .writeFailed:
+        case .overflow, .takenOver, .writeFailed, .stopped:
             break  // already answered
         }
         if discard {
@@ -223,26 +243,65 @@ final class UploadAppend: HTTPBodySink {
             default: respondError(.storeFailure)
             }
         case .success(let info):
+            // What was committed is progress whatever the answer (tusd sends a last post-receive too).
+            if info.offset != lastReportedOffset { reportProgress(info) }
+            // Only the request that moved the upload to its end finishes it: post-finish once per upload.
+            let finishesUpload: Bool
+            if case .creation = purpose { finishesUpload = info.isComplete } else {
+                finishesUpload = info.isComplete && upload.offset < (info.length ?? 0)
+            }
+            if finishesUpload { handler.notify(.finished, request, upload: info) }
             if let outcome { return respondError(outcome) }
             var headers: HTTPHeaders = ["Upload-Offset": String(info.offset)]
             handler.addExpiry(info, to: &headers)
+            var response: HTTPResponse
             switch purpose {
             case .patch:
-                respond(HTTPResponse(status: .noContent, headers: headers))
+                response = HTTPResponse(status: .noContent, headers: headers)
             case .creation(let location):
                 headers.add("Location", location)
-                respond(HTTPResponse(status: .created, headers: headers))
+                response = HTTPResponse(status: .created, headers: headers)
+            }
+            guard finishesUpload, handler.events.wantsDecision(.preFinish) else { return respond(response) }
+            // pre-finish shapes the answer only: the bytes are stored and the upload is finished either way.
+            let event = UploadEvent(upload: info, request: request.eventRequest)
+            handler.events.decide(.preFinish, event, on: request.exchange.executor) { [self] verdict in
+                if verdict.isUnavailable { return respondError(.hookUnavailable) }
+                response.apply(verdict.response)
+                respond(response)
             }
         }
     }
 
-    private func respondError(_ error: TusError) {
+    // MARK: Progress
+
+    private func reportProgressIfDue() {
+        let now = TusHandler.monotonicNanoseconds()
+        guard now &- lastProgressNanoseconds >= handler.configuration.progressIntervalMilliseconds * 1_000_000 else {
+            return
+        }
+        lastProgressNanoseconds = now
+        var info = upload
+        info.offset = writtenOffset
+        reportProgress(info)
+    }
+
+    private func reportProgress(_ info: UploadInfo) {
+        lastReportedOffset = info.offset
+        let stop = UploadStopSwitch(executor: request.exchange.executor) { [weak self] override in
+            self?.stopEarly(.stopped(override))
+        }
+        handler.events.progressed(
+            UploadEvent(upload: info, request: request.eventRequest), stop: stop, on: request.exchange.executor)
+    }
+
+    private func respondError(_ error: TusError, override: ResponseOverride? = nil) {
         guard !hasResponded else { return }
         hasResponded = true
         var headers: HTTPHeaders = [:]
         // tusd sends Location even when the creation's body failed: the upload exists and can be resumed.
         if case .creation(let location) = purpose { headers.add("Location", location) }
-        handler.fail(request, error, headers: headers, closeConnection: true)
+        handler.fail(request, error, headers: headers, closeConnection: true, override: override)
     }
 
     private func respond(_ response: HTTPResponse) {

@@ -24,10 +24,15 @@ public struct UploadInfo: Codable, Sendable, Equatable {
     /// often as it was listed. Empty for every other upload.
     public var partialIDs: [String]
 
+    /// Who created it (the authorizer's subject); nil = anyone may use it. Set once, at creation.
+    public var owner: String?
+
     public init(
         id: String, length: Int64?, offset: Int64 = 0, metadata: String? = nil, createdAt: Int64,
-        expiresAt: Int64? = nil, concat: String? = nil, isPartial: Bool = false, partialIDs: [String] = []
+        expiresAt: Int64? = nil, owner: String? = nil, concat: String? = nil, isPartial: Bool = false,
+        partialIDs: [String] = []
     ) {
+        self.owner = owner
         self.id = id
         self.length = length
         self.offset = offset
@@ -39,7 +44,8 @@ public struct UploadInfo: Codable, Sendable, Equatable {
         self.partialIDs = partialIDs
     }
 
-    /// Records persisted before concatenation existed have none of its keys; they read as plain uploads.
+    /// Records persisted before concatenation or owners existed have none of their keys; they read as plain
+    /// uploads that anyone may use.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         id = try container.decode(String.self, forKey: .id)
@@ -51,6 +57,7 @@ public struct UploadInfo: Codable, Sendable, Equatable {
         concat = try container.decodeIfPresent(String.self, forKey: .concat)
         isPartial = try container.decodeIfPresent(Bool.self, forKey: .isPartial) ?? false
         partialIDs = try container.decodeIfPresent([String].self, forKey: .partialIDs) ?? []
+        owner = try container.decodeIfPresent(String.self, forKey: .owner)
     }
 
     public var isLengthDeferred: Bool { length == nil }

@@ -23,6 +23,7 @@ let usage = """
     options: --bytes N  --chunk K  --concurrency C  --duration S  --loops L  --checksum sha1|sha256
              --server-pid PID[,PID...]  --json-out FILE  --label TEXT  --insecure  --plain  --method HEAD|GET
              --fragment BYTES (write size, default 1 MiB)  --timeout S (default 600)  --repeat R
+             --header "Name: value" (repeatable; e.g. a bearer token)
     """
 
 // MARK: options
@@ -45,6 +46,8 @@ struct Options: Sendable {
     var fragment = 1 << 20
     var timeout = 600.0
     var repeats = 1
+    /// `--header "Name: value"`, repeatable: added to every tus request (a bearer token for auth runs).
+    var extraHeaders: [(String, String)] = []
 
     static func parse(_ arguments: [String]) -> Options {
         var options = Options()
@@ -75,6 +78,11 @@ struct Options: Sendable {
             case "--fragment": options.fragment = Int(parseSize(value(flag)))
             case "--timeout": options.timeout = Double(value(flag)) ?? 600
             case "--repeat": options.repeats = max(1, Int(value(flag)) ?? 1)
+            case "--header":
+                let text = value(flag)
+                guard let colon = text.firstIndex(of: ":") else { fail("--header wants \"Name: value\"") }
+                options.extraHeaders.append(
+                    (String(text[..<colon]), String(text[text.index(after: colon)...].drop { $0 == " " })))
             case "-h", "--help": print(usage); exit(0)
             default: fail("unknown option \(flag)\n\(usage)")
             }
@@ -334,6 +342,7 @@ final class Worker: @unchecked Sendable {
     func head(_ method: HTTPMethod, _ path: String) -> HTTPClientRequestHead {
         var head = HTTPClientRequestHead(method: method, path: path)
         if !options.plain { head.headers.add("Tus-Resumable", "1.0.0") }
+        for (name, value) in options.extraHeaders { head.headers.add(name, value) }
         return head
     }
 

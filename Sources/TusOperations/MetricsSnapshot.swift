@@ -1,0 +1,43 @@
+import TusHTTP1
+
+/// Every counter of one loop (or, after `add`, of all loops) at one moment.
+public struct MetricsSnapshot: Sendable {
+    /// Methods tusd labels requests with; anything else counts as "OTHER".
+    static let methods = ["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS", "OTHER"]
+
+    var requests = [UInt64](repeating: 0, count: MetricsSnapshot.methods.count)
+    var durations = [Histogram](repeating: Histogram(), count: MetricsSnapshot.methods.count)
+    /// Keyed by "status code" pairs.
+    var errors: [ErrorKey: UInt64] = [:]
+    var bytesReceived: UInt64 = 0
+    var uploadsCreated: UInt64 = 0
+    var uploadsFinished: UInt64 = 0
+    var uploadsTerminated: UInt64 = 0
+    var hookInvocations: [String: UInt64] = [:]
+    var hookErrors: [String: UInt64] = [:]
+    var lockWait = Histogram()
+
+    struct ErrorKey: Hashable, Sendable {
+        var status: Int
+        var code: String
+    }
+
+    static func methodIndex(_ method: HTTPMethod) -> Int {
+        methods.firstIndex(of: method.rawValue) ?? methods.count - 1
+    }
+
+    mutating func add(_ other: MetricsSnapshot) {
+        for index in requests.indices {
+            requests[index] += other.requests[index]
+            durations[index].add(other.durations[index])
+        }
+        errors.merge(other.errors, uniquingKeysWith: +)
+        bytesReceived += other.bytesReceived
+        uploadsCreated += other.uploadsCreated
+        uploadsFinished += other.uploadsFinished
+        uploadsTerminated += other.uploadsTerminated
+        hookInvocations.merge(other.hookInvocations, uniquingKeysWith: +)
+        hookErrors.merge(other.hookErrors, uniquingKeysWith: +)
+        lockWait.add(other.lockWait)
+    }
+}

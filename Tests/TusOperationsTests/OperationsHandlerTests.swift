@@ -1,0 +1,103 @@
+import TusHTTP1
+import TusOperations
+import TusProtocol
+import TusTestSupport
+import XCTest
+
+/// Records the heads it gets and answers 204, or holds the exchange for the test to answer.
+final class EchoHandler: HTTPRequestHandler, @unchecked Sendable {
+    var heads: [RequestHead] = []
+    func handle(_ head: RequestHead, exchange: any HTTPExchange) {
+        heads.append(head)
+        exchange.respond(HTTPResponse(status: .noContent))
+    }
+}
+
+final class OperationsHandlerTests: XCTestCase {
+    func testRequestIDIsAcceptedWhenSaneAndMadeOtherwise() {
+        XCTAssertEqual(RequestID.accept("abc-123_x.y:z"), "abc-123_x.y:z")
+        XCTAssertNil(RequestID.accept(""))
+        XCTAssertNil(RequestID.accept("has space"))
+        XCTAssertNil(RequestID.accept("line\nbreak"))
+        XCTAssertNil(RequestID.accept("quote\""))
+        XCTAssertNil(RequestID.accept(String(repeating: "a", count: 129)))
+        XCTAssertNotNil(RequestID.accept(String(repeating: "a", count: 128)))
+        XCTAssertEqual(RequestID.make().count, 32)
+        XCTAssertNotEqual(RequestID.make(), RequestID.make())
+    }
+
+    func testEveryResponseCarriesTheRequestIDTheApplicationSaw() {
+        let echo = EchoHandler()
+        let client = TusTestClient(handler: OperationsHandler(next: echo, metrics: nil))
+        let given = client.send(.HEAD, "/files/x", headers: ["X-Request-ID": "client-chosen-1"])
+        XCTAssertEqual(given.header("X-Request-ID"), "client-chosen-1")
+        XCTAssertEqual(echo.heads.last?.headers["X-Request-ID"], "client-chosen-1")
+
+        let replaced = client.send(.HEAD, "/files/x", headers: ["X-Request-ID": "evil\" injected=1"])
+        let made = replaced.header("X-Request-ID") ?? ""
+        XCTAssertEqual(made.count, 32)
+        XCTAssertEqual(echo.heads.last?.headers.values(for: "X-Request-ID"), [made], "one id, the same one")
+
+        XCTAssertNotNil(client.send(.GET, "/healthz").header("X-Request-ID"))
+    }
+
+    func testHealthAnswersWithoutTheApplication() {
+        let echo = EchoHandler()
+        let client = TusTestClient(handler: OperationsHandler(next: echo, metrics: nil))
+        let health = client.send(.GET, "/healthz")
+        XCTAssertEqual(health.status, 200)
+        XCTAssertEqual(client.send(.GET, "/readyz").status, 200, "no checks: ready")
+        XCTAssertTrue(echo.heads.isEmpty)
+        XCTAssertEqual(client.send(.GET, "/metrics").status, 204, "metrics off: the application's path")
+    }
+
+    func testReadinessFailsOnAnyCheckAndOnSilence() {
+        let failing = ReadinessCheck(name: "state") { _, completion in completion("unavailable(redis down)") }
+        let fine = ReadinessCheck(name: "upload-dir") { _, completion in completion(nil) }
+        let silent = ReadinessCheck(name: "slow") { _, _ in }
+        let client = TusTestClient(
+            handler: OperationsHandler(next: EchoHandler(), metrics: nil, readinessChecks: [fine, failing]))
+        let answer = client.send(.GET, "/readyz")
+        XCTAssertEqual(answer.status, 503)
+        let text = String(decoding: answer.response!.body, as: UTF8.self)
+        XCTAssertTrue(text.contains("state: unavailable(redis down)"), text)
+        XCTAssertTrue(text.contains("upload-dir: ok"), text)
+
+        let stuck = TusTestClient(handler: OperationsHandler(next: EchoHandler(), metrics: nil, readinessChecks: [silent]))
+        let waiting = stuck.send(.GET, "/readyz")
+        XCTAssertFalse(waiting.hasResponded)
+        stuck.executor.advance(byMilliseconds: 2000)
+        XCTAssertEqual(waiting.status, 503)
+        XCTAssertTrue(String(decoding: waiting.response!.body, as: UTF8.self).contains("slow: timed out"))
+    }
+
+    func testMetricsCountRequestsUploadsBytesAndErrors() throws {
+        let metrics = MetricsRegistry(connectionsOpen: { 3 })
+        let tus = TusHandler(store: MemoryUploadStore(), events: metrics)
+        let client = TusTestClient(handler: OperationsHandler(next: tus, metrics: metrics))
+        let path = try XCTUnwrap(client.create(length: 5))
+        client.patch(path, offset: 0, body: [1, 2, 3, 4, 5])
+        client.send(.HEAD, "/files/does-not-exist")
+        client.send(.DELETE, path)
+
+        let scrape = client.send(.GET, "/metrics")
+        XCTAssertEqual(scrape.status, 200)
+        XCTAssertEqual(scrape.header("Content-Type"), PrometheusText.contentType)
+        let text = String(decoding: scrape.response!.body, as: UTF8.self)
+        for line in [
+            "tusd_requests_total{method=\"POST\"} 1", "tusd_requests_total{method=\"PATCH\"} 1",
+            "tusd_requests_total{method=\"HEAD\"} 1", "tusd_requests_total{method=\"DELETE\"} 1",
+            "tusd_bytes_received 5", "tusd_uploads_created 1", "tusd_uploads_finished 1", "tusd_uploads_terminated 1",
+            "tusd_connections_open 3", "tusd_errors_total{status=\"404\",code=\"ERR_UPLOAD_NOT_FOUND\"} 1",
+            "tus_request_duration_seconds_count{method=\"PATCH\"} 1", "tus_lock_wait_seconds_count 2",
+            "tus_request_duration_seconds_bucket{method=\"PATCH\",le=\"+Inf\"} 1",
+            "tusd_hook_invocations_total{hooktype=\"pre-create\"} 0",
+        ] {
+            XCTAssertTrue(text.contains(line + "\n"), "missing \(line) in\n\(text)")
+        }
+    }
+
+    func testLabelValuesAreEscaped() {
+        XCTAssertEqual(PrometheusText.escapeForTesting("a\"b\\c\nd"), "a\\\"b\\\\c\\nd")
+    }
+}

@@ -1,0 +1,225 @@
+import Synchronization
+import TusHTTP1
+import TusProtocol
+import TusTestSupport
+import XCTest
+
+/// Records every event and answers decisions from a table; decisions can be held back to prove that a
+/// request waits for its hook while the executor keeps running other work.
+final class RecordingEvents: UploadEventHandler, @unchecked Sendable {
+    var log: [String] = []
+    var events: [UploadEvent] = []
+    var verdicts: [DecisionPoint: EventVerdict] = [:]
+    var heldDecisions: [(EventVerdict) -> Void] = []
+    var holdDecisions = false
+    var stopOnProgress: ResponseOverride?
+    var bodyBytes = 0
+    var errors: [TusError] = []
+    var lockWaits = 0
+
+    var wantsAccessDecisions: Bool { verdicts[.preAccess] != nil }
+    func wantsDecision(_ point: DecisionPoint) -> Bool { verdicts[point] != nil }
+
+    func decide(
+        _ point: DecisionPoint, _ event: UploadEvent, on executor: any LoopExecutor,
+        completion: @escaping (EventVerdict) -> Void
+    ) {
+        log.append(point.rawValue)
+        events.append(event)
+        let verdict = verdicts[point] ?? .proceed
+        if holdDecisions { heldDecisions.append { _ in completion(verdict) } } else { completion(verdict) }
+    }
+
+    func notify(_ notification: UploadNotification, _ event: UploadEvent, on executor: any LoopExecutor) {
+        log.append(notification.rawValue)
+        events.append(event)
+    }
+
+    func progressed(_ event: UploadEvent, stop: UploadStopSwitch, on executor: any LoopExecutor) {
+        log.append("post-receive \(event.upload.offset)")
+        if let stopOnProgress { stop.stop(response: stopOnProgress) }
+    }
+
+    func measure(_ measurement: RequestMeasurement, on executor: any LoopExecutor) {
+        switch measurement {
+        case .bodyBytes(let count): bodyBytes += count
+        case .error(let error): errors.append(error)
+        case .lockWait: lockWaits += 1
+        }
+    }
+}
+
+final class StaticAuthorizer: RequestAuthorizer {
+    /// Bearer token → grant.
+    let grants: [String: AccessGrant]
+    init(_ grants: [String: AccessGrant]) { self.grants = grants }
+
+    func authorize(
+        _ head: RequestHead, on executor: any LoopExecutor, completion: @escaping (AuthorizationResult) -> Void
+    ) {
+        let token = head.headers["Authorization"].map { String($0.dropFirst("Bearer ".count)) }
+        if let token, let grant = grants[token] { return completion(.granted(grant)) }
+        completion(.denied(challenge: "Bearer error=\"invalid_token\""))
+    }
+}
+
+final class EventTests: TusTestCase {
+    var events = RecordingEvents()
+
+    func configureEvents(_ configuration: TusConfiguration = TusConfiguration(), authorizer: (any RequestAuthorizer)? = nil) {
+        events = RecordingEvents()
+        store = MemoryUploadStore()
+        let clock = clock
+        handler = TusHandler(
+            configuration: configuration, store: store, locker: MemoryLocker(), events: events, authorizer: authorizer,
+            now: { clock.now })
+        client = TusTestClient(handler: handler)
+    }
+
+    override func setUp() {
+        super.setUp()
+        configureEvents()
+    }
+
+    func testPostEventsComeInUploadOrderAndFinishOnce() {
+        var configuration = TusConfiguration()
+        configuration.progressIntervalMilliseconds = 0
+        configureEvents(configuration)
+        let path = createUpload(length: 10)
+        client.patch(path, offset: 0, body: Array(repeating: 1, count: 4))
+        client.patch(path, offset: 4, body: Array(repeating: 2, count: 6))
+        // An empty PATCH at the end commits nothing new: no second finish.
+        client.patch(path, offset: 10, body: [])
+        XCTAssertEqual(
+            events.log, ["post-create", "post-receive 4", "post-receive 10", "post-finish"])
+        XCTAssertEqual(events.bodyBytes, 10)
+        XCTAssertEqual(events.lockWaits, 3)
+    }
+
+    func testEmptyUploadFinishesAtCreation() {
+        _ = createUpload(length: 0)
+        XCTAssertEqual(events.log, ["post-create", "post-finish"])
+    }
+
+    func testPreCreateRejectionUsesTheHookResponse() {
+        events.verdicts[.preCreate] = EventVerdict(
+            isRejected: true, response: ResponseOverride(statusCode: 422, body: "no thanks", headers: ["X-Why": "quota"]))
+        let exchange = client.send(.POST, "/files/", headers: ["Upload-Length": "5"])
+        XCTAssertEqual(exchange.status, 422)
+        XCTAssertEqual(String(decoding: exchange.response!.body, as: UTF8.self), "no thanks")
+        XCTAssertEqual(exchange.header("X-Why"), "quota")
+        XCTAssertEqual(store.listExpired(now: .max), [])
+        XCTAssertEqual(events.log, ["pre-create"])
+        XCTAssertEqual(events.errors, [.uploadRejected])
+        XCTAssertEqual(events.events[0].upload.id, "", "pre-create sees no id yet")
+    }
+
+    func testPreCreateDefaultRejectionIsTusdsError() {
+        events.verdicts[.preCreate] = EventVerdict(isRejected: true)
+        let exchange = client.send(.POST, "/files/", headers: ["Upload-Length": "5"])
+        XCTAssertEqual(exchange.status, 400)
+        XCTAssertTrue(String(decoding: exchange.response!.body, as: UTF8.self).hasPrefix("ERR_UPLOAD_REJECTED"))
+    }
+
+    func testUnreachableHookFailsCreationClosed() {
+        events.verdicts[.preCreate] = .unavailable
+        let exchange = client.send(.POST, "/files/", headers: ["Upload-Length": "5"])
+        XCTAssertEqual(exchange.status, 503)
+        XCTAssertEqual(exchange.header("Retry-After"), "1")
+    }
+
+    func testChangeFileInfoSetsIDAndMetadata() {
+        events.verdicts[.preCreate] = EventVerdict(
+            response: ResponseOverride(headers: ["X-Hook": "yes"]), changedID: "chosen-by-hook",
+            changedMetadata: [("filename", "new.txt")])
+        let exchange = client.send(.POST, "/files/", headers: ["Upload-Length": "5", "Upload-Metadata": "a YQ=="])
+        XCTAssertEqual(exchange.status, 201)
+        XCTAssertEqual(exchange.header("Location"), "http://tus.example/files/chosen-by-hook")
+        XCTAssertEqual(exchange.header("X-Hook"), "yes")
+        XCTAssertEqual(head("/files/chosen-by-hook").header("Upload-Metadata"), "filename bmV3LnR4dA==")
+    }
+
+    func testRequestWaitsForItsDecisionOnly() {
+        events.verdicts[.preCreate] = .proceed
+        events.holdDecisions = true
+        let waiting = client.send(.POST, "/files/", headers: ["Upload-Length": "5"])
+        XCTAssertFalse(waiting.hasResponded)
+        // Other work on the same executor goes on meanwhile.
+        XCTAssertEqual(client.send(.OPTIONS, "/files/").status, 204)
+        events.heldDecisions.removeFirst()(.proceed)
+        XCTAssertEqual(waiting.status, 201)
+    }
+
+    func testPreTerminateRejection() {
+        let path = createUpload(length: 5)
+        events.verdicts[.preTerminate] = EventVerdict(isRejected: true)
+        XCTAssertEqual(client.send(.DELETE, path).status, 400)
+        XCTAssertEqual(head(path).status, 200)
+        events.verdicts[.preTerminate] = .proceed
+        XCTAssertEqual(client.send(.DELETE, path).status, 204)
+        XCTAssertEqual(events.log.suffix(2), ["pre-terminate", "post-terminate"])
+    }
+
+    func testStopUploadEndsTheRunningPatch() {
+        var configuration = TusConfiguration()
+        configuration.progressIntervalMilliseconds = 0
+        configureEvents(configuration)
+        let path = createUpload(length: 100)
+        events.stopOnProgress = ResponseOverride(body: "stopped by hook")
+        let exchange = client.start(
+            .PATCH, path, headers: ["Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"],
+            framing: .contentLength(100))
+        exchange.deliver(Array(repeating: 7, count: 10))
+        client.executor.runPending()
+        XCTAssertEqual(exchange.status, 400)
+        XCTAssertEqual(String(decoding: exchange.response!.body, as: UTF8.self), "stopped by hook")
+        XCTAssertEqual(offset(path), 10, "bytes before the stop are kept")
+    }
+
+    func testPreFinishChangesTheFinalResponse() {
+        events.verdicts[.preFinish] = EventVerdict(response: ResponseOverride(headers: ["X-Processed": "1"]))
+        let path = createUpload(length: 3)
+        let first = client.patch(path, offset: 0, body: [1])
+        XCTAssertNil(first.header("X-Processed"), "not finished yet")
+        let last = client.patch(path, offset: 1, body: [2, 3])
+        XCTAssertEqual(last.status, 204)
+        XCTAssertEqual(last.header("X-Processed"), "1")
+    }
+
+    func testPreAccessGuardsEveryUploadRequest() {
+        let path = createUpload(length: 3)
+        events.verdicts[.preAccess] = EventVerdict(isRejected: true)
+        XCTAssertEqual(head(path).status, 403)
+        XCTAssertEqual(client.patch(path, offset: 0, body: [1]).status, 403)
+        XCTAssertEqual(client.send(.POST, "/files/", headers: ["Upload-Length": "5"]).status, 403)
+        XCTAssertEqual(client.send(.OPTIONS, path).status, 204, "preflights are never gated")
+        events.verdicts[.preAccess] = EventVerdict(isRejected: true, response: ResponseOverride(statusCode: 451))
+        XCTAssertEqual(client.send(.GET, path).status, 451)
+    }
+
+    func testAuthorizerOwnersAndCaps() {
+        configureEvents(
+            authorizer: StaticAuthorizer([
+                "alice": AccessGrant(subject: "alice"), "bob": AccessGrant(subject: "bob", maxUploadLength: 10),
+            ]))
+        XCTAssertEqual(client.send(.POST, "/files/", headers: ["Upload-Length": "5"]).status, 401)
+        let denied = client.send(.HEAD, "/files/whatever", headers: ["Authorization": "Bearer mallory"])
+        XCTAssertEqual(denied.status, 401)
+        XCTAssertEqual(denied.header("WWW-Authenticate"), "Bearer error=\"invalid_token\"")
+        XCTAssertEqual(client.send(.OPTIONS, "/files/").status, 204, "preflights carry no credentials")
+
+        let path = client.create(length: 5, headers: ["Authorization": "Bearer alice"])!
+        XCTAssertEqual(client.send(.HEAD, path, headers: ["Authorization": "Bearer alice"]).status, 200)
+        XCTAssertEqual(client.send(.HEAD, path, headers: ["Authorization": "Bearer bob"]).status, 404)
+        XCTAssertEqual(
+            client.patch(path, offset: 0, body: [1], headers: ["Authorization": "Bearer bob"]).status, 404)
+        XCTAssertEqual(client.send(.DELETE, path, headers: ["Authorization": "Bearer bob"]).status, 404)
+        XCTAssertEqual(client.send(.GET, path, headers: ["Authorization": "Bearer bob"]).status, 404)
+        XCTAssertEqual(client.send(.HEAD, path, headers: ["Authorization": "Bearer alice"]).status, 200)
+
+        XCTAssertEqual(
+            client.send(.POST, "/files/", headers: ["Upload-Length": "11", "Authorization": "Bearer bob"]).status, 413)
+        XCTAssertEqual(
+            client.send(.POST, "/files/", headers: ["Upload-Length": "10", "Authorization": "Bearer bob"]).status, 201)
+    }
+}
