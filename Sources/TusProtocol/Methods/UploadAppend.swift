@@ -41,10 +41,10 @@ final class UploadAppend: HTTPBodySink {
     /// Bytes this request may append, or nil for no limit (deferred length, no max size).
     private let limit: Int64?
     private let checksum: UploadChecksum?
-    /// Algorithms a checksum trailer may name (checksum-trailer); empty otherwise.
-    private let trailerAlgorithms: [DigestAlgorithm]
-    /// The header's algorithm, or every trailer candidate; nil for an unchecked request.
+    /// The header's algorithm, or every algorithm a checksum trailer may name (`trailerAlgorithms`); nil for an
+    /// unchecked request.
     private let digest: DigestBox?
+    /// Chunked trailer fields, kept from `bodyEnd` for the checksum-trailer verdict.
     private var trailers = HTTPHeaders()
     private let purpose: Purpose
 
@@ -68,7 +68,6 @@ final class UploadAppend: HTTPBodySink {
         self.holder = holder
         self.limit = limit
         self.checksum = checksum
-        self.trailerAlgorithms = trailerAlgorithms
         let algorithms = checksum.map { [$0.algorithm] } ?? trailerAlgorithms
         self.digest = algorithms.isEmpty ? nil : DigestBox(algorithms)
         self.purpose = purpose
