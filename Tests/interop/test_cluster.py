@@ -275,6 +275,10 @@ def test_final_created_on_one_instance_completes_when_another_finishes_its_last_
     """concatenation-unfinished across instances: the final is created on A while partial b is unfinished; b's last
     bytes land on B; C (which saw neither) answers the final complete and every instance serves its bytes."""
     a, b, c = cluster()
+    extensions = set((request(a.port, "OPTIONS", "/files/").header("Tus-Extension") or "").split(","))
+    assert extensions == {
+        "creation", "creation-with-upload", "creation-defer-length", "termination", "concatenation",
+        "concatenation-unfinished", "checksum", "checksum-trailer", "expiration"}, "all nine with --redis"
     first, second = os.urandom(700 * KiB), os.urandom(900 * KiB)
     paths = []
     for length in (len(first), len(second)):

@@ -62,7 +62,9 @@ extension TusHandler {
                 case .failure(let error):
                     fail(request, error == .alreadyExists ? .storeFailure : Self.mapStoreError(error))
                 case .success(let created):
-                    let respond = { [self] in send(request, HTTPResponse(status: .created, headers: ["Location": location])) }
+                    let respond = { [self] in
+                        send(request, HTTPResponse(status: .created, headers: ["Location": location]))
+                    }
                     guard partials.allSatisfy(\.isComplete) else { return respond() }
                     // Assembled before 201 when it can be, so the client's next HEAD finds it complete. A failure
                     // here leaves it to the next look.
