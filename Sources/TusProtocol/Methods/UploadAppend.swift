@@ -206,6 +206,8 @@ final class UploadAppend: HTTPBodySink {
             switch purpose {
             case .patch:
                 respond(HTTPResponse(status: .noContent, headers: headers))
+                // concatenation-unfinished: this PATCH may have been the last one some final waited for.
+                if info.isPartial && info.isComplete { handler.completeFinals(referencing: info, on: request.exchange.executor) }
             case .creation(let location):
                 headers.add("Location", location)
                 respond(HTTPResponse(status: .created, headers: headers))
