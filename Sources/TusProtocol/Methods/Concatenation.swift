@@ -65,10 +65,10 @@ extension TusHandler {
                     let respond = { [self] in
                         send(request, HTTPResponse(status: .created, headers: ["Location": location]))
                     }
-                    guard partials.allSatisfy(\.isComplete) else { return respond() }
-                    // Assembled before 201 when it can be, so the client's next HEAD finds it complete. A failure
-                    // here leaves it to the next look.
-                    assemble(created, partials: partials, on: executor) { _ in respond() }
+                    // Assembled before 201 when it can be, so the client's next HEAD finds it complete. The partials
+                    // are looked up again now that the final is visible: one whose last PATCH ended in between found
+                    // no final to complete. A failure here leaves it to the next look.
+                    resolveFinal(created, on: executor) { _ in respond() }
                 }
             }
         }
