@@ -11,7 +11,9 @@ import TusHTTP1
 /// to and never creates a second final (it finds the remembered one). A run that finished forgets them all, as a
 /// single upload does, so the next run uploads again.
 extension Uploader {
-    public func uploadInParallel(file path: String, to endpoint: TusURL, parts count: Int) throws(TusClientError) -> TusURL {
+    public func uploadInParallel(
+        file path: String, to endpoint: TusURL, parts count: Int
+    ) throws(TusClientError) -> TusURL {
         let absolute = Self.absolutePath(path)
         let size = try Self.fileSize(absolute)
         let key = try Self.fingerprint(path: absolute, size: size, endpoint: endpoint)
@@ -81,7 +83,8 @@ extension Uploader {
         onMessage?("created \(finalURL) from \(parts) parts")
         let status = try client.head(finalURL)
         guard status.offset == size, status.length == size else {
-            throw .protocolViolation("final upload \(finalURL) has \(status.offset) of \(status.length ?? -1) bytes, file \(size)")
+            throw .protocolViolation(
+                "final upload \(finalURL) has \(status.offset) of \(status.length ?? -1) bytes, the file \(size)")
         }
         onProgress?(UploadProgress(offset: size, total: size))
         forgetAll()
@@ -91,8 +94,8 @@ extension Uploader {
     /// One partial upload to completion: resumed from its remembered URL when the server still has it, with the
     /// same retry rules as a single upload. Returns its URL.
     private static func uploadPart(
-        _ range: FileRange, key: String, client: TusClient, endpoint: TusURL, store: ResumeStore, options: UploadOptions,
-        messages: MessageLock,
+        _ range: FileRange, key: String, client: TusClient, endpoint: TusURL, store: ResumeStore,
+        options: UploadOptions, messages: MessageLock,
         onSent: @escaping @Sendable (Int64) -> Void
     ) throws(TusClientError) -> TusURL {
         var url: TusURL?

@@ -17,6 +17,8 @@ public struct RedisKeys: Sendable, Equatable {
     func info(_ id: String) -> String { prefix + "{" + id + "}:info" }
     /// String with a TTL: `terminated` or `expired`. Answers 410 instead of 404 while it lives.
     func gone(_ id: String) -> String { prefix + "{" + id + "}:gone" }
+    /// Set: the finals that list this (partial) upload, added when each final is created; dropped with the partial.
+    func finals(_ id: String) -> String { prefix + "{" + id + "}:finals" }
     /// String with a lease (PX): the holder's token.
     func lock(_ id: String) -> String { prefix + "{" + id + "}:lock" }
     /// Sorted set: unfinished uploads by `expires` (unix seconds). Advisory: the sweep re-reads each record.

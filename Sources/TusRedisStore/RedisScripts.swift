@@ -81,14 +81,14 @@ enum RedisScripts {
             return redis.call('HGETALL', KEYS[1])
             """)
 
-    /// KEYS: info, gone. ARGV: reason, gone marker TTL in ms. → `ok`, `gone`, `missing`.
+    /// KEYS: info, gone, finals. ARGV: reason, gone marker TTL in ms. → `ok`, `gone`, `missing`.
     static let remove = RedisScript(
         source: """
             if redis.call('EXISTS', KEYS[1]) == 0 then
               if redis.call('EXISTS', KEYS[2]) == 1 then return 'gone' end
               return 'missing'
             end
-            redis.call('DEL', KEYS[1])
+            redis.call('DEL', KEYS[1], KEYS[3])
             redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
             return 'ok'
             """)

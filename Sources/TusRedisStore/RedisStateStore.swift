@@ -69,8 +69,15 @@ public final class RedisStateStore: UploadStateStore {
         // the create fails, i.e. on a collision of 128-bit random ids; the sweep re-reads records anyway.
         var indexed: StoreError?? = info.expiresAt == nil ? .some(nil) : nil
         var created: Result<RESPValue, StoreError>?
+        // A final is added to each partial's set of finals in the same round trip. Only a failed create can leave an
+        // entry naming no final (a 128-bit id collision), which the PATCH that reads the set skips.
+        var referencesPending = Set(info.partialIDs).count
+        var referenceError: StoreError?
         let finish = {
-            guard let created, let indexed else { return }
+            guard let created, let indexed, referencesPending == 0 else { return }
+            if case .success(let value) = created, value.integer == 1, let referenceError {
+                return completion(.failure(referenceError))
+            }
             switch created {
             case .failure(let error): completion(.failure(error))
             case .success(let value) where value.integer == 1:
@@ -87,6 +94,14 @@ public final class RedisStateStore: UploadStateStore {
         if let expiresAt = info.expiresAt {
             index(info.id, expiresAt: expiresAt, on: executor) { error in
                 indexed = .some(error)
+                finish()
+            }
+        }
+        for partialID in Set(info.partialIDs) {
+            client.send(["SADD", RedisArgument(keys.finals(partialID)), RedisArgument(info.id)], on: executor.eventLoop) {
+                reply in
+                if case .failure(let error) = reply { referenceError = Self.storeError(error) }
+                referencesPending -= 1
                 finish()
             }
         }
@@ -181,7 +196,7 @@ public final class RedisStateStore: UploadStateStore {
     ) {
         let reasonText = reason == .terminated ? "terminated" : "expired"
         run(
-            RedisScripts.remove, keys: [keys.info(id), keys.gone(id)],
+            RedisScripts.remove, keys: [keys.info(id), keys.gone(id), keys.finals(id)],
             arguments: [RedisArgument(reasonText), RedisArgument(String(goneMarkerMilliseconds))], on: executor
         ) { [self] reply in
             switch reply {
@@ -193,6 +208,20 @@ public final class RedisStateStore: UploadStateStore {
                 case "missing": completion(.failure(.notFound))
                 default: completion(.failure(Self.unexpected(value)))
                 }
+            }
+        }
+    }
+
+    public func finals(
+        referencing partialID: String, on executor: any LoopExecutor,
+        completion: @escaping (Result<[String], StoreError>) -> Void
+    ) {
+        client.send(["SMEMBERS", RedisArgument(keys.finals(partialID))], on: executor.eventLoop) { reply in
+            switch reply {
+            case .failure(let error): completion(.failure(Self.storeError(error)))
+            case .success(let value):
+                guard let members = value.array else { return completion(.failure(Self.unexpected(value))) }
+                completion(.success(members.compactMap(\.string).sorted()))
             }
         }
     }

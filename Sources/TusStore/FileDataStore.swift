@@ -163,7 +163,9 @@ public final class FileDataStore: UploadDataStore {
         }
     }
 
-    private func removeParts(of id: String, from index: Int, loop: EventLoop, _ completion: @escaping (StoreError?) -> Void) {
+    private func removeParts(
+        of id: String, from index: Int, loop: EventLoop, _ completion: @escaping (StoreError?) -> Void
+    ) {
         FileSystem.unlink(loop: loop, path: partPath(id, index)) { [self] error in
             if error == .notFound { return completion(nil) }
             if let error { return completion(ioError("unlink \(partPath(id, index))", error)) }

@@ -201,6 +201,17 @@ public final class FileStateStore: UploadStateStore {
         }
     }
 
+    /// A scan of the in-memory index under the mutex, run once per completed partial: no reverse index to keep
+    /// consistent, and recovery needs none (it is derived from the finals' records).
+    public func finals(
+        referencing partialID: String, on executor: any LoopExecutor,
+        completion: @escaping (Result<[String], StoreError>) -> Void
+    ) {
+        completion(.success(state.withLock { state in
+            state.index.uploads.values.filter { $0.partialIDs.contains(partialID) }.map(\.id).sorted()
+        }))
+    }
+
     /// Unlinks the record (durably, per policy); the data goes afterwards (`ComposedUploadStore`). A crash in
     /// between leaves an orphan data file (logged at the next start), never a record whose data vanished, which
     /// recovery would resurrect as an empty upload.

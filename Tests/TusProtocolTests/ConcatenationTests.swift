@@ -55,15 +55,27 @@ final class ConcatenationTests: TusTestCase {
         XCTAssertEqual(client.patch(b, offset: 0, body: [4]).status, 204)
         XCTAssertNil(head(final).header("Upload-Offset"), "one byte still missing")
         XCTAssertEqual(client.patch(b, offset: 1, body: [5]).status, 204)
-        guard case .found(let before) = store.lookup(id(final)) else { return XCTFail() }
-        XCTAssertFalse(before.isComplete, "completion is decided when somebody looks")
+        guard case .found(let after) = store.lookup(id(final)) else { return XCTFail() }
+        XCTAssertTrue(after.isComplete, "the PATCH that completed the last partial assembled the final; nobody looked")
+        XCTAssertEqual(store.storedBytes(id(final)), [1, 2, 3, 4, 5])
+        XCTAssertEqual(locker.heldIDs, [], "the assembling lock is released")
         let seen = head(final)
         XCTAssertEqual(seen.header("Upload-Offset"), "5")
         XCTAssertEqual(seen.header("Upload-Length"), "5")
-        guard case .found(let after) = store.lookup(id(final)) else { return XCTFail() }
-        XCTAssertTrue(after.isComplete, "the look assembled it and recorded it")
-        XCTAssertEqual(store.storedBytes(id(final)), [1, 2, 3, 4, 5])
-        XCTAssertEqual(locker.heldIDs, [], "the assembling lock is released")
+    }
+
+    /// A final whose partials completed while its assembly could not run (a crash in between, a store failure) is
+    /// assembled by the next look.
+    func testALookAssemblesAFinalNobodyAssembled() {
+        let a = createPartial(length: 1, bytes: [7])
+        guard case .found(let partial) = store.lookup(id(a)) else { return XCTFail() }
+        let final = UploadInfo(id: "f0", length: 1, createdAt: 0, concat: "final;\(a)", partialIDs: [partial.id])
+        client.executor.runPending()
+        var created: Result<UploadInfo, StoreError>?
+        store.create(final, on: client.executor) { created = $0 }
+        XCTAssertNotNil(try created?.get())
+        XCTAssertEqual(head("/files/f0").header("Upload-Offset"), "1")
+        XCTAssertEqual(client.send(.GET, "/files/f0").streamedBody, [7])
     }
 
     func testExpiredPartials() {

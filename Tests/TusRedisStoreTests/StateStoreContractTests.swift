@@ -114,6 +114,11 @@ class StateStoreContract: XCTestCase {
         XCTAssertEqual(driver.run { done in store.completeFinal(id: "f1", length: 15, on: self.driver.executor, completion: done) }, .success(expected), "idempotent")
         XCTAssertEqual(driver.run { done in store.completeFinal(id: "p1", length: 5, on: self.driver.executor, completion: done) }.failure, .conflict, "only finals")
         XCTAssertEqual(driver.run { done in store.completeFinal(id: "zz", length: 5, on: self.driver.executor, completion: done) }.failure, .notFound)
+        let other = UploadInfo(id: "f2", length: nil, createdAt: 1, concat: "final;/files/p2", partialIDs: ["p2"])
+        _ = driver.run { done in store.create(other, on: self.driver.executor, completion: done) }
+        XCTAssertEqual(driver.run { done in store.finals(referencing: "p1", on: self.driver.executor, completion: done) }, .success(["f1"]), "once, though listed twice")
+        XCTAssertEqual(driver.run { done in store.finals(referencing: "p2", on: self.driver.executor, completion: done) }, .success(["f1", "f2"]))
+        XCTAssertEqual(driver.run { done in store.finals(referencing: "f1", on: self.driver.executor, completion: done) }, .success([]))
     }
 
     /// The same state seen by a fresh store (a restart, another instance); nil when the store keeps nothing.

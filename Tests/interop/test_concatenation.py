@@ -154,6 +154,9 @@ def test_final_created_before_its_partials_finish(server: TusServer):
     assert unfinished.header("Upload-Length") == str(len(first) + len(second))
     assert patch(server.port, final, 0, b"x").status == 403
     assert patch(server.port, b, 1000, second[1000:]).status == 204
+    record = server.upload_dir / (final.rsplit("/", 1)[1] + ".info")
+    wait_until(lambda: json.loads(record.read_text())["offset"] == len(first) + len(second), timeout=5,
+               message="the final completes by itself (no request on it) once its last partial is complete")
     complete = request(server.port, "HEAD", final)
     assert complete.header("Upload-Offset") == complete.header("Upload-Length") == str(len(first) + len(second))
     assert sha256(request(server.port, "GET", final).body) == sha256(first + second)

@@ -13,7 +13,9 @@ extension TusHandler {
         let headers = request.head.headers
         guard checksumEnabled, headers["Upload-Checksum"] == nil else { return [] }
         let announced = headers.values(for: "Trailer").contains { value in
-            value.split(separator: ",").contains { String($0).trimmingSpaces().equalsIgnoringASCIICase("Upload-Checksum") }
+            value.split(separator: ",").contains { name in
+                String(name).trimmingSpaces().equalsIgnoringASCIICase("Upload-Checksum")
+            }
         }
         return announced ? configuration.checksumAlgorithms : []
     }

@@ -3,14 +3,14 @@ import TusHTTP1
 
 /// concatenation and concatenation-unfinished.
 ///
-/// A final upload is a record listing its partials; its bytes are never copied. Whether it is complete is
-/// decided from the partials' records whenever somebody looks (HEAD, GET, its creation): once every partial is
-/// complete, the first look assembles it (`UploadStore.completeConcatenation`: on the file store, hard links to
-/// the partials' data, then the record says `offset == length`) under the final's lock, so two instances never
-/// assemble one final at once. That is how a final completes "by itself" on whichever instance is asked next,
-/// whichever instance received the last partial byte, without partials knowing their finals. Until then a final
-/// whose partial was terminated or expired answers 410 (`partialGone`); an assembled final keeps its bytes
-/// whatever happens to the partials later.
+/// A final upload is a record listing its partials; its bytes are never copied. It is assembled
+/// (`UploadStore.completeConcatenation`: on the file store, hard links to the partials' data, then the record says
+/// `offset == length`) under the final's lock, so two instances never assemble one final at once, by whichever
+/// comes first of: the PATCH that completes its last partial (on any instance: `completeFinals(referencing:)`, after
+/// answering that PATCH), its creation if the partials are complete already, or a HEAD/GET that finds every partial
+/// complete (which also covers a crash between the last PATCH and the assembly). Until then a final whose partial
+/// was terminated or expired answers 410 (`partialGone`); an assembled final keeps its bytes whatever happens to the
+/// partials later.
 extension TusHandler {
     /// What a final upload is right now.
     enum FinalState {
@@ -63,12 +63,14 @@ extension TusHandler {
                     fail(request, error == .alreadyExists ? .storeFailure : Self.mapStoreError(error))
                 case .success(let created):
                     notify(.created, request, upload: created)
-                    let respond = { [self] in send(request, HTTPResponse(status: .created, headers: ["Location": location])) }
-                    guard partials.allSatisfy(\.isComplete) else { return respond() }
-                    // Assembled before 201 when it can be, so the client's next HEAD finds it complete. A failure
-                    // here leaves it to the next look.
-                    assemble(created, partials: partials, on: executor) { [self] assembled in
-                        if case .success(let complete) = assembled { notify(.finished, request, upload: complete) }
+                    let respond = { [self] in
+                        send(request, HTTPResponse(status: .created, headers: ["Location": location]))
+                    }
+                    // Assembled before 201 when it can be, so the client's next HEAD finds it complete. The partials
+                    // are looked up again now that the final is visible: one whose last PATCH ended in between found
+                    // no final to complete. A failure here leaves it to the next look.
+                    resolveFinal(created, on: executor) { [self] resolved in
+                        if case .success(.complete(let complete)) = resolved { notify(.finished, request, upload: complete) }
                         respond()
                     }
                 }
@@ -172,6 +174,22 @@ extension TusHandler {
                 store.completeConcatenation(current, partials: partials, on: executor) { result in
                     lock.release()
                     completion(result.mapError { $0 == .gone ? .partialGone : Self.mapStoreError($0) })
+                }
+            }
+        }
+    }
+
+    /// Called once a PATCH completed the partial `partial` (and was answered): assembles every final listing it whose
+    /// other partials are complete too. Failures are left to the next look at the final.
+    func completeFinals(referencing partial: UploadInfo, on executor: any LoopExecutor) {
+        store.finals(referencing: partial.id, on: executor) { [self] listed in
+            guard case .success(let finalIDs) = listed else { return }
+            for finalID in finalIDs {
+                liveLookup(finalID, on: executor) { [self] looked in
+                    guard case .success(.found(let final)) = looked, final.partialIDs.contains(partial.id),
+                        !final.isComplete
+                    else { return }
+                    resolveFinal(final, on: executor) { _ in }
                 }
             }
         }

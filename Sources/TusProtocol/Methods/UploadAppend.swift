@@ -43,10 +43,10 @@ final class UploadAppend: HTTPBodySink {
     /// Bytes this request may append, or nil for no limit (deferred length, no max size).
     private let limit: Int64?
     private let checksum: UploadChecksum?
-    /// Algorithms a checksum trailer may name (checksum-trailer); empty otherwise.
-    private let trailerAlgorithms: [DigestAlgorithm]
-    /// The header's algorithm, or every trailer candidate; nil for an unchecked request.
+    /// The header's algorithm, or every algorithm a checksum trailer may name (`trailerAlgorithms`); nil for an
+    /// unchecked request.
     private let digest: DigestBox?
+    /// Chunked trailer fields, kept from `bodyEnd` for the checksum-trailer verdict.
     private var trailers = HTTPHeaders()
     private let purpose: Purpose
     /// The upload as it stood when this request took it (the length already declared).
@@ -83,7 +83,6 @@ final class UploadAppend: HTTPBodySink {
         self.holder = holder
         self.limit = limit
         self.checksum = checksum
-        self.trailerAlgorithms = trailerAlgorithms
         let algorithms = checksum.map { [$0.algorithm] } ?? trailerAlgorithms
         self.digest = algorithms.isEmpty ? nil : DigestBox(algorithms)
         self.purpose = purpose
@@ -258,6 +257,12 @@ final class UploadAppend: HTTPBodySink {
             switch purpose {
             case .patch:
                 response = HTTPResponse(status: .noContent, headers: headers)
+                if info.isPartial && info.isComplete {
+                    // concatenation-unfinished: this PATCH may have been the last one some final waited for. On the
+                    // next turn of the loop, so that this request's answer goes out first.
+                    let executor = request.exchange.executor
+                    executor.execute { [handler] in handler.completeFinals(referencing: info, on: executor) }
+                }
             case .creation(let location):
                 headers.add("Location", location)
                 response = HTTPResponse(status: .created, headers: headers)

@@ -117,6 +117,13 @@ public final class ComposedUploadStore<State: UploadStateStore, Data: UploadData
         state.listExpired(now: now, on: executor, completion: completion)
     }
 
+    public func finals(
+        referencing partialID: String, on executor: any LoopExecutor,
+        completion: @escaping (Result<[String], StoreError>) -> Void
+    ) {
+        state.finals(referencing: partialID, on: executor, completion: completion)
+    }
+
     /// Data before record, as everywhere: the record says "complete" only once the assembled bytes are durable,
     /// so a crash in between leaves a final that is not complete yet and is assembled again (idempotently).
     public func completeConcatenation(

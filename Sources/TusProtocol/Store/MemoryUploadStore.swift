@@ -126,6 +126,16 @@ public final class MemoryStateStore: UploadStateStore {
             })
     }
 
+    /// A scan: the memory store serves tests and demos.
+    public func finals(
+        referencing partialID: String, on executor: any LoopExecutor,
+        completion: @escaping (Result<[String], StoreError>) -> Void
+    ) {
+        completion(.success(state.withLock { state in
+            state.uploads.values.filter { $0.partialIDs.contains(partialID) }.map(\.id).sorted()
+        }))
+    }
+
     /// Applies `change` under the mutex; it returns an error to leave the record untouched.
     private func update(_ id: String, _ change: (inout UploadInfo) -> StoreError?) -> Result<UploadInfo, StoreError> {
         state.withLock { state in

@@ -75,6 +75,12 @@ public protocol UploadStateStore: AnyObject, Sendable {
     func completeFinal(
         id: String, length: Int64, on executor: any LoopExecutor,
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void)
+
+    /// The finals that list `partialID` (sorted, each once), so that the request completing a partial can complete
+    /// its finals at once instead of waiting for somebody to look at them.
+    func finals(
+        referencing partialID: String, on executor: any LoopExecutor,
+        completion: @escaping (Result<[String], StoreError>) -> Void)
 }
 
 extension UploadInfo {

@@ -179,6 +179,11 @@ public protocol UploadStore: AnyObject, Sendable {
         _ final: UploadInfo, partials: [UploadInfo], on executor: any LoopExecutor,
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void)
 
+    /// The finals that list `partialID` (see `UploadStateStore.finals(referencing:)`).
+    func finals(
+        referencing partialID: String, on executor: any LoopExecutor,
+        completion: @escaping (Result<[String], StoreError>) -> Void)
+
     /// Unfinished uploads whose `expiresAt` is at or before `now` (unix seconds).
     func listExpired(
         now: Int64, on executor: any LoopExecutor, completion: @escaping (Result<[String], StoreError>) -> Void)
