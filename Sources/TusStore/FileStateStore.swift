@@ -108,7 +108,7 @@ public final class FileStateStore: UploadStateStore {
     ) {
         let loop = executor.eventLoop
         let id = info.id
-        precondition(UploadRecord.isValidID(id), "the handler validates ids")
+        precondition(UploadID.isValid(id), "the handler validates ids")
         let reserved = state.withLock { state in
             guard state.uploads[id] == nil, !state.creating.contains(id), !state.gone.contains(id) else { return false }
             state.creating.insert(id)

@@ -17,7 +17,7 @@ extension TusHandler {
         case (.some, .some): return fail(request, .ambiguousUploadLength)
         case (nil, nil): return fail(request, .invalidUploadLength)
         case (let text?, nil):
-            guard let parsed = HeaderInteger.parse(text) else { return fail(request, .invalidUploadLength) }
+            guard let parsed = DecimalInteger.parse(text.utf8) else { return fail(request, .invalidUploadLength) }
             length = parsed
         case (nil, let text?):
             guard text == "1" else { return fail(request, .invalidDeferLength) }
