@@ -36,6 +36,24 @@ final class HTTPConnectionStateMachineTests: XCTestCase {
         XCTAssertEqual(read, .stopReading)
     }
 
+    /// `expected` comes exactly `milliseconds` from now, and not a millisecond earlier.
+    private func assertTick(
+        _ machine: inout Machine, _ clock: inout ManualClock, after milliseconds: UInt64,
+        is expected: Machine.TickAction, line: UInt = #line
+    ) {
+        clock.advance(by: milliseconds - 1)
+        XCTAssertEqual(machine.tick(now: clock.now), .none, "a millisecond early", line: line)
+        clock.advance(by: 1)
+        XCTAssertEqual(machine.tick(now: clock.now), expected, line: line)
+    }
+
+    /// A started connection whose handler asked for the body; the socket reads it.
+    private func readingBody(_ machine: inout Machine, clock: ManualClock) {
+        handling(&machine, clock: clock)
+        XCTAssertEqual(machine.readBodyRequested(now: clock.now), .startBody)
+        XCTAssertEqual(machine.step(buffered: false, at: clock.now), .wait(.startReading))
+    }
+
     private func rateLimited(_ bytesPerSecond: Int) -> (inout HTTPServerConfiguration) -> Void {
         { configuration in
             configuration.minBodyBytesPerSecond = bytesPerSecond
@@ -80,10 +98,7 @@ final class HTTPConnectionStateMachineTests: XCTestCase {
             XCTAssertEqual(machine.step(buffered: true, at: clock.now), .parseHead)
             XCTAssertEqual(machine.tick(now: clock.now), .none)
         }
-        clock.advance(by: 99)
-        XCTAssertEqual(machine.tick(now: clock.now), .none)
-        clock.advance(by: 1)
-        XCTAssertEqual(machine.tick(now: clock.now), .headTimeout)
+        assertTick(&machine, &clock, after: 100, is: .headTimeout)
         XCTAssertEqual(machine.requestFailed(), .stopReading)
         XCTAssertEqual(machine.phase, .responding)
         XCTAssertFalse(machine.responseStarted(closeRequested: true, expectsContinue: false,
@@ -142,19 +157,14 @@ final class HTTPConnectionStateMachineTests: XCTestCase {
         clock.advance(by: 1_999)
         XCTAssertEqual(machine.tick(now: clock.now), .none)
         machine.bodyNeedsMoreData(now: clock.now)  // a partial chunk header is progress too
-        clock.advance(by: 1_999)
-        XCTAssertEqual(machine.tick(now: clock.now), .none)
-        clock.advance(by: 1)
-        XCTAssertEqual(machine.tick(now: clock.now), .bodyTimeout)
+        assertTick(&machine, &clock, after: 2_000, is: .bodyTimeout)
     }
 
     /// 10 bytes/s against a minimum of 1000: cut at the end of the first window, not before.
     func testTricklingBodyIsCutAtTheEndOfItsWindow() {
         var clock = ManualClock()
         var machine = makeMachine(rateLimited(1_000))
-        handling(&machine, clock: clock)
-        _ = machine.readBodyRequested(now: clock.now)
-        _ = machine.step(buffered: false, at: clock.now)
+        readingBody(&machine, clock: clock)
         for _ in 0..<9 {
             clock.advance(by: 100)
             XCTAssertTrue(machine.bodyDataFramed(count: 1, now: clock.now))
@@ -169,9 +179,7 @@ final class HTTPConnectionStateMachineTests: XCTestCase {
     func testSlowButSufficientBodyFinishes() {
         var clock = ManualClock()
         var machine = makeMachine(rateLimited(1_000))
-        handling(&machine, clock: clock)
-        _ = machine.readBodyRequested(now: clock.now)
-        _ = machine.step(buffered: false, at: clock.now)
+        readingBody(&machine, clock: clock)
         for _ in 0..<30 {
             clock.advance(by: 100)
             XCTAssertTrue(machine.bodyDataFramed(count: 300, now: clock.now))
@@ -186,9 +194,7 @@ final class HTTPConnectionStateMachineTests: XCTestCase {
     func testZeroRateTurnsTheCheckOff() {
         var clock = ManualClock()
         var machine = makeMachine(rateLimited(0))
-        handling(&machine, clock: clock)
-        _ = machine.readBodyRequested(now: clock.now)
-        _ = machine.step(buffered: false, at: clock.now)
+        readingBody(&machine, clock: clock)
         for _ in 0..<50 {  // 10 bytes/s for 5 s
             clock.advance(by: 100)
             _ = machine.bodyDataFramed(count: 1, now: clock.now)
@@ -200,9 +206,7 @@ final class HTTPConnectionStateMachineTests: XCTestCase {
     func testWindowWithReadingStoppedStartsAfresh() {
         var clock = ManualClock()
         var machine = makeMachine(rateLimited(1_000))
-        handling(&machine, clock: clock)
-        _ = machine.readBodyRequested(now: clock.now)
-        _ = machine.step(buffered: false, at: clock.now)
+        readingBody(&machine, clock: clock)
         _ = machine.bodyDataFramed(count: 10, now: clock.now)
         for expected: Machine.ReadAction in [.none, .none, .none, .stopReading] {
             XCTAssertEqual(machine.fragmentSent(), expected)
@@ -269,10 +273,7 @@ final class HTTPConnectionStateMachineTests: XCTestCase {
             now: clock.now)
         clock.advance(by: 1_500)
         machine.responseProgressed(now: clock.now)
-        clock.advance(by: 1_999)
-        XCTAssertEqual(machine.tick(now: clock.now), .none)
-        clock.advance(by: 1)
-        XCTAssertEqual(machine.tick(now: clock.now), .responseWriteTimeout)
+        assertTick(&machine, &clock, after: 2_000, is: .responseWriteTimeout)
     }
 
     func testExpectContinueClientThatNeverGotTheContinueIsClosed() {
