@@ -264,6 +264,7 @@ final class HTTPConnection: TCPStreamDelegate {
                 machine.bodyNeedsMoreData(now: now)
                 return
             case .end(let trailers):
+                machine.bodyEndFramed()
                 bodyTrailers = trailers
                 bodyFinished()
                 return
@@ -316,8 +317,7 @@ final class HTTPConnection: TCPStreamDelegate {
     }
 
     private func bodyFinished() {
-        let wasReadingBody = machine.isReadingBody
-        if wasReadingBody { flushPendingBody() }
+        if machine.isReadingBody { flushPendingBody() }
         switch machine.bodyEnded() {
         case .deliverEnd(let read):
             apply(read)
@@ -343,7 +343,7 @@ final class HTTPConnection: TCPStreamDelegate {
     // MARK: Exchange entry points (called through `Exchange`, which filters out stale requests)
 
     func exchangeReadBody(into sink: any HTTPBodySink) {
-        guard let exchange, machine.phase == .handling else { return }
+        guard let exchange else { return }
         switch machine.readBodyRequested(now: now) {
         case .ignore:
             return

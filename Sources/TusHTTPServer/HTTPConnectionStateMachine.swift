@@ -213,7 +213,13 @@ struct HTTPConnectionStateMachine {
         case none
     }
 
-    /// The decoder framed the end of the body.
+    /// The decoder framed the end of the body. Reported before the last fragment is handed over, so that a
+    /// handler answering from inside that call sees a complete body (and the connection may stay open).
+    mutating func bodyEndFramed() {
+        isBodyComplete = true
+    }
+
+    /// After the last fragment went to the sink: what the end of the body leads to.
     mutating func bodyEnded() -> BodyEndAction {
         isBodyComplete = true
         switch phase {

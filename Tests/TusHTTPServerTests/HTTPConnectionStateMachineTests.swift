@@ -326,6 +326,22 @@ final class HTTPConnectionStateMachineTests: XCTestCase {
         XCTAssertEqual(machine.responseSent(now: clock.now), .closeGracefully)
     }
 
+    /// A handler may answer from inside the body's last fragment: the end was framed already, so even a chunked
+    /// body counts as read and the connection stays open.
+    func testAnswerInsideTheLastFragmentKeepsTheConnection() {
+        let clock = ManualClock()
+        var machine = makeMachine()
+        readingBody(&machine, clock: clock)
+        machine.bodyEndFramed()
+        XCTAssertEqual(machine.fragmentSent(), .none)
+        XCTAssertEqual(machine.responseRequested(), .stopBodyFirst)
+        XCTAssertTrue(machine.responseStarted(closeRequested: false, expectsContinue: false,
+            remainingBodyLength: nil, now: clock.now).keepAlive)
+        XCTAssertEqual(machine.bodyEnded(), .none, "the response is already going out")
+        XCTAssertEqual(machine.phase, .responding)
+        XCTAssertEqual(machine.responseSent(now: clock.now), .finishExchange)
+    }
+
     func testFramingErrorsWhileReadingOrDraining() {
         let clock = ManualClock()
         var reading = makeMachine()
