@@ -87,7 +87,7 @@ public final class TusHandler: HTTPRequestHandler {
 
         if method == .OPTIONS { return handleOptions(request) }
         // GET serves browsers, which cannot send the header (tusd skips the check for GET as well).
-        if method != .GET && head.headers["Tus-Resumable"].map { String($0.trimmingOWS()) } != Self.version {
+        if method != .GET && head.headers["Tus-Resumable"].map({ String($0.trimmingOWS()) }) != Self.version {
             return fail(request, .unsupportedVersion)
         }
         switch (route(head.path), method) {
