@@ -37,7 +37,7 @@ let package = Package(
         .target(name: "TusHTTP1", swiftSettings: strict),
         .target(name: "TusHTTPServer", dependencies: ["TusLoop", "TusHTTP1", "TusCrypto"], swiftSettings: strict),
         .target(name: "TusProtocol", dependencies: ["TusHTTP1", "TusCrypto"], swiftSettings: strict),
-        .target(name: "TusStore", dependencies: ["TusProtocol", "TusLoop"], swiftSettings: strict),
+        .target(name: "TusStore", dependencies: ["TusProtocol", "TusLoop", "TusCrypto"], swiftSettings: strict),
         .target(name: "TusRedis", dependencies: ["TusLoop"], swiftSettings: strict),
         .target(
             name: "TusRedisStore", dependencies: ["TusProtocol", "TusStore", "TusRedis", "TusLoop", "TusCrypto"],

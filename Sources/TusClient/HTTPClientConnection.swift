@@ -605,7 +605,7 @@ public final class HTTPClientConnection: TCPStreamDelegate {
         let code = head.status.code
         if exchange.head.method == .HEAD || code == 204 || code == 304 { return nil }
         if let encoding = head.headers["Transfer-Encoding"] {
-            guard encoding.lowercased().trimmingASCIISpaces().hasSuffix("chunked") else {
+            guard encoding.lowercased().trimmingOWS().hasSuffix("chunked") else {
                 exchange.readsUntilClose = true
                 keepsAlive = false
                 return nil

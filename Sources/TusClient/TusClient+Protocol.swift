@@ -18,7 +18,7 @@ extension TusClient {
             throw .notTusServer("OPTIONS \(url) answered without Tus-Version")
         }
         func list(_ name: String) -> [String] {
-            (response.headers[name] ?? "").split(separator: ",").map { String($0.trimmingASCIISpaces()) }
+            (response.headers[name] ?? "").split(separator: ",").map { String($0.trimmingOWS()) }
                 .filter { !$0.isEmpty }
         }
         return ServerCapabilities(
@@ -144,8 +144,7 @@ extension TusClient {
             }
             return
         }
-        let text = String(decoding: response.body.prefix(300), as: UTF8.self)
-            .trimmingCharacters(in: ["\n", "\r", " "])
+        let text = String(String(decoding: response.body.prefix(300), as: UTF8.self).trimming { "\n\r ".contains($0) })
         if !isTus && (response.statusCode == 404 || response.statusCode == 405) {
             throw .notTusServer("\(response.status) without Tus-Resumable; is the URL a tus endpoint?")
         }
@@ -172,14 +171,5 @@ private final class DownloadWriter: @unchecked Sendable {
         }
         written += Int64(count)
         position = at + Int64(count)
-    }
-}
-
-extension String {
-    func trimmingCharacters(in set: Set<Character>) -> String {
-        var s = Substring(self)
-        while let first = s.first, set.contains(first) { s.removeFirst() }
-        while let last = s.last, set.contains(last) { s.removeLast() }
-        return String(s)
     }
 }

@@ -1,3 +1,5 @@
+import TusHTTP1
+
 /// Free and total bytes of the file system that holds the uploads.
 public struct DiskSpace: Sendable, Equatable {
     public var available: Int64
@@ -19,7 +21,7 @@ public enum FreeSpaceRequirement: Sendable, Equatable {
 
     /// "0" (nil: no check), "500M", "10G", "1048576", "5%". Suffixes K, M, G, T are powers of 1024.
     public init?(parsing text: String) {
-        let trimmed = text.trimmingSpaces()
+        let trimmed = text.trimmingOWS()
         if trimmed.hasSuffix("%") {
             guard let value = Double(trimmed.dropLast()), value >= 0, value <= 100 else { return nil }
             self = .percent(value)
@@ -31,7 +33,7 @@ public enum FreeSpaceRequirement: Sendable, Equatable {
             multiplier = Int64(1) << (10 * (power + 1))
             digits = digits.dropLast()
         }
-        guard let value = HeaderInteger.parse(String(digits)) else { return nil }
+        guard let value = DecimalInteger.parse(digits.utf8) else { return nil }
         let (bytes, overflow) = value.multipliedReportingOverflow(by: multiplier)
         guard !overflow else { return nil }
         self = .bytes(bytes)

@@ -33,7 +33,7 @@ public final class FileDataStore: UploadDataStore {
 
     public func create(id: String, on executor: any LoopExecutor, completion: @escaping (StoreError?) -> Void) {
         let loop = executor.eventLoop
-        precondition(UploadRecord.isValidID(id), "the handler validates ids")
+        precondition(UploadID.isValid(id), "the handler validates ids")
         AsyncFile.open(loop: loop, path: dataPath(id), flags: [.writeOnly, .create, .exclusive]) { [self] opened in
             switch opened {
             case .failure(let error):

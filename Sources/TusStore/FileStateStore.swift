@@ -93,7 +93,7 @@ public final class FileStateStore: UploadStateStore {
     ) {
         let loop = executor.eventLoop
         let id = info.id
-        precondition(UploadRecord.isValidID(id), "the handler validates ids")
+        precondition(UploadID.isValid(id), "the handler validates ids")
         let reserved = state.withLock { state in
             guard !state.index.isTaken(id), !state.creating.contains(id) else { return false }
             state.creating.insert(id)

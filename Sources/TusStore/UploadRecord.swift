@@ -1,4 +1,5 @@
 public import TusProtocol
+import TusCrypto
 
 /// The `<id>.info` file: one JSON object, written whole to `<id>.info.tmp` and renamed over `<id>.info`, so a
 /// reader (recovery) sees either the old record or the new one, never a mix.
@@ -109,7 +110,6 @@ public struct UploadRecord: Codable, Sendable, Equatable {
     }
 
     private static func appendString(_ value: String, to out: inout [UInt8]) {
-        let hex: [UInt8] = Array("0123456789abcdef".utf8)
         out.append(UInt8(ascii: "\""))
         for byte in value.utf8 {
             switch byte {
@@ -118,8 +118,7 @@ public struct UploadRecord: Codable, Sendable, Equatable {
                 out.append(byte)
             case 0..<0x20:
                 out.append(contentsOf: #"\u00"#.utf8)
-                out.append(hex[Int(byte >> 4)])
-                out.append(hex[Int(byte & 0xF)])
+                Hex.append(byte, to: &out)
             default:
                 out.append(byte)  // UTF-8 passes through: JSON text is UTF-8
             }
@@ -132,22 +131,7 @@ public struct UploadRecord: Codable, Sendable, Equatable {
         guard offset >= 0, createdAt >= 0 else { return false }
         if let length, length < 0 || offset > length { return false }
         if let pendingDiscardFrom, pendingDiscardFrom < 0 || pendingDiscardFrom > offset { return false }
-        if let partialIDs, !partialIDs.allSatisfy(UploadRecord.isValidID) { return false }
-        return UploadRecord.isValidID(id)
-    }
-
-    /// `[A-Za-z0-9_-]{1,128}`, the handler's id rule; anything else never names one of our files.
-    static func isValidID(_ id: String) -> Bool {
-        let utf8 = id.utf8
-        guard (1...128).contains(utf8.count) else { return false }
-        return utf8.allSatisfy { byte in
-            switch byte {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
-                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"), UInt8(ascii: "-"):
-                return true
-            default:
-                return false
-            }
-        }
+        if let partialIDs, !partialIDs.allSatisfy(UploadID.isValid) { return false }
+        return UploadID.isValid(id)
     }
 }

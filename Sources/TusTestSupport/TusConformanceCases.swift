@@ -1,3 +1,5 @@
+import TusHTTP1
+
 /// The tus 1.0.0 conformance table: every MUST and SHOULD of /work/shared/TUS-SPEC-CHECKLIST.md sections
 /// 1.1-1.6 and 1.8 (core, creation, creation-with-upload, creation-defer-length, expiration, checksum,
 /// termination) as request -> status and headers.
@@ -25,7 +27,7 @@ public enum HeaderExpectation: Sendable, CustomStringConvertible {
         case .present: return value != nil
         case .httpDate: return value.map(isIMFFixdate) ?? false
         case .listContains(let item):
-            return value?.split(separator: ",").contains { $0.trimmingSpaces == item } ?? false
+            return value?.split(separator: ",").contains { $0.trimmingOWS() == item } ?? false
         }
     }
 
@@ -640,13 +642,4 @@ private func isIMFFixdate(_ value: String) -> Bool {
         && months.contains(text(8..<11)) && bytes[11] == 32 && digits(12..<16) && bytes[16] == 32
         && digits(17..<19) && bytes[19] == 58 && digits(20..<22) && bytes[22] == 58 && digits(23..<25)
         && text(25..<29) == " GMT"
-}
-
-extension Substring {
-    fileprivate var trimmingSpaces: Substring {
-        var result = self
-        while result.first == " " { result = result.dropFirst() }
-        while result.last == " " { result = result.dropLast() }
-        return result
-    }
 }

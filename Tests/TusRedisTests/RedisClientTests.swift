@@ -47,7 +47,9 @@ final class RedisClientTests: XCTestCase {
     /// Commands sent without waiting share the connection and come back in the order sent.
     func testPipelinedCommandsCompleteInOrder() throws {
         let server = try RedisServerProcess()
-        let client = RedisClient(configuration: configuration(server))
+        // The test is about order, not deadlines: 20,000 commands in one burst may take longer than the default
+        // 1 s under a sanitizer on a busy machine, and a deadline would then fail them all.
+        let client = RedisClient(configuration: configuration(server, commandTimeout: 30_000))
         let total = 20_000
         var replies: [RESPValue] = []
         var listReply: Result<RESPValue, RedisError>?

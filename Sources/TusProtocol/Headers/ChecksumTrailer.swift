@@ -14,7 +14,7 @@ extension TusHandler {
         guard checksumEnabled, headers["Upload-Checksum"] == nil else { return [] }
         let announced = headers.values(for: "Trailer").contains { value in
             value.split(separator: ",").contains { name in
-                String(name).trimmingSpaces().equalsIgnoringASCIICase("Upload-Checksum")
+                String(name.trimmingOWS()).equalsIgnoringASCIICase("Upload-Checksum")
             }
         }
         return announced ? configuration.checksumAlgorithms : []

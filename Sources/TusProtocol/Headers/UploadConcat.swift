@@ -8,7 +8,7 @@ enum UploadConcat: Equatable {
     /// `partial`, or `final;` followed by space-separated URLs (at least one). Spaces around the list are
     /// tolerated (rustus writes `final; /a /b`); anything else is nil (400).
     static func parse(_ value: String) -> UploadConcat? {
-        let trimmed = value.trimmingSpaces()
+        let trimmed = String(value.trimmingOWS())
         if trimmed == "partial" { return .partial }
         guard trimmed.hasPrefix("final;") else { return nil }
         let urls = trimmed.dropFirst("final;".count).split(separator: " ", omittingEmptySubsequences: true)

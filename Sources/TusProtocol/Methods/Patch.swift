@@ -7,12 +7,12 @@ extension TusHandler {
     func handlePatch(_ request: TusRequest, id: String) {
         let headers = request.head.headers
         guard Self.isOffsetStream(headers["Content-Type"]) else { return fail(request, .invalidContentType) }
-        guard let offsetText = headers["Upload-Offset"], let offset = HeaderInteger.parse(offsetText) else {
+        guard let offsetText = headers["Upload-Offset"], let offset = DecimalInteger.parse(offsetText.utf8) else {
             return fail(request, .invalidOffset)
         }
         var declaredLength: Int64?
         if let lengthText = headers["Upload-Length"] {
-            guard let length = HeaderInteger.parse(lengthText) else { return fail(request, .invalidUploadLength) }
+            guard let length = DecimalInteger.parse(lengthText.utf8) else { return fail(request, .invalidUploadLength) }
             declaredLength = length
         }
         let checksum: UploadChecksum?
@@ -114,7 +114,7 @@ extension TusHandler {
     /// `application/offset+octet-stream`, ignoring case and parameters.
     static func isOffsetStream(_ contentType: String?) -> Bool {
         guard let contentType else { return false }
-        let mediaType = contentType.split(separator: ";", maxSplits: 1).first.map { String($0).trimmingSpaces() } ?? ""
+        let mediaType = contentType.split(separator: ";", maxSplits: 1).first.map { String($0.trimmingOWS()) } ?? ""
         return mediaType.equalsIgnoringASCIICase("application/offset+octet-stream")
     }
 }

@@ -24,7 +24,7 @@ extension TusHandler {
         case (.some, .some): return fail(request, .ambiguousUploadLength)
         case (nil, nil): return fail(request, .invalidUploadLength)
         case (let text?, nil):
-            guard let parsed = HeaderInteger.parse(text) else { return fail(request, .invalidUploadLength) }
+            guard let parsed = DecimalInteger.parse(text.utf8) else { return fail(request, .invalidUploadLength) }
             length = parsed
         case (nil, let text?):
             guard text == "1" else { return fail(request, .invalidDeferLength) }
@@ -68,7 +68,7 @@ extension TusHandler {
                 var info = proposed
                 info.id = SecureRandom.uploadID()
                 if let changedID = verdict.changedID, !changedID.isEmpty {
-                    guard Self.isValidUploadID(changedID[...]) else { return fail(request, .storeFailure) }
+                    guard UploadID.isValid(changedID) else { return fail(request, .storeFailure) }
                     info.id = changedID
                 }
                 if let changed = verdict.changedMetadata { info.metadata = UploadMetadata.encode(changed) }

@@ -65,11 +65,9 @@ public final class ComposedUploadStore<State: UploadStateStore, Data: UploadData
     ) {
         state.lookup(id, on: executor) { [self] looked in
             let info: UploadInfo
-            switch looked {
+            switch looked.flatMap(\.record) {
             case .failure(let error): return completion(.failure(error))
-            case .success(.notFound): return completion(.failure(.notFound))
-            case .success(.gone): return completion(.failure(.gone))
-            case .success(.found(let found)): info = found
+            case .success(let found): info = found
             }
             data.openWriter(id: id, at: offset, length: info.length, on: executor) { [self] opened in
                 let dataWriter: any UploadDataWriter

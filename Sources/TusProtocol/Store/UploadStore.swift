@@ -72,6 +72,15 @@ public enum UploadLookup: Sendable, Equatable {
     /// Terminated or expired, and still remembered (answered 410 rather than 404).
     case gone
     case notFound
+
+    /// The record, or the outcome as the error of a caller that needs one (`.notFound`, `.gone`).
+    public var record: Result<UploadInfo, StoreError> {
+        switch self {
+        case .found(let info): .success(info)
+        case .gone: .failure(.gone)
+        case .notFound: .failure(.notFound)
+        }
+    }
 }
 
 /// Why an upload's data and state are removed; stores remember both as `.gone`.
