@@ -61,6 +61,8 @@ final class HTTPConnection: TCPStreamDelegate {
     private var bodySink: (any HTTPBodySink)?
     private var exchange: Exchange?
     private(set) var requestSequence: UInt64 = 0
+    /// " request_id=…" for log lines about the current request, once the application named it.
+    var requestLogTag = ""
 
     /// The chunk being read into and the unconsumed bytes in it (`readStart..<readEnd`).
     private var chunk: ByteChunk?
@@ -281,6 +283,7 @@ final class HTTPConnection: TCPStreamDelegate {
         bodyDecoder = head.bodyFraming.hasBody ? BodyDecoder(framing: head.bodyFraming, limits: configuration.parserLimits) : nil
         closeAfterResponse = !head.keepAlive || isShuttingDown
         deadline = .max
+        requestLogTag = ""
         let exchange = Exchange(head: head, connection: self, sequence: requestSequence)
         self.exchange = exchange
         setReading(false)
@@ -463,7 +466,7 @@ final class HTTPConnection: TCPStreamDelegate {
         deadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
         let sequence = requestSequence
         context.server.logIf(.debug) {
-            let id = response.headers["X-Request-ID"].map { " request_id=\($0)" } ?? ""
+            let id = response.headers["X-Request-ID"].map { " request_id=\($0)" } ?? requestLogTag
             return "\(head.method) \(head.target) -> \(response.status.code)\(id)"
         }
         send(bytes) { [self] error in
@@ -506,7 +509,7 @@ final class HTTPConnection: TCPStreamDelegate {
             default:
                 // Short or failed source: the framing promised more bytes, so the connection cannot continue.
                 source.cancel()
-                context.server.logIf(.warning, "response body source ended early; closing connection")
+                context.server.logIf(.warning, "response body source ended early; closing connection\(requestLogTag)")
                 close()
             }
         }
@@ -563,10 +566,10 @@ final class HTTPConnection: TCPStreamDelegate {
             // A graceful close whose shutdown never completed (a peer that stopped reading our close_notify).
             finalClose()
         case .responding:
-            context.server.logIf(.info, "response write timeout; closing connection")
+            context.server.logIf(.info, "response write timeout; closing connection\(requestLogTag)")
             close()
         case .readingBody:
-            context.server.logIf(.info, "body timeout; closing connection")
+            context.server.logIf(.info, "body timeout; closing connection\(requestLogTag)")
             abort(reason: .timeout)
         case .readingHead(let since) where since != nil:
             // A head that never completes: say so, then close (slowloris).
@@ -645,6 +648,11 @@ final class Exchange: HTTPExchange {
     var executor: any LoopExecutor { connection.context.executor }
     var isSecure: Bool { connection.isSecure }
     var remoteAddress: String? { connection.stream.remoteAddress }
+
+    func tagForLogs(requestID: String) {
+        guard connection.currentSequence == sequence else { return }
+        connection.requestLogTag = " request_id=\(requestID)"
+    }
 
     private var isCurrent: Bool { connection.currentSequence == sequence && !hasResponded }
 
