@@ -37,7 +37,7 @@ let package = Package(
         .target(name: "TusHTTP1", swiftSettings: strict),
         .target(name: "TusHTTPServer", dependencies: ["TusLoop", "TusHTTP1", "TusCrypto"], swiftSettings: strict),
         .target(name: "TusProtocol", dependencies: ["TusHTTP1", "TusCrypto"], swiftSettings: strict),
-        .target(name: "TusStore", dependencies: ["TusProtocol", "TusLoop"], swiftSettings: strict),
+        .target(name: "TusStore", dependencies: ["TusProtocol", "TusLoop", "TusCrypto"], swiftSettings: strict),
         .target(name: "TusRedis", dependencies: ["TusLoop"], swiftSettings: strict),
         .target(
             name: "TusRedisStore", dependencies: ["TusProtocol", "TusStore", "TusRedis", "TusLoop", "TusCrypto"],
@@ -80,7 +80,7 @@ let package = Package(
             swiftSettings: strict),
 
         .testTarget(name: "TusHTTP1Tests", dependencies: ["TusHTTP1", "TusTestSupport"]),
-        .testTarget(name: "TusLoopTests", dependencies: ["TusLoop"]),
+        .testTarget(name: "TusLoopTests", dependencies: ["TusLoop", "TusTestSupport"]),
         .testTarget(name: "TusCryptoTests", dependencies: ["TusCrypto"]),
         .testTarget(name: "TusRedisTests", dependencies: ["TusRedis", "TusLoop", "TusTestSupport"]),
         .testTarget(

@@ -6,6 +6,8 @@
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 /* Swift sees libuv's handle "subclasses" as unrelated structs. These casts spare every call site a
    withMemoryRebound; they can go once Swift imports C struct-prefix inheritance (it does not today). */
@@ -15,6 +17,7 @@ static inline uv_handle_t *CLibuv_timer_as_handle(uv_timer_t *t) { return (uv_ha
 static inline uv_handle_t *CLibuv_signal_as_handle(uv_signal_t *t) { return (uv_handle_t *)t; }
 static inline uv_handle_t *CLibuv_async_as_handle(uv_async_t *t) { return (uv_handle_t *)t; }
 static inline uv_handle_t *CLibuv_stream_as_handle(uv_stream_t *t) { return (uv_handle_t *)t; }
+static inline uv_handle_t *CLibuv_poll_as_handle(uv_poll_t *t) { return (uv_handle_t *)t; }
 
 /* The port sits in family-specific structs; reading it in Swift takes two withMemoryRebound blocks per call site. */
 static inline int CLibuv_sockaddr_port(const struct sockaddr *address) {
@@ -24,5 +27,11 @@ static inline int CLibuv_sockaddr_port(const struct sockaddr *address) {
 }
 /* pthread_setname_np is a GNU extension Swift's Glibc module does not expose (uv_thread_setname needs libuv 1.50). */
 static inline void CLibuv_set_current_thread_name(const char *name) { prctl(PR_SET_NAME, name, 0, 0, 0); }
+
+/* accept4 is a GNU extension Swift's Glibc module does not expose (it is declared only under _GNU_SOURCE); the
+   raw syscall gives a non-blocking, close-on-exec socket in one call instead of accept + two fcntl calls. */
+static inline int CLibuv_accept4_nonblocking_cloexec(int listening) {
+    return (int)syscall(SYS_accept4, listening, (struct sockaddr *)0, (socklen_t *)0, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
 
 #endif

@@ -222,13 +222,21 @@ public final class HTTPClientConnection: TCPStreamDelegate {
                 completion(.failure(.timedOut))
             }
         }
-        TCPStream.connect(loop: loop, host: host, port: port) { result in
+        // The stream's deadline closes a socket whose connect hangs; the timer above also covers the TLS handshake.
+        TCPStream.connect(loop: loop, host: host, port: port, timeoutMilliseconds: connectTimeoutMilliseconds) {
+            result in
             switch result {
             case .failure(let error):
                 connectTimer?.stop()
                 guard !isDone else { return }
                 isDone = true
-                completion(.failure(error.isResolverError ? .resolve(host: host, message: "\(error)") : .connect(error)))
+                if error == .timedOut {
+                    completion(.failure(.timedOut))
+                } else if error.isResolverError {
+                    completion(.failure(.resolve(host: host, message: "\(error)")))
+                } else {
+                    completion(.failure(.connect(error)))
+                }
             case .success(let stream):
                 guard !isDone else { return stream.close() }
                 stream.setNoDelay(true)
@@ -597,7 +605,7 @@ public final class HTTPClientConnection: TCPStreamDelegate {
         let code = head.status.code
         if exchange.head.method == .HEAD || code == 204 || code == 304 { return nil }
         if let encoding = head.headers["Transfer-Encoding"] {
-            guard encoding.lowercased().trimmingASCIISpaces().hasSuffix("chunked") else {
+            guard encoding.lowercased().trimmingOWS().hasSuffix("chunked") else {
                 exchange.readsUntilClose = true
                 keepsAlive = false
                 return nil

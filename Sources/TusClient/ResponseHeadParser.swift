@@ -15,7 +15,7 @@ public struct HTTPResponseHead: Sendable {
     /// RFC 9112 §9.3: HTTP/1.1 keeps the connection unless told `close`; HTTP/1.0 only with `keep-alive`.
     public var keepsAlive: Bool {
         let tokens = headers.values(for: "Connection").flatMap { $0.split(separator: ",") }.map {
-            $0.trimmingASCIISpaces().lowercased()
+            $0.trimmingOWS().lowercased()
         }
         if tokens.contains("close") { return false }
         return version.minor >= 1 || tokens.contains("keep-alive")
@@ -100,7 +100,7 @@ public struct ResponseHeadParser: Sendable {
             guard !name.contains(" "), !name.contains("\t") else {
                 return .failure(Message(text: "whitespace in header name"))
             }
-            let value = String(decoding: line[(colon + 1)...], as: UTF8.self).trimmingASCIISpaces()
+            let value = String(decoding: line[(colon + 1)...], as: UTF8.self).trimmingOWS()
             headers.add(name, String(value))
         }
         let reason = parts.count > 2 ? String(parts[2]) : nil
@@ -108,14 +108,5 @@ public struct ResponseHeadParser: Sendable {
             HTTPResponseHead(
                 version: HTTPVersion(major: 1, minor: minor), status: HTTPStatus(code: code, reason: reason),
                 headers: headers))
-    }
-}
-
-extension StringProtocol {
-    func trimmingASCIISpaces() -> Substring {
-        var s = Substring(self)
-        while let first = s.first, first == " " || first == "\t" { s.removeFirst() }
-        while let last = s.last, last == " " || last == "\t" { s.removeLast() }
-        return s
     }
 }

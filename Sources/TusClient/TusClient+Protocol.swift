@@ -18,7 +18,7 @@ extension TusClient {
             throw .notTusServer("OPTIONS \(url) answered without Tus-Version")
         }
         func list(_ name: String) -> [String] {
-            (response.headers[name] ?? "").split(separator: ",").map { String($0.trimmingASCIISpaces()) }
+            (response.headers[name] ?? "").split(separator: ",").map { String($0.trimmingOWS()) }
                 .filter { !$0.isEmpty }
         }
         return ServerCapabilities(
@@ -28,20 +28,24 @@ extension TusClient {
             checksumAlgorithms: list("Tus-Checksum-Algorithm"))
     }
 
-    /// POST (creation). `length` nil defers it. With `upload`, the first bytes go in the same request
+    /// `Upload-Metadata`: keys as given, values base64; an empty value sends the bare key.
+    static func encodeMetadata(_ metadata: [(key: String, value: String)]) -> String {
+        metadata.map { pair in
+            pair.value.isEmpty ? pair.key : "\(pair.key) \(Base64.encode(Array(pair.value.utf8)))"
+        }.joined(separator: ",")
+    }
+
+    /// POST (creation). `length` nil defers it. `concat` is sent as `Upload-Concat` (`partial` for a piece of a
+    /// parallel upload). With `upload`, the first bytes go in the same request
     /// (creation-with-upload). Returns the upload URL and the offset the server reports (0 without a body).
     public func create(
         at url: TusURL, length: Int64?, metadata: [(key: String, value: String)] = [], upload: FileRange? = nil,
-        onSent: (@Sendable (Int) -> Void)? = nil
+        concat: String? = nil, onSent: (@Sendable (Int) -> Void)? = nil
     ) throws(TusClientError) -> (url: TusURL, offset: Int64) {
         var headers = tusHeaders
         if let length { headers.add("Upload-Length", String(length)) } else { headers.add("Upload-Defer-Length", "1") }
-        if !metadata.isEmpty {
-            let encoded = metadata.map { pair in
-                pair.value.isEmpty ? pair.key : "\(pair.key) \(Base64.encode(Array(pair.value.utf8)))"
-            }
-            headers.add("Upload-Metadata", encoded.joined(separator: ","))
-        }
+        if let concat { headers.add("Upload-Concat", concat) }
+        if !metadata.isEmpty { headers.add("Upload-Metadata", Self.encodeMetadata(metadata)) }
         var body = Body.none
         if let upload {
             headers.add("Content-Type", "application/offset+octet-stream")
@@ -140,8 +144,7 @@ extension TusClient {
             }
             return
         }
-        let text = String(decoding: response.body.prefix(300), as: UTF8.self)
-            .trimmingCharacters(in: ["\n", "\r", " "])
+        let text = String(String(decoding: response.body.prefix(300), as: UTF8.self).trimming { "\n\r ".contains($0) })
         if !isTus && (response.statusCode == 404 || response.statusCode == 405) {
             throw .notTusServer("\(response.status) without Tus-Resumable; is the URL a tus endpoint?")
         }
@@ -168,14 +171,5 @@ private final class DownloadWriter: @unchecked Sendable {
         }
         written += Int64(count)
         position = at + Int64(count)
-    }
-}
-
-extension String {
-    func trimmingCharacters(in set: Set<Character>) -> String {
-        var s = Substring(self)
-        while let first = s.first, set.contains(first) { s.removeFirst() }
-        while let last = s.last, set.contains(last) { s.removeLast() }
-        return String(s)
     }
 }

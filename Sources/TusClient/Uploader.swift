@@ -178,10 +178,7 @@ public final class Uploader {
             let start = max(sample, size - sample)
             try digest.update(fileRange: FileRange(path: path, offset: start, length: size - start))
         }
-        return digest.finalize().map { byte in
-            let hex = Array("0123456789abcdef".utf8)
-            return String(decoding: [hex[Int(byte >> 4)], hex[Int(byte & 15)]], as: UTF8.self)
-        }.joined()
+        return Hex.encode(digest.finalize())
     }
 }
 
@@ -232,7 +229,7 @@ struct ResumeStore {
         var buffer = [CChar](repeating: 0, count: 4096)
         guard fgets(&buffer, Int32(buffer.count), file) != nil else { return nil }
         let line = buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-        let trimmed = line.trimmingCharacters(in: ["\n", "\r", " "])
+        let trimmed = String(line.trimming { "\n\r ".contains($0) })
         return trimmed.isEmpty ? nil : trimmed
     }
 

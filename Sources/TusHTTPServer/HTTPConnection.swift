@@ -14,53 +14,26 @@ import TusLoop
 /// resumes when the count falls to half. Contiguous body bytes that arrive while the handler is busy are
 /// coalesced into one larger fragment, so a slow disk gets fewer, bigger writes.
 final class HTTPConnection: TCPStreamDelegate {
-    private enum Phase {
-        /// Waiting for (more of) a request head. `since` is when the first byte of this head arrived.
-        case readingHead(since: UInt64?)
-        /// The handler has the head and has not asked for the body (or there is none) nor responded.
-        case handling
-        /// Body bytes flow to the sink.
-        case readingBody
-        /// The body ended or was given up; waiting for the handler's response.
-        case awaitingResponse
-        /// A response is being written (possibly streamed); the next request waits.
-        case responding
-        /// Reading and discarding the rest of a body the handler did not want.
-        case draining
-        case closed
-
-        var isOpen: Bool { if case .closed = self { false } else { true } }
-
-        func isSameCase(as other: Phase) -> Bool {
-            switch (self, other) {
-            case (.readingHead, .readingHead), (.handling, .handling), (.readingBody, .readingBody),
-                (.awaitingResponse, .awaitingResponse), (.responding, .responding), (.draining, .draining),
-                (.closed, .closed):
-                true
-            default:
-                false
-            }
-        }
-    }
-
     let stream: TCPStream
     unowned let context: LoopContext
     private var configuration: HTTPServerConfiguration { context.server.configuration }
 
-    private var phase: Phase = .readingHead(since: nil) {
+    /// Every decision (phase, reading, deadlines, keep-alive, backpressure counts) is the state machine's;
+    /// this class performs the actions it returns.
+    private var machine: HTTPConnectionStateMachine {
         didSet {
             // The loop sizes body chunks by how many bodies stream at once (`LoopContext.bodyChunkSize`).
-            let wasBody: Bool = if case .readingBody = oldValue { true } else { false }
-            let isBody: Bool = if case .readingBody = phase { true } else { false }
-            if isBody != wasBody { context.activeBodies += isBody ? 1 : -1 }
+            if machine.isReadingBody != oldValue.isReadingBody {
+                context.activeBodies += machine.isReadingBody ? 1 : -1
+            }
         }
     }
     private var headParser: RequestHeadParser
     private var bodyDecoder: BodyDecoder?
-    /// Held strongly while the body flows; `detachSink` drops it when the body ends or is given up.
+    /// Held strongly while the body flows; dropped when the body ends or is given up.
     private var bodySink: (any HTTPBodySink)?
     private var exchange: Exchange?
-    private(set) var requestSequence: UInt64 = 0
+    var requestSequence: UInt64 { machine.requestSequence }
     /// " request_id=…" for log lines about the current request, once the application named it.
     var requestLogTag = ""
 
@@ -70,15 +43,8 @@ final class HTTPConnection: TCPStreamDelegate {
     private var readEnd = 0
     /// Body bytes framed but not yet handed to the sink (coalescing), as a range of `chunk`.
     private var pendingBody: Range<Int>?
-    private var outstandingFragments = 0
-    private var bodyComplete = false
     private var bodyTrailers = HTTPHeaders()
-
-    private var wantsRead = false
     private var isProcessing = false
-    private var closeAfterResponse = false
-    private var isShuttingDown = false
-    private var deadline: UInt64 = .max
 
     /// Present on HTTPS connections. Everything above `didRead` and `send` sees plaintext only.
     private let tls: TLSSession?
@@ -88,24 +54,27 @@ final class HTTPConnection: TCPStreamDelegate {
         self.context = context
         self.tls = tls
         self.headParser = RequestHeadParser(limits: context.server.configuration.parserLimits)
+        self.machine = HTTPConnectionStateMachine(limits: .init(context.server.configuration))
     }
 
     var isSecure: Bool { tls != nil }
 
+    /// The clock every deadline is measured on (the loop's cached time).
+    private var now: UInt64 { context.loop.nowMilliseconds }
+
     func start() {
         stream.delegate = self
-        // A TLS handshake must finish within the head timeout; a plain connection may idle like a kept-alive one.
-        let wait = tls == nil ? configuration.idleTimeoutMilliseconds : configuration.headTimeoutMilliseconds
-        deadline = context.loop.nowMilliseconds + wait
-        setReading(true)
+        apply(machine.start(now: now, isTLS: tls != nil))
     }
 
     // MARK: Reading
 
-    private func setReading(_ on: Bool) {
-        guard on != wantsRead, phase.isOpen else { return }
-        wantsRead = on
-        if on { stream.startReading() } else { stream.stopReading() }
+    private func apply(_ action: HTTPConnectionStateMachine.ReadAction) {
+        switch action {
+        case .none: break
+        case .startReading: stream.startReading()
+        case .stopReading: stream.stopReading()
+        }
     }
 
     func allocateReadBuffer(suggestedSize: Int) -> UnsafeMutableRawBufferPointer {
@@ -122,9 +91,8 @@ final class HTTPConnection: TCPStreamDelegate {
         }
         flushPendingBody()
         // A fresh chunk: big for bodies, small for heads so that idle and small-request connections stay light.
-        let isBody: Bool = if case .readingBody = phase { true } else { false }
         // Heads get a small chunk (a longer head moves to a bigger one below, up to the head limit).
-        let capacity = isBody ? context.bodyChunkSize : 16 * 1024
+        let capacity = machine.isReadingBody ? context.bodyChunkSize : 16 * 1024
         let unconsumed = readEnd - readStart
         if unconsumed == 0, isKnownUniquelyReferenced(&chunk), let reusable = chunk, reusable.capacity >= capacity {
             // No fragment refers to it any more: start over at its beginning instead of allocating.
@@ -231,21 +199,22 @@ final class HTTPConnection: TCPStreamDelegate {
         isProcessing = true
         defer { isProcessing = false }
         while true {
-            switch phase {
-            case .readingHead(let since):
-                guard readEnd > readStart, let chunk else {
-                    releaseEmptyChunk()
-                    setReading(true)
-                    return
-                }
-                if since == nil {
-                    phase = .readingHead(since: context.loop.nowMilliseconds)
-                    deadline = context.loop.nowMilliseconds + configuration.headTimeoutMilliseconds
-                }
-                let result = headParser.parse(UnsafeRawBufferPointer(chunk.bytes(readStart..<readEnd)))
-                switch result {
+            let step = machine.nextStep(
+                hasBufferedBytes: readEnd > readStart && chunk != nil,
+                bodyOwesEnd: bodyDecoder?.isComplete ?? false, now: now)
+            switch step {
+            case .awaitHead(let read):
+                releaseEmptyChunk()
+                apply(read)
+                return
+            case .wait(let read):
+                apply(read)
+                return
+            case .parseHead:
+                guard let chunk else { return }
+                switch headParser.parse(UnsafeRawBufferPointer(chunk.bytes(readStart..<readEnd))) {
                 case .needMoreData:
-                    setReading(true)
+                    apply(machine.headIncomplete())
                     return
                 case .failure(let error):
                     fail(with: error)
@@ -255,56 +224,33 @@ final class HTTPConnection: TCPStreamDelegate {
                     headParser.reset()
                     beginRequest(head)
                 }
-            case .readingBody, .draining:
-                // A complete Content-Length body still owes its `.end` even with nothing left in the buffer.
-                let owesEnd = bodyDecoder?.isComplete ?? false
-                guard readEnd > readStart || owesEnd else {
-                    if outstandingFragments < configuration.maxOutstandingFragments { setReading(true) }
-                    return
-                }
+            case .decodeBody:
                 let before = readStart
-                let phaseBefore = phase
+                let phaseBefore = machine.phase
                 decodeBody()
                 // No progress (waiting for the sink to catch up): stay until `fragmentDone` calls again.
-                if readStart == before && phase.isSameCase(as: phaseBefore) { return }
-            case .handling, .awaitingResponse, .responding, .closed:
-                // One request at a time: pipelined bytes wait in the buffer until the response is out.
-                setReading(false)
-                return
+                if readStart == before && machine.phase.isSameCase(as: phaseBefore) { return }
             }
         }
     }
 
     private func beginRequest(_ head: RequestHead) {
-        requestSequence += 1
-        phase = .handling
-        bodyComplete = !head.bodyFraming.hasBody
+        let hasBody = head.bodyFraming.hasBody
+        let (sequence, read) = machine.headReceived(keepAlive: head.keepAlive, hasBody: hasBody)
         bodyTrailers = HTTPHeaders()
-        bodyDecoder = head.bodyFraming.hasBody ? BodyDecoder(framing: head.bodyFraming, limits: configuration.parserLimits) : nil
-        closeAfterResponse = !head.keepAlive || isShuttingDown
-        deadline = .max
+        bodyDecoder = hasBody ? BodyDecoder(framing: head.bodyFraming, limits: configuration.parserLimits) : nil
         requestLogTag = ""
-        let exchange = Exchange(head: head, connection: self, sequence: requestSequence)
+        let exchange = Exchange(head: head, connection: self, sequence: sequence)
         self.exchange = exchange
-        setReading(false)
+        apply(read)
         context.server.handler.handle(head, exchange: exchange)
     }
 
     /// Frames body bytes in place. Data goes to the sink (or is dropped when draining).
     private func decodeBody() {
         guard let chunk, bodyDecoder != nil else { return }
-        while true {
-            // The handler may have answered (and so ended the body) from inside a callback of this loop.
-            switch phase {
-            case .readingBody:
-                // Many tiny chunks make many fragments out of one read: stop framing, as the socket stopped,
-                // until the sink catches up (`fragmentDone` resumes), so they cannot bypass backpressure.
-                if outstandingFragments >= configuration.maxOutstandingFragments { return }
-            case .draining:
-                break
-            default:
-                return
-            }
+        // The handler may have answered (and so ended the body) from inside a callback of this loop.
+        while machine.mayFrameBody {
             guard bodyDecoder != nil else { return }
             // A Content-Length body is complete as soon as its last byte was framed; ask once more to get `.end`.
             guard readEnd > readStart || bodyDecoder!.isComplete else { return }
@@ -314,34 +260,29 @@ final class HTTPConnection: TCPStreamDelegate {
             readStart += consumed
             switch event {
             case .data(let range):
-                deadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
-                if case .readingBody = phase {
+                if machine.bodyDataFramed(count: range.count, now: now) {
                     appendPendingBody((base + range.lowerBound)..<(base + range.upperBound))
                 }
             case .needMoreData:
-                deadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
+                machine.bodyNeedsMoreData(now: now)
                 return
             case .end(let trailers):
-                bodyComplete = true
+                machine.bodyEndFramed()
                 bodyTrailers = trailers
                 bodyFinished()
                 return
             case .failure(let error):
                 bodyDecoder = nil
-                if case .readingBody = phase {
+                if machine.isReadingBody {
                     flushPendingBody()
                     let sink = bodySink
-                    detachSink()
+                    bodySink = nil
                     sink?.bodyAborted(.malformed)
                 }
-                switch phase {
-                case .responding, .awaitingResponse:
-                    // The request already has (or will get) its one response; the connection ends after it.
-                    closeAfterResponse = true
-                case .draining:
-                    close()
-                default:
-                    fail(with: error)
+                switch machine.bodyFramingFailed() {
+                case .closeAfterResponse: break
+                case .close: close()
+                case .failRequest: fail(with: error)
                 }
                 return
             }
@@ -356,7 +297,7 @@ final class HTTPConnection: TCPStreamDelegate {
             pendingBody = range
         }
         // Hand bytes over at once when the sink is idle; otherwise let them grow into a bigger write.
-        if outstandingFragments == 0 || (pendingBody?.count ?? 0) >= configuration.readChunkSize / 2 {
+        if machine.outstandingFragments == 0 || (pendingBody?.count ?? 0) >= configuration.readChunkSize / 2 {
             flushPendingBody()
         }
     }
@@ -364,40 +305,33 @@ final class HTTPConnection: TCPStreamDelegate {
     private func flushPendingBody() {
         guard let range = pendingBody, let chunk else { return }
         pendingBody = nil
-        guard case .readingBody = phase, let sink = bodySink, !range.isEmpty else { return }
-        outstandingFragments += 1
-        if outstandingFragments >= configuration.maxOutstandingFragments { setReading(false) }
-        let sequence = requestSequence
+        guard machine.isReadingBody, let sink = bodySink, !range.isEmpty else { return }
+        apply(machine.fragmentSent())
+        let sequence = machine.requestSequence
         sink.bodyFragment(BodyFragment(chunk: chunk, range: range)) { [self] in
             fragmentDone(sequence: sequence)
         }
     }
 
     private func fragmentDone(sequence: UInt64) {
-        outstandingFragments -= 1
-        guard sequence == requestSequence, case .readingBody = phase else { return }
+        guard machine.fragmentDone(sequence: sequence) else { return }
         if pendingBody != nil { flushPendingBody() }
-        if outstandingFragments <= configuration.maxOutstandingFragments / 2 { process() }
+        if machine.hasRoomToResume { process() }
     }
 
     private func bodyFinished() {
-        guard case .readingBody = phase else {
-            // Draining finished: the response is already out (or going out); carry on with the next request.
-            if case .draining = phase { finishExchange() }
-            return
+        if machine.isReadingBody { flushPendingBody() }
+        switch machine.bodyEnded() {
+        case .deliverEnd(let read):
+            apply(read)
+            let sink = bodySink
+            bodySink = nil
+            sink?.bodyEnd(trailers: bodyTrailers)
+        case .finishExchange:
+            finishExchange()
+        case .none:
+            break
         }
-        flushPendingBody()
-        phase = .awaitingResponse
-        deadline = .max
-        setReading(false)
-        let sink = bodySink
-        let trailers = bodyTrailers
-        detachSink()
-        sink?.bodyEnd(trailers: trailers)
-    }
-
-    private func detachSink() {
-        bodySink = nil
     }
 
     private func releaseEmptyChunk() {
@@ -412,20 +346,19 @@ final class HTTPConnection: TCPStreamDelegate {
     // MARK: Exchange entry points (called through `Exchange`, which filters out stale requests)
 
     func exchangeReadBody(into sink: any HTTPBodySink) {
-        guard case .handling = phase else { return }
         guard let exchange else { return }
-        if bodyComplete {
-            phase = .awaitingResponse
-            sink.bodyEnd(trailers: HTTPHeaders())
+        switch machine.readBodyRequested(now: now) {
+        case .ignore:
             return
+        case .endAtOnce:
+            sink.bodyEnd(trailers: HTTPHeaders())
+        case .startBody:
+            bodySink = sink
+            if exchange.head.expectsContinue {
+                send(ResponseEncoder.continueResponse) { _ in }
+            }
+            process()
         }
-        bodySink = sink
-        phase = .readingBody
-        deadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
-        if exchange.head.expectsContinue {
-            send(ResponseEncoder.continueResponse) { _ in }
-        }
-        process()
     }
 
     func exchangeRespond(_ response: HTTPResponse, bodyLength: Int64?, source: (any HTTPBodySource)?) {
@@ -433,38 +366,28 @@ final class HTTPConnection: TCPStreamDelegate {
             source?.cancel()
             return
         }
-        switch phase {
-        case .closed, .responding, .draining:
+        switch machine.responseRequested() {
+        case .refuse:
             source?.cancel()
             return
-        case .readingBody:
+        case .stopBodyFirst:
             // The handler answers before the body ended (413, lock takeover): stop feeding it.
             flushPendingBody()
-            detachSink()
-        case .handling, .awaitingResponse, .readingHead:
+            bodySink = nil
+        case .proceed:
             break
         }
         let head = exchange.head
-        if response.closeConnection { closeAfterResponse = true }
-        if !bodyComplete {
-            // Drain a small, already-framed remainder to keep the connection; otherwise close rather than
-            // read a body nobody wants (the client learns fast, tusd#1371).
-            let remaining = bodyDecoder?.remainingContentLength
-            let smallRemainder = remaining.map { $0 <= 64 * 1024 } ?? false
-            let continueWasSent: Bool = if case .readingBody = phase { true } else { !head.expectsContinue }
-            if !(smallRemainder && continueWasSent && !closeAfterResponse) { closeAfterResponse = true }
-        }
+        let (keepAlive, read) = machine.responseStarted(
+            closeRequested: response.closeConnection, expectsContinue: head.expectsContinue,
+            remainingBodyLength: bodyDecoder?.remainingContentLength, now: now)
         let omitBody = head.method == .HEAD
         var response = response
         if !response.headers.contains("Date") { response.headers.add("Date", context.dateHeaderValue) }
         let bytes = ResponseEncoder.encode(
-            response, version: head.version, keepAlive: !closeAfterResponse, bodyLength: bodyLength,
-            omitBody: omitBody)
-        phase = .responding
-        setReading(false)
-        // A peer that stops reading the response must not hold the connection (and its buffers) forever.
-        deadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
-        let sequence = requestSequence
+            response, version: head.version, keepAlive: keepAlive, bodyLength: bodyLength, omitBody: omitBody)
+        apply(read)
+        let sequence = machine.requestSequence
         context.server.logIf(.debug) {
             let id = response.headers["X-Request-ID"].map { " request_id=\($0)" } ?? requestLogTag
             return "\(head.method) \(head.target) -> \(response.status.code)\(id)"
@@ -485,7 +408,7 @@ final class HTTPConnection: TCPStreamDelegate {
     }
 
     private func streamBody(from source: any HTTPBodySource, remaining: Int64, sequence: UInt64) {
-        guard phase.isOpen else {
+        guard machine.phase.isOpen else {
             source.cancel()
             return
         }
@@ -502,7 +425,7 @@ final class HTTPConnection: TCPStreamDelegate {
                         source.cancel()
                         close()
                     } else {
-                        deadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
+                        machine.responseProgressed(now: now)
                         streamBody(from: source, remaining: remaining - Int64(fragment.count), sequence: sequence)
                     }
                 }
@@ -517,41 +440,31 @@ final class HTTPConnection: TCPStreamDelegate {
 
     /// The response is on the wire. Either drain the unwanted body, close, or go for the next request.
     private func responseSent() {
-        if closeAfterResponse {
-            closeGracefully()
-            return
+        switch machine.responseSent(now: now) {
+        case .closeGracefully: closeGracefully()
+        case .drainBody: process()
+        case .finishExchange: finishExchange()
         }
-        if !bodyComplete {
-            phase = .draining
-            deadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
-            process()
-            return
-        }
-        finishExchange()
     }
 
     private func finishExchange() {
         exchange = nil
         bodyDecoder = nil
-        if closeAfterResponse || isShuttingDown {
-            closeGracefully()
-            return
+        switch machine.exchangeFinished(now: now) {
+        case .closeGracefully: closeGracefully()
+        case .readNextRequest: process()
         }
-        phase = .readingHead(since: nil)
-        deadline = context.loop.nowMilliseconds + configuration.idleTimeoutMilliseconds
-        process()
     }
 
     // MARK: Errors, timeouts, closing
 
     private func fail(with error: HTTPParseError) {
         context.server.logIf(.debug, "bad request: \(error)")
-        closeAfterResponse = true
         let response = HTTPResponse(
-            status: error.status, headers: ["Date": context.dateHeaderValue], text: error.message, closeConnection: true)
+            status: error.status, headers: ["Date": context.dateHeaderValue], text: error.message,
+            closeConnection: true)
         let bytes = ResponseEncoder.encode(response, version: .http1_1, keepAlive: false)
-        phase = .responding
-        setReading(false)
+        apply(machine.requestFailed())
         send(bytes) { [self] _ in closeGracefully() }
     }
 
@@ -560,50 +473,48 @@ final class HTTPConnection: TCPStreamDelegate {
     }
 
     func checkDeadline(now: UInt64) {
-        guard now >= deadline, !isFinalClosed else { return }
-        switch phase {
-        case .closed:
-            // A graceful close whose shutdown never completed (a peer that stopped reading our close_notify).
+        switch machine.tick(now: now) {
+        case .none:
+            break
+        case .bodyTooSlow:
+            context.server.logIf(
+                .info,
+                "body slower than \(configuration.minBodyBytesPerSecond) bytes/s over "
+                    + "\(configuration.bodyRateWindowMilliseconds) ms; closing connection\(requestLogTag)")
+            abort(reason: .timeout)
+        case .forceClose:
             finalClose()
-        case .responding:
+        case .responseWriteTimeout:
             context.server.logIf(.info, "response write timeout; closing connection\(requestLogTag)")
             close()
-        case .readingBody:
+        case .bodyTimeout:
             context.server.logIf(.info, "body timeout; closing connection\(requestLogTag)")
             abort(reason: .timeout)
-        case .readingHead(let since) where since != nil:
-            // A head that never completes: say so, then close (slowloris).
+        case .headTimeout:
             fail(with: HTTPParseError(status: .requestTimeout, message: "request head timeout"))
-        default:
+        case .idleTimeout:
             close()
         }
-        deadline = .max
     }
 
     /// Server shutdown: idle connections go now, busy ones after their current exchange.
     func shutdownGracefully() {
-        isShuttingDown = true
-        closeAfterResponse = true
-        if case .readingHead(let since) = phase, since == nil { close() }
+        if machine.shutdownRequested() { close() }
     }
 
     /// Ends the connection now; a body in progress is reported to its sink as aborted, so that whoever holds
     /// resources for it (an upload lock, an open file) lets go on every path that ends a connection.
     func abort(reason: BodyAbortReason) {
-        let sink: (any HTTPBodySink)? = if case .readingBody = phase { bodySink } else { nil }
+        let sink: (any HTTPBodySink)? = machine.isReadingBody ? bodySink : nil
         flushPendingBody()
-        detachSink()
+        bodySink = nil
         // The sink hears it before the socket goes, so whoever sees the close can rely on the sink knowing.
         sink?.bodyAborted(reason)
-        if phase.isOpen { phase = .closed }
         finalClose()
     }
 
     private func closeGracefully() {
-        guard phase.isOpen else { return }
-        phase = .closed
-        // If the peer never lets the shutdown complete, the deadline sweep closes the socket anyway.
-        deadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
+        guard machine.closeGracefully(now: now) else { return }
         // close_notify first, so a TLS client can tell a complete response from a truncated one.
         tls?.shutdown()
         flushTLSOutput()
@@ -615,12 +526,8 @@ final class HTTPConnection: TCPStreamDelegate {
         abort(reason: .clientClosed)
     }
 
-    private var isFinalClosed = false
-
     private func finalClose() {
-        guard !isFinalClosed else { return }
-        isFinalClosed = true
-        wantsRead = false
+        guard machine.closeNow() else { return }
         pendingBody = nil
         exchange = nil
         stream.close { [self] in

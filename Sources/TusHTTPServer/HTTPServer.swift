@@ -30,6 +30,7 @@ public final class HTTPServer: Sendable {
     private struct RunState: @unchecked Sendable {
         var contexts: [LoopContext] = []
         var port: Int = 0
+        var openFileLimit: Int = 0
         var isShuttingDown = false
     }
 
@@ -61,6 +62,10 @@ public final class HTTPServer: Sendable {
     /// The bound port (the real one when 0 was asked), valid after `start()`.
     public var port: Int { state.withLock { $0.port } }
 
+    /// RLIMIT_NOFILE as `start()` left it (raised to the hard limit when it could be); compare with
+    /// `configuration.descriptorsNeeded`.
+    public var openFileLimit: Int { state.withLock { $0.openFileLimit } }
+
     /// Executors of the running loops, so the application can schedule its own periodic work on them.
     public var executors: [any LoopExecutor] { state.withLock { $0.contexts.map(\.executor) } }
 
@@ -84,6 +89,7 @@ public final class HTTPServer: Sendable {
         state.withLock {
             $0.contexts = contexts
             $0.port = port
+            $0.openFileLimit = raised
         }
         // Return only once every loop listens, so a caller that connects right after start() is not refused.
         let listening = DispatchSemaphore(value: 0)

@@ -16,6 +16,20 @@ public struct HTTPServerConfiguration: Sendable {
     /// A body that makes no progress for this long is aborted and the connection closed; the handler is
     /// told (`.timeout`) so it can keep what it stored.
     public var bodyTimeoutMilliseconds: UInt64 = 60_000
+    /// A body must average at least this many bytes per second over each `bodyRateWindowMilliseconds` while the
+    /// server reads it, or it is cut like a timeout (the handler hears `.timeout` and keeps what it stored); 0
+    /// turns the check off. `bodyTimeoutMilliseconds` alone lets a client that sends one byte a second hold a
+    /// connection, a descriptor and an upload lock forever.
+    ///
+    /// Why 128: the slowest links still in use (GPRS, about 2.5-5 KB/s upstream) shared by Uppy's 20 parallel
+    /// uploads leave roughly 130-250 bytes/s per upload; Kestrel's default minimum is 240 bytes/s and Apache
+    /// mod_reqtimeout's 500. 128 stays below all of them, yet makes holding a connection cost 128 times what the
+    /// 1 byte/s trickle did.
+    public var minBodyBytesPerSecond: Int = 128
+    /// The averaging window of `minBodyBytesPerSecond`. tus-server makes it the body timeout, so that a stall
+    /// the body timeout forgives (a tunnel, a cell handover) is not cut by the rate check, provided the client
+    /// then catches up within the window.
+    public var bodyRateWindowMilliseconds: UInt64 = 60_000
     /// Grace period for in-flight requests after SIGTERM/SIGINT.
     public var shutdownTimeoutMilliseconds: UInt64 = 10_000
     public var parserLimits = HTTPParserLimits()
@@ -30,6 +44,11 @@ public struct HTTPServerConfiguration: Sendable {
     public var maxOutstandingFragments: Int = 4
 
     public init() {}
+
+    /// Descriptors the process can need with `maxConnections` open: a socket per connection plus the upload
+    /// file a PATCH or GET holds open, and a fixed share for each loop (listener, epoll, wakeup, reserve) and for
+    /// the process (stdio, threadpool, the upload directory). Below this, accepts fail with EMFILE under load.
+    public var descriptorsNeeded: Int { 2 * maxConnections + 8 * max(1, loops) + 64 }
 }
 
 public enum ServerLogLevel: Int, Sendable, Comparable {

@@ -57,7 +57,9 @@ final class LoopContext {
 
     func startAccepting() {
         do {
-            try listener.listen { [unowned self] stream in self.accept(stream) }
+            try listener.listen(onPause: { [unowned self] in self.logAcceptPause($0) }) { [unowned self] stream in
+                self.accept(stream)
+            }
         } catch {
             server.logIf(.error, "loop \(index): listen failed: \(error)")
             return
@@ -65,6 +67,22 @@ final class LoopContext {
         let timer = TusLoop.Timer(loop: loop)
         timer.start(afterMilliseconds: 500, repeatMilliseconds: 500) { [unowned self] in self.sweepDeadlines() }
         sweepTimer = timer
+    }
+
+    /// One line when an episode starts and one when it ends: a server at its descriptor limit may fail
+    /// thousands of accepts a second, and a log line per failure would bury everything else.
+    private func logAcceptPause(_ pause: AcceptPause) {
+        switch pause {
+        case .began(let error):
+            server.logIf(
+                .error,
+                "loop \(index): cannot accept connections: \(error); pausing accepts until a descriptor is free "
+                    + "(waiting clients are reset). Raise the open file limit or lower the connection limit.")
+        case .ended(let milliseconds, let dropped):
+            server.logIf(
+                .warning,
+                "loop \(index): accepting again after \(milliseconds) ms; \(dropped) connection(s) were reset")
+        }
     }
 
     private func accept(_ stream: TCPStream) {
@@ -93,7 +111,12 @@ final class LoopContext {
     func connectionDidClose(_ connection: HTTPConnection) {
         guard connections.removeValue(forKey: ObjectIdentifier(connection)) != nil else { return }
         server.connectionCount.subtract(1, ordering: .relaxed)
-        if isShuttingDown && connections.isEmpty { finishShutdown() }
+        if isShuttingDown && connections.isEmpty {
+            finishShutdown()
+        } else {
+            // A descriptor came free: if accepting paused for want of one, use it now rather than after the back-off.
+            listener.resumeAccepting()
+        }
     }
 
     private func sweepDeadlines() {

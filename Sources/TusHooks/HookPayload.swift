@@ -13,8 +13,9 @@ import TusProtocol
 ///                  "Header":{"Tus-Resumable":["1.0.0"],"X-Request-Id":["…"]}}}}
 /// ```
 ///
-/// Concatenation flags are always false and `PartialUploads` null: this server has no concatenation yet, so
-/// no upload is partial or final.
+/// `IsPartial` marks a piece of a future final upload (`Upload-Concat: partial`): a receiver that post-processes
+/// finished files skips post-finish events whose `IsPartial` is true (checklist N18). A final carries
+/// `IsFinal: true` and its partials' ids in `PartialUploads`, in list order.
 struct HookRequestBody: Encodable {
     let type: String
     let event: EventBody
@@ -38,6 +39,9 @@ struct HookRequestBody: Encodable {
         let sizeIsDeferred: Bool
         let offset: Int64
         let metaData: [String: String]
+        let isPartial: Bool
+        let isFinal: Bool
+        let partialUploads: [String]?
         let storage: [String: String]?
 
         enum CodingKeys: String, CodingKey {
@@ -54,9 +58,11 @@ struct HookRequestBody: Encodable {
             try container.encode(sizeIsDeferred, forKey: .sizeIsDeferred)
             try container.encode(offset, forKey: .offset)
             try container.encode(metaData, forKey: .metaData)
-            try container.encode(false, forKey: .isPartial)
-            try container.encode(false, forKey: .isFinal)
-            try container.encodeNil(forKey: .partialUploads)
+            try container.encode(isPartial, forKey: .isPartial)
+            try container.encode(isFinal, forKey: .isFinal)
+            if let partialUploads { try container.encode(partialUploads, forKey: .partialUploads) } else {
+                try container.encodeNil(forKey: .partialUploads)
+            }
             if let storage { try container.encode(storage, forKey: .storage) } else { try container.encodeNil(forKey: .storage) }
         }
     }
@@ -84,7 +90,8 @@ struct HookRequestBody: Encodable {
         self.event = EventBody(
             upload: FileInfoBody(
                 id: upload.id, size: upload.length ?? 0, sizeIsDeferred: upload.isLengthDeferred, offset: upload.offset,
-                metaData: metaData, storage: upload.id.isEmpty ? nil : storage),
+                metaData: metaData, isPartial: upload.isPartial, isFinal: upload.isFinal,
+                partialUploads: upload.isFinal ? upload.partialIDs : nil, storage: upload.id.isEmpty ? nil : storage),
             httpRequest: HTTPRequestBody(
                 method: event.request.method.rawValue, uri: event.request.uri, remoteAddr: event.request.remoteAddress,
                 header: header))

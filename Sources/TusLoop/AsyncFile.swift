@@ -248,6 +248,12 @@ public enum FileSystem {
         pathRequest(loop: loop, completion) { uv_fs_rename(loop.loop, $0, from, to, fileRequestCallback) }
     }
 
+    /// `uv_fs_link`: a second name for the same inode. What lets a final upload keep its partials' bytes
+    /// without copying them, whatever later happens to the partials' own names.
+    public static func link(loop: EventLoop, from: String, to: String, _ completion: @escaping (UVError?) -> Void) {
+        pathRequest(loop: loop, completion) { uv_fs_link(loop.loop, $0, from, to, fileRequestCallback) }
+    }
+
     /// `uv_fs_unlink`.
     public static func unlink(loop: EventLoop, path: String, _ completion: @escaping (UVError?) -> Void) {
         pathRequest(loop: loop, completion) { uv_fs_unlink(loop.loop, $0, path, fileRequestCallback) }

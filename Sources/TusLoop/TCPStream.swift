@@ -1,4 +1,5 @@
 internal import CLibuv
+import Glibc
 
 /// What one read produced; libuv's `nread == 0` (EAGAIN) is never delivered.
 public enum ReadResult {
@@ -38,6 +39,18 @@ public final class TCPStream: LoopOwnedHandle {
         let status = uv_tcp_init(loop.loop, handle)
         precondition(status == 0, "uv_tcp_init failed: \(status)")
         handle.pointee.data = Unmanaged.passRetained(self).toOpaque()
+    }
+
+    /// `uv_tcp_init` + `uv_tcp_open` for a socket `TCPListener` accepted itself. On failure the descriptor is
+    /// closed (with the handle), so the caller never has to.
+    convenience init(loop: EventLoop, acceptedDescriptor: Int32) throws(UVError) {
+        self.init(loop: loop)
+        let status = uv_tcp_open(handle, acceptedDescriptor)
+        guard status == 0 else {
+            Glibc.close(acceptedDescriptor)
+            close()
+            throw UVError(code: status)
+        }
     }
 
     var stream: UnsafeMutablePointer<uv_stream_t> { CLibuv_tcp_as_stream(handle) }

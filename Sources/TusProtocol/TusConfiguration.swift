@@ -23,6 +23,11 @@ public struct TusConfiguration: Sendable {
     public var lockReleaseTimeoutMilliseconds: UInt64
     /// `Upload-Checksum` algorithms accepted, in `Tus-Checksum-Algorithm` order; empty disables `checksum`.
     public var checksumAlgorithms: [DigestAlgorithm]
+    /// Below this much free space, creation answers 507; uploads in progress may still finish. nil = no check.
+    public var minFreeSpace: FreeSpaceRequirement?
+    /// Free and total bytes where uploads are stored (tus-server: `statvfs` of the upload directory); nil when
+    /// unknown, which lets creation proceed. Injected so that tests can fake a full disk.
+    public var freeSpace: (@Sendable () -> DiskSpace?)?
     /// How often a running PATCH reports progress to event handlers (post-receive hooks).
     public var progressIntervalMilliseconds: UInt64 = 1000
 

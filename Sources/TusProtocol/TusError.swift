@@ -19,6 +19,8 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
     case maxSizeExceeded
     case uploadSizeExceeded
     case invalidMetadata
+    /// A field that carries one value (`SingletonFields`) was sent on more than one line.
+    case repeatedHeader
     case invalidChecksumHeader
     case unsupportedChecksumAlgorithm
     case checksumMismatch
@@ -34,7 +36,24 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
     case storeFailure
     /// The shared upload state (Redis) cannot be reached: 503 with `Retry-After`, never a guess.
     case storeUnavailable
+    /// The disk (or quota) is full, or free space is below `--min-free-space` for a new upload. 5xx, so that
+    /// clients retry later, when space may have been freed.
+    case insufficientStorage
     case rangeNotSatisfiable
+    /// `Upload-Concat` is neither `partial` nor `final;` with at least one upload URL of this server.
+    case invalidConcat
+    /// A final upload's length is the sum of its partials'; the client must not send one (spec: MUST NOT).
+    case finalWithLength
+    /// PATCH to a final upload, or a final creation with a body.
+    case modifyFinal
+    /// A final lists an upload this server does not know.
+    case partialNotFound
+    /// A final lists an upload that was not created with `Upload-Concat: partial`.
+    case notPartial
+    /// A partial upload a final needs was terminated or expired before the final was assembled.
+    case partialGone
+    /// A checksum trailer was announced (`Trailer: Upload-Checksum`) but none arrived.
+    case missingChecksumTrailer
     /// No bearer token, or one that failed verification (answered with `WWW-Authenticate`).
     case unauthorized
     /// The pre-access decision said no.
@@ -57,7 +76,8 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .extensionNotSupported: .notImplemented
         case .invalidContentType: .unsupportedMediaType
         case .invalidOffset, .invalidUploadLength, .ambiguousUploadLength, .invalidDeferLength, .lengthAlreadySet,
-            .lengthBelowOffset, .invalidMetadata, .invalidChecksumHeader, .unsupportedChecksumAlgorithm,
+            .lengthBelowOffset, .invalidMetadata, .repeatedHeader, .invalidChecksumHeader,
+            .unsupportedChecksumAlgorithm,
             .uploadInterrupted, .malformedBody:
             .badRequest
         case .mismatchedOffset: .conflict
@@ -66,7 +86,12 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .uploadLocked: .locked
         case .readTimeout, .connectionLost, .storeFailure: .internalServerError
         case .serverShuttingDown, .storeUnavailable: .serviceUnavailable
+        case .insufficientStorage: .insufficientStorage
         case .rangeNotSatisfiable: .rangeNotSatisfiable
+        case .invalidConcat, .finalWithLength, .partialNotFound, .notPartial: .badRequest
+        case .modifyFinal: .forbidden
+        case .partialGone: .gone
+        case .missingChecksumTrailer: .checksumMismatch
         case .unauthorized: HTTPStatus(code: 401)
         case .accessDenied: .forbidden
         case .uploadRejected, .terminationRejected, .uploadStopped: .badRequest
@@ -92,6 +117,7 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .maxSizeExceeded: "ERR_MAX_SIZE_EXCEEDED"
         case .uploadSizeExceeded: "ERR_UPLOAD_SIZE_EXCEEDED"
         case .invalidMetadata: "ERR_INVALID_METADATA"
+        case .repeatedHeader: "ERR_REPEATED_HEADER"
         case .invalidChecksumHeader: "ERR_INVALID_CHECKSUM_HEADER"
         case .unsupportedChecksumAlgorithm: "ERR_UNSUPPORTED_CHECKSUM_ALGORITHM"
         case .checksumMismatch: "ERR_CHECKSUM_MISMATCH"
@@ -103,7 +129,15 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .serverShuttingDown: "ERR_SERVER_SHUTDOWN"
         case .storeFailure: "ERR_INTERNAL_SERVER_ERROR"
         case .storeUnavailable: "ERR_STORE_UNAVAILABLE"
+        case .insufficientStorage: "ERR_INSUFFICIENT_STORAGE"
         case .rangeNotSatisfiable: "ERR_RANGE_NOT_SATISFIABLE"
+        case .invalidConcat: "ERR_INVALID_CONCAT"
+        case .finalWithLength: "ERR_INVALID_CONCAT_LENGTH"
+        case .modifyFinal: "ERR_MODIFY_FINAL"
+        case .partialNotFound: "ERR_PARTIAL_NOT_FOUND"
+        case .notPartial: "ERR_NOT_PARTIAL"
+        case .partialGone: "ERR_PARTIAL_GONE"
+        case .missingChecksumTrailer: "ERR_CHECKSUM_TRAILER_MISSING"
         case .unauthorized: "ERR_UNAUTHORIZED"
         case .accessDenied: "ERR_ACCESS_DENIED"
         case .uploadRejected: "ERR_UPLOAD_REJECTED"
@@ -131,6 +165,7 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .maxSizeExceeded: "upload is larger than the maximum size"
         case .uploadSizeExceeded: "body would exceed the upload's length"
         case .invalidMetadata: "invalid Upload-Metadata header"
+        case .repeatedHeader: "header must appear only once"
         case .invalidChecksumHeader: "invalid Upload-Checksum header"
         case .unsupportedChecksumAlgorithm: "unsupported checksum algorithm"
         case .checksumMismatch: "checksum mismatch; the request's bytes were discarded"
@@ -142,7 +177,15 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .serverShuttingDown: "server is shutting down"
         case .storeFailure: "storage failure"
         case .storeUnavailable: "upload state temporarily unavailable; retry later"
+        case .insufficientStorage: "not enough storage space on the server; try again later"
         case .rangeNotSatisfiable: "requested range not satisfiable"
+        case .invalidConcat: "invalid Upload-Concat header: use partial or final;<url> <url> ... of this server"
+        case .finalWithLength: "a final upload must not carry Upload-Length or Upload-Defer-Length"
+        case .modifyFinal: "a final upload cannot be modified"
+        case .partialNotFound: "a listed partial upload does not exist"
+        case .notPartial: "a listed upload was not created with Upload-Concat: partial"
+        case .partialGone: "a partial upload of this final upload was terminated or expired"
+        case .missingChecksumTrailer: "Upload-Checksum trailer announced but not sent; the request's bytes were discarded"
         case .unauthorized: "missing or invalid bearer token"
         case .accessDenied: "access denied"
         case .uploadRejected: "upload creation has been rejected by server"

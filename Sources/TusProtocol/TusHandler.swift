@@ -51,7 +51,10 @@ public final class TusHandler: HTTPRequestHandler {
     public var extensions: [String] {
         var list = ["creation", "creation-with-upload", "creation-defer-length"]
         if store.capabilities.contains(.termination) { list.append("termination") }
-        if checksumEnabled { list.append("checksum") }
+        // A final may be created before its partials finish: completion is decided when somebody looks.
+        if store.capabilities.contains(.concatenation) { list += ["concatenation", "concatenation-unfinished"] }
+        // Trailers are decoded by the HTTP layer for every chunked body, so the trailer form comes with checksum.
+        if checksumEnabled { list += ["checksum", "checksum-trailer"] }
         if configuration.expirationSeconds > 0 { list.append("expiration") }
         return list
     }
@@ -73,27 +76,19 @@ public final class TusHandler: HTTPRequestHandler {
         if path == base || path == base.dropLast() { return .creation }
         guard path.hasPrefix(base) else { return .outside }
         let id = path.dropFirst(base.count)
-        return Self.isValidUploadID(id) ? .upload(String(id)) : .outside
-    }
-
-    /// `[A-Za-z0-9_-]{1,128}`: rules out `..`, `/`, and every %-encoding before a store sees the id.
-    static func isValidUploadID(_ id: Substring) -> Bool {
-        guard !id.isEmpty, id.utf8.count <= 128 else { return false }
-        return id.utf8.allSatisfy { byte in
-            switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"), UInt8(ascii: "-"):
-                true
-            default: false
-            }
-        }
+        return UploadID.isValid(id) ? .upload(String(id)) : .outside
     }
 
     public func handle(_ head: RequestHead, exchange: any HTTPExchange) {
+        // Before anything reads a header: every later check would otherwise see only the first value.
+        if let repeated = SingletonFields.firstRepeated(in: head.headers) {
+            let request = TusRequest(head: head, exchange: exchange, method: head.method)
+            return fail(request, .repeatedHeader, detail: repeated)
+        }
         var method = head.method
         // "The actual method of the request MUST be ignored" (spec), whatever it is.
         if let override = head.headers["X-HTTP-Method-Override"] {
-            guard let overridden = HTTPMethod(rawValue: override.trimmingSpaces().uppercased()) else {
+            guard let overridden = HTTPMethod(rawValue: override.trimmingOWS().uppercased()) else {
                 let request = TusRequest(head: head, exchange: exchange, method: head.method)
                 return fail(request, .methodNotAllowed)
             }
@@ -118,7 +113,7 @@ public final class TusHandler: HTTPRequestHandler {
         let head = request.head
         let method = request.method
         // GET serves browsers, which cannot send the header (tusd skips the check for GET as well).
-        if method != .GET && head.headers["Tus-Resumable"]?.trimmingSpaces() != Self.version {
+        if method != .GET && head.headers["Tus-Resumable"].map({ String($0.trimmingOWS()) }) != Self.version {
             return fail(request, .unsupportedVersion)
         }
         switch (route(head.path), method) {
@@ -155,17 +150,17 @@ public final class TusHandler: HTTPRequestHandler {
     /// lock) also asks the pre-access decision.
     func withUpload(_ request: TusRequest, id: String, release lock: (any UploadLock)? = nil, _ found: @escaping (UploadInfo) -> Void) {
         liveLookup(id, on: request.exchange.executor) { [self] result in
-            switch result {
-            case .success(.found(let info)):
+            switch result.flatMap(\.record) {
+            case .success(let info):
                 if let owner = info.owner, owner != request.grant?.subject {
                     lock?.release()
                     return fail(request, .notFound)
                 }
                 guard lock == nil, events.wantsAccessDecisions else { return found(info) }
                 gate(.preAccess, request, upload: info, rejection: .accessDenied) { _ in found(info) }
-            case .success(.notFound): lock?.release(); fail(request, .notFound)
-            case .success(.gone): lock?.release(); fail(request, .gone)
-            case .failure(let error): lock?.release(); fail(request, Self.mapStoreError(error))
+            case .failure(let error):
+                lock?.release()
+                fail(request, Self.mapStoreError(error))
             }
         }
     }
@@ -189,15 +184,17 @@ public final class TusHandler: HTTPRequestHandler {
         }
     }
 
+    /// `detail` (a header name, a value) is appended to the error's fixed message.
     func fail(
         _ request: TusRequest, _ error: TusError, headers: HTTPHeaders = [:], closeConnection: Bool = false,
-        override: ResponseOverride? = nil
+        detail: String? = nil, override: ResponseOverride? = nil
     ) {
         var headers = headers
         if error == .unsupportedVersion { headers.add("Tus-Version", Self.version) }
         if error == .storeUnavailable || error == .hookUnavailable { headers.set("Retry-After", "1") }
+        let text = "\(error.code): \(error.message)" + (detail.map { ": \($0)" } ?? "")
         var response = HTTPResponse(
-            status: error.status, headers: headers, text: "\(error.code): \(error.message)",
+            status: error.status, headers: headers, text: text,
             closeConnection: closeConnection)
         if let override { response.apply(override) }
         if request.isHead { response.body = [] }
@@ -234,6 +231,7 @@ public final class TusHandler: HTTPRequestHandler {
         case .exceedsLength: .uploadSizeExceeded
         case .unavailable: .storeUnavailable
         case .conflict: .mismatchedOffset
+        case .insufficientStorage: .insufficientStorage
         case .alreadyExists, .io: .storeFailure
         }
     }

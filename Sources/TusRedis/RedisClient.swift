@@ -1,5 +1,5 @@
 public import TusLoop
-import Synchronization
+import Glibc
 
 /// TusRedis: a RESP2 Redis client on TusLoop's event loops, for state and locks shared by a cluster of
 /// tus-server instances.
@@ -15,10 +15,23 @@ import Synchronization
 /// thread: at once (before the method returns) when the command cannot be sent (`.unavailable`, `.shutDown`),
 /// later otherwise. Nothing of a connection is touched from another thread; the only shared state is the map
 /// from loop to connections (one mutex, taken once per call) and the outage counter behind the log.
+///
+/// Lifetime: a loop's connections keep reconnecting until `shutdown(on:)` ran for that loop (dropping the last
+/// reference to the client does not stop them); call it on every loop that used the client before the loop ends.
+///
+/// ```swift
+/// let redis = RedisClient(configuration: try RedisConfiguration(url: "redis://:secret@10.0.0.5:6379/2"),
+///                         log: { logger.warning("\($0)") })
+/// // on a loop thread:
+/// redis.send(["SET", "tus{\(id)}:offset", RedisArgument(offset)], on: loop) { result in ... }
+/// redis.evaluate(acquireLock, keys: ["tus{\(id)}:lock"], arguments: [RedisArgument(owner)], on: loop) { ... }
+/// redis.subscribe(channels: ["tus:released"], on: loop, handler: { channel, message in ... }) { subscribed in ... }
+/// redis.shutdown(on: loop) { /* this loop's sockets and timers are closed */ }
+/// ```
 public final class RedisClient: Sendable {
     public let configuration: RedisConfiguration
     private let outageLog: OutageLog
-    private let connectionsByLoop = Mutex<[ObjectIdentifier: LoopConnections]>([:])
+    private let connectionsByLoop = ConnectionsByLoop()
 
     /// `log` receives one line when Redis becomes unreachable and one when it is back (for the whole process,
     /// not per command or per loop); it is called on loop threads.
@@ -29,6 +42,8 @@ public final class RedisClient: Sendable {
 
     /// Sends one command on `loop`'s connection. `completion` gets the reply, or `.server(text)` for an error
     /// reply, or why there is none (`RedisError`). Commands sent from one loop are executed in the order sent.
+    /// Every command must be answered within `commandTimeoutMilliseconds`, so blocking commands (`BLPOP`, `WAIT`)
+    /// must ask for less than that; a reply that takes longer costs the connection.
     public func send(
         _ arguments: [RedisArgument], on loop: EventLoop,
         _ completion: @escaping (Result<RESPValue, RedisError>) -> Void
@@ -59,7 +74,9 @@ public final class RedisClient: Sendable {
     ///
     /// `completion`, if given, runs once Redis confirmed every channel of this call: only from then on is a
     /// message published anywhere guaranteed to arrive, so a waiter subscribes first and checks state second.
-    /// It fails with `.unavailable` while Redis is unreachable (the channels stay registered).
+    /// It fails (`.unavailable`, `.timedOut`, `.connectionLost`) if the connection fails first; the channels stay
+    /// registered and are subscribed again on the next connection, but messages published in between are lost,
+    /// so a waiter also re-checks on a timer of its own.
     public func subscribe(
         channels: [String], on loop: EventLoop, handler: @escaping (_ channel: String, _ message: [UInt8]) -> Void,
         completion: ((Result<Void, RedisError>) -> Void)? = nil
@@ -83,14 +100,35 @@ public final class RedisClient: Sendable {
 
     private func connections(of loop: EventLoop) -> LoopConnections {
         precondition(loop.inLoop, "RedisClient: called off the thread of the loop it names")
-        let configuration = configuration
-        let outageLog = outageLog
-        return connectionsByLoop.withLock { map in
-            if let existing = map[ObjectIdentifier(loop)] { return existing }
-            let created = LoopConnections(loop: loop, configuration: configuration, outageLog: outageLog)
-            map[ObjectIdentifier(loop)] = created
-            return created
+        return connectionsByLoop.connections(of: loop) {
+            LoopConnections(loop: loop, configuration: configuration, outageLog: outageLog)
         }
+    }
+}
+
+/// The map from loop to its connections, the one piece of the client that every loop thread reads. Guarded by a
+/// pthread mutex rather than Synchronization.Mutex, whose futex TSan cannot see (it then reports false races;
+/// EventLoop does the same for its job queue).
+private final class ConnectionsByLoop: @unchecked Sendable {
+    private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private var map: [ObjectIdentifier: LoopConnections] = [:]
+
+    init() {
+        pthread_mutex_init(lock, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(lock)
+        lock.deallocate()
+    }
+
+    func connections(of loop: EventLoop, orMake make: () -> LoopConnections) -> LoopConnections {
+        pthread_mutex_lock(lock)
+        defer { pthread_mutex_unlock(lock) }
+        if let existing = map[ObjectIdentifier(loop)] { return existing }
+        let created = make()
+        map[ObjectIdentifier(loop)] = created
+        return created
     }
 }
 

@@ -36,7 +36,11 @@ public struct RedisConfiguration: Sendable, Equatable {
     /// to 0.
     public init(url: String) throws(RedisConfigurationError) {
         let scheme = "redis://"
-        guard url.hasPrefix(scheme) else { throw .unsupportedScheme(url) }
+        guard url.hasPrefix(scheme) else {
+            // Only the scheme goes into the error: the rest of a URL may hold a password.
+            let scheme = url.prefix { $0.isLetter || $0.isNumber || $0 == "+" || $0 == "-" || $0 == "." }
+            throw .unsupportedScheme(url.dropFirst(scheme.count).hasPrefix("://") ? String(scheme) : "")
+        }
         var rest = Substring(url.dropFirst(scheme.count))
         var path = Substring("")
         if let slash = rest.firstIndex(of: "/") {
@@ -118,6 +122,14 @@ public struct RedisConfiguration: Sendable, Equatable {
     }
 }
 
+extension RedisConfiguration: CustomStringConvertible {
+    /// The URL with the password masked, for start-up logs.
+    public var description: String {
+        let credentials = password == nil ? "" : "\(username ?? ""):***@"
+        return "redis://\(credentials)\(endpointDescription)/\(database)"
+    }
+}
+
 public enum RedisConfigurationError: Error, Equatable, Sendable, CustomStringConvertible {
     case unsupportedScheme(String)
     case invalidHost(String)
@@ -127,7 +139,10 @@ public enum RedisConfigurationError: Error, Equatable, Sendable, CustomStringCon
 
     public var description: String {
         switch self {
-        case .unsupportedScheme: "a Redis URL starts with redis:// (TLS, rediss://, is not supported)"
+        case .unsupportedScheme(let scheme):
+            scheme.isEmpty
+                ? "a Redis URL starts with redis://"
+                : "a Redis URL starts with redis://, not \(scheme):// (TLS, rediss://, is not supported)"
         case .invalidHost(let text): "invalid host in Redis URL: \(text)"
         case .invalidPort(let text): "invalid port in Redis URL: \(text)"
         case .invalidDatabase(let text): "invalid database number in Redis URL: \(text)"

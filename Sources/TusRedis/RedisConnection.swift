@@ -43,6 +43,10 @@ final class OutageLog: Sendable {
 /// shut down, final. While backing off, commands fail at once with `.unavailable` (a down Redis must not make
 /// requests wait); while connecting they are queued, each still bound by its own deadline.
 ///
+/// The timers' callbacks hold the connection strongly, as TusLoop's handles do with their delegates: the cycle
+/// ends when `shutdown` closes them (or the loop closes them at its end). A weak capture would also work, but
+/// gives the object a side table, which makes every retain and release of it take the slow path.
+///
 /// A subscriber connection (`role == .subscriber`) sends only SUBSCRIBE and PING: messages are routed to the
 /// channel handlers, every other reply to the FIFO. Its channels are subscribed again after every reconnect.
 final class RedisConnection: TCPStreamDelegate {
@@ -143,8 +147,7 @@ final class RedisConnection: TCPStreamDelegate {
         guard case .connected = state, !isWriting, !isFlushScheduled else { return }
         isFlushScheduled = true
         if flushTimer == nil { flushTimer = TusLoop.Timer(loop: loop) }
-        flushTimer!.start(afterMilliseconds: 0) { [weak self] in
-            guard let self else { return }
+        flushTimer!.start(afterMilliseconds: 0) { [self] in
             isFlushScheduled = false
             flush()
         }
@@ -277,8 +280,8 @@ final class RedisConnection: TCPStreamDelegate {
         let delay = reconnectDelay
         reconnectDelay = min(reconnectDelay * 2, configuration.reconnectMaxDelayMilliseconds)
         if reconnectTimer == nil { reconnectTimer = TusLoop.Timer(loop: loop) }
-        reconnectTimer!.start(afterMilliseconds: delay) { [weak self] in
-            guard let self, case .backingOff = state else { return }
+        reconnectTimer!.start(afterMilliseconds: delay) { [self] in
+            guard case .backingOff = state else { return }
             connect()
         }
         failEverythingWaiting(with: error)
@@ -422,9 +425,7 @@ final class RedisConnection: TCPStreamDelegate {
         }
         if deadlineTimer == nil { deadlineTimer = TusLoop.Timer(loop: loop) }
         let now = loop.nowMilliseconds
-        deadlineTimer!.start(afterMilliseconds: next > now ? next - now : 0) { [weak self] in
-            self?.deadlineTimerFired()
-        }
+        deadlineTimer!.start(afterMilliseconds: next > now ? next - now : 0) { [self] in deadlineTimerFired() }
     }
 
     private func deadlineTimerFired() {
@@ -461,9 +462,10 @@ final class RedisConnection: TCPStreamDelegate {
 }
 
 /// A FIFO over an array with a moving head: appends and pops in O(1) amortized, without the per-element
-/// allocation of a linked list.
+/// allocation of a linked list. A popped slot is emptied at once (its closure released then, not when the array
+/// is next cleared).
 struct ReplyQueue<Element> {
-    private var elements: [Element] = []
+    private var elements: [Element?] = []
     private var head = 0
 
     var isEmpty: Bool { head == elements.count }
@@ -474,12 +476,12 @@ struct ReplyQueue<Element> {
     }
 
     mutating func prepend(_ newElements: [Element]) {
-        elements.insert(contentsOf: newElements, at: head)
+        elements.insert(contentsOf: newElements.map { Optional($0) }, at: head)
     }
 
     mutating func popFirst() -> Element? {
         guard head < elements.count else { return nil }
-        let element = elements[head]
+        let element = elements[head].take()
         head += 1
         if head == elements.count {
             elements.removeAll(keepingCapacity: true)
@@ -492,15 +494,20 @@ struct ReplyQueue<Element> {
     }
 
     func first(where predicate: (Element) -> Bool) -> Element? {
-        elements[head...].first(where: predicate)
+        for index in head..<elements.count {
+            if let element = elements[index], predicate(element) { return element }
+        }
+        return nil
     }
 
     mutating func updateEach(_ body: (inout Element) -> Void) {
-        for index in head..<elements.count { body(&elements[index]) }
+        for index in head..<elements.count where elements[index] != nil {
+            body(&elements[index]!)
+        }
     }
 
     mutating func removeAll() -> [Element] {
-        let remaining = Array(elements[head...])
+        let remaining = elements[head...].compactMap { $0 }
         elements.removeAll(keepingCapacity: true)
         head = 0
         return remaining

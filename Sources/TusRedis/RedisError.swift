@@ -1,6 +1,7 @@
 /// Why a command produced no value. Only `.server` says anything about what Redis did; after `.timedOut` and
-/// `.connectionLost` the command may or may not have run (Redis may have executed it and the reply was lost), so
-/// callers retry only what is safe to repeat.
+/// `.connectionLost` the command may or may not have run, even later: a paused Redis that resumes executes what
+/// the abandoned socket had already delivered (the SIGSTOP test sees its INCRs land). Callers retry only what is
+/// safe to repeat, and make lock operations conditional on the owner token (compare-and-delete in a script).
 public enum RedisError: Error, Equatable, Hashable, Sendable, CustomStringConvertible {
     /// No connection: the last attempt failed and the client is waiting before the next one. Nothing was sent.
     case unavailable

@@ -12,10 +12,13 @@ public struct RedisKeys: Sendable, Equatable {
     }
 
     /// Hash: `offset`, `length` (absent while deferred), `metadata` (absent when none), `created`, `expires`
-    /// (absent = never).
+    /// (absent = never); with `Upload-Concat` also `concat` (the header as received), `partial` (`1` for a
+    /// partial) and `parts` (a final's partial ids, space-separated, in list order).
     func info(_ id: String) -> String { prefix + "{" + id + "}:info" }
     /// String with a TTL: `terminated` or `expired`. Answers 410 instead of 404 while it lives.
     func gone(_ id: String) -> String { prefix + "{" + id + "}:gone" }
+    /// Set: the finals that list this (partial) upload, added when each final is created; dropped with the partial.
+    func finals(_ id: String) -> String { prefix + "{" + id + "}:finals" }
     /// String with a lease (PX): the holder's token.
     func lock(_ id: String) -> String { prefix + "{" + id + "}:lock" }
     /// Sorted set: unfinished uploads by `expires` (unix seconds). Advisory: the sweep re-reads each record.

@@ -67,14 +67,28 @@ enum RedisScripts {
             return redis.call('HGETALL', KEYS[1])
             """)
 
-    /// KEYS: info, gone. ARGV: reason, gone marker TTL in ms. → `ok`, `gone`, `missing`.
+    /// KEYS: info, gone. ARGV: length. A final upload's data is assembled: offset = length, no expiry. Idempotent
+    /// (every instance that assembles writes the same values). → the record, or `gone` / `missing` / `notfinal`.
+    static let completeFinal = RedisScript(
+        source: """
+            if redis.call('EXISTS', KEYS[1]) == 0 then
+              if redis.call('EXISTS', KEYS[2]) == 1 then return 'gone' end
+              return 'missing'
+            end
+            if redis.call('HEXISTS', KEYS[1], 'parts') == 0 then return 'notfinal' end
+            redis.call('HSET', KEYS[1], 'length', ARGV[1], 'offset', ARGV[1])
+            redis.call('HDEL', KEYS[1], 'expires')
+            return redis.call('HGETALL', KEYS[1])
+            """)
+
+    /// KEYS: info, gone, finals. ARGV: reason, gone marker TTL in ms. → `ok`, `gone`, `missing`.
     static let remove = RedisScript(
         source: """
             if redis.call('EXISTS', KEYS[1]) == 0 then
               if redis.call('EXISTS', KEYS[2]) == 1 then return 'gone' end
               return 'missing'
             end
-            redis.call('DEL', KEYS[1])
+            redis.call('DEL', KEYS[1], KEYS[3])
             redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
             return 'ok'
             """)

@@ -59,12 +59,25 @@ public final class RedisStateStore: UploadStateStore {
         if let metadata = info.metadata { fields += ["metadata", RedisArgument(metadata)] }
         if let expiresAt = info.expiresAt { fields += ["expires", RedisArgument(String(expiresAt))] }
         if let owner = info.owner { fields += ["owner", RedisArgument(owner)] }
+        if let concat = info.concat {
+            fields += ["concat", RedisArgument(concat)]
+            if info.isPartial { fields += ["partial", "1"] }
+            // Ids are [A-Za-z0-9_-]: a space separates them unambiguously.
+            if info.isFinal { fields += ["parts", RedisArgument(info.partialIDs.joined(separator: " "))] }
+        }
         // The index entry is sent right behind the script, pipelined: one round trip. It can only be wrong when
         // the create fails, i.e. on a collision of 128-bit random ids; the sweep re-reads records anyway.
         var indexed: StoreError?? = info.expiresAt == nil ? .some(nil) : nil
         var created: Result<RESPValue, StoreError>?
+        // A final is added to each partial's set of finals in the same round trip. Only a failed create can leave an
+        // entry naming no final (a 128-bit id collision), which the PATCH that reads the set skips.
+        var referencesPending = Set(info.partialIDs).count
+        var referenceError: StoreError?
         let finish = {
-            guard let created, let indexed else { return }
+            guard let created, let indexed, referencesPending == 0 else { return }
+            if case .success(let value) = created, value.integer == 1, let referenceError {
+                return completion(.failure(referenceError))
+            }
             switch created {
             case .failure(let error): completion(.failure(error))
             case .success(let value) where value.integer == 1:
@@ -81,6 +94,14 @@ public final class RedisStateStore: UploadStateStore {
         if let expiresAt = info.expiresAt {
             index(info.id, expiresAt: expiresAt, on: executor) { error in
                 indexed = .some(error)
+                finish()
+            }
+        }
+        for partialID in Set(info.partialIDs) {
+            client.send(["SADD", RedisArgument(keys.finals(partialID)), RedisArgument(info.id)], on: executor.eventLoop) {
+                reply in
+                if case .failure(let error) = reply { referenceError = Self.storeError(error) }
+                referencesPending -= 1
                 finish()
             }
         }
@@ -175,7 +196,7 @@ public final class RedisStateStore: UploadStateStore {
     ) {
         let reasonText = reason == .terminated ? "terminated" : "expired"
         run(
-            RedisScripts.remove, keys: [keys.info(id), keys.gone(id)],
+            RedisScripts.remove, keys: [keys.info(id), keys.gone(id), keys.finals(id)],
             arguments: [RedisArgument(reasonText), RedisArgument(String(goneMarkerMilliseconds))], on: executor
         ) { [self] reply in
             switch reply {
@@ -188,6 +209,33 @@ public final class RedisStateStore: UploadStateStore {
                 default: completion(.failure(Self.unexpected(value)))
                 }
             }
+        }
+    }
+
+    public func finals(
+        referencing partialID: String, on executor: any LoopExecutor,
+        completion: @escaping (Result<[String], StoreError>) -> Void
+    ) {
+        client.send(["SMEMBERS", RedisArgument(keys.finals(partialID))], on: executor.eventLoop) { reply in
+            switch reply {
+            case .failure(let error): completion(.failure(Self.storeError(error)))
+            case .success(let value):
+                guard let members = value.array else { return completion(.failure(Self.unexpected(value))) }
+                completion(.success(members.compactMap(\.string).sorted()))
+            }
+        }
+    }
+
+    /// One script; a complete final is never in the expiry index (finals are created without an expiry).
+    public func completeFinal(
+        id: String, length: Int64, on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void
+    ) {
+        run(
+            RedisScripts.completeFinal, keys: [keys.info(id), keys.gone(id)], arguments: [RedisArgument(String(length))],
+            on: executor
+        ) { reply in
+            completion(Self.record(id: id, reply, statuses: ["notfinal": .conflict]))
         }
     }
 
@@ -260,7 +308,9 @@ public final class RedisStateStore: UploadStateStore {
         return .success(
             UploadInfo(
                 id: id, length: fields["length"].flatMap { Int64($0) }, offset: offset, metadata: fields["metadata"],
-                createdAt: created, expiresAt: fields["expires"].flatMap { Int64($0) }, owner: fields["owner"]))
+                createdAt: created, expiresAt: fields["expires"].flatMap { Int64($0) }, owner: fields["owner"],
+                concat: fields["concat"], isPartial: fields["partial"] == "1",
+                partialIDs: fields["parts"].map { $0.split(separator: " ").map(String.init) } ?? []))
     }
 
     static func storeError(_ error: RedisError) -> StoreError {

@@ -33,7 +33,7 @@ public final class FileDataStore: UploadDataStore {
 
     public func create(id: String, on executor: any LoopExecutor, completion: @escaping (StoreError?) -> Void) {
         let loop = executor.eventLoop
-        precondition(UploadRecord.isValidID(id), "the handler validates ids")
+        precondition(UploadID.isValid(id), "the handler validates ids")
         AsyncFile.open(loop: loop, path: dataPath(id), flags: [.writeOnly, .create, .exclusive]) { [self] opened in
             switch opened {
             case .failure(let error):
@@ -63,31 +63,120 @@ public final class FileDataStore: UploadDataStore {
         }
     }
 
+    /// A concatenated final's own file stays empty, so only an empty file makes us look for part links: plain
+    /// uploads with bytes pay nothing for concatenation.
     public func openReader(
         id: String, on executor: any LoopExecutor, completion: @escaping (Result<any UploadReader, StoreError>) -> Void
     ) {
-        AsyncFile.open(loop: executor.eventLoop, path: dataPath(id), flags: [.readOnly]) { [self] opened in
+        let loop = executor.eventLoop
+        AsyncFile.open(loop: loop, path: dataPath(id), flags: [.readOnly]) { [self] opened in
             switch opened {
             case .failure(let error):
                 completion(.failure(error == .notFound ? .notFound : ioError("open \(dataPath(id))", error)))
             case .success(let file):
-                completion(.success(FileUploadReader(file: file)))
+                file.stat { [self] status in
+                    guard case .success(let status) = status, status.size == 0 else {
+                        return completion(.success(FileUploadReader(file: file)))
+                    }
+                    openParts(of: id, from: 0, opened: [], loop: loop) { parts in
+                        guard !parts.isEmpty else { return completion(.success(FileUploadReader(file: file))) }
+                        file.close()
+                        completion(.success(ConcatenatedFileReader(parts: parts)))
+                    }
+                }
             }
         }
     }
 
-    /// No directory sync: bytes whose record is gone are only wasted space, even if a crash brings them back.
+    /// Removes `<id>` and, for a final, its part links (a prefix `.part-0`, `.part-1`, ... since they are made in
+    /// order). No directory sync: bytes whose record is gone are only wasted space, even if a crash brings them
+    /// back.
     public func remove(id: String, on executor: any LoopExecutor, completion: @escaping (StoreError?) -> Void) {
-        FileSystem.unlink(loop: executor.eventLoop, path: dataPath(id)) { [self] error in
+        let loop = executor.eventLoop
+        FileSystem.unlink(loop: loop, path: dataPath(id)) { [self] error in
             if let error, error != .notFound { return completion(ioError("unlink \(dataPath(id))", error)) }
-            completion(nil)
+            removeParts(of: id, from: 0, loop: loop, completion)
+        }
+    }
+
+    // MARK: concatenation
+
+    /// `<id>.part-<n>`: a hard link to the n-th partial's data file. Not an upload id (it has a dot), so recovery
+    /// and the id checks never mistake it for an upload.
+    func partPath(_ id: String, _ index: Int) -> String { dataPath(id) + ".part-\(index)" }
+
+    /// Hard links, one per listed part, in order, then one directory sync: no byte is copied, and the final keeps
+    /// the bytes when a partial is terminated or expires later (its name goes, the inode stays). ext4, which
+    /// these machines run, has no reflinks, and `copy_file_range` there is an in-kernel copy that costs what
+    /// `cp` costs (measured in bench/results/*-concat). A link that already exists is the one an interrupted
+    /// earlier call made: ids are never reused and a complete upload never changes, so it names the same bytes.
+    public func concatenate(
+        id: String, parts: [String], lengths: [Int64], on executor: any LoopExecutor,
+        completion: @escaping (StoreError?) -> Void
+    ) {
+        let loop = executor.eventLoop
+        linkParts(id: id, parts: parts, lengths: lengths, from: 0, loop: loop) { [self] error in
+            if let error { return completion(error) }
+            FileDirectory.sync(directory, policy: fsyncPolicy, loop: loop) { [self] error in
+                completion(error.map { ioError("fsync \(directory)", $0) })
+            }
+        }
+    }
+
+    private func linkParts(
+        id: String, parts: [String], lengths: [Int64], from index: Int, loop: EventLoop,
+        _ completion: @escaping (StoreError?) -> Void
+    ) {
+        guard index < parts.count else { return completion(nil) }
+        let target = partPath(id, index)
+        FileSystem.link(loop: loop, from: dataPath(parts[index]), to: target) { [self] error in
+            if let error, error != .alreadyExists {
+                // The partial's name went away (terminated or expired) before the final was assembled.
+                return completion(error == .notFound ? .gone : ioError("link \(target)", error))
+            }
+            // Never serve wrong bytes: the link must hold exactly the partial's recorded length.
+            FileSystem.stat(loop: loop, path: target) { [self] status in
+                switch status {
+                case .failure(let error): return completion(ioError("stat \(target)", error))
+                case .success(let status) where status.size != lengths[index]:
+                    return completion(.io("\(target) has \(status.size) bytes, the partial \(lengths[index])"))
+                case .success:
+                    linkParts(id: id, parts: parts, lengths: lengths, from: index + 1, loop: loop, completion)
+                }
+            }
+        }
+    }
+
+    private func openParts(
+        of id: String, from index: Int, opened: [(file: AsyncFile, size: Int64)], loop: EventLoop,
+        _ completion: @escaping ([(file: AsyncFile, size: Int64)]) -> Void
+    ) {
+        AsyncFile.open(loop: loop, path: partPath(id, index), flags: [.readOnly]) { [self] result in
+            guard case .success(let file) = result else { return completion(opened) }
+            file.stat { [self] status in
+                guard case .success(let status) = status else {
+                    file.close()
+                    return completion(opened)
+                }
+                openParts(of: id, from: index + 1, opened: opened + [(file, status.size)], loop: loop, completion)
+            }
+        }
+    }
+
+    private func removeParts(
+        of id: String, from index: Int, loop: EventLoop, _ completion: @escaping (StoreError?) -> Void
+    ) {
+        FileSystem.unlink(loop: loop, path: partPath(id, index)) { [self] error in
+            if error == .notFound { return completion(nil) }
+            if let error { return completion(ioError("unlink \(partPath(id, index))", error)) }
+            removeParts(of: id, from: index + 1, loop: loop, completion)
         }
     }
 
     func ioError(_ what: String, _ error: UVError) -> StoreError {
         let message = "\(what): \(error)"
         log("FileDataStore: " + message)
-        return .io(message)
+        return error.isOutOfSpace ? .insufficientStorage : .io(message)
     }
 }
 
@@ -257,5 +346,37 @@ final class FileUploadReader: UploadReader {
 
     func close() {
         file.close()
+    }
+}
+
+/// Reads a concatenated final across its part links: a read never crosses a part boundary (a short read is
+/// allowed), so each is one `pread` of one part, into a fresh chunk as for plain uploads.
+final class ConcatenatedFileReader: UploadReader {
+    private let parts: [(file: AsyncFile, size: Int64)]
+    /// Where each part starts in the final.
+    private let starts: [Int64]
+
+    init(parts: [(file: AsyncFile, size: Int64)]) {
+        self.parts = parts
+        var starts: [Int64] = []
+        var position: Int64 = 0
+        for part in parts {
+            starts.append(position)
+            position += part.size
+        }
+        self.starts = starts
+    }
+
+    func read(at offset: Int64, maxLength: Int, completion: @escaping (Result<BodyFragment, StoreError>) -> Void) {
+        // The last part starting at or before `offset` that is not empty there.
+        guard let index = parts.indices.last(where: { starts[$0] <= offset && offset < starts[$0] + parts[$0].size })
+        else { return completion(.success(BodyFragment(copying: []))) }
+        let within = offset - starts[index]
+        let count = Int(min(Int64(max(0, maxLength)), parts[index].size - within))
+        FileUploadReader(file: parts[index].file).read(at: within, maxLength: count, completion: completion)
+    }
+
+    func close() {
+        for part in parts where !part.file.isClosed { part.file.close() }
     }
 }

@@ -45,3 +45,8 @@ extension FileDirectory {
         return stat(directory, &status) == 0 && (status.st_mode & S_IFMT) == S_IFDIR
     }
 }
+
+extension UVError {
+    /// ENOSPC, or EDQUOT (a quota; libuv 1.44 has no name for it, and Linux numbers it 122).
+    var isOutOfSpace: Bool { self == .noSpaceLeft || code == -122 }
+}

@@ -34,7 +34,7 @@ extension FileStateStore {
                 log("FileUploadStore: skipping upload \(id): \(error)")
             }
         }
-        for name in names where UploadRecord.isValidID(name) {
+        for name in names where UploadID.isValid(name) {
             if !present.contains(name + ".info") && !present.contains(name + ".info.corrupt") {
                 // Left by a crash between the two unlinks of a removal, or mid-creation. Not deleted: the
                 // directory might be shared, and a name that merely looks like an id is not proof it is ours.
@@ -83,7 +83,7 @@ private struct Recovery {
     }
 
     func readRecord(id: String) -> UploadRecord? {
-        guard UploadRecord.isValidID(id),
+        guard UploadID.isValid(id),
             let data = FileManager.default.contents(atPath: path(id + ".info")),
             let record = try? JSONDecoder().decode(UploadRecord.self, from: data),
             record.id == id, record.isConsistent
@@ -92,7 +92,10 @@ private struct Recovery {
     }
 
     /// Makes the data file and the record agree, rewriting whichever has to change; returns the result.
+    /// A final's record is the truth on its own: its data file stays empty (the bytes are its part links, made
+    /// durable before the record said "complete"), so sizes say nothing about its offset.
     mutating func reconcile(_ record: UploadRecord) throws -> UploadRecord {
+        if record.isFinal { return record }
         let dataPath = path(record.id)
         var descriptor = Glibc.open(dataPath, O_RDWR | O_CLOEXEC)
         if descriptor < 0 && errno == ENOENT {

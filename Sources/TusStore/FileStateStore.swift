@@ -28,12 +28,9 @@ public import TusProtocol
 /// at a time per upload, which is what makes the fixed `<id>.info.tmp` name safe.
 public final class FileStateStore: UploadStateStore {
     struct State {
-        var uploads: [String: UploadInfo] = [:]
+        var index: UploadIndex
         /// Ids whose `create` is writing files right now: taken, but not visible yet.
         var creating: Set<String> = []
-        var gone: RecentlyGoneIDs
-
-        func missing(_ id: String) -> StoreError { gone.contains(id) ? .gone : .notFound }
     }
 
     public let directory: String
@@ -57,7 +54,7 @@ public final class FileStateStore: UploadStateStore {
         self.fsyncPolicy = fsync
         self.log = log
         let uploads = try Self.recover(directory: self.directory, policy: fsync, log: log)
-        state = Mutex(State(uploads: uploads, gone: RecentlyGoneIDs(capacity: rememberedGoneIDs)))
+        state = Mutex(State(index: UploadIndex(uploads: uploads, rememberedGoneIDs: rememberedGoneIDs)))
     }
 
     static func normalized(_ directory: String) -> String {
@@ -71,21 +68,9 @@ public final class FileStateStore: UploadStateStore {
 
     // MARK: synchronous views (HEAD's cost, tests)
 
-    public func lookup(_ id: String) -> UploadLookup {
-        state.withLock { state in
-            if let info = state.uploads[id] { return .found(info) }
-            return state.gone.contains(id) ? .gone : .notFound
-        }
-    }
+    public func lookup(_ id: String) -> UploadLookup { state.withLock { $0.index.lookup(id) } }
 
-    public func listExpired(now: Int64) -> [String] {
-        state.withLock { state in
-            state.uploads.values.compactMap { info in
-                guard !info.isComplete, let expiresAt = info.expiresAt, expiresAt <= now else { return nil }
-                return info.id
-            }.sorted()
-        }
-    }
+    public func listExpired(now: Int64) -> [String] { state.withLock { $0.index.expired(now: now) } }
 
     // MARK: UploadStateStore
 
@@ -108,9 +93,9 @@ public final class FileStateStore: UploadStateStore {
     ) {
         let loop = executor.eventLoop
         let id = info.id
-        precondition(UploadRecord.isValidID(id), "the handler validates ids")
+        precondition(UploadID.isValid(id), "the handler validates ids")
         let reserved = state.withLock { state in
-            guard state.uploads[id] == nil, !state.creating.contains(id), !state.gone.contains(id) else { return false }
+            guard !state.index.isTaken(id), !state.creating.contains(id) else { return false }
             state.creating.insert(id)
             return true
         }
@@ -119,7 +104,7 @@ public final class FileStateStore: UploadStateStore {
         persist(UploadRecord(info), loop: loop) { [self] error in
             state.withLock { state in
                 state.creating.remove(id)
-                if error == nil { state.uploads[id] = info }
+                if error == nil { state.index.uploads[id] = info }
             }
             completion(error.map { .failure($0) } ?? .success(info))
         }
@@ -130,7 +115,7 @@ public final class FileStateStore: UploadStateStore {
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void
     ) {
         let checked: Result<UploadInfo, StoreError> = state.withLock { state in
-            guard var info = state.uploads[id] else { return .failure(state.missing(id)) }
+            guard var info = state.index.uploads[id] else { return .failure(state.index.missing(id)) }
             guard info.length == nil else { return .failure(.lengthAlreadySet) }
             guard length >= info.offset else { return .failure(.exceedsLength) }
             info.length = length
@@ -140,8 +125,8 @@ public final class FileStateStore: UploadStateStore {
         persist(UploadRecord(updated), loop: executor.eventLoop) { [self] error in
             if let error { return completion(.failure(error)) }
             let info: UploadInfo? = state.withLock { state in
-                state.uploads[id]?.length = length
-                return state.uploads[id]
+                state.index.uploads[id]?.length = length
+                return state.index.uploads[id]
             }
             completion(info.map { .success($0) } ?? .failure(.notFound))
         }
@@ -154,7 +139,7 @@ public final class FileStateStore: UploadStateStore {
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void
     ) {
         let checked: Result<UploadInfo, StoreError> = state.withLock { state in
-            guard let info = state.uploads[id] else { return .failure(state.missing(id)) }
+            guard let info = state.index.uploads[id] else { return .failure(state.index.missing(id)) }
             return info.offset == offset ? .success(info) : .failure(.conflict)
         }
         guard discardable, case .success(let info) = checked else { return completion(checked) }
@@ -169,8 +154,8 @@ public final class FileStateStore: UploadStateStore {
         completion: @escaping (StoreError?) -> Void
     ) {
         let known = state.withLock { state -> Bool in
-            guard state.uploads[id] != nil else { return false }
-            state.uploads[id]?.offset = offset
+            guard state.index.uploads[id] != nil else { return false }
+            state.index.uploads[id]?.offset = offset
             return true
         }
         completion(known ? nil : .notFound)
@@ -181,16 +166,50 @@ public final class FileStateStore: UploadStateStore {
         id: String, offset: Int64, expiry: ExpiryUpdate, lock: any UploadLock, on executor: any LoopExecutor,
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void
     ) {
-        guard let info = state.withLock({ $0.uploads[id] }) else { return completion(.failure(.notFound)) }
+        guard let info = state.withLock({ $0.index.uploads[id] }) else { return completion(.failure(.notFound)) }
         let finished = info.finishingWrite(at: offset, expiry: expiry)
         persist(UploadRecord(finished), loop: executor.eventLoop) { [self] error in
             if let error { return completion(.failure(error)) }
             state.withLock { state in
-                state.uploads[id]?.offset = finished.offset
-                state.uploads[id]?.expiresAt = finished.expiresAt
+                state.index.uploads[id]?.offset = finished.offset
+                state.index.uploads[id]?.expiresAt = finished.expiresAt
             }
             completion(.success(finished))
         }
+    }
+
+    /// The record first, then memory, like every other change.
+    public func completeFinal(
+        id: String, length: Int64, on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void
+    ) {
+        let checked: Result<UploadInfo, StoreError> = state.withLock { state in
+            guard let info = state.index.uploads[id] else { return .failure(state.index.missing(id)) }
+            return info.isFinal ? .success(info) : .failure(.conflict)
+        }
+        guard case .success(var completed) = checked else { return completion(checked) }
+        if completed.isComplete { return completion(.success(completed)) }
+        completed.length = length
+        completed.offset = length
+        completed.expiresAt = nil
+        persist(UploadRecord(completed), loop: executor.eventLoop) { [self] error in
+            if let error { return completion(.failure(error)) }
+            state.withLock { state in
+                if state.index.uploads[id] != nil { state.index.uploads[id] = completed }
+            }
+            completion(.success(completed))
+        }
+    }
+
+    /// A scan of the in-memory index under the mutex, run once per completed partial: no reverse index to keep
+    /// consistent, and recovery needs none (it is derived from the finals' records).
+    public func finals(
+        referencing partialID: String, on executor: any LoopExecutor,
+        completion: @escaping (Result<[String], StoreError>) -> Void
+    ) {
+        completion(.success(state.withLock { state in
+            state.index.uploads.values.filter { $0.partialIDs.contains(partialID) }.map(\.id).sorted()
+        }))
     }
 
     /// Unlinks the record (durably, per policy); the data goes afterwards (`ComposedUploadStore`). A crash in
@@ -201,13 +220,12 @@ public final class FileStateStore: UploadStateStore {
         completion: @escaping (Result<Void, StoreError>) -> Void
     ) {
         let loop = executor.eventLoop
-        let known: StoreError? = state.withLock { state in state.uploads[id] != nil ? nil : state.missing(id) }
+        let known: StoreError? = state.withLock { state in state.index.uploads[id] != nil ? nil : state.index.missing(id) }
         if let known { return completion(.failure(known)) }
         FileSystem.unlink(loop: loop, path: recordPath(id)) { [self] error in
             if let error, error != .notFound { return completion(.failure(ioError("unlink record of \(id)", error))) }
             state.withLock { state in
-                state.uploads[id] = nil
-                state.gone.insert(id)
+                state.index.remove(id)
             }
             syncDirectory(loop: loop) { error in
                 completion(error.map { .failure($0) } ?? .success(()))
@@ -258,6 +276,6 @@ public final class FileStateStore: UploadStateStore {
     func ioError(_ what: String, _ error: UVError) -> StoreError {
         let message = "\(what): \(error)"
         log("FileStateStore: " + message)
-        return .io(message)
+        return error.isOutOfSpace ? .insufficientStorage : .io(message)
     }
 }

@@ -1,4 +1,5 @@
 public import TusProtocol
+import TusCrypto
 
 /// The `<id>.info` file: one JSON object, written whole to `<id>.info.tmp` and renamed over `<id>.info`, so a
 /// reader (recovery) sees either the old record or the new one, never a mix.
@@ -20,6 +21,14 @@ public import TusProtocol
 ///   record that still carries it at startup belongs to a PATCH that never committed, so recovery truncates the
 ///   data back to it. `null` otherwise.
 ///
+/// Uploads made with `Upload-Concat` carry three more keys after those, and only they (plain records keep the
+/// seven above, so records written before concatenation existed read the same):
+///
+/// - `concat`: the `Upload-Concat` header exactly as received;
+/// - `isPartial`: `true` for `Upload-Concat: partial`;
+/// - `partialIDs`: for a final, its partials' ids in list order. A final's `offset` is 0 until it is assembled,
+///   then equals `length`; its data file stays empty (the bytes are hard links `<id>.part-<n>`).
+///
 /// Unknown fields are ignored when reading, and missing optional fields read as `null`.
 public struct UploadRecord: Codable, Sendable, Equatable {
     public var id: String
@@ -29,6 +38,9 @@ public struct UploadRecord: Codable, Sendable, Equatable {
     public var createdAt: Int64
     public var expiresAt: Int64?
     public var pendingDiscardFrom: Int64?
+    public var concat: String?
+    public var isPartial: Bool?
+    public var partialIDs: [String]?
     public var owner: String?
 
     public init(_ info: UploadInfo, pendingDiscardFrom: Int64? = nil) {
@@ -40,13 +52,18 @@ public struct UploadRecord: Codable, Sendable, Equatable {
         expiresAt = info.expiresAt
         owner = info.owner
         self.pendingDiscardFrom = pendingDiscardFrom
+        concat = info.concat
+        isPartial = info.concat == nil ? nil : info.isPartial
+        partialIDs = info.isFinal ? info.partialIDs : nil
     }
 
     public var info: UploadInfo {
         UploadInfo(
             id: id, length: length, offset: offset, metadata: metadata, createdAt: createdAt, expiresAt: expiresAt,
-            owner: owner)
+            owner: owner, concat: concat, isPartial: isPartial ?? false, partialIDs: partialIDs ?? [])
     }
+
+    public var isFinal: Bool { !(partialIDs ?? []).isEmpty }
 
     /// The record as UTF-8 JSON, keys in the documented order with explicit `null`s.
     ///
@@ -69,6 +86,17 @@ public struct UploadRecord: Codable, Sendable, Equatable {
         Self.appendNumber(expiresAt, to: &out)
         out.append(contentsOf: #","pendingDiscardFrom":"#.utf8)
         Self.appendNumber(pendingDiscardFrom, to: &out)
+        if let concat {
+            out.append(contentsOf: #","concat":"#.utf8)
+            Self.appendString(concat, to: &out)
+            out.append(contentsOf: (isPartial == true ? #","isPartial":true"# : #","isPartial":false"#).utf8)
+            out.append(contentsOf: #","partialIDs":["#.utf8)
+            for (index, partialID) in (partialIDs ?? []).enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                Self.appendString(partialID, to: &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        }
         if let owner {
             out.append(contentsOf: #","owner":"#.utf8)
             Self.appendString(owner, to: &out)
@@ -82,7 +110,6 @@ public struct UploadRecord: Codable, Sendable, Equatable {
     }
 
     private static func appendString(_ value: String, to out: inout [UInt8]) {
-        let hex: [UInt8] = Array("0123456789abcdef".utf8)
         out.append(UInt8(ascii: "\""))
         for byte in value.utf8 {
             switch byte {
@@ -91,8 +118,7 @@ public struct UploadRecord: Codable, Sendable, Equatable {
                 out.append(byte)
             case 0..<0x20:
                 out.append(contentsOf: #"\u00"#.utf8)
-                out.append(hex[Int(byte >> 4)])
-                out.append(hex[Int(byte & 0xF)])
+                Hex.append(byte, to: &out)
             default:
                 out.append(byte)  // UTF-8 passes through: JSON text is UTF-8
             }
@@ -105,21 +131,7 @@ public struct UploadRecord: Codable, Sendable, Equatable {
         guard offset >= 0, createdAt >= 0 else { return false }
         if let length, length < 0 || offset > length { return false }
         if let pendingDiscardFrom, pendingDiscardFrom < 0 || pendingDiscardFrom > offset { return false }
-        return UploadRecord.isValidID(id)
-    }
-
-    /// `[A-Za-z0-9_-]{1,128}`, the handler's id rule; anything else never names one of our files.
-    static func isValidID(_ id: String) -> Bool {
-        let utf8 = id.utf8
-        guard (1...128).contains(utf8.count) else { return false }
-        return utf8.allSatisfy { byte in
-            switch byte {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
-                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"), UInt8(ascii: "-"):
-                return true
-            default:
-                return false
-            }
-        }
+        if let partialIDs, !partialIDs.allSatisfy(UploadID.isValid) { return false }
+        return UploadID.isValid(id)
     }
 }

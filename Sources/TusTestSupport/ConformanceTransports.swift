@@ -14,7 +14,7 @@ public struct HandlerConformanceTransport: ConformanceTransport {
         for (name, value) in request.headers { headers.add(name, value) }
         let exchange = client.send(
             method, request.target, headers: headers, body: request.body, chunked: request.chunked,
-            includeDefaultHeaders: false)
+            includeDefaultHeaders: false, trailers: HTTPHeaders(request.trailers.map { (name: $0.0, value: $0.1) }))
         guard exchange.responses.count == 1, let response = exchange.response else {
             throw Failure.responseCount(exchange.responses.count)
         }
@@ -38,7 +38,7 @@ public struct SocketConformanceTransport: ConformanceTransport {
         var body = request.body
         if request.chunked {
             head += "Transfer-Encoding: chunked\r\n"
-            body = Self.chunked(request.body)
+            body = Self.chunked(request.body, trailers: request.trailers)
         } else if !request.body.isEmpty, request.header("Content-Length") == nil {
             head += "Content-Length: \(request.body.count)\r\n"
         }
@@ -58,13 +58,14 @@ public struct SocketConformanceTransport: ConformanceTransport {
         return ConformanceResponse(status: response.status, headers: response.headers, body: response.body)
     }
 
-    /// Two chunks (so the decoder sees a chunk boundary), then the last chunk.
-    static func chunked(_ body: [UInt8]) -> [UInt8] {
+    /// Two chunks (so the decoder sees a chunk boundary), then the last chunk and the trailer section.
+    static func chunked(_ body: [UInt8], trailers: [(String, String)] = []) -> [UInt8] {
         var out: [UInt8] = []
         let half = body.count / 2
         for piece in [body[..<half], body[half...]] where !piece.isEmpty {
             out += Array((String(piece.count, radix: 16) + "\r\n").utf8) + piece + Array("\r\n".utf8)
         }
-        return out + Array("0\r\n\r\n".utf8)
+        let trailerSection = trailers.map { "\($0.0): \($0.1)\r\n" }.joined()
+        return out + Array("0\r\n\(trailerSection)\r\n".utf8)
     }
 }

@@ -1,3 +1,5 @@
+import TusHTTP1
+
 /// The tus 1.0.0 conformance table: every MUST and SHOULD of /work/shared/TUS-SPEC-CHECKLIST.md sections
 /// 1.1-1.6 and 1.8 (core, creation, creation-with-upload, creation-defer-length, expiration, checksum,
 /// termination) as request -> status and headers.
@@ -25,7 +27,7 @@ public enum HeaderExpectation: Sendable, CustomStringConvertible {
         case .present: return value != nil
         case .httpDate: return value.map(isIMFFixdate) ?? false
         case .listContains(let item):
-            return value?.split(separator: ",").contains { $0.trimmingSpaces == item } ?? false
+            return value?.split(separator: ",").contains { $0.trimmingOWS() == item } ?? false
         }
     }
 
@@ -50,6 +52,40 @@ public enum ConformanceUpload: Sendable {
     case written(length: Int64, bytes: [UInt8])
     /// Created, then terminated.
     case terminated
+    /// Partial uploads (`Upload-Concat: partial`), each created with `length` (nil: deferred) and then given
+    /// `bytes`; requests name them `$P1`, `$P2`, ... (paths), in targets and header values.
+    case partials([ConformancePartial])
+}
+
+public struct ConformancePartial: Sendable {
+    public var length: Int64?
+    public var bytes: [UInt8]
+    public var metadata: String?
+
+    public init(length: Int64?, bytes: [UInt8], metadata: String? = nil) {
+        self.length = length
+        self.bytes = bytes
+        self.metadata = metadata
+    }
+}
+
+/// A request sent after the row's, in order, with what it must answer. `$L` is the path of the `Location` the
+/// row's request answered (a final upload created by the row), in targets, header values and expectations.
+public struct ConformanceStep: Sendable {
+    public var request: ConformanceRequest
+    public var status: Int
+    public var headers: [(String, HeaderExpectation)]
+    /// The exact response body, when it matters (downloads of a final).
+    public var body: [UInt8]?
+
+    public init(
+        _ request: ConformanceRequest, status: Int, headers: [(String, HeaderExpectation)] = [], body: [UInt8]? = nil
+    ) {
+        self.request = request
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
 }
 
 public struct ConformanceRequest: Sendable {
@@ -61,10 +97,12 @@ public struct ConformanceRequest: Sendable {
     public var body: [UInt8]
     public var chunked: Bool
     public var omitTusResumable: Bool
+    /// Trailer fields after a chunked body (checksum-trailer).
+    public var trailers: [(String, String)]
 
     public init(
         _ method: String, _ target: String = "$U", headers: [(String, String)] = [], body: [UInt8] = [],
-        chunked: Bool = false, omitTusResumable: Bool = false
+        chunked: Bool = false, omitTusResumable: Bool = false, trailers: [(String, String)] = []
     ) {
         self.method = method
         self.target = target
@@ -72,6 +110,7 @@ public struct ConformanceRequest: Sendable {
         self.body = body
         self.chunked = chunked
         self.omitTusResumable = omitTusResumable
+        self.trailers = trailers
     }
 
     public func header(_ name: String) -> String? {
@@ -111,12 +150,15 @@ public struct ConformanceCase: Sendable {
     /// A request sent after the row's request, with what it must answer: "not processed" rows prove
     /// nothing changed (C2, C17, K4...).
     public var then: (ConformanceRequest, Int, [(String, HeaderExpectation)])?
+    /// More requests after `then`, in order (multi-step rows: concatenation).
+    public var steps: [ConformanceStep]
 
     public init(
         _ ids: String, _ name: String, upload: ConformanceUpload = .none, _ request: ConformanceRequest,
         status: Int, headers: [(String, HeaderExpectation)] = [],
-        then: (ConformanceRequest, Int, [(String, HeaderExpectation)])? = nil
+        then: (ConformanceRequest, Int, [(String, HeaderExpectation)])? = nil, steps: [ConformanceStep] = []
     ) {
+        self.steps = steps
         self.ids = ids
         self.name = name
         self.upload = upload
@@ -130,7 +172,8 @@ public struct ConformanceCase: Sendable {
 /// The configuration every conformance run uses; the table's expectations depend on it.
 public enum ConformanceSettings {
     public static let maxSize: Int64 = 1000
-    public static let extensions = "creation,creation-with-upload,creation-defer-length,termination,checksum,expiration"
+    public static let extensions =
+        "creation,creation-with-upload,creation-defer-length,termination,concatenation,concatenation-unfinished,checksum,checksum-trailer,expiration"
     public static let checksumAlgorithms = "sha1,md5,sha256,sha512"
     public static let host = "tus.example"
 }
@@ -141,7 +184,7 @@ private let helloWorld = Array("hello world".utf8)
 private let helloWorldSHA1 = "sha1 Kq5sNclPz7QV2+lfQIuc6R7oRu0="
 private let specMetadata = "filename d29ybGRfZG9taW5hdGlvbl9wbGFuLnBkZg==,is_confidential"
 
-private func patch(_ offset: Int64, _ extra: [(String, String)] = [], body: [UInt8], target: String = "$U", chunked: Bool = false)
+func patch(_ offset: Int64, _ extra: [(String, String)] = [], body: [UInt8], target: String = "$U", chunked: Bool = false)
     -> ConformanceRequest
 {
     // `extra` replaces a default of the same name: a repeated header would mean something else on the wire.
@@ -151,11 +194,11 @@ private func patch(_ offset: Int64, _ extra: [(String, String)] = [], body: [UIn
     return ConformanceRequest("PATCH", target, headers: defaults + extra, body: body, chunked: chunked)
 }
 
-private func post(_ headers: [(String, String)], body: [UInt8] = [], omitTusResumable: Bool = false) -> ConformanceRequest {
+func post(_ headers: [(String, String)], body: [UInt8] = [], omitTusResumable: Bool = false) -> ConformanceRequest {
     ConformanceRequest("POST", "/files/", headers: headers, body: body, omitTusResumable: omitTusResumable)
 }
 
-private let head = ConformanceRequest("HEAD")
+let head = ConformanceRequest("HEAD")
 
 private func headOffset(_ offset: Int64) -> (ConformanceRequest, Int, [(String, HeaderExpectation)]) {
     (head, 200, [("Upload-Offset", .equals(String(offset)))])
@@ -163,7 +206,7 @@ private func headOffset(_ offset: Int64) -> (ConformanceRequest, Int, [(String, 
 
 public enum TusConformanceCases {
     public static let all: [ConformanceCase] = core + creation + creationWithUpload + deferLength + expiration
-        + checksum + termination
+        + checksum + checksumTrailer + termination + concatenation
 
     // MARK: 1.1 core
 
@@ -271,6 +314,16 @@ public enum TusConformanceCases {
             "C26", "a second PATCH appends", upload: .written(length: 10, bytes: [1, 2, 3]),
             patch(3, body: [4, 5, 6, 7]), status: 204, headers: [("Upload-Offset", .equals("7"))],
             then: headOffset(7)),
+        // Issue 14 §2 (not in the spec text): a singleton field on two lines is ambiguous and refused.
+        ConformanceCase(
+            "I14", "POST with Upload-Length twice", post([("Upload-Length", "5"), ("Upload-Length", "6")]),
+            status: 400, headers: [("Location", .absent), ("Tus-Resumable", .equals("1.0.0"))]),
+        ConformanceCase(
+            "I14", "PATCH with Upload-Offset twice is not processed", upload: .created(length: 5),
+            ConformanceRequest(
+                "PATCH", headers: [offsetStream, ("Upload-Offset", "0"), ("Upload-Offset", "0")],
+                body: Array("hello".utf8)),
+            status: 400, then: headOffset(0)),
     ]
 
     // MARK: 1.2 creation
@@ -457,7 +510,19 @@ public struct ConformanceRunner {
     private func run(_ row: ConformanceCase) throws -> [String] {
         let label = "[\(row.ids)] \(row.name)"
         let uploadPath: String
+        var names: [String: String] = [:]
         switch row.upload {
+        case .partials(let partials):
+            for (index, partial) in partials.enumerated() {
+                var headers = [("Upload-Concat", "partial")]
+                if let metadata = partial.metadata { headers.append(("Upload-Metadata", metadata)) }
+                let path = try create(length: partial.length, metadata: nil, extra: headers)
+                names["$P\(index + 1)"] = path
+                guard !partial.bytes.isEmpty else { continue }
+                let written = try send(patch(0, body: partial.bytes), path: path)
+                guard written.status == 204 else { return ["\(label): setup PATCH of $P\(index + 1) answered \(written.status)"] }
+            }
+            uploadPath = names["$P1"] ?? "/files/none"
         case .none: uploadPath = "/files/none"
         case .created(let length, let metadata): uploadPath = try create(length: length, metadata: metadata)
         case .deferred: uploadPath = try create(length: nil, metadata: nil)
@@ -470,11 +535,45 @@ public struct ConformanceRunner {
             let deleted = try send(ConformanceRequest("DELETE"), path: uploadPath)
             guard deleted.status == 204 else { return ["\(label): setup DELETE answered \(deleted.status)"] }
         }
-        var failures = check(try send(row.request, path: uploadPath), row.request, row.status, row.headers, label)
+        names["$U"] = uploadPath
+        let first = try send(substituted(row.request, names), path: uploadPath)
+        var failures = check(first, row.request, row.status, row.headers, label)
+        if let location = first.header("Location") { names["$L"] = Self.path(of: location) }
         if let (request, status, headers) = row.then {
             failures += check(try send(request, path: uploadPath), request, status, headers, "\(label) (then \(request.method))")
         }
+        for (index, step) in row.steps.enumerated() {
+            let request = substituted(step.request, names)
+            let response = try send(request, path: uploadPath)
+            let stepLabel = "\(label) (step \(index + 1): \(request.method) \(step.request.target))"
+            let expected = step.headers.map { name, expectation -> (String, HeaderExpectation) in
+                if case .equals(let value) = expectation { return (name, .equals(Self.substitute(value, names))) }
+                return (name, expectation)
+            }
+            failures += check(response, request, step.status, expected, stepLabel)
+            if let body = step.body, response.body != body {
+                failures.append("\(stepLabel): body \(String(decoding: response.body.prefix(64), as: UTF8.self).debugDescription), expected \(String(decoding: body.prefix(64), as: UTF8.self).debugDescription)")
+            }
+        }
         return failures
+    }
+
+    /// `$P1`, `$L`... replaced by paths, in the target and header values.
+    private func substituted(_ request: ConformanceRequest, _ names: [String: String]) -> ConformanceRequest {
+        var request = request
+        request.target = Self.substitute(request.target, names)
+        request.headers = request.headers.map { ($0.0, Self.substitute($0.1, names)) }
+        return request
+    }
+
+    /// Longest names first, so `$P1` never eats the start of `$P12`.
+    static func substitute(_ text: String, _ names: [String: String]) -> String {
+        guard text.contains("$") else { return text }
+        var result = text
+        for (name, value) in names.sorted(by: { $0.key.count > $1.key.count }) {
+            result = result.replacing(name, with: value)
+        }
+        return result
     }
 
     private func check(
@@ -510,8 +609,8 @@ public struct ConformanceRunner {
         return request
     }
 
-    private func create(length: Int64?, metadata: String?) throws -> String {
-        var headers: [(String, String)] = []
+    private func create(length: Int64?, metadata: String?, extra: [(String, String)] = []) throws -> String {
+        var headers: [(String, String)] = extra
         if let length { headers.append(("Upload-Length", String(length))) } else { headers.append(("Upload-Defer-Length", "1")) }
         if let metadata { headers.append(("Upload-Metadata", metadata)) }
         let response = try transport.send(completed(post(headers)))
@@ -543,13 +642,4 @@ private func isIMFFixdate(_ value: String) -> Bool {
         && months.contains(text(8..<11)) && bytes[11] == 32 && digits(12..<16) && bytes[16] == 32
         && digits(17..<19) && bytes[19] == 58 && digits(20..<22) && bytes[22] == 58 && digits(23..<25)
         && text(25..<29) == " GMT"
-}
-
-extension Substring {
-    fileprivate var trimmingSpaces: Substring {
-        var result = self
-        while result.first == " " { result = result.dropFirst() }
-        while result.last == " " { result = result.dropLast() }
-        return result
-    }
 }

@@ -17,8 +17,12 @@ public final class TusTestClient {
         _ method: HTTPMethod, _ target: String, headers: HTTPHeaders = [:], framing: BodyFraming = .none,
         isSecure: Bool = false, includeDefaultHeaders: Bool = true
     ) -> FakeExchange {
-        var all = includeDefaultHeaders ? defaultHeaders : [:]
-        for (name, value) in headers { all.set(name, value) }
+        // `headers` replace defaults of the same name but keep their own repeats: repeated fields are test input.
+        var all = HTTPHeaders()
+        if includeDefaultHeaders {
+            for (name, value) in defaultHeaders where !headers.contains(name) { all.add(name, value) }
+        }
+        for (name, value) in headers { all.add(name, value) }
         let head = RequestHead(
             method: method, target: target, headers: all, bodyFraming: framing,
             expectsContinue: all["Expect"]?.lowercased() == "100-continue")
@@ -33,7 +37,8 @@ public final class TusTestClient {
     @discardableResult
     public func send(
         _ method: HTTPMethod, _ target: String, headers: HTTPHeaders = [:], body: [UInt8] = [],
-        chunked: Bool = false, fragmentSize: Int? = nil, isSecure: Bool = false, includeDefaultHeaders: Bool = true
+        chunked: Bool = false, fragmentSize: Int? = nil, isSecure: Bool = false, includeDefaultHeaders: Bool = true,
+        trailers: HTTPHeaders = [:]
     ) -> FakeExchange {
         let framing: BodyFraming = chunked ? .chunked : (body.isEmpty ? .none : .contentLength(Int64(body.count)))
         let exchange = start(
@@ -42,7 +47,7 @@ public final class TusTestClient {
         if exchange.isReadingBody {
             exchange.deliver(body, fragmentSize: fragmentSize)
             executor.runPending()
-            exchange.endBody()
+            exchange.endBody(trailers: trailers)
         }
         executor.runPending()
         return exchange
@@ -65,10 +70,11 @@ public final class TusTestClient {
     @discardableResult
     public func patch(
         _ path: String, offset: Int64, body: [UInt8], headers: HTTPHeaders = [:], chunked: Bool = false,
-        fragmentSize: Int? = nil
+        fragmentSize: Int? = nil, trailers: HTTPHeaders = [:]
     ) -> FakeExchange {
         var all: HTTPHeaders = ["Content-Type": "application/offset+octet-stream", "Upload-Offset": String(offset)]
         for (name, value) in headers { all.set(name, value) }
-        return send(.PATCH, path, headers: all, body: body, chunked: chunked, fragmentSize: fragmentSize)
+        return send(
+            .PATCH, path, headers: all, body: body, chunked: chunked, fragmentSize: fragmentSize, trailers: trailers)
     }
 }

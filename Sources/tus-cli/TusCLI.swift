@@ -258,7 +258,16 @@ extension TusCLI {
         @Flag(help: "Start a new upload even if one for this file is remembered.") var noResume = false
         @Option(help: "Extra Upload-Metadata pair key=value (repeatable).") var metadata: [String] = []
         @Flag(name: .shortAndLong, help: "No progress output.") var quiet = false
+        @Option(
+            help: """
+                Send the file as N partial uploads over N connections at once, then join them into one final upload                 (the server must offer the concatenation extension).
+                """)
+        var parallel = 1
         @OptionGroup var common: CommonOptions
+
+        func validate() throws {
+            guard parallel >= 1 else { throw ValidationError("--parallel must be at least 1") }
+        }
 
         func run() throws {
             let url = try parseURL(url)
@@ -277,7 +286,10 @@ extension TusCLI {
                 meter.clearLine()
                 if !quiet { printError(message) }
             }
-            let uploadURL = try uploader.upload(file: file, to: url)
+            let uploadURL =
+                parallel > 1
+                ? try uploader.uploadInParallel(file: file, to: url, parts: parallel)
+                : try uploader.upload(file: file, to: url)
             meter.finish()
             print(uploadURL)
         }

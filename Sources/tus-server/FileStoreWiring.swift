@@ -1,4 +1,7 @@
 import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import TusProtocol
 import TusStore
@@ -11,4 +14,14 @@ enum FsyncFlag: String, ExpressibleByArgument, CaseIterable {
 func makeFileStore(directory: String, fsync: FsyncFlag, logger: Logger) throws -> any UploadStore {
     let policy = FsyncPolicy(rawValue: fsync.rawValue) ?? .commit
     return try FileUploadStore(directory: directory, fsync: policy, log: { logger.warning("\($0)") })
+}
+
+/// `statvfs` of the upload directory, for `--min-free-space`: blocks available to unprivileged users (what an
+/// upload can still use), not the root-reserved ones. A local `statvfs` takes microseconds, so calling it on the
+/// loop thread once per POST costs nothing measurable.
+func diskSpace(of directory: String) -> DiskSpace? {
+    var stats = statvfs()
+    guard statvfs(directory, &stats) == 0 else { return nil }
+    let unit = Int64(stats.f_frsize)
+    return DiskSpace(available: Int64(stats.f_bavail) * unit, total: Int64(stats.f_blocks) * unit)
 }

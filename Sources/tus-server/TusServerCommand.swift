@@ -1,4 +1,5 @@
 public import ArgumentParser
+import Dispatch
 import FoundationEssentials
 #if canImport(Glibc)
 import Glibc
@@ -52,6 +53,9 @@ struct TusServerCommand: ParsableCommand {
     @Flag(name: .customLong("behind-proxy"), help: "Trust X-Forwarded-Host/-Proto and Forwarded when building Location.")
     var behindProxy = false
 
+    @Option(name: .customLong("min-free-space"), help: "Free space the upload directory must keep: below it, new uploads (POST) get 507 while uploads in progress may finish. Bytes (suffix K, M, G, T = powers of 1024) or a percent of the file system (e.g. 5%); 0 = off. A full disk (ENOSPC, EDQUOT) answers 507 either way.")
+    var minFreeSpace = "0"
+
     @Option(name: .customLong("cors-origins"), help: "Comma-separated allowed origins, or * for any.")
     var corsOrigins = "*"
 
@@ -69,6 +73,9 @@ struct TusServerCommand: ParsableCommand {
 
     @Option(name: .customLong("body-timeout"), help: "Seconds without progress of a request body (bytes so far are kept) or of a response write before the connection is cut.")
     var bodyTimeout: Double = 60
+
+    @Option(name: .customLong("min-body-rate"), help: "Bytes per second a request body must average over each --body-timeout period, or the connection is cut as on a body timeout (bytes so far are kept); 0 = off. Default 128: below the ~130-250 bytes/s a GPRS uplink gives each of 20 parallel uploads, yet 128 times the cost of a 1 byte/s trickle.")
+    var minBodyRate = 128
 
     @Option(name: .customLong("shutdown-timeout"), help: "Seconds in-flight requests get to finish after SIGTERM/SIGINT.")
     var shutdownTimeout: Double = 10
@@ -148,6 +155,10 @@ struct TusServerCommand: ParsableCommand {
         guard maxSize >= 0 else { throw ValidationError("--max-size must be >= 0") }
         guard expiration >= 0 else { throw ValidationError("--expiration must be >= 0") }
         guard maxConnections > 0 else { throw ValidationError("--max-connections must be > 0") }
+        guard FreeSpaceRequirement(parsing: minFreeSpace) != nil else {
+            throw ValidationError("--min-free-space must be bytes (e.g. 500M, 10G) or a percent (e.g. 5%)")
+        }
+        guard minBodyRate >= 0 else { throw ValidationError("--min-body-rate must be >= 0") }
         guard maxHeadSize >= 1024 else { throw ValidationError("--max-head-size must be at least 1024") }
         if redis != nil && store == .memory {
             throw ValidationError("--redis shares state between instances; their data must be shared too (--store file)")
@@ -223,6 +234,13 @@ struct TusServerCommand: ParsableCommand {
                 ? nil : corsOrigins.split(separator: ",").map { String($0.filter { $0 != " " }) },
             corsAllowCredentials: corsAllowCredentials,
             lockReleaseTimeoutMilliseconds: milliseconds(lockTimeout))
+        if store == .file, let required = FreeSpaceRequirement(parsing: minFreeSpace),
+            required != .bytes(0), required != .percent(0)
+        {
+            let directory = uploadDir
+            tus.minFreeSpace = required
+            tus.freeSpace = { diskSpace(of: directory) }
+        }
         let lateServer = LateServer()
         let metrics = noMetrics ? nil : MetricsRegistry(connectionsOpen: { lateServer.openConnections })
         var eventHandlers: [any UploadEventHandler] = []
@@ -263,6 +281,8 @@ struct TusServerCommand: ParsableCommand {
         http.headTimeoutMilliseconds = milliseconds(headTimeout)
         http.idleTimeoutMilliseconds = milliseconds(idleTimeout)
         http.bodyTimeoutMilliseconds = milliseconds(bodyTimeout)
+        http.minBodyBytesPerSecond = minBodyRate
+        http.bodyRateWindowMilliseconds = max(1000, http.bodyTimeoutMilliseconds)
         http.shutdownTimeoutMilliseconds = milliseconds(shutdownTimeout)
         http.parserLimits.maxHeadBytes = maxHeadSize
 
@@ -299,6 +319,14 @@ struct TusServerCommand: ParsableCommand {
                 "loops": "\(http.loops)", "store": "\(store.rawValue)", "upload-dir": "\(uploadDir)",
                 "state": "\(cluster.map { "redis \($0.endpoint) prefix \(redisPrefix)" } ?? "local")",
             ])
+        if server.openFileLimit < http.descriptorsNeeded {
+            logger.warning(
+                """
+                open file limit \(server.openFileLimit) is below the \(http.descriptorsNeeded) descriptors \
+                --max-connections \(maxConnections) can need: under load, accepts will pause and clients will be \
+                reset. Raise the limit (ulimit -n, systemd LimitNOFILE=) or lower --max-connections.
+                """)
+        }
 
         while true {
             var received: Int32 = 0
@@ -311,6 +339,7 @@ struct TusServerCommand: ParsableCommand {
             break
         }
         server.shutdown()
+        exitIfLoopsOutlive(graceMilliseconds: http.shutdownTimeoutMilliseconds, logger: logger)
         server.wait()
         logger.info("stopped")
     }
@@ -331,6 +360,16 @@ extension TusServerCommand {
         } catch {
             logger.error("SIGHUP: keeping the current certificate: \(error)")
         }
+    }
+}
+
+/// The loops abort whatever is left when the grace period ends, so they stop within it plus a moment. If one
+/// does not (a loop stuck in a callback: a bug), a signal must still end the process rather than be ignored.
+private func exitIfLoopsOutlive(graceMilliseconds: UInt64, logger: Logger) {
+    let limit = graceMilliseconds + 1_000
+    DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(limit))) {
+        logger.critical("event loops did not stop within \(limit) ms after the signal; exiting")
+        _exit(1)
     }
 }
 

@@ -174,6 +174,26 @@ final class HTTPServerTests: XCTestCase {
         }
     }
 
+    /// End-to-end proof of two decisions `HTTPConnectionStateMachineTests` check on a manual clock: a head that
+    /// never completes is answered 408 and closed; an idle keep-alive connection is closed without a response.
+    func testSlowHeadGets408AndIdleConnectionIsClosed() throws {
+        try withServer(EchoHandler(), configure: {
+            $0.headTimeoutMilliseconds = 300
+            $0.idleTimeoutMilliseconds = 300
+        }) { server in
+            let slow = try RawHTTPClient(port: server.port)
+            slow.send("GET / HTTP/1.1\r\nHost: x\r\n")
+            let response = try slow.readResponse()
+            XCTAssertEqual(response.status, 408)
+            XCTAssertTrue(slow.waitForClose())
+
+            let idle = try RawHTTPClient(port: server.port)
+            idle.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            XCTAssertEqual(try idle.readResponse().status, 200)
+            XCTAssertTrue(idle.waitForClose(), "closed after the idle timeout, with no second response")
+        }
+    }
+
     func testHeadResponseHasNoBodyAndHTTP10Closes() throws {
         final class Fixed: HTTPRequestHandler {
             func handle(_ head: RequestHead, exchange: any HTTPExchange) {

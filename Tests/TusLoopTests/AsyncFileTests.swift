@@ -1,5 +1,6 @@
 import Foundation
 import TusLoop
+import TusTestSupport
 import XCTest
 
 final class AsyncFileTests: XCTestCase {

@@ -1,6 +1,7 @@
 import Dispatch
 import Glibc
 import TusLoop
+import TusTestSupport
 import XCTest
 
 final class EventLoopTests: XCTestCase {

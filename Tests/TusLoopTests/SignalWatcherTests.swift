@@ -1,5 +1,6 @@
 import Glibc
 import TusLoop
+import TusTestSupport
 import XCTest
 
 final class SignalWatcherTests: XCTestCase {

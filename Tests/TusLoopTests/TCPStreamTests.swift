@@ -1,5 +1,6 @@
 import Dispatch
 import TusLoop
+import TusTestSupport
 import XCTest
 
 /// Reads into one fixed buffer and hands each read to `onRead`, the shape a real connection uses.

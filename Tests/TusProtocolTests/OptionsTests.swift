@@ -13,7 +13,8 @@ final class OptionsTests: TusTestCase {
                 expectHeaders: [
                     "Tus-Version": "1.0.0",
                     "Tus-Extension":
-                        "creation,creation-with-upload,creation-defer-length,termination,checksum,expiration",
+                        "creation,creation-with-upload,creation-defer-length,termination,concatenation,"
+                        + "concatenation-unfinished,checksum,checksum-trailer,expiration",
                     "Tus-Max-Size": "1000", "Tus-Checksum-Algorithm": "sha1,md5,sha256,sha512",
                 ]),
             Row(

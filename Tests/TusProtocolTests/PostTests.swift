@@ -30,8 +30,8 @@ final class PostTests: TusTestCase {
             Row(name: "POST to upload URL", method: .POST, path: "/files/abc", headers: ["Upload-Length": "1"], status: 405),
             Row(name: "outside base", method: .POST, path: "/uploads/", headers: ["Upload-Length": "1"], status: 404),
             Row(
-                name: "concat unsupported", method: .POST, path: "/files/",
-                headers: ["Upload-Concat": "partial", "Upload-Length": "5"], status: 501),
+                name: "partial upload", method: .POST, path: "/files/",
+                headers: ["Upload-Concat": "partial", "Upload-Length": "5"], status: 201),
             Row(name: "PUT", method: .PUT, path: "/files/", headers: ["Upload-Length": "1"], status: 405),
         ])
     }

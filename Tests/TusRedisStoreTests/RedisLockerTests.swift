@@ -24,6 +24,7 @@ final class RedisLockerTests: XCTestCase {
         let _: Void = driver.run { done in client.shutdown(on: self.driver.loop) { done(()) } }
         XCTAssertEqual(driver.shutDown(), 0)
         redis.stop()
+        redis = nil  // its deinit removes its directory; XCTest keeps test case objects alive
     }
 
     func makeLocker(lease: UInt64 = 10_000) -> RedisLocker {

@@ -31,6 +31,7 @@ class StateStoreContract: XCTestCase {
         if let client { driver.run { done in client.shutdown(on: self.driver.loop) { done(()) } } as Void }
         XCTAssertEqual(driver.shutDown(), 0, "handles left for the loop to close")
         redis?.stop()
+        redis = nil  // its deinit removes its directory; XCTest keeps test case objects alive
         try? FileManager.default.removeItem(atPath: directory)
     }
 
@@ -90,6 +91,36 @@ class StateStoreContract: XCTestCase {
         XCTAssertEqual(driver.run { done in store.listExpired(now: 5000, on: self.driver.executor, completion: done) }, .success(["new"]))
     }
 
+    /// The concatenation fields round-trip exactly (raw header, partial flag, partial ids in order with repeats),
+    /// and `completeFinal` completes only finals.
+    func testConcatenationFieldsRoundTripAndCompleteFinal() throws {
+        let store = try makeStore()
+        let partial = UploadInfo(
+            id: "p1", length: 5, metadata: "filename cGFydA==", createdAt: 1_700_000_000, expiresAt: 50, concat: "partial",
+            isPartial: true)
+        let final = UploadInfo(
+            id: "f1", length: nil, createdAt: 1_700_000_001, concat: "final; /files/p1  http://h/files/p2 /files/p1",
+            partialIDs: ["p1", "p2", "p1"])
+        for info in [partial, final] {
+            XCTAssertEqual(driver.run { done in store.create(info, on: self.driver.executor, completion: done) }, .success(info))
+            XCTAssertEqual(driver.run { done in store.lookup(info.id, on: self.driver.executor, completion: done) }, .success(.found(info)))
+        }
+        let completed = try driver.run { done in store.completeFinal(id: "f1", length: 15, on: self.driver.executor, completion: done) }.get()
+        var expected = final
+        expected.length = 15
+        expected.offset = 15
+        XCTAssertEqual(completed, expected)
+        XCTAssertEqual(driver.run { done in store.lookup("f1", on: self.driver.executor, completion: done) }, .success(.found(expected)))
+        XCTAssertEqual(driver.run { done in store.completeFinal(id: "f1", length: 15, on: self.driver.executor, completion: done) }, .success(expected), "idempotent")
+        XCTAssertEqual(driver.run { done in store.completeFinal(id: "p1", length: 5, on: self.driver.executor, completion: done) }.failure, .conflict, "only finals")
+        XCTAssertEqual(driver.run { done in store.completeFinal(id: "zz", length: 5, on: self.driver.executor, completion: done) }.failure, .notFound)
+        let other = UploadInfo(id: "f2", length: nil, createdAt: 1, concat: "final;/files/p2", partialIDs: ["p2"])
+        _ = driver.run { done in store.create(other, on: self.driver.executor, completion: done) }
+        XCTAssertEqual(driver.run { done in store.finals(referencing: "p1", on: self.driver.executor, completion: done) }, .success(["f1"]), "once, though listed twice")
+        XCTAssertEqual(driver.run { done in store.finals(referencing: "p2", on: self.driver.executor, completion: done) }, .success(["f1", "f2"]))
+        XCTAssertEqual(driver.run { done in store.finals(referencing: "f1", on: self.driver.executor, completion: done) }, .success([]))
+    }
+
     /// The same state seen by a fresh store (a restart, another instance); nil when the store keeps nothing.
     func reopenStore() throws -> (any UploadStateStore)? { nil }
 
@@ -125,6 +156,24 @@ final class FileStateStoreContractTests: StateStoreContract {
     override func testDeclareLengthOnce() throws { try super.testDeclareLengthOnce() }
     override func testWriteLifecycleMovesOffsetAndExpiry() throws { try super.testWriteLifecycleMovesOffsetAndExpiry() }
     override func testExpiryListingAndRemoval() throws { try super.testExpiryListingAndRemoval() }
+    override func testConcatenationFieldsRoundTripAndCompleteFinal() throws {
+        try super.testConcatenationFieldsRoundTripAndCompleteFinal()
+    }
+
+    /// Recovery keeps the fields, and a complete final's offset although its own data file is empty.
+    func testConcatenationFieldsSurviveARestart() throws {
+        try testConcatenationFieldsRoundTripAndCompleteFinal()
+        let reopened = try makeStore()
+        guard case .success(.found(let final)) = driver.run({ done in reopened.lookup("f1", on: self.driver.executor, completion: done) }),
+            case .success(.found(let partial)) = driver.run({ done in reopened.lookup("p1", on: self.driver.executor, completion: done) })
+        else { return XCTFail("records lost") }
+        XCTAssertEqual(final.partialIDs, ["p1", "p2", "p1"])
+        XCTAssertEqual(final.offset, 15, "not reconciled against its empty data file")
+        XCTAssertTrue(final.isComplete)
+        XCTAssertEqual(final.concat, "final; /files/p1  http://h/files/p2 /files/p1")
+        XCTAssertTrue(partial.isPartial)
+        XCTAssertEqual(partial.concat, "partial")
+    }
 }
 
 final class RedisStateStoreContractTests: StateStoreContract {
@@ -136,6 +185,9 @@ final class RedisStateStoreContractTests: StateStoreContract {
         return RedisStateStore(client: client, keys: RedisKeys(prefix: "contract:"))
     }
 
+    override func testConcatenationFieldsRoundTripAndCompleteFinal() throws {
+        try super.testConcatenationFieldsRoundTripAndCompleteFinal()
+    }
     override func reopenStore() throws -> (any UploadStateStore)? {
         RedisStateStore(client: client!, keys: RedisKeys(prefix: "contract:"))
     }

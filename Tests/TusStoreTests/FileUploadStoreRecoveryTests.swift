@@ -1,4 +1,5 @@
 import Foundation
+import TusLoop
 import TusProtocol
 import XCTest
 
@@ -155,5 +156,18 @@ final class FileUploadStoreRecoveryTests: XCTestCase {
         gone.insert("e")
         XCTAssertFalse(gone.contains("b"))
         XCTAssertTrue(gone.contains("e"))
+    }
+}
+
+final class FileStoreErrorTests: XCTestCase {
+    /// ENOSPC and EDQUOT (no libuv name in 1.44) become the typed case that clients see as 507.
+    func testOutOfSpaceErrorsAreTyped() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let data = try FileDataStore(directory: directory)
+        let state = try FileStateStore(directory: directory)
+        XCTAssertEqual(data.ioError("write", .noSpaceLeft), .insufficientStorage)
+        XCTAssertEqual(state.ioError("write", UVError(code: -122)), .insufficientStorage)
+        XCTAssertEqual(data.ioError("write", .ioError), .io("write: \(UVError.ioError)"))
     }
 }

@@ -22,10 +22,6 @@ func makeTemporaryDirectory() throws -> String {
     return path
 }
 
-func patternBytes(count: Int, seed: Int = 0) -> [UInt8] {
-    (0..<count).map { UInt8(truncatingIfNeeded: ($0 &* 31) &+ seed) }
-}
-
 /// Collects the store's log lines (the log callback may run on any thread).
 final class LogRecorder: Sendable {
     private let lines = Mutex<[String]>([])

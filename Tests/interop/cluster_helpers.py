@@ -19,6 +19,18 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def stop_process(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM by PID, SIGKILL after 5 s."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
 class RedisServer:
     def __init__(self, directory: pathlib.Path):
         self.directory = directory
@@ -79,17 +91,9 @@ class RedisServer:
         self.paused = False
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.paused:
+        if self.process is not None and self.paused:
             self.resume()
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        stop_process(self.process)
         self.process = None
 
 
@@ -158,13 +162,5 @@ http {{
         return f"http://127.0.0.1:{self.port}/files/"
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        stop_process(self.process)
         self.process = None

@@ -7,13 +7,15 @@ from __future__ import annotations
 import os
 import re
 import socket
+import subprocess
 import time
 
 import pytest
 import requests
 
 from cluster_helpers import NginxRoundRobin, RedisServer
-from tus_helpers import OFFSET_STREAM, TUS_HEADERS, TusServer, create_upload, head_offset, patch, request, sha256
+from tus_helpers import (
+    OFFSET_STREAM, TUS_HEADERS, TusServer, create_upload, head_offset, patch, request, sha256, wait_until)
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -269,3 +271,43 @@ def test_tuspy_and_aiotus_through_a_round_robin_proxy(cluster, tmp_path):
         assert len(served) >= 2, "the proxy spread the PATCH requests over several instances"
     finally:
         proxy.stop()
+
+
+def test_final_created_on_one_instance_completes_when_another_finishes_its_last_partial(cluster, redis_server):
+    """concatenation-unfinished across instances: the final is created on A while partial b is unfinished; b's last
+    bytes land on B, which assembles the final right after (Redis shows it complete before anyone asks); C answers
+    it complete and every instance serves its bytes."""
+    a, b, c = cluster()
+    extensions = set((request(a.port, "OPTIONS", "/files/").header("Tus-Extension") or "").split(","))
+    assert extensions == {
+        "creation", "creation-with-upload", "creation-defer-length", "termination", "concatenation",
+        "concatenation-unfinished", "checksum", "checksum-trailer", "expiration"}, "all nine with --redis"
+    first, second = os.urandom(700 * KiB), os.urandom(900 * KiB)
+    paths = []
+    for length in (len(first), len(second)):
+        response = request(a.port, "POST", "/files/", {"Upload-Concat": "partial", "Upload-Length": str(length)})
+        assert response is not None and response.status == 201
+        paths.append("/" + response.header("Location").split("/", 3)[3])
+    assert patch(a.port, paths[0], 0, first).status == 204
+    assert patch(b.port, paths[1], 0, second[:100 * KiB]).status == 204
+    created = request(a.port, "POST", "/files/", {"Upload-Concat": f"final;{paths[0]} {paths[1]}"})
+    assert created is not None and created.status == 201
+    final = "/" + created.header("Location").split("/", 3)[3]
+    for server in (a, b, c):
+        view = head(server, final)
+        assert view.status == 200 and view.header("Upload-Offset") is None
+        assert view.header("Upload-Length") == str(len(first) + len(second))
+        assert view.header("Upload-Concat") == f"final;{paths[0]} {paths[1]}"
+    assert patch(b.port, paths[1], 100 * KiB, second[100 * KiB:]).status == 204
+
+    def recorded_offset() -> str:
+        key = f"test:{{{final.rsplit('/', 1)[1]}}}:info"
+        reply = subprocess.run(["redis-cli", "-p", str(redis_server.port), "HGET", key, "offset"],
+                               capture_output=True, text=True, timeout=5)
+        return reply.stdout.strip()
+    # B assembled it right after the PATCH that completed b: nobody has asked about the final yet.
+    wait_until(lambda: recorded_offset() == str(len(first) + len(second)), timeout=5, message="final complete in Redis")
+    done = head(c, final)
+    assert done.header("Upload-Offset") == done.header("Upload-Length") == str(len(first) + len(second))
+    for server in (a, b, c):
+        assert sha256(get_body(server, final)) == sha256(first + second)

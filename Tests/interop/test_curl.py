@@ -169,5 +169,7 @@ def test_options_capabilities(server: TusServer):
     assert result.status in (200, 204)
     assert result.header("Tus-Version") == "1.0.0"
     extensions = (result.header("Tus-Extension") or "").split(",")
-    assert {"creation", "creation-with-upload", "creation-defer-length", "termination", "checksum", "expiration"} <= set(extensions)
+    assert set(extensions) == {
+        "creation", "creation-with-upload", "creation-defer-length", "termination", "concatenation",
+        "concatenation-unfinished", "checksum", "checksum-trailer", "expiration"}, "all nine extensions on the file store"
     assert "sha1" in (result.header("Tus-Checksum-Algorithm") or "").split(",")

@@ -43,9 +43,15 @@ def sha256(data: bytes) -> str:
 class TusServer:
     """One tus-server process on 127.0.0.1 with a random port, stdout's start-up line parsed for the port."""
 
-    def __init__(self, upload_dir: pathlib.Path, *extra_args: str, log_path: pathlib.Path | None = None):
+    def __init__(
+        self, upload_dir: pathlib.Path, *extra_args: str, log_path: pathlib.Path | None = None,
+        launcher: tuple[str, ...] = (),
+    ):
+        """`launcher` prefixes the command line (e.g. `prlimit --nofile=256:256`); the PID is still the server's
+        when the launcher execs it."""
         self.upload_dir = pathlib.Path(upload_dir)
         self.extra_args = list(extra_args)
+        self.launcher = list(launcher)
         self.log_path = log_path or self.upload_dir.parent / f"{self.upload_dir.name}-server.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
@@ -61,7 +67,7 @@ class TusServer:
 
     def start(self, timeout: float = 20.0) -> "TusServer":
         args = [
-            server_binary(), "--host", "127.0.0.1", "--port", "0", "--upload-dir", str(self.upload_dir),
+            *self.launcher, server_binary(), "--host", "127.0.0.1", "--port", "0", "--upload-dir", str(self.upload_dir),
             "--loops", "1", *self.extra_args,
         ]
         log = open(self.log_path, "ab")

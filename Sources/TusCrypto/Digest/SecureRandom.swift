@@ -18,14 +18,6 @@ public enum SecureRandom {
 
     /// 128 random bits as 32 lowercase hex chars: URL-safe upload IDs.
     public static func uploadID() -> String {
-        let hexDigits = Array("0123456789abcdef".utf8)
-        let random = bytes(16)
-        var text = [UInt8]()
-        text.reserveCapacity(32)
-        for byte in random {
-            text.append(hexDigits[Int(byte >> 4)])
-            text.append(hexDigits[Int(byte & 0x0F)])
-        }
-        return String(decoding: text, as: UTF8.self)
+        Hex.encode(bytes(16))
     }
 }

@@ -34,6 +34,7 @@ public struct HTTPStatus: Sendable, Equatable, CustomStringConvertible {
     public static let notImplemented = HTTPStatus(code: 501)
     public static let serviceUnavailable = HTTPStatus(code: 503)
     public static let httpVersionNotSupported = HTTPStatus(code: 505)
+    public static let insufficientStorage = HTTPStatus(code: 507)
 
     static func standardReason(_ code: Int) -> String {
         switch code {
@@ -63,6 +64,7 @@ public struct HTTPStatus: Sendable, Equatable, CustomStringConvertible {
         case 501: "Not Implemented"
         case 503: "Service Unavailable"
         case 505: "HTTP Version Not Supported"
+        case 507: "Insufficient Storage"
         default: "Status \(code)"
         }
     }

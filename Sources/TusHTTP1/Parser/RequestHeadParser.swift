@@ -273,15 +273,9 @@ public struct RequestHeadParser: Sendable {
         return .head(head, consumed: consumed)
     }
 
-    /// 1-18 digits and nothing else: no sign, no exponent, no spaces, no overflow (18 digits fit in Int64).
+    /// 1-18 digits and nothing else: no sign, no exponent, no spaces (18 digits always fit in Int64).
     private static func parseContentLength(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Int64? {
-        guard !range.isEmpty, range.count <= 18 else { return nil }
-        var n: Int64 = 0
-        for i in range {
-            let b = bytes[i]
-            guard b >= 0x30 && b <= 0x39 else { return nil }
-            n = n * 10 + Int64(b - 0x30)
-        }
-        return n
+        guard range.count <= 18 else { return nil }
+        return DecimalInteger.parse(UnsafeRawBufferPointer(rebasing: bytes[range]))
     }
 }

@@ -1,3 +1,5 @@
+import TusHTTP1
+
 /// A single `Range: bytes=...` request (RFC 9110 §14). Multiple ranges and malformed values are ignored
 /// (the whole body is sent), which the RFC allows and which keeps multipart/byteranges out of the server.
 enum ByteRange {
@@ -8,22 +10,22 @@ enum ByteRange {
     }
 
     static func resolve(_ header: String?, length: Int64) -> Resolution {
-        guard let header = header?.trimmingSpaces(), header.lowercased().hasPrefix("bytes=") else { return .whole }
+        guard let header = header?.trimmingOWS(), header.lowercased().hasPrefix("bytes=") else { return .whole }
         let spec = header.dropFirst(6)
         guard !spec.contains(",") else { return .whole }
         let parts = spec.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
         guard parts.count == 2 else { return .whole }
-        let firstText = String(parts[0]).trimmingSpaces()
-        let lastText = String(parts[1]).trimmingSpaces()
+        let firstText = parts[0].trimmingOWS()
+        let lastText = parts[1].trimmingOWS()
         if firstText.isEmpty {
-            guard let suffix = HeaderInteger.parse(lastText) else { return .whole }
+            guard let suffix = DecimalInteger.parse(lastText.utf8) else { return .whole }
             guard suffix > 0, length > 0 else { return .unsatisfiable }
             return .partial(first: max(0, length - suffix), last: length - 1)
         }
-        guard let first = HeaderInteger.parse(firstText) else { return .whole }
+        guard let first = DecimalInteger.parse(firstText.utf8) else { return .whole }
         var last = length - 1
         if !lastText.isEmpty {
-            guard let parsed = HeaderInteger.parse(lastText) else { return .whole }
+            guard let parsed = DecimalInteger.parse(lastText.utf8) else { return .whole }
             guard parsed >= first else { return .whole }
             last = min(parsed, length - 1)
         }

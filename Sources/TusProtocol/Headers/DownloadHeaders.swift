@@ -1,3 +1,5 @@
+import TusCrypto
+
 /// `Content-Type` and `Content-Disposition` for downloads, from client-supplied metadata. Both are attacker
 /// input, so only a short list of harmless types is served inline; everything else is an
 /// `application/octet-stream` attachment (stored HTML or SVG must never render on this origin).
@@ -8,7 +10,7 @@ enum DownloadHeaders {
     ]
 
     static func contentType(filetype: String?) -> String {
-        guard let filetype = filetype?.trimmingSpaces().lowercased(), inlineTypes.contains(filetype) else {
+        guard let filetype = filetype?.trimmingOWS().lowercased(), inlineTypes.contains(filetype) else {
             return "application/octet-stream"
         }
         return filetype
@@ -41,7 +43,6 @@ enum DownloadHeaders {
 
     /// RFC 5987 `attr-char` kept, everything else `%XX` of its UTF-8 bytes.
     private static func percentEncode(_ text: String) -> String {
-        let hex = Array("0123456789ABCDEF".utf8)
         var out = [UInt8]()
         for byte in text.utf8 {
             switch byte {
@@ -52,8 +53,7 @@ enum DownloadHeaders {
                 out.append(byte)
             default:
                 out.append(UInt8(ascii: "%"))
-                out.append(hex[Int(byte >> 4)])
-                out.append(hex[Int(byte & 0xF)])
+                Hex.append(byte, to: &out, uppercase: true)
             }
         }
         return String(decoding: out, as: UTF8.self)

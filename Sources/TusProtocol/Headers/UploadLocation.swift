@@ -14,17 +14,17 @@ enum UploadLocation {
         var scheme = isSecure ? "https" : "http"
         if configuration.behindProxy {
             if let forwardedHost = head.headers["X-Forwarded-Host"] {
-                host = String(forwardedHost.split(separator: ",").first ?? "").trimmingSpaces()
+                host = String((forwardedHost.split(separator: ",").first ?? "").trimmingOWS())
             }
-            if let proto = head.headers["X-Forwarded-Proto"] { scheme = proto.trimmingSpaces().lowercased() }
+            if let proto = head.headers["X-Forwarded-Proto"] { scheme = proto.trimmingOWS().lowercased() }
             if let forwarded = head.headers["Forwarded"] {
                 // Only the first (client-most) element: `for=..;host=..;proto=..`.
                 let element = forwarded.split(separator: ",").first ?? ""
                 for pair in element.split(separator: ";") {
                     let parts = pair.split(separator: "=", maxSplits: 1)
                     guard parts.count == 2 else { continue }
-                    let name = String(parts[0]).trimmingSpaces().lowercased()
-                    var value = String(parts[1]).trimmingSpaces()
+                    let name = parts[0].trimmingOWS().lowercased()
+                    var value = String(parts[1].trimmingOWS())
                     if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") {
                         value = String(value.dropFirst().dropLast())
                     }
@@ -49,14 +49,5 @@ enum UploadLocation {
                 default: false
                 }
             }
-    }
-}
-
-extension String {
-    func trimmingSpaces() -> String {
-        var text = self[...]
-        while let first = text.first, first == " " || first == "\t" { text.removeFirst() }
-        while let last = text.last, last == " " || last == "\t" { text.removeLast() }
-        return String(text)
     }
 }

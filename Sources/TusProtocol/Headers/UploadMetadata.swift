@@ -23,7 +23,7 @@ public struct UploadMetadata: Sendable, Equatable {
         var seen: Set<String> = []
         if isBlank(header[...]) { return UploadMetadata(pairs: []) }
         for rawPair in header.split(separator: ",", omittingEmptySubsequences: false) {
-            let pair = trimmed(rawPair)
+            let pair = rawPair.trimmingOWS()
             let key: Substring
             let value: [UInt8]
             if let space = pair.firstIndex(of: " ") {
@@ -58,12 +58,5 @@ public struct UploadMetadata: Sendable, Equatable {
 
     static func isBlank(_ text: Substring) -> Bool {
         text.utf8.allSatisfy { $0 == 0x20 || $0 == 0x09 }
-    }
-
-    private static func trimmed(_ text: Substring) -> Substring {
-        var text = text
-        while let first = text.first, first == " " || first == "\t" { text.removeFirst() }
-        while let last = text.last, last == " " || last == "\t" { text.removeLast() }
-        return text
     }
 }

@@ -12,7 +12,19 @@ extension TusHandler {
         guard store.capabilities.contains(.download) else {
             return fail(request, .methodNotAllowed, headers: ["Allow": "HEAD, PATCH, OPTIONS"])
         }
-        withUpload(request, id: id) { [self] info in serveDownload(request, info: info) }
+        withUpload(request, id: id) { [self] info in
+            guard !info.isFinal || info.isComplete else {
+                // Assembled now if it can be; an unfinished final has no committed bytes yet.
+                return resolveFinal(info, on: request.exchange.executor) { [self] resolved in
+                    switch resolved {
+                    case .failure(let error): fail(request, error)
+                    case .success(.complete(let complete)): serveDownload(request, info: complete)
+                    case .success(.unfinished): serveDownload(request, info: info)
+                    }
+                }
+            }
+            serveDownload(request, info: info)
+        }
     }
 
     private func serveDownload(_ request: TusRequest, info: UploadInfo) {

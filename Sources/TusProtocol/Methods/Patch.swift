@@ -7,12 +7,12 @@ extension TusHandler {
     func handlePatch(_ request: TusRequest, id: String) {
         let headers = request.head.headers
         guard Self.isOffsetStream(headers["Content-Type"]) else { return fail(request, .invalidContentType) }
-        guard let offsetText = headers["Upload-Offset"], let offset = HeaderInteger.parse(offsetText) else {
+        guard let offsetText = headers["Upload-Offset"], let offset = DecimalInteger.parse(offsetText.utf8) else {
             return fail(request, .invalidOffset)
         }
         var declaredLength: Int64?
         if let lengthText = headers["Upload-Length"] {
-            guard let length = HeaderInteger.parse(lengthText) else { return fail(request, .invalidUploadLength) }
+            guard let length = DecimalInteger.parse(lengthText.utf8) else { return fail(request, .invalidUploadLength) }
             declaredLength = length
         }
         let checksum: UploadChecksum?
@@ -21,7 +21,9 @@ extension TusHandler {
         case .success(let parsed): checksum = parsed
         }
         let holder = LockHolder()
-        withUpload(request, id: id) { [self] _ in
+        withUpload(request, id: id) { [self] info in
+            // A final's bytes are its partials'; nothing may append to it (spec: 403).
+            if info.isFinal { return fail(request, .modifyFinal, closeConnection: request.head.bodyFraming.hasBody) }
             let waitStarted = Self.monotonicNanoseconds()
             locker.lock(
                 id: id, executor: request.exchange.executor,
@@ -70,16 +72,18 @@ extension TusHandler {
             // Close instead of draining: the client learns at once, and nothing is read.
             return reject(.uploadSizeExceeded, closeConnection: true)
         }
+        let trailerAlgorithms = checksumTrailerAlgorithms(request)
+        let discardable = checksum != nil || !trailerAlgorithms.isEmpty
         var declared = info
         declared.length = length
         let openWriter = { [self] in
-            store.openWriter(id: id, startingAt: offset, discardable: checksum != nil, lock: lock, on: executor) { [self] result in
+            store.openWriter(id: id, startingAt: offset, discardable: discardable, lock: lock, on: executor) { [self] result in
                 switch result {
                 case .failure(let error): reject(Self.mapStoreError(error))
                 case .success(let writer):
                     UploadAppend(
                         handler: self, request: request, writer: writer, lock: lock, holder: holder, limit: limit,
-                        checksum: checksum, purpose: .patch, upload: declared
+                        checksum: checksum, trailerAlgorithms: trailerAlgorithms, purpose: .patch, upload: declared
                     ).start()
                 }
             }
@@ -110,7 +114,7 @@ extension TusHandler {
     /// `application/offset+octet-stream`, ignoring case and parameters.
     static func isOffsetStream(_ contentType: String?) -> Bool {
         guard let contentType else { return false }
-        let mediaType = contentType.split(separator: ";", maxSplits: 1).first.map { String($0).trimmingSpaces() } ?? ""
+        let mediaType = contentType.split(separator: ";", maxSplits: 1).first.map { String($0.trimmingOWS()) } ?? ""
         return mediaType.equalsIgnoringASCIICase("application/offset+octet-stream")
     }
 }

@@ -9,15 +9,22 @@ extension TusHandler {
     /// some HTTP clients force a default Content-Type on every POST); the connection drains or closes.
     func handlePost(_ request: TusRequest) {
         let headers = request.head.headers
-        // Concatenation is not implemented; creating a plain upload the client believes is partial would
-        // corrupt its final upload later.
-        if headers["Upload-Concat"] != nil { return fail(request, .extensionNotSupported) }
+        let concat = headers["Upload-Concat"]
+        if let concat {
+            // Without the capability, a plain upload the client believes is partial would corrupt its final later.
+            guard store.capabilities.contains(.concatenation) else { return fail(request, .extensionNotSupported) }
+            switch UploadConcat.parse(concat) {
+            case nil: return fail(request, .invalidConcat)
+            case .final(let urls)?: return handleFinalCreation(request, concat: concat, urls: urls)
+            case .partial?: break  // an upload like any other, marked partial
+            }
+        }
         var length: Int64?
         switch (headers["Upload-Length"], headers["Upload-Defer-Length"]) {
         case (.some, .some): return fail(request, .ambiguousUploadLength)
         case (nil, nil): return fail(request, .invalidUploadLength)
         case (let text?, nil):
-            guard let parsed = HeaderInteger.parse(text) else { return fail(request, .invalidUploadLength) }
+            guard let parsed = DecimalInteger.parse(text.utf8) else { return fail(request, .invalidUploadLength) }
             length = parsed
         case (nil, let text?):
             guard text == "1" else { return fail(request, .invalidDeferLength) }
@@ -45,16 +52,23 @@ extension TusHandler {
             }
         }
 
+        // Only new uploads are turned away: those in progress may still use the reserve to finish.
+        if let required = configuration.minFreeSpace, let space = configuration.freeSpace?(),
+            !required.isMet(by: space)
+        {
+            return fail(request, .insufficientStorage, closeConnection: hasBody)
+        }
+
         // The id stays empty until the decisions are made (tusd: pre-create sees no id).
         let proposed = UploadInfo(
             id: "", length: length, metadata: metadata, createdAt: now(), expiresAt: length == 0 ? nil : nextExpiry(),
-            owner: request.grant?.subject)
+            owner: request.grant?.subject, concat: concat, isPartial: concat != nil)
         gate(.preAccess, request, upload: proposed, rejection: .accessDenied) { [self] _ in
             gate(.preCreate, request, upload: proposed, rejection: .uploadRejected) { [self] verdict in
                 var info = proposed
                 info.id = SecureRandom.uploadID()
                 if let changedID = verdict.changedID, !changedID.isEmpty {
-                    guard Self.isValidUploadID(changedID[...]) else { return fail(request, .storeFailure) }
+                    guard UploadID.isValid(changedID) else { return fail(request, .storeFailure) }
                     info.id = changedID
                 }
                 if let changed = verdict.changedMetadata { info.metadata = UploadMetadata.encode(changed) }

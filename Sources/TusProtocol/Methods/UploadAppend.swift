@@ -43,7 +43,11 @@ final class UploadAppend: HTTPBodySink {
     /// Bytes this request may append, or nil for no limit (deferred length, no max size).
     private let limit: Int64?
     private let checksum: UploadChecksum?
+    /// The header's algorithm, or every algorithm a checksum trailer may name (`trailerAlgorithms`); nil for an
+    /// unchecked request.
     private let digest: DigestBox?
+    /// Chunked trailer fields, kept from `bodyEnd` for the checksum-trailer verdict.
+    private var trailers = HTTPHeaders()
     private let purpose: Purpose
     /// The upload as it stood when this request took it (the length already declared).
     private let upload: UploadInfo
@@ -58,12 +62,16 @@ final class UploadAppend: HTTPBodySink {
     private var digestQueue: [(fragment: BodyFragment, hashed: () -> Void)] = []
     private var isDigesting = false
     private var stop: Stop?
+    /// A write that failed after the body had ended (the last writes complete after `bodyEnd`): the request
+    /// must not be answered 204 as if its bytes were stored.
+    private var writeFailedAfterEnd: StoreError?
     private var isFinishing = false
     private var hasResponded = false
 
     init(
         handler: TusHandler, request: TusRequest, writer: any UploadWriter, lock: any UploadLock, holder: LockHolder,
-        limit: Int64?, checksum: UploadChecksum?, purpose: Purpose, upload: UploadInfo
+        limit: Int64?, checksum: UploadChecksum?, trailerAlgorithms: [DigestAlgorithm] = [], purpose: Purpose,
+        upload: UploadInfo
     ) {
         self.upload = upload
         self.writtenOffset = upload.offset
@@ -75,7 +83,8 @@ final class UploadAppend: HTTPBodySink {
         self.holder = holder
         self.limit = limit
         self.checksum = checksum
-        self.digest = checksum.map { DigestBox(StreamingDigest($0.algorithm)) }
+        let algorithms = checksum.map { [$0.algorithm] } ?? trailerAlgorithms
+        self.digest = algorithms.isEmpty ? nil : DigestBox(algorithms)
         self.purpose = purpose
     }
 
@@ -130,6 +139,7 @@ final class UploadAppend: HTTPBodySink {
 
     func bodyEnd(trailers: HTTPHeaders) {
         guard stop == nil else { return }
+        self.trailers = trailers
         stop = .ended
         finishIfIdle()
     }
@@ -148,7 +158,7 @@ final class UploadAppend: HTTPBodySink {
         isDigesting = true
         let fragments = batch.map(\.fragment)
         request.exchange.executor.offload({
-            for fragment in fragments { digest.value.update(fragment.bytes) }
+            for fragment in fragments { digest.update(fragment.bytes) }
         }, completion: { [self] in
             isDigesting = false
             for entry in batch { entry.hashed() }
@@ -160,16 +170,30 @@ final class UploadAppend: HTTPBodySink {
     // MARK: Finishing
 
     private func stopEarly(_ reason: Stop) {
-        guard stop == nil else { return }
+        guard stop == nil else {
+            if case .writeFailed(let error) = reason, case .ended = stop, writeFailedAfterEnd == nil {
+                writeFailedAfterEnd = error
+            }
+            return
+        }
         stop = reason
         switch reason {
         case .overflow: respondError(.uploadSizeExceeded)
         case .takenOver: respondError(.uploadInterrupted)
-        case .writeFailed(let error): respondError(TusHandler.mapStoreError(error) == .notFound ? .gone : .storeFailure)
+        case .writeFailed(let error): respondError(Self.answer(toWriteFailure: error))
         case .stopped(let override): respondError(.uploadStopped, override: override)
         case .ended, .aborted: break
         }
         finishIfIdle()
+    }
+
+    /// 507 for a full disk or quota (clients retry 5xx), 410 for an upload removed meanwhile, 500 otherwise.
+    private static func answer(toWriteFailure error: StoreError) -> TusError {
+        switch TusHandler.mapStoreError(error) {
+        case .notFound: .gone
+        case .insufficientStorage: .insufficientStorage
+        default: .storeFailure
+        }
     }
 
     private func finishIfIdle() {
@@ -177,13 +201,18 @@ final class UploadAppend: HTTPBodySink {
         isFinishing = true
         holder.onReleaseRequested = nil  // releasing soon anyway
         var outcome: TusError?
-        var discard = checksum != nil
+        var discard = digest != nil
         switch stop {
         case .ended:
-            if let checksum, let digest {
-                let matches = digest.value.finalize() == checksum.expected
+            if let writeFailedAfterEnd {
+                outcome = Self.answer(toWriteFailure: writeFailedAfterEnd)
+            } else if let checksum, let digest {
+                let matches = digest.finalize()[checksum.algorithm] == checksum.expected
                 discard = !matches
                 outcome = matches ? nil : .checksumMismatch
+            } else if let digest {
+                outcome = UploadChecksum.verifyTrailer(trailers, digests: digest.finalize())
+                discard = outcome != nil
             }
         case .aborted(let reason):
             outcome = switch reason {
@@ -206,9 +235,12 @@ final class UploadAppend: HTTPBodySink {
         lock.release()
         switch result {
         case .failure(let error):
-            // Only an unreachable shared state is worth a 503 (retry soon); anything else is a 500.
-            if case .unavailable = error { return respondError(.storeUnavailable) }
-            respondError(.storeFailure)
+            // An unreachable shared state is worth a 503 (retry soon), a full disk a 507; anything else is a 500.
+            switch error {
+            case .unavailable: respondError(.storeUnavailable)
+            case .insufficientStorage: respondError(.insufficientStorage)
+            default: respondError(.storeFailure)
+            }
         case .success(let info):
             // What was committed is progress whatever the answer (tusd sends a last post-receive too).
             if info.offset != lastReportedOffset { reportProgress(info) }
@@ -225,6 +257,12 @@ final class UploadAppend: HTTPBodySink {
             switch purpose {
             case .patch:
                 response = HTTPResponse(status: .noContent, headers: headers)
+                if info.isPartial && info.isComplete {
+                    // concatenation-unfinished: this PATCH may have been the last one some final waited for. On the
+                    // next turn of the loop, so that this request's answer goes out first.
+                    let executor = request.exchange.executor
+                    executor.execute { [handler] in handler.completeFinals(referencing: info, on: executor) }
+                }
             case .creation(let location):
                 headers.add("Location", location)
                 response = HTTPResponse(status: .created, headers: headers)
@@ -243,8 +281,9 @@ final class UploadAppend: HTTPBodySink {
     // MARK: Progress
 
     private func reportProgressIfDue() {
-        // A checksummed request's bytes may still be rolled back: its progress is reported once, at commit.
-        guard checksum == nil else { return }
+        // A checksummed request's bytes (header or trailer checksum) may still be rolled back: its progress is
+        // reported once, at commit.
+        guard digest == nil else { return }
         let now = TusHandler.monotonicNanoseconds()
         guard now &- lastProgressNanoseconds >= handler.configuration.progressIntervalMilliseconds * 1_000_000 else {
             return
@@ -280,9 +319,13 @@ final class UploadAppend: HTTPBodySink {
     }
 }
 
-/// The digest crosses to a worker thread and back. Only one hashing job runs at a time per request, and the
-/// loop touches the digest only when no job is running (`isDigesting`), so access never overlaps.
+/// The digests cross to a worker thread and back. Only one hashing job runs at a time per request, and the
+/// loop touches them only when no job is running (`isDigesting`), so access never overlaps.
 private final class DigestBox: @unchecked Sendable {
-    let value: StreamingDigest
-    init(_ value: StreamingDigest) { self.value = value }
+    let digests: [(algorithm: DigestAlgorithm, digest: StreamingDigest)]
+    init(_ algorithms: [DigestAlgorithm]) { digests = algorithms.map { ($0, StreamingDigest($0)) } }
+    func update(_ bytes: UnsafeRawBufferPointer) { for entry in digests { entry.digest.update(bytes) } }
+    func finalize() -> [DigestAlgorithm: [UInt8]] {
+        Dictionary(uniqueKeysWithValues: digests.map { ($0.algorithm, $0.digest.finalize()) })
+    }
 }

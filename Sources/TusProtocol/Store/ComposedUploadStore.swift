@@ -27,6 +27,7 @@ public final class ComposedUploadStore<State: UploadStateStore, Data: UploadData
         var capabilities: UploadStoreCapabilities = [.termination]
         if data.capabilities.contains(.truncate) { capabilities.insert(.discardableWrites) }
         if data.capabilities.contains(.read) { capabilities.insert(.download) }
+        if data.capabilities.contains(.concatenate) { capabilities.insert(.concatenation) }
         self.capabilities = capabilities.subtracting(disabled)
     }
 
@@ -64,11 +65,9 @@ public final class ComposedUploadStore<State: UploadStateStore, Data: UploadData
     ) {
         state.lookup(id, on: executor) { [self] looked in
             let info: UploadInfo
-            switch looked {
+            switch looked.flatMap(\.record) {
             case .failure(let error): return completion(.failure(error))
-            case .success(.notFound): return completion(.failure(.notFound))
-            case .success(.gone): return completion(.failure(.gone))
-            case .success(.found(let found)): info = found
+            case .success(let found): info = found
             }
             data.openWriter(id: id, at: offset, length: info.length, on: executor) { [self] opened in
                 let dataWriter: any UploadDataWriter
@@ -114,6 +113,30 @@ public final class ComposedUploadStore<State: UploadStateStore, Data: UploadData
         now: Int64, on executor: any LoopExecutor, completion: @escaping (Result<[String], StoreError>) -> Void
     ) {
         state.listExpired(now: now, on: executor, completion: completion)
+    }
+
+    public func finals(
+        referencing partialID: String, on executor: any LoopExecutor,
+        completion: @escaping (Result<[String], StoreError>) -> Void
+    ) {
+        state.finals(referencing: partialID, on: executor, completion: completion)
+    }
+
+    /// Data before record, as everywhere: the record says "complete" only once the assembled bytes are durable,
+    /// so a crash in between leaves a final that is not complete yet and is assembled again (idempotently).
+    public func completeConcatenation(
+        _ final: UploadInfo, partials: [UploadInfo], on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void
+    ) {
+        if final.isComplete { return completion(.success(final)) }
+        let lengths = partials.compactMap { $0.isComplete ? $0.length : nil }
+        guard final.isFinal, lengths.count == final.partialIDs.count, partials.map(\.id) == final.partialIDs else {
+            return completion(.failure(.conflict))
+        }
+        data.concatenate(id: final.id, parts: final.partialIDs, lengths: lengths, on: executor) { [self] error in
+            if let error { return completion(.failure(error)) }
+            state.completeFinal(id: final.id, length: lengths.reduce(0, +), on: executor, completion: completion)
+        }
     }
 }
 

@@ -21,34 +21,17 @@ extension ComposedUploadStore where State == MemoryStateStore, Data == MemoryDat
 /// Records in RAM. Synchronization boundary: one `Mutex`, because loops on several threads share it.
 /// Completions run synchronously on the caller's thread, outside the mutex.
 public final class MemoryStateStore: UploadStateStore {
-    private struct State {
-        var uploads: [String: UploadInfo] = [:]
-        var gone: Set<String> = []
+    private let state: Mutex<UploadIndex>
 
-        func missing(_ id: String) -> StoreError { gone.contains(id) ? .gone : .notFound }
+    public init(rememberedGoneIDs: Int = 100_000) {
+        state = Mutex(UploadIndex(rememberedGoneIDs: rememberedGoneIDs))
     }
-
-    private let state = Mutex(State())
-
-    public init() {}
 
     public var progressPolicy: UploadProgressPolicy { .everyWrite }
 
-    public func lookup(_ id: String) -> UploadLookup {
-        state.withLock { state in
-            if let info = state.uploads[id] { return .found(info) }
-            return state.gone.contains(id) ? .gone : .notFound
-        }
-    }
+    public func lookup(_ id: String) -> UploadLookup { state.withLock { $0.lookup(id) } }
 
-    public func listExpired(now: Int64) -> [String] {
-        state.withLock { state in
-            state.uploads.values.compactMap { info in
-                guard !info.isComplete, let expiresAt = info.expiresAt, expiresAt <= now else { return nil }
-                return info.id
-            }.sorted()
-        }
-    }
+    public func listExpired(now: Int64) -> [String] { state.withLock { $0.expired(now: now) } }
 
     public func lookup(
         _ id: String, on executor: any LoopExecutor, completion: @escaping (Result<UploadLookup, StoreError>) -> Void
@@ -62,7 +45,7 @@ public final class MemoryStateStore: UploadStateStore {
     ) {
         completion(
             state.withLock { state in
-                if state.uploads[info.id] != nil || state.gone.contains(info.id) { return .failure(.alreadyExists) }
+                if state.isTaken(info.id) { return .failure(.alreadyExists) }
                 state.uploads[info.id] = info
                 return .success(info)
             })
@@ -117,8 +100,8 @@ public final class MemoryStateStore: UploadStateStore {
     ) {
         completion(
             state.withLock { state in
-                guard state.uploads.removeValue(forKey: id) != nil else { return .failure(state.missing(id)) }
-                state.gone.insert(id)
+                guard state.uploads[id] != nil else { return .failure(state.missing(id)) }
+                state.remove(id)
                 return .success(())
             })
     }
@@ -127,6 +110,30 @@ public final class MemoryStateStore: UploadStateStore {
         now: Int64, on executor: any LoopExecutor, completion: @escaping (Result<[String], StoreError>) -> Void
     ) {
         completion(.success(listExpired(now: now)))
+    }
+
+    public func completeFinal(
+        id: String, length: Int64, on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void
+    ) {
+        completion(
+            update(id) { info in
+                guard info.isFinal else { return .conflict }
+                info.length = length
+                info.offset = length
+                info.expiresAt = nil
+                return nil
+            })
+    }
+
+    /// A scan: the memory store serves tests and demos.
+    public func finals(
+        referencing partialID: String, on executor: any LoopExecutor,
+        completion: @escaping (Result<[String], StoreError>) -> Void
+    ) {
+        completion(.success(state.withLock { state in
+            state.uploads.values.filter { $0.partialIDs.contains(partialID) }.map(\.id).sorted()
+        }))
     }
 
     /// Applies `change` under the mutex; it returns an error to leave the record untouched.
@@ -184,6 +191,24 @@ public final class MemoryDataStore: UploadDataStore {
     public func remove(id: String, on executor: any LoopExecutor, completion: @escaping (StoreError?) -> Void) {
         uploads.withLock { _ = $0.removeValue(forKey: id) }
         completion(nil)
+    }
+
+    /// A copy: RAM has nothing to share bytes by reference across removals (tests and demos only).
+    public func concatenate(
+        id: String, parts: [String], lengths: [Int64], on executor: any LoopExecutor,
+        completion: @escaping (StoreError?) -> Void
+    ) {
+        completion(
+            uploads.withLock { uploads in
+                guard uploads[id] != nil else { return .notFound }
+                var joined: [UInt8] = []
+                for (part, length) in zip(parts, lengths) {
+                    guard let bytes = uploads[part], Int64(bytes.count) == length else { return .gone }
+                    joined += bytes
+                }
+                uploads[id] = joined
+                return nil
+            })
     }
 
     private final class Writer: UploadDataWriter {

@@ -10,7 +10,10 @@ public struct UploadDataCapabilities: OptionSet, Sendable {
     /// `openReader` works (GET downloads).
     public static let read = UploadDataCapabilities(rawValue: 1 << 1)
 
-    public static let all: UploadDataCapabilities = [.truncate, .read]
+    /// `concatenate` works (the `concatenation` extensions).
+    public static let concatenate = UploadDataCapabilities(rawValue: 1 << 2)
+
+    public static let all: UploadDataCapabilities = [.truncate, .read, .concatenate]
 }
 
 /// Upload bytes: one append-only stream per upload id, replaceable (local files by default). Records are an
@@ -34,6 +37,13 @@ public protocol UploadDataStore: AnyObject, Sendable {
 
     /// Deletes the bytes; missing data is not an error.
     func remove(id: String, on executor: any LoopExecutor, completion: @escaping (StoreError?) -> Void)
+
+    /// Makes `id`'s data the bytes of `parts` (complete, immutable uploads of `lengths` bytes; an id may repeat)
+    /// in order, durably, in a form that survives the removal of the parts: afterwards `openReader(id:)` reads
+    /// the concatenation. Idempotent: a call interrupted by a crash can be made again.
+    func concatenate(
+        id: String, parts: [String], lengths: [Int64], on executor: any LoopExecutor,
+        completion: @escaping (StoreError?) -> Void)
 }
 
 /// Appends to one upload's data, on the loop that opened it. Writes are kept in order. `sync` may run while

@@ -68,6 +68,19 @@ public protocol UploadStateStore: AnyObject, Sendable {
 
     func listExpired(
         now: Int64, on executor: any LoopExecutor, completion: @escaping (Result<[String], StoreError>) -> Void)
+
+    /// Marks a final upload complete at `length` (its data is already assembled): `offset = length`, no expiry.
+    /// No lock: nothing else writes a final's record, and every caller writes the same values. `.notFound` /
+    /// `.gone` as for other calls; a record that is not a final is `.conflict`.
+    func completeFinal(
+        id: String, length: Int64, on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void)
+
+    /// The finals that list `partialID` (sorted, each once), so that the request completing a partial can complete
+    /// its finals at once instead of waiting for somebody to look at them.
+    func finals(
+        referencing partialID: String, on executor: any LoopExecutor,
+        completion: @escaping (Result<[String], StoreError>) -> Void)
 }
 
 extension UploadInfo {

@@ -15,12 +15,22 @@ public struct UploadInfo: Codable, Sendable, Equatable {
     public var createdAt: Int64
     /// Unix seconds after which an unfinished upload is gone; nil = never (finished, or expiration off).
     public var expiresAt: Int64?
+    /// The `Upload-Concat` header exactly as received (HEAD echoes it "as received"); nil for a plain upload.
+    public var concat: String?
+    /// Created with `Upload-Concat: partial`: a piece of a future final upload, not a finished file of its own
+    /// (hooks and post-processing must tell them apart, as tusd's `IsPartial` does).
+    public var isPartial: Bool
+    /// For a final upload (`Upload-Concat: final;...`): the ids of its partial uploads in list order, an id as
+    /// often as it was listed. Empty for every other upload.
+    public var partialIDs: [String]
+
     /// Who created it (the authorizer's subject); nil = anyone may use it. Set once, at creation.
     public var owner: String?
 
     public init(
         id: String, length: Int64?, offset: Int64 = 0, metadata: String? = nil, createdAt: Int64,
-        expiresAt: Int64? = nil, owner: String? = nil
+        expiresAt: Int64? = nil, owner: String? = nil, concat: String? = nil, isPartial: Bool = false,
+        partialIDs: [String] = []
     ) {
         self.owner = owner
         self.id = id
@@ -29,10 +39,31 @@ public struct UploadInfo: Codable, Sendable, Equatable {
         self.metadata = metadata
         self.createdAt = createdAt
         self.expiresAt = expiresAt
+        self.concat = concat
+        self.isPartial = isPartial
+        self.partialIDs = partialIDs
+    }
+
+    /// Records persisted before concatenation or owners existed have none of their keys; they read as plain
+    /// uploads that anyone may use.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        id = try container.decode(String.self, forKey: .id)
+        length = try container.decodeIfPresent(Int64.self, forKey: .length)
+        offset = try container.decode(Int64.self, forKey: .offset)
+        metadata = try container.decodeIfPresent(String.self, forKey: .metadata)
+        createdAt = try container.decode(Int64.self, forKey: .createdAt)
+        expiresAt = try container.decodeIfPresent(Int64.self, forKey: .expiresAt)
+        concat = try container.decodeIfPresent(String.self, forKey: .concat)
+        isPartial = try container.decodeIfPresent(Bool.self, forKey: .isPartial) ?? false
+        partialIDs = try container.decodeIfPresent([String].self, forKey: .partialIDs) ?? []
+        owner = try container.decodeIfPresent(String.self, forKey: .owner)
     }
 
     public var isLengthDeferred: Bool { length == nil }
     public var isComplete: Bool { length == offset }
+    /// A final upload: its bytes are its partials' bytes, and it is never PATCHed.
+    public var isFinal: Bool { !partialIDs.isEmpty }
 }
 
 /// The answer to "does this upload exist?", which must be cheap: HEAD answers from it without I/O.
@@ -41,6 +72,15 @@ public enum UploadLookup: Sendable, Equatable {
     /// Terminated or expired, and still remembered (answered 410 rather than 404).
     case gone
     case notFound
+
+    /// The record, or the outcome as the error of a caller that needs one (`.notFound`, `.gone`).
+    public var record: Result<UploadInfo, StoreError> {
+        switch self {
+        case .found(let info): .success(info)
+        case .gone: .failure(.gone)
+        case .notFound: .failure(.notFound)
+        }
+    }
 }
 
 /// Why an upload's data and state are removed; stores remember both as `.gone`.
@@ -64,6 +104,8 @@ public enum StoreError: Error, Sendable, Equatable {
     /// The shared state cannot be reached right now (Redis down or too slow). Clients get `503` with
     /// `Retry-After`, never a wrong answer.
     case unavailable(String)
+    /// The disk (or quota) is full: ENOSPC or EDQUOT. Clients get `507`; the upload stays consistent.
+    case insufficientStorage
     /// An I/O failure; the message is for logs only, never for clients.
     case io(String)
 }
@@ -80,7 +122,11 @@ public struct UploadStoreCapabilities: OptionSet, Sendable {
     /// `openReader` works (GET downloads).
     public static let download = UploadStoreCapabilities(rawValue: 1 << 2)
 
-    public static let all: UploadStoreCapabilities = [.termination, .discardableWrites, .download]
+    /// `concatenate` works: final uploads can be made of partial ones (`concatenation` and
+    /// `concatenation-unfinished`).
+    public static let concatenation = UploadStoreCapabilities(rawValue: 1 << 3)
+
+    public static let all: UploadStoreCapabilities = [.termination, .discardableWrites, .download, .concatenation]
 }
 
 /// Where uploads live, as the handler sees it: one record and one byte stream per upload.
@@ -133,6 +179,19 @@ public protocol UploadStore: AnyObject, Sendable {
     /// Opens the stored bytes for reading (downloads). Callers read only below the offset they looked up.
     func openReader(
         id: String, on executor: any LoopExecutor, completion: @escaping (Result<any UploadReader, StoreError>) -> Void)
+
+    /// Completes a final upload whose partials are all complete (`partials`: their records, in the final's list
+    /// order): its data becomes the partials' bytes in a form that outlives them, then its record says
+    /// `offset == length`. Idempotent, and safe to run on several instances at once; a crash in between
+    /// leaves a final that is not complete yet and is completed by the next call.
+    func completeConcatenation(
+        _ final: UploadInfo, partials: [UploadInfo], on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void)
+
+    /// The finals that list `partialID` (see `UploadStateStore.finals(referencing:)`).
+    func finals(
+        referencing partialID: String, on executor: any LoopExecutor,
+        completion: @escaping (Result<[String], StoreError>) -> Void)
 
     /// Unfinished uploads whose `expiresAt` is at or before `now` (unix seconds).
     func listExpired(

@@ -19,52 +19,75 @@ func runBench(_ options: BenchOptions) -> Int32 {
         log: { printError("redis: \($0)\n") })
     var status: Int32 = 0
     var remainingTests = options.tests[...]
-    let value = RedisArgument("xxx")  // redis-benchmark's default 3-byte value
-    let key = RedisArgument("key:__rand_int__")  // and its key without -r
 
     func runNextTest() {
         guard let test = remainingTests.popFirst() else {
             client.shutdown(on: loop) { loop.stop() }
             return
         }
-        let command: [RedisArgument] = test == "set" ? ["SET", key, value] : ["GET", key]
-        var sent = 0
-        var completed = 0
-        var failures = 0
-        var start = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &start)
-        func sendBatch() {
-            let batch = min(options.pipeline, options.requests - sent)
-            var outstanding = batch
-            for _ in 0..<batch {
-                client.send(command, on: loop) { result in
-                    if case .failure = result { failures += 1 }
-                    completed += 1
-                    outstanding -= 1
-                    guard outstanding == 0 else { return }
-                    if sent < options.requests {
-                        sendBatch()
-                    } else {
-                        var end = timespec()
-                        clock_gettime(CLOCK_MONOTONIC, &end)
-                        let seconds = Double(end.tv_sec - start.tv_sec) + Double(end.tv_nsec - start.tv_nsec) / 1e9
-                        print("\(test) \(Int(Double(completed) / seconds))")
-                        if failures > 0 {
-                            printError("\(test): \(failures) of \(completed) commands failed\n")
-                            status = 1
-                        }
-                        runNextTest()
-                    }
-                }
-            }
-            sent += batch
+        let run = TestRun(test: test, client: client, loop: loop, options: options) { failures in
+            if failures > 0 { status = 1 }
+            runNextTest()
         }
-        sendBatch()
+        run.sendBatch()
     }
 
     loop.schedule(afterMilliseconds: 0) { runNextTest() }
     loop.run()
     return status
+}
+
+/// One test's counters in one object, so that each command's completion captures a single reference: the
+/// harness should cost as little per command as a real caller's completion does.
+private final class TestRun {
+    let test: String
+    let client: RedisClient
+    let loop: EventLoop
+    let options: BenchOptions
+    let command: [RedisArgument]
+    let finished: (_ failures: Int) -> Void
+    var sent = 0
+    var completed = 0
+    var failures = 0
+    var outstanding = 0
+    var start = timespec()
+
+    init(
+        test: String, client: RedisClient, loop: EventLoop, options: BenchOptions,
+        finished: @escaping (_ failures: Int) -> Void
+    ) {
+        self.test = test
+        self.client = client
+        self.loop = loop
+        self.options = options
+        self.finished = finished
+        // redis-benchmark's defaults: key "key:__rand_int__" (no -r) and a 3-byte value.
+        command = test == "set" ? ["SET", "key:__rand_int__", "xxx"] : ["GET", "key:__rand_int__"]
+        clock_gettime(CLOCK_MONOTONIC, &start)
+    }
+
+    func sendBatch() {
+        let batch = min(options.pipeline, options.requests - sent)
+        outstanding = batch
+        sent += batch
+        for _ in 0..<batch {
+            client.send(command, on: loop) { [self] result in didComplete(result) }
+        }
+    }
+
+    private func didComplete(_ result: Result<RESPValue, RedisError>) {
+        if case .failure = result { failures += 1 }
+        completed += 1
+        outstanding -= 1
+        guard outstanding == 0 else { return }
+        if sent < options.requests { return sendBatch() }
+        var end = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &end)
+        let seconds = Double(end.tv_sec - start.tv_sec) + Double(end.tv_nsec - start.tv_nsec) / 1e9
+        print("\(test) \(Int(Double(completed) / seconds))")
+        if failures > 0 { printError("\(test): \(failures) of \(completed) commands failed\n") }
+        finished(failures)
+    }
 }
 
 /// stderr is a mutable C global that Swift 6 rejects; write(2) needs none.

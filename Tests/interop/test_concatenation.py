@@ -1,0 +1,208 @@
+"""concatenation and concatenation-unfinished against the real binary: aiotus upload_multiple (partials, then a
+final listing relative paths), tus-cli --parallel (absolute URLs; interrupted with kill -9 and re-run), a final
+created before its partials finish, and kill -9 while a large final is being assembled."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import time
+
+import aiotus
+import pytest
+import requests
+
+from tus_helpers import (
+    RawResponse, TusServer, create_upload, head_offset, patch, repo_root, request, sha256, wait_until)
+
+MiB = 1024 * 1024
+QUIET = aiotus.RetryConfiguration(retry_attempts=1, max_retry_period_seconds=0.1)
+
+
+def cli_binary() -> str:
+    configured = os.environ.get("TUS_CLI_BIN")
+    if configured:
+        return configured
+    for candidate in (".build/release/tus-cli", ".build/debug/tus-cli"):
+        path = repo_root() / candidate
+        if path.exists():
+            return str(path)
+    raise RuntimeError("set TUS_CLI_BIN to a built tus-cli binary")
+
+
+def create_partial(port: int, length: int) -> str:
+    response = request(port, "POST", "/files/", {"Upload-Concat": "partial", "Upload-Length": str(length), "Content-Length": "0"})
+    assert response is not None and response.status == 201, response
+    return "/" + response.header("Location").split("/", 3)[3]
+
+
+def create_final(port: int, paths: list[str]) -> RawResponse:
+    response = request(port, "POST", "/files/", {"Upload-Concat": "final;" + " ".join(paths), "Content-Length": "0"})
+    assert response is not None, "no answer"
+    return response
+
+
+def path_of(location: str) -> str:
+    return "/" + location.split("/", 3)[3] if "://" in location else location
+
+
+def download_sha256(port: int, path: str) -> str:
+    """Streams a download through sha256 (the raw-socket helper buffers quadratically on hundreds of MiB)."""
+    digest = hashlib.sha256()
+    with requests.get(f"http://127.0.0.1:{port}{path}", stream=True, timeout=60) as response:
+        assert response.status_code == 200, response.status_code
+        for block in response.iter_content(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def records(upload_dir: pathlib.Path) -> list[dict]:
+    return [json.loads(path.read_text()) for path in sorted(upload_dir.glob("*.info"))]
+
+
+def finals(upload_dir: pathlib.Path) -> list[dict]:
+    return [record for record in records(upload_dir) if record.get("partialIDs")]
+
+
+def test_aiotus_upload_multiple_relative_paths(server: TusServer):
+    parts = [os.urandom(MiB + 17), os.urandom(3), os.urandom(2 * MiB)]
+    metadata = {"filename": b"joined.bin"}
+
+    async def scenario():
+        files = [io.BytesIO(part) for part in parts]
+        return await aiotus.upload_multiple(server.endpoint, files, metadata, config=QUIET, chunksize=MiB // 2)
+
+    location = asyncio.run(asyncio.wait_for(scenario(), timeout=45))
+    assert location is not None, "upload_multiple failed (aiotus logs why)"
+    final = path_of(str(location))
+    head = request(server.port, "HEAD", final)
+    assert head.status == 200
+    assert head.header("Upload-Concat").startswith("final;/files/"), "aiotus lists relative paths, echoed as sent"
+    assert int(head.header("Upload-Offset")) == int(head.header("Upload-Length")) == sum(map(len, parts))
+    assert head.header("Upload-Metadata") == "filename am9pbmVkLmJpbg=="
+    body = request(server.port, "GET", final).body
+    assert sha256(body) == sha256(b"".join(parts))
+
+
+def run_cli(*args: str, cache: pathlib.Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+    return subprocess.run([cli_binary(), *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.mark.time_limit(120)
+def test_tus_cli_parallel_interrupted_resumes_parts_and_creates_one_final(server_factory, tmp_path):
+    server = server_factory("--loops", "2")
+    data = os.urandom(96 * MiB + 5)
+    source = tmp_path / "big.bin"
+    source.write_bytes(data)
+    cache = tmp_path / "cache"
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+    args = [cli_binary(), "upload", str(source), server.endpoint, "--parallel", "4", "--chunk-size", "1M", "-q"]
+    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        # Kill once every part has bytes on the server but before they are all complete.
+        def parts_started() -> bool:
+            partials = [r for r in records(server.upload_dir) if r.get("isPartial")]
+            return len(partials) == 4 and all(
+                (server.upload_dir / r["id"]).stat().st_size > 0 for r in partials)
+        wait_until(parts_started, timeout=30, interval=0.005, message="all four parts receiving")
+    finally:
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+        first.stdout.close()
+        first.stderr.close()
+    assert finals(server.upload_dir) == [], "killed before the final existed"
+    progress = {r["id"]: (server.upload_dir / r["id"]).stat().st_size for r in records(server.upload_dir)}
+
+    second = run_cli("upload", str(source), server.endpoint, "--parallel", "4", "--chunk-size", "1M", cache=cache)
+    assert second.returncode == 0, second.stderr
+    assert second.stderr.count("resuming part") == 4, second.stderr
+    final_url = second.stdout.strip()
+    partials = [r for r in records(server.upload_dir) if r.get("isPartial")]
+    assert len(partials) == 4, "every part resumed, none created again"
+    assert len(finals(server.upload_dir)) == 1
+    assert sum(r["length"] for r in partials) == len(data)
+    assert any(size < r["length"] for r in partials for i, size in progress.items() if i == r["id"]), \
+        "the kill really interrupted a part"
+    assert download_sha256(server.port, path_of(final_url)) == sha256(data)
+
+    # Once finished, the cached parts are forgotten: a third run is a new upload, not a second final of the first.
+    third = run_cli("upload", str(source), server.endpoint, "--parallel", "2", "-q", cache=cache)
+    assert third.returncode == 0, third.stderr
+    assert len(finals(server.upload_dir)) == 2
+
+
+def test_final_created_before_its_partials_finish(server: TusServer):
+    first, second = os.urandom(300 * 1024), os.urandom(200 * 1024)
+    a = create_partial(server.port, len(first))
+    b = create_partial(server.port, len(second))
+    assert patch(server.port, a, 0, first).status == 204
+    assert patch(server.port, b, 0, second[:1000]).status == 204
+    created = create_final(server.port, [a, b])
+    assert created.status == 201
+    final = path_of(created.header("Location"))
+    unfinished = request(server.port, "HEAD", final)
+    assert unfinished.status == 200
+    assert unfinished.header("Upload-Offset") is None, "SHOULD NOT until complete"
+    assert unfinished.header("Upload-Length") == str(len(first) + len(second))
+    assert patch(server.port, final, 0, b"x").status == 403
+    assert patch(server.port, b, 1000, second[1000:]).status == 204
+    record = server.upload_dir / (final.rsplit("/", 1)[1] + ".info")
+    wait_until(lambda: json.loads(record.read_text())["offset"] == len(first) + len(second), timeout=5,
+               message="the final completes by itself (no request on it) once its last partial is complete")
+    complete = request(server.port, "HEAD", final)
+    assert complete.header("Upload-Offset") == complete.header("Upload-Length") == str(len(first) + len(second))
+    assert sha256(request(server.port, "GET", final).body) == sha256(first + second)
+    ranged = request(server.port, "GET", final, {"Range": f"bytes={len(first) - 10}-{len(first) + 9}"})
+    assert ranged.status == 206 and ranged.body == first[-10:] + second[:10], "a range across the part boundary"
+
+
+@pytest.mark.time_limit(240)
+def test_kill_9_during_assembly_of_a_large_final(server_factory, tmp_path):
+    """4 x 64 MiB partials; the final is POSTed and the server killed 0..20 ms later, ten times. After each
+    restart the final either does not exist, or exists and is complete and byte-exact, or exists unfinished and
+    completes on the next look; never wrong bytes."""
+    pieces = [os.urandom(64 * MiB) for _ in range(4)]
+    expected = sha256(b"".join(pieces))
+    upload_dir = tmp_path / "assembly"
+    server = server_factory(upload_dir=upload_dir)
+    paths = []
+    for piece in pieces:
+        path = create_partial(server.port, len(piece))
+        for start in range(0, len(piece), 16 * MiB):
+            assert patch(server.port, path, start, piece[start:start + 16 * MiB]).status == 204
+        paths.append(path)
+    outcomes = []
+    for delay in (0.0, 0.001, 0.002, 0.004, 0.006, 0.008, 0.010, 0.012, 0.015, 0.020):
+        known = {r["id"] for r in finals(upload_dir)}
+        connection = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        concat = "final;" + " ".join(paths)
+        connection.sendall(
+            f"POST /files/ HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\nUpload-Concat: {concat}\r\n"
+            f"Content-Length: 0\r\n\r\n".encode())
+        time.sleep(delay)
+        server.kill()
+        connection.close()
+        server = server_factory(upload_dir=upload_dir)
+        new = [r for r in finals(upload_dir) if r["id"] not in known]
+        if not new:
+            outcomes.append("not created")
+            continue
+        (record,) = new
+        outcomes.append("complete" if record["offset"] == record["length"] else "unfinished")
+        head = request(server.port, "HEAD", "/files/" + record["id"])
+        assert head.status == 200
+        assert head.header("Upload-Offset") == head.header("Upload-Length") == str(256 * MiB)
+        assert download_sha256(server.port, "/files/" + record["id"]) == expected
+    print(f"\noutcomes after kill -9: {outcomes}")
+    # The partials' data is linked, never copied: 256 MiB of partials + links, not 512 MiB.
+    by_inode = {p.stat().st_ino: p for p in upload_dir.iterdir() if p.is_file()}
+    distinct = sum(p.stat().st_blocks * 512 for p in by_inode.values())
+    assert distinct < 300 * MiB, f"finals share the partials' blocks ({distinct} bytes on disk)"
