@@ -93,7 +93,7 @@ let package = Package(
             name: "TusHooksTests", dependencies: ["TusHooks", "TusProtocol", "TusHTTP1", "TusTestSupport"]),
         .testTarget(
             name: "TusOperationsTests",
-            dependencies: ["TusOperations", "TusProtocol", "TusHTTP1", "TusCrypto", "TusTestSupport"]),
+            dependencies: ["TusOperations", "TusProtocol", "TusHTTP1", "TusCrypto", "TusHTTPServer", "TusTestSupport"]),
         .testTarget(name: "TusProtocolTests", dependencies: ["TusProtocol", "TusHTTP1", "TusTestSupport"]),
         .testTarget(
             name: "TusStoreTests", dependencies: ["TusStore", "TusProtocol", "TusLoop", "TusHTTPServer", "TusTestSupport"]),

@@ -34,6 +34,8 @@ final class HTTPConnection: TCPStreamDelegate {
     private var bodySink: (any HTTPBodySink)?
     private var exchange: Exchange?
     var requestSequence: UInt64 { machine.requestSequence }
+    /// " request_id=…" for log lines about the current request, once the application named it.
+    var requestLogTag = ""
 
     /// The chunk being read into and the unconsumed bytes in it (`readStart..<readEnd`).
     private var chunk: ByteChunk?
@@ -237,6 +239,7 @@ final class HTTPConnection: TCPStreamDelegate {
         let (sequence, read) = machine.headReceived(keepAlive: head.keepAlive, hasBody: hasBody)
         bodyTrailers = HTTPHeaders()
         bodyDecoder = hasBody ? BodyDecoder(framing: head.bodyFraming, limits: configuration.parserLimits) : nil
+        requestLogTag = ""
         let exchange = Exchange(head: head, connection: self, sequence: sequence)
         self.exchange = exchange
         apply(read)
@@ -386,7 +389,7 @@ final class HTTPConnection: TCPStreamDelegate {
         apply(read)
         let sequence = machine.requestSequence
         context.server.logIf(.debug) {
-            let id = response.headers["X-Request-ID"].map { " request_id=\($0)" } ?? ""
+            let id = response.headers["X-Request-ID"].map { " request_id=\($0)" } ?? requestLogTag
             return "\(head.method) \(head.target) -> \(response.status.code)\(id)"
         }
         send(bytes) { [self] error in
@@ -429,7 +432,7 @@ final class HTTPConnection: TCPStreamDelegate {
             default:
                 // Short or failed source: the framing promised more bytes, so the connection cannot continue.
                 source.cancel()
-                context.server.logIf(.warning, "response body source ended early; closing connection")
+                context.server.logIf(.warning, "response body source ended early; closing connection\(requestLogTag)")
                 close()
             }
         }
@@ -477,15 +480,15 @@ final class HTTPConnection: TCPStreamDelegate {
             context.server.logIf(
                 .info,
                 "body slower than \(configuration.minBodyBytesPerSecond) bytes/s over "
-                    + "\(configuration.bodyRateWindowMilliseconds) ms; closing connection")
+                    + "\(configuration.bodyRateWindowMilliseconds) ms; closing connection\(requestLogTag)")
             abort(reason: .timeout)
         case .forceClose:
             finalClose()
         case .responseWriteTimeout:
-            context.server.logIf(.info, "response write timeout; closing connection")
+            context.server.logIf(.info, "response write timeout; closing connection\(requestLogTag)")
             close()
         case .bodyTimeout:
-            context.server.logIf(.info, "body timeout; closing connection")
+            context.server.logIf(.info, "body timeout; closing connection\(requestLogTag)")
             abort(reason: .timeout)
         case .headTimeout:
             fail(with: HTTPParseError(status: .requestTimeout, message: "request head timeout"))
@@ -552,6 +555,11 @@ final class Exchange: HTTPExchange {
     var executor: any LoopExecutor { connection.context.executor }
     var isSecure: Bool { connection.isSecure }
     var remoteAddress: String? { connection.stream.remoteAddress }
+
+    func tagForLogs(requestID: String) {
+        guard connection.currentSequence == sequence else { return }
+        connection.requestLogTag = " request_id=\(requestID)"
+    }
 
     private var isCurrent: Bool { connection.currentSequence == sequence && !hasResponded }
 

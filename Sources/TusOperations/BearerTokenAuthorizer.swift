@@ -68,20 +68,19 @@ public final class BearerTokenAuthorizer: RequestAuthorizer {
         return true
     }
 
-    /// The token after a case-insensitive `Bearer ` (RFC 6750 §2.1), or nil.
+    /// The token after a case-insensitive `Bearer ` (RFC 6750 §2.1), or nil. Works on UTF-8 bytes: a token
+    /// is a few hundred ASCII bytes on every request, and Character-level trimming of it showed up in
+    /// profiles.
     static func bearerToken(_ header: String) -> String? {
-        let trimmed = header.drop { $0 == " " }
-        guard trimmed.count > 7, trimmed.prefix(7).lowercased() == "bearer " else { return nil }
-        let token = trimmed.dropFirst(7).trimmingCharacters(in: " ")
-        return token.isEmpty ? nil : token
-    }
-}
-
-extension Substring {
-    fileprivate func trimmingCharacters(in set: Character) -> String {
-        var text = self
-        while text.first == set { text.removeFirst() }
-        while text.last == set { text.removeLast() }
-        return String(text)
+        var bytes = header.utf8[...]
+        while bytes.first == UInt8(ascii: " ") { bytes = bytes.dropFirst() }
+        let scheme = Array("bearer ".utf8)
+        guard bytes.count > scheme.count,
+            zip(bytes.prefix(scheme.count), scheme).allSatisfy({ ($0 | 0x20) == $1 || ($0 == $1) })
+        else { return nil }
+        var token = bytes.dropFirst(scheme.count)
+        while token.first == UInt8(ascii: " ") { token = token.dropFirst() }
+        while token.last == UInt8(ascii: " ") { token = token.dropLast() }
+        return token.isEmpty ? nil : String(decoding: token, as: UTF8.self)
     }
 }

@@ -42,6 +42,7 @@ public final class OperationsHandler: HTTPRequestHandler {
         var head = head
         let requestID = RequestID.accept(head.headers[RequestID.headerName]) ?? RequestID.make()
         head.headers.set(RequestID.headerName, requestID)
+        exchange.tagForLogs(requestID: requestID)
         let observed = ObservedExchange(
             inner: exchange, head: head, requestID: requestID, metrics: metrics, method: Self.countedMethod(head))
 
@@ -106,6 +107,7 @@ final class ObservedExchange: HTTPExchange {
     var executor: any LoopExecutor { inner.executor }
     var isSecure: Bool { inner.isSecure }
     var remoteAddress: String? { inner.remoteAddress }
+    func tagForLogs(requestID: String) { inner.tagForLogs(requestID: requestID) }
 
     func readBody(into sink: any HTTPBodySink) { inner.readBody(into: sink) }
 

@@ -223,3 +223,23 @@ final class EventTests: TusTestCase {
             client.send(.POST, "/files/", headers: ["Upload-Length": "10", "Authorization": "Bearer bob"]).status, 201)
     }
 }
+
+extension EventTests {
+    /// Bytes of a checksummed PATCH can be rolled back, so they are reported only once committed.
+    func testChecksummedBytesAreReportedOnlyWhenCommitted() {
+        var configuration = TusConfiguration()
+        configuration.progressIntervalMilliseconds = 0
+        configureEvents(configuration)
+        let path = createUpload(length: 10)
+        let bad = client.patch(
+            path, offset: 0, body: Array("hello".utf8), headers: ["Upload-Checksum": "sha1 AAAAAAAAAAAAAAAAAAAAAAAAAAA="],
+            fragmentSize: 1)
+        XCTAssertEqual(bad.status, 460)
+        XCTAssertEqual(events.log, ["post-create"], "nothing was kept, nothing reported")
+        let good = client.patch(
+            path, offset: 0, body: Array("hello".utf8), headers: ["Upload-Checksum": "sha1 qvTGHdzF6KLavt4PO0gs2a6pQ00="],
+            fragmentSize: 1)
+        XCTAssertEqual(good.status, 204)
+        XCTAssertEqual(events.log, ["post-create", "post-receive 5"])
+    }
+}

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cluster_helpers import RedisServer
-from tus_helpers import TusServer, create_upload, patch, request
+from tus_helpers import RawConnection, TusServer, create_upload, patch, request, wait_until
 
 KiB = 1024
 
@@ -130,3 +130,16 @@ def test_metrics_parse_and_move_after_an_upload(server_factory):
 def test_no_metrics_flag(server_factory):
     server = server_factory("--no-metrics")
     assert request(server.port, "GET", "/metrics").status == 404
+
+
+def test_connection_log_lines_carry_the_request_id(server_factory):
+    server = server_factory("--body-timeout", "1")
+    path = create_upload(server.port, 10)
+    with RawConnection(server.port) as connection:
+        head = (f"PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\n"
+                "Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\nContent-Length: 10\r\n"
+                "X-Request-ID: stalled-patch-7\r\n\r\nx")
+        connection.send(head.encode())
+        # Either the body timeout or the minimum body rate ends it; both lines name the request.
+        wait_until(lambda: "closing connection request_id=stalled-patch-7" in server.log_text(), 10,
+                   message="the timeout line names the request")

@@ -36,10 +36,15 @@ public protocol HTTPExchange: AnyObject {
 
     /// The peer as "host:port" (hook payloads, logs); nil when unknown.
     var remoteAddress: String? { get }
+
+    /// The id the application gave this request (`X-Request-ID`), so that the connection's own log lines
+    /// about it (timeouts, early ends) carry it too.
+    func tagForLogs(requestID: String)
 }
 
 extension HTTPExchange {
     public var remoteAddress: String? { nil }
+    public func tagForLogs(requestID: String) {}
 }
 
 public protocol HTTPBodySink: AnyObject {

@@ -281,6 +281,9 @@ final class UploadAppend: HTTPBodySink {
     // MARK: Progress
 
     private func reportProgressIfDue() {
+        // A checksummed request's bytes (header or trailer checksum) may still be rolled back: its progress is
+        // reported once, at commit.
+        guard digest == nil else { return }
         let now = TusHandler.monotonicNanoseconds()
         guard now &- lastProgressNanoseconds >= handler.configuration.progressIntervalMilliseconds * 1_000_000 else {
             return
