@@ -4,6 +4,7 @@
 //   TusHTTP1 (pure) <- TusProtocol <- TusStore <- executables
 //   COpenSSL <- TusCrypto
 //   TusLoop <- TusRedis (RESP2 client for shared cluster state)
+//   TusProtocol + TusClient <- TusS3Store (S3 data and state stores over HTTPClientConnection, SigV4)
 import PackageDescription
 
 let strict: [SwiftSetting] = [
@@ -42,13 +43,16 @@ let package = Package(
             swiftSettings: strict),
         .target(name: "TusClient", dependencies: ["TusHTTP1", "TusLoop", "TusCrypto"], swiftSettings: strict),
         .target(
+            name: "TusS3Store", dependencies: ["TusProtocol", "TusStore", "TusClient", "TusCrypto", "TusLoop", "TusHTTP1"],
+            swiftSettings: strict),
+        .target(
             name: "TusTestSupport", dependencies: ["TusHTTP1", "TusProtocol", "TusLoop", "TusHTTPServer"],
             swiftSettings: strict),
 
         .executableTarget(
             name: "tus-server",
             dependencies: [
-                "TusLoop", "TusHTTPServer", "TusProtocol", "TusStore", "TusRedis", "TusRedisStore",
+                "TusLoop", "TusHTTPServer", "TusProtocol", "TusStore", "TusRedis", "TusRedisStore", "TusS3Store",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -76,6 +80,7 @@ let package = Package(
         .testTarget(name: "TusHTTP1Tests", dependencies: ["TusHTTP1", "TusTestSupport"]),
         .testTarget(name: "TusLoopTests", dependencies: ["TusLoop"]),
         .testTarget(name: "TusCryptoTests", dependencies: ["TusCrypto"]),
+        .testTarget(name: "TusS3StoreTests", dependencies: ["TusS3Store", "TusCrypto", "TusProtocol"]),
         .testTarget(name: "TusRedisTests", dependencies: ["TusRedis", "TusLoop", "TusTestSupport"]),
         .testTarget(
             name: "TusRedisStoreTests",

@@ -208,7 +208,7 @@ final class ComposedUploadWriter<State: UploadStateStore>: UploadWriter {
                 data.close()
                 return completion(.failure(checkpointFailure))
             }
-            data.sync { [self] synced in
+            data.finish { [self] synced in
                 switch synced {
                 case .failure(let error):
                     data.close()

@@ -45,7 +45,16 @@ public protocol UploadDataWriter: AnyObject {
     /// Makes everything written durable (as the store's durability policy says) and reports where the good data
     /// ends. After a failed write it first cuts off whatever torn tail the failure may have left.
     func sync(completion: @escaping (Result<Int64, StoreError>) -> Void)
+    /// The commit's sync: like `sync`, but no write follows, so a store that batches bytes (the S3 store's
+    /// incomplete last part) may flush them now. Defaults to `sync`.
+    func finish(completion: @escaping (Result<Int64, StoreError>) -> Void)
     /// Cuts the data back to `offset`, durably.
     func truncate(to offset: Int64, completion: @escaping (StoreError?) -> Void)
     func close()
+}
+
+extension UploadDataWriter {
+    public func finish(completion: @escaping (Result<Int64, StoreError>) -> Void) {
+        sync(completion: completion)
+    }
 }
