@@ -122,6 +122,8 @@ final class S3PartWriter: UploadDataWriter {
     private var isSpilling = false
     /// Spilled writes whose completion waits for S3 to catch up.
     private var held: [(end: Int64, completion: WriteCompletion)] = []
+    /// Checkpoints waiting for the full parts they cover.
+    private var syncWaiters: [(target: Int64, completion: (Result<Int64, StoreError>) -> Void)] = []
     private var failure: StoreError?
     private var finishing: ((Result<Int64, StoreError>) -> Void)?
     private var isClosed = false
@@ -302,6 +304,7 @@ final class S3PartWriter: UploadDataWriter {
                 fail(store.storeError(error, "UploadPart \(part.number) of \(store.keys.data(id))"))
             }
             releaseHeld()
+            answerSyncWaiters()
             startParts()
             continueFinishing()
         }
@@ -323,6 +326,7 @@ final class S3PartWriter: UploadDataWriter {
         held = []
         for entry in waiting { entry.completion(.failure(error)) }
         failQueued(error)
+        answerSyncWaiters()
         continueFinishing()
     }
 
@@ -336,9 +340,23 @@ final class S3PartWriter: UploadDataWriter {
 
     // MARK: Sync, finish, truncate
 
-    /// A checkpoint while bytes stream: what S3 confirmed, without disturbing the requests in flight.
+    /// A checkpoint while bytes stream: waits until the full parts spilled so far are confirmed by S3 (the parts'
+    /// equivalent of an fsync of the writes completed before the call), then reports the confirmed end. Bytes of
+    /// the incomplete last part are not covered: only `finish` can store them. The requests in flight are not
+    /// disturbed.
     func sync(completion: @escaping (Result<Int64, StoreError>) -> Void) {
-        completion(.success(durableEnd()))
+        let target = parts.filter(\.isFull).map { $0.start + $0.length }.max() ?? start
+        syncWaiters.append((target, completion))
+        answerSyncWaiters()
+    }
+
+    private func answerSyncWaiters() {
+        guard !syncWaiters.isEmpty else { return }
+        let confirmed = durableEnd()
+        let settled = failure != nil || isStopped
+        let ready = syncWaiters.filter { settled || confirmed >= $0.target }
+        syncWaiters.removeAll { settled || confirmed >= $0.target }
+        for waiter in ready { waiter.completion(.success(confirmed)) }
     }
 
     func finish(completion: @escaping (Result<Int64, StoreError>) -> Void) {
@@ -399,6 +417,7 @@ final class S3PartWriter: UploadDataWriter {
     func truncate(to offset: Int64, completion: @escaping (StoreError?) -> Void) {
         precondition(offset == start, "the S3 store rolls back only to where the writer started")
         isStopped = true
+        answerSyncWaiters()
         for part in parts { part.handle?.cancel() }
         acceptedEnd = start
         completion(nil)
@@ -408,6 +427,7 @@ final class S3PartWriter: UploadDataWriter {
         guard !isClosed else { return }
         isClosed = true
         isStopped = true
+        answerSyncWaiters()
         for part in parts {
             part.handle?.cancel()
             part.parked = nil
