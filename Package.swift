@@ -80,7 +80,9 @@ let package = Package(
         .testTarget(name: "TusHTTP1Tests", dependencies: ["TusHTTP1", "TusTestSupport"]),
         .testTarget(name: "TusLoopTests", dependencies: ["TusLoop"]),
         .testTarget(name: "TusCryptoTests", dependencies: ["TusCrypto"]),
-        .testTarget(name: "TusS3StoreTests", dependencies: ["TusS3Store", "TusCrypto", "TusProtocol"]),
+        .testTarget(
+            name: "TusS3StoreTests",
+            dependencies: ["TusS3Store", "TusCrypto", "TusProtocol", "TusClient", "TusHTTP1", "TusLoop", "TusTestSupport"]),
         .testTarget(name: "TusRedisTests", dependencies: ["TusRedis", "TusLoop", "TusTestSupport"]),
         .testTarget(
             name: "TusRedisStoreTests",

@@ -82,10 +82,52 @@ public enum S3Error: Error, CustomStringConvertible, Equatable {
     enum StoreErrorKind { case unavailable, notFound, io }
 }
 
+/// A 2xx answer.
+public struct S3Response {
+    public var status: Int
+    public var headers: HTTPHeaders
+    public var body: [UInt8]
+
+    public init(status: Int, headers: HTTPHeaders, body: [UInt8]) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+}
+
+/// The seam between the S3 stores and the network: send one request, get the answer (or stream its body).
+/// `S3Client` is the real one; tests put an in-memory S3 here. Kept this narrow so that the client can later sit
+/// on the shared `HTTPClientPool`.
+public protocol S3Transport: AnyObject, Sendable {
+    var configuration: S3Configuration { get }
+
+    /// `completion` runs on `loop` once: a 2xx response (body collected unless `streamBody` takes it, calling
+    /// `resume` when it may deliver more) or why there is none (non-2xx answers are `S3Error.status`).
+    @discardableResult
+    func send(
+        _ request: S3Request, on loop: EventLoop,
+        streamBody: ((_ bytes: [UInt8], _ resume: @escaping () -> Void) -> Void)?,
+        completion: @escaping (Result<S3Response, S3Error>) -> Void
+    ) -> S3RequestHandle
+}
+
+extension S3Transport {
+    @discardableResult
+    func send(
+        _ request: S3Request, on loop: EventLoop, completion: @escaping (Result<S3Response, S3Error>) -> Void
+    ) -> S3RequestHandle {
+        send(request, on: loop, streamBody: nil, completion: completion)
+    }
+}
+
 /// A request in flight; `cancel` abandons it (its connection is closed, no retry follows, and the completion
 /// gets `.cancelled`).
 public final class S3RequestHandle {
     fileprivate var connection: HTTPClientConnection?
+    /// What a transport other than `S3Client` does on `cancel` (it must then complete with `.cancelled`).
+    public var onCancel: (() -> Void)?
+
+    public init() {}
     fileprivate var retryTimer: TusLoop.Timer?
     /// Completes the request as cancelled while it waits for its next attempt.
     fileprivate var cancelDuringBackoff: (() -> Void)?
@@ -101,6 +143,7 @@ public final class S3RequestHandle {
             cancelDuringBackoff()
         }
         connection?.close()
+        onCancel?()
     }
 }
 
@@ -112,7 +155,7 @@ public final class S3RequestHandle {
 ///
 /// Threading: `send` is called on a loop thread, and everything of a connection stays on that loop. The only
 /// shared state is the loop → idle connections map (a pthread mutex, as in `RedisClient`).
-public final class S3Client: Sendable {
+public final class S3Client: S3Transport {
     public let configuration: S3Configuration
     private let signer: SigV4Signer
     private let pools = ConnectionPools()
@@ -131,11 +174,13 @@ public final class S3Client: Sendable {
     @discardableResult
     public func send(
         _ request: S3Request, on loop: EventLoop,
-        streamBody: ((_ bytes: [UInt8], _ resume: @escaping () -> Void) -> Void)? = nil,
-        completion: @escaping (Result<HTTPClientResponse, S3Error>) -> Void
+        streamBody: ((_ bytes: [UInt8], _ resume: @escaping () -> Void) -> Void)?,
+        completion: @escaping (Result<S3Response, S3Error>) -> Void
     ) -> S3RequestHandle {
         let handle = S3RequestHandle()
-        attempt(request, number: 1, on: loop, handle: handle, streamBody: streamBody, completion: completion)
+        attempt(request, number: 1, on: loop, handle: handle, streamBody: streamBody) { result in
+            completion(result.map { S3Response(status: $0.statusCode, headers: $0.headers, body: $0.body) })
+        }
         return handle
     }
 

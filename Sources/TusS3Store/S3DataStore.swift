@@ -22,13 +22,13 @@ import TusClient
 /// - remove: `AbortMultipartUpload` for every multipart upload of the key, then `DELETE` of `P<id>` and of
 ///   each `P<id>.part.<n>`.
 public final class S3DataStore: UploadDataStore {
-    public let client: S3Client
+    public let client: any S3Transport
     public let keys: S3Keys
     public let layout: S3PartLayout
     let log: @Sendable (String) -> Void
     private let uploadIDs = UploadIDCache()
 
-    public init(client: S3Client, log: @escaping @Sendable (String) -> Void = { _ in }) throws {
+    public init(client: any S3Transport, log: @escaping @Sendable (String) -> Void = { _ in }) throws {
         self.client = client
         keys = S3Keys(prefix: client.configuration.prefix)
         layout = S3PartLayout(partSize: client.configuration.partSize)

@@ -264,8 +264,14 @@ final class S3PartWriter: UploadDataWriter {
     }
 
     private func releaseHeld() {
+        if let failure {
+            let waiting = held
+            held = []
+            for entry in waiting { entry.completion(.failure(failure)) }
+            return
+        }
         let confirmed = durableEnd()
-        while let first = held.first, failure == nil, first.end - confirmed <= maxLag {
+        while let first = held.first, first.end - confirmed <= maxLag {
             held.removeFirst()
             first.completion(.success(first.end))
         }
@@ -289,8 +295,13 @@ final class S3PartWriter: UploadDataWriter {
             body: .stream(length: part.length, makeProducer: { TailFollowingProducer(part: part) }))
         part.handle = store.client.send(request, on: loop) { [self] result in
             part.handle = nil
+            // Waiting for the client's next bytes when it failed: the client paused longer than S3's progress
+            // deadline (--s3-timeout), S3 is not at fault. The part starts again when bytes come.
+            let waitedForClient = part.parked != nil && !part.isFull
             part.parked = nil
             switch result {
+            case .failure(.transport) where waitedForClient:
+                part.state = .idle
             case .success(let response):
                 let etag = response.headers["ETag"] ?? ""
                 part.state = .done(etag: etag)

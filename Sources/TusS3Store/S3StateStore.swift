@@ -17,11 +17,11 @@ import TusStore
 /// answers 410. `listExpired` lists the bucket's `.info` objects and reads each (a sweep costs one GET per
 /// upload record; fine for the sizes one instance serves, and it runs once a minute).
 public final class S3StateStore: UploadStateStore {
-    public let client: S3Client
+    public let client: any S3Transport
     public let keys: S3Keys
     public let progressPolicy: UploadProgressPolicy
 
-    public init(client: S3Client) {
+    public init(client: any S3Transport) {
         self.client = client
         keys = S3Keys(prefix: client.configuration.prefix)
         // The data store confirms bytes a part at a time, so checking more often would record nothing new.
