@@ -11,7 +11,7 @@ import TusClient
 ///
 /// - create: `CreateMultipartUpload`. The upload id S3 returns is cached per process; another instance (or this
 ///   one after a restart) finds it again with `ListMultipartUploads?prefix=P<id>`.
-/// - write: bytes go, in order, to a local spill file per part (`--upload-dir`/`<id>.<n>`) and, as they land
+/// - write: bytes go, in order, to a local spill file per part (`--upload-dir/s3-spill/<id>.<n>.<writer>`) and, as they land
 ///   there, into that part's `UploadPart` request, whose `Content-Length` is the part size fixed in advance
 ///   (`S3PartWriter`). A PATCH that ends inside a part writes the part's bytes so far to `P<id>.part.<n>`
 ///   (the incomplete-part object); the next PATCH starts that part again from it.
@@ -260,8 +260,11 @@ public final class S3DataStore: UploadDataStore {
         }
     }
 
-    func spillPath(_ id: String, part: Int) -> String {
-        client.configuration.spillDirectory + "/" + id + ".\(part)"
+    /// `<id>.<part>.<writer>`: one file per writer, so that a writer that takes an upload over (a lock handed to
+    /// another request, on this instance or another one sharing the directory) never truncates a file the
+    /// previous writer's part request may still be reading.
+    func spillPath(_ id: String, part: Int, writer: String) -> String {
+        client.configuration.spillDirectory + "/" + id + ".\(part)." + writer
     }
 }
 

@@ -129,6 +129,8 @@ final class S3PartWriter: UploadDataWriter {
     private var isClosed = false
     /// Rolled back or closed: no request starts any more.
     private var isStopped = false
+    /// Names this writer's spill files.
+    private let writerToken = String(UInt64.random(in: 0...UInt64.max), radix: 16)
 
     init(store: S3DataStore, id: String, uploadID: String, start: Int64, length: Int64?, loop: EventLoop) {
         self.store = store
@@ -194,7 +196,7 @@ final class S3PartWriter: UploadDataWriter {
     private func makePart(_ number: Int, _ completion: @escaping (Result<S3PartStream, StoreError>) -> Void) {
         let part = S3PartStream(
             number: number, start: layout.start(ofPart: number), length: layout.length(ofPart: number, uploadLength: length),
-            path: store.spillPath(id, part: number))
+            path: store.spillPath(id, part: number, writer: writerToken))
         parts.append(part)
         AsyncFile.open(loop: loop, path: part.path, flags: [.readWrite, .create, .truncate], mode: 0o600) { opened in
             switch opened {
