@@ -281,3 +281,103 @@ def test_two_instances_with_redis_share_one_bucket(rgw, bucket, s3_servers, tmp_
         assert multipart_uploads(rgw.client(), bucket) == []
     finally:
         redis.stop()
+
+
+class FaultyProxy:
+    """A transparent HTTP/1.1 proxy in front of the gateway (the Host header is passed through, so signatures stay
+    valid) that fails chosen UploadPart attempts: `faults` maps the attempt number (1-based, over all part uploads)
+    to "503" (a SlowDown answer, body read first) or "reset" (the connection is dropped after the body)."""
+
+    def __init__(self, target: str, faults: dict[int, str]):
+        import http.client
+        import http.server
+        import threading
+        import urllib.parse
+
+        parsed = urllib.parse.urlsplit(target)
+        proxy = self
+        self.faults = faults
+        self.part_attempts = 0
+        self.injected: list[str] = []
+        self.lock = threading.Lock()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def handle_any(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                fault = None
+                if "partNumber=" in self.path:
+                    with proxy.lock:
+                        proxy.part_attempts += 1
+                        fault = proxy.faults.get(proxy.part_attempts)
+                        if fault:
+                            proxy.injected.append(fault)
+                if fault == "reset":
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if fault == "503":
+                    text = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+                    self.send_response(503)
+                    self.send_header("Content-Length", str(len(text)))
+                    self.end_headers()
+                    self.wfile.write(text)
+                    return
+                upstream = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+                upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+                for name, value in self.headers.items():
+                    upstream.putheader(name, value)
+                upstream.endheaders(body)
+                response = upstream.getresponse()
+                data = response.read()
+                self.send_response(response.status)
+                for name, value in response.getheaders():
+                    if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                upstream.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_any
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_part_uploads_are_retried_after_throttling_and_resets(rgw, bucket, s3_servers):
+    """S3 answering SlowDown or dropping the connection costs a retry (from the spill file), not the upload."""
+    proxy = FaultyProxy(rgw.endpoint, {1: "503", 3: "reset", 4: "503"})
+    try:
+        server = s3_servers(bucket, "--s3-timeout", "5")
+        # Point this instance at the proxy: same bucket, same credentials.
+        server.stop()
+        args = rgw.server_args(bucket, "--s3-timeout", "5")
+        args[args.index(rgw.endpoint)] = proxy.endpoint
+        server.extra_args = args
+        server.start()
+        data = os.urandom(3 * PART + 4321)
+        path = create_upload(server.port, len(data))
+        answer = patch(server.port, path, 0, data)
+        assert answer is not None and answer.status == 204, answer
+        assert proxy.injected == ["503", "reset", "503"]
+        assert proxy.part_attempts >= 4 + 3
+        assert_landed(rgw, bucket, path, data)
+    finally:
+        proxy.stop()
