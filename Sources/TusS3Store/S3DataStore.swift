@@ -39,6 +39,29 @@ public final class S3DataStore: UploadDataStore {
                 throw StoreError.io("spill directory \(client.configuration.spillDirectory) cannot be created")
             }
         }
+        Self.removeAbandonedSpillFiles(in: client.configuration.spillDirectory)
+    }
+
+    /// Spill files of a process that died (kill -9, power loss) are never read again: their bytes are either in S3
+    /// or were never acknowledged. A file untouched for an hour is such a leftover (a live one is written as its
+    /// client sends, and clients that stall are cut off by --body-timeout long before); younger ones may belong to
+    /// another instance sharing the directory. Start-up only, synchronous.
+    static func removeAbandonedSpillFiles(in directory: String, olderThanSeconds: Int = 3600) {
+        guard let handle = opendir(directory) else { return }
+        defer { closedir(handle) }
+        let now = time(nil)
+        while let entry = readdir(handle) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            guard name != ".", name != ".." else { continue }
+            let path = directory + "/" + name
+            var status = stat()
+            guard stat(path, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG,
+                now - status.st_mtim.tv_sec > olderThanSeconds
+            else { continue }
+            unlink(path)
+        }
     }
 
     /// Truncation (checksum rollback) works: until the commit, a PATCH's bytes are only in parts that the next
