@@ -110,7 +110,16 @@ public final class S3DataStore: UploadDataStore {
     public func openReader(
         id: String, on executor: any LoopExecutor, completion: @escaping (Result<any UploadReader, StoreError>) -> Void
     ) {
-        completion(.success(S3UploadReader(store: self, key: keys.data(id), loop: loop(of: executor))))
+        // A HEAD first: the download's status line goes out before the first read, so a missing object (an
+        // unfinished upload: its parts cannot be read) must be known here, not halfway through a 200.
+        let loop = loop(of: executor)
+        let key = keys.data(id)
+        client.send(S3Request(method: .HEAD, key: key), on: loop) { [self] result in
+            switch result {
+            case .failure(let error): completion(.failure(storeError(error, "HEAD \(key)")))
+            case .success: completion(.success(S3UploadReader(store: self, key: key, loop: loop)))
+            }
+        }
     }
 
     public func remove(id: String, on executor: any LoopExecutor, completion: @escaping (StoreError?) -> Void) {

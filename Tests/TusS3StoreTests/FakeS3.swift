@@ -99,6 +99,8 @@ final class FakeS3: S3Transport, @unchecked Sendable {
             }.joined()
             _ = key
             answer(200, Array("<ListPartsResult><IsTruncated>false</IsTruncated>\(parts)</ListPartsResult>".utf8), [])
+        case (.HEAD, let key?):
+            answer(objects[key] == nil ? 404 : 200, [], [])
         case (.GET, let key?):
             guard var bytes = objects[key] else { answer(404, [], []); break }
             if let range = request.headers.first(where: { $0.0 == "range" })?.1 {

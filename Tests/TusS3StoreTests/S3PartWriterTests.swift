@@ -139,6 +139,16 @@ final class S3PartWriterTests: XCTestCase {
         XCTAssertEqual(fake.objects.keys.sorted(), ["abc"], "incomplete-part objects are deleted at completion")
         XCTAssertEqual(try FileManagerless.list(spill), [], "no spill file is left")
 
+        // An unfinished upload cannot be read (its parts are not readable in S3): openReader says so up front.
+        create(store, "unfinished")
+        let unfinished: StoreError? = driver.run { [driver] done in
+            store.openReader(id: "unfinished", on: driver!.executor) { opened in
+                if case .failure(let error) = opened { return done(error) }
+                done(nil)
+            }
+        }
+        XCTAssertEqual(unfinished, .notFound)
+
         // Ranged reads stream the object.
         let read: Result<[UInt8], StoreError> = driver.run { [driver] done in
             store.openReader(id: "abc", on: driver!.executor) { opened in

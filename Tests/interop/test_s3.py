@@ -186,6 +186,9 @@ def test_delete_leaves_no_object_and_no_multipart_upload(rgw, bucket, s3_servers
     ident = upload_id(path)
     assert f"{ident}.part.2" in keys(s3, bucket, ident)
     assert len(multipart_uploads(s3, bucket)) == 1
+    # S3 cannot read the parts of an unfinished multipart upload: GET serves finished uploads only (README).
+    unfinished = request(server.port, "GET", path)
+    assert unfinished is not None and unfinished.status == 404
     response = request(server.port, "DELETE", path)
     assert response is not None and response.status == 204
     assert multipart_uploads(s3, bucket) == []
