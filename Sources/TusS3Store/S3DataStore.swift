@@ -122,6 +122,19 @@ public final class S3DataStore: UploadDataStore {
         }
     }
 
+    /// `Upload-Length: 0`: the finished upload is an empty object (a multipart upload needs at least one part).
+    public func completeEmpty(id: String, on executor: any LoopExecutor, completion: @escaping (StoreError?) -> Void) {
+        let loop = loop(of: executor)
+        findUploadIDs(id, on: loop) { [self] found in
+            switch found {
+            case .failure(let error): completion(error)
+            case .success(let ids):
+                guard let uploadID = ids.last else { return completion(.gone) }
+                completeUpload(id: id, uploadID: uploadID, length: 0, on: loop, completion)
+            }
+        }
+    }
+
     public func remove(id: String, on executor: any LoopExecutor, completion: @escaping (StoreError?) -> Void) {
         let loop = loop(of: executor)
         uploadIDs.remove(id)
@@ -259,6 +272,15 @@ public final class S3DataStore: UploadDataStore {
         _ completion: @escaping (StoreError?) -> Void
     ) {
         let key = keys.data(id)
+        guard length > 0 else {
+            // No parts to complete with: the object is written empty and the multipart upload aborted.
+            let put = S3Request(method: .PUT, key: key, headers: [("content-type", "application/octet-stream")], body: .bytes([]))
+            let abort = S3Request(method: .DELETE, key: key, query: [("uploadId", uploadID)])
+            return sendAll([put, abort], on: loop, ignoring404: true) { [self] error in
+                if error == nil { uploadIDs.remove(id) }
+                completion(error)
+            }
+        }
         listParts(key: key, uploadID: uploadID, on: loop) { [self] listed in
             let all: [S3Part]
             switch listed {

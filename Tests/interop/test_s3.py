@@ -109,6 +109,19 @@ def test_aiotus_uploads_land_in_the_bucket(rgw, bucket, s3_servers, size):
     assert_landed(rgw, bucket, str(location), data)
 
 
+def test_empty_uploads_are_empty_objects(rgw, bucket, s3_servers):
+    """Upload-Length: 0 at creation, and a deferred length declared 0: both finish as an empty object."""
+    server = s3_servers(bucket)
+    at_creation = create_upload(server.port, 0)
+    deferred = create_upload(server.port, None)
+    answer = patch(server.port, deferred, 0, b"", {"Upload-Length": "0"})
+    assert answer is not None and answer.status == 204, answer
+    for path in (at_creation, deferred):
+        assert_landed(rgw, bucket, path, b"")
+        served = request(server.port, "GET", path)
+        assert served is not None and served.status == 200 and served.body == b""
+
+
 def test_deferred_length_declared_in_an_empty_patch(rgw, bucket, s3_servers):
     """The last part is only in the incomplete-part object when the length is declared: it is uploaded then."""
     server = s3_servers(bucket)

@@ -44,9 +44,16 @@ public final class ComposedUploadStore<State: UploadStateStore, Data: UploadData
         info.offset = 0
         data.create(id: info.id, on: executor) { [self] error in
             if let error { return completion(.failure(error)) }
-            state.create(info, on: executor) { [self] result in
-                guard case .failure = result else { return completion(result) }
-                data.remove(id: info.id, on: executor) { _ in completion(result) }
+            let createRecord = { [self] in
+                state.create(info, on: executor) { [self] result in
+                    guard case .failure = result else { return completion(result) }
+                    data.remove(id: info.id, on: executor) { _ in completion(result) }
+                }
+            }
+            guard info.length == 0 else { return createRecord() }
+            data.completeEmpty(id: info.id, on: executor) { [self] error in
+                guard let error else { return createRecord() }
+                data.remove(id: info.id, on: executor) { _ in completion(.failure(error)) }
             }
         }
     }

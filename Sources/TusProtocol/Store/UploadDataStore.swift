@@ -34,6 +34,16 @@ public protocol UploadDataStore: AnyObject, Sendable {
 
     /// Deletes the bytes; missing data is not an error.
     func remove(id: String, on executor: any LoopExecutor, completion: @escaping (StoreError?) -> Void)
+
+    /// A new upload is complete at creation (`Upload-Length: 0`): no writer will ever finish it. A store whose
+    /// data needs a final step (the S3 store's multipart upload) takes it here. Defaults to nothing.
+    func completeEmpty(id: String, on executor: any LoopExecutor, completion: @escaping (StoreError?) -> Void)
+}
+
+extension UploadDataStore {
+    public func completeEmpty(id: String, on executor: any LoopExecutor, completion: @escaping (StoreError?) -> Void) {
+        completion(nil)
+    }
 }
 
 /// Appends to one upload's data, on the loop that opened it. Writes are kept in order. `sync` may run while
