@@ -6,6 +6,7 @@
 //   TusLoop <- TusRedis (RESP2 client for shared cluster state)
 //   TusProtocol <- TusOperations (request ids, health, metrics, bearer auth) <- tus-server
 //   TusProtocol + TusClient <- TusHooks (tusd-compatible HTTP and exec hooks) <- tus-server
+//   TusProtocol + TusClient <- TusS3Store (S3 data and state stores over HTTPClientConnection, SigV4)
 import PackageDescription
 
 let strict: [SwiftSetting] = [
@@ -48,6 +49,9 @@ let package = Package(
             swiftSettings: strict),
         .target(name: "TusOperations", dependencies: ["TusHTTP1", "TusProtocol", "TusCrypto"], swiftSettings: strict),
         .target(
+            name: "TusS3Store", dependencies: ["TusProtocol", "TusStore", "TusClient", "TusCrypto", "TusLoop", "TusHTTP1"],
+            swiftSettings: strict),
+        .target(
             name: "TusTestSupport", dependencies: ["TusHTTP1", "TusProtocol", "TusLoop", "TusHTTPServer"],
             swiftSettings: strict),
 
@@ -55,6 +59,7 @@ let package = Package(
             name: "tus-server",
             dependencies: [
                 "TusLoop", "TusHTTPServer", "TusProtocol", "TusStore", "TusRedis", "TusRedisStore", "TusOperations", "TusHooks",
+                "TusS3Store",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -82,6 +87,9 @@ let package = Package(
         .testTarget(name: "TusHTTP1Tests", dependencies: ["TusHTTP1", "TusTestSupport"]),
         .testTarget(name: "TusLoopTests", dependencies: ["TusLoop", "TusTestSupport"]),
         .testTarget(name: "TusCryptoTests", dependencies: ["TusCrypto"]),
+        .testTarget(
+            name: "TusS3StoreTests",
+            dependencies: ["TusS3Store", "TusCrypto", "TusProtocol", "TusClient", "TusHTTP1", "TusLoop", "TusTestSupport"]),
         .testTarget(name: "TusRedisTests", dependencies: ["TusRedis", "TusLoop", "TusTestSupport"]),
         .testTarget(
             name: "TusRedisStoreTests",

@@ -6,10 +6,11 @@ import TusRedis
 import TusRedisStore
 import TusStore
 
-/// `--redis`: upload state and locks in Redis, data under `--upload-dir` (shared by the cluster's instances).
+/// `--redis`: upload state and locks in Redis, data under `--upload-dir` (shared by the cluster's instances) or,
+/// with `--store s3`, in the bucket.
 struct RedisCluster: Sendable {
     let client: RedisClient
-    let store: ComposedUploadStore<RedisStateStore, FileDataStore>
+    let store: any UploadStore
     let locker: RedisLocker
     let endpoint: String
     let logger: Logger
@@ -23,6 +24,17 @@ struct RedisCluster: Sendable {
         let keys = RedisKeys(prefix: prefix)
         let policy = FsyncPolicy(rawValue: fsync.rawValue) ?? .commit
         let data = try FileDataStore(directory: directory, fsync: policy, log: { logger.warning("\($0)") })
+        store = ComposedUploadStore(state: RedisStateStore(client: client, keys: keys), data: data)
+        locker = RedisLocker(client: client, keys: keys, leaseMilliseconds: leaseMilliseconds)
+        endpoint = configuration.endpointDescription
+        self.logger = logger
+    }
+
+    /// State and locks in Redis, bytes in `data` (the S3 store).
+    init<Data: UploadDataStore>(url: String, prefix: String, leaseMilliseconds: UInt64, data: Data, logger: Logger) throws {
+        let configuration = try RedisConfiguration(url: url)
+        client = RedisClient(configuration: configuration, log: { logger.warning("\($0)") })
+        let keys = RedisKeys(prefix: prefix)
         store = ComposedUploadStore(state: RedisStateStore(client: client, keys: keys), data: data)
         locker = RedisLocker(client: client, keys: keys, leaseMilliseconds: leaseMilliseconds)
         endpoint = configuration.endpointDescription

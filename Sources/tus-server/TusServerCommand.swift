@@ -32,8 +32,32 @@ struct TusServerCommand: ParsableCommand {
     @Option(name: .customLong("upload-dir"), help: "Directory holding upload data and .info records.")
     var uploadDir = "./data"
 
-    @Option(help: "Store: 'file' (restart-safe, on --upload-dir) or 'memory' (lost at exit; tests and demos).")
+    @Option(help: "Store: 'file' (restart-safe, on --upload-dir), 's3' (object storage: --s3-*), or 'memory' (lost at exit; tests and demos).")
     var store: StoreKind = .file
+
+    @Option(name: .customLong("s3-bucket"), help: "--store s3: the bucket (it must exist).")
+    var s3Bucket: String?
+
+    @Option(name: .customLong("s3-endpoint"), help: "--store s3: http(s)://host[:port] of the S3 API (AWS: https://s3.REGION.amazonaws.com). Credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (AWS_SESSION_TOKEN), else the [default] profile of ~/.aws/credentials.")
+    var s3Endpoint: String?
+
+    @Option(name: .customLong("s3-region"), help: "--store s3: region for request signing.")
+    var s3Region = "us-east-1"
+
+    @Option(name: .customLong("s3-prefix"), help: "--store s3: prefix of every object key (P<id>, P<id>.info, P<id>.part.N).")
+    var s3Prefix = ""
+
+    @Option(name: .customLong("s3-part-size"), help: "--store s3: bytes per multipart part, at least 5 MiB (5242880); uploads are limited to 10,000 parts.")
+    var s3PartSize: Int64 = 8 << 20
+
+    @Option(name: .customLong("s3-concurrency"), help: "--store s3: part uploads in flight per upload.")
+    var s3Concurrency = 4
+
+    @Flag(name: .customLong("s3-path-style"), help: "--store s3: address the bucket as endpoint/bucket/key (Ceph RGW, MinIO) instead of bucket.endpoint/key.")
+    var s3PathStyle = false
+
+    @Option(name: .customLong("s3-timeout"), help: "--store s3: seconds to connect, and seconds a request may make no progress, before it is retried (up to 4 attempts with backoff).")
+    var s3Timeout: Double = 15
 
     @Option(help: "Durability of acknowledged bytes: none (survives a process crash), commit (also power loss; default), always.")
     var fsync: FsyncFlag = .commit
@@ -161,7 +185,10 @@ struct TusServerCommand: ParsableCommand {
         guard minBodyRate >= 0 else { throw ValidationError("--min-body-rate must be >= 0") }
         guard maxHeadSize >= 1024 else { throw ValidationError("--max-head-size must be at least 1024") }
         if redis != nil && store == .memory {
-            throw ValidationError("--redis shares state between instances; their data must be shared too (--store file)")
+            throw ValidationError("--redis shares state between instances; their data must be shared too (--store file or s3)")
+        }
+        if store == .s3 && (s3Bucket == nil || s3Endpoint == nil) {
+            throw ValidationError("--store s3 needs --s3-bucket and --s3-endpoint")
         }
         if redis != nil && lockLease < 1 { throw ValidationError("--lock-lease must be at least 1 second") }
         if hooksHTTP != nil && hooksDir != nil { throw ValidationError("--hooks-http and --hooks-dir exclude each other") }
@@ -203,7 +230,19 @@ struct TusServerCommand: ParsableCommand {
         let uploadStore: any UploadStore
         var locker: any UploadLocker = MemoryLocker()
         var cluster: RedisCluster?
+        var s3: S3Backend?
         switch (store, redis) {
+        case (.s3, _):
+            do {
+                let made = try S3Backend(command: self, logger: logger)
+                s3 = made
+                cluster = made.cluster
+                uploadStore = made.store
+                locker = made.locker
+            } catch {
+                logger.critical("cannot set up the S3 store: \(error)")
+                throw ExitCode.failure
+            }
         case (.memory, _):
             uploadStore = MemoryUploadStore()
         case (.file, nil):
@@ -227,8 +266,14 @@ struct TusServerCommand: ParsableCommand {
             }
         }
 
+        var effectiveMaxSize = maxSize > 0 ? maxSize : nil
+        if store == .s3 {
+            // 10,000 parts of --s3-part-size is all one multipart upload can hold.
+            let limit = s3PartSize * 10_000
+            effectiveMaxSize = min(effectiveMaxSize ?? limit, limit)
+        }
         var tus = TusConfiguration(
-            basePath: basePath, maxSize: maxSize > 0 ? maxSize : nil, expirationSeconds: expiration,
+            basePath: basePath, maxSize: effectiveMaxSize, expirationSeconds: expiration,
             relativeLocation: relativeLocationFlag, behindProxy: behindProxy,
             corsOrigins: corsOrigins == "*"
                 ? nil : corsOrigins.split(separator: ",").map { String($0.filter { $0 != " " }) },
@@ -289,7 +334,7 @@ struct TusServerCommand: ParsableCommand {
         let httpLogger = Logger(label: "http")
         let server = HTTPServer(
             configuration: http, handler: handler, tls: tlsContext, minimumLogLevel: ServerLogLevel(level),
-            loopWillStop: closeOutbound(hooks: hooks?.httpTransport, cluster: cluster)
+            loopWillStop: closeOutbound(hooks: hooks?.httpTransport, store: s3?.closeConnections ?? cluster?.closeConnections)
         ) { level, message in
             httpLogger.log(level: Logger.Level(level), "\(message)")
         }
@@ -301,6 +346,9 @@ struct TusServerCommand: ParsableCommand {
             throw ExitCode.failure
         }
 
+        if store == .s3 {
+            logger.info("s3", metadata: ["endpoint": "\(s3Endpoint ?? "")", "bucket": "\(s3Bucket ?? "")", "part-size": "\(s3PartSize)", "concurrency": "\(s3Concurrency)"])
+        }
         if let cluster, let executor = server.executors.first {
             cluster.start(on: executor)
         }
@@ -385,7 +433,7 @@ enum TLSModeFlag: String, ExpressibleByArgument, CaseIterable {
 }
 
 enum StoreKind: String, ExpressibleByArgument, CaseIterable {
-    case file, memory
+    case file, memory, s3
 }
 
 private func milliseconds(_ seconds: Double) -> UInt64 { UInt64(max(0, seconds) * 1000) }
@@ -442,13 +490,13 @@ extension Logger.Level {
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
 /// What each loop closes before it stops: its hook connections, then its Redis connections.
-private func closeOutbound(hooks: HTTPHookTransport?, cluster: RedisCluster?)
-    -> (@Sendable (any LoopExecutor, @escaping () -> Void) -> Void)?
-{
-    guard hooks != nil || cluster != nil else { return nil }
+private func closeOutbound(
+    hooks: HTTPHookTransport?, store: (@Sendable (any LoopExecutor, @escaping () -> Void) -> Void)?
+) -> (@Sendable (any LoopExecutor, @escaping () -> Void) -> Void)? {
+    guard hooks != nil || store != nil else { return nil }
     return { executor, done in
         hooks?.close(on: executor)
-        guard let cluster else { return done() }
-        cluster.closeConnections(executor, done)
+        guard let store else { return done() }
+        store(executor, done)
     }
 }

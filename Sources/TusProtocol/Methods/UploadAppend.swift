@@ -187,11 +187,13 @@ final class UploadAppend: HTTPBodySink {
         finishIfIdle()
     }
 
-    /// 507 for a full disk or quota (clients retry 5xx), 410 for an upload removed meanwhile, 500 otherwise.
+    /// 507 for a full disk or quota (clients retry 5xx), 503 for an unreachable store (object storage down), 410 for
+    /// an upload removed meanwhile, 500 otherwise.
     private static func answer(toWriteFailure error: StoreError) -> TusError {
         switch TusHandler.mapStoreError(error) {
         case .notFound: .gone
         case .insufficientStorage: .insufficientStorage
+        case .storeUnavailable: .storeUnavailable
         default: .storeFailure
         }
     }

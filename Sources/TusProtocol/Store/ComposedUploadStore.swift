@@ -45,9 +45,16 @@ public final class ComposedUploadStore<State: UploadStateStore, Data: UploadData
         info.offset = 0
         data.create(id: info.id, on: executor) { [self] error in
             if let error { return completion(.failure(error)) }
-            state.create(info, on: executor) { [self] result in
-                guard case .failure = result else { return completion(result) }
-                data.remove(id: info.id, on: executor) { _ in completion(result) }
+            let createRecord = { [self] in
+                state.create(info, on: executor) { [self] result in
+                    guard case .failure = result else { return completion(result) }
+                    data.remove(id: info.id, on: executor) { _ in completion(result) }
+                }
+            }
+            guard info.length == 0 else { return createRecord() }
+            data.completeEmpty(id: info.id, on: executor) { [self] error in
+                guard let error else { return createRecord() }
+                data.remove(id: info.id, on: executor) { _ in completion(.failure(error)) }
             }
         }
     }
@@ -231,7 +238,7 @@ final class ComposedUploadWriter<State: UploadStateStore>: UploadWriter {
                 data.close()
                 return completion(.failure(checkpointFailure))
             }
-            data.sync { [self] synced in
+            data.finish { [self] synced in
                 switch synced {
                 case .failure(let error):
                     data.close()

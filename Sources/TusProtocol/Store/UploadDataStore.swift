@@ -44,6 +44,25 @@ public protocol UploadDataStore: AnyObject, Sendable {
     func concatenate(
         id: String, parts: [String], lengths: [Int64], on executor: any LoopExecutor,
         completion: @escaping (StoreError?) -> Void)
+
+    /// A new upload is complete at creation (`Upload-Length: 0`): no writer will ever finish it. A store whose
+    /// data needs a final step (the S3 store's multipart upload) takes it here. Defaults to nothing.
+    func completeEmpty(id: String, on executor: any LoopExecutor, completion: @escaping (StoreError?) -> Void)
+}
+
+extension UploadDataStore {
+    public func completeEmpty(id: String, on executor: any LoopExecutor, completion: @escaping (StoreError?) -> Void) {
+        completion(nil)
+    }
+
+    /// For stores without `UploadDataCapabilities.concatenate`: the handler never offers concatenation on them
+    /// (`Tus-Extension` is derived from the capability), so this only guards against a caller bug.
+    public func concatenate(
+        id: String, parts: [String], lengths: [Int64], on executor: any LoopExecutor,
+        completion: @escaping (StoreError?) -> Void
+    ) {
+        completion(.io("\(type(of: self)) cannot concatenate"))
+    }
 }
 
 /// Appends to one upload's data, on the loop that opened it. Writes are kept in order. `sync` may run while
@@ -55,7 +74,16 @@ public protocol UploadDataWriter: AnyObject {
     /// Makes everything written durable (as the store's durability policy says) and reports where the good data
     /// ends. After a failed write it first cuts off whatever torn tail the failure may have left.
     func sync(completion: @escaping (Result<Int64, StoreError>) -> Void)
+    /// The commit's sync: like `sync`, but no write follows, so a store that batches bytes (the S3 store's
+    /// incomplete last part) may flush them now. Defaults to `sync`.
+    func finish(completion: @escaping (Result<Int64, StoreError>) -> Void)
     /// Cuts the data back to `offset`, durably.
     func truncate(to offset: Int64, completion: @escaping (StoreError?) -> Void)
     func close()
+}
+
+extension UploadDataWriter {
+    public func finish(completion: @escaping (Result<Int64, StoreError>) -> Void) {
+        sync(completion: completion)
+    }
 }

@@ -1,0 +1,87 @@
+import TusHTTP1
+import TusProtocol
+import TusS3Store
+import TusTestSupport
+import XCTest
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The `UploadStateStore` contract cases (as in `StateStoreContractTests`) for the records-as-objects store,
+/// against the in-memory S3, plus what the objects look like.
+final class S3StateStoreTests: XCTestCase {
+    var driver: LoopDriver!
+    var fake: FakeS3!
+    var store: S3StateStore!
+
+    override func setUpWithError() throws {
+        driver = try LoopDriver()
+        fake = try FakeS3(spill: "/tmp")
+        store = S3StateStore(client: fake)
+    }
+
+    override func tearDown() {
+        XCTAssertEqual(driver.shutDown(), 0)
+    }
+
+    func info(_ id: String, length: Int64? = 100, expiresAt: Int64? = nil, metadata: String? = nil) -> UploadInfo {
+        UploadInfo(id: id, length: length, metadata: metadata, createdAt: 1_700_000_000, expiresAt: expiresAt)
+    }
+
+    final class Lock: UploadLock {
+        let token = "t"
+        func release() {}
+    }
+
+    func testCreateLookupAndDuplicate() {
+        let created = info("a1", metadata: "filename aGk=,flag")
+        XCTAssertEqual(driver.run { done in self.store.create(created, on: self.driver.executor, completion: done) }, .success(created))
+        XCTAssertEqual(driver.run { done in self.store.lookup("a1", on: self.driver.executor, completion: done) }, .success(.found(created)))
+        XCTAssertEqual(driver.run { done in self.store.lookup("nope", on: self.driver.executor, completion: done) }, .success(.notFound))
+        XCTAssertEqual(driver.run { done in self.store.create(created, on: self.driver.executor, completion: done) }, .failure(.alreadyExists))
+        XCTAssertNotNil(fake.objects["a1.info"], "the record is the object P<id>.info")
+    }
+
+    func testDeclareLengthOnce() throws {
+        _ = driver.run { done in self.store.create(self.info("d", length: nil), on: self.driver.executor, completion: done) }
+        let declared = driver.run { done in self.store.declareLength(id: "d", length: 42, on: self.driver.executor, completion: done) }
+        XCTAssertEqual(try declared.get().length, 42)
+        XCTAssertEqual(driver.run { done in self.store.declareLength(id: "d", length: 43, on: self.driver.executor, completion: done) }, .failure(.lengthAlreadySet))
+        XCTAssertEqual(driver.run { done in self.store.declareLength(id: "x", length: 1, on: self.driver.executor, completion: done) }, .failure(.notFound))
+    }
+
+    func testWriteLifecycleMovesOffsetAndExpiry() throws {
+        let lock = Lock()
+        _ = driver.run { done in self.store.create(self.info("w", expiresAt: 5), on: self.driver.executor, completion: done) }
+        let conflict = driver.run { done in self.store.beginWrite(id: "w", at: 7, discardable: false, lock: lock, on: self.driver.executor, completion: done) }
+        XCTAssertEqual(conflict, .failure(.conflict))
+        XCTAssertEqual(try driver.run { done in self.store.beginWrite(id: "w", at: 0, discardable: false, lock: lock, on: self.driver.executor, completion: done) }.get().offset, 0)
+        XCTAssertNil(driver.run { done in self.store.recordProgress(id: "w", offset: 30, lock: lock, on: self.driver.executor, completion: done) })
+        guard case .success(.found(let progressed)) = driver.run({ done in self.store.lookup("w", on: self.driver.executor, completion: done) }) else {
+            return XCTFail("lookup")
+        }
+        XCTAssertEqual(progressed.offset, 30)
+        let finished = try driver.run { done in self.store.finishWrite(id: "w", offset: 40, expiry: .set(99), lock: lock, on: self.driver.executor, completion: done) }.get()
+        XCTAssertEqual(finished.offset, 40)
+        XCTAssertEqual(finished.expiresAt, 99)
+        let complete = try driver.run { done in self.store.finishWrite(id: "w", offset: 100, expiry: .set(120), lock: lock, on: self.driver.executor, completion: done) }.get()
+        XCTAssertTrue(complete.isComplete)
+        XCTAssertNil(complete.expiresAt, "a complete upload never expires")
+    }
+
+    func testExpiryListingAndRemoval() throws {
+        _ = driver.run { done in self.store.create(self.info("old", expiresAt: 10), on: self.driver.executor, completion: done) }
+        _ = driver.run { done in self.store.create(self.info("new", expiresAt: 1000), on: self.driver.executor, completion: done) }
+        _ = driver.run { done in self.store.create(self.info("never"), on: self.driver.executor, completion: done) }
+        fake.objects["new.part.2"] = [1, 2, 3]  // data objects in the same bucket are not records
+        XCTAssertEqual(driver.run { done in self.store.listExpired(now: 500, on: self.driver.executor, completion: done) }, .success(["old"]))
+        XCTAssertNoThrow(try driver.run { done in self.store.remove(id: "old", reason: .expired, on: self.driver.executor, completion: done) }.get())
+        XCTAssertEqual(driver.run { done in self.store.lookup("old", on: self.driver.executor, completion: done) }, .success(.gone))
+        XCTAssertEqual(String(decoding: fake.objects["old.info"] ?? [], as: UTF8.self), "{\"gone\":\"expired\"}")
+        let again = driver.run { done in self.store.remove(id: "old", reason: .terminated, on: self.driver.executor, completion: done) }
+        guard case .failure(.gone) = again else { return XCTFail("removing a gone upload: \(again)") }
+        XCTAssertEqual(driver.run { done in self.store.create(self.info("old"), on: self.driver.executor, completion: done) }, .failure(.alreadyExists), "a gone id is not reused")
+        XCTAssertEqual(driver.run { done in self.store.listExpired(now: 5000, on: self.driver.executor, completion: done) }, .success(["new"]))
+    }
+}
