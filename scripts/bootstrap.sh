@@ -7,8 +7,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PATH="/opt/swift/usr/bin:$PATH"
 
 # redis-server and nginx-light: the cluster tests start their own Redis and a round-robin proxy.
-apt_packages=(libuv1-dev libssl-dev pkg-config curl python3-venv redis-server nginx-light)
-if [[ "${TUS_WITH_BENCH_TOOLS:-0}" == 1 ]]; then apt_packages+=(iperf3); fi
+apt_packages=(libuv1-dev libssl-dev libnghttp2-dev pkg-config curl python3-venv redis-server nginx-light)
+if [[ "${TUS_WITH_BENCH_TOOLS:-0}" == 1 ]]; then apt_packages+=(iperf3 nghttp2-client); fi
 missing=()
 for package in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

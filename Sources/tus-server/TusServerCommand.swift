@@ -102,6 +102,12 @@ struct TusServerCommand: ParsableCommand {
     @Option(name: .customLong("tls-mode"), help: "tls12 (TLS 1.2+1.3, Mozilla intermediate; default), tls13 (1.3 only), tls12-strong.")
     var tlsMode: TLSModeFlag = .tls12
 
+    @Option(name: .customLong("http2"), help: "on or off: offer HTTP/2 (ALPN h2) on TLS connections; default on. Plain connections speak HTTP/2 only with --h2c.")
+    var http2: OnOff = .on
+
+    @Flag(name: .customLong("h2c"), help: "Also accept cleartext HTTP/2 with prior knowledge on plain connections (behind a proxy that speaks h2c to its backends); HTTP/1.1 keeps working on the same port.")
+    var h2c = false
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -148,7 +154,8 @@ struct TusServerCommand: ParsableCommand {
         var tlsContext: TLSContext?
         if let tlsCertificate, let tlsKey {
             do {
-                tlsContext = try TLSContext.server(certificatePath: tlsCertificate, keyPath: tlsKey, mode: tlsMode.mode)
+                tlsContext = try TLSContext.server(
+                certificatePath: tlsCertificate, keyPath: tlsKey, mode: tlsMode.mode, offersHTTP2: http2 == .on)
             } catch {
                 logger.critical("TLS: \(error)")
                 throw ExitCode.failure
@@ -210,6 +217,7 @@ struct TusServerCommand: ParsableCommand {
         http.bodyRateWindowMilliseconds = max(1000, http.bodyTimeoutMilliseconds)
         http.shutdownTimeoutMilliseconds = milliseconds(shutdownTimeout)
         http.parserLimits.maxHeadBytes = maxHeadSize
+        http.http2.cleartextPriorKnowledge = h2c
 
         let httpLogger = Logger(label: "http")
         let server = HTTPServer(
@@ -278,7 +286,8 @@ extension TusServerCommand {
             return
         }
         do {
-            let context = try TLSContext.server(certificatePath: tlsCertificate, keyPath: tlsKey, mode: tlsMode.mode)
+            let context = try TLSContext.server(
+                certificatePath: tlsCertificate, keyPath: tlsKey, mode: tlsMode.mode, offersHTTP2: http2 == .on)
             server.replaceTLSContext(context)
             logger.info("SIGHUP: TLS certificate reloaded from \(tlsCertificate)")
         } catch {
@@ -295,6 +304,10 @@ private func exitIfLoopsOutlive(graceMilliseconds: UInt64, logger: Logger) {
         logger.critical("event loops did not stop within \(limit) ms after the signal; exiting")
         _exit(1)
     }
+}
+
+enum OnOff: String, ExpressibleByArgument, CaseIterable {
+    case on, off
 }
 
 enum TLSModeFlag: String, ExpressibleByArgument, CaseIterable {
