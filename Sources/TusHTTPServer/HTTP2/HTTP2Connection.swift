@@ -423,7 +423,9 @@ final class HTTP2Connection: TCPStreamDelegate {
     }
 
     private func respondDirectly(_ stream: HTTP2Stream, _ status: HTTPStatus, _ text: String) {
-        let head = RequestHead(method: .GET, target: stream.path, version: HTTPVersion(major: 2, minor: 0))
+        // The real method when there is one: a HEAD request must get no body.
+        let method = HTTPMethod(rawValue: stream.method) ?? .GET
+        let head = RequestHead(method: method, target: stream.path, version: HTTPVersion(major: 2, minor: 0))
         stream.head = head
         context.server.logIf(.debug, "HTTP/2 stream \(stream.id): \(status.code) \(text)")
         streamRespond(stream, HTTPResponse(status: status, text: text), bodyLength: nil, source: nil)
