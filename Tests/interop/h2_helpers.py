@@ -54,8 +54,13 @@ class H2Client:
 
     def flush(self) -> None:
         data = self.conn.data_to_send()
-        if data:
-            self.sock.sendall(data)
+        if data and not self.closed:
+            try:
+                self.sock.sendall(data)
+            except OSError:
+                # Includes ssl.SSLError; the server closed (or stopped reading before closing).
+                self.closed = True
+                raise
 
     def close(self) -> None:
         try:
@@ -86,7 +91,10 @@ class H2Client:
             return False
         for event in self.conn.receive_data(data):
             self._handle(event)
-        self.flush()
+        try:
+            self.flush()
+        except OSError:
+            return False
         return True
 
     def _handle(self, event) -> None:
@@ -107,6 +115,10 @@ class H2Client:
             self.remote_settings_seen = True
         elif isinstance(event, h2.events.ConnectionTerminated):
             self.terminated = event
+            if event.error_code == 0:
+                # h2 treats any GOAWAY as the end of the connection, but RFC 9113 §6.8 lets the streams up to
+                # last_stream_id finish; keep its state machine open so the test can finish them.
+                self.conn.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
 
     def wait(self, predicate, timeout: float = 10.0, what: str = "condition") -> None:
         deadline = time.monotonic() + timeout

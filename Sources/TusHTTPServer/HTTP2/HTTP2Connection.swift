@@ -384,6 +384,9 @@ final class HTTP2Connection: TCPStreamDelegate {
         if !isFinalClosed, !isClosing, let session, streams.isEmpty {
             if idleDeadline == .max { idleDeadline = context.loop.nowMilliseconds + configuration.idleTimeoutMilliseconds }
             if nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0 {
+                // GOAWAY went out (ours on shutdown, or nghttp2's own: reset flood, protocol error) and no
+                // stream is left.
+                context.server.logIf(.debug, "HTTP/2: session ended; closing connection")
                 closeGracefully()
             }
         }
