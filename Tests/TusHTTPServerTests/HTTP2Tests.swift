@@ -52,6 +52,30 @@ final class HTTP2Tests: XCTestCase {
         }
     }
 
+    /// Request trailers (checksum-trailer's `Upload-Checksum`) reach the sink's `bodyEnd(trailers:)`, as after a
+    /// chunked HTTP/1.1 body; the response is on the same stream.
+    func testTrailersReachTheSink() throws {
+        let handler = EchoHandler()
+        try withServer(handler, configure: { $0.http2.cleartextPriorKnowledge = true }) { server in
+            let client = try FrameClient(port: server.port)
+            defer { client.close() }
+            try client.sendHeaders(
+                streamID: 1,
+                fields: [(":method", "PATCH"), (":scheme", "http"), (":path", "/t"), (":authority", "localhost")],
+                endStream: false)
+            try client.sendData(streamID: 1, bytes: Array("hello".utf8), endStream: false)
+            try client.sendHeaders(
+                streamID: 1, fields: [("upload-checksum", "sha1 qvTGHdzF6KLavt4PO0gs2a6pQ00=")], endStream: true)
+            let deadline = Date().addingTimeInterval(10)
+            while !client.ended.contains(1) && Date() < deadline { try client.readFrames(timeout: 0.05) }
+            XCTAssertEqual(client.responseStatusByte[1], 0x88)
+            let text = String(decoding: client.data[1, default: []], as: UTF8.self)
+            XCTAssertEqual(
+                text, "PATCH /t bytes=5 sum=\(rollingSum(Array("hello".utf8))) "
+                    + "trailers=upload-checksum=sha1 qvTGHdzF6KLavt4PO0gs2a6pQ00=\n")
+        }
+    }
+
     /// Memory per connection stays bounded however many streams are open: with every sink slow, what the sinks
     /// hold across 40 streams never exceeds the connection window (4 MiB), although the stream windows add up to
     /// 40 MiB.
@@ -100,6 +124,8 @@ final class FrameClient {
     /// First byte of each response's header block (0x88 = ":status 200" from the HPACK static table).
     private(set) var responseStatusByte: [Int32: UInt8] = [:]
     private(set) var resets: [Int32: UInt32] = [:]
+    private(set) var data: [Int32: [UInt8]] = [:]
+    private(set) var ended: Set<Int32> = []
     private(set) var goAway = false
 
     init(port: Int) throws {
@@ -227,6 +253,10 @@ final class FrameClient {
             }
         case 0x1:  // HEADERS
             if responseStatusByte[streamID] == nil, let first = payload.first { responseStatusByte[streamID] = first }
+            if flags & 0x1 != 0 { ended.insert(streamID) }
+        case 0x0:  // DATA
+            data[streamID, default: []] += payload
+            if flags & 0x1 != 0 { ended.insert(streamID) }
         case 0x3:
             resets[streamID] = u32(0)
         case 0x7:
