@@ -76,6 +76,55 @@ final class HTTP2Tests: XCTestCase {
         }
     }
 
+    /// SETTINGS_MAX_CONCURRENT_STREAMS (100): stream 101 is refused with RST_STREAM REFUSED_STREAM while the first
+    /// 100 stay open, and the connection carries on.
+    func testStreamsBeyondTheConcurrencyLimitAreRefused() throws {
+        try withServer(EchoHandler(), configure: { $0.http2.cleartextPriorKnowledge = true }) { server in
+            let client = try FrameClient(port: server.port)
+            defer { client.close() }
+            try client.readFrames(timeout: 0.5)  // the server's SETTINGS (and our ACK) first
+            for index in 0..<101 {
+                try client.sendHeaders(
+                    streamID: Int32(1 + 2 * index),
+                    fields: [(":method", "PUT"), (":scheme", "http"), (":path", "/c"), (":authority", "localhost"),
+                             ("content-length", "1")], endStream: false)
+            }
+            let deadline = Date().addingTimeInterval(5)
+            while client.resets[201] == nil && Date() < deadline { try client.readFrames(timeout: 0.05) }
+            XCTAssertEqual(client.resets[201], 7, "REFUSED_STREAM")
+            XCTAssertEqual(client.resets.count, 1)
+            try client.sendData(streamID: 1, bytes: [0x41], endStream: true)
+            while !client.ended.contains(1) && Date() < deadline { try client.readFrames(timeout: 0.05) }
+            XCTAssertEqual(client.responseStatusByte[1], 0x88)
+        }
+    }
+
+    /// A client that never acknowledges our SETTINGS gets GOAWAY SETTINGS_TIMEOUT (RFC 9113 §6.5.3); an idle
+    /// connection (no stream) gets GOAWAY NO_ERROR after the idle timeout. Both are then closed.
+    func testSettingsAndIdleTimeoutsEndTheConnectionWithGoAway() throws {
+        try withServer(EchoHandler(), configure: {
+            $0.http2.cleartextPriorKnowledge = true
+            $0.http2.settingsTimeoutMilliseconds = 600
+            $0.idleTimeoutMilliseconds = 60_000
+        }) { server in
+            let silent = try FrameClient(port: server.port, acknowledgesSettings: false)
+            defer { silent.close() }
+            let deadline = Date().addingTimeInterval(5)
+            while silent.goAwayCode == nil && Date() < deadline { try? silent.readFrames(timeout: 0.05) }
+            XCTAssertEqual(silent.goAwayCode, 0x4, "SETTINGS_TIMEOUT")
+        }
+        try withServer(EchoHandler(), configure: {
+            $0.http2.cleartextPriorKnowledge = true
+            $0.idleTimeoutMilliseconds = 700
+        }) { server in
+            let idle = try FrameClient(port: server.port)
+            defer { idle.close() }
+            let deadline = Date().addingTimeInterval(5)
+            while idle.goAwayCode == nil && Date() < deadline { try? idle.readFrames(timeout: 0.05) }
+            XCTAssertEqual(idle.goAwayCode, 0x0, "NO_ERROR")
+        }
+    }
+
     /// Memory per connection stays bounded however many streams are open: with every sink slow, what the sinks
     /// hold across 40 streams never exceeds the connection window (4 MiB), although the stream windows add up to
     /// 40 MiB.
@@ -126,9 +175,11 @@ final class FrameClient {
     private(set) var resets: [Int32: UInt32] = [:]
     private(set) var data: [Int32: [UInt8]] = [:]
     private(set) var ended: Set<Int32> = []
-    private(set) var goAway = false
+    private(set) var goAwayCode: UInt32?
+    private let acknowledgesSettings: Bool
 
-    init(port: Int) throws {
+    init(port: Int, acknowledgesSettings: Bool = true) throws {
+        self.acknowledgesSettings = acknowledgesSettings
         socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -242,7 +293,7 @@ final class FrameClient {
                 if id == 0x4 { serverInitialWindow = Int64(u32(index + 2)) }
                 index += 6
             }
-            try sendFrame(type: 0x4, flags: 0x1, streamID: 0, payload: [])
+            if acknowledgesSettings { try sendFrame(type: 0x4, flags: 0x1, streamID: 0, payload: []) }
         case 0x8:  // WINDOW_UPDATE
             let delta = Int64(u32(0) & 0x7fff_ffff)
             if streamID == 0 {
@@ -260,7 +311,7 @@ final class FrameClient {
         case 0x3:
             resets[streamID] = u32(0)
         case 0x7:
-            goAway = true
+            goAwayCode = u32(4)
         case 0x6 where flags & 0x1 == 0:  // PING
             try sendFrame(type: 0x6, flags: 0x1, streamID: 0, payload: payload)
         default:

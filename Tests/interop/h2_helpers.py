@@ -30,6 +30,7 @@ class Stream:
 class H2Client:
     def __init__(self, port: int, cafile: str | None = None, tls: bool = True, timeout: float = 10.0,
                  settings: dict | None = None):
+        self.timeout = timeout
         raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         if tls:
             context = ssl.create_default_context(cafile=cafile)
@@ -86,6 +87,9 @@ class H2Client:
         except (ConnectionResetError, ssl.SSLError, OSError):
             self.closed = True
             return False
+        finally:
+            # Writes keep the long timeout: a busy server may take a moment to drain its socket.
+            self.sock.settimeout(self.timeout)
         if not data:
             self.closed = True
             return False

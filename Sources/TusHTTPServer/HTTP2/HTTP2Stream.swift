@@ -88,6 +88,12 @@ final class HTTP2Stream {
             if current == nil || filledEnd == current!.capacity {
                 if let current, filledEnd > deliveredEnd {
                     queued.append(BodyFragment(chunk: current, range: deliveredEnd..<filledEnd))
+                } else if current != nil, isKnownUniquelyReferenced(&current) {
+                    // Every fragment of it is done: start over at its beginning instead of allocating (a fresh
+                    // 256 KiB chunk costs page faults each time, measured with perf on a large upload).
+                    deliveredEnd = 0
+                    filledEnd = 0
+                    continue
                 }
                 let capacity = nextChunkCapacity
                 nextChunkCapacity = min(maxChunk, capacity * 2)
