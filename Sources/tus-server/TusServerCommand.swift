@@ -108,6 +108,12 @@ struct TusServerCommand: ParsableCommand {
     @Flag(name: .customLong("h2c"), help: "Also accept cleartext HTTP/2 with prior knowledge on plain connections (behind a proxy that speaks h2c to its backends); HTTP/1.1 keeps working on the same port.")
     var h2c = false
 
+    @Option(name: .customLong("http2-stream-window"), help: "HTTP/2 per-stream receive window in bytes (SETTINGS_INITIAL_WINDOW_SIZE): what one upload stream may have in flight before its bytes are written.")
+    var http2StreamWindow: Int32 = 1 << 20
+
+    @Option(name: .customLong("http2-connection-window"), help: "HTTP/2 connection receive window in bytes: bounds the body bytes one connection holds across all its streams.")
+    var http2ConnectionWindow: Int32 = 4 << 20
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -124,6 +130,9 @@ struct TusServerCommand: ParsableCommand {
             throw ValidationError("--min-free-space must be bytes (e.g. 500M, 10G) or a percent (e.g. 5%)")
         }
         guard minBodyRate >= 0 else { throw ValidationError("--min-body-rate must be >= 0") }
+        guard (65_535...(1 << 30)).contains(http2StreamWindow), (65_535...(1 << 30)).contains(http2ConnectionWindow) else {
+            throw ValidationError("--http2-stream-window and --http2-connection-window must be 65535...1073741824")
+        }
         guard maxHeadSize >= 1024 else { throw ValidationError("--max-head-size must be at least 1024") }
         if redis != nil && store == .memory {
             throw ValidationError("--redis shares state between instances; their data must be shared too (--store file)")
@@ -218,6 +227,8 @@ struct TusServerCommand: ParsableCommand {
         http.shutdownTimeoutMilliseconds = milliseconds(shutdownTimeout)
         http.parserLimits.maxHeadBytes = maxHeadSize
         http.http2.cleartextPriorKnowledge = h2c
+        http.http2.initialStreamWindow = http2StreamWindow
+        http.http2.connectionWindow = max(http2ConnectionWindow, http2StreamWindow)
 
         let httpLogger = Logger(label: "http")
         let server = HTTPServer(
