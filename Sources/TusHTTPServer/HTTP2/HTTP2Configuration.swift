@@ -9,9 +9,11 @@ public struct HTTP2Configuration: Sendable {
     /// SETTINGS_INITIAL_WINDOW_SIZE: how many body bytes a client may send on one stream before the server
     /// reopens the window. The window reopens only as the upload's fragments are written (their `done`), so
     /// this is also the most one stream buffers. 1 MiB: HTTP/1.1 keeps up to 4 outstanding fragments + the one
-    /// being filled (≤ 1.25 MiB) in flight plus the kernel's socket buffer; at 1 MiB one stream measured the
-    /// same throughput as HTTP/1.1 over TLS on loopback (bench/results/*-h2), and 1 MiB covers 100 Mbit/s at
-    /// 80 ms of round trip, where a 64 KiB default window would cap an upload at 6.5 Mbit/s.
+    /// being filled (≤ 1.25 MiB) in flight; with 1 MiB one h2 stream reached 0.9x the HTTP/1.1-over-TLS PATCH
+    /// throughput on loopback with less server CPU (bench/results/2026-11-29-h2, same client for both). With curl
+    /// as the client a 4 MiB window helped somewhat (256 MiB: 1.28 s vs 1.46 s median of 4; HTTP/1.1 0.87 s) at
+    /// four times the memory a stalled stream may pin; `--http2-stream-window` sets it. 1 MiB covers 100 Mbit/s
+    /// at 80 ms of round trip, where the 64 KiB default window would cap an upload near 6.5 Mbit/s.
     public var initialStreamWindow: Int32 = 1 << 20
     /// The connection-level receive window (raised from 64 KiB by a WINDOW_UPDATE on stream 0 at start). It
     /// bounds the unconsumed body bytes, hence the body memory, of one connection however many streams are
