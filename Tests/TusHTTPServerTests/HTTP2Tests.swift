@@ -76,26 +76,35 @@ final class HTTP2Tests: XCTestCase {
         }
     }
 
-    /// SETTINGS_MAX_CONCURRENT_STREAMS (100): stream 101 is refused with RST_STREAM REFUSED_STREAM while the first
-    /// 100 stay open, and the connection carries on.
-    func testStreamsBeyondTheConcurrencyLimitAreRefused() throws {
-        try withServer(EchoHandler(), configure: { $0.http2.cleartextPriorKnowledge = true }) { server in
+    /// SETTINGS_MAX_CONCURRENT_STREAMS (100), once acknowledged, is enforced by nghttp2 as a connection error: a
+    /// 101st open stream ends the connection with GOAWAY PROTOCOL_ERROR (RFC 9113 §5.1.2 allows PROTOCOL_ERROR;
+    /// REFUSED_STREAM is only used before the client acknowledged the setting). Streams whose HEADERS came in the
+    /// same read never reach the handler; any that did hear `clientClosed`. The server serves the next connection.
+    func testStreamsBeyondTheConcurrencyLimitEndTheConnection() throws {
+        let handler = EchoHandler()
+        try withServer(handler, configure: { $0.http2.cleartextPriorKnowledge = true }) { server in
             let client = try FrameClient(port: server.port)
             defer { client.close() }
-            try client.readFrames(timeout: 0.5)  // the server's SETTINGS (and our ACK) first
+            let deadline = Date().addingTimeInterval(5)
+            while client.serverInitialWindow == 65_535 && Date() < deadline { try client.readFrames(timeout: 0.05) }
             for index in 0..<101 {
                 try client.sendHeaders(
                     streamID: Int32(1 + 2 * index),
                     fields: [(":method", "PUT"), (":scheme", "http"), (":path", "/c"), (":authority", "localhost"),
                              ("content-length", "1")], endStream: false)
             }
-            let deadline = Date().addingTimeInterval(5)
-            while client.resets[201] == nil && Date() < deadline { try client.readFrames(timeout: 0.05) }
-            XCTAssertEqual(client.resets[201], 7, "REFUSED_STREAM")
-            XCTAssertEqual(client.resets.count, 1)
-            try client.sendData(streamID: 1, bytes: [0x41], endStream: true)
-            while !client.ended.contains(1) && Date() < deadline { try client.readFrames(timeout: 0.05) }
-            XCTAssertEqual(client.responseStatusByte[1], 0x88)
+            while client.goAwayCode == nil && Date() < deadline { try? client.readFrames(timeout: 0.05) }
+            XCTAssertEqual(client.goAwayCode, 0x1, "PROTOCOL_ERROR")
+            XCTAssertTrue(handler.stats.withLock { $0.aborted.allSatisfy { $0 == .clientClosed } })
+            let next = try FrameClient(port: server.port)
+            defer { next.close() }
+            try next.sendHeaders(
+                streamID: 1,
+                fields: [(":method", "PUT"), (":scheme", "http"), (":path", "/n"), (":authority", "localhost"),
+                         ("content-length", "1")], endStream: false)
+            try next.sendData(streamID: 1, bytes: [0x41], endStream: true)
+            while !next.ended.contains(1) && Date() < deadline { try next.readFrames(timeout: 0.05) }
+            XCTAssertEqual(next.responseStatusByte[1], 0x88)
         }
     }
 

@@ -4,7 +4,8 @@ public struct HTTP2Configuration: Sendable {
     /// Accept h2c with prior knowledge on plain connections (a connection that opens with the HTTP/2 preface),
     /// for use behind a proxy that speaks HTTP/2 to its backends. HTTP/1.1 on the same port keeps working.
     public var cleartextPriorKnowledge = false
-    /// SETTINGS_MAX_CONCURRENT_STREAMS: streams beyond it are refused (RST_STREAM REFUSED_STREAM).
+    /// SETTINGS_MAX_CONCURRENT_STREAMS. A client that opens more gets RST_STREAM REFUSED_STREAM before it
+    /// acknowledged our SETTINGS, and GOAWAY PROTOCOL_ERROR after (nghttp2's rule; RFC 9113 §5.1.2 allows both).
     public var maxConcurrentStreams: UInt32 = 100
     /// SETTINGS_INITIAL_WINDOW_SIZE: how many body bytes a client may send on one stream before the server
     /// reopens the window. The window reopens only as the upload's fragments are written (their `done`), so
