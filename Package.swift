@@ -3,6 +3,7 @@
 //   CLibuv <- TusLoop <- TusHTTPServer <- executables
 //   TusHTTP1 (pure) <- TusProtocol <- TusStore <- executables
 //   COpenSSL <- TusCrypto
+//   CNghttp2 <- TusHTTPServer (HTTP/2 framing, HPACK, flow control)
 //   TusLoop <- TusRedis (RESP2 client for shared cluster state)
 //   TusProtocol <- TusOperations (request ids, health, metrics, bearer auth) <- tus-server
 //   TusProtocol + TusClient <- TusHooks (tusd-compatible HTTP and exec hooks) <- tus-server
@@ -32,11 +33,15 @@ let package = Package(
         .systemLibrary(
             name: "COpenSSL", path: "CModules/COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .target(name: "COpenSSLShims", dependencies: ["COpenSSL"], path: "CModules/COpenSSLShims"),
+        .systemLibrary(
+            name: "CNghttp2", path: "CModules/CNghttp2", pkgConfig: "libnghttp2",
+            providers: [.apt(["libnghttp2-dev"])]),
 
         .target(name: "TusLoop", dependencies: ["CLibuv"], swiftSettings: strict),
         .target(name: "TusCrypto", dependencies: ["COpenSSL", "COpenSSLShims"], swiftSettings: strict),
         .target(name: "TusHTTP1", swiftSettings: strict),
-        .target(name: "TusHTTPServer", dependencies: ["TusLoop", "TusHTTP1", "TusCrypto"], swiftSettings: strict),
+        .target(
+            name: "TusHTTPServer", dependencies: ["TusLoop", "TusHTTP1", "TusCrypto", "CNghttp2"], swiftSettings: strict),
         .target(name: "TusProtocol", dependencies: ["TusHTTP1", "TusCrypto"], swiftSettings: strict),
         .target(name: "TusStore", dependencies: ["TusProtocol", "TusLoop", "TusCrypto"], swiftSettings: strict),
         .target(name: "TusRedis", dependencies: ["TusLoop"], swiftSettings: strict),

@@ -9,8 +9,9 @@ export PATH="/opt/swift/usr/bin:$PATH"
 # redis-server and nginx-light: the cluster tests start their own Redis and a round-robin proxy.
 # prometheus: `promtool check metrics` lints /metrics in the interop suite.
 # radosgw, ceph-mon, ceph-osd, ceph-common: a single-node Ceph RADOS Gateway for the S3 store tests (scripts/ceph-rgw.sh).
-apt_packages=(libuv1-dev libssl-dev pkg-config curl python3-venv redis-server nginx-light prometheus radosgw ceph-mon ceph-osd ceph-common)
-if [[ "${TUS_WITH_BENCH_TOOLS:-0}" == 1 ]]; then apt_packages+=(iperf3); fi
+# libnghttp2-dev: HTTP/2 framing for the server (CNghttp2).
+apt_packages=(libuv1-dev libssl-dev libnghttp2-dev pkg-config curl python3-venv redis-server nginx-light prometheus radosgw ceph-mon ceph-osd ceph-common)
+if [[ "${TUS_WITH_BENCH_TOOLS:-0}" == 1 ]]; then apt_packages+=(iperf3 nghttp2-client); fi
 missing=()
 for package in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

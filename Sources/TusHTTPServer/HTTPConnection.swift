@@ -118,6 +118,7 @@ final class HTTPConnection: TCPStreamDelegate {
                 decrypt(UnsafeRawBufferPointer(rebasing: context.cipherInputBuffer[0..<count]), with: tls)
             } else {
                 readEnd += count
+                if switchesToHTTP2() { return }
                 process()
             }
         case .eof, .error:
@@ -152,6 +153,7 @@ final class HTTPConnection: TCPStreamDelegate {
             close()
             return
         }
+        if switchesToHTTP2() { return }
         if readEnd > readStart { process() }
         if peerFinished { peerClosed() }
     }
@@ -455,6 +457,36 @@ final class HTTPConnection: TCPStreamDelegate {
         case .readNextRequest: process()
         }
     }
+
+    // MARK: HTTP/2 dispatch
+
+    /// Before the first request only: a TLS session that negotiated "h2" by ALPN, or (with h2c enabled) a plain
+    /// connection that opens with the HTTP/2 preface, is handed to `HTTP2Connection` with what was read so far.
+    /// Returns true when the connection was handed over (this object is then done and holds nothing).
+    private func switchesToHTTP2() -> Bool {
+        guard machine.requestSequence == 0, case .readingHead = machine.phase else { return false }
+        if let tls {
+            guard tls.isHandshakeComplete, tls.negotiatedALPN == "h2" else { return false }
+        } else {
+            guard context.server.configuration.http2.cleartextPriorKnowledge, let chunk, readEnd > readStart else {
+                return false
+            }
+            let preface = HTTPConnection.http2Preface
+            let bytes = chunk.bytes(readStart..<min(readEnd, readStart + preface.count))
+            guard bytes.elementsEqual(preface.prefix(bytes.count)) else { return false }
+            // A prefix of the preface: wait for the rest rather than parse "PRI * HTTP/2.0" as HTTP/1.1.
+            if bytes.count < preface.count { return true }
+        }
+        let initial = chunk.map { UnsafeRawBufferPointer($0.bytes(readStart..<readEnd)) } ?? UnsafeRawBufferPointer(start: nil, count: 0)
+        // The machine is done (no sweep or read decision touches this connection again); the socket is not
+        // closed: it belongs to the HTTP/2 connection from here on.
+        _ = machine.closeNow()
+        context.switchToHTTP2(self, stream: stream, tls: tls, initialBytes: initial)
+        chunk = nil
+        return true
+    }
+
+    static let http2Preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
 
     // MARK: Errors, timeouts, closing
 

@@ -42,6 +42,9 @@ public struct HTTPServerConfiguration: Sendable {
     /// Body fragments a connection may have in flight to the handler before it stops reading the socket.
     /// With `readChunkSize` this bounds the memory one upload can pin.
     public var maxOutstandingFragments: Int = 4
+    /// HTTP/2 (ALPN "h2" over TLS, or h2c with prior knowledge): windows and limits. The request head limit
+    /// (`parserLimits.maxHeadBytes`) is also HTTP/2's header list limit (SETTINGS_MAX_HEADER_LIST_SIZE, 431 beyond).
+    public var http2 = HTTP2Configuration()
 
     public init() {}
 

@@ -17,6 +17,8 @@ final class LoopContext {
     /// Strong on purpose: loops must not outlive the server's configuration; `HTTPServer.wait()` breaks the cycle.
     let server: HTTPServer
     private var connections: [ObjectIdentifier: HTTPConnection] = [:]
+    /// Connections that switched to HTTP/2 (ALPN "h2", or the h2c preface); `HTTP2Connection` owns the socket.
+    private var http2Connections: [ObjectIdentifier: HTTP2Connection] = [:]
     private var sweepTimer: TusLoop.Timer?
     private var shutdownTimer: TusLoop.Timer?
     private(set) var isShuttingDown = false
@@ -108,10 +110,31 @@ final class LoopContext {
         connection.start()
     }
 
+    /// The dispatch point between HTTP/1.1 and HTTP/2: `connection` negotiated h2 and hands over its socket,
+    /// its TLS session and the plaintext it already read. It counts as the same open connection.
+    func switchToHTTP2(
+        _ connection: HTTPConnection, stream: TCPStream, tls: TLSSession?, initialBytes: UnsafeRawBufferPointer
+    ) {
+        guard connections.removeValue(forKey: ObjectIdentifier(connection)) != nil else { return }
+        let http2 = HTTP2Connection(stream: stream, context: self, tls: tls)
+        http2Connections[ObjectIdentifier(http2)] = http2
+        http2.start(initialBytes: initialBytes)
+        if isShuttingDown { http2.shutdownGracefully() }
+    }
+
+    func http2ConnectionDidClose(_ connection: HTTP2Connection) {
+        guard http2Connections.removeValue(forKey: ObjectIdentifier(connection)) != nil else { return }
+        connectionClosed()
+    }
+
     func connectionDidClose(_ connection: HTTPConnection) {
         guard connections.removeValue(forKey: ObjectIdentifier(connection)) != nil else { return }
+        connectionClosed()
+    }
+
+    private func connectionClosed() {
         server.connectionCount.subtract(1, ordering: .relaxed)
-        if isShuttingDown && connections.isEmpty {
+        if isShuttingDown && connections.isEmpty && http2Connections.isEmpty {
             finishShutdown()
         } else {
             // A descriptor came free: if accepting paused for want of one, use it now rather than after the back-off.
@@ -122,6 +145,7 @@ final class LoopContext {
     private func sweepDeadlines() {
         let now = loop.nowMilliseconds
         for connection in connections.values { connection.checkDeadline(now: now) }
+        for connection in http2Connections.values { connection.checkDeadline(now: now) }
     }
 
     func beginShutdown() {
@@ -129,13 +153,15 @@ final class LoopContext {
         isShuttingDown = true
         listener.close()
         for connection in connections.values { connection.shutdownGracefully() }
-        if connections.isEmpty {
+        for connection in http2Connections.values { connection.shutdownGracefully() }
+        if connections.isEmpty && http2Connections.isEmpty {
             finishShutdown()
             return
         }
         let timer = TusLoop.Timer(loop: loop)
         timer.start(afterMilliseconds: server.configuration.shutdownTimeoutMilliseconds) { [unowned self] in
             for connection in self.connections.values { connection.abort(reason: .shutdown) }
+            for connection in self.http2Connections.values { connection.abort(reason: .shutdown) }
         }
         shutdownTimer = timer
     }

@@ -167,6 +167,18 @@ struct TusServerCommand: ParsableCommand {
     @Option(name: .customLong("pre-access-cache"), help: "Seconds a pre-access answer is reused for the same upload, method and credential; 0 = ask every time.")
     var preAccessCache: Double = 0
 
+    @Option(name: .customLong("http2"), help: "on or off: offer HTTP/2 (ALPN h2) on TLS connections; default on. Plain connections speak HTTP/2 only with --h2c.")
+    var http2: OnOff = .on
+
+    @Flag(name: .customLong("h2c"), help: "Also accept cleartext HTTP/2 with prior knowledge on plain connections (behind a proxy that speaks h2c to its backends); HTTP/1.1 keeps working on the same port.")
+    var h2c = false
+
+    @Option(name: .customLong("http2-stream-window"), help: "HTTP/2 per-stream receive window in bytes (SETTINGS_INITIAL_WINDOW_SIZE): what one upload stream may have in flight before its bytes are written.")
+    var http2StreamWindow: Int32 = 1 << 20
+
+    @Option(name: .customLong("http2-connection-window"), help: "HTTP/2 connection receive window in bytes: bounds the body bytes one connection holds across all its streams.")
+    var http2ConnectionWindow: Int32 = 4 << 20
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -183,6 +195,9 @@ struct TusServerCommand: ParsableCommand {
             throw ValidationError("--min-free-space must be bytes (e.g. 500M, 10G) or a percent (e.g. 5%)")
         }
         guard minBodyRate >= 0 else { throw ValidationError("--min-body-rate must be >= 0") }
+        guard (65_535...(1 << 30)).contains(http2StreamWindow), (65_535...(1 << 30)).contains(http2ConnectionWindow) else {
+            throw ValidationError("--http2-stream-window and --http2-connection-window must be 65535...1073741824")
+        }
         guard maxHeadSize >= 1024 else { throw ValidationError("--max-head-size must be at least 1024") }
         if redis != nil && store == .memory {
             throw ValidationError("--redis shares state between instances; their data must be shared too (--store file or s3)")
@@ -220,7 +235,8 @@ struct TusServerCommand: ParsableCommand {
         var tlsContext: TLSContext?
         if let tlsCertificate, let tlsKey {
             do {
-                tlsContext = try TLSContext.server(certificatePath: tlsCertificate, keyPath: tlsKey, mode: tlsMode.mode)
+                tlsContext = try TLSContext.server(
+                certificatePath: tlsCertificate, keyPath: tlsKey, mode: tlsMode.mode, offersHTTP2: http2 == .on)
             } catch {
                 logger.critical("TLS: \(error)")
                 throw ExitCode.failure
@@ -330,6 +346,9 @@ struct TusServerCommand: ParsableCommand {
         http.bodyRateWindowMilliseconds = max(1000, http.bodyTimeoutMilliseconds)
         http.shutdownTimeoutMilliseconds = milliseconds(shutdownTimeout)
         http.parserLimits.maxHeadBytes = maxHeadSize
+        http.http2.cleartextPriorKnowledge = h2c
+        http.http2.initialStreamWindow = http2StreamWindow
+        http.http2.connectionWindow = max(http2ConnectionWindow, http2StreamWindow)
 
         let httpLogger = Logger(label: "http")
         let server = HTTPServer(
@@ -402,7 +421,8 @@ extension TusServerCommand {
             return
         }
         do {
-            let context = try TLSContext.server(certificatePath: tlsCertificate, keyPath: tlsKey, mode: tlsMode.mode)
+            let context = try TLSContext.server(
+                certificatePath: tlsCertificate, keyPath: tlsKey, mode: tlsMode.mode, offersHTTP2: http2 == .on)
             server.replaceTLSContext(context)
             logger.info("SIGHUP: TLS certificate reloaded from \(tlsCertificate)")
         } catch {
@@ -419,6 +439,10 @@ private func exitIfLoopsOutlive(graceMilliseconds: UInt64, logger: Logger) {
         logger.critical("event loops did not stop within \(limit) ms after the signal; exiting")
         _exit(1)
     }
+}
+
+enum OnOff: String, ExpressibleByArgument, CaseIterable {
+    case on, off
 }
 
 enum TLSModeFlag: String, ExpressibleByArgument, CaseIterable {

@@ -90,7 +90,8 @@ def tls_server(pki):
 
 
 def curl(*args, cafile, timeout=60):
-    return run("curl", "-sS", "--cacert", str(cafile), *args, timeout=timeout)
+    # HTTP/1.1 over TLS (curl would pick h2 by ALPN; test_http2.py covers that).
+    return run("curl", "-sS", "--http1.1", "--cacert", str(cafile), *args, timeout=timeout)
 
 
 def test_startup_line_says_https(tls_server):
@@ -114,7 +115,8 @@ def test_curl_uploads_and_downloads_over_https(tls_server, pki, tmp_path):
                    location, cafile=ca)
     assert "204 No Content" in patched.stdout
     assert f"Upload-Offset: {len(data)}" in patched.stdout
-    downloaded = subprocess.run(["curl", "-sS", "--cacert", str(ca), location], capture_output=True, timeout=60)
+    downloaded = subprocess.run(["curl", "-sS", "--http1.1", "--cacert", str(ca), location], capture_output=True,
+                                timeout=60)
     assert hashlib.sha256(downloaded.stdout).hexdigest() == hashlib.sha256(data).hexdigest()
 
 

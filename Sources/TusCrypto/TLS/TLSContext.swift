@@ -22,8 +22,11 @@ public final class TLSContext: @unchecked Sendable {
     /// Server context over `SSL_CTX_use_certificate_chain_file` and `SSL_CTX_use_PrivateKey_file`. Refuses a key
     /// that does not match the certificate (`SSL_CTX_check_private_key`) and an expired certificate
     /// (`X509_cmp_current_time` on notAfter), so a bad reload fails loudly instead of breaking every handshake.
-    /// Errors name the file and the problem. ALPN selects "http/1.1"; session tickets stay on (OpenSSL default).
-    public static func server(certificatePath: String, keyPath: String, mode: TLSMode) throws -> TLSContext {
+    /// Errors name the file and the problem. ALPN selects "h2" when `offersHTTP2` and the client offers it,
+    /// otherwise "http/1.1"; session tickets stay on (OpenSSL default).
+    public static func server(
+        certificatePath: String, keyPath: String, mode: TLSMode, offersHTTP2: Bool = false
+    ) throws -> TLSContext {
         OpenSSLErrorQueue.clear()
         guard let method = TLS_server_method(), let raw = SSL_CTX_new(method) else {
             throw TLSError.fromErrorQueue("SSL_CTX_new failed")
@@ -42,7 +45,9 @@ public final class TLSContext: @unchecked Sendable {
             }
         }
         try tls.loadCertificateAndKey(certificatePath: certificatePath, keyPath: keyPath)
-        SSL_CTX_set_alpn_select_cb(raw, selectHTTP11, nil)
+        // The callback is a plain C function; the one bit of configuration it needs travels as its argument
+        // (a non-nil pointer means "h2 allowed"), so nothing has to be retained for it.
+        SSL_CTX_set_alpn_select_cb(raw, selectALPN, offersHTTP2 ? UnsafeMutableRawPointer(bitPattern: 1) : nil)
         return tls
     }
 
@@ -133,28 +138,32 @@ public final class TLSContext: @unchecked Sendable {
     }
 }
 
-/// ALPN: pick "http/1.1" from the client's list. A client that offers ALPN without it gets the fatal
-/// no_application_protocol alert RFC 7301 §3.2 asks for; a client that offers no ALPN is not called here.
-private func selectHTTP11(
+/// ALPN: pick "h2" (when `argument` is non-nil: the context offers HTTP/2) or else "http/1.1" from the client's
+/// list; the server's preference wins over the client's order. A client that offers ALPN with neither gets the
+/// fatal no_application_protocol alert RFC 7301 §3.2 asks for; a client that offers no ALPN is not called here
+/// (and speaks HTTP/1.1).
+private func selectALPN(
     ssl: OpaquePointer?, selected: UnsafeMutablePointer<UnsafePointer<UInt8>?>?,
     selectedLength: UnsafeMutablePointer<UInt8>?, offered: UnsafePointer<UInt8>?, offeredLength: UInt32,
     argument: UnsafeMutableRawPointer?
 ) -> Int32 {
     guard let offered, let selected, let selectedLength else { return SSL_TLSEXT_ERR_ALERT_FATAL }
-    let http11 = Array("http/1.1".utf8)
+    let preferences: [[UInt8]] = argument != nil ? [Array("h2".utf8), Array("http/1.1".utf8)] : [Array("http/1.1".utf8)]
     let list = UnsafeBufferPointer(start: offered, count: Int(offeredLength))
-    var index = 0
-    while index < list.count {
-        let length = Int(list[index])
-        let start = index + 1
-        guard start + length <= list.count else { break }
-        if length == http11.count && list[start..<start + length].elementsEqual(http11) {
-            // Pointing into `offered` is allowed: OpenSSL copies the selection before the buffer goes away.
-            selected.pointee = offered + start
-            selectedLength.pointee = UInt8(length)
-            return SSL_TLSEXT_ERR_OK
+    for wanted in preferences {
+        var index = 0
+        while index < list.count {
+            let length = Int(list[index])
+            let start = index + 1
+            guard start + length <= list.count else { break }
+            if length == wanted.count && list[start..<start + length].elementsEqual(wanted) {
+                // Pointing into `offered` is allowed: OpenSSL copies the selection before the buffer goes away.
+                selected.pointee = offered + start
+                selectedLength.pointee = UInt8(length)
+                return SSL_TLSEXT_ERR_OK
+            }
+            index = start + length
         }
-        index = start + length
     }
     return SSL_TLSEXT_ERR_ALERT_FATAL
 }

@@ -1,0 +1,932 @@
+internal import CNghttp2
+import TusCrypto
+import TusHTTP1
+import TusLoop
+
+/// One HTTP/2 connection (RFC 9113): nghttp2 does framing, HPACK, stream states and flow control; this class
+/// feeds it bytes from our socket (through our `TLSSession` when there is one), ships what it produces, and turns
+/// each request stream into an `HTTPExchange` for the same handler HTTP/1.1 requests go to.
+///
+/// Effects are never taken inside nghttp2 callbacks: callbacks only record what happened (a stream's head is
+/// complete, body bytes arrived, a stream closed) and `settle()` acts on it after `nghttp2_session_mem_recv`
+/// returns. So a handler never runs re-entrantly inside nghttp2, and a stream that was opened and reset in the
+/// same read (rapid reset) never reaches the handler at all.
+///
+/// Backpressure: nghttp2's automatic WINDOW_UPDATE is off (`NGHTTP2_OPT_NO_AUTO_WINDOW_UPDATE`). Body bytes are
+/// consumed (`nghttp2_session_consume`) only when the sink calls a fragment's `done` (or when the body is dropped),
+/// so a slow disk stops the client at the stream window, and the connection window bounds the body bytes one
+/// connection holds however many streams are open.
+final class HTTP2Connection: TCPStreamDelegate {
+    let stream: TCPStream
+    unowned let context: LoopContext
+    private let tls: TLSSession?
+    private var configuration: HTTPServerConfiguration { context.server.configuration }
+    private var session: OpaquePointer?
+
+    private var streams: [Int32: HTTP2Stream] = [:]
+    /// Streams whose request head completed during the last read, in arrival order.
+    private var newStreams: [HTTP2Stream] = []
+    /// Streams with something to act on (bytes, end, close, a response fetch).
+    private var dirtyStreams: [HTTP2Stream] = []
+    /// Body bytes to hand back to flow control (dropped, or for a stream we no longer know).
+    private var pendingConsumption: [(Int32, Int)] = []
+    /// Streams to reset once nghttp2 is not in a call (a complete response to an incomplete request).
+    private var pendingResets: [(Int32, UInt32)] = []
+
+    private var depth = 0
+    private var isInsideNghttp2 = false
+    private var pendingOutputBytes = 0
+    private var lastOutputProgress: UInt64 = 0
+    private var settingsAcknowledged = false
+    private var settingsDeadline: UInt64 = .max
+    private var idleDeadline: UInt64 = .max
+    private var closeDeadline: UInt64 = .max
+    private var isShuttingDown = false
+    private var isClosing = false
+    private var isFinalClosed = false
+    /// Plaintext of one TLS read at a time (nghttp2 copies what it keeps), or the socket buffer for h2c.
+    private let inputBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 32 * 1024, alignment: 16)
+
+    var isSecure: Bool { tls != nil }
+
+    init(stream: TCPStream, context: LoopContext, tls: TLSSession?) {
+        self.stream = stream
+        self.context = context
+        self.tls = tls
+    }
+
+    deinit {
+        if let session { nghttp2_session_del(session) }
+        inputBuffer.deallocate()
+    }
+
+    // MARK: Start
+
+    /// Takes over the socket from the HTTP/1.1 connection that negotiated (or sniffed) HTTP/2; `initialBytes`
+    /// are plaintext bytes that connection already read (the preface, perhaps more).
+    func start(initialBytes: UnsafeRawBufferPointer) {
+        let settings = configuration.http2
+        var callbacks: OpaquePointer?
+        precondition(nghttp2_session_callbacks_new(&callbacks) == 0, "nghttp2_session_callbacks_new failed")
+        defer { nghttp2_session_callbacks_del(callbacks) }
+        nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, onBeginHeaders)
+        nghttp2_session_callbacks_set_on_header_callback(callbacks, onHeader)
+        nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, onFrameReceived)
+        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, onDataChunk)
+        nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, onStreamClose)
+        nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, onFrameSent)
+
+        var option: OpaquePointer?
+        precondition(nghttp2_option_new(&option) == 0, "nghttp2_option_new failed")
+        defer { nghttp2_option_del(option) }
+        nghttp2_option_set_no_auto_window_update(option, 1)
+        nghttp2_option_set_stream_reset_rate_limit(option, settings.resetBurst, settings.resetsPerSecond)
+        nghttp2_option_set_max_continuations(option, settings.maxContinuations)
+        // At most 32 entries per SETTINGS frame received (a SETTINGS frame is otherwise unbounded work).
+        nghttp2_option_set_max_settings(option, 32)
+
+        var raw: OpaquePointer?
+        let status = nghttp2_session_server_new2(&raw, callbacks, Unmanaged.passUnretained(self).toOpaque(), option)
+        precondition(status == 0 && raw != nil, "nghttp2_session_server_new2 failed: \(status)")
+        session = raw
+
+        var entries = [
+            nghttp2_settings_entry(
+                settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue),
+                value: settings.maxConcurrentStreams),
+            nghttp2_settings_entry(
+                settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue),
+                value: UInt32(settings.initialStreamWindow)),
+            nghttp2_settings_entry(
+                settings_id: Int32(NGHTTP2_SETTINGS_MAX_FRAME_SIZE.rawValue), value: UInt32(settings.maxFrameSize)),
+            nghttp2_settings_entry(
+                settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue),
+                value: UInt32(configuration.parserLimits.maxHeadBytes)),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue), value: 0),
+            // RFC 9218: no RFC 7540 dependency tree. nghttp2 then keeps no closed streams for it and schedules
+            // with the cheaper extensible-priorities code; uploads do not need stream dependencies.
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES.rawValue), value: 1),
+        ]
+        _ = nghttp2_submit_settings(raw, UInt8(NGHTTP2_FLAG_NONE.rawValue), &entries, entries.count)
+        // The connection window is not a setting: raise it with a WINDOW_UPDATE on stream 0.
+        _ = nghttp2_session_set_local_window_size(
+            raw, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, settings.connectionWindow)
+
+        let now = context.loop.nowMilliseconds
+        settingsDeadline = now + settings.settingsTimeoutMilliseconds
+        idleDeadline = now + configuration.idleTimeoutMilliseconds
+        lastOutputProgress = now
+        stream.delegate = self
+        perform { if initialBytes.count > 0 { receive(initialBytes) } }
+        if !isFinalClosed { stream.startReading() }
+    }
+
+    // MARK: Socket input
+
+    func allocateReadBuffer(suggestedSize: Int) -> UnsafeMutableRawBufferPointer {
+        tls != nil ? context.cipherInputBuffer : inputBuffer
+    }
+
+    func didRead(_ result: ReadResult) {
+        guard !isFinalClosed else { return }
+        switch result {
+        case .bytes(let count):
+            perform {
+                if let tls {
+                    decrypt(UnsafeRawBufferPointer(rebasing: context.cipherInputBuffer[0..<count]), with: tls)
+                } else {
+                    receive(UnsafeRawBufferPointer(rebasing: inputBuffer[0..<count]))
+                }
+            }
+        case .eof, .error:
+            abort(reason: .clientClosed)
+        }
+    }
+
+    private func decrypt(_ ciphertext: UnsafeRawBufferPointer, with tls: TLSSession) {
+        tls.feedEncrypted(ciphertext)
+        while !isFinalClosed && !isClosing {
+            switch tls.readPlaintext(into: inputBuffer) {
+            case .bytes(let count):
+                receive(UnsafeRawBufferPointer(rebasing: inputBuffer[0..<count]))
+            case .wantMore:
+                return
+            case .closed:
+                abort(reason: .clientClosed)
+                return
+            case .failed(let error):
+                context.server.logIf(.debug, "TLS: \(error)")
+                shipTLSOutput()
+                abort(reason: .clientClosed)
+                return
+            }
+        }
+    }
+
+    /// Plaintext into nghttp2; the callbacks below record what it found.
+    private func receive(_ bytes: UnsafeRawBufferPointer) {
+        guard let session, !isClosing, let base = bytes.baseAddress, bytes.count > 0 else { return }
+        isInsideNghttp2 = true
+        let status = nghttp2_session_mem_recv(session, base.assumingMemoryBound(to: UInt8.self), bytes.count)
+        isInsideNghttp2 = false
+        if status < 0 {
+            // Protocol error, flood, rapid reset, CONTINUATION flood...: nghttp2 queued a GOAWAY; send it and end.
+            let reason = String(cString: nghttp2_strerror(Int32(status)))
+            context.server.logIf(.info, "HTTP/2: closing connection: \(reason)")
+            terminate(errorCode: nil)
+        }
+    }
+
+    // MARK: Callback recording (called by nghttp2 from inside mem_recv / mem_send; record only)
+
+    fileprivate func beginRequest(streamID: Int32) {
+        let stream = HTTP2Stream(id: streamID)
+        streams[streamID] = stream
+        idleDeadline = .max
+    }
+
+    fileprivate func header(streamID: Int32, isTrailer: Bool, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer)
+        -> Bool
+    {
+        guard let stream = streams[streamID] else { return true }
+        stream.headerListBytes += name.count + value.count + 32
+        let limit = isTrailer ? configuration.parserLimits.maxTrailerBytes : configuration.parserLimits.maxHeadBytes
+        if stream.headerListBytes > limit {
+            // A request head answers 431 (the block is still decoded: HPACK state must stay in step);
+            // an oversized trailer section resets the stream.
+            if isTrailer { return false }
+            stream.headerListTooLarge = true
+            return true
+        }
+        if stream.headerListTooLarge { return true }
+        let nameString = String(decoding: name, as: UTF8.self)
+        let valueString = String(decoding: value, as: UTF8.self)
+        if isTrailer {
+            stream.trailers.add(nameString, valueString)
+            return true
+        }
+        switch nameString {
+        case ":method": stream.method = valueString
+        case ":path": stream.path = valueString
+        case ":authority": stream.authority = valueString
+        case ":scheme", ":protocol": break
+        default:
+            if stream.headers.count >= configuration.parserLimits.maxHeaderCount {
+                stream.headerListTooLarge = true
+            } else {
+                stream.headers.add(nameString, valueString)
+            }
+        }
+        return true
+    }
+
+    fileprivate func frameReceived(type: UInt8, flags: UInt8, streamID: Int32, isRequestHeaders: Bool) {
+        let endStream = flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
+        switch type {
+        case UInt8(NGHTTP2_HEADERS.rawValue):
+            guard let stream = streams[streamID] else { return }
+            if isRequestHeaders {
+                stream.isHeadComplete = true
+                newStreams.append(stream)
+            }
+            if endStream { stream.isRemoteEnded = true }
+            markDirty(stream)
+        case UInt8(NGHTTP2_DATA.rawValue):
+            guard endStream, let stream = streams[streamID] else { return }
+            stream.isRemoteEnded = true
+            markDirty(stream)
+        case UInt8(NGHTTP2_SETTINGS.rawValue):
+            if flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0 {
+                settingsAcknowledged = true
+                settingsDeadline = .max
+            }
+        default:
+            break
+        }
+    }
+
+    fileprivate func dataReceived(streamID: Int32, bytes: UnsafeRawBufferPointer) {
+        guard let stream = streams[streamID], !stream.isClosed else {
+            pendingConsumption.append((streamID, bytes.count))
+            return
+        }
+        if case .finished = stream.body {
+            pendingConsumption.append((streamID, bytes.count))
+            return
+        }
+        stream.append(bytes, maxChunk: configuration.readChunkSize)
+        if stream.isReadingBody {
+            stream.bodyDeadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
+            stream.bodyRateWindow.bytes += bytes.count
+        }
+        markDirty(stream)
+    }
+
+    fileprivate func streamClosed(streamID: Int32) {
+        guard let stream = streams[streamID] else { return }
+        stream.isClosed = true
+        markDirty(stream)
+    }
+
+    fileprivate func frameSent(type: UInt8, flags: UInt8, streamID: Int32) {
+        guard flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0,
+            type == UInt8(NGHTTP2_HEADERS.rawValue) || type == UInt8(NGHTTP2_DATA.rawValue), let session
+        else { return }
+        // The response is complete but the request is not: ask the client to stop sending (RFC 9113 §8.1).
+        if nghttp2_session_get_stream_remote_close(session, streamID) == 0 {
+            pendingResets.append((streamID, NGHTTP2_NO_ERROR.rawValue))
+        }
+    }
+
+    /// nghttp2 asks for response body bytes (inside mem_send). Copies what is there, or defers until `settle`
+    /// fetched the next piece from the source.
+    fileprivate func produceResponse(streamID: Int32, into buffer: UnsafeMutableRawBufferPointer, flags: inout UInt32)
+        -> Int
+    {
+        let eof = NGHTTP2_DATA_FLAG_EOF.rawValue
+        guard let stream = streams[streamID] else {
+            flags |= eof
+            return 0
+        }
+        stream.responseDeadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
+        switch stream.responseBody {
+        case .none:
+            flags |= eof
+            return 0
+        case .bytes(let bytes, let sent):
+            let count = min(buffer.count, bytes.count - sent)
+            bytes.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress! + sent, byteCount: count) }
+            if sent + count == bytes.count {
+                flags |= eof
+                stream.responseBody = .none
+            } else {
+                stream.responseBody = .bytes(bytes, sent: sent + count)
+            }
+            return count
+        case .source(let source, let remaining):
+            guard let fragment = stream.responseFragment else {
+                stream.needsFetch = true
+                markDirty(stream)
+                return Int(NGHTTP2_ERR_DEFERRED.rawValue)
+            }
+            let count = min(buffer.count, fragment.count - stream.responseOffset)
+            buffer.baseAddress!.copyMemory(from: fragment.bytes.baseAddress! + stream.responseOffset, byteCount: count)
+            stream.responseOffset += count
+            if stream.responseOffset == fragment.count {
+                stream.responseFragment = nil
+                stream.responseOffset = 0
+            }
+            let left = remaining - Int64(count)
+            if left == 0 {
+                flags |= eof
+                stream.responseBody = .none
+                source.cancel()
+            } else {
+                stream.responseBody = .source(source, remaining: left)
+            }
+            return count
+        }
+    }
+
+    private func markDirty(_ stream: HTTP2Stream) {
+        guard !stream.isDirty else { return }
+        stream.isDirty = true
+        dirtyStreams.append(stream)
+    }
+
+    // MARK: Acting on what happened
+
+    /// Runs `body`, then (at the outermost level) acts on everything it recorded and ships the output.
+    private func perform(_ body: () -> Void) {
+        depth += 1
+        body()
+        depth -= 1
+        if depth == 0 { settle() }
+    }
+
+    private func settle() {
+        depth += 1
+        defer { depth -= 1 }
+        var rounds = 0
+        while !isFinalClosed, let session {
+            rounds += 1
+            var didWork = false
+            if !pendingConsumption.isEmpty {
+                let consumption = pendingConsumption
+                pendingConsumption = []
+                for (id, count) in consumption where count > 0 { _ = nghttp2_session_consume(session, id, count) }
+            }
+            if !pendingResets.isEmpty {
+                let resets = pendingResets
+                pendingResets = []
+                for (id, code) in resets { _ = nghttp2_submit_rst_stream(session, 0, id, code) }
+            }
+            if !newStreams.isEmpty {
+                let fresh = newStreams
+                newStreams = []
+                for stream in fresh where !stream.isClosed && !isClosing { dispatch(stream) }
+                didWork = true
+            }
+            if !dirtyStreams.isEmpty {
+                let dirty = dirtyStreams
+                dirtyStreams = []
+                for stream in dirty {
+                    stream.isDirty = false
+                    service(stream)
+                }
+                didWork = true
+            }
+            let wrote = flushOutput()
+            if !(didWork || wrote) || rounds > 64 { break }
+            if newStreams.isEmpty && dirtyStreams.isEmpty && pendingConsumption.isEmpty && pendingResets.isEmpty
+                && !wrote
+            {
+                break
+            }
+        }
+        if !isFinalClosed, !isClosing, let session, streams.isEmpty {
+            if idleDeadline == .max { idleDeadline = context.loop.nowMilliseconds + configuration.idleTimeoutMilliseconds }
+            if nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0 {
+                // GOAWAY went out (ours on shutdown, or nghttp2's own: reset flood, protocol error) and no
+                // stream is left.
+                context.server.logIf(.debug, "HTTP/2: session ended; closing connection")
+                closeGracefully()
+            }
+        }
+    }
+
+    /// A complete request head: answer it ourselves when it is unusable, otherwise give it to the handler.
+    private func dispatch(_ stream: HTTP2Stream) {
+        stream.isDispatched = true
+        if stream.headerListTooLarge {
+            return respondDirectly(stream, .requestHeaderFieldsTooLarge, "request header fields too large")
+        }
+        guard let method = HTTPMethod(rawValue: stream.method) else {
+            return respondDirectly(stream, .notImplemented, "method not implemented")
+        }
+        var headers = stream.headers
+        if !headers.contains("Host"), let authority = stream.authority {
+            headers = HTTPHeaders([(name: "host", value: authority)] + headers.fields)
+        }
+        let framing: BodyFraming
+        let lengths = headers.values(for: "content-length")
+        if let first = lengths.first {
+            guard lengths.count == 1, let length = Int64(first), length >= 0 else {
+                return respondDirectly(stream, .badRequest, "invalid content-length")
+            }
+            framing = length == 0 ? .none : .contentLength(length)
+        } else {
+            framing = stream.isRemoteEnded ? .none : .chunked
+        }
+        let expectsContinue = headers["expect"].map { $0.lowercased() == "100-continue" } ?? false
+        let head = RequestHead(
+            method: method, target: stream.path, version: HTTPVersion(major: 2, minor: 0), headers: headers,
+            bodyFraming: framing, keepAlive: true, expectsContinue: expectsContinue)
+        stream.head = head
+        let exchange = HTTP2Exchange(head: head, connection: self, stream: stream)
+        stream.exchange = exchange
+        context.server.handler.handle(head, exchange: exchange)
+    }
+
+    private func respondDirectly(_ stream: HTTP2Stream, _ status: HTTPStatus, _ text: String) {
+        // The real method when there is one: a HEAD request must get no body.
+        let method = HTTPMethod(rawValue: stream.method) ?? .GET
+        let head = RequestHead(method: method, target: stream.path, version: HTTPVersion(major: 2, minor: 0))
+        stream.head = head
+        context.server.logIf(.debug, "HTTP/2 stream \(stream.id): \(status.code) \(text)")
+        streamRespond(stream, HTTPResponse(status: status, text: text), bodyLength: nil, source: nil)
+    }
+
+    /// Delivers buffered body bytes and the end, aborts a closed stream's body, starts response fetches.
+    private func service(_ stream: HTTP2Stream) {
+        if stream.isClosed {
+            finishClosedStream(stream)
+            return
+        }
+        deliverBody(stream)
+        if stream.needsFetch && !stream.isFetching { fetchResponseBody(stream) }
+    }
+
+    private func deliverBody(_ stream: HTTP2Stream) {
+        while true {
+            guard case .reading(let sink) = stream.body else {
+                if case .finished = stream.body {
+                    let dropped = stream.dropBuffered()
+                    if dropped > 0 { pendingConsumption.append((stream.id, dropped)) }
+                }
+                return
+            }
+            let fragment: BodyFragment?
+            if !stream.queued.isEmpty {
+                fragment = stream.queued.removeFirst()
+            } else if stream.outstandingFragments == 0 || stream.isRemoteEnded {
+                // Hand the partial chunk over at once when the sink is idle; otherwise let it fill (bigger writes).
+                fragment = stream.takeCurrent()
+            } else {
+                fragment = nil
+            }
+            if let fragment {
+                stream.outstandingFragments += 1
+                let count = fragment.count
+                sink.bodyFragment(fragment) { [weak self] in self?.fragmentDone(stream, count: count) }
+                continue
+            }
+            if stream.isRemoteEnded && stream.bufferedByteCount == 0 {
+                stream.body = .finished
+                stream.bodyDeadline = .max
+                let trailers = stream.trailers
+                sink.bodyEnd(trailers: trailers)
+            }
+            return
+        }
+    }
+
+    private func fragmentDone(_ stream: HTTP2Stream, count: Int) {
+        guard !isFinalClosed else { return }
+        perform {
+            stream.outstandingFragments -= 1
+            // The window reopens only now: this is what slows a client down to the speed of the disk.
+            pendingConsumption.append((stream.id, count))
+            if !stream.isClosed { markDirty(stream) }
+        }
+    }
+
+    private func finishClosedStream(_ stream: HTTP2Stream) {
+        guard streams[stream.id] === stream else { return }
+        streams[stream.id] = nil
+        let dropped = stream.dropBuffered()
+        if dropped > 0 { pendingConsumption.append((stream.id, dropped)) }
+        let body = stream.body
+        stream.body = .finished
+        if case .source(let source, _) = stream.responseBody {
+            stream.responseBody = .none
+            source.cancel()
+        }
+        stream.responseFragment = nil
+        if case .reading(let sink) = body { sink.bodyAborted(.clientClosed) }
+    }
+
+    private func fetchResponseBody(_ stream: HTTP2Stream) {
+        guard case .source(let source, let remaining) = stream.responseBody else { return }
+        stream.needsFetch = false
+        stream.isFetching = true
+        let maxLength = Int(min(remaining, Int64(configuration.readChunkSize)))
+        source.next(maxLength: maxLength) { [weak self] result in
+            guard let self, !self.isFinalClosed else { return }
+            self.perform {
+                stream.isFetching = false
+                guard !stream.isClosed, case .source(_, let remaining) = stream.responseBody else { return }
+                switch result {
+                case .success(let fragment?) where fragment.count > 0 && Int64(fragment.count) <= remaining:
+                    stream.responseFragment = fragment
+                    stream.responseOffset = 0
+                    if let session = self.session { _ = nghttp2_session_resume_data(session, stream.id) }
+                default:
+                    // Short or failed source: the stream cannot deliver the promised length.
+                    self.context.server.logIf(.warning, "response body source ended early; resetting stream")
+                    stream.responseBody = .none
+                    source.cancel()
+                    self.pendingResets.append((stream.id, NGHTTP2_INTERNAL_ERROR.rawValue))
+                }
+            }
+        }
+    }
+
+    // MARK: Exchange entry points
+
+    func streamReadBody(_ stream: HTTP2Stream, into sink: any HTTPBodySink) {
+        guard case .waiting = stream.body, !isFinalClosed else { return sink.bodyAborted(.clientClosed) }
+        perform {
+            stream.body = .reading(sink)
+            let now = context.loop.nowMilliseconds
+            stream.bodyDeadline = now + configuration.bodyTimeoutMilliseconds
+            stream.bodyRateWindow = (now, 0)
+            if stream.head?.expectsContinue == true, stream.bufferedByteCount == 0, !stream.isRemoteEnded,
+                let session
+            {
+                submitHeaders(session, stream.id, [(":status", "100")], body: nil)
+            }
+            markDirty(stream)
+        }
+    }
+
+    func streamRespond(_ stream: HTTP2Stream, _ response: HTTPResponse, bodyLength: Int64?,
+        source: (any HTTPBodySource)?
+    ) {
+        stream.hasResponded = true
+        guard !stream.isClosed, !isFinalClosed, let session, let head = stream.head else {
+            source?.cancel()
+            return
+        }
+        perform {
+            // The handler answered before the body ended (413, lock takeover): stop feeding it, and let the
+            // remaining bytes go (they are consumed as they arrive; the stream is reset once the answer is out).
+            switch stream.body {
+            case .reading, .waiting:
+                stream.body = .finished
+                markDirty(stream)
+            case .finished:
+                break
+            }
+            let code = response.status.code
+            let statusForbidsBody = (100..<200).contains(code) || code == 204 || code == 304
+            let omitBody = head.method == .HEAD
+            var fields: [(String, String)] = [(":status", String(code))]
+            for (name, value) in response.headers {
+                let lower = name.lowercased()
+                // Connection-specific fields are not allowed in HTTP/2 (RFC 9113 §8.2.2).
+                if lower == "content-length" || lower == "transfer-encoding" || lower == "connection"
+                    || lower == "keep-alive" || lower == "proxy-connection" || lower == "upgrade"
+                {
+                    continue
+                }
+                guard !lower.isEmpty, lower.utf8.allSatisfy(isTokenByte) else { continue }
+                fields.append((lower, sanitized(value)))
+            }
+            if !response.headers.contains("Date") { fields.append(("date", context.dateHeaderValue)) }
+            var body: HTTP2Stream.ResponseBody = .none
+            if !statusForbidsBody {
+                let length: Int64? = omitBody ? bodyLength : (bodyLength ?? Int64(response.body.count))
+                if let length { fields.append(("content-length", String(length))) }
+                if !omitBody {
+                    if let source, let bodyLength, bodyLength > 0 {
+                        body = .source(source, remaining: bodyLength)
+                    } else if bodyLength == nil, !response.body.isEmpty {
+                        body = .bytes(response.body, sent: 0)
+                    }
+                }
+            }
+            if case .source = body {} else { source?.cancel() }
+            stream.responseBody = body
+            if case .none = body {
+                stream.responseDeadline = .max
+            } else {
+                stream.responseDeadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
+            }
+            context.server.logIf(.debug, "\(head.method) \(head.target) -> \(code) (h2 stream \(stream.id))")
+            if case .none = body {
+                submitHeaders(session, stream.id, fields, body: nil)
+            } else {
+                var provider = nghttp2_data_provider(
+                    source: nghttp2_data_source(ptr: nil), read_callback: readResponseBody)
+                submitHeaders(session, stream.id, fields, body: &provider)
+            }
+        }
+    }
+
+    /// `nghttp2_submit_response` (or a 1xx HEADERS when `body` is nil and the status is informational).
+    /// nghttp2 copies the name/value bytes, so they only have to live for the call.
+    private func submitHeaders(
+        _ session: OpaquePointer, _ streamID: Int32, _ fields: [(String, String)],
+        body: UnsafeMutablePointer<nghttp2_data_provider>?
+    ) {
+        var storage: [UInt8] = []
+        var spans: [(Int, Int, Int, Int)] = []
+        for (name, value) in fields {
+            let nameStart = storage.count
+            storage.append(contentsOf: name.utf8)
+            let valueStart = storage.count
+            storage.append(contentsOf: value.utf8)
+            spans.append((nameStart, valueStart - nameStart, valueStart, storage.count - valueStart))
+        }
+        storage.append(0)
+        storage.withUnsafeMutableBufferPointer { bytes in
+            let base = bytes.baseAddress!
+            var nva = spans.map { span in
+                nghttp2_nv(
+                    name: base + span.0, value: base + span.2, namelen: span.1, valuelen: span.3,
+                    flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+            }
+            let isInformational = fields.first?.1.first == "1"
+            let status: Int32
+            if isInformational {
+                status = nghttp2_submit_headers(session, 0, streamID, nil, &nva, nva.count, nil)
+            } else {
+                status = nghttp2_submit_response(session, streamID, &nva, nva.count, body)
+            }
+            if status != 0 {
+                context.server.logIf(.debug, "HTTP/2 submit on stream \(streamID): \(String(cString: nghttp2_strerror(status)))")
+            }
+        }
+    }
+
+    // MARK: Output
+
+    /// Moves frames from nghttp2 to the socket while the socket keeps up. Returns whether anything was written.
+    @discardableResult
+    private func flushOutput() -> Bool {
+        guard let session, !isFinalClosed else { return false }
+        var plain: [UInt8] = []
+        var produced = 0
+        let limit = configuration.http2.maxPendingOutputBytes
+        isInsideNghttp2 = true
+        while pendingOutputBytes + produced < limit {
+            var data: UnsafePointer<UInt8>? = nil
+            let count = nghttp2_session_mem_send(session, &data)
+            if count < 0 {
+                isInsideNghttp2 = false
+                context.server.logIf(.info, "HTTP/2: \(String(cString: nghttp2_strerror(Int32(count))))")
+                abort(reason: .clientClosed)
+                return false
+            }
+            guard count > 0, let data else { break }
+            // Frames are gathered first: one SSL_write (one TLS record per 16 KiB, not one per frame) and one
+            // socket write per flush.
+            plain.append(contentsOf: UnsafeRawBufferPointer(start: data, count: count))
+            produced += count
+        }
+        isInsideNghttp2 = false
+        guard produced > 0 else { return false }
+        guard let tls else {
+            write(plain)
+            return true
+        }
+        do {
+            try tls.writePlaintext(plain)
+        } catch {
+            abort(reason: .clientClosed)
+            return false
+        }
+        write(tls.takeEncryptedOutput())
+        return true
+    }
+
+    private func write(_ output: [UInt8]) {
+        guard !output.isEmpty, !stream.isClosed else { return }
+        pendingOutputBytes += output.count
+        let count = output.count
+        stream.write(output) { [self] error in
+            pendingOutputBytes -= count
+            lastOutputProgress = context.loop.nowMilliseconds
+            if error != nil {
+                abort(reason: .clientClosed)
+                return
+            }
+            if !isFinalClosed && !isClosing { perform {} }
+        }
+    }
+
+    private func shipTLSOutput() {
+        guard let tls else { return }
+        write(tls.takeEncryptedOutput())
+    }
+
+    // MARK: Deadlines, shutdown, closing
+
+    func checkDeadline(now: UInt64) {
+        guard !isFinalClosed else { return }
+        if isClosing {
+            if now >= closeDeadline { finalClose() }
+            return
+        }
+        if !settingsAcknowledged && now >= settingsDeadline {
+            context.server.logIf(.info, "HTTP/2: SETTINGS not acknowledged in time; closing connection")
+            return terminate(errorCode: NGHTTP2_SETTINGS_TIMEOUT.rawValue)
+        }
+        if streams.isEmpty && now >= idleDeadline {
+            return terminate(errorCode: NGHTTP2_NO_ERROR.rawValue)
+        }
+        if pendingOutputBytes > 0 && now &- lastOutputProgress >= configuration.bodyTimeoutMilliseconds {
+            context.server.logIf(.info, "HTTP/2: response write timeout; closing connection")
+            return abort(reason: .clientClosed)
+        }
+        perform {
+            for stream in streams.values where !stream.isClosed {
+                if stream.isReadingBody && (now >= stream.bodyDeadline || isBodyTooSlow(stream, now: now)) {
+                    context.server.logIf(.info, "HTTP/2 stream \(stream.id): body timeout; resetting stream")
+                    abortStream(stream, reason: .timeout)
+                } else if now >= stream.responseDeadline {
+                    context.server.logIf(.info, "HTTP/2 stream \(stream.id): response write timeout; resetting stream")
+                    abortStream(stream, reason: .clientClosed)
+                }
+            }
+        }
+    }
+
+    /// The HTTP/1.1 rule per stream: each window of `bodyRateWindowMilliseconds` must bring its share of bytes;
+    /// a window in which the stream's window was held shut by the server (fragments outstanding) starts afresh.
+    private func isBodyTooSlow(_ stream: HTTP2Stream, now: UInt64) -> Bool {
+        let rate = configuration.minBodyBytesPerSecond
+        let window = configuration.bodyRateWindowMilliseconds
+        guard rate > 0, window > 0 else { return false }
+        if stream.outstandingFragments > 0 || stream.bufferedByteCount > 0 {
+            stream.bodyRateWindow = (now, 0)
+            return false
+        }
+        guard now &- stream.bodyRateWindow.start >= window else { return false }
+        if UInt64(stream.bodyRateWindow.bytes) < UInt64(rate) * window / 1000 { return true }
+        stream.bodyRateWindow = (now, 0)
+        return false
+    }
+
+    /// Ends one stream (RST_STREAM CANCEL); its sink hears `reason`, the connection carries on.
+    private func abortStream(_ stream: HTTP2Stream, reason: BodyAbortReason) {
+        if case .reading(let sink) = stream.body {
+            stream.body = .finished
+            sink.bodyAborted(reason)
+        }
+        stream.bodyDeadline = .max
+        stream.responseDeadline = .max
+        pendingResets.append((stream.id, NGHTTP2_CANCEL.rawValue))
+        markDirty(stream)
+    }
+
+    /// Server shutdown: GOAWAY naming the last stream we took; those streams finish, new ones are refused, and
+    /// the connection closes when the last one ended (or the shutdown timeout aborts it).
+    func shutdownGracefully() {
+        guard !isShuttingDown, !isFinalClosed, let session else { return }
+        isShuttingDown = true
+        perform {
+            _ = nghttp2_submit_goaway(
+                session, 0, nghttp2_session_get_last_proc_stream_id(session), NGHTTP2_NO_ERROR.rawValue, nil, 0)
+        }
+    }
+
+    /// GOAWAY with `errorCode` (nil: nghttp2 already queued its own), then close once it is out.
+    private func terminate(errorCode: UInt32?) {
+        guard let session, !isClosing, !isFinalClosed else { return }
+        if let errorCode { _ = nghttp2_session_terminate_session(session, errorCode) }
+        flushOutput()
+        for stream in Array(streams.values) {
+            stream.isClosed = true
+            finishClosedStream(stream)
+        }
+        closeGracefully()
+    }
+
+    /// Ends the connection now; every body in progress is reported to its sink.
+    func abort(reason: BodyAbortReason) {
+        guard !isFinalClosed else { return }
+        for stream in Array(streams.values) {
+            if case .reading(let sink) = stream.body {
+                stream.body = .finished
+                sink.bodyAborted(reason)
+            }
+            stream.isClosed = true
+            finishClosedStream(stream)
+        }
+        finalClose()
+    }
+
+    private func closeGracefully() {
+        guard !isClosing, !isFinalClosed else { return }
+        isClosing = true
+        closeDeadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
+        stream.stopReading()
+        tls?.shutdown()
+        shipTLSOutput()
+        stream.shutdown { [self] _ in finalClose() }
+    }
+
+    private func finalClose() {
+        guard !isFinalClosed else { return }
+        isFinalClosed = true
+        for stream in Array(streams.values) {
+            stream.isClosed = true
+            finishClosedStream(stream)
+        }
+        streams = [:]
+        newStreams = []
+        dirtyStreams = []
+        stream.close { [self] in context.http2ConnectionDidClose(self) }
+    }
+}
+
+// MARK: nghttp2 callbacks (top-level, nonisolated; `user_data` is the unretained connection)
+
+private func connection(_ userData: UnsafeMutableRawPointer?) -> HTTP2Connection {
+    Unmanaged<HTTP2Connection>.fromOpaque(userData!).takeUnretainedValue()
+}
+
+private func onBeginHeaders(
+    session: OpaquePointer?, frame: UnsafePointer<nghttp2_frame>?, userData: UnsafeMutableRawPointer?
+) -> Int32 {
+    guard let frame, frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue),
+        frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST
+    else { return 0 }
+    connection(userData).beginRequest(streamID: frame.pointee.hd.stream_id)
+    return 0
+}
+
+private func onHeader(
+    session: OpaquePointer?, frame: UnsafePointer<nghttp2_frame>?, name: UnsafePointer<UInt8>?, nameLength: Int,
+    value: UnsafePointer<UInt8>?, valueLength: Int, flags: UInt8, userData: UnsafeMutableRawPointer?
+) -> Int32 {
+    guard let frame, frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue) else { return 0 }
+    let category = frame.pointee.headers.cat
+    guard category == NGHTTP2_HCAT_REQUEST || category == NGHTTP2_HCAT_HEADERS else { return 0 }
+    let accepted = connection(userData).header(
+        streamID: frame.pointee.hd.stream_id, isTrailer: category == NGHTTP2_HCAT_HEADERS,
+        name: UnsafeRawBufferPointer(start: name, count: nameLength),
+        value: UnsafeRawBufferPointer(start: value, count: valueLength))
+    // A temporal failure resets just this stream.
+    return accepted ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
+}
+
+private func onFrameReceived(
+    session: OpaquePointer?, frame: UnsafePointer<nghttp2_frame>?, userData: UnsafeMutableRawPointer?
+) -> Int32 {
+    guard let frame else { return 0 }
+    let type = frame.pointee.hd.type
+    let isRequestHeaders =
+        type == UInt8(NGHTTP2_HEADERS.rawValue) && frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST
+    connection(userData).frameReceived(
+        type: type, flags: frame.pointee.hd.flags, streamID: frame.pointee.hd.stream_id,
+        isRequestHeaders: isRequestHeaders)
+    return 0
+}
+
+private func onDataChunk(
+    session: OpaquePointer?, flags: UInt8, streamID: Int32, data: UnsafePointer<UInt8>?, length: Int,
+    userData: UnsafeMutableRawPointer?
+) -> Int32 {
+    connection(userData).dataReceived(streamID: streamID, bytes: UnsafeRawBufferPointer(start: data, count: length))
+    return 0
+}
+
+private func onStreamClose(
+    session: OpaquePointer?, streamID: Int32, errorCode: UInt32, userData: UnsafeMutableRawPointer?
+) -> Int32 {
+    connection(userData).streamClosed(streamID: streamID)
+    return 0
+}
+
+private func onFrameSent(
+    session: OpaquePointer?, frame: UnsafePointer<nghttp2_frame>?, userData: UnsafeMutableRawPointer?
+) -> Int32 {
+    guard let frame else { return 0 }
+    connection(userData).frameSent(
+        type: frame.pointee.hd.type, flags: frame.pointee.hd.flags, streamID: frame.pointee.hd.stream_id)
+    return 0
+}
+
+private func readResponseBody(
+    session: OpaquePointer?, streamID: Int32, buffer: UnsafeMutablePointer<UInt8>?, length: Int,
+    dataFlags: UnsafeMutablePointer<UInt32>?, source: UnsafeMutablePointer<nghttp2_data_source>?,
+    userData: UnsafeMutableRawPointer?
+) -> Int {
+    var flags = dataFlags?.pointee ?? 0
+    let result = connection(userData).produceResponse(
+        streamID: streamID, into: UnsafeMutableRawBufferPointer(start: buffer, count: length), flags: &flags)
+    dataFlags?.pointee = flags
+    return result
+}
+
+/// RFC 9110 token characters (header names); anything else is dropped, as the HTTP/1.1 encoder does.
+private func isTokenByte(_ byte: UInt8) -> Bool {
+    switch byte {
+    case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"): true
+    case UInt8(ascii: "A")...UInt8(ascii: "Z"): true
+    case UInt8(ascii: "-"), UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"),
+        UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "."),
+        UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
+        true
+    default: false
+    }
+}
+
+/// Control bytes in a value become spaces, so an echoed value cannot smuggle anything into the header block.
+private func sanitized(_ value: String) -> String {
+    guard value.utf8.contains(where: { $0 < 0x20 || $0 == 0x7f }) else { return value }
+    return String(decoding: value.utf8.map { $0 < 0x20 || $0 == 0x7f ? 0x20 : $0 }, as: UTF8.self)
+}

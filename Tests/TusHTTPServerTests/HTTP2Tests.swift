@@ -1,0 +1,330 @@
+import Glibc
+import TusHTTP1
+import TusHTTPServer
+import TusTestSupport
+import XCTest
+
+/// HTTP/2 over h2c with prior knowledge, driven by a frame-level client written here (no HTTP/2 library on the
+/// client side, so the test sees exactly which frames and windows the server produces).
+final class HTTP2Tests: XCTestCase {
+    /// The issue's backpressure promise: a stream whose sink is slow does not let the client send beyond the
+    /// window. The sink holds each fragment for 1.5 s; the client may send the initial 1 MiB and then must wait:
+    /// no WINDOW_UPDATE for the stream arrives until fragments are done, and the sink never holds more than
+    /// the window. Then the window reopens and the 4 MiB body completes.
+    func testSlowSinkHoldsTheClientAtTheStreamWindow() throws {
+        let handler = EchoHandler(writeDelayMilliseconds: 1500)
+        try withServer(handler, configure: { $0.http2.cleartextPriorKnowledge = true }) { server in
+            let client = try FrameClient(port: server.port)
+            defer { client.close() }
+            let body = patternBytes(count: 4 << 20)
+            try client.sendHeaders(
+                streamID: 1,
+                fields: [
+                    (":method", "PUT"), (":scheme", "http"), (":path", "/upload"), (":authority", "localhost"),
+                    ("content-length", String(body.count)),
+                ], endStream: false)
+            var sent = 0
+            let start = Date()
+            // Phase 1: send what the windows allow for 0.7 s (the sink holds every fragment for 1.5 s).
+            while Date().timeIntervalSince(start) < 0.7 {
+                sent += try client.sendAllowed(streamID: 1, body: body, from: sent)
+                try client.readFrames(timeout: 0.05)
+            }
+            let initialWindow = Int(client.serverInitialWindow)
+            XCTAssertEqual(initialWindow, 1 << 20)
+            XCTAssertEqual(client.streamWindowUpdates[1, default: 0], 0, "no WINDOW_UPDATE while the sink holds the bytes")
+            XCTAssertEqual(sent, initialWindow, "the client could send exactly the stream window, no more")
+            XCTAssertLessThanOrEqual(handler.stats.withLock { $0.bodyBytes }, initialWindow)
+            // Phase 2: fragments complete, windows reopen, the body finishes.
+            let deadline = Date().addingTimeInterval(60)
+            while client.responseStatusByte[1] == nil && Date() < deadline {
+                if sent < body.count {
+                    sent += try client.sendAllowed(streamID: 1, body: body, from: sent)
+                }
+                try client.readFrames(timeout: 0.05)
+            }
+            XCTAssertEqual(client.resets[1], nil)
+            XCTAssertEqual(client.responseStatusByte[1], 0x88, "200 (HPACK static index 8)")
+            XCTAssertGreaterThan(client.streamWindowUpdates[1, default: 0], 0)
+            let stats = handler.stats.withLock { $0 }
+            XCTAssertEqual(stats.bodyBytes, body.count)
+            XCTAssertEqual(stats.aborted, [])
+        }
+    }
+
+    /// Request trailers (checksum-trailer's `Upload-Checksum`) reach the sink's `bodyEnd(trailers:)`, as after a
+    /// chunked HTTP/1.1 body; the response is on the same stream.
+    func testTrailersReachTheSink() throws {
+        let handler = EchoHandler()
+        try withServer(handler, configure: { $0.http2.cleartextPriorKnowledge = true }) { server in
+            let client = try FrameClient(port: server.port)
+            defer { client.close() }
+            try client.sendHeaders(
+                streamID: 1,
+                fields: [(":method", "PATCH"), (":scheme", "http"), (":path", "/t"), (":authority", "localhost")],
+                endStream: false)
+            try client.sendData(streamID: 1, bytes: Array("hello".utf8), endStream: false)
+            try client.sendHeaders(
+                streamID: 1, fields: [("upload-checksum", "sha1 qvTGHdzF6KLavt4PO0gs2a6pQ00=")], endStream: true)
+            let deadline = Date().addingTimeInterval(10)
+            while !client.ended.contains(1) && Date() < deadline { try client.readFrames(timeout: 0.05) }
+            XCTAssertEqual(client.responseStatusByte[1], 0x88)
+            let text = String(decoding: client.data[1, default: []], as: UTF8.self)
+            XCTAssertEqual(
+                text, "PATCH /t bytes=5 sum=\(rollingSum(Array("hello".utf8))) "
+                    + "trailers=upload-checksum=sha1 qvTGHdzF6KLavt4PO0gs2a6pQ00=\n")
+        }
+    }
+
+    /// SETTINGS_MAX_CONCURRENT_STREAMS (100), once acknowledged, is enforced by nghttp2 as a connection error: a
+    /// 101st open stream ends the connection with GOAWAY PROTOCOL_ERROR (RFC 9113 §5.1.2 allows PROTOCOL_ERROR;
+    /// REFUSED_STREAM is only used before the client acknowledged the setting). Streams whose HEADERS came in the
+    /// same read never reach the handler; any that did hear `clientClosed`. The server serves the next connection.
+    func testStreamsBeyondTheConcurrencyLimitEndTheConnection() throws {
+        let handler = EchoHandler()
+        try withServer(handler, configure: { $0.http2.cleartextPriorKnowledge = true }) { server in
+            let client = try FrameClient(port: server.port)
+            defer { client.close() }
+            let deadline = Date().addingTimeInterval(5)
+            while client.serverInitialWindow == 65_535 && Date() < deadline { try client.readFrames(timeout: 0.05) }
+            for index in 0..<101 {
+                try client.sendHeaders(
+                    streamID: Int32(1 + 2 * index),
+                    fields: [(":method", "PUT"), (":scheme", "http"), (":path", "/c"), (":authority", "localhost"),
+                             ("content-length", "1")], endStream: false)
+            }
+            while client.goAwayCode == nil && Date() < deadline { try? client.readFrames(timeout: 0.05) }
+            XCTAssertEqual(client.goAwayCode, 0x1, "PROTOCOL_ERROR")
+            XCTAssertTrue(handler.stats.withLock { $0.aborted.allSatisfy { $0 == .clientClosed } })
+            let next = try FrameClient(port: server.port)
+            defer { next.close() }
+            try next.sendHeaders(
+                streamID: 1,
+                fields: [(":method", "PUT"), (":scheme", "http"), (":path", "/n"), (":authority", "localhost"),
+                         ("content-length", "1")], endStream: false)
+            try next.sendData(streamID: 1, bytes: [0x41], endStream: true)
+            while !next.ended.contains(1) && Date() < deadline { try next.readFrames(timeout: 0.05) }
+            XCTAssertEqual(next.responseStatusByte[1], 0x88)
+        }
+    }
+
+    /// A client that never acknowledges our SETTINGS gets GOAWAY SETTINGS_TIMEOUT (RFC 9113 §6.5.3); an idle
+    /// connection (no stream) gets GOAWAY NO_ERROR after the idle timeout. Both are then closed.
+    func testSettingsAndIdleTimeoutsEndTheConnectionWithGoAway() throws {
+        try withServer(EchoHandler(), configure: {
+            $0.http2.cleartextPriorKnowledge = true
+            $0.http2.settingsTimeoutMilliseconds = 600
+            $0.idleTimeoutMilliseconds = 60_000
+        }) { server in
+            let silent = try FrameClient(port: server.port, acknowledgesSettings: false)
+            defer { silent.close() }
+            let deadline = Date().addingTimeInterval(5)
+            while silent.goAwayCode == nil && Date() < deadline { try? silent.readFrames(timeout: 0.05) }
+            XCTAssertEqual(silent.goAwayCode, 0x4, "SETTINGS_TIMEOUT")
+        }
+        try withServer(EchoHandler(), configure: {
+            $0.http2.cleartextPriorKnowledge = true
+            $0.idleTimeoutMilliseconds = 700
+        }) { server in
+            let idle = try FrameClient(port: server.port)
+            defer { idle.close() }
+            let deadline = Date().addingTimeInterval(5)
+            while idle.goAwayCode == nil && Date() < deadline { try? idle.readFrames(timeout: 0.05) }
+            XCTAssertEqual(idle.goAwayCode, 0x0, "NO_ERROR")
+        }
+    }
+
+    /// Memory per connection stays bounded however many streams are open: with every sink slow, what the sinks
+    /// hold across 40 streams never exceeds the connection window (4 MiB), although the stream windows add up to
+    /// 40 MiB.
+    func testConnectionWindowBoundsBytesHeldAcrossManyStreams() throws {
+        let handler = EchoHandler(writeDelayMilliseconds: 2000)
+        try withServer(handler, configure: { $0.http2.cleartextPriorKnowledge = true }) { server in
+            let client = try FrameClient(port: server.port)
+            defer { client.close() }
+            let body = patternBytes(count: 2 << 20)
+            let streamIDs = (0..<40).map { Int32(1 + 2 * $0) }
+            for id in streamIDs {
+                try client.sendHeaders(
+                    streamID: id,
+                    fields: [
+                        (":method", "PUT"), (":scheme", "http"), (":path", "/s\(id)"), (":authority", "localhost"),
+                        ("content-length", String(body.count)),
+                    ], endStream: false)
+            }
+            var sent = [Int32: Int]()
+            let start = Date()
+            while Date().timeIntervalSince(start) < 1.0 {
+                for id in streamIDs {
+                    sent[id, default: 0] += try client.sendAllowed(
+                        streamID: id, body: body, from: sent[id, default: 0], limit: 64 * 1024)
+                }
+                try client.readFrames(timeout: 0.02)
+            }
+            let total = sent.values.reduce(0, +)
+            XCTAssertLessThanOrEqual(total, 4 << 20, "the connection window caps what all streams together may send")
+            XCTAssertGreaterThan(total, 3 << 20)
+            XCTAssertLessThanOrEqual(handler.stats.withLock { $0.bodyBytes }, 4 << 20)
+        }
+    }
+}
+
+/// A blocking h2c client that speaks just enough HTTP/2 for the tests: literal (never Huffman) header fields,
+/// DATA within the server's windows, SETTINGS acknowledgement, and a record of WINDOW_UPDATEs and response heads.
+final class FrameClient {
+    private let socket: Int32
+    private var input: [UInt8] = []
+    private(set) var serverInitialWindow: Int64 = 65_535
+    private var connectionWindow: Int64 = 65_535
+    private var streamWindowDeltas: [Int32: Int64] = [:]
+    private var streamSent: [Int32: Int64] = [:]
+    private(set) var streamWindowUpdates: [Int32: Int] = [:]
+    /// First byte of each response's header block (0x88 = ":status 200" from the HPACK static table).
+    private(set) var responseStatusByte: [Int32: UInt8] = [:]
+    private(set) var resets: [Int32: UInt32] = [:]
+    private(set) var data: [Int32: [UInt8]] = [:]
+    private(set) var ended: Set<Int32> = []
+    private(set) var goAwayCode: UInt32?
+    private let acknowledgesSettings: Bool
+
+    init(port: Int, acknowledgesSettings: Bool = true) throws {
+        self.acknowledgesSettings = acknowledgesSettings
+        socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let status = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard status == 0 else { throw POSIXError(.ECONNREFUSED) }
+        try send(Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8))
+        try sendFrame(type: 0x4, flags: 0, streamID: 0, payload: [])
+    }
+
+    func close() { Glibc.close(socket) }
+
+    private func send(_ bytes: [UInt8]) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { Glibc.send(socket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard n > 0 else { throw POSIXError(.EPIPE) }
+            offset += n
+        }
+    }
+
+    private func sendFrame(type: UInt8, flags: UInt8, streamID: Int32, payload: [UInt8]) throws {
+        let length = payload.count
+        var frame: [UInt8] = [UInt8(length >> 16 & 0xff), UInt8(length >> 8 & 0xff), UInt8(length & 0xff), type, flags]
+        frame += [UInt8(streamID >> 24 & 0x7f), UInt8(streamID >> 16 & 0xff), UInt8(streamID >> 8 & 0xff), UInt8(streamID & 0xff)]
+        try send(frame + payload)
+    }
+
+    private static func hpackLength(_ value: Int) -> [UInt8] {
+        // 7-bit prefix integer, Huffman bit clear (RFC 7541 §5.1).
+        if value < 127 { return [UInt8(value)] }
+        var rest = value - 127
+        var out: [UInt8] = [127]
+        while rest >= 128 {
+            out.append(UInt8(rest % 128 + 128))
+            rest /= 128
+        }
+        out.append(UInt8(rest))
+        return out
+    }
+
+    func sendHeaders(streamID: Int32, fields: [(String, String)], endStream: Bool) throws {
+        var block: [UInt8] = []
+        for (name, value) in fields {
+            block.append(0x00)  // literal without indexing, new name
+            block += Self.hpackLength(name.utf8.count) + Array(name.utf8)
+            block += Self.hpackLength(value.utf8.count) + Array(value.utf8)
+        }
+        try sendFrame(type: 0x1, flags: 0x4 | (endStream ? 0x1 : 0), streamID: streamID, payload: block)
+    }
+
+    func sendData(streamID: Int32, bytes: [UInt8], endStream: Bool) throws {
+        try sendFrame(type: 0x0, flags: endStream ? 0x1 : 0, streamID: streamID, payload: bytes)
+        connectionWindow -= Int64(bytes.count)
+        streamSent[streamID, default: 0] += Int64(bytes.count)
+    }
+
+    private func streamWindow(_ id: Int32) -> Int64 {
+        serverInitialWindow + streamWindowDeltas[id, default: 0] - streamSent[id, default: 0]
+    }
+
+    /// Sends as much of `body[from...]` as both windows allow (in 16 KiB frames, at most `limit`); ends the
+    /// stream with the last byte. Returns the bytes sent.
+    func sendAllowed(streamID: Int32, body: [UInt8], from: Int, limit: Int = .max) throws -> Int {
+        var sent = 0
+        while from + sent < body.count && sent < limit {
+            let allowed = min(connectionWindow, streamWindow(streamID), 16_384, Int64(limit - sent))
+            guard allowed > 0 else { break }
+            let size = min(Int(allowed), body.count - from - sent)
+            let end = from + sent + size == body.count
+            try sendData(streamID: streamID, bytes: Array(body[(from + sent)..<(from + sent + size)]), endStream: end)
+            sent += size
+        }
+        return sent
+    }
+
+    /// Reads what arrives within `timeout` seconds and handles complete frames.
+    func readFrames(timeout: Double) throws {
+        var descriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+        guard poll(&descriptor, 1, Int32(timeout * 1000)) > 0 else { return }
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        let n = buffer.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, 0) }
+        guard n > 0 else { throw POSIXError(.ECONNRESET) }
+        input += buffer[0..<n]
+        while input.count >= 9 {
+            let length = Int(input[0]) << 16 | Int(input[1]) << 8 | Int(input[2])
+            guard input.count >= 9 + length else { break }
+            let type = input[3]
+            let flags = input[4]
+            let streamID = Int32(input[5] & 0x7f) << 24 | Int32(input[6]) << 16 | Int32(input[7]) << 8 | Int32(input[8])
+            let payload = Array(input[9..<(9 + length)])
+            input.removeFirst(9 + length)
+            try handle(type: type, flags: flags, streamID: streamID, payload: payload)
+        }
+    }
+
+    private func handle(type: UInt8, flags: UInt8, streamID: Int32, payload: [UInt8]) throws {
+        func u32(_ at: Int) -> UInt32 {
+            UInt32(payload[at]) << 24 | UInt32(payload[at + 1]) << 16 | UInt32(payload[at + 2]) << 8 | UInt32(payload[at + 3])
+        }
+        switch type {
+        case 0x4 where flags & 0x1 == 0:  // SETTINGS
+            var index = 0
+            while index + 6 <= payload.count {
+                let id = UInt16(payload[index]) << 8 | UInt16(payload[index + 1])
+                if id == 0x4 { serverInitialWindow = Int64(u32(index + 2)) }
+                index += 6
+            }
+            if acknowledgesSettings { try sendFrame(type: 0x4, flags: 0x1, streamID: 0, payload: []) }
+        case 0x8:  // WINDOW_UPDATE
+            let delta = Int64(u32(0) & 0x7fff_ffff)
+            if streamID == 0 {
+                connectionWindow += delta
+            } else {
+                streamWindowDeltas[streamID, default: 0] += delta
+                streamWindowUpdates[streamID, default: 0] += Int(delta)
+            }
+        case 0x1:  // HEADERS
+            if responseStatusByte[streamID] == nil, let first = payload.first { responseStatusByte[streamID] = first }
+            if flags & 0x1 != 0 { ended.insert(streamID) }
+        case 0x0:  // DATA
+            data[streamID, default: []] += payload
+            if flags & 0x1 != 0 { ended.insert(streamID) }
+        case 0x3:
+            resets[streamID] = u32(0)
+        case 0x7:
+            goAwayCode = u32(4)
+        case 0x6 where flags & 0x1 == 0:  // PING
+            try sendFrame(type: 0x6, flags: 0x1, streamID: 0, payload: payload)
+        default:
+            break
+        }
+    }
+}
