@@ -213,14 +213,19 @@ def test_delete_leaves_no_object_and_no_multipart_upload(rgw, bucket, s3_servers
     assert head is not None and head.status == 410
 
 
+@pytest.mark.time_limit(90)
 def test_expiry_aborts_the_multipart_upload(rgw, bucket, s3_servers):
-    server = s3_servers(bucket, "--expiration", "1")
+    # 8 s: the PATCH must finish before the upload expires, on a loaded machine and even when this is the gateway's
+    # first multipart upload (RGW then creates its multipart pool, which took 4 s here). The sweep runs every 8 s.
+    server = s3_servers(bucket, "--expiration", "8")
     path = create_upload(server.port, 3 * PART)
-    answer = patch(server.port, path, 0, os.urandom(PART + MiB))
-    assert answer is not None and answer.status == 204
+    answer = requests.patch(server.url(path), data=os.urandom(PART + MiB), timeout=60,
+                            headers={**TUS_HEADERS, "Content-Type": OFFSET_STREAM, "Upload-Offset": "0"})
+    assert answer.status_code == 204, answer.text
     s3 = rgw.client()
     ident = upload_id(path)
-    deadline = time.monotonic() + 20
+    assert len(multipart_uploads(s3, bucket)) == 1 and f"{ident}.part.2" in keys(s3, bucket, ident)
+    deadline = time.monotonic() + 45
     while time.monotonic() < deadline and (multipart_uploads(s3, bucket) or len(keys(s3, bucket, ident)) > 1):
         time.sleep(0.3)
     assert multipart_uploads(s3, bucket) == []
