@@ -266,6 +266,9 @@ def test_goaway_on_shutdown_lets_the_stream_in_flight_finish(pki):
             stream_id = client.request("PATCH", path, {**PATCH_HEADERS, "upload-offset": "0",
                                                        "content-length": str(len(data))}, end_stream=False)
             client.send_body(stream_id, data[:MiB], end_stream=False)
+            # A request answered after the PATCH's HEADERS proves the server has taken that stream in; a SIGTERM
+            # sent before it could read them would rightly leave the stream out of the GOAWAY.
+            assert client.get(client.request("OPTIONS", "/files/")).status == 204
             os.kill(server.process.pid, signal.SIGTERM)
             client.wait(lambda: client.terminated is not None, what="GOAWAY")
             assert client.terminated.error_code == 0
