@@ -31,21 +31,20 @@ public final class FileDataStore: UploadDataStore {
 
     func dataPath(_ id: String) -> String { directory + "/" + id }
 
+    /// The empty file and (unless the records' directory sync covers it) its directory entry in one threadpool
+    /// job: one loop crossing per creation instead of three.
     public func create(id: String, on executor: any LoopExecutor, completion: @escaping (StoreError?) -> Void) {
-        let loop = executor.eventLoop
         precondition(UploadID.isValid(id), "the handler validates ids")
-        AsyncFile.open(loop: loop, path: dataPath(id), flags: [.writeOnly, .create, .exclusive]) { [self] opened in
-            switch opened {
-            case .failure(let error):
-                completion(error == .alreadyExists ? .alreadyExists : ioError("create \(dataPath(id))", error))
-            case .success(let file):
-                file.close()
-                guard !entriesMadeDurableByRecords else { return completion(nil) }
-                FileDirectory.sync(directory, policy: fsyncPolicy, loop: loop) { [self] error in
-                    completion(error.map { ioError("fsync \(directory)", $0) })
-                }
-            }
-        }
+        let path = dataPath(id)
+        let directory = directory
+        let syncsDirectory = fsyncPolicy.syncsAtCommit && !entriesMadeDurableByRecords
+        executor.eventLoop.runBlocking({ () -> BlockingFileSystem.Failure? in
+            if let failure = BlockingFileSystem.writeFile(path, bytes: [], exclusive: true, sync: false) { return failure }
+            return syncsDirectory ? BlockingFileSystem.syncDirectory(directory) : nil
+        }, completion: { [self] failure in
+            guard let failure else { return completion(nil) }
+            completion(failure.error == .alreadyExists ? .alreadyExists : ioError("\(failure.operation) \(failure.path)", failure.error))
+        })
     }
 
     public func openWriter(

@@ -236,35 +236,21 @@ public final class FileStateStore: UploadStateStore {
     // MARK: record persistence
 
     /// Writes `record` to `<id>.info.tmp`, syncs it (policy), renames it over `<id>.info` and syncs the directory
-    /// (policy). The caller updates memory only after success, so memory never runs ahead of the disk.
+    /// (policy), all in one threadpool job. The caller updates memory only after success, so memory never runs
+    /// ahead of the disk.
     func persist(_ record: UploadRecord, loop: EventLoop, completion: @escaping (StoreError?) -> Void) {
         let bytes = record.encodedJSON
-        let chunk = ByteChunk(copying: bytes)
         let temporaryPath = temporaryRecordPath(record.id)
         let finalPath = recordPath(record.id)
-        let policy = fsyncPolicy
-        AsyncFile.open(loop: loop, path: temporaryPath, flags: [.writeOnly, .create, .truncate]) { [self] opened in
-            let file: AsyncFile
-            switch opened {
-            case .failure(let error): return completion(ioError("open \(temporaryPath)", error))
-            case .success(let opened): file = opened
-            }
-            file.write([chunk.bytes(0..<bytes.count)], at: 0, owner: chunk) { [self] written in
-                if case .failure(let error) = written {
-                    file.close()
-                    return completion(ioError("write \(temporaryPath)", error))
-                }
-                let renameIntoPlace: (UVError?) -> Void = { [self] syncError in
-                    file.close()
-                    if let syncError { return completion(ioError("fdatasync \(temporaryPath)", syncError)) }
-                    FileSystem.rename(loop: loop, from: temporaryPath, to: finalPath) { [self] error in
-                        if let error { return completion(ioError("rename \(temporaryPath)", error)) }
-                        syncDirectory(loop: loop, completion)
-                    }
-                }
-                if policy.syncsAtCommit { file.datasync(renameIntoPlace) } else { renameIntoPlace(nil) }
-            }
-        }
+        let directory = directory
+        let syncs = fsyncPolicy.syncsAtCommit
+        loop.runBlocking({ () -> BlockingFileSystem.Failure? in
+            if let failure = BlockingFileSystem.writeFile(temporaryPath, bytes: bytes, sync: syncs) { return failure }
+            if let failure = BlockingFileSystem.rename(temporaryPath, to: finalPath) { return failure }
+            return syncs ? BlockingFileSystem.syncDirectory(directory) : nil
+        }, completion: { [self] failure in
+            completion(failure.map { ioError("\($0.operation) \($0.path)", $0.error) })
+        })
     }
 
     func syncDirectory(loop: EventLoop, _ completion: @escaping (StoreError?) -> Void) {
