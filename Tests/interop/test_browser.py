@@ -28,7 +28,6 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
 
 import pytest
 
@@ -53,13 +52,13 @@ def pattern_bytes(seed: int, length: int) -> bytes:
     return bytes((((i * 2654435761) & 0xFFFFFFFF) >> 24) ^ seed for i in range(length))
 
 
-def browser_tools() -> tuple[str, str]:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    if not chromium or not driver:
-        pytest.skip("chromium and chromedriver are not installed (apt chromium chromium-driver; "
-                    "scripts/bootstrap.sh installs them)")
-    return chromium, driver
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+# Skipped before any fixture runs (no certificates made, no server started) when the browser is missing.
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="chromium and chromedriver are not installed (apt chromium chromium-driver; scripts/bootstrap.sh "
+           "installs them)")
 
 
 def spki_sha256_base64(certificate: pathlib.Path) -> str:
@@ -126,13 +125,12 @@ def descendants(pid: int) -> list[int]:
 
 @pytest.fixture
 def browser(pki, tmp_path):  # noqa: F811
-    chromium, driver_path = browser_tools()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     directory, (pem, _), _ = pki
     options = webdriver.ChromeOptions()
-    options.binary_location = chromium
+    options.binary_location = CHROMIUM
     for argument in (
         "--headless=new",
         "--no-sandbox",  # CI runs as root, where Chromium's sandbox refuses to start
@@ -148,7 +146,7 @@ def browser(pki, tmp_path):  # noqa: F811
         options.add_argument(argument)
     # Chromium's DevTools network events: protocol and connection of every response.
     options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    service = Service(executable_path=driver_path, log_output=str(tmp_path / "chromedriver.log"))
+    service = Service(executable_path=CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log"))
     driver = webdriver.Chrome(options=options, service=service)
     driver_pid = service.process.pid
     started = descendants(driver_pid)
@@ -161,19 +159,23 @@ def browser(pki, tmp_path):  # noqa: F811
         try:
             driver.quit()
         finally:
+            # quit() ends Chromium; whatever of it or chromedriver outlived that goes now, by PID (checking the
+            # PID still names a Chromium process, in case it was reused).
             for pid in [driver_pid, *started]:
                 try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
+                    if "chrom" in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                        os.kill(pid, signal.SIGKILL)
+                except (OSError, ProcessLookupError):
                     pass
 
 
 def run_in_page(driver, expression: str):
     """Awaits `expression` (a promise) in the page; returns its value or raises with the page's error."""
     outcome = driver.execute_async_script(
-        f"const done = arguments[arguments.length - 1];"
-        f"Promise.resolve().then(() => {expression})"
-        f".then((value) => done({{ok: true, value}}), (error) => done({{ok: false, error: String(error && error.stack || error)}}));")
+        "const done = arguments[arguments.length - 1];"
+        f"Promise.resolve().then(() => {expression}).then("
+        "  (value) => done({ok: true, value}),"
+        "  (error) => done({ok: false, error: String((error && error.stack) || error)}));")
     assert outcome["ok"], f"page: {outcome['error']}"
     return outcome["value"]
 
@@ -193,7 +195,7 @@ def network_responses(driver, origin: str) -> list[dict]:
 
 
 H2_REQUEST_LOG = re.compile(r"(OPTIONS|POST|PATCH|HEAD|GET) (/files/\S*) -> (\d+) \(h2 stream (\d+)\)")
-H1_REQUEST_LOG = re.compile(r"(OPTIONS|POST|PATCH|HEAD|GET) (/files/\S*) -> (\d+)(?! \(h2)")
+ANY_REQUEST_LOG = re.compile(r"(OPTIONS|POST|PATCH|HEAD|GET) (/files/\S*) -> (\d+)")
 
 
 def server_requests(server: TusServer) -> tuple[list[tuple[str, str, int, int]], list[str]]:
@@ -201,7 +203,7 @@ def server_requests(server: TusServer) -> tuple[list[tuple[str, str, int, int]],
     any lines of requests it answered over HTTP/1.1."""
     text = server.log_text()
     h2 = [(m[1], m[2], int(m[3]), int(m[4])) for m in H2_REQUEST_LOG.finditer(text)]
-    h1 = [line for line in text.splitlines() if H1_REQUEST_LOG.search(line) and "(h2 stream" not in line]
+    h1 = [line for line in text.splitlines() if ANY_REQUEST_LOG.search(line) and "(h2 stream" not in line]
     return h2, h1
 
 
@@ -226,7 +228,6 @@ def assert_stored_exactly(server: TusServer, upload: dict) -> None:
 
 
 def test_browser_uploads_files_in_parallel_over_h2(browser, page_origin, h2_tls_server):
-    started = time.monotonic()
     origin = tus_origin(h2_tls_server)
     browser.get(f"{page_origin}/upload.html")
     uploads = run_in_page(
@@ -258,20 +259,19 @@ def test_browser_uploads_files_in_parallel_over_h2(browser, page_origin, h2_tls_
     assert methods.count("OPTIONS") >= 1, "cross-origin requests with tus headers need a preflight"
     assert all(status < 400 for _, _, status, _ in h2_requests), h2_requests
 
-    # One connection, many streams: the responses name a single connection, and the stream ids run up to
+    # One connection, many streams: all responses, preflights too, name one connection, and the stream ids run up to
     # 2n-1 for n requests, which only one connection carrying all of them gives (each new one starts at 1).
-    connections = {r["connection"] for r in responses if r["type"] != "Preflight"}
+    connections = {r["connection"] for r in responses}
     assert len(connections) == 1, f"requests spread over connections {connections}"
     assert max(stream for *_, stream in h2_requests) == 2 * len(h2_requests) - 1, h2_requests
-    assert time.monotonic() - started < 60
 
 
 def test_browser_resumes_an_interrupted_upload_from_head(browser, page_origin, h2_tls_server):
     origin = tus_origin(h2_tls_server)
     browser.get(f"{page_origin}/upload.html")
-    upload = run_in_page(
-        browser,
-        f"uploadWithInterruption({json.dumps(origin + '/files/')}, {json.dumps(INTERRUPTED_FILE)}, {CHUNK}, 2, {PART_BYTES}, 10000)")
+    # Two whole chunks, then the stalled PATCH; the page waits up to 10 s for HEAD to show its bytes.
+    upload = run_in_page(browser, f"uploadWithInterruption({json.dumps(origin + '/files/')}, "
+                                  f"{json.dumps(INTERRUPTED_FILE)}, {CHUNK}, 2, {PART_BYTES}, 10000)")
 
     stalled_at = 2 * CHUNK + PART_BYTES
     assert upload["stoppedAt"] == 2 * CHUNK, upload
@@ -286,5 +286,8 @@ def test_browser_resumes_an_interrupted_upload_from_head(browser, page_origin, h
     assert not h1_requests, h1_requests
     patches = [(target, status) for method, target, status, _ in h2_requests if method == "PATCH"]
     resumed = -(-(upload["length"] - stalled_at) // CHUNK)
-    assert len(patches) == 2 + resumed, "the aborted PATCH got no answer; the others all got 204"
+    # The aborted PATCH usually gets no answer. But Chromium may end the streamed body (an empty DATA frame with
+    # END_STREAM) before its RST_STREAM CANCEL, as its net-log showed in about one run in five; then the server
+    # sees a complete 300007-byte PATCH and answers 204 to a stream the page has already given up on.
+    assert len(patches) in (2 + resumed, 3 + resumed), patches
     assert all(status == 204 for _, status in patches), patches
