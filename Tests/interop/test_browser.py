@@ -180,18 +180,31 @@ def run_in_page(driver, expression: str):
     return outcome["value"]
 
 
-def network_responses(driver, origin: str) -> list[dict]:
-    """Chromium's Network.responseReceived events for URLs under `origin` (preflights included), oldest first."""
-    found = []
+def network_events(driver, origin: str) -> tuple[list[dict], int]:
+    """From Chromium's DevTools network events (the performance log; reading it empties it): the responses from
+    `origin` (preflights included), oldest first, and the most tus requests (preflights not counted) to `origin`
+    that were in flight at once, from Network.requestWillBeSent to Network.responseReceived (tus answers have no
+    body; Chromium reports the unread ones as loadingFailed when it drops them, much later)."""
+    responses, events, urls = [], [], {}
     for entry in driver.get_log("performance"):
         message = json.loads(entry["message"])["message"]
-        if message["method"] != "Network.responseReceived":
-            continue
-        response = message["params"]["response"]
-        if response["url"].startswith(origin):
-            found.append({"url": response["url"], "status": response["status"], "protocol": response.get("protocol"),
-                          "connection": response.get("connectionId"), "type": message["params"].get("type")})
-    return found
+        method, params = message["method"], message["params"]
+        if (method == "Network.requestWillBeSent" and params["request"]["url"].startswith(origin)
+                and params["request"]["method"] != "OPTIONS" and params.get("type") != "Preflight"):
+            urls[params["requestId"]] = params["request"]["url"]
+            events.append((params["timestamp"], 1))
+        elif method == "Network.responseReceived" and params["response"]["url"].startswith(origin):
+            if params["requestId"] in urls and params.get("type") != "Preflight":
+                events.append((params["timestamp"], -1))
+            response = params["response"]
+            responses.append({"url": response["url"], "status": response["status"],
+                              "protocol": response.get("protocol"), "connection": response.get("connectionId"),
+                              "type": params.get("type")})
+    in_flight = most = 0
+    for _, change in sorted(events, key=lambda event: (event[0], event[1])):  # an end before a start at a tie
+        in_flight += change
+        most = max(most, in_flight)
+    return responses, most
 
 
 H2_REQUEST_LOG = re.compile(r"(OPTIONS|POST|PATCH|HEAD|GET) (/files/\S*) -> (\d+) \(h2 stream (\d+)\)")
@@ -245,7 +258,7 @@ def test_browser_uploads_files_in_parallel_over_h2(browser, page_origin, h2_tls_
     # ALPN picked h2 for every request. The page itself cannot tell: resource timing's nextHopProtocol is ""
     # for a cross-origin response without Timing-Allow-Origin, which tus-server does not send. Chromium's network
     # stack says so (and which connection carried each response)...
-    responses = network_responses(browser, origin)
+    responses, most_in_flight = network_events(browser, origin)
     assert len(responses) >= len(PARALLEL_FILES) * 3, responses
     assert {r["protocol"] for r in responses} == {"h2"}, responses
     # ...and from the server, which answered every request as an HTTP/2 stream, preflights included.
@@ -264,6 +277,9 @@ def test_browser_uploads_files_in_parallel_over_h2(browser, page_origin, h2_tls_
     connections = {r["connection"] for r in responses}
     assert len(connections) == 1, f"requests spread over connections {connections}"
     assert max(stream for *_, stream in h2_requests) == 2 * len(h2_requests) - 1, h2_requests
+    # Each file's requests follow one another, so at most one per file is outstanding; all files' at once.
+    assert most_in_flight == len(PARALLEL_FILES), f"at most {most_in_flight} requests in flight at once"
+    print(f"{len(h2_requests)} requests on one connection, up to {most_in_flight} in flight at once")
 
 
 def test_browser_resumes_an_interrupted_upload_from_head(browser, page_origin, h2_tls_server):
