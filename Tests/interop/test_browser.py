@@ -7,10 +7,9 @@ would for tus-js-client or Uppy on a web site. Chromium trusts the test certific
 (--ignore-certificate-errors-spki-list, which leaves every other certificate check on), in a throwaway profile.
 
 What is checked: uploads complete (HEAD Upload-Offset == Upload-Length) and the stored bytes are exact; every request
-to tus-server went over h2 (Chromium's network log and the server's own log agree; the page's resource timing
-cannot say, as nextHopProtocol is hidden cross-origin);
-the parallel uploads shared one connection as concurrent streams; an upload interrupted mid-PATCH resumes from
-what HEAD reports.
+to tus-server went over h2 (Chromium's network log and the server's own log agree; the page's resource timing cannot
+say, as nextHopProtocol is hidden cross-origin); the parallel uploads shared one connection as concurrent streams; an
+upload whose streamed PATCH is aborted mid-body keeps the bytes that arrived and resumes from what HEAD reports.
 
 Skipped only when chromium or chromedriver is not installed (scripts/bootstrap.sh installs both for CI).
 """
