@@ -63,7 +63,7 @@ async function currentOffset(url) {
 }
 
 // One PATCH of bytes[offset, end). Returns the server's new offset.
-async function patchChunk(url, bytes, offset, end, signal) {
+async function patchChunk(url, bytes, offset, end) {
   const response = await fetch(url, {
     method: "PATCH",
     headers: {
@@ -72,7 +72,6 @@ async function patchChunk(url, bytes, offset, end, signal) {
       "Content-Type": "application/offset+octet-stream",
     },
     body: bytes.subarray(offset, end),
-    signal,
   });
   expectStatus(response, 204, `PATCH at ${offset}`);
   const next = Number(requiredHeader(response, "Upload-Offset", "PATCH"));
