@@ -10,7 +10,8 @@ export PATH="/opt/swift/usr/bin:$PATH"
 # prometheus: `promtool check metrics` lints /metrics in the interop suite.
 # radosgw, ceph-mon, ceph-osd, ceph-common: a single-node Ceph RADOS Gateway for the S3 store tests (scripts/ceph-rgw.sh).
 # libnghttp2-dev: HTTP/2 framing for the server (CNghttp2).
-apt_packages=(libuv1-dev libssl-dev libnghttp2-dev pkg-config curl python3-venv redis-server nginx-light prometheus radosgw ceph-mon ceph-osd ceph-common)
+# chromium, chromium-driver: a headless browser uploads through the page in Tests/interop/browser (test_browser.py).
+apt_packages=(libuv1-dev libssl-dev libnghttp2-dev pkg-config curl python3-venv redis-server nginx-light prometheus radosgw ceph-mon ceph-osd ceph-common chromium chromium-driver)
 if [[ "${TUS_WITH_BENCH_TOOLS:-0}" == 1 ]]; then apt_packages+=(iperf3 nghttp2-client); fi
 missing=()
 for package in "${apt_packages[@]}"; do

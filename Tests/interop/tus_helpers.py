@@ -18,7 +18,7 @@ import time
 
 TUS_HEADERS = {"Tus-Resumable": "1.0.0"}
 OFFSET_STREAM = "application/offset+octet-stream"
-STARTUP_LINE = re.compile(r"^listening on http://([^:/]+):(\d+)(/\S*)$")
+STARTUP_LINE = re.compile(r"^listening on (https?)://([^:/]+):(\d+)(/\S*)$")
 
 
 def repo_root() -> pathlib.Path:
@@ -56,14 +56,15 @@ class TusServer:
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.base_path = "/files/"
+        self.scheme = "http"  # "https" when started with --tls-certificate
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}{self.base_path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{self.base_path}"
 
     def url(self, path: str) -> str:
         """Absolute URL for a path such as /files/<id>."""
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
     def start(self, timeout: float = 20.0) -> "TusServer":
         args = [
@@ -96,8 +97,9 @@ class TusServer:
         if not match:
             self.kill()
             raise RuntimeError(f"unexpected start-up line: {line!r}")
-        self.port = int(match.group(2))
-        self.base_path = match.group(3)
+        self.scheme = match.group(1)
+        self.port = int(match.group(3))
+        self.base_path = match.group(4)
         return self
 
     def log_text(self) -> str:
