@@ -57,6 +57,9 @@ if sweep:
               f"{fmt(cpu_per_gib(l + '-single'))} | {fmt(cpu_per_gib(l + '-concurrent-32'))} |")
 
 work = [("single upload", "tus-single", "nginx-put-single", "tusd-single", "tus-single-fsync-commit")]
+if "tus-single-512MiB" in rows:
+    work.append(("single upload 512 MiB", "tus-single-512MiB", "nginx-put-single-512MiB", "tusd-single-512MiB",
+                 "tus-single-512MiB-fsync-commit"))
 for c in sorted({r["concurrency"] for l, r in rows.items() if l.startswith("tus-concurrent-") and l[len("tus-concurrent-"):].isdigit()}):
     work.append((f"{c} concurrent", f"tus-concurrent-{c}", f"nginx-put-concurrent-{c}", f"tusd-concurrent-{c}",
                  f"tus-concurrent-{c}-fsync-commit"))
