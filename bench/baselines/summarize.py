@@ -66,10 +66,12 @@ for c in sorted({r["concurrency"] for l, r in rows.items() if l.startswith("tus-
 if any(l.startswith("tusd-") for l in rows) or any(get(w[1], "server_cpu_seconds") is not None for w in work):
     print("\n## Uploads side by side: throughput, server CPU per GiB received, server peak RSS\n")
     print("Server CPU = utime+stime of the server process alone (nginx: master + workers) from /proc/PID/stat "
-          "around the median run; GiB = 2^30 bytes of request body.\n")
+          "around the median run; GiB = 2^30 bytes of request body. RSS = VmHWM (peak, includes shared-library "
+          "text: about 15 MiB of Swift runtime for tus-server at rest); private = largest RssAnon sampled every 10 ms "
+          "(the memory the load itself costs).\n")
     print("| work | tus MB/s | tus commit MB/s | nginx MB/s | tusd MB/s | tus/nginx | tus/tusd | commit/none | "
-          "CPU s/GiB tus | tus commit | nginx | tusd | RSS MiB tus | nginx | tusd |")
-    print("|---|" + "---|" * 14)
+          "CPU s/GiB tus | tus commit | nginx | tusd | RSS MiB tus | nginx | tusd | private MiB tus | nginx | tusd |")
+    print("|---|" + "---|" * 17)
     for name, us, ngx, tusd, commit in work:
         def r(a, b):
             x, y = get(a, "MBps"), get(b, "MBps")
@@ -77,7 +79,8 @@ if any(l.startswith("tusd-") for l in rows) or any(get(w[1], "server_cpu_seconds
         print(f"| {name} | {get(us, 'MBps')} | {get(commit, 'MBps') or '—'} | {get(ngx, 'MBps')} | {get(tusd, 'MBps') or '—'} | "
               f"{fmt(r(us, ngx), '{:.2f}x')} | {fmt(r(us, tusd), '{:.2f}x')} | {fmt(r(commit, us), '{:.2f}x')} | "
               f"{fmt(cpu_per_gib(us))} | {fmt(cpu_per_gib(commit))} | {fmt(cpu_per_gib(ngx))} | {fmt(cpu_per_gib(tusd))} | "
-              f"{get(us, 'server_peak_rss_MiB')} | {get(ngx, 'server_peak_rss_MiB')} | {get(tusd, 'server_peak_rss_MiB') or '—'} |")
+              f"{get(us, 'server_peak_rss_MiB')} | {get(ngx, 'server_peak_rss_MiB')} | {get(tusd, 'server_peak_rss_MiB') or '—'} | "
+              f"{get(us, 'server_peak_anon_MiB') or '—'} | {get(ngx, 'server_peak_anon_MiB') or '—'} | {get(tusd, 'server_peak_anon_MiB') or '—'} |")
 if rows.get("tus-head") or rows.get("tusd-head"):
     print("\n## Requests side by side: rate and server CPU per request\n")
     print("HEAD: `tus-bench head -c 32` (one upload created per connection before the clock, then HEADs of it; "
@@ -126,6 +129,9 @@ for name, us, tusd in [(w[0], w[1], w[3]) for w in work] + [("HEAD+POST process"
     if rows.get(tusd):
         a, b = get(us, "server_peak_rss_MiB"), get(tusd, "server_peak_rss_MiB")
         target_max(f"{name}: server peak RSS, tus / tusd", None if not a or not b else a / b, 1.0)
+        a, b = get(us, "server_peak_anon_MiB"), get(tusd, "server_peak_anon_MiB")
+        if a and b:
+            target_max(f"{name}: server peak private memory (RssAnon), tus / tusd", a / b, 1.0)
 
 print("\n## Targets (ratios within this run)\n")
 print("| target | value | goal | status |\n|---|---|---|---|")

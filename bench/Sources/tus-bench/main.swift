@@ -469,6 +469,10 @@ struct RunResult {
     var clientCPU: Double
     var serverCPU: Double?
     var serverPeakRSS: Int64?
+    /// Largest RssAnon seen (sampled every 10 ms): the server's private memory, without the shared-library
+    /// text that VmHWM also counts (about 15 MiB of the Swift runtime and Foundation for tus-server, 1.5 MiB for
+    /// a static Go binary), which no load changes.
+    var serverPeakAnonymous: Int64?
     var serverRSSBefore: Int64?
     var serverRSSHeld: Int64?
     var tally: Tally
@@ -504,6 +508,7 @@ func runOnce(_ options: Options) -> RunResult {
     let serverCPUBefore = options.serverPIDs.compactMap(processCPUSeconds).reduce(0, +)
     let serverRSSBefore = options.serverPIDs.compactMap { processStatusBytes($0, "VmRSS") }.reduce(0, +)
     let cpuBefore = ownCPUSeconds()
+    let anonymousSampler = options.serverPIDs.isEmpty ? nil : PeakSampler(pids: options.serverPIDs, field: "RssAnon")
     let started = now()
     var heldRSS: Int64?
     for worker in workers {
@@ -521,13 +526,54 @@ func runOnce(_ options: Options) -> RunResult {
     for worker in workers { worker.loop.join() }
     watchdog.cancel()
     let wall = now() - started
+    let peakAnonymous = anonymousSampler?.stop()
     let cpu = ownCPUSeconds() - cpuBefore
     let pids = options.serverPIDs
     let serverCPU = pids.isEmpty ? nil : pids.compactMap(processCPUSeconds).reduce(0, +) - serverCPUBefore
     let peak = pids.isEmpty ? nil : pids.compactMap { processStatusBytes($0, "VmHWM") }.reduce(0, +)
     return RunResult(
-        wall: wall, clientCPU: cpu, serverCPU: serverCPU, serverPeakRSS: peak,
+        wall: wall, clientCPU: cpu, serverCPU: serverCPU, serverPeakRSS: peak, serverPeakAnonymous: peakAnonymous,
         serverRSSBefore: pids.isEmpty ? nil : serverRSSBefore, serverRSSHeld: heldRSS, tally: tally)
+}
+
+/// Samples a /proc/PID/status field (summed over the PIDs) every 10 ms on its own thread; `stop` returns the
+/// largest sum seen. The kernel keeps a peak only for the whole RSS (VmHWM), not for its private part.
+final class PeakSampler: @unchecked Sendable {
+    private let running = Atomic<Bool>(true)
+    private let peak = Atomic<Int64>(0)
+    private var thread = pthread_t()
+
+    init(pids: [Int32], field: String) {
+        let box = Unmanaged.passRetained(SamplerContext(sampler: self, pids: pids, field: field)).toOpaque()
+        pthread_create(
+            &thread, nil,
+            { argument in
+                let context = Unmanaged<SamplerContext>.fromOpaque(argument!).takeRetainedValue()
+                while context.sampler.running.load(ordering: .relaxed) {
+                    let sum = context.pids.compactMap { processStatusBytes($0, context.field) }.reduce(0, +)
+                    if sum > context.sampler.peak.load(ordering: .relaxed) { context.sampler.peak.store(sum, ordering: .relaxed) }
+                    usleep(10_000)
+                }
+                return nil
+            }, box)
+    }
+
+    func stop() -> Int64 {
+        running.store(false, ordering: .relaxed)
+        pthread_join(thread, nil)
+        return peak.load(ordering: .relaxed)
+    }
+}
+
+private final class SamplerContext {
+    let sampler: PeakSampler
+    let pids: [Int32]
+    let field: String
+    init(sampler: PeakSampler, pids: [Int32], field: String) {
+        self.sampler = sampler
+        self.pids = pids
+        self.field = field
+    }
 }
 
 /// Idle scenario: loops that have every connection answered and held; main sets `idleRelease` after sampling.
@@ -611,19 +657,21 @@ func report(_ options: Options, _ runs: [RunResult]) {
         ("client_saturated", "\(saturated)"),
         ("server_cpu_seconds", result.serverCPU.map { format($0, 3) } ?? "null"),
         ("server_peak_rss_MiB", result.serverPeakRSS.map { format(Double($0) / 1_048_576, 2) } ?? "null"),
+        ("server_peak_anon_MiB", result.serverPeakAnonymous.map { format(Double($0) / 1_048_576, 2) } ?? "null"),
         ("server_rss_per_connection_KiB", perConnectionKiB.map { format($0, 2) } ?? "null"),
         ("error_samples", "[" + tally.errorSamples.map { "\"\($0.replacingQuotes())\"" }.joined(separator: ",") + "]"),
     ]
     if runs.count == 1 { fields.removeAll { $0.0 == "MBps_all_runs" || $0.0 == "rps_all_runs" } }
     let json = "{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
-    print("| label | scenario | MB/s | req/s | p50 ms | p99 ms | max ms | errors | client CPU s | server CPU s | server peak RSS MiB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| label | scenario | MB/s | req/s | p50 ms | p99 ms | max ms | errors | client CPU s | server CPU s | server peak RSS MiB | peak private MiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     print(
         "| \(options.label) | \(options.scenario) | \(format(mbps, 1)) | \(format(rps, 1)) | "
             + "\(format(percentile(sorted, 50) * 1000, 3)) | \(format(percentile(sorted, 99) * 1000, 3)) | "
             + "\(format((sorted.last ?? 0) * 1000, 3)) | \(tally.errors) | \(format(result.clientCPU, 3)) | "
             + "\(result.serverCPU.map { format($0, 3) } ?? "-") | "
-            + "\(result.serverPeakRSS.map { format(Double($0) / 1_048_576, 2) } ?? "-") |")
+            + "\(result.serverPeakRSS.map { format(Double($0) / 1_048_576, 2) } ?? "-") | "
+            + "\(result.serverPeakAnonymous.map { format(Double($0) / 1_048_576, 2) } ?? "-") |")
     if let perConnectionKiB { print("server RSS per idle connection: \(format(perConnectionKiB, 2)) KiB") }
     if saturated {
         print("WARNING: tus-bench's own CPU was saturated (\(format(clientLoad, 2)) CPU s per wall s per loop); the client may be the bottleneck — add --loops")
