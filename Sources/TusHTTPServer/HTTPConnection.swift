@@ -129,22 +129,23 @@ final class HTTPConnection: TCPStreamDelegate {
     /// Feeds ciphertext to OpenSSL and appends the plaintext it yields to the chunk, exactly as a plain read
     /// would have; handshake records and alerts go straight back to the peer.
     private func decrypt(_ ciphertext: UnsafeRawBufferPointer, with tls: TLSSession) {
-        tls.feedEncrypted(ciphertext)
         var peerFinished = false
         var failure: TLSError?
-        reading: while true {
-            let space = plaintextSpace()
-            switch tls.readPlaintext(into: space) {
-            case .bytes(let count):
-                readEnd += count
-            case .wantMore:
-                break reading
-            case .closed:
-                peerFinished = true
-                break reading
-            case .failed(let error):
-                failure = error
-                break reading
+        tls.withBorrowedEncryptedInput(ciphertext) {
+            reading: while true {
+                let space = plaintextSpace()
+                switch tls.readPlaintext(into: space) {
+                case .bytes(let count):
+                    readEnd += count
+                case .wantMore:
+                    break reading
+                case .closed:
+                    peerFinished = true
+                    break reading
+                case .failed(let error):
+                    failure = error
+                    break reading
+                }
             }
         }
         flushTLSOutput()

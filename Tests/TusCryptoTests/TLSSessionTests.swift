@@ -94,6 +94,54 @@ final class TLSSessionTests: XCTestCase {
         XCTAssertEqual(pair.receivedByClient, payload)
     }
 
+    /// The server reads its ciphertext through `withBorrowedEncryptedInput` in odd-sized pieces that split
+    /// records, and on odd rounds stops after one small read inside the borrow: the bytes must arrive complete
+    /// and in order, and the caller's buffer is overwritten right after each call to prove that nothing still
+    /// points into it (partial records live on in OpenSSL's own buffer or in the input BIO).
+    func testBorrowedInputDeliversEveryByteWhateverIsLeftUnread() throws {
+        let client = TLSSession(context: try clientContext(), serverName: "localhost")
+        let server = TLSSession(context: try serverContext())
+        var generator = SystemRandomNumberGenerator()
+        let payload = (0..<(300 * 1024)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        try client.writePlaintext(payload)
+        client.startHandshake()
+        var received: [UInt8] = []
+        var scratch = [UInt8](repeating: 0, count: 64 * 1024)
+        var plaintext = [UInt8](repeating: 0, count: 5000)
+        var ignored = [UInt8](repeating: 0, count: 1024)
+        var piece = 7
+        var rounds = 0
+        while received.count < payload.count && rounds < 100_000 {
+            rounds += 1
+            server.takeEncryptedOutput().withUnsafeBytes { client.feedEncrypted($0) }
+            _ = ignored.withUnsafeMutableBytes { client.readPlaintext(into: $0) }  // advances the client handshake
+            let toServer = client.takeEncryptedOutput()
+            var offset = 0
+            repeat {
+                let end = min(toServer.count, offset + piece)
+                let count = end - offset
+                scratch.withUnsafeMutableBytes { buffer in
+                    toServer.withUnsafeBytes { source in
+                        if count > 0 { buffer.baseAddress!.copyMemory(from: source.baseAddress! + offset, byteCount: count) }
+                    }
+                    server.withBorrowedEncryptedInput(UnsafeRawBufferPointer(rebasing: buffer[0..<count])) {
+                        // One read per borrow on odd rounds leaves records unread in the borrowed buffer.
+                        for _ in 0..<(rounds % 2 == 1 ? 1 : 1000) {
+                            let result = plaintext.withUnsafeMutableBytes { server.readPlaintext(into: $0) }
+                            guard case .bytes(let read) = result else { break }
+                            received += plaintext[0..<read]
+                        }
+                    }
+                    buffer.initializeMemory(as: UInt8.self, repeating: 0xEE)
+                }
+                offset = end
+                piece = piece % 20_000 * 3 + 1  // up to 60,001: within `scratch`
+            } while offset < toServer.count
+        }
+        XCTAssertEqual(received.count, payload.count)
+        XCTAssertTrue(received == payload, "plaintext differs from what the client sent")
+    }
+
     func testShutdownDeliversClosedToPeer() throws {
         let pair = Pair(
             client: TLSSession(context: try clientContext(), serverName: "localhost"),
