@@ -78,11 +78,13 @@ struct HTTPConnectionStateMachine {
     private(set) var isBodyComplete = true
     private(set) var closeAfterResponse = false
     private(set) var isShuttingDown = false
-    /// Body bytes received since `start` (loop milliseconds): the current window of the minimum body rate.
-    private var bodyRateWindow: (start: UInt64, bytes: Int) = (0, 0)
+    /// The minimum body rate, the same rule an HTTP/2 stream follows.
+    private var bodyRate: BodyRateMeter
 
     init(limits: Limits) {
         self.limits = limits
+        bodyRate = BodyRateMeter(
+            bytesPerSecond: limits.minBodyBytesPerSecond, windowMilliseconds: limits.bodyRateWindow)
     }
 
     var isReadingBody: Bool { phase == .readingBody }
@@ -178,7 +180,7 @@ struct HTTPConnectionStateMachine {
         }
         phase = .readingBody
         deadline = now + limits.bodyTimeout
-        bodyRateWindow = (now, 0)
+        bodyRate.start(now: now)
         return .startBody
     }
 
@@ -196,7 +198,7 @@ struct HTTPConnectionStateMachine {
     mutating func bodyDataFramed(count: Int, now: UInt64) -> Bool {
         deadline = now + limits.bodyTimeout
         guard phase == .readingBody else { return false }
-        bodyRateWindow.bytes += count
+        bodyRate.record(count)
         return true
     }
 
@@ -372,7 +374,8 @@ struct HTTPConnectionStateMachine {
     /// The loop's sweep (every 500 ms). After a timeout the deadline is cleared, so each fires once.
     mutating func tick(now: UInt64) -> TickAction {
         if phase == .closed { return .none }
-        if phase == .readingBody, isBodyTooSlow(now: now) {
+        // Not reading means the server stopped (backpressure), not the client.
+        if phase == .readingBody, bodyRate.isTooSlow(now: now, isHoldingBodyBack: !isReading) {
             deadline = .max
             return .bodyTooSlow
         }
@@ -385,23 +388,6 @@ struct HTTPConnectionStateMachine {
         case .readingHead(let since) where since != nil: return .headTimeout
         default: return .idleTimeout
         }
-    }
-
-    /// Tumbling windows: each window of a body being read must bring its share of bytes. A window in which the
-    /// server itself stopped reading (backpressure from a slow disk) starts afresh: that wait is not the
-    /// client's doing, and a client that trickles never fills the sink enough to cause one.
-    private mutating func isBodyTooSlow(now: UInt64) -> Bool {
-        let rate = limits.minBodyBytesPerSecond
-        let window = limits.bodyRateWindow
-        guard rate > 0, window > 0 else { return false }
-        guard isReading else {
-            bodyRateWindow = (now, 0)
-            return false
-        }
-        guard now &- bodyRateWindow.start >= window else { return false }
-        if UInt64(bodyRateWindow.bytes) < UInt64(rate) * window / 1000 { return true }
-        bodyRateWindow = (now, 0)
-        return false
     }
 
     /// Server shutdown: idle connections go now (returns true), busy ones after their current exchange.

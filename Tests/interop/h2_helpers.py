@@ -29,8 +29,12 @@ class Stream:
 
 class H2Client:
     def __init__(self, port: int, cafile: str | None = None, tls: bool = True, timeout: float = 10.0,
-                 settings: dict | None = None):
+                 settings: dict | None = None, opens_windows: bool = True):
+        """`opens_windows=False` is a client that never hands received bytes back to flow control (no
+        WINDOW_UPDATE for what arrived): a stalled download. The test opens a stream's window itself with
+        `conn.increment_flow_control_window` when it wants that stream to move."""
         self.timeout = timeout
+        self.opens_windows = opens_windows
         raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         if tls:
             context = ssl.create_default_context(cafile=cafile)
@@ -108,7 +112,8 @@ class H2Client:
                 stream.headers = {k: v for k, v in event.headers}
         elif isinstance(event, h2.events.DataReceived):
             self.streams.setdefault(event.stream_id, Stream()).data += event.data
-            self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            if self.opens_windows:
+                self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
         elif isinstance(event, h2.events.StreamEnded):
             self.streams.setdefault(event.stream_id, Stream()).ended = True
         elif isinstance(event, h2.events.StreamReset):

@@ -7,15 +7,18 @@ import hashlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
 
 import hpack
+import h2.settings
 import hyperframe.frame
 import pytest
 
 from h2_helpers import H2Client
 from test_tls import Server, pki, run, s_client  # noqa: F401  (pki is a fixture)
+from tus_helpers import wait_until
 
 MiB = 1024 * 1024
 TUS = {"tus-resumable": "1.0.0"}
@@ -292,3 +295,231 @@ def test_h2c_prior_knowledge_and_http11_share_the_port(tmp_path):
         assert request(server.port, "OPTIONS", "/files/").status == 204
     finally:
         assert server.stop() == 0
+
+
+# Stalled and trickling streams (issue 15). Short timeouts keep them bounded: a stream whose body or response makes
+# no progress for 2 s is reset, and a body must average 1000 bytes/s over each 2 s window.
+STALL_ARGS = ("--body-timeout", "2", "--min-body-rate", "1000")
+CANCEL = 8
+
+
+@pytest.fixture
+def stall_server(pki, server_factory):
+    """A TLS server with short stall limits, logging to a file (the reason a stream was reset is checked)."""
+    directory, (pem, key), _ = pki
+    return server_factory("--tls-certificate", str(pem), "--tls-key", str(key), *STALL_ARGS)
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def patch_over_http11(port: int, cafile: str, path: str, block: bytes, repeat: int) -> None:
+    """Uploads `block` `repeat` times as one HTTP/1.1 PATCH over TLS: hundreds of MiB in seconds, which the
+    pure-Python h2 client cannot do."""
+    length = len(block) * repeat
+    head = (f"PATCH {path} HTTP/1.1\r\nHost: localhost\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
+            f"Content-Type: application/offset+octet-stream\r\nContent-Length: {length}\r\n\r\n").encode()
+    context = ssl.create_default_context(cafile=cafile)
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as sock:
+        sock.sendall(head)
+        for _ in range(repeat):
+            sock.sendall(block)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            piece = sock.recv(4096)
+            assert piece, f"connection closed before the PATCH answer: {answer!r}"
+            answer += piece
+    assert answer.startswith(b"HTTP/1.1 204"), answer
+    assert f"upload-offset: {length}".encode() in answer.lower(), answer
+
+
+def trickle(client: H2Client, stream_id: int, piece: bytes, interval: float, limit: float) -> int:
+    """Sends `piece` every `interval` seconds until the server ends the stream (or `limit` seconds passed).
+    Returns how many bytes were sent."""
+    sent = 0
+    started = next_piece = time.monotonic()
+    while not client.done(stream_id) and time.monotonic() - started < limit:
+        if time.monotonic() >= next_piece:
+            # Paced by the clock: a pump returns early when a frame arrives.
+            next_piece += interval
+            client.conn.send_data(stream_id, piece)
+            client.flush()
+            sent += len(piece)
+        client.pump(0.05)
+    return sent
+
+
+@pytest.mark.time_limit(40)
+def test_stream_trickling_its_body_below_the_minimum_rate_is_reset_and_keeps_its_bytes(stall_server, pki):
+    with H2Client(stall_server.port, ca(pki)) as client:
+        length = 100_000
+        path = create(client, length)
+        slow = client.request("PATCH", path, {**PATCH_HEADERS, "upload-offset": "0", "content-length": str(length)},
+                              end_stream=False)
+        started = time.monotonic()
+        # 50 bytes/s, a piece every 0.2 s: never idle for the 2 s body timeout, far below 1000 bytes/s.
+        sent = trickle(client, slow, b"a" * 10, interval=0.2, limit=10)
+        elapsed = time.monotonic() - started
+        assert client.streams[slow].reset == CANCEL, client.streams[slow]
+        assert 1.5 <= elapsed <= 6, f"a 50 bytes/s body was cut after {elapsed:.1f}s (window 2 s)"
+        assert "body slower than 1000 bytes/s" in stall_server.log_text()
+        # The connection carries on; what arrived was kept, and the upload resumes from there.
+        assert client.get(client.request("OPTIONS", "/files/")).status == 204
+        head = client.get(client.request("HEAD", path, TUS))
+        kept = int(head.headers["upload-offset"])
+        assert 0 < kept <= sent
+        rest = client.request("PATCH", path, {**PATCH_HEADERS, "upload-offset": str(kept)}, body=b"b" * (length - kept))
+        response = client.get(rest)
+        assert response.status == 204 and response.headers["upload-offset"] == str(length)
+
+
+@pytest.mark.time_limit(40)
+def test_slow_stream_above_the_minimum_rate_completes(stall_server, pki):
+    pieces, piece = 30, b"b" * 400  # about 4000 bytes/s for 3 s: longer than one rate window
+    with H2Client(stall_server.port, ca(pki)) as client:
+        path = create(client, pieces * len(piece))
+        stream_id = client.request("PATCH", path, {**PATCH_HEADERS, "upload-offset": "0",
+                                                   "content-length": str(pieces * len(piece))}, end_stream=False)
+        for n in range(pieces):
+            client.conn.send_data(stream_id, piece, end_stream=n == pieces - 1)
+            client.flush()
+            client.pump(0.1)
+        response = client.get(stream_id)
+        assert response.status == 204 and response.headers["upload-offset"] == str(pieces * len(piece))
+
+
+@pytest.mark.time_limit(180)
+def test_download_to_streams_that_never_open_their_window_is_bounded_and_reset(stall_server, pki):
+    """256 MiB downloaded by streams whose client never opens its window: the server holds one read piece per
+    stream, not the file; it resets them after the body timeout; the connection's other streams and other
+    connections are served meanwhile."""
+    block, repeat = os.urandom(MiB), 256
+    with H2Client(stall_server.port, ca(pki)) as setup:
+        big = create(setup, len(block) * repeat)
+    patch_over_http11(stall_server.port, ca(pki), big, block, repeat)
+    time.sleep(0.5)
+    pid = stall_server.pid
+    baseline_rss, baseline_fds = rss_bytes(pid), open_fds(pid)
+
+    window = 16 * 1024
+    with H2Client(stall_server.port, ca(pki), settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window},
+                  opens_windows=False) as client:
+        stalled = [client.request("GET", big) for _ in range(3)]
+        started = time.monotonic()
+        peak_rss = baseline_rss
+
+        def sample() -> None:
+            nonlocal peak_rss
+            peak_rss = max(peak_rss, rss_bytes(pid))
+
+        # Meanwhile, on the same connection: an upload and a download whose window the client does open.
+        small = os.urandom(MiB)
+        path = create(client, len(small))
+        patched = client.get(client.request("PATCH", path, {**PATCH_HEADERS, "upload-offset": "0"}, body=small))
+        assert patched.status == 204, patched
+        fetch = client.request("GET", path)
+        client.conn.increment_flow_control_window(len(small), stream_id=fetch)
+        client.flush()
+        fetched = client.get(fetch)
+        assert fetched.status == 200 and bytes(fetched.data) == small
+        sample()
+        # And on another connection: a range of the stalled file.
+        with H2Client(stall_server.port, ca(pki)) as other:
+            ranged = other.get(other.request("GET", big, {"range": f"bytes={5 * MiB - 10}-{5 * MiB + 9}"}))
+            assert ranged.status == 206 and bytes(ranged.data) == block[-10:] + block[:10]
+        sample()
+
+        client.wait(lambda: (sample(), all(client.done(s) for s in stalled))[1], timeout=10,
+                    what="reset of the stalled downloads")
+        elapsed = time.monotonic() - started
+        for stream_id in stalled:
+            stream = client.streams[stream_id]
+            assert stream.status == 200 and stream.headers["content-length"] == str(len(block) * repeat)
+            assert stream.reset == CANCEL, stream
+            assert len(stream.data) <= window
+        assert 1.5 <= elapsed <= 8, f"stalled downloads were reset after {elapsed:.1f}s (body timeout 2 s)"
+        growth = peak_rss - baseline_rss
+        assert growth < 16 * MiB, f"server RSS grew {growth / MiB:.1f} MiB serving stalled downloads"
+        # The connection lives on.
+        assert client.get(client.request("OPTIONS", "/files/")).status == 204
+    # Each reset stream closed its file.
+    wait_until(lambda: open_fds(pid) <= baseline_fds, timeout=5, message="stalled downloads' files closed")
+
+
+@pytest.mark.time_limit(60)
+def test_stalled_and_trickling_streams_do_not_hold_up_the_rest_of_their_connection(server_factory, pki):
+    """Several stalled streams on one connection (uploads that stop, an upload that trickles, downloads that never
+    open their window, a download whose window opens a few bytes at a time): while they are held, a full upload
+    and download on the same connection go through; then all of them are reset. A 4 s body timeout leaves the
+    healthy pair time to finish first on a loaded machine."""
+    directory, (pem, key), _ = pki
+    server = server_factory("--tls-certificate", str(pem), "--tls-key", str(key), "--body-timeout", "4",
+                            "--min-body-rate", "1000")
+    data = os.urandom(4 * MiB)
+    with H2Client(server.port, ca(pki)) as setup:
+        source = create(setup, len(data))
+        uploaded = setup.get(setup.request("PATCH", source, {**PATCH_HEADERS, "upload-offset": "0"}, body=data))
+        assert uploaded.status == 204
+
+    with H2Client(server.port, ca(pki), settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0},
+                  opens_windows=False) as client:
+        silent_paths = [create(client, 1000) for _ in range(2)]
+        silent = []
+        for path in silent_paths:
+            stream_id = client.request("PATCH", path, {**PATCH_HEADERS, "upload-offset": "0", "content-length": "1000"},
+                                       end_stream=False)
+            client.send_body(stream_id, b"s" * 100, end_stream=False)
+            silent.append(stream_id)
+        trickle_path = create(client, 100_000)
+        trickling = client.request("PATCH", trickle_path, {**PATCH_HEADERS, "upload-offset": "0",
+                                                           "content-length": "100000"}, end_stream=False)
+        closed_windows = [client.request("GET", source) for _ in range(2)]
+        slow_reader = client.request("GET", source)
+        stalled = silent + [trickling] + closed_windows + [slow_reader]
+        started = time.monotonic()
+
+        # The healthy pair on the same connection, interleaved with the trickles.
+        fresh = os.urandom(2 * MiB)
+        path = create(client, len(fresh))
+        upload = client.request("PATCH", path, {**PATCH_HEADERS, "upload-offset": "0"}, body=fresh)
+        assert client.get(upload).status == 204
+        download = client.request("GET", path)
+        client.conn.increment_flow_control_window(len(fresh), stream_id=download)
+        client.flush()
+        assert bytes(client.get(download).data) == fresh
+        healthy_done = time.monotonic() - started
+        assert not any(client.done(s) for s in stalled), f"healthy pair done after {healthy_done:.1f}s"
+
+        sent = 0
+        next_turn = time.monotonic()
+        while not all(client.done(s) for s in stalled) and time.monotonic() - started < 15:
+            if time.monotonic() >= next_turn:
+                next_turn += 0.25
+                if not client.done(trickling):
+                    client.conn.send_data(trickling, b"t" * 10)
+                    sent += 10
+                if not client.done(slow_reader):
+                    # 2 KiB/s: a 256 KiB read piece would take two minutes to go out.
+                    client.conn.increment_flow_control_window(512, stream_id=slow_reader)
+                client.flush()
+            client.pump(0.05)
+        elapsed = time.monotonic() - started
+        for stream_id in stalled:
+            assert client.streams[stream_id].reset == CANCEL, (stream_id, client.streams[stream_id])
+        assert elapsed <= 10, f"stalled streams were reset only after {elapsed:.1f}s (body timeout 4 s)"
+        assert "body slower than 1000 bytes/s" in server.log_text()
+        assert len(client.streams[slow_reader].data) < 64 * 1024
+        assert client.get(client.request("OPTIONS", "/files/")).status == 204
+        for path in silent_paths:
+            assert client.get(client.request("HEAD", path, TUS)).headers["upload-offset"] == "100"
+        assert 0 < int(client.get(client.request("HEAD", trickle_path, TUS)).headers["upload-offset"]) <= sent

@@ -180,7 +180,7 @@ final class HTTP2Connection: TCPStreamDelegate {
     // MARK: Callback recording (called by nghttp2 from inside mem_recv / mem_send; record only)
 
     fileprivate func beginRequest(streamID: Int32) {
-        let stream = HTTP2Stream(id: streamID)
+        let stream = HTTP2Stream(id: streamID, bodyRate: BodyRateMeter(configuration))
         streams[streamID] = stream
         idleDeadline = .max
     }
@@ -257,7 +257,7 @@ final class HTTP2Connection: TCPStreamDelegate {
         stream.append(bytes, maxChunk: configuration.readChunkSize)
         if stream.isReadingBody {
             stream.bodyDeadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
-            stream.bodyRateWindow.bytes += bytes.count
+            stream.bodyRate.record(bytes.count)
         }
         markDirty(stream)
     }
@@ -288,7 +288,6 @@ final class HTTP2Connection: TCPStreamDelegate {
             flags |= eof
             return 0
         }
-        stream.responseDeadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
         switch stream.responseBody {
         case .none:
             flags |= eof
@@ -299,6 +298,7 @@ final class HTTP2Connection: TCPStreamDelegate {
             if sent + count == bytes.count {
                 flags |= eof
                 stream.responseBody = .none
+                stream.responseDeadline = .max
             } else {
                 stream.responseBody = .bytes(bytes, sent: sent + count)
             }
@@ -315,11 +315,14 @@ final class HTTP2Connection: TCPStreamDelegate {
             if stream.responseOffset == fragment.count {
                 stream.responseFragment = nil
                 stream.responseOffset = 0
+                // The response progresses by whole pieces (see `HTTP2Stream.responseDeadline`).
+                stream.responseDeadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
             }
             let left = remaining - Int64(count)
             if left == 0 {
                 flags |= eof
                 stream.responseBody = .none
+                stream.responseDeadline = .max
                 source.cancel()
             } else {
                 stream.responseBody = .source(source, remaining: left)
@@ -540,7 +543,7 @@ final class HTTP2Connection: TCPStreamDelegate {
             stream.body = .reading(sink)
             let now = context.loop.nowMilliseconds
             stream.bodyDeadline = now + configuration.bodyTimeoutMilliseconds
-            stream.bodyRateWindow = (now, 0)
+            stream.bodyRate.start(now: now)
             if stream.head?.expectsContinue == true, stream.bufferedByteCount == 0, !stream.isRemoteEnded,
                 let session
             {
@@ -732,31 +735,42 @@ final class HTTP2Connection: TCPStreamDelegate {
         }
         perform {
             for stream in streams.values where !stream.isClosed {
-                if stream.isReadingBody && (now >= stream.bodyDeadline || isBodyTooSlow(stream, now: now)) {
+                if stream.isReadingBody && now >= stream.bodyDeadline {
                     context.server.logIf(.info, "HTTP/2 stream \(stream.id): body timeout; resetting stream")
                     abortStream(stream, reason: .timeout)
+                } else if stream.isReadingBody && isBodyTooSlow(stream, now: now) {
+                    context.server.logIf(
+                        .info,
+                        "HTTP/2 stream \(stream.id): body slower than \(configuration.minBodyBytesPerSecond) bytes/s "
+                            + "over \(configuration.bodyRateWindowMilliseconds) ms; resetting stream")
+                    abortStream(stream, reason: .timeout)
                 } else if now >= stream.responseDeadline {
-                    context.server.logIf(.info, "HTTP/2 stream \(stream.id): response write timeout; resetting stream")
-                    abortStream(stream, reason: .clientClosed)
+                    if peerLetsUsSend(stream) {
+                        // Our own output holds it up (streams sharing the socket, a read from disk): not this
+                        // client's doing. A socket that stopped draining is the connection's write timeout above.
+                        stream.responseDeadline = now + configuration.bodyTimeoutMilliseconds
+                    } else {
+                        context.server.logIf(
+                            .info, "HTTP/2 stream \(stream.id): response write timeout; resetting stream")
+                        abortStream(stream, reason: .clientClosed)
+                    }
                 }
             }
         }
     }
 
-    /// The HTTP/1.1 rule per stream: each window of `bodyRateWindowMilliseconds` must bring its share of bytes;
-    /// a window in which the stream's window was held shut by the server (fragments outstanding) starts afresh.
+    /// Whether the peer's flow-control windows (the stream's and the connection's) let us send on `stream` now.
+    private func peerLetsUsSend(_ stream: HTTP2Stream) -> Bool {
+        guard let session else { return false }
+        return nghttp2_session_get_stream_remote_window_size(session, stream.id) > 0
+            && nghttp2_session_get_remote_window_size(session) > 0
+    }
+
+    /// HTTP/1.1's minimum-rate rule per stream. Bytes waiting for the sink (fragments outstanding, or buffered
+    /// behind them) are the server holding the body back, as a stopped read is on HTTP/1.1.
     private func isBodyTooSlow(_ stream: HTTP2Stream, now: UInt64) -> Bool {
-        let rate = configuration.minBodyBytesPerSecond
-        let window = configuration.bodyRateWindowMilliseconds
-        guard rate > 0, window > 0 else { return false }
-        if stream.outstandingFragments > 0 || stream.bufferedByteCount > 0 {
-            stream.bodyRateWindow = (now, 0)
-            return false
-        }
-        guard now &- stream.bodyRateWindow.start >= window else { return false }
-        if UInt64(stream.bodyRateWindow.bytes) < UInt64(rate) * window / 1000 { return true }
-        stream.bodyRateWindow = (now, 0)
-        return false
+        let isHoldingBodyBack = stream.outstandingFragments > 0 || stream.bufferedByteCount > 0
+        return stream.bodyRate.isTooSlow(now: now, isHoldingBodyBack: isHoldingBodyBack)
     }
 
     /// Ends one stream (RST_STREAM CANCEL); its sink hears `reason`, the connection carries on.

@@ -47,8 +47,8 @@ final class HTTP2Stream {
     var outstandingFragments = 0
     /// Body progress deadline (loop ms) while the body is wanted and incomplete.
     var bodyDeadline: UInt64 = .max
-    /// Minimum-rate window while reading (the same tumbling windows as HTTP/1.1).
-    var bodyRateWindow: (start: UInt64, bytes: Int) = (0, 0)
+    /// The minimum body rate while reading: HTTP/1.1's rule, per stream.
+    var bodyRate: BodyRateMeter
 
     // MARK: Response
     enum ResponseBody {
@@ -63,7 +63,11 @@ final class HTTP2Stream {
     var responseOffset = 0
     var isFetching = false
     var needsFetch = false
-    /// Response progress deadline (loop ms) while a response body is being sent.
+    /// Response progress deadline (loop ms) while a response body is being sent. It moves on only when a whole
+    /// read piece has gone into DATA frames, as HTTP/1.1's moves on only when a piece was written: a client
+    /// that never opens its window, or opens it a few bytes at a time, cannot hold the piece, the open file and
+    /// the stream forever. When it passes while the peer's windows are open, the wait is ours (other streams
+    /// share the socket) and the deadline is moved instead.
     var responseDeadline: UInt64 = .max
 
     // MARK: Lifecycle
@@ -71,7 +75,10 @@ final class HTTP2Stream {
     /// Queued in the connection's work list (dedupe).
     var isDirty = false
 
-    init(id: Int32) { self.id = id }
+    init(id: Int32, bodyRate: BodyRateMeter) {
+        self.id = id
+        self.bodyRate = bodyRate
+    }
 
     var bufferedByteCount: Int {
         queued.reduce(0) { $0 + $1.count } + (filledEnd - deliveredEnd)
