@@ -165,8 +165,11 @@ public final class TusHandler: HTTPRequestHandler {
         }
     }
 
+    /// An unfinished final is left to the sweep: it lives as long as the partials it waits for (`finalExpiry`), which
+    /// takes looking them up, and every request that could use it (HEAD, GET) looks them up anyway and answers 410
+    /// once one is gone.
     func isExpired(_ info: UploadInfo) -> Bool {
-        guard configuration.expirationSeconds > 0, !info.isComplete, let expiresAt = info.expiresAt else {
+        guard configuration.expirationSeconds > 0, !info.isComplete, !info.isFinal, let expiresAt = info.expiresAt else {
             return false
         }
         return expiresAt <= now()
@@ -179,7 +182,12 @@ public final class TusHandler: HTTPRequestHandler {
 
     /// Headers every response describing an upload's progress carries.
     func addExpiry(_ info: UploadInfo, to headers: inout HTTPHeaders) {
-        if configuration.expirationSeconds > 0, !info.isComplete, let expiresAt = info.expiresAt {
+        if !info.isComplete { addExpiry(info.expiresAt, to: &headers) }
+    }
+
+    /// `Upload-Expires` for an unfinished upload that expires at `expiresAt` (nil = never).
+    func addExpiry(_ expiresAt: Int64?, to headers: inout HTTPHeaders) {
+        if configuration.expirationSeconds > 0, let expiresAt {
             headers.add("Upload-Expires", HTTPDate.format(unixSeconds: expiresAt))
         }
     }

@@ -226,7 +226,9 @@ public final class RedisStateStore: UploadStateStore {
         }
     }
 
-    /// One script; a complete final is never in the expiry index (finals are created without an expiry).
+    /// The script, then the final leaves the expiry index (an unfinished final expires like any unfinished upload):
+    /// a second round trip, once per final, since the index is not in the record's hash slot. Should the ZREM fail,
+    /// the sweep finds a complete record and leaves it alone.
     public func completeFinal(
         id: String, length: Int64, on executor: any LoopExecutor,
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void
@@ -234,8 +236,10 @@ public final class RedisStateStore: UploadStateStore {
         run(
             RedisScripts.completeFinal, keys: [keys.info(id), keys.gone(id)], arguments: [RedisArgument(String(length))],
             on: executor
-        ) { reply in
-            completion(Self.record(id: id, reply, statuses: ["notfinal": .conflict]))
+        ) { [self] reply in
+            let completed = Self.record(id: id, reply, statuses: ["notfinal": .conflict])
+            guard case .success = completed else { return completion(completed) }
+            unindex(id, on: executor) { _ in completion(completed) }
         }
     }
 

@@ -42,7 +42,7 @@ final class ConcatenationTests: TusTestCase {
         XCTAssertEqual(finalInfo.concat, "final;\(a) \(b) \(a)")
         XCTAssertEqual(finalInfo.length, 5, "all partial lengths known: the sum")
         XCTAssertFalse(finalInfo.isComplete, "b is not complete")
-        XCTAssertNil(finalInfo.expiresAt, "a final never expires on its own")
+        XCTAssertNotNil(finalInfo.expiresAt, "an unfinished final expires like any unfinished upload")
         XCTAssertFalse(plainInfo.isPartial || plainInfo.isFinal)
         XCTAssertNil(plainInfo.concat)
     }
@@ -88,6 +88,101 @@ final class ConcatenationTests: TusTestCase {
         XCTAssertEqual(client.send(.GET, final).status, 410)
         XCTAssertEqual(createFinal("\(open)").status, 410, "a new final cannot use it either")
         XCTAssertEqual(createFinal("\(done)").status, 201, "a complete partial never expires")
+    }
+
+    /// An unfinished final carries its own expiry (creation + `--expiration`), shown as the later of that and its
+    /// partials' (progress on a partial is progress on the final). Once a partial is gone the final answers 410, and
+    /// the sweep removes it like any expired upload.
+    func testUnfinishedFinalExpires() {
+        configure(TusConfiguration(expirationSeconds: 60))
+        let done = createPartial(length: 1, bytes: [9])
+        let open = createPartial(length: 2)
+        let created = createFinal("\(done) \(open)")
+        XCTAssertEqual(created.status, 201)
+        XCTAssertEqual(created.header("Upload-Expires"), "Wed, 25 Jun 2014 16:01:00 GMT")
+        let final = location(created)
+        XCTAssertEqual(head(final).header("Upload-Expires"), "Wed, 25 Jun 2014 16:01:00 GMT")
+        XCTAssertNil(head(final).header("Upload-Offset"))
+
+        clock.advance(50)
+        XCTAssertEqual(client.patch(open, offset: 0, body: [1]).status, 204)
+        XCTAssertEqual(head(final).header("Upload-Expires"), "Wed, 25 Jun 2014 16:01:50 GMT", "follows its partials")
+
+        clock.advance(20)  // past the final's own expiry, not its partial's
+        XCTAssertEqual(head(final).status, 200)
+        var removed: [String]?
+        handler.sweepExpired(executor: client.executor) { removed = $0 }
+        XCTAssertEqual(removed, [])
+        guard case .found(let kept) = store.lookup(id(final)) else { return XCTFail("the sweep removed a live final") }
+        XCTAssertEqual(kept.expiresAt, clock.now + 40, "moved to its partial's expiry so the next sweeps skip it")
+        XCTAssertEqual(head(final).header("Upload-Expires"), "Wed, 25 Jun 2014 16:01:50 GMT")
+
+        clock.advance(41)  // the open partial expired: the final can never complete
+        XCTAssertEqual(head(final).status, 410)
+        XCTAssertEqual(client.send(.GET, final).status, 410)
+        handler.sweepExpired(executor: client.executor) { removed = $0 }
+        XCTAssertEqual(removed.map(Set.init), Set([id(open), id(final)]))
+        XCTAssertEqual(store.lookup(id(final)), .gone)
+        XCTAssertEqual(head(final).status, 410)
+        guard case .found(let complete) = store.lookup(id(done)) else { return XCTFail("a complete partial stays") }
+        XCTAssertTrue(complete.isComplete)
+    }
+
+    /// A terminated partial makes the final answer 410 at once; the final itself goes at its own expiry.
+    func testFinalOfATerminatedPartialIsSweptAtItsExpiry() {
+        configure(TusConfiguration(expirationSeconds: 60))
+        let open = createPartial(length: 2)
+        let final = location(createFinal(open))
+        XCTAssertEqual(client.send(.DELETE, open).status, 204)
+        XCTAssertEqual(head(final).status, 410)
+        XCTAssertEqual(client.patch(final, offset: 0, body: [1]).status, 403, "PATCH on a final is 403 (spec MUST)")
+        var removed: [String]?
+        handler.sweepExpired(executor: client.executor) { removed = $0 }
+        XCTAssertEqual(removed, [], "not before its own expiry")
+        clock.advance(60)
+        handler.sweepExpired(executor: client.executor) { removed = $0 }
+        XCTAssertEqual(removed, [id(final)])
+        XCTAssertEqual(store.lookup(id(final)), .gone)
+        XCTAssertEqual(client.patch(final, offset: 0, body: [1]).status, 410)
+    }
+
+    /// Completing the last partial completes the final, which then never expires (like a finished upload).
+    func testCompletedFinalLosesItsExpiry() {
+        configure(TusConfiguration(expirationSeconds: 60))
+        let open = createPartial(length: 2)
+        let final = location(createFinal(open))
+        XCTAssertEqual(client.patch(open, offset: 0, body: [1, 2]).status, 204)
+        guard case .found(let complete) = store.lookup(id(final)) else { return XCTFail() }
+        XCTAssertTrue(complete.isComplete)
+        XCTAssertNil(complete.expiresAt)
+        XCTAssertNil(head(final).header("Upload-Expires"))
+        clock.advance(1_000_000)
+        XCTAssertEqual(store.listExpired(now: clock.now), [])
+        XCTAssertEqual(head(final).header("Upload-Offset"), "2")
+        let already = createPartial(length: 1, bytes: [3])
+        let assembledAtOnce = createFinal(already)
+        XCTAssertEqual(assembledAtOnce.status, 201)
+        XCTAssertNil(assembledAtOnce.header("Upload-Expires"), "complete on creation: no expiry")
+    }
+
+    /// A final that is due while its partials are all complete (the assembly after the last PATCH was cut short) is
+    /// assembled by the sweep, not removed.
+    func testSweepAssemblesADueFinalWhosePartialsAreComplete() {
+        configure(TusConfiguration(expirationSeconds: 60))
+        let a = createPartial(length: 1, bytes: [7])
+        client.executor.runPending()
+        let final = UploadInfo(
+            id: "f0", length: 1, createdAt: 0, expiresAt: clock.now - 1, concat: "final;\(a)", partialIDs: [id(a)])
+        var created: Result<UploadInfo, StoreError>?
+        store.create(final, on: client.executor) { created = $0 }
+        XCTAssertNotNil(try created?.get())
+        var removed: [String]?
+        handler.sweepExpired(executor: client.executor) { removed = $0 }
+        XCTAssertEqual(removed, [])
+        guard case .found(let assembled) = store.lookup("f0") else { return XCTFail("removed") }
+        XCTAssertTrue(assembled.isComplete)
+        XCTAssertNil(assembled.expiresAt)
+        XCTAssertEqual(client.send(.GET, "/files/f0").streamedBody, [7])
     }
 
     func testWithoutTheCapability() {  // N19-style: a store that cannot concatenate says so

@@ -16,6 +16,7 @@ final class StallingStore: UploadStore, @unchecked Sendable {
     func openReader(id: String, on executor: any LoopExecutor, completion: @escaping (Result<any UploadReader, StoreError>) -> Void) { inner.openReader(id: id, on: executor, completion: completion) }
     func listExpired(now: Int64, on executor: any LoopExecutor, completion: @escaping (Result<[String], StoreError>) -> Void) { inner.listExpired(now: now, on: executor, completion: completion) }
     func finals(referencing partialID: String, on executor: any LoopExecutor, completion: @escaping (Result<[String], StoreError>) -> Void) { inner.finals(referencing: partialID, on: executor, completion: completion) }
+    func moveExpiry(of upload: UploadInfo, to expiresAt: Int64, lock: any UploadLock, on executor: any LoopExecutor, completion: @escaping (Result<UploadInfo, StoreError>) -> Void) { inner.moveExpiry(of: upload, to: expiresAt, lock: lock, on: executor, completion: completion) }
     func completeConcatenation(_ final: UploadInfo, partials: [UploadInfo], on executor: any LoopExecutor, completion: @escaping (Result<UploadInfo, StoreError>) -> Void) { inner.completeConcatenation(final, partials: partials, on: executor, completion: completion) }
     func openWriter(id: String, startingAt offset: Int64, discardable: Bool, lock: any UploadLock, on executor: any LoopExecutor, completion: @escaping (Result<any UploadWriter, StoreError>) -> Void) {
         inner.openWriter(id: id, startingAt: offset, discardable: discardable, lock: lock, on: executor) { result in

@@ -121,6 +121,27 @@ class StateStoreContract: XCTestCase {
         XCTAssertEqual(driver.run { done in store.finals(referencing: "f1", on: self.driver.executor, completion: done) }, .success([]))
     }
 
+    /// An unfinished final expires like any unfinished upload: listed while due, moved by `finishWrite` (the sweep
+    /// moves it to its partials' expiry), and never listed again once `completeFinal` completed it.
+    func testFinalExpiryIsListedMovedAndDroppedOnCompletion() throws {
+        let store = try makeStore()
+        let lock = StaticLock(token: "t3")
+        try prepareLock(id: "f9", token: lock.token)
+        let final = UploadInfo(
+            id: "f9", length: 4, createdAt: 1_700_000_000, expiresAt: 10, concat: "final;/files/p9", partialIDs: ["p9"])
+        XCTAssertEqual(driver.run { done in store.create(final, on: self.driver.executor, completion: done) }, .success(final))
+        XCTAssertEqual(driver.run { done in store.listExpired(now: 500, on: self.driver.executor, completion: done) }, .success(["f9"]))
+        let moved = try driver.run { done in store.finishWrite(id: "f9", offset: 0, expiry: .set(1000), lock: lock, on: self.driver.executor, completion: done) }.get()
+        XCTAssertEqual(moved.expiresAt, 1000)
+        XCTAssertEqual(moved.partialIDs, ["p9"])
+        XCTAssertEqual(driver.run { done in store.listExpired(now: 500, on: self.driver.executor, completion: done) }, .success([]))
+        XCTAssertEqual(driver.run { done in store.listExpired(now: 1000, on: self.driver.executor, completion: done) }, .success(["f9"]))
+        let completed = try driver.run { done in store.completeFinal(id: "f9", length: 4, on: self.driver.executor, completion: done) }.get()
+        XCTAssertNil(completed.expiresAt, "a complete final never expires")
+        XCTAssertEqual(driver.run { done in store.listExpired(now: 5000, on: self.driver.executor, completion: done) }, .success([]))
+        XCTAssertEqual(try driver.run { done in store.lookup("f9", on: self.driver.executor, completion: done) }.get().info?.expiresAt, nil)
+    }
+
     /// The same state seen by a fresh store (a restart, another instance); nil when the store keeps nothing.
     func reopenStore() throws -> (any UploadStateStore)? { nil }
 
@@ -156,6 +177,9 @@ final class FileStateStoreContractTests: StateStoreContract {
     override func testDeclareLengthOnce() throws { try super.testDeclareLengthOnce() }
     override func testWriteLifecycleMovesOffsetAndExpiry() throws { try super.testWriteLifecycleMovesOffsetAndExpiry() }
     override func testExpiryListingAndRemoval() throws { try super.testExpiryListingAndRemoval() }
+    override func testFinalExpiryIsListedMovedAndDroppedOnCompletion() throws {
+        try super.testFinalExpiryIsListedMovedAndDroppedOnCompletion()
+    }
     override func testConcatenationFieldsRoundTripAndCompleteFinal() throws {
         try super.testConcatenationFieldsRoundTripAndCompleteFinal()
     }
@@ -192,6 +216,9 @@ final class RedisStateStoreContractTests: StateStoreContract {
         RedisStateStore(client: client!, keys: RedisKeys(prefix: "contract:"))
     }
     override func testOwnerIsKeptThroughWritesAndRestart() throws { try super.testOwnerIsKeptThroughWritesAndRestart() }
+    override func testFinalExpiryIsListedMovedAndDroppedOnCompletion() throws {
+        try super.testFinalExpiryIsListedMovedAndDroppedOnCompletion()
+    }
 
     override func prepareLock(id: String, token: String) throws {
         let reply = RedisServerProcess.command("SET contract:{\(id)}:lock \(token) PX 60000\r\n", port: redis!.port)

@@ -84,4 +84,20 @@ final class S3StateStoreTests: XCTestCase {
         XCTAssertEqual(driver.run { done in self.store.create(self.info("old"), on: self.driver.executor, completion: done) }, .failure(.alreadyExists), "a gone id is not reused")
         XCTAssertEqual(driver.run { done in self.store.listExpired(now: 5000, on: self.driver.executor, completion: done) }, .success(["new"]))
     }
+
+    /// As `StateStoreContract.testFinalExpiryIsListedMovedAndDroppedOnCompletion`.
+    func testFinalExpiryIsListedMovedAndDroppedOnCompletion() throws {
+        let lock = Lock()
+        let final = UploadInfo(
+            id: "f9", length: 4, createdAt: 1_700_000_000, expiresAt: 10, concat: "final;/files/p9", partialIDs: ["p9"])
+        XCTAssertEqual(driver.run { done in self.store.create(final, on: self.driver.executor, completion: done) }, .success(final))
+        XCTAssertEqual(driver.run { done in self.store.listExpired(now: 500, on: self.driver.executor, completion: done) }, .success(["f9"]))
+        let moved = try driver.run { done in self.store.finishWrite(id: "f9", offset: 0, expiry: .set(1000), lock: lock, on: self.driver.executor, completion: done) }.get()
+        XCTAssertEqual(moved.expiresAt, 1000)
+        XCTAssertEqual(driver.run { done in self.store.listExpired(now: 500, on: self.driver.executor, completion: done) }, .success([]))
+        XCTAssertEqual(driver.run { done in self.store.listExpired(now: 1000, on: self.driver.executor, completion: done) }, .success(["f9"]))
+        let completed = try driver.run { done in self.store.completeFinal(id: "f9", length: 4, on: self.driver.executor, completion: done) }.get()
+        XCTAssertNil(completed.expiresAt, "a complete final never expires")
+        XCTAssertEqual(driver.run { done in self.store.listExpired(now: 5000, on: self.driver.executor, completion: done) }, .success([]))
+    }
 }

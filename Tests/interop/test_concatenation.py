@@ -164,6 +164,41 @@ def test_final_created_before_its_partials_finish(server: TusServer):
     assert ranged.status == 206 and ranged.body == first[-10:] + second[:10], "a range across the part boundary"
 
 
+def test_unfinished_final_expires_once_its_partial_has(server_factory):
+    """An unfinished final carries Upload-Expires; once a partial expires it answers 410 and the sweep deletes it.
+    A final its last PATCH completed loses its expiry and outlives every sweep."""
+    server = server_factory("--expiration", "2")
+    stalled = create_partial(server.port, 10)
+    done = create_partial(server.port, 3)
+    assert patch(server.port, done, 0, b"abc").status == 204
+    created = create_final(server.port, [done, stalled])
+    assert created.status == 201
+    assert created.header("Upload-Expires") is not None, "sent on POST like for any unfinished upload"
+    final = path_of(created.header("Location"))
+    unfinished = request(server.port, "HEAD", final)
+    assert unfinished.status == 200 and unfinished.header("Upload-Offset") is None
+    assert unfinished.header("Upload-Expires") is not None
+
+    last = create_partial(server.port, 2)
+    completed = create_final(server.port, [last])
+    assert completed.status == 201 and completed.header("Upload-Expires") is not None
+    kept = path_of(completed.header("Location"))
+    assert patch(server.port, last, 0, b"xy").status == 204
+
+    record = server.data_file(final).with_name(server.data_file(final).name + ".info")
+    assert record.exists()
+    wait_until(lambda: not record.exists(), timeout=15, interval=0.2,
+               message="the sweep removes the final whose partial expired")
+    gone = request(server.port, "HEAD", final)
+    assert gone.status == 410 and gone.header("Upload-Offset") is None
+    assert request(server.port, "HEAD", stalled).status == 410
+    complete = request(server.port, "HEAD", kept)
+    assert complete.status == 200 and complete.header("Upload-Offset") == "2"
+    assert complete.header("Upload-Expires") is None, "a complete final never expires"
+    assert request(server.port, "GET", kept).body == b"xy"
+    assert request(server.port, "HEAD", done).status == 200, "a complete partial never expires"
+
+
 @pytest.mark.time_limit(240)
 def test_kill_9_during_assembly_of_a_large_final(server_factory, tmp_path):
     """4 x 64 MiB partials; the final is POSTed and the server killed 0..20 ms later, ten times. After each

@@ -11,13 +11,21 @@ import TusHTTP1
 /// complete (which also covers a crash between the last PATCH and the assembly). Until then a final whose partial
 /// was terminated or expired answers 410 (`partialGone`); an assembled final keeps its bytes whatever happens to the
 /// partials later.
+///
+/// An unfinished final expires like any unfinished upload, or a final whose partial is gone would stay forever. Its
+/// record gets creation + `expirationSeconds`; what counts is the later of that and its partials' expiries
+/// (`finalExpiry`), so a final lives while any partial it waits for is still being uploaded, without each PATCH of a
+/// partial having to find and rewrite its finals (on the S3 state store that means reading every record). The sweep
+/// moves a due final's record to that later expiry, removes it once a partial is gone, and assembles it if its
+/// partials turn out complete. Assembly drops the expiry: a complete upload never expires.
 extension TusHandler {
     /// What a final upload is right now.
     enum FinalState {
         /// Assembled (possibly just now): `offset == length`.
         case complete(UploadInfo)
-        /// Some partial is still being uploaded. `length` is the sum once every partial's length is known.
-        case unfinished(length: Int64?)
+        /// Some partial is still being uploaded. `length` is the sum once every partial's length is known;
+        /// `expiresAt` is `finalExpiry` (nil = never).
+        case unfinished(length: Int64?, expiresAt: Int64?)
     }
 
     /// `POST` with `Upload-Concat: final;...`. Everything is checked before the record exists: the header's
@@ -53,7 +61,7 @@ extension TusHandler {
                 return fail(request, .maxSizeExceeded)
             }
             let info = UploadInfo(
-                id: SecureRandom.uploadID(), length: length, metadata: metadata, createdAt: now(), expiresAt: nil,
+                id: SecureRandom.uploadID(), length: length, metadata: metadata, createdAt: now(), expiresAt: nextExpiry(),
                 owner: request.grant?.subject, concat: concat, partialIDs: partialIDs)
             let location = UploadLocation.make(
                 id: info.id, head: request.head, isSecure: request.exchange.isSecure, configuration: configuration)
@@ -63,15 +71,17 @@ extension TusHandler {
                     fail(request, error == .alreadyExists ? .storeFailure : Self.mapStoreError(error))
                 case .success(let created):
                     notify(.created, request, upload: created)
-                    let respond = { [self] in
-                        send(request, HTTPResponse(status: .created, headers: ["Location": location]))
-                    }
                     // Assembled before 201 when it can be, so the client's next HEAD finds it complete. The partials
                     // are looked up again now that the final is visible: one whose last PATCH ended in between found
                     // no final to complete. A failure here leaves it to the next look.
                     resolveFinal(created, on: executor) { [self] resolved in
-                        if case .success(.complete(let complete)) = resolved { notify(.finished, request, upload: complete) }
-                        respond()
+                        var headers: HTTPHeaders = ["Location": location]
+                        switch resolved {
+                        case .success(.complete(let complete)): notify(.finished, request, upload: complete)
+                        case .success(.unfinished(_, let expiresAt)): addExpiry(expiresAt, to: &headers)
+                        case .failure: addExpiry(created, to: &headers)
+                        }
+                        send(request, HTTPResponse(status: .created, headers: headers))
                     }
                 }
             }
@@ -138,11 +148,21 @@ extension TusHandler {
             if let length, let maxSize = configuration.maxSize, length > maxSize {
                 return completion(.failure(.maxSizeExceeded))
             }
-            guard partials.allSatisfy(\.isComplete) else { return completion(.success(.unfinished(length: length))) }
+            guard partials.allSatisfy(\.isComplete) else {
+                return completion(.success(.unfinished(length: length, expiresAt: finalExpiry(final, partials: partials))))
+            }
             assemble(final, partials: partials, on: executor) { result in
                 completion(result.map { .complete($0) })
             }
         }
+    }
+
+    /// When an unfinished final whose partials are all live expires: the later of its own expiry and theirs (nil =
+    /// never). Each PATCH slides only its partial's expiry, and the final must not go while that partial can still
+    /// complete it; a complete partial has no expiry and does not hold the final up.
+    func finalExpiry(_ final: UploadInfo, partials: [UploadInfo]) -> Int64? {
+        guard let own = final.expiresAt else { return nil }
+        return partials.lazy.filter { !$0.isComplete }.compactMap(\.expiresAt).reduce(own, max)
     }
 
     /// Under the final's lock (the file state store rewrites one record at a time per upload, and a cluster should
@@ -196,17 +216,18 @@ extension TusHandler {
     }
 
     /// HEAD of a final that was not complete when looked up: complete now (assembled), or unfinished: no
-    /// `Upload-Offset` (concatenation-unfinished: SHOULD NOT), `Upload-Length` once computable.
+    /// `Upload-Offset` (concatenation-unfinished: SHOULD NOT), `Upload-Length` once computable, `Upload-Expires`.
     func headFinal(_ request: TusRequest, info: UploadInfo) {
         resolveFinal(info, on: request.exchange.executor) { [self] resolved in
             switch resolved {
             case .failure(let error): fail(request, error)
             case .success(.complete(let complete)): respondHead(request, info: complete)
-            case .success(.unfinished(let length)):
+            case .success(.unfinished(let length, let expiresAt)):
                 var headers: HTTPHeaders = ["Cache-Control": "no-store"]
                 if let length { headers.add("Upload-Length", String(length)) }
                 if let metadata = info.metadata { headers.add("Upload-Metadata", metadata) }
                 if let concat = info.concat { headers.add("Upload-Concat", concat) }
+                addExpiry(expiresAt, to: &headers)
                 send(request, HTTPResponse(status: .ok, headers: headers))
             }
         }

@@ -122,6 +122,16 @@ public final class ComposedUploadStore<State: UploadStateStore, Data: UploadData
         state.listExpired(now: now, on: executor, completion: completion)
     }
 
+    /// A write that moved no bytes: the state store's `finishWrite` at the same offset is the one call every
+    /// state store already has for changing an expiry under a lock.
+    public func moveExpiry(
+        of upload: UploadInfo, to expiresAt: Int64, lock: any UploadLock, on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void
+    ) {
+        state.finishWrite(
+            id: upload.id, offset: upload.offset, expiry: .set(expiresAt), lock: lock, on: executor, completion: completion)
+    }
+
     public func finals(
         referencing partialID: String, on executor: any LoopExecutor,
         completion: @escaping (Result<[String], StoreError>) -> Void

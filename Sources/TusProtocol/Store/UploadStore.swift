@@ -188,6 +188,13 @@ public protocol UploadStore: AnyObject, Sendable {
         _ final: UploadInfo, partials: [UploadInfo], on executor: any LoopExecutor,
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void)
 
+    /// Sets the expiry of `upload`, an unfinished upload no request writes to (a final waiting for its partials),
+    /// whose lock the caller holds; its offset stays `upload.offset`. The expiry sweep moves a due final to its
+    /// partials' later expiry with it.
+    func moveExpiry(
+        of upload: UploadInfo, to expiresAt: Int64, lock: any UploadLock, on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void)
+
     /// The finals that list `partialID` (see `UploadStateStore.finals(referencing:)`).
     func finals(
         referencing partialID: String, on executor: any LoopExecutor,
