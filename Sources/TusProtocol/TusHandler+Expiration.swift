@@ -57,7 +57,7 @@ extension TusHandler {
     enum DueFinalVerdict: Equatable {
         /// A partial is gone (or the partials outgrew `--max-size`): it can never complete.
         case remove
-        /// Kept: moved to its partials' later expiry, assembled, or left for the next sweep after a store failure.
+        /// Kept: moved to its partials' later expiry, assembled, or left to the next sweep after a store failure.
         case keep
     }
 
@@ -80,7 +80,11 @@ extension TusHandler {
                 return completion(.remove)
             }
             if partials.allSatisfy(\.isComplete) {
-                return store.completeConcatenation(final, partials: partials, on: executor) { _ in completion(.keep) }
+                // `.gone`: a partial's bytes vanished under it, so no later attempt can succeed either.
+                return store.completeConcatenation(final, partials: partials, on: executor) { assembled in
+                    if case .failure(.gone) = assembled { return completion(.remove) }
+                    completion(.keep)
+                }
             }
             guard let later = finalExpiry(final, partials: partials), later > cutoff else { return completion(.remove) }
             store.moveExpiry(of: final, to: later, lock: lock, on: executor) { _ in completion(.keep) }

@@ -169,9 +169,8 @@ public final class TusHandler: HTTPRequestHandler {
     /// takes looking them up, and every request that could use it (HEAD, GET) looks them up anyway and answers 410
     /// once one is gone.
     func isExpired(_ info: UploadInfo) -> Bool {
-        guard configuration.expirationSeconds > 0, !info.isComplete, !info.isFinal, let expiresAt = info.expiresAt else {
-            return false
-        }
+        guard configuration.expirationSeconds > 0, !info.isComplete, !info.isFinal, let expiresAt = info.expiresAt
+        else { return false }
         return expiresAt <= now()
     }
 

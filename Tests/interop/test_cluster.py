@@ -311,3 +311,50 @@ def test_final_created_on_one_instance_completes_when_another_finishes_its_last_
     assert done.header("Upload-Offset") == done.header("Upload-Length") == str(len(first) + len(second))
     for server in (a, b, c):
         assert sha256(get_body(server, final)) == sha256(first + second)
+
+
+def test_unfinished_final_lives_with_its_partials_and_expires_after_them(cluster, redis_server):
+    """With Redis state and locks: a final lives past its own expiry while its partial keeps progressing (a sweep,
+    under the final's Redis lock, moves the final's expiry to the partial's), goes once the partial has expired, and a
+    final its last PATCH completed leaves the expiry index."""
+    a, b = cluster(2, "--expiration", "3")  # a sweep every 3 s
+
+    def redis(*args: str) -> str:
+        reply = subprocess.run(["redis-cli", "-p", str(redis_server.port), *args],
+                               capture_output=True, text=True, timeout=5)
+        return reply.stdout.strip()
+
+    def final_of(*partials: str) -> str:
+        created = request(a.port, "POST", "/files/", {"Upload-Concat": "final;" + " ".join(partials)})
+        assert created is not None and created.status == 201 and created.header("Upload-Expires") is not None
+        return "/" + created.header("Location").split("/", 3)[3]
+
+    partials = []
+    for length in (10, 2):
+        response = request(a.port, "POST", "/files/", {"Upload-Concat": "partial", "Upload-Length": str(length)})
+        assert response is not None and response.status == 201
+        partials.append("/" + response.header("Location").split("/", 3)[3])
+    slow, quick = partials
+    final, completed = final_of(slow), final_of(quick)
+    final_id, completed_id = final.rsplit("/", 1)[1], completed.rsplit("/", 1)[1]
+    created_expiry = int(redis("HGET", f"test:{{{final_id}}}:info", "expires"))
+
+    assert patch(b.port, quick, 0, b"xy").status == 204
+    wait_until(lambda: redis("HGET", f"test:{{{completed_id}}}:info", "offset") == "2", timeout=5,
+               message="the second final is complete")
+    assert redis("ZSCORE", "test:expiring", completed_id) == "", "a complete final leaves the expiry index"
+
+    for offset in range(7):  # ~7 s of progress on the partial: past the final's own 3 s, and a sweep in between
+        assert patch((a, b)[offset % 2].port, slow, offset, b"z").status == 204
+        view = head(b, final)
+        assert view.status == 200 and view.header("Upload-Expires") is not None, f"alive at byte {offset}"
+        time.sleep(1)
+    assert int(redis("HGET", f"test:{{{final_id}}}:info", "expires")) > created_expiry, "a sweep moved it"
+
+    wait_until(lambda: redis("EXISTS", f"test:{{{final_id}}}:info") == "0", timeout=15, interval=0.2,
+               message="the final is swept once its partial expired")
+    for server in (a, b):
+        assert head(server, final).status == 410
+        assert head(server, slow).status == 410
+    done = head(a, completed)
+    assert done.status == 200 and done.header("Upload-Offset") == "2" and done.header("Upload-Expires") is None

@@ -61,8 +61,8 @@ extension TusHandler {
                 return fail(request, .maxSizeExceeded)
             }
             let info = UploadInfo(
-                id: SecureRandom.uploadID(), length: length, metadata: metadata, createdAt: now(), expiresAt: nextExpiry(),
-                owner: request.grant?.subject, concat: concat, partialIDs: partialIDs)
+                id: SecureRandom.uploadID(), length: length, metadata: metadata, createdAt: now(),
+                expiresAt: nextExpiry(), owner: request.grant?.subject, concat: concat, partialIDs: partialIDs)
             let location = UploadLocation.make(
                 id: info.id, head: request.head, isSecure: request.exchange.isSecure, configuration: configuration)
             store.create(info, on: executor) { [self] created in
@@ -149,7 +149,8 @@ extension TusHandler {
                 return completion(.failure(.maxSizeExceeded))
             }
             guard partials.allSatisfy(\.isComplete) else {
-                return completion(.success(.unfinished(length: length, expiresAt: finalExpiry(final, partials: partials))))
+                let expiresAt = finalExpiry(final, partials: partials)
+                return completion(.success(.unfinished(length: length, expiresAt: expiresAt)))
             }
             assemble(final, partials: partials, on: executor) { result in
                 completion(result.map { .complete($0) })

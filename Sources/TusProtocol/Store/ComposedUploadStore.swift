@@ -129,7 +129,8 @@ public final class ComposedUploadStore<State: UploadStateStore, Data: UploadData
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void
     ) {
         state.finishWrite(
-            id: upload.id, offset: upload.offset, expiry: .set(expiresAt), lock: lock, on: executor, completion: completion)
+            id: upload.id, offset: upload.offset, expiry: .set(expiresAt), lock: lock, on: executor,
+            completion: completion)
     }
 
     public func finals(
