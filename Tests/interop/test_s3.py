@@ -234,6 +234,26 @@ def test_expiry_aborts_the_multipart_upload(rgw, bucket, s3_servers):
     assert head is not None and head.status == 410
 
 
+def test_unfinished_final_is_swept_after_its_partial_expires(rgw, bucket, s3_servers):
+    """Records as objects (no Redis): the final listing an abandoned partial carries Upload-Expires and is swept with
+    it; its record becomes the gone marker."""
+    server = s3_servers(bucket, "--expiration", "3")
+    response = request(server.port, "POST", "/files/", {"Upload-Concat": "partial", "Upload-Length": "10"})
+    assert response is not None and response.status == 201
+    partial = "/" + response.header("Location").split("/", 3)[3]
+    created = request(server.port, "POST", "/files/", {"Upload-Concat": "final;" + partial})
+    assert created is not None and created.status == 201 and created.header("Upload-Expires") is not None
+    final = "/" + created.header("Location").split("/", 3)[3]
+    s3 = rgw.client()
+    record = f"{upload_id(final)}.info"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and b"gone" not in get_object(s3, bucket, record):
+        time.sleep(0.3)
+    assert get_object(s3, bucket, record) == b'{"gone":"expired"}'
+    assert request(server.port, "HEAD", final).status == 410
+    assert request(server.port, "HEAD", partial).status == 410
+
+
 @pytest.mark.time_limit(120)
 def test_paused_gateway_mid_patch_answers_503_and_loses_no_acknowledged_byte(rgw, bucket, s3_servers):
     server = s3_servers(bucket, "--s3-timeout", "2")
