@@ -240,8 +240,9 @@ final class FileDataWriter: DirectUploadDataWriter {
     private var isWritingDirectly = false
 
     func beginDirectWrite() -> DirectBodyTarget? {
-        // `.always` syncs after each write; direct ranges would bypass that, so that policy keeps to pwritev.
-        guard !isClosed, failure == nil, !isWritingDirectly, queued.isEmpty, inFlight.isEmpty, !isDelivering,
+        // `.always` syncs after each write; direct ranges would bypass that, so that policy keeps to pwritev. Asked
+        // from inside the last completion of a batch (`isDelivering`) is fine: that batch is in the file already.
+        guard !isClosed, failure == nil, !isWritingDirectly, queued.isEmpty, inFlight.isEmpty,
             !store.fsyncPolicy.syncsEachWrite,
             acceptedEnd == writtenEnd
         else { return nil }
