@@ -380,7 +380,7 @@ final class HTTPConnection: TCPStreamDelegate {
             }
             machine.directBodyStarted(now: now)
         } catch {
-            context.server.logIf(.warning, "splice unavailable (\(error)); reading the body instead\(requestLogTag)")
+            context.server.logIf(.info, "splice unavailable (\(error)); reading the body instead\(requestLogTag)")
             directBodyDeclined = true
             sink.endDirectBody(writeErrorNumber: nil)
         }

@@ -64,7 +64,14 @@ public final class SocketFileSplicer {
             guard CLibuv_pipe_nonblocking_cloexec(&fds) == 0 else { return .failure(UVError(code: -errno)) }
             _ = CLibuv_set_pipe_size(fds[1], Int32(SocketFileSplicer.preferredPipeCapacity))
             let capacity = Int(CLibuv_pipe_size(fds[1]))
-            return .success(Pipe(readEnd: fds[0], writeEnd: fds[1], capacity: capacity > 0 ? capacity : 65536))
+            // An unprivileged user past /proc/sys/fs/pipe-user-pages-soft gets two-page pipes: a splice per 8 KiB
+            // costs more than the copy it saves, so the caller reads the body instead.
+            guard capacity >= 65536 else {
+                Glibc.close(fds[0])
+                Glibc.close(fds[1])
+                return .failure(.noBufferSpace)
+            }
+            return .success(Pipe(readEnd: fds[0], writeEnd: fds[1], capacity: capacity))
         }
 
         func close() {
