@@ -408,7 +408,9 @@ struct HTTPConnectionStateMachine {
     mutating func tick(now: UInt64) -> TickAction {
         if phase == .closed { return .none }
         // Not reading means the server stopped (backpressure), not the client.
-        if phase == .readingBody, bodyRate.isTooSlow(now: now, isHoldingBodyBack: !isReading && !isReceivingDirectly) {
+        // A splicer taking bytes reads for the body; one waiting for the disk holds it back, as a full sink does.
+        let isHoldingBodyBack = !isReading && !isReceivingDirectly
+        if phase == .readingBody, bodyRate.isTooSlow(now: now, isHoldingBodyBack: isHoldingBodyBack) {
             deadline = .max
             return .bodyTooSlow
         }
