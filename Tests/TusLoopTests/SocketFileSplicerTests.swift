@@ -48,12 +48,12 @@ final class SocketFileSplicerTests: XCTestCase {
     /// with the stream (still open), then the loop finishes when the stream is closed.
     private func splice(
         path: String, offset: Int64, count: Int64, send bytes: [UInt8], pauseAfter: Int? = nil,
-        ending: ClientEnding, cancelAfter: Int? = nil, afterEnd: @escaping (TCPStream, @escaping () -> Void) -> Void = {
+        ending: ClientEnding, cancelAfter: Int? = nil, openFlags: Int32 = O_WRONLY, afterEnd: @escaping (TCPStream, @escaping () -> Void) -> Void = {
             $0.close($1)
         }
     ) throws -> Run {
         var run = Run()
-        let file = open(path, O_WRONLY)
+        let file = open(path, openFlags)
         XCTAssertGreaterThanOrEqual(file, 0)
         defer { Glibc.close(file) }
         var splicer: SocketFileSplicer?
@@ -148,11 +148,24 @@ final class SocketFileSplicerTests: XCTestCase {
         XCTAssertTrue(contents(path) == Array(body[..<run.writtenTotal]), "file is an exact prefix")
     }
 
+    /// A file that refuses the bytes (here: opened read-only, EBADF) ends the splicer with the write error, after
+    /// which it reads nothing more.
+    func testWriteFailureEndsWithTheError() throws {
+        let body = patternBytes(count: 2 << 20, seed: 13)
+        let path = try temporaryFile(prefix: [])
+        let run = try splice(
+            path: path, offset: 0, count: Int64(body.count), send: body, ending: .keepOpen, openFlags: O_RDONLY)
+        XCTAssertEqual(run.outcome, .writeFailed(.badFileDescriptor))
+        XCTAssertEqual(run.writtenTotal, 0)
+        XCTAssertLessThan(run.receivedTotal, body.count, "reading stopped at the failure")
+        XCTAssertEqual(contents(path), [])
+    }
+
     func testCancelStopsReadingAndReportsOnlyWrittenBytes() throws {
         let body = patternBytes(count: 4 << 20, seed: 11)
         let path = try temporaryFile(prefix: [])
         let run = try splice(
-            path: path, offset: 0, count: Int64(body.count), send: body, ending: .reset, cancelAfter: 1 << 20)
+            path: path, offset: 0, count: Int64(body.count), send: body, ending: .keepOpen, cancelAfter: 1 << 20)
         XCTAssertEqual(run.outcome, .cancelled)
         XCTAssertLessThan(run.receivedTotal, body.count)
         XCTAssertTrue(contents(path) == Array(body[..<run.writtenTotal]), "file is an exact prefix of the body")
