@@ -112,7 +112,8 @@ final class SplicedPatchTests: XCTestCase {
         try withServer { server, port in
             let path = try create(port: port, length: body.count)
             let before = server.splicedBodyBytes
-            let wrong = try patch(port: port, path, offset: 0, body[...], extra: "Upload-Checksum: sha1 \(Base64.encode(StreamingDigest.digest(.sha1, of: [1])))\r\n")
+            let wrongDigest = Base64.encode(StreamingDigest.digest(.sha1, of: [1]))
+            let wrong = try patch(port: port, path, offset: 0, body[...], extra: "Upload-Checksum: sha1 \(wrongDigest)\r\n")
             XCTAssertEqual(wrong.status, 460)
             XCTAssertEqual(try offset(port: port, path), 0)
             let right = try patch(port: port, path, offset: 0, body[...], extra: "Upload-Checksum: sha1 \(digest)\r\n")

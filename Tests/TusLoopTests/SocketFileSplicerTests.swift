@@ -48,9 +48,8 @@ final class SocketFileSplicerTests: XCTestCase {
     /// with the stream (still open), then the loop finishes when the stream is closed.
     private func splice(
         path: String, offset: Int64, count: Int64, send bytes: [UInt8], pauseAfter: Int? = nil,
-        ending: ClientEnding, cancelAfter: Int? = nil, openFlags: Int32 = O_WRONLY, afterEnd: @escaping (TCPStream, @escaping () -> Void) -> Void = {
-            $0.close($1)
-        }
+        ending: ClientEnding, cancelAfter: Int? = nil, openFlags: Int32 = O_WRONLY,
+        afterEnd: @escaping (TCPStream, @escaping () -> Void) -> Void = { $0.close($1) }
     ) throws -> Run {
         var run = Run()
         let file = open(path, openFlags)
