@@ -8,6 +8,7 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <fcntl.h>
 
 /* Swift sees libuv's handle "subclasses" as unrelated structs. These casts spare every call site a
    withMemoryRebound; they can go once Swift imports C struct-prefix inheritance (it does not today). */
@@ -33,5 +34,20 @@ static inline void CLibuv_set_current_thread_name(const char *name) { prctl(PR_S
 static inline int CLibuv_accept4_nonblocking_cloexec(int listening) {
     return (int)syscall(SYS_accept4, listening, (struct sockaddr *)0, (socklen_t *)0, SOCK_NONBLOCK | SOCK_CLOEXEC);
 }
+
+/* splice(2), pipe2(2) and F_SETPIPE_SZ are GNU extensions Swift's Glibc module does not expose (declared only under
+   _GNU_SOURCE), and fcntl is variadic; raw syscalls give SocketFileSplicer the socket -> pipe -> file path. */
+static inline long CLibuv_splice(int in, long long *in_offset, int out, long long *out_offset, size_t length,
+                                 unsigned int flags) {
+    return syscall(SYS_splice, in, in_offset, out, out_offset, length, flags);
+}
+static inline int CLibuv_pipe_nonblocking_cloexec(int fds[2]) {
+    return (int)syscall(SYS_pipe2, fds, O_NONBLOCK | O_CLOEXEC);
+}
+/* F_SETPIPE_SZ (1031) / F_GETPIPE_SZ (1032): the kernel rounds up to a power of two of pages. */
+static inline int CLibuv_set_pipe_size(int fd, int size) { return (int)syscall(SYS_fcntl, fd, 1031, size); }
+static inline int CLibuv_pipe_size(int fd) { return (int)syscall(SYS_fcntl, fd, 1032, 0); }
+#define CLIBUV_SPLICE_F_MOVE 1u
+#define CLIBUV_SPLICE_F_NONBLOCK 2u
 
 #endif

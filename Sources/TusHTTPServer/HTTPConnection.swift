@@ -13,6 +13,10 @@ import TusLoop
 /// Backpressure: while `maxOutstandingFragments` fragments wait for their `done`, reading stops; it
 /// resumes when the count falls to half. Contiguous body bytes that arrive while the handler is busy are
 /// coalesced into one larger fragment, so a slow disk gets fewer, bigger writes.
+///
+/// Direct bodies: a large cleartext Content-Length body whose sink offers a file (`HTTPDirectBodySink`) skips user
+/// memory. Once the bytes buffered with the head went out as fragments and came back `done`, a `SocketFileSplicer`
+/// moves the rest socket → pipe → file, and the sink hears counts (`bodyWrittenDirectly`) instead of fragments.
 final class HTTPConnection: TCPStreamDelegate {
     let stream: TCPStream
     unowned let context: LoopContext
@@ -45,6 +49,10 @@ final class HTTPConnection: TCPStreamDelegate {
     private var pendingBody: Range<Int>?
     private var bodyTrailers = HTTPHeaders()
     private var isProcessing = false
+    /// Moves the current body socket → file while set (see the type's doc).
+    private var splicer: SocketFileSplicer?
+    /// This request's sink declined a direct body (or the splicer could not start): fragments until it ends.
+    private var directBodyDeclined = false
 
     /// Present on HTTPS connections. Everything above `didRead` and `send` sees plaintext only.
     private let tls: TLSSession?
@@ -204,7 +212,7 @@ final class HTTPConnection: TCPStreamDelegate {
         while true {
             let step = machine.nextStep(
                 hasBufferedBytes: readEnd > readStart && chunk != nil,
-                bodyOwesEnd: bodyDecoder?.isComplete ?? false, now: now)
+                bodyOwesEnd: bodyDecoder?.isComplete ?? false, prefersDirectBody: prefersDirectBody, now: now)
             switch step {
             case .awaitHead(let read):
                 releaseEmptyChunk()
@@ -227,6 +235,9 @@ final class HTTPConnection: TCPStreamDelegate {
                     headParser.reset()
                     beginRequest(head)
                 }
+            case .startDirectBody(let read):
+                apply(read)
+                startDirectBody()
             case .decodeBody:
                 let before = readStart
                 let phaseBefore = machine.phase
@@ -241,6 +252,7 @@ final class HTTPConnection: TCPStreamDelegate {
         let hasBody = head.bodyFraming.hasBody
         let (sequence, read) = machine.headReceived(keepAlive: head.keepAlive, hasBody: hasBody)
         bodyTrailers = HTTPHeaders()
+        directBodyDeclined = false
         bodyDecoder = hasBody ? BodyDecoder(framing: head.bodyFraming, limits: configuration.parserLimits) : nil
         requestLogTag = ""
         let exchange = Exchange(head: head, connection: self, sequence: sequence)
@@ -251,7 +263,9 @@ final class HTTPConnection: TCPStreamDelegate {
 
     /// Frames body bytes in place. Data goes to the sink (or is dropped when draining).
     private func decodeBody() {
-        guard let chunk, bodyDecoder != nil else { return }
+        guard bodyDecoder != nil else { return }
+        // A spliced body can end with no chunk at all; its end is framed from an empty window.
+        let chunk = chunk ?? ByteChunk(capacity: 1)
         // The handler may have answered (and so ended the body) from inside a callback of this loop.
         while machine.mayFrameBody {
             guard bodyDecoder != nil else { return }
@@ -337,6 +351,97 @@ final class HTTPConnection: TCPStreamDelegate {
         }
     }
 
+    // MARK: Direct (spliced) bodies
+
+    /// Worth asking the sink for a file: cleartext, Content-Length, enough left, nothing buffered or coalescing.
+    /// (`nextStep` adds: no fragment outstanding, so the spliced bytes land after every earlier byte.)
+    private var prefersDirectBody: Bool {
+        guard configuration.spliceBodies, tls == nil, !directBodyDeclined, splicer == nil, machine.isReadingBody,
+            pendingBody == nil, readEnd == readStart, bodySink is any HTTPDirectBodySink,
+            let remaining = bodyDecoder?.remainingContentLength, remaining >= configuration.spliceMinimumBytes,
+            stream.mayHandOverReading
+        else { return false }
+        return true
+    }
+
+    private func startDirectBody() {
+        guard let sink = bodySink as? any HTTPDirectBodySink, let remaining = bodyDecoder?.remainingContentLength,
+            let target = sink.beginDirectBody(minimumCount: configuration.spliceMinimumBytes)
+        else {
+            directBodyDeclined = true
+            return
+        }
+        let sequence = machine.requestSequence
+        do {
+            splicer = try SocketFileSplicer(
+                stream: stream, file: target.descriptor, offset: target.offset, count: min(remaining, target.maxCount)
+            ) { [weak self] event in
+                HTTPConnection.directBodyEvent(event, sink: sink, connection: self, sequence: sequence)
+            }
+            machine.directBodyStarted(now: now)
+        } catch {
+            context.server.logIf(.info, "splice unavailable (\(error)); reading the body instead\(requestLogTag)")
+            directBodyDeclined = true
+            sink.endDirectBody(writeErrorNumber: nil)
+        }
+    }
+
+    /// The sink hears every write and the end even when the connection is gone or has moved on (a drain on the
+    /// threadpool cannot be called back, and the sink must not commit before it is over); the connection reacts only
+    /// while the splicer is its current one.
+    private static func directBodyEvent(
+        _ event: SocketFileSplicer.Event, sink: any HTTPDirectBodySink, connection: HTTPConnection?, sequence: UInt64
+    ) {
+        let current = connection.flatMap { $0.splicer != nil && $0.machine.requestSequence == sequence ? $0 : nil }
+        switch event {
+        case .received(let count):
+            current?.directBodyReceived(count)
+        case .written(let count):
+            sink.bodyWrittenDirectly(count: count)
+        case .stalled(let stalled):
+            current?.machine.directBodyStalled(stalled)
+        case .ended(let outcome):
+            if let current {
+                current.splicer = nil
+                current.machine.directBodyEnded()
+            }
+            var errorNumber: Int32?
+            if case .writeFailed(let error) = outcome { errorNumber = -error.code }
+            sink.endDirectBody(writeErrorNumber: errorNumber)
+            current?.directBodyFinished(outcome)
+        }
+    }
+
+    private func directBodyReceived(_ count: Int) {
+        context.server.splicedBodyByteCount.add(Int64(count), ordering: .relaxed)
+        bodyDecoder?.skipContentBytes(Int64(count))
+        _ = machine.bodyDataFramed(count: count, now: now)
+        // As for a framed end: a handler answering from now on sees a complete body (the connection may stay open).
+        if bodyDecoder?.isComplete == true { machine.bodyEndFramed() }
+    }
+
+    private func directBodyFinished(_ outcome: SocketFileSplicer.Outcome) {
+        switch outcome {
+        case .complete:
+            // The decoder owes `.end` (or more bytes, if the sink allowed fewer than the body has): carry on.
+            process()
+        case .peerClosed, .readFailed:
+            peerClosed()
+        case .writeFailed, .cancelled:
+            // The sink answers a failed write itself; a cancel came from whoever stopped the body.
+            break
+        }
+    }
+
+    /// Stops the splicer (a response before the body's end, an abort, a close). The sink still hears `endDirectBody`
+    /// once a drain in flight is over.
+    private func stopDirectBody() {
+        guard let splicer else { return }
+        self.splicer = nil
+        machine.directBodyEnded()
+        splicer.cancel()
+    }
+
     private func releaseEmptyChunk() {
         // An idle keep-alive connection holds no buffer at all.
         if readEnd == readStart, pendingBody == nil {
@@ -377,6 +482,7 @@ final class HTTPConnection: TCPStreamDelegate {
             // The handler answers before the body ended (413, lock takeover): stop feeding it.
             flushPendingBody()
             bodySink = nil
+            stopDirectBody()
         case .proceed:
             break
         }
@@ -541,6 +647,7 @@ final class HTTPConnection: TCPStreamDelegate {
         let sink: (any HTTPBodySink)? = machine.isReadingBody ? bodySink : nil
         flushPendingBody()
         bodySink = nil
+        stopDirectBody()
         // The sink hears it before the socket goes, so whoever sees the close can rely on the sink knowing.
         sink?.bodyAborted(reason)
         finalClose()
@@ -560,6 +667,7 @@ final class HTTPConnection: TCPStreamDelegate {
     }
 
     private func finalClose() {
+        stopDirectBody()
         guard machine.closeNow() else { return }
         pendingBody = nil
         exchange = nil

@@ -80,6 +80,10 @@ struct HTTPConnectionStateMachine {
     private(set) var isShuttingDown = false
     /// The minimum body rate, the same rule an HTTP/2 stream follows.
     private var bodyRate: BodyRateMeter
+    /// A splicer takes the body from the socket (the socket is not read for the connection meanwhile).
+    private(set) var isBodyDirect = false
+    /// The splicer is taking bytes (not waiting for the disk): counts as reading for the minimum body rate.
+    private var isReceivingDirectly = false
 
     init(limits: Limits) {
         self.limits = limits
@@ -110,6 +114,8 @@ struct HTTPConnectionStateMachine {
         case parseHead
         /// Frame the buffered body bytes.
         case decodeBody
+        /// Nothing buffered, no fragment outstanding, and the connection prefers a direct (spliced) body: start it.
+        case startDirectBody(ReadAction)
         /// Nothing buffered while waiting for a head: an idle connection drops its buffer. Then stop.
         case awaitHead(ReadAction)
         /// Stop processing until an event (bytes, the handler, a fragment's `done`) comes.
@@ -118,7 +124,9 @@ struct HTTPConnectionStateMachine {
 
     /// What the processing loop does next, given what is buffered. `bodyOwesEnd`: a complete Content-Length
     /// body still owes its `.end` even with nothing left in the buffer.
-    mutating func nextStep(hasBufferedBytes: Bool, bodyOwesEnd: Bool, now: UInt64) -> ProcessStep {
+    mutating func nextStep(
+        hasBufferedBytes: Bool, bodyOwesEnd: Bool, prefersDirectBody: Bool = false, now: UInt64
+    ) -> ProcessStep {
         switch phase {
         case .readingHead(let since):
             guard hasBufferedBytes else { return .awaitHead(setReading(true)) }
@@ -128,6 +136,11 @@ struct HTTPConnectionStateMachine {
             }
             return .parseHead
         case .readingBody, .draining:
+            if isBodyDirect { return .wait(.none) }
+            if phase == .readingBody, prefersDirectBody, !hasBufferedBytes, !bodyOwesEnd {
+                // Earlier fragments must be in the file before spliced bytes land after them: wait for their `done`.
+                return outstandingFragments == 0 ? .startDirectBody(setReading(false)) : .wait(setReading(false))
+            }
             guard hasBufferedBytes || bodyOwesEnd else {
                 return .wait(outstandingFragments < limits.maxOutstandingFragments ? setReading(true) : .none)
             }
@@ -200,6 +213,26 @@ struct HTTPConnectionStateMachine {
         guard phase == .readingBody else { return false }
         bodyRate.record(count)
         return true
+    }
+
+    /// A splicer took over the body (see `nextStep`'s `.startDirectBody`). Its bytes are reported through
+    /// `bodyDataFramed`, so the body timeout and the minimum rate see them as they see framed bytes.
+    mutating func directBodyStarted(now: UInt64) {
+        isBodyDirect = true
+        isReceivingDirectly = true
+        deadline = now + limits.bodyTimeout
+    }
+
+    /// The splicer waits for the disk (true) or reads again: a stall of the server's own making, as with
+    /// fragment backpressure, restarts the rate window.
+    mutating func directBodyStalled(_ stalled: Bool) {
+        isReceivingDirectly = isBodyDirect && !stalled
+    }
+
+    /// The splicer finished or was stopped; the connection reads (or drains, or closes) as before.
+    mutating func directBodyEnded() {
+        isBodyDirect = false
+        isReceivingDirectly = false
     }
 
     /// The decoder needs more bytes; what arrived counts as progress.
@@ -375,7 +408,9 @@ struct HTTPConnectionStateMachine {
     mutating func tick(now: UInt64) -> TickAction {
         if phase == .closed { return .none }
         // Not reading means the server stopped (backpressure), not the client.
-        if phase == .readingBody, bodyRate.isTooSlow(now: now, isHoldingBodyBack: !isReading) {
+        // A splicer taking bytes reads for the body; one waiting for the disk holds it back, as a full sink does.
+        let isHoldingBodyBack = !isReading && !isReceivingDirectly
+        if phase == .readingBody, bodyRate.isTooSlow(now: now, isHoldingBodyBack: isHoldingBodyBack) {
             deadline = .max
             return .bodyTooSlow
         }

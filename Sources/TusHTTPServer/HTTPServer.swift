@@ -20,6 +20,10 @@ public final class HTTPServer: Sendable {
     let log: ServerLogSink
     let minimumLogLevel: ServerLogLevel
     let connectionCount = Atomic<Int>(0)
+    /// Body bytes moved socket → file by splice(2) (`SocketFileSplicer`), across all loops.
+    let splicedBodyByteCount = Atomic<Int64>(0)
+    /// How many body bytes took the splice path since start: a zero-copy upload shows here (tests assert it).
+    public var splicedBodyBytes: Int64 { splicedBodyByteCount.load(ordering: .relaxed) }
     /// Runs on each loop after its connections and timers are closed, before the loop stops, so that the
     /// application can close what it opened on that loop (outbound connections); the loop stops when `done` runs.
     let loopWillStop: (@Sendable (_ executor: any LoopExecutor, _ done: @escaping () -> Void) -> Void)?

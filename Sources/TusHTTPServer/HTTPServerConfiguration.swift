@@ -42,6 +42,11 @@ public struct HTTPServerConfiguration: Sendable {
     /// Body fragments a connection may have in flight to the handler before it stops reading the socket.
     /// With `readChunkSize` this bounds the memory one upload can pin.
     public var maxOutstandingFragments: Int = 4
+    /// Large cleartext Content-Length bodies go socket → pipe → file with splice(2) when the sink offers a file
+    /// (`HTTPDirectBodySink`), sparing the copy into user memory (`SocketFileSplicer`). Off: always fragments.
+    public var spliceBodies = true
+    /// Below this many body bytes left after what was buffered with the head, the pipes' setup is not worth it.
+    public var spliceMinimumBytes: Int64 = 1 << 20
     /// HTTP/2 (ALPN "h2" over TLS, or h2c with prior knowledge): windows and limits. The request head limit
     /// (`parserLimits.maxHeadBytes`) is also HTTP/2's header list limit (SETTINGS_MAX_HEADER_LIST_SIZE, 431 beyond).
     public var http2 = HTTP2Configuration()

@@ -95,7 +95,53 @@ public final class TCPStream: LoopOwnedHandle {
     private var isAllocating = false
     private var stopAfterCurrentRead = false
 
+    /// Whether reading may be handed over now (to `SocketFileSplicer`): not from inside `allocateReadBuffer`,
+    /// where libuv is about to read into the buffer being returned.
+    public var mayHandOverReading: Bool { !isAllocating }
+
+    /// Set while a `SocketFileSplicer` owns the socket's input: libuv still watches the descriptor (it owns the
+    /// epoll registration), but nothing is read. The alloc callback returns an empty buffer, which makes libuv
+    /// call the read callback with `UV_ENOBUFS` without reading (libuv 1.44 `uv__read`: "User indicates it can't
+    /// or won't handle the read"), and that callback reports readiness here. libuv's epoll is level-triggered,
+    /// so the handler must either take the input or stop watching, or the loop spins.
+    private var readinessHandler: (() -> Void)?
+
+    /// Starts reporting readiness instead of reading (see `readinessHandler`). The delegate gets nothing until
+    /// `stopWatchingReadable()`. Returns libuv's error if it refuses to watch (after EOF: ENOTCONN).
+    func watchReadable(_ handler: @escaping () -> Void) -> UVError? {
+        loop.assertOnLoopThread()
+        precondition(!isAllocating, "readiness watching must not start inside allocateReadBuffer")
+        guard state == .open else { return .cancelled }
+        readinessHandler = handler
+        if isReading { return nil }
+        let status = uv_read_start(stream, readAllocate, readCallback)
+        if status == 0 {
+            isReading = true
+            return nil
+        }
+        readinessHandler = nil
+        return UVError(code: status)
+    }
+
+    /// Stops watching; the stream is left not reading (the delegate calls `startReading()` when it wants bytes).
+    func stopWatchingReadable() {
+        loop.assertOnLoopThread()
+        guard readinessHandler != nil else { return }
+        readinessHandler = nil
+        stopReading()
+    }
+
+    var isWatchingReadable: Bool { readinessHandler != nil && isReading }
+
+    /// `uv_fileno`: the socket's descriptor, for syscalls libuv has no wrapper for (splice).
+    var descriptor: Int32 {
+        var fd: uv_os_fd_t = -1
+        uv_fileno(CLibuv_tcp_as_handle(handle), &fd)
+        return fd
+    }
+
     fileprivate func allocate(suggestedSize: Int) -> UnsafeMutableRawBufferPointer {
+        if readinessHandler != nil { return UnsafeMutableRawBufferPointer(start: nil, count: 0) }
         isAllocating = true
         defer { isAllocating = false }
         return delegate?.allocateReadBuffer(suggestedSize: suggestedSize)
@@ -108,6 +154,16 @@ public final class TCPStream: LoopOwnedHandle {
                 stopAfterCurrentRead = false
                 if state == .open && !isReading { uv_read_stop(stream) }
             }
+        }
+        if let readinessHandler {
+            // No bytes were read (the buffer was empty). EOF or an error (libuv's POLLHUP shortcut) means libuv
+            // stopped watching; the handler's own splice then finds what is left, or the real EOF.
+            if count < 0 && count != Int(UV_ENOBUFS.rawValue) {
+                isReading = false
+                uv_read_stop(stream)
+            }
+            readinessHandler()
+            return
         }
         if count > 0 {
             delegate?.didRead(.bytes(count))
@@ -192,6 +248,7 @@ public final class TCPStream: LoopOwnedHandle {
         switch closing.requestClose(completion) {
         case .startClosing:
             isReading = false
+            readinessHandler = nil
             uv_close(CLibuv_tcp_as_handle(handle), streamClosed)
         case .alreadyClosing:
             break

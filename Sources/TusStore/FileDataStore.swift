@@ -185,7 +185,11 @@ public final class FileDataStore: UploadDataStore {
 /// takes all of them in one call. One write at a time keeps the file a contiguous prefix at every moment, which
 /// recovery relies on ("offset = data size"): with two pwrites in flight on the threadpool, the later one could
 /// land first and a crash would leave a hole of zeros counted as data. Batching wins back the syscalls.
-final class FileDataWriter: UploadDataWriter {
+///
+/// Direct writes (a spliced body, `DirectUploadDataWriter`): offered only when no pwritev is queued or in flight, so
+/// the spliced bytes continue the contiguous prefix; while they run, `write` is not called. Each reported range moves
+/// `acceptedEnd` and `writtenEnd` as a completed batch would, so `sync` and the commit's fdatasync cover them.
+final class FileDataWriter: DirectUploadDataWriter {
     private typealias WriteCompletion = (Result<Int64, StoreError>) -> Void
     private struct PendingWrite {
         let fragment: BodyFragment
@@ -224,12 +228,44 @@ final class FileDataWriter: UploadDataWriter {
 
     func write(_ fragment: BodyFragment, completion: @escaping (Result<Int64, StoreError>) -> Void) {
         precondition(!isClosed, "write after close")
+        precondition(!isWritingDirectly, "write while bytes are written directly")
         if let failure { return completion(.failure(failure)) }
         let end = acceptedEnd + Int64(fragment.count)
         if let length, end > length { return completion(.failure(.exceedsLength)) }
         acceptedEnd = end
         queued.append(PendingWrite(fragment: fragment, completion: completion))
         if inFlight.isEmpty && !isDelivering { writeQueuedBatch() }
+    }
+
+    private var isWritingDirectly = false
+
+    func beginDirectWrite() -> DirectBodyTarget? {
+        // `.always` syncs after each write; direct ranges would bypass that, so that policy keeps to pwritev. Asked
+        // from inside the last completion of a batch (`isDelivering`) is fine: that batch is in the file already.
+        guard !isClosed, failure == nil, !isWritingDirectly, queued.isEmpty, inFlight.isEmpty,
+            !store.fsyncPolicy.syncsEachWrite,
+            acceptedEnd == writtenEnd
+        else { return nil }
+        isWritingDirectly = true
+        return DirectBodyTarget(
+            descriptor: file.descriptor, offset: writtenEnd, maxCount: length.map { $0 - writtenEnd } ?? .max)
+    }
+
+    func directlyWritten(count: Int) -> Int64 {
+        precondition(isWritingDirectly, "direct bytes without beginDirectWrite")
+        writtenEnd += Int64(count)
+        acceptedEnd = writtenEnd
+        return writtenEnd
+    }
+
+    /// A failed direct write may have left a torn tail past `writtenEnd`: `failure` makes the final sync cut it.
+    func endDirectWrite(error: StoreError?) {
+        guard isWritingDirectly else { return }
+        isWritingDirectly = false
+        if let error, failure == nil {
+            store.log("FileDataStore: direct write to \(store.dataPath(id)) failed: \(error)")
+            failure = error
+        }
     }
 
     private func writeQueuedBatch() {

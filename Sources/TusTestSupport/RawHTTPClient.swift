@@ -62,6 +62,12 @@ public final class RawHTTPClient {
 
     public func closeWrite() { shutdown(fd, Int32(SHUT_WR)) }
 
+    /// Makes the coming close (deinit) send RST instead of FIN: a client that dies rather than finishes.
+    public func resetOnClose() {
+        var option = linger(l_onoff: 1, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &option, socklen_t(MemoryLayout<linger>.size))
+    }
+
     private func fill() throws {
         var chunk = [UInt8](repeating: 0, count: 65536)
         let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }

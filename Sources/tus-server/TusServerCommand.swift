@@ -170,6 +170,9 @@ struct TusServerCommand: ParsableCommand {
     @Option(name: .customLong("http2"), help: "on or off: offer HTTP/2 (ALPN h2) on TLS connections; default on. Plain connections speak HTTP/2 only with --h2c.")
     var http2: OnOff = .on
 
+    @Option(name: .customLong("splice"), help: "on or off: move large plain-HTTP PATCH bodies (Content-Length, no Upload-Checksum, file store, fsync none or commit) socket -> pipe -> file with splice(2), skipping the copy through user memory; default on.")
+    var splice: OnOff = .on
+
     @Flag(name: .customLong("h2c"), help: "Also accept cleartext HTTP/2 with prior knowledge on plain connections (behind a proxy that speaks h2c to its backends); HTTP/1.1 keeps working on the same port.")
     var h2c = false
 
@@ -347,6 +350,7 @@ struct TusServerCommand: ParsableCommand {
         http.shutdownTimeoutMilliseconds = milliseconds(shutdownTimeout)
         http.parserLimits.maxHeadBytes = maxHeadSize
         http.http2.cleartextPriorKnowledge = h2c
+        http.spliceBodies = splice == .on
         http.http2.initialStreamWindow = http2StreamWindow
         http.http2.connectionWindow = max(http2ConnectionWindow, http2StreamWindow)
 

@@ -191,6 +191,73 @@ final class HTTPConnectionStateMachineTests: XCTestCase {
         XCTAssertEqual(machine.tick(now: clock.now), .none, "the handler answers in its own time")
     }
 
+    // MARK: Direct (spliced) bodies
+
+    /// Earlier fragments must be done before the splicer starts, and nothing reads for the connection meanwhile.
+    func testDirectBodyWaitsForOutstandingFragmentsThenStarts() {
+        let clock = ManualClock()
+        var machine = makeMachine()
+        readingBody(&machine, clock: clock)
+        XCTAssertEqual(machine.fragmentSent(), .none)
+        XCTAssertEqual(
+            machine.nextStep(hasBufferedBytes: false, bodyOwesEnd: false, prefersDirectBody: true, now: clock.now),
+            .wait(.stopReading))
+        XCTAssertTrue(machine.fragmentDone(sequence: 1))
+        XCTAssertEqual(
+            machine.nextStep(hasBufferedBytes: false, bodyOwesEnd: false, prefersDirectBody: true, now: clock.now),
+            .startDirectBody(.none))
+        machine.directBodyStarted(now: clock.now)
+        XCTAssertEqual(
+            machine.nextStep(hasBufferedBytes: false, bodyOwesEnd: false, prefersDirectBody: true, now: clock.now),
+            .wait(.none), "the splicer owns the socket")
+        machine.directBodyEnded()
+        XCTAssertEqual(machine.step(buffered: false, at: clock.now), .wait(.startReading))
+    }
+
+    /// Buffered bytes go out as fragments first: no direct body while any are buffered.
+    func testBufferedBytesAreFramedBeforeADirectBody() {
+        let clock = ManualClock()
+        var machine = makeMachine()
+        readingBody(&machine, clock: clock)
+        XCTAssertEqual(
+            machine.nextStep(hasBufferedBytes: true, bodyOwesEnd: false, prefersDirectBody: true, now: clock.now),
+            .decodeBody)
+    }
+
+    /// Spliced bytes count for the minimum rate like framed ones: a spliced trickle is cut.
+    func testSplicedTrickleIsCutByTheRate() {
+        var clock = ManualClock()
+        var machine = makeMachine(rateLimited(1_000))
+        readingBody(&machine, clock: clock)
+        XCTAssertEqual(
+            machine.nextStep(hasBufferedBytes: false, bodyOwesEnd: false, prefersDirectBody: true, now: clock.now),
+            .startDirectBody(.stopReading))
+        machine.directBodyStarted(now: clock.now)
+        for _ in 0..<9 {
+            clock.advance(by: 100)
+            XCTAssertTrue(machine.bodyDataFramed(count: 1, now: clock.now))
+            XCTAssertEqual(machine.tick(now: clock.now), .none)
+        }
+        clock.advance(by: 100)
+        XCTAssertEqual(machine.tick(now: clock.now), .bodyTooSlow)
+    }
+
+    /// A splicer waiting for the disk is the server's stall, not the client's: the window starts afresh.
+    func testDirectStallForTheDiskRestartsTheRateWindow() {
+        var clock = ManualClock()
+        var machine = makeMachine(rateLimited(1_000))
+        readingBody(&machine, clock: clock)
+        _ = machine.nextStep(hasBufferedBytes: false, bodyOwesEnd: false, prefersDirectBody: true, now: clock.now)
+        machine.directBodyStarted(now: clock.now)
+        machine.directBodyStalled(true)
+        clock.advance(by: 3_000)
+        XCTAssertEqual(machine.tick(now: clock.now), .none, "no rate verdict while the disk holds the body up")
+        machine.directBodyStalled(false)
+        XCTAssertTrue(machine.bodyDataFramed(count: 2_000, now: clock.now))
+        clock.advance(by: 1_000)
+        XCTAssertEqual(machine.tick(now: clock.now), .none)
+    }
+
     func testZeroRateTurnsTheCheckOff() {
         var clock = ManualClock()
         var machine = makeMachine(rateLimited(0))

@@ -58,6 +58,38 @@ public protocol HTTPBodySink: AnyObject {
     func bodyAborted(_ reason: BodyAbortReason)
 }
 
+/// Where body bytes may be written without passing through the connection's memory: an open file and the offset
+/// of the next body byte in it, for at most `maxCount` bytes.
+public struct DirectBodyTarget: Sendable, Equatable {
+    public var descriptor: Int32
+    public var offset: Int64
+    public var maxCount: Int64
+
+    public init(descriptor: Int32, offset: Int64, maxCount: Int64) {
+        self.descriptor = descriptor
+        self.offset = offset
+        self.maxCount = maxCount
+    }
+}
+
+/// A sink that can also take body bytes written straight into its file by the connection (splice(2), cleartext
+/// Content-Length bodies only). Progress then comes as counts instead of fragments, in body order, and the sink
+/// treats it exactly like fragments whose writes completed (offsets, progress, checkpoints, limits).
+///
+/// Protocol: `beginDirectBody` (nil: the sink cannot now, fragments go on as usual), then any number of
+/// `bodyWrittenDirectly`, then exactly one `endDirectBody`, even when the body was stopped, aborted or answered
+/// early meanwhile: until then a write may still be in flight, so the sink must not commit, truncate or close.
+/// `bodyEnd`/`bodyAborted` may come before or after `endDirectBody`.
+public protocol HTTPDirectBodySink: HTTPBodySink {
+    /// Asked only when every fragment handed over has been `done`. Returns nil unless at least `minimumCount`
+    /// bytes may be written directly.
+    func beginDirectBody(minimumCount: Int64) -> DirectBodyTarget?
+    /// The next `count` body bytes are in the file, contiguous after the previous ones.
+    func bodyWrittenDirectly(count: Int)
+    /// No direct write is in flight any more. `writeErrorNumber` (an errno) when writing the file failed.
+    func endDirectBody(writeErrorNumber: Int32?)
+}
+
 public enum BodyAbortReason: Sendable, Equatable {
     /// The peer closed or reset the connection mid-body.
     case clientClosed

@@ -68,6 +68,16 @@ public struct BodyDecoder: Sendable {
         return 0
     }
 
+    /// `count` Content-Length body bytes were taken from the socket by someone else (splice): the framing moves on
+    /// as if they had been passed to `next`.
+    public mutating func skipContentBytes(_ count: Int64) {
+        guard case .contentLength(let remaining) = state else {
+            preconditionFailure("direct body bytes outside Content-Length framing")
+        }
+        precondition(count <= remaining, "more direct body bytes than the Content-Length")
+        state = remaining == count ? .done : .contentLength(remaining: remaining - count)
+    }
+
     public mutating func next(_ buffer: UnsafeRawBufferPointer) -> (event: BodyEvent, consumed: Int) {
         var i = 0
         let count = buffer.count

@@ -17,9 +17,14 @@ import TusHTTP1
 /// 4. release the lock, then respond. Success is sent only after the commit, so acknowledged bytes are
 ///    never lost.
 ///
+/// Direct bodies (`HTTPDirectBodySink`, spliced by the connection into the file): offered only for unchecked
+/// requests whose writer supports it, and only while no write is outstanding. Direct bytes count like completed
+/// writes (offset, progress events, checkpoints); the direct phase counts as one outstanding write until
+/// `endDirectBody`, so nothing commits while the threadpool may still write into the file.
+///
 /// Overflow of a chunked body: the bytes up to the upload's length are written and kept (unless the
 /// request is checksummed), and the request is answered 413.
-final class UploadAppend: HTTPBodySink {
+final class UploadAppend: HTTPDirectBodySink {
     enum Purpose {
         case patch
         case creation(location: String)
@@ -165,6 +170,53 @@ final class UploadAppend: HTTPBodySink {
             hashQueuedFragments()
             finishIfIdle()
         })
+    }
+
+    // MARK: HTTPDirectBodySink
+
+    private var directWriter: (any DirectUploadWriter)?
+
+    func beginDirectBody(minimumCount: Int64) -> DirectBodyTarget? {
+        guard stop == nil, digest == nil, outstandingWrites == 0, directWriter == nil,
+            let writer = writer as? any DirectUploadWriter, var target = writer.beginDirectWrite()
+        else { return nil }
+        if let limit { target.maxCount = min(target.maxCount, limit - received) }
+        guard target.maxCount >= minimumCount else {
+            writer.endDirectWrite(error: nil)
+            return nil
+        }
+        directWriter = writer
+        outstandingWrites += 1
+        return target
+    }
+
+    func bodyWrittenDirectly(count: Int) {
+        guard let directWriter, count > 0 else { return }
+        received += Int64(count)
+        switch directWriter.directlyWritten(count: count) {
+        case .failure(let error):
+            stopEarly(.writeFailed(error))
+        case .success(let offset):
+            writtenOffset = offset
+            handler.events.measure(.bodyBytes(count), on: request.exchange.executor)
+            reportProgressIfDue()
+        }
+    }
+
+    func endDirectBody(writeErrorNumber: Int32?) {
+        guard let directWriter else { return }
+        self.directWriter = nil
+        let failure = writeErrorNumber.map { Self.storeError(writeErrorNumber: $0) }
+        directWriter.endDirectWrite(error: failure)
+        outstandingWrites -= 1
+        if let failure { stopEarly(.writeFailed(failure)) }
+        finishIfIdle()
+    }
+
+    /// ENOSPC and EDQUOT are the client-visible "disk full" (507), as for a failed pwritev.
+    private static func storeError(writeErrorNumber: Int32) -> StoreError {
+        writeErrorNumber == 28 || writeErrorNumber == 122
+            ? .insufficientStorage : .io("splice into the upload file failed: errno \(writeErrorNumber)")
     }
 
     // MARK: Finishing

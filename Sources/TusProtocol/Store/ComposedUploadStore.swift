@@ -162,7 +162,7 @@ public final class ComposedUploadStore<State: UploadStateStore, Data: UploadData
 /// the end one durable sync followed by one record update.
 ///
 /// Checkpoints (shared state) run one at a time and never overlap `commit`: commit waits for the one in flight.
-final class ComposedUploadWriter<State: UploadStateStore>: UploadWriter {
+final class ComposedUploadWriter<State: UploadStateStore>: DirectUploadWriter {
     private let state: State
     private let data: any UploadDataWriter
     private let id: String
@@ -209,6 +209,7 @@ final class ComposedUploadWriter<State: UploadStateStore>: UploadWriter {
     }
 
     private func recordProgressIfDue() {
+        guard !discardable else { return }
         switch state.progressPolicy {
         case .everyWrite:
             recordedEnd = writtenEnd
@@ -244,6 +245,7 @@ final class ComposedUploadWriter<State: UploadStateStore>: UploadWriter {
     }
 
     func commit(expiresAt: Int64?, completion: @escaping (Result<UploadInfo, StoreError>) -> Void) {
+        precondition(!isWritingDirectly, "commit while a direct write may be in flight")
         whenNoCheckpoint { [self] in
             if let checkpointFailure {
                 data.close()
@@ -282,6 +284,33 @@ final class ComposedUploadWriter<State: UploadStateStore>: UploadWriter {
 
     private func whenNoCheckpoint(_ work: @escaping () -> Void) {
         if isCheckpointing { afterCheckpoint = work } else { work() }
+    }
+
+    // MARK: Direct writes (spliced bodies)
+
+    private var isWritingDirectly = false
+
+    func beginDirectWrite() -> DirectBodyTarget? {
+        guard checkpointFailure == nil, !isWritingDirectly, let direct = data as? any DirectUploadDataWriter,
+            let target = direct.beginDirectWrite()
+        else { return nil }
+        isWritingDirectly = true
+        return target
+    }
+
+    /// Like a completed `write`: the offset moves, and checkpoints follow the state store's policy.
+    func directlyWritten(count: Int) -> Result<Int64, StoreError> {
+        guard let direct = data as? any DirectUploadDataWriter else { preconditionFailure("no direct write begun") }
+        writtenEnd = direct.directlyWritten(count: count)
+        if let checkpointFailure { return .failure(checkpointFailure) }
+        recordProgressIfDue()
+        return .success(writtenEnd)
+    }
+
+    func endDirectWrite(error: StoreError?) {
+        guard isWritingDirectly, let direct = data as? any DirectUploadDataWriter else { return }
+        isWritingDirectly = false
+        direct.endDirectWrite(error: error)
     }
 
     static func monotonicMilliseconds() -> UInt64 {

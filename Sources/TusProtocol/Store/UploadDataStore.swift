@@ -87,3 +87,13 @@ extension UploadDataWriter {
         sync(completion: completion)
     }
 }
+
+/// A data writer backed by a local file that others may write into directly (see `DirectUploadWriter`). Bytes
+/// written directly count exactly like completed `write`s: `sync` and the commit cover them.
+public protocol DirectUploadDataWriter: UploadDataWriter {
+    /// Nil unless every `write` so far has completed and none failed.
+    func beginDirectWrite() -> DirectBodyTarget?
+    /// Returns the end of the data after these bytes.
+    func directlyWritten(count: Int) -> Int64
+    func endDirectWrite(error: StoreError?)
+}

@@ -221,6 +221,20 @@ public protocol UploadWriter: AnyObject {
     func rollback(completion: @escaping (Result<UploadInfo, StoreError>) -> Void)
 }
 
+/// A writer whose bytes go to a local file the HTTP layer may write into itself (splice), sparing the copy through
+/// user memory. Only the file data store offers it; the HTTP layer asks only for plain (unchecked) Content-Length
+/// bodies. Between `beginDirectWrite` and `endDirectWrite` no `write` is made; direct bytes are reported in order.
+public protocol DirectUploadWriter: UploadWriter {
+    /// The file and the offset of the next byte, or nil when direct writing is not possible now (writes queued or in
+    /// flight, a failed write, a lost lease). `maxCount` bounds the bytes (the upload's length).
+    func beginDirectWrite() -> DirectBodyTarget?
+    /// The next `count` bytes are in the file. Returns the offset after them, or why the upload cannot continue
+    /// (the writer's lease is gone): the request must then stop as after a failed write.
+    func directlyWritten(count: Int) -> Result<Int64, StoreError>
+    /// No direct write is in flight any more; `error` when the last one failed (its torn tail is cut at commit).
+    func endDirectWrite(error: StoreError?)
+}
+
 /// Reads stored bytes, on the loop that opened it.
 public protocol UploadReader: AnyObject {
     /// Up to `maxLength` bytes from `offset`; fewer (never zero unless at the end of the data) is fine.

@@ -1,0 +1,240 @@
+import Foundation
+import TusCrypto
+import TusHTTPServer
+import TusProtocol
+import TusStore
+import TusTestSupport
+import XCTest
+
+/// Large plain PATCH bodies take the splice path (socket → pipe → file) on the file store; checksummed ones must not,
+/// and a client dying mid-body leaves an offset equal to the bytes in the file, from which a resume completes.
+final class SplicedPatchTests: XCTestCase {
+    private var directory = ""
+
+    override func setUpWithError() throws {
+        directory = NSTemporaryDirectory() + "tus-splice-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    private func withServer(
+        splice: Bool = true, configure: (inout HTTPServerConfiguration) -> Void = { _ in },
+        _ body: (HTTPServer, Int) throws -> Void
+    ) throws {
+        var configuration = HTTPServerConfiguration()
+        configuration.host = "127.0.0.1"
+        configuration.port = 0
+        configuration.loops = 1
+        configuration.spliceBodies = splice
+        configure(&configuration)
+        let store = try FileUploadStore(directory: directory, fsync: .commit)
+        let server = HTTPServer(configuration: configuration, handler: TusHandler(store: store))
+        try server.start()
+        defer {
+            server.shutdown()
+            server.wait()
+        }
+        try body(server, server.port)
+    }
+
+    private func create(port: Int, length: Int) throws -> String {
+        let client = try RawHTTPClient(port: port)
+        client.send(
+            "POST /files/ HTTP/1.1\r\nHost: t\r\nTus-Resumable: 1.0.0\r\nUpload-Length: \(length)\r\n"
+                + "Content-Length: 0\r\n\r\n")
+        let response = try client.readResponse()
+        XCTAssertEqual(response.status, 201)
+        let location = try XCTUnwrap(response.header("Location"))
+        return String(location[try XCTUnwrap(location.range(of: "/files/")).lowerBound...])
+    }
+
+    private func patchHead(_ path: String, offset: Int, count: Int, extra: String = "") -> String {
+        "PATCH \(path) HTTP/1.1\r\nHost: t\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: \(offset)\r\n"
+            + "Content-Type: application/offset+octet-stream\r\nContent-Length: \(count)\r\n\(extra)\r\n"
+    }
+
+    private func patch(port: Int, _ path: String, offset: Int, _ bytes: ArraySlice<UInt8>, extra: String = "") throws
+        -> RawHTTPClient.Response
+    {
+        let client = try RawHTTPClient(port: port, timeoutSeconds: 30)
+        client.send(patchHead(path, offset: offset, count: bytes.count, extra: extra))
+        client.send(Array(bytes))
+        return try client.readResponse()
+    }
+
+    private func offset(port: Int, _ path: String) throws -> Int? {
+        let client = try RawHTTPClient(port: port)
+        client.send("HEAD \(path) HTTP/1.1\r\nHost: t\r\nTus-Resumable: 1.0.0\r\n\r\n")
+        return try client.readResponse(forHead: true).header("Upload-Offset").flatMap { Int($0) }
+    }
+
+    private func fileBytes(_ path: String) -> [UInt8] {
+        let id = path.split(separator: "/").last.map(String.init) ?? ""
+        return Array(FileManager.default.contents(atPath: directory + "/" + id) ?? Data())
+    }
+
+    func testLargePlainPatchIsSplicedWithExactBytes() throws {
+        let body = patternBytes(count: 12 << 20, seed: 1)
+        try withServer { server, port in
+            let path = try create(port: port, length: body.count)
+            let before = server.splicedBodyBytes
+            let client = try RawHTTPClient(port: port, timeoutSeconds: 30)
+            client.send(patchHead(path, offset: 0, count: body.count))
+            client.send(body)
+            let response = try client.readResponse()
+            XCTAssertEqual(response.status, 204)
+            XCTAssertEqual(response.header("Upload-Offset"), String(body.count))
+            // The connection reads normally again after a spliced body: keep-alive works.
+            client.send("HEAD \(path) HTTP/1.1\r\nHost: t\r\nTus-Resumable: 1.0.0\r\n\r\n")
+            XCTAssertEqual(try client.readResponse(forHead: true).header("Upload-Offset"), String(body.count))
+            // All but what arrived with the head (and was written from the read buffer) went through the pipes.
+            XCTAssertGreaterThanOrEqual(server.splicedBodyBytes - before, Int64(body.count - (1 << 20)))
+            XCTAssertTrue(fileBytes(path) == body, "stored bytes differ")
+        }
+    }
+
+    func testSpliceOffReadsTheBodyAsBefore() throws {
+        let body = patternBytes(count: 4 << 20, seed: 2)
+        try withServer(splice: false) { server, port in
+            let path = try create(port: port, length: body.count)
+            XCTAssertEqual(try patch(port: port, path, offset: 0, body[...]).status, 204)
+            XCTAssertEqual(server.splicedBodyBytes, 0)
+            XCTAssertTrue(fileBytes(path) == body, "stored bytes differ")
+        }
+    }
+
+    func testChecksummedPatchIsNotSplicedAndStillVerified() throws {
+        let body = patternBytes(count: 6 << 20, seed: 3)
+        let digest = Base64.encode(StreamingDigest.digest(.sha1, of: body))
+        try withServer { server, port in
+            let path = try create(port: port, length: body.count)
+            let before = server.splicedBodyBytes
+            let wrongDigest = Base64.encode(StreamingDigest.digest(.sha1, of: [1]))
+            let wrong = try patch(port: port, path, offset: 0, body[...], extra: "Upload-Checksum: sha1 \(wrongDigest)\r\n")
+            XCTAssertEqual(wrong.status, 460)
+            XCTAssertEqual(try offset(port: port, path), 0)
+            let right = try patch(port: port, path, offset: 0, body[...], extra: "Upload-Checksum: sha1 \(digest)\r\n")
+            XCTAssertEqual(right.status, 204)
+            XCTAssertEqual(server.splicedBodyBytes, before, "a checksummed body must be read, not spliced")
+            XCTAssertTrue(fileBytes(path) == body, "stored bytes differ")
+        }
+    }
+
+    /// Sends the head and `sent` bytes of a `total`-byte PATCH, waits until the server spliced them, then runs
+    /// `stall` with the connection still open. Returns the spliced byte count.
+    private func startSplicedPatch(
+        server: HTTPServer, port: Int, path: String, body: [UInt8], sent: Int
+    ) throws -> RawHTTPClient {
+        let before = server.splicedBodyBytes
+        let client = try RawHTTPClient(port: port, timeoutSeconds: 15)
+        client.send(patchHead(path, offset: 0, count: body.count))
+        client.send(Array(body[..<sent]))
+        let deadline = Date().addingTimeInterval(10)
+        while server.splicedBodyBytes - before < Int64(sent - (1 << 20)), Date() < deadline { usleep(10_000) }
+        XCTAssertGreaterThan(server.splicedBodyBytes, before, "the body was spliced")
+        return client
+    }
+
+    /// Offset and file agree, and the file is a prefix of `body`; returns the offset.
+    private func assertKeptPrefix(port: Int, _ path: String, of body: [UInt8], atMost sent: Int) throws -> Int {
+        var stored = try offset(port: port, path) ?? -1
+        let deadline = Date().addingTimeInterval(10)
+        while stored == 0 || stored != fileBytes(path).count, Date() < deadline {
+            usleep(20_000)
+            stored = try offset(port: port, path) ?? -1
+        }
+        XCTAssertGreaterThan(stored, 0)
+        XCTAssertLessThanOrEqual(stored, sent)
+        let file = fileBytes(path)
+        XCTAssertEqual(file.count, stored, "offset == bytes in the file")
+        XCTAssertTrue(file == Array(body[..<min(file.count, body.count)]), "the kept bytes are an exact prefix")
+        return stored
+    }
+
+    func testStalledSplicedBodyIsCutByTheBodyTimeoutAndKeepsItsBytes() throws {
+        let body = patternBytes(count: 8 << 20, seed: 6)
+        let sent = 3 << 20
+        try withServer(configure: { $0.bodyTimeoutMilliseconds = 1_500; $0.minBodyBytesPerSecond = 0 }) {
+            server, port in
+            let path = try create(port: port, length: body.count)
+            let started = Date()
+            let client = try startSplicedPatch(server: server, port: port, path: path, body: body, sent: sent)
+            XCTAssertTrue(client.waitForClose(), "the server cut the stalled body")
+            XCTAssertLessThan(Date().timeIntervalSince(started), 8)
+            _ = try assertKeptPrefix(port: port, path, of: body, atMost: sent)
+        }
+    }
+
+    func testTricklingSplicedBodyIsCutByTheMinimumRate() throws {
+        let body = patternBytes(count: 8 << 20, seed: 7)
+        let sent = 2 << 20
+        try withServer(configure: {
+            $0.bodyTimeoutMilliseconds = 20_000
+            $0.minBodyBytesPerSecond = 100_000
+            $0.bodyRateWindowMilliseconds = 1_000
+        }) { server, port in
+            let path = try create(port: port, length: body.count)
+            let client = try startSplicedPatch(server: server, port: port, path: path, body: body, sent: sent)
+            let started = Date()
+            var trickled = 0
+            while Date().timeIntervalSince(started) < 10, client.send([body[sent + trickled]]) {
+                trickled += 1
+                usleep(100_000)
+            }
+            XCTAssertLessThan(Date().timeIntervalSince(started), 8, "a 10 bytes/s trickle is cut by the rate")
+            _ = try assertKeptPrefix(port: port, path, of: body, atMost: sent + trickled)
+        }
+    }
+
+    /// Termination asks the PATCH's lock holder to let go: the spliced PATCH stops and the DELETE goes through.
+    func testDeleteStopsASplicedPatch() throws {
+        let body = patternBytes(count: 8 << 20, seed: 8)
+        try withServer { server, port in
+            let path = try create(port: port, length: body.count)
+            let patching = try startSplicedPatch(server: server, port: port, path: path, body: body, sent: 3 << 20)
+            let deleting = try RawHTTPClient(port: port, timeoutSeconds: 15)
+            deleting.send("DELETE \(path) HTTP/1.1\r\nHost: t\r\nTus-Resumable: 1.0.0\r\nContent-Length: 0\r\n\r\n")
+            XCTAssertEqual(try deleting.readResponse().status, 204)
+            XCTAssertNotEqual(try patching.readResponse().status, 204, "the PATCH was stopped")
+            XCTAssertEqual(try offset(port: port, path), nil)
+        }
+    }
+
+    func testClientDyingMidBodyKeepsAnExactPrefixAndResumeCompletes() throws {
+        let body = patternBytes(count: 16 << 20, seed: 4)
+        let sent = 9 << 20
+        try withServer { server, port in
+            let path = try create(port: port, length: body.count)
+            let before = server.splicedBodyBytes
+            do {
+                let client = try RawHTTPClient(port: port, timeoutSeconds: 30)
+                client.send(patchHead(path, offset: 0, count: body.count))
+                client.send(Array(body[..<sent]))
+                // Let the server take what was sent before the client dies.
+                let deadline = Date().addingTimeInterval(10)
+                while server.splicedBodyBytes - before < Int64(sent - (1 << 20)), Date() < deadline { usleep(10_000) }
+                client.resetOnClose()
+            }
+            XCTAssertGreaterThan(server.splicedBodyBytes, before, "the body was spliced")
+            // The abort commits what is in the file; wait until the lock is released and the record says so.
+            var stored = try offset(port: port, path) ?? -1
+            let deadline = Date().addingTimeInterval(10)
+            while (stored == 0 || stored != fileBytes(path).count), Date() < deadline {
+                usleep(20_000)
+                stored = try offset(port: port, path) ?? -1
+            }
+            XCTAssertGreaterThan(stored, 0)
+            XCTAssertLessThanOrEqual(stored, sent)
+            let file = fileBytes(path)
+            XCTAssertEqual(file.count, stored, "offset == bytes in the file")
+            XCTAssertTrue(file == Array(body[..<file.count]), "the kept bytes are an exact prefix")
+            let resumed = try patch(port: port, path, offset: stored, body[stored...])
+            XCTAssertEqual(resumed.status, 204)
+            XCTAssertEqual(resumed.header("Upload-Offset"), String(body.count))
+            XCTAssertTrue(fileBytes(path) == body, "resumed upload differs")
+        }
+    }
+}
