@@ -9,6 +9,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <fcntl.h>
+#include <errno.h>
+#include <stdint.h>
 
 /* Swift sees libuv's handle "subclasses" as unrelated structs. These casts spare every call site a
    withMemoryRebound; they can go once Swift imports C struct-prefix inheritance (it does not today). */
@@ -49,5 +51,20 @@ static inline int CLibuv_set_pipe_size(int fd, int size) { return (int)syscall(S
 static inline int CLibuv_pipe_size(int fd) { return (int)syscall(SYS_fcntl, fd, 1032, 0); }
 #define CLIBUV_SPLICE_F_MOVE 1u
 #define CLIBUV_SPLICE_F_NONBLOCK 2u
+
+/* sync_file_range is a GNU extension Swift's Glibc module does not expose (declared only under _GNU_SOURCE, as
+   accept4 above), so the raw syscall, with the flag values of the kernel ABI (include/uapi/linux/fs.h). Blocks
+   (WRITE too, when the device queue is full): call it on the threadpool only. Returns 0 or -errno, as libuv does,
+   retrying EINTR. */
+#define CLibuv_SYNC_FILE_RANGE_WAIT_BEFORE 1
+#define CLibuv_SYNC_FILE_RANGE_WRITE 2
+#define CLibuv_SYNC_FILE_RANGE_WAIT_AFTER 4
+static inline int CLibuv_sync_file_range(int fd, int64_t offset, int64_t length, unsigned int flags) {
+    long result;
+    do {
+        result = syscall(SYS_sync_file_range, fd, offset, length, flags);
+    } while (result == -1 && errno == EINTR);
+    return result == -1 ? -errno : 0;
+}
 
 #endif

@@ -51,6 +51,9 @@ public final class AsyncFile {
     public let loop: EventLoop
     public let descriptor: Int32
     public private(set) var isClosed = false
+    /// `startWriteback` jobs on the threadpool; they use the descriptor number, so `close` waits for them.
+    private var writebacksRunning = 0
+    private var closeWhenIdle: (() -> Void)?
 
     init(loop: EventLoop, descriptor: Int32) {
         self.loop = loop
@@ -163,6 +166,45 @@ public final class AsyncFile {
         simpleRequest(completion) { uv_fs_fdatasync(self.loop.loop, $0, self.descriptor, fileRequestCallback) }
     }
 
+    /// Starts writing `range`'s dirty pages to disk without waiting for them, and then, if `earlier` is given,
+    /// waits until that range (normally the one started by the previous call) is on disk. A hint that makes a later
+    /// `datasync` cheap, not a sync: no metadata, no device cache flush, no durability promise.
+    ///
+    /// Both `sync_file_range` calls (`SYNC_FILE_RANGE_WRITE`, then `WAIT_BEFORE | WRITE | WAIT_AFTER` on `earlier`)
+    /// run in one `uv_queue_work` job, never on the loop thread: even `WRITE` blocks while the device queue is
+    /// full. The wait reports a write-back error (EIO, ENOSPC) once per open file, as fdatasync would: the kernel
+    /// advances the file's error cursor, so a `datasync` afterwards does not see it again, and the caller must
+    /// treat an error here as that sync's. `notSupported` (ENOSYS) means the kernel has no such call. `close`
+    /// while a write-back runs closes the descriptor only after it finished, so the job never sees a reused number.
+    public func startWriteback(
+        of range: Range<Int64>, waitingFor earlier: Range<Int64>?, _ completion: @escaping (UVError?) -> Void
+    ) {
+        loop.assertOnLoopThread()
+        guard !isClosed else { return completion(.badFileDescriptor) }
+        let descriptor = descriptor
+        let status = WritebackStatus()
+        writebacksRunning += 1
+        loop.offload {
+            var result = CLibuv_sync_file_range(
+                descriptor, range.lowerBound, range.upperBound - range.lowerBound,
+                UInt32(CLibuv_SYNC_FILE_RANGE_WRITE))
+            if result == 0, let earlier {
+                result = CLibuv_sync_file_range(
+                    descriptor, earlier.lowerBound, earlier.upperBound - earlier.lowerBound,
+                    UInt32(CLibuv_SYNC_FILE_RANGE_WAIT_BEFORE | CLibuv_SYNC_FILE_RANGE_WRITE
+                        | CLibuv_SYNC_FILE_RANGE_WAIT_AFTER))
+            }
+            status.code = result
+        } completion: { [self] in
+            writebacksRunning -= 1
+            if writebacksRunning == 0, let closeWhenIdle {
+                self.closeWhenIdle = nil
+                closeWhenIdle()
+            }
+            completion(status.code < 0 ? UVError(code: status.code) : nil)
+        }
+    }
+
     /// `uv_fs_fsync` (data and metadata); also what a directory needs after a rename inside it.
     public func sync(_ completion: @escaping (UVError?) -> Void) {
         simpleRequest(completion) { uv_fs_fsync(self.loop.loop, $0, self.descriptor, fileRequestCallback) }
@@ -192,6 +234,14 @@ public final class AsyncFile {
             return
         }
         isClosed = true
+        guard writebacksRunning == 0 else {
+            closeWhenIdle = { [self] in closeDescriptor(completion) }
+            return
+        }
+        closeDescriptor(completion)
+    }
+
+    private func closeDescriptor(_ completion: ((UVError?) -> Void)?) {
         let failure = submitFileRequest(
             loop: loop, owner: nil,
             start: { uv_fs_close(self.loop.loop, $0, self.descriptor, fileRequestCallback) },
@@ -239,6 +289,12 @@ public final class AsyncFile {
             return body(UnsafePointer(bufs.baseAddress!), UInt32(buffers.count))
         }
     }
+}
+
+/// Carries a write-back's result from the worker thread to the completion; libuv orders the two (the work
+/// happens-before the completion), so no lock is needed.
+private final class WritebackStatus: @unchecked Sendable {
+    var code: Int32 = 0
 }
 
 /// `uv_fs_*` path operations, run on the threadpool; completions on the loop thread.

@@ -52,6 +52,8 @@ public struct UVError: Error, Equatable, Hashable, Sendable, CustomStringConvert
     public static let timedOut = UVError(code: UV_ETIMEDOUT.rawValue)
     public static let permissionDenied = UVError(code: UV_EACCES.rawValue)
     public static let ioError = UVError(code: UV_EIO.rawValue)
+    /// ENOSYS: the kernel lacks the system call (`sync_file_range` under some emulators).
+    public static let notSupported = UVError(code: UV_ENOSYS.rawValue)
     public static let isDirectory = UVError(code: UV_EISDIR.rawValue)
     public static let notDirectory = UVError(code: UV_ENOTDIR.rawValue)
     public static let directoryNotEmpty = UVError(code: UV_ENOTEMPTY.rawValue)

@@ -13,7 +13,9 @@ public enum FsyncPolicy: String, Sendable, CaseIterable {
     /// rename (the rename itself is otherwise not durable). So every response the client received (201 for a
     /// creation, 204 with `Upload-Offset` for a PATCH, 204 for termination) survives power loss. Bytes a HEAD
     /// saw during a still-running (non-checksummed) PATCH are not yet synced: after power loss they are kept only
-    /// as far as the file system wrote them.
+    /// as far as the file system wrote them. So that the commit's fdatasync does not have to write a whole large
+    /// PATCH after its last byte, writers start writeback every few MiB while the bytes arrive (`FileDataWriter`);
+    /// that only moves disk writes earlier and promises nothing more.
     case commit
     /// `commit`, plus an `fdatasync` after every write before it is reported complete, so the progress a HEAD
     /// shows during a PATCH is durable too. One sync per body chunk: slow on anything but battery-backed disks.

@@ -2,7 +2,7 @@ import Foundation
 import TusCrypto
 import TusHTTPServer
 import TusProtocol
-import TusStore
+@testable import TusStore
 import TusTestSupport
 import XCTest
 
@@ -10,6 +10,8 @@ import XCTest
 /// and a client dying mid-body leaves an offset equal to the bytes in the file, from which a resume completes.
 final class SplicedPatchTests: XCTestCase {
     private var directory = ""
+    /// The store of the running `withServer`, for its writeback counter.
+    private var store: FileUploadStore?
 
     override func setUpWithError() throws {
         directory = NSTemporaryDirectory() + "tus-splice-\(UUID().uuidString)"
@@ -31,6 +33,7 @@ final class SplicedPatchTests: XCTestCase {
         configuration.spliceBodies = splice
         configure(&configuration)
         let store = try FileUploadStore(directory: directory, fsync: .commit)
+        self.store = store
         let server = HTTPServer(configuration: configuration, handler: TusHandler(store: store))
         try server.start()
         defer {
@@ -93,6 +96,8 @@ final class SplicedPatchTests: XCTestCase {
             // All but what arrived with the head (and was written from the read buffer) went through the pipes.
             XCTAssertGreaterThanOrEqual(server.splicedBodyBytes - before, Int64(body.count - (1 << 20)))
             XCTAssertTrue(fileBytes(path) == body, "stored bytes differ")
+            // Under --fsync commit, spliced ranges start writeback as they land, like written batches (every 4 MiB).
+            XCTAssertGreaterThanOrEqual(store?.data.writebacksStarted ?? 0, 2, "spliced 12 MiB started too few writebacks")
         }
     }
 

@@ -134,4 +134,41 @@ final class AsyncFileTests: XCTestCase {
         }
         XCTAssertEqual(readBack, bytes + bytes)
     }
+
+    /// The write-back runs on the threadpool while `close` is called at once: the descriptor stays open until the
+    /// job finished (it must not hit a reused number), then closes, and the bytes are the ones written.
+    func testWritebackCompletesBeforeADeferredClose() throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let path = directory + "/writeback"
+        let bytes = patternBytes(count: 3 * 65_536 + 17)
+        var events: [String] = []
+        weak var weakFile: AsyncFile?
+        try withLoop { loop, finish in
+            AsyncFile.open(loop: loop, path: path, flags: [.writeOnly, .create, .truncate]) { result in
+                guard case .success(let file) = result else { return XCTFail("open \(result)") }
+                weakFile = file
+                let owner = bytes as AnyObject
+                file.write([bytes.withUnsafeBytes { $0 }], at: 0, owner: owner) { result in
+                    XCTAssertEqual(try? result.get(), bytes.count)
+                    let total = Int64(bytes.count)
+                    file.startWriteback(of: 65_536..<total, waitingFor: 0..<65_536) { error in
+                        XCTAssertNil(error)
+                        events.append("writeback")
+                    }
+                    file.close { error in
+                        XCTAssertNil(error)
+                        events.append("close")
+                        file.startWriteback(of: 0..<1, waitingFor: nil) { error in
+                            XCTAssertEqual(error, .badFileDescriptor)
+                            events.append("writeback-after-close")
+                            finish()
+                        }
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(events, ["writeback", "close", "writeback-after-close"])
+        XCTAssertEqual(try [UInt8](Data(contentsOf: URL(fileURLWithPath: path))), bytes)
+        XCTAssertNil(weakFile)
+    }
 }
