@@ -374,7 +374,8 @@ final class HTTPConnection: TCPStreamDelegate {
         let sequence = machine.requestSequence
         do {
             splicer = try SocketFileSplicer(
-                stream: stream, file: target.descriptor, offset: target.offset, count: min(remaining, target.maxCount)
+                stream: stream, file: target.descriptor, offset: target.offset, count: min(remaining, target.maxCount),
+                pipeCapacity: context.splicePipeCapacity
             ) { [weak self] event in
                 HTTPConnection.directBodyEvent(event, sink: sink, connection: self, sequence: sequence)
             }

@@ -59,6 +59,20 @@ final class LoopContext {
         return min(configuration.readChunkSize, max(16 * 1024, perChunk))
     }
 
+    /// Capacity of each of a spliced body's two pipes, from the same budget: pipe pages are kernel memory that no
+    /// RSS figure shows, but memory all the same, and a slow disk fills them. A power of two (the kernel rounds a
+    /// pipe up to one) between the 64 KiB below which splicing does not pay and the splicer's preferred 1 MiB.
+    var splicePipeCapacity: Int {
+        Self.splicePipeCapacity(bodyMemoryPerLoop: server.configuration.bodyMemoryPerLoop, activeBodies: activeBodies)
+    }
+
+    static func splicePipeCapacity(bodyMemoryPerLoop: Int, activeBodies: Int) -> Int {
+        let perPipe = bodyMemoryPerLoop / max(1, activeBodies) / 2
+        var capacity = SocketFileSplicer.minimumPipeCapacity
+        while capacity * 2 <= min(perPipe, SocketFileSplicer.preferredPipeCapacity) { capacity *= 2 }
+        return capacity
+    }
+
     func startAccepting() {
         do {
             try listener.listen(onPause: { [unowned self] in self.logAcceptPause($0) }) { [unowned self] stream in

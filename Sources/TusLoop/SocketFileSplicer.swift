@@ -45,6 +45,8 @@ public final class SocketFileSplicer {
     /// Requested pipe capacity (F_SETPIPE_SZ). 1 MiB is the default `/proc/sys/fs/pipe-max-size` for unprivileged
     /// processes; a refused size falls back to whatever the kernel gave (64 KiB by default).
     public static let preferredPipeCapacity = 1 << 20
+    /// Below this a splice moves too little per call to pay for itself; such pipes make `init` throw.
+    public static let minimumPipeCapacity = 64 << 10
 
     private final class Pipe {
         let readEnd: Int32
@@ -59,14 +61,14 @@ public final class SocketFileSplicer {
             self.capacity = capacity
         }
 
-        static func make() -> Result<Pipe, UVError> {
+        static func make(capacity requested: Int) -> Result<Pipe, UVError> {
             var fds: [Int32] = [-1, -1]
             guard CLibuv_pipe_nonblocking_cloexec(&fds) == 0 else { return .failure(UVError(code: -errno)) }
-            _ = CLibuv_set_pipe_size(fds[1], Int32(SocketFileSplicer.preferredPipeCapacity))
+            _ = CLibuv_set_pipe_size(fds[1], Int32(requested))
             let capacity = Int(CLibuv_pipe_size(fds[1]))
             // An unprivileged user past /proc/sys/fs/pipe-user-pages-soft gets two-page pipes: a splice per 8 KiB
             // costs more than the copy it saves, so the caller reads the body instead.
-            guard capacity >= 65536 else {
+            guard capacity >= SocketFileSplicer.minimumPipeCapacity else {
                 Glibc.close(fds[0])
                 Glibc.close(fds[1])
                 return .failure(.noBufferSpace)
@@ -87,6 +89,8 @@ public final class SocketFileSplicer {
     }
 
     public let loop: EventLoop
+    /// What the kernel granted each pipe (it rounds a request up to a power of two of pages).
+    public var pipeCapacities: [Int] { pipes.map(\.capacity) }
     private let stream: TCPStream
     private let socket: Int32
     private let file: Int32
@@ -110,7 +114,8 @@ public final class SocketFileSplicer {
     /// have nothing buffered by the caller that belongs before these bytes. Throws when the pipes cannot be made
     /// (EMFILE); nothing was read then.
     public init(
-        stream: TCPStream, file: Int32, offset: Int64, count: Int64, onEvent: @escaping (Event) -> Void
+        stream: TCPStream, file: Int32, offset: Int64, count: Int64,
+        pipeCapacity: Int = SocketFileSplicer.preferredPipeCapacity, onEvent: @escaping (Event) -> Void
     ) throws(UVError) {
         stream.loop.assertOnLoopThread()
         precondition(count > 0 && stream.mayHandOverReading)
@@ -123,7 +128,7 @@ public final class SocketFileSplicer {
         self.onEvent = onEvent
         var made: [Pipe] = []
         for _ in 0..<2 {
-            switch Pipe.make() {
+            switch Pipe.make(capacity: max(pipeCapacity, SocketFileSplicer.minimumPipeCapacity)) {
             case .success(let pipe): made.append(pipe)
             case .failure(let error):
                 for pipe in made { pipe.close() }

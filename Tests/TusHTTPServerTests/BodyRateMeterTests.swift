@@ -40,3 +40,21 @@ final class BodyRateMeterTests: XCTestCase {
         XCTAssertFalse(rate.isTooSlow(now: 100_000, isHoldingBodyBack: false))
     }
 }
+
+/// Spliced bodies share the loop's body memory budget: pipes shrink as uploads grow in number, to powers of two
+/// between 64 KiB and 1 MiB.
+final class SplicePipeBudgetTests: XCTestCase {
+    func testPipeCapacityShrinksWithConcurrentBodiesWithinItsBounds() {
+        let budget = 48 << 20
+        XCTAssertEqual(LoopContext.splicePipeCapacity(bodyMemoryPerLoop: budget, activeBodies: 1), 1 << 20)
+        XCTAssertEqual(LoopContext.splicePipeCapacity(bodyMemoryPerLoop: budget, activeBodies: 24), 1 << 20)
+        XCTAssertEqual(LoopContext.splicePipeCapacity(bodyMemoryPerLoop: budget, activeBodies: 32), 512 << 10)
+        XCTAssertEqual(LoopContext.splicePipeCapacity(bodyMemoryPerLoop: budget, activeBodies: 128), 128 << 10)
+        XCTAssertEqual(LoopContext.splicePipeCapacity(bodyMemoryPerLoop: budget, activeBodies: 10_000), 64 << 10)
+        for bodies in [1, 7, 32, 100, 128, 384] {
+            let capacity = LoopContext.splicePipeCapacity(bodyMemoryPerLoop: budget, activeBodies: bodies)
+            XCTAssertEqual(capacity & (capacity - 1), 0, "a power of two")
+            if capacity > 64 << 10 { XCTAssertLessThanOrEqual(capacity * 2 * bodies, budget, "within the budget") }
+        }
+    }
+}

@@ -11,6 +11,7 @@ final class SocketFileSplicerTests: XCTestCase {
 
     private struct Run {
         var events: [SocketFileSplicer.Event] = []
+        var pipeCapacities: [Int] = []
         var receivedTotal: Int { events.reduce(0) { if case .received(let n) = $1 { $0 + n } else { $0 } } }
         var writtenTotal: Int { events.reduce(0) { if case .written(let n) = $1 { $0 + n } else { $0 } } }
         var outcome: SocketFileSplicer.Outcome? {
@@ -49,6 +50,7 @@ final class SocketFileSplicerTests: XCTestCase {
     private func splice(
         path: String, offset: Int64, count: Int64, send bytes: [UInt8], pauseAfter: Int? = nil,
         ending: ClientEnding, cancelAfter: Int? = nil, openFlags: Int32 = O_WRONLY,
+        pipeCapacity: Int = SocketFileSplicer.preferredPipeCapacity,
         afterEnd: @escaping (TCPStream, @escaping () -> Void) -> Void = { $0.close($1) }
     ) throws -> Run {
         var run = Run()
@@ -61,7 +63,10 @@ final class SocketFileSplicerTests: XCTestCase {
             try listener.listen { stream in
                 listener.close()
                 do {
-                    splicer = try SocketFileSplicer(stream: stream, file: file, offset: offset, count: count) { event in
+                    splicer = try SocketFileSplicer(
+                        stream: stream, file: file, offset: offset, count: count, pipeCapacity: pipeCapacity
+                    ) { event in
+                        if run.pipeCapacities.isEmpty { run.pipeCapacities = splicer?.pipeCapacities ?? [] }
                         run.events.append(event)
                         if case .received = event, let cancelAfter, run.receivedTotal >= cancelAfter {
                             splicer?.cancel()
@@ -119,6 +124,17 @@ final class SocketFileSplicerTests: XCTestCase {
         let file = contents(path)
         XCTAssertEqual(file.count, prefix.count + body.count)
         XCTAssertTrue(file == prefix + body, "file bytes differ")
+    }
+
+    /// Many spliced uploads on a loop get smaller pipes (the body memory budget); bytes stay exact with them.
+    func testSmallPipesFromTheBudgetStillDeliverExactBytes() throws {
+        let body = patternBytes(count: 2 << 20 + 77, seed: 5)
+        let path = try temporaryFile(prefix: [])
+        let run = try splice(
+            path: path, offset: 0, count: Int64(body.count), send: body, ending: .close, pipeCapacity: 128 << 10)
+        XCTAssertEqual(run.outcome, .complete)
+        XCTAssertEqual(run.pipeCapacities, [128 << 10, 128 << 10])
+        XCTAssertTrue(contents(path) == body, "file bytes differ")
     }
 
     func testEOFMidBodyWritesWhatCameThenReportsThePeerClosed() throws {
