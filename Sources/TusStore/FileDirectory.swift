@@ -5,21 +5,12 @@ public import TusLoop
 /// What the file state and data stores share about their directory.
 enum FileDirectory {
     /// fsync of the directory: what makes a rename, creation or unlink inside it durable. A no-op under `.none`.
+    /// Open, fsync and close run as one threadpool job (`BlockingFileSystem`), not three `uv_fs` requests.
     static func sync(
         _ directory: String, policy: FsyncPolicy, loop: EventLoop, completion: @escaping (UVError?) -> Void
     ) {
         guard policy.syncsAtCommit else { return completion(nil) }
-        AsyncFile.open(loop: loop, path: directory, flags: [.readOnly]) { opened in
-            switch opened {
-            case .failure(let error):
-                completion(error)
-            case .success(let handle):
-                handle.sync { error in
-                    handle.close()
-                    completion(error)
-                }
-            }
-        }
+        loop.runBlocking({ BlockingFileSystem.syncDirectory(directory)?.error }, completion: completion)
     }
 }
 

@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import TusProtocol
+import TusLoop
 
 /// Startup recovery: synchronous POSIX calls, because it runs once, before any loop serves a request.
 extension FileStateStore {
@@ -134,42 +135,25 @@ private struct Recovery {
         return reconciled
     }
 
-    /// The same tmp + rename dance as the loop path, with blocking calls.
+    /// The same tmp + rename dance as the loop path (`persist`), with the same blocking calls, run here on the
+    /// starting thread; one directory fsync covers every rewrite (`syncDirectory`).
     mutating func writeRecord(_ record: UploadRecord) throws {
         let temporaryPath = path(record.id + ".info.tmp")
-        let bytes = record.encodedJSON
-        let descriptor = Glibc.open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else { throw posixError("open \(temporaryPath)") }
-        var written = 0
-        while written < bytes.count {
-            let result = bytes.withUnsafeBytes {
-                Glibc.write(descriptor, $0.baseAddress! + written, $0.count - written)
-            }
-            if result < 0 && errno == EINTR { continue }
-            guard result > 0 else {
-                let error = posixError("write \(temporaryPath)")
-                Glibc.close(descriptor)
-                throw error
-            }
-            written += result
+        if let failure = BlockingFileSystem.writeFile(temporaryPath, bytes: record.encodedJSON, sync: policy.syncsAtCommit) {
+            throw storeError(failure)
         }
-        if policy.syncsAtCommit && fdatasync(descriptor) != 0 {
-            let error = posixError("fdatasync \(temporaryPath)")
-            Glibc.close(descriptor)
-            throw error
-        }
-        Glibc.close(descriptor)
-        guard Glibc.rename(temporaryPath, path(record.id + ".info")) == 0 else {
-            throw posixError("rename \(temporaryPath)")
+        if let failure = BlockingFileSystem.rename(temporaryPath, to: path(record.id + ".info")) {
+            throw storeError(failure)
         }
         changedDirectory = true
     }
 
     func syncDirectory() throws {
-        let descriptor = Glibc.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard descriptor >= 0 else { throw posixError("open \(directory)") }
-        defer { Glibc.close(descriptor) }
-        guard fsync(descriptor) == 0 else { throw posixError("fsync \(directory)") }
+        if let failure = BlockingFileSystem.syncDirectory(directory) { throw storeError(failure) }
+    }
+
+    private func storeError(_ failure: BlockingFileSystem.Failure) -> StoreError {
+        .io("\(failure.operation) \(failure.path): \(failure.error)")
     }
 
     private func posixError(_ what: String) -> StoreError {
