@@ -135,13 +135,16 @@ def test_post_finish_only_after_pre_finish_said_yes(server_factory, receiver):
 
 
 @pytest.mark.time_limit(60)
-def test_stop_upload_ends_a_running_patch_and_terminates_the_upload(server_factory, receiver):
+@pytest.mark.parametrize("splice", ["on", "off"])
+def test_stop_upload_ends_a_running_patch_and_terminates_the_upload(server_factory, receiver, splice):
+    """tusd v2 writeChunk: the stop cancels the body, terminateUpload runs (post-terminate, no pre-terminate), then
+    400 ERR_UPLOAD_STOPPED merged with the hook's HTTPResponse. Spliced and read bodies stop alike."""
     receiver.responders["post-receive"] = lambda call: (200, {"StopUpload": call["Event"]["Upload"]["Offset"] > 0,
                                                              "HTTPResponse": {"Body": "quota reached",
                                                                               "Header": {"X-Quota": "spent"}}})
     receiver.responders["pre-terminate"] = lambda call: (200, {"RejectTermination": True})
-    server = server_factory("--hooks-http", receiver.url, "--progress-hooks-interval", "50", "--hooks-enabled-events",
-                            "post-create,post-receive,pre-terminate,post-terminate,post-finish")
+    server = server_factory("--hooks-http", receiver.url, "--progress-hooks-interval", "50", "--splice", splice,
+                            "--hooks-enabled-events", "post-create,post-receive,pre-terminate,post-terminate,post-finish")
     total = 4 * 1024 * KiB
     path = create_upload(server.port, total)
     with RawConnection(server.port, timeout=20) as connection:
