@@ -470,6 +470,16 @@ final class HTTPConnection: TCPStreamDelegate {
         }
     }
 
+    /// As a response before the body's end does (`.stopBodyFirst`), without the response: the body is read on and
+    /// dropped (no sink), a splice stops so nothing more lands in the sink's file.
+    func exchangeStopBody() {
+        guard exchange != nil, machine.isReadingBody, bodySink != nil else { return }
+        flushPendingBody()
+        bodySink = nil
+        stopDirectBody()
+        process()
+    }
+
     func exchangeRespond(_ response: HTTPResponse, bodyLength: Int64?, source: (any HTTPBodySource)?) {
         guard let exchange else {
             source?.cancel()
@@ -716,6 +726,11 @@ final class Exchange: HTTPExchange {
         guard isCurrent else { return }
         hasResponded = true
         connection.exchangeRespond(response, bodyLength: nil, source: nil)
+    }
+
+    func stopBody() {
+        guard isCurrent else { return }
+        connection.exchangeStopBody()
     }
 
     func respond(_ response: HTTPResponse, bodyLength: Int64, source: any HTTPBodySource) {

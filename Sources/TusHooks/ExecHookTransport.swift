@@ -7,7 +7,8 @@ import Synchronization
 
 /// `--hooks-dir DIR`: the hook for an event is the executable `DIR/<event name>` (as tusd's file hooks). It
 /// gets the JSON request on stdin and answers with a JSON response on stdout (empty = no changes); a non-zero
-/// exit status is a failure. Events without an executable are skipped.
+/// exit status is a failure. Events without an executable are skipped. As in tusd (`pkg/hooks/file`), it runs in
+/// `DIR` with the server's environment plus `TUS_ID`, `TUS_SIZE` and `TUS_OFFSET`.
 ///
 /// The process runs from a worker-thread job (`LoopExecutor.offload`): `posix_spawn`, then one `poll` loop
 /// that feeds stdin and drains stdout together (a large payload cannot deadlock against a large answer), and a
@@ -29,20 +30,30 @@ public final class ExecHookTransport: HookTransport {
     public func handles(_ type: String) -> Bool { access(path(type), X_OK) == 0 }
 
     public func invoke(
-        _ type: String, payload: [UInt8], forwardedHeaders: HTTPHeaders, retrySafe: Bool, on executor: any LoopExecutor,
-        completion: @escaping (Result<[UInt8], HookFailure>) -> Void
+        _ type: String, payload: [UInt8], subject: HookSubject, forwardedHeaders: HTTPHeaders, retrySafe: Bool,
+        on executor: any LoopExecutor, completion: @escaping (Result<[UInt8], HookFailure>) -> Void
     ) {
         let outcome = Mutex<Result<[UInt8], HookFailure>>(.failure(HookFailure("not run")))
         let path = path(type)
+        let directory = directory
         let timeout = timeoutMilliseconds
+        let environment = [
+            "TUS_ID": subject.id, "TUS_SIZE": String(subject.size), "TUS_OFFSET": String(subject.offset),
+        ]
         executor.offload({
-            let result = Self.run(path, input: payload, timeoutMilliseconds: timeout)
+            let result = Self.run(
+                path, input: payload, environment: environment, workingDirectory: directory,
+                timeoutMilliseconds: timeout)
             outcome.withLock { $0 = result }
         }, completion: { completion(outcome.withLock { $0 }) })
     }
 
-    /// Blocking; worker thread only.
-    static func run(_ path: String, input: [UInt8], timeoutMilliseconds: Int) -> Result<[UInt8], HookFailure> {
+    /// Blocking; worker thread only. `environment` is added to the server's own (replacing variables of the same
+    /// name, as Go's `exec.Cmd` does with duplicates).
+    static func run(
+        _ path: String, input: [UInt8], environment: [String: String] = [:], workingDirectory: String? = nil,
+        timeoutMilliseconds: Int
+    ) -> Result<[UInt8], HookFailure> {
         var stdinPipe: [Int32] = [-1, -1]
         var stdoutPipe: [Int32] = [-1, -1]
         // pipe2(O_CLOEXEC) is not visible from Swift's Glibc module; the flag is set right after instead.
@@ -57,11 +68,16 @@ public final class ExecHookTransport: HookTransport {
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_adddup2(&actions, stdinPipe[0], 0)
         posix_spawn_file_actions_adddup2(&actions, stdoutPipe[1], 1)
+        if let workingDirectory, let addChdir = Self.addChdir {
+            _ = workingDirectory.withCString { addChdir(&actions, $0) }
+        }
         var pid: pid_t = 0
+        var envp = Self.childEnvironment(adding: environment)
+        defer { for entry in envp { free(entry) } }
         let spawned: Int32 = path.withCString { cPath in
             var argv: [UnsafeMutablePointer<CChar>?] = [strdup(cPath), nil]
             defer { free(argv[0]) }
-            return posix_spawn(&pid, cPath, &actions, nil, &argv, environ)
+            return posix_spawn(&pid, cPath, &actions, nil, &argv, &envp)
         }
         close(stdinPipe[0])
         close(stdoutPipe[1])
@@ -132,6 +148,30 @@ public final class ExecHookTransport: HookTransport {
             return .failure(HookFailure("\(path) exited with \(code)"))
         }
         return .success(output)
+    }
+
+    /// The server's environment without the names in `added`, then `added`; NULL-terminated, each entry `strdup`ed.
+    private static func childEnvironment(adding added: [String: String]) -> [UnsafeMutablePointer<CChar>?] {
+        var entries: [UnsafeMutablePointer<CChar>?] = []
+        var cursor = environ
+        while let entry = cursor.pointee {
+            let text = String(cString: entry)
+            let name = text.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init)
+            if let name, added[name] == nil { entries.append(strdup(entry)) }
+            cursor += 1
+        }
+        for (name, value) in added.sorted(by: { $0.key < $1.key }) { entries.append(strdup(name + "=" + value)) }
+        entries.append(nil)
+        return entries
+    }
+
+    /// glibc's `posix_spawn_file_actions_addchdir_np` (2.29+), looked up at run time because Swift's Glibc module
+    /// does not import it (it is declared under `__USE_GNU`). Delete once it is visible from Swift.
+    private typealias AddChdir = @convention(c) (
+        UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>
+    ) -> Int32
+    private static let addChdir: AddChdir? = dlsym(nil, "posix_spawn_file_actions_addchdir_np").map {
+        unsafeBitCast($0, to: AddChdir.self)
     }
 
     private static func makePipe(_ fds: inout [Int32]) -> Bool {

@@ -26,9 +26,10 @@ public final class HTTPHookTransport: HookTransport {
 
     public func handles(_ type: String) -> Bool { true }
 
+    /// `subject` is in the JSON already; tusd's HTTP hooks send nothing else.
     public func invoke(
-        _ type: String, payload: [UInt8], forwardedHeaders: HTTPHeaders, retrySafe: Bool, on executor: any LoopExecutor,
-        completion: @escaping (Result<[UInt8], HookFailure>) -> Void
+        _ type: String, payload: [UInt8], subject: HookSubject, forwardedHeaders: HTTPHeaders, retrySafe: Bool,
+        on executor: any LoopExecutor, completion: @escaping (Result<[UInt8], HookFailure>) -> Void
     ) {
         guard let loop = (executor as? any EventLoopBound)?.eventLoop else {
             return completion(.failure(HookFailure("HTTP hooks need a libuv loop")))

@@ -56,6 +56,7 @@ public final class HookDispatcher: UploadEventHandler, @unchecked Sendable {
         let uploadID: String
         let requestID: String
         let payload: [UInt8]
+        let subject: HookSubject
         let headers: HTTPHeaders
         let executor: any LoopExecutor
         /// post-receive: what to do with a `StopUpload` answer.
@@ -84,6 +85,10 @@ public final class HookDispatcher: UploadEventHandler, @unchecked Sendable {
         return HookRequestBody(type: type, event: event, storage: storage).encoded()
     }
 
+    private func subject(_ event: UploadEvent) -> HookSubject {
+        HookSubject(id: event.upload.id, size: event.upload.length ?? 0, offset: event.upload.offset)
+    }
+
     private func forwarded(_ event: UploadEvent) -> HTTPHeaders {
         var headers = HTTPHeaders()
         for name in configuration.forwardHeaders {
@@ -102,7 +107,8 @@ public final class HookDispatcher: UploadEventHandler, @unchecked Sendable {
         if let cacheKey, let cached = cachedAccess(cacheKey) { return completion(cached) }
         let type = point.rawValue
         transport.invoke(
-            type, payload: payload(type, event), forwardedHeaders: forwarded(event), retrySafe: true, on: executor
+            type, payload: payload(type, event), subject: subject(event), forwardedHeaders: forwarded(event),
+            retrySafe: true, on: executor
         ) { [self] result in
             switch result {
             case .failure(let failure):
@@ -165,7 +171,7 @@ public final class HookDispatcher: UploadEventHandler, @unchecked Sendable {
     {
         Delivery(
             type: type, uploadID: event.upload.id, requestID: event.request.requestID, payload: payload(type, event),
-            headers: forwarded(event), executor: executor, stop: stop)
+            subject: subject(event), headers: forwarded(event), executor: executor, stop: stop)
     }
 
     private func enqueue(_ delivery: Delivery) {
@@ -201,8 +207,8 @@ public final class HookDispatcher: UploadEventHandler, @unchecked Sendable {
     /// On `delivery.executor`'s loop.
     private func deliver(_ delivery: Delivery) {
         transport.invoke(
-            delivery.type, payload: delivery.payload, forwardedHeaders: delivery.headers, retrySafe: true,
-            on: delivery.executor
+            delivery.type, payload: delivery.payload, subject: delivery.subject, forwardedHeaders: delivery.headers,
+            retrySafe: true, on: delivery.executor
         ) { [self] result in
             switch result {
             case .failure(let failure):

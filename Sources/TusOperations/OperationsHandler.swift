@@ -110,6 +110,7 @@ final class ObservedExchange: HTTPExchange {
     func tagForLogs(requestID: String) { inner.tagForLogs(requestID: requestID) }
 
     func readBody(into sink: any HTTPBodySink) { inner.readBody(into: sink) }
+    func stopBody() { inner.stopBody() }
 
     func respond(_ response: HTTPResponse) {
         inner.respond(tagged(response))

@@ -28,6 +28,40 @@ extension TusHandler {
         }
     }
 
+    /// An upload reached its length: pre-finish, then post-finish only if pre-finish accepted (tusd
+    /// `emitFinishEvents`: a pre-finish error returns before the post-finish notification). `completion` gets the
+    /// verdict, on the request's loop.
+    func finish(_ request: TusRequest, upload: UploadInfo, completion: @escaping (EventVerdict) -> Void) {
+        let decided: (EventVerdict) -> Void = { [self] verdict in
+            if Self.refusal(ofFinish: verdict) == nil { notify(.finished, request, upload: upload) }
+            completion(verdict)
+        }
+        guard events.wantsDecision(.preFinish) else { return decided(.proceed) }
+        let event = UploadEvent(upload: upload, request: request.eventRequest)
+        events.decide(.preFinish, event, on: request.exchange.executor, completion: decided)
+    }
+
+    /// What a request that finished an upload answers instead of its success when pre-finish did not accept: a hook
+    /// that could not be asked is 503 (retry; the upload is complete, so the retry's HEAD says so), a rejection 400
+    /// with the decision's response.
+    static func refusal(ofFinish verdict: EventVerdict) -> TusError? {
+        if verdict.isUnavailable { return .hookUnavailable }
+        if verdict.isRejected { return .uploadRejected }
+        return nil
+    }
+
+    /// `response` for a request that finished `upload`, after pre-finish (which may change it or fail it).
+    func sendFinished(_ request: TusRequest, upload: UploadInfo, _ response: HTTPResponse) {
+        finish(request, upload: upload) { [self] verdict in
+            if let refusal = Self.refusal(ofFinish: verdict) {
+                return fail(request, refusal, override: verdict.isRejected ? verdict.response : nil)
+            }
+            var response = response
+            response.apply(verdict.response)
+            send(request, response)
+        }
+    }
+
     func measureLockWait(since started: UInt64, _ request: TusRequest) {
         let waited = Self.monotonicNanoseconds() &- started
         events.measure(.lockWait(nanoseconds: waited), on: request.exchange.executor)

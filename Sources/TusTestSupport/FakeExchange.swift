@@ -26,6 +26,8 @@ public final class FakeExchange: HTTPExchange {
     /// Largest piece the fake connection asks a body source for.
     public var downloadPieceSize = 7
     public private(set) var bodyFinished = false
+    /// The handler called `stopBody`: nothing more is delivered.
+    public private(set) var bodyStopped = false
 
     public init(head: RequestHead, executor: ManualExecutor = ManualExecutor(), isSecure: Bool = false) {
         self.head = head
@@ -55,6 +57,10 @@ public final class FakeExchange: HTTPExchange {
         responses.append(response)
     }
 
+    public func stopBody() {
+        bodyStopped = true
+    }
+
     public func respond(_ response: HTTPResponse, bodyLength: Int64, source: any HTTPBodySource) {
         responses.append(response)
         streamedBodyLength = bodyLength
@@ -80,8 +86,8 @@ public final class FakeExchange: HTTPExchange {
 
     // MARK: Playing the connection
 
-    /// Whether body events still reach the sink (read started, not finished, no response yet).
-    public var isReadingBody: Bool { didReadBody && !bodyFinished && responses.isEmpty && sink != nil }
+    /// Whether body events still reach the sink (read started, not finished or stopped, no response yet).
+    public var isReadingBody: Bool { didReadBody && !bodyFinished && !bodyStopped && responses.isEmpty && sink != nil }
 
     /// Delivers `bytes` as one fragment, or as pieces of `fragmentSize`. Returns false if nothing was
     /// delivered because the handler is not reading.

@@ -1,3 +1,4 @@
+import Synchronization
 import TusHTTP1
 import TusHTTPServer
 import TusTestSupport
@@ -146,6 +147,54 @@ final class HTTPServerTests: XCTestCase {
             let first = try client.readResponse()
             XCTAssertEqual(first.status, 413)
             XCTAssertTrue(client.waitForClose(), "exactly one response, then the connection closes")
+        }
+    }
+
+    /// `stopBody`: the sink hears nothing more, what still arrives is read and dropped, and the late response (a
+    /// handler that cleaned up first, as a hook's `StopUpload` does) goes out and closes the connection.
+    func testStoppedBodyIsDroppedUntilTheLateResponse() throws {
+        final class Count: Sendable {
+            let value = Mutex(0)
+        }
+        final class StopThenAnswerLater: HTTPRequestHandler {
+            let heardAfterStop = Count()
+            func handle(_ head: RequestHead, exchange: any HTTPExchange) {
+                exchange.readBody(into: Sink(exchange, heardAfterStop))
+            }
+        }
+        final class Sink: HTTPBodySink {
+            let exchange: any HTTPExchange
+            let heardAfterStop: Count
+            var stopped = false
+            init(_ exchange: any HTTPExchange, _ heardAfterStop: Count) {
+                self.exchange = exchange
+                self.heardAfterStop = heardAfterStop
+            }
+            func bodyFragment(_ fragment: BodyFragment, done: @escaping () -> Void) {
+                done()
+                guard !stopped else { return heardAfterStop.value.withLock { $0 += 1 } }
+                stopped = true
+                exchange.stopBody()
+                let exchange = exchange
+                _ = exchange.executor.schedule(afterMilliseconds: 300) {
+                    exchange.respond(HTTPResponse(status: .badRequest, text: "stopped", closeConnection: true))
+                }
+            }
+            func bodyEnd(trailers: HTTPHeaders) { if stopped { heardAfterStop.value.withLock { $0 += 1 } } }
+            func bodyAborted(_ reason: BodyAbortReason) { if stopped { heardAfterStop.value.withLock { $0 += 1 } } }
+        }
+        let handler = StopThenAnswerLater()
+        try withServer(handler, configure: { $0.spliceBodies = false }) { server in
+            let client = try RawHTTPClient(port: server.port)
+            let length = 4 << 20
+            client.send("PATCH /u HTTP/1.1\r\nHost: x\r\nContent-Length: \(length)\r\n\r\nfirst")
+            usleep(50_000)
+            // Sent while the handler has not answered yet: read and dropped, not delivered (and not stuck).
+            client.send([UInt8](repeating: 0x61, count: 256 << 10))
+            let response = try client.readResponse()
+            XCTAssertEqual(response.status, 400)
+            XCTAssertTrue(client.waitForClose(), "the response closes the connection")
+            XCTAssertEqual(handler.heardAfterStop.value.withLock { $0 }, 0, "nothing reached the sink after stopBody")
         }
     }
 

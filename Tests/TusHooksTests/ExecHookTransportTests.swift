@@ -1,4 +1,6 @@
 import Foundation
+import TusProtocol
+import TusTestSupport
 import XCTest
 
 @testable import TusHooks
@@ -50,5 +52,30 @@ final class ExecHookTransportTests: XCTestCase {
         guard case .failure = ExecHookTransport.run(closesEarly, input: [], timeoutMilliseconds: 300) else {
             return XCTFail("closing stdout does not end the timeout")
         }
+    }
+
+    /// tusd's file hooks (`pkg/hooks/file`): the server's environment plus TUS_ID, TUS_SIZE, TUS_OFFSET, and the
+    /// hooks directory as working directory. A stale TUS_ID in the server's own environment is replaced, not doubled.
+    func testHookGetsTusdsEnvironmentInItsDirectory() throws {
+        _ = try script(
+            "post-receive",
+            #"cat >/dev/null; printf '%s|%s|%s|%s|%s|%s' "$TUS_ID" "$TUS_SIZE" "$TUS_OFFSET" "$(pwd -P)" "#
+                + #""$(env | grep -c '^TUS_ID=')" "$TUS_TEST_INHERITED""#)
+        setenv("TUS_ID", "stale", 1)
+        setenv("TUS_TEST_INHERITED", "kept", 1)
+        defer {
+            unsetenv("TUS_ID")
+            unsetenv("TUS_TEST_INHERITED")
+        }
+        let executor = ManualExecutor()
+        let transport = ExecHookTransport(directory: directory + "/", timeoutMilliseconds: 10_000)
+        var output: [UInt8]?
+        transport.invoke(
+            "post-receive", payload: Array("{}".utf8), subject: HookSubject(id: "abc", size: 10, offset: 4),
+            forwardedHeaders: [:], retrySafe: true, on: executor
+        ) { output = try? $0.get() }
+        executor.runPending()
+        let resolved = URL(fileURLWithPath: directory).resolvingSymlinksInPath().path
+        XCTAssertEqual(output.map { String(decoding: $0, as: UTF8.self) }, "abc|10|4|\(resolved)|1|kept")
     }
 }

@@ -10,14 +10,16 @@ import XCTest
 /// A transport the test answers by hand: calls wait until `answer` is called for them.
 final class ManualTransport: HookTransport, @unchecked Sendable {
     var calls: [(type: String, payload: [String: Any], headers: HTTPHeaders, complete: (Result<[UInt8], HookFailure>) -> Void)] = []
+    var subjects: [HookSubject] = []
     var missing: Set<String> = []
 
     func handles(_ type: String) -> Bool { !missing.contains(type) }
 
     func invoke(
-        _ type: String, payload: [UInt8], forwardedHeaders: HTTPHeaders, retrySafe: Bool, on executor: any LoopExecutor,
-        completion: @escaping (Result<[UInt8], HookFailure>) -> Void
+        _ type: String, payload: [UInt8], subject: HookSubject, forwardedHeaders: HTTPHeaders, retrySafe: Bool,
+        on executor: any LoopExecutor, completion: @escaping (Result<[UInt8], HookFailure>) -> Void
     ) {
+        subjects.append(subject)
         let json = (try? JSONSerialization.jsonObject(with: Data(payload))) as? [String: Any] ?? [:]
         calls.append((type, json, forwardedHeaders, completion))
     }
@@ -92,6 +94,23 @@ final class HookDispatcherTests: XCTestCase {
         executor.runPending()
         XCTAssertEqual(transport.types.last, "post-finish")
         XCTAssertTrue(logged.all.contains { $0.contains("post-create failed after retries") && $0.contains("request_id=r1") })
+    }
+
+    /// What exec hooks put in TUS_ID, TUS_SIZE, TUS_OFFSET: tusd's `Upload.Size` is 0 while the length is deferred,
+    /// and pre-create has no id yet.
+    func testEveryCallNamesItsUploadForTheTransport() {
+        let hooks = dispatcher()
+        var deferred = event("d", offset: 7)
+        deferred.upload.length = nil
+        hooks.notify(.created, event("u", offset: 3), on: executor)
+        hooks.progressed(deferred, stop: UploadStopSwitchProbe().make(executor), on: executor)
+        hooks.decide(.preCreate, event(""), on: executor) { _ in }
+        XCTAssertEqual(
+            transport.subjects,
+            [
+                HookSubject(id: "u", size: 10, offset: 3), HookSubject(id: "d", size: 0, offset: 7),
+                HookSubject(id: "", size: 10, offset: 0),
+            ])
     }
 
     func testStopUploadAnswerStopsTheRequest() {

@@ -16,6 +16,8 @@ final class RecordingEvents: UploadEventHandler, @unchecked Sendable {
     var bodyBytes = 0
     var errors: [TusError] = []
     var lockWaits = 0
+    /// Runs at each notification, before the request goes on (what the request had done by then).
+    var onNotify: ((UploadNotification) -> Void)?
 
     var wantsAccessDecisions: Bool { verdicts[.preAccess] != nil }
     func wantsDecision(_ point: DecisionPoint) -> Bool { verdicts[point] != nil }
@@ -33,6 +35,7 @@ final class RecordingEvents: UploadEventHandler, @unchecked Sendable {
     func notify(_ notification: UploadNotification, _ event: UploadEvent, on executor: any LoopExecutor) {
         log.append(notification.rawValue)
         events.append(event)
+        onNotify?(notification)
     }
 
     func progressed(_ event: UploadEvent, stop: UploadStopSwitch, on executor: any LoopExecutor) {
@@ -160,20 +163,88 @@ final class EventTests: TusTestCase {
         XCTAssertEqual(events.log.suffix(2), ["pre-terminate", "post-terminate"])
     }
 
-    func testStopUploadEndsTheRunningPatch() {
+    /// tusd v2 `writeChunk`: a stop ends the body, terminates the upload (post-terminate, never pre-terminate), and
+    /// only then answers 400 ERR_UPLOAD_STOPPED as the hook's response changed it.
+    func testStopUploadEndsTheRunningPatchAndTerminatesTheUpload() {
         var configuration = TusConfiguration()
         configuration.progressIntervalMilliseconds = 0
         configureEvents(configuration)
         let path = createUpload(length: 100)
-        events.stopOnProgress = ResponseOverride(body: "stopped by hook")
+        events.stopOnProgress = ResponseOverride(body: "stopped by hook", headers: ["X-Quota": "spent"])
+        events.verdicts[.preTerminate] = EventVerdict(isRejected: true)
+        let exchange = client.start(
+            .PATCH, path, headers: ["Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"],
+            framing: .contentLength(100))
+        var answeredBeforeTermination: Bool?
+        events.onNotify = { if $0 == .terminated { answeredBeforeTermination = exchange.hasResponded } }
+        exchange.deliver(Array(repeating: 7, count: 10))
+        client.executor.runPending()
+        XCTAssertTrue(exchange.bodyStopped, "the body stops at once")
+        XCTAssertFalse(exchange.deliver([8]), "nothing more is delivered")
+        XCTAssertEqual(exchange.status, 400)
+        XCTAssertEqual(String(decoding: exchange.response!.body, as: UTF8.self), "stopped by hook")
+        XCTAssertEqual(exchange.header("X-Quota"), "spent")
+        XCTAssertEqual(exchange.response?.closeConnection, true)
+        XCTAssertEqual(answeredBeforeTermination, false, "terminated first, then answered")
+        XCTAssertEqual(events.log, ["post-create", "post-receive 10", "post-terminate"], "no pre-terminate")
+        XCTAssertEqual(events.events.last?.upload.offset, 0, "the upload as the PATCH found it, as tusd sends it")
+        XCTAssertEqual(head(path).status, 410)
+    }
+
+    func testStopUploadWithoutTerminationKeepsTheBytes() {
+        var configuration = TusConfiguration()
+        configuration.progressIntervalMilliseconds = 0
+        events = RecordingEvents()
+        store = MemoryUploadStore(capabilities: UploadStoreCapabilities.all.subtracting(.termination))
+        let clock = clock
+        handler = TusHandler(
+            configuration: configuration, store: store, locker: MemoryLocker(), events: events, now: { clock.now })
+        client = TusTestClient(handler: handler)
+        let path = createUpload(length: 100)
+        events.stopOnProgress = ResponseOverride()
         let exchange = client.start(
             .PATCH, path, headers: ["Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"],
             framing: .contentLength(100))
         exchange.deliver(Array(repeating: 7, count: 10))
         client.executor.runPending()
         XCTAssertEqual(exchange.status, 400)
-        XCTAssertEqual(String(decoding: exchange.response!.body, as: UTF8.self), "stopped by hook")
-        XCTAssertEqual(offset(path), 10, "bytes before the stop are kept")
+        XCTAssertEqual(offset(path), 10, "a store that cannot terminate keeps what came before the stop")
+    }
+
+    /// tusd `emitFinishEvents`: post-finish only after pre-finish said yes, and never when it failed.
+    func testPostFinishWaitsForPreFinishAndNeedsItsYes() {
+        events.verdicts[.preFinish] = .proceed
+        events.holdDecisions = true
+        let path = createUpload(length: 3)
+        let last = client.send(
+            .PATCH, path, headers: ["Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"],
+            body: [1, 2, 3])
+        XCTAssertFalse(last.hasResponded)
+        XCTAssertEqual(events.log.suffix(2), ["post-receive 3", "pre-finish"], "no post-finish before pre-finish's answer")
+        events.heldDecisions.removeFirst()(.proceed)
+        XCTAssertEqual(last.status, 204)
+        XCTAssertEqual(events.log.suffix(2), ["pre-finish", "post-finish"])
+
+        events.holdDecisions = false
+        for (verdict, status) in [(EventVerdict.unavailable, 503), (EventVerdict(isRejected: true), 400)] {
+            events.verdicts[.preFinish] = verdict
+            events.log = []
+            let other = createUpload(length: 2)
+            XCTAssertEqual(client.patch(other, offset: 0, body: [1, 2]).status, status)
+            XCTAssertEqual(events.log, ["post-create", "post-receive 2", "pre-finish"], "no post-finish")
+            XCTAssertEqual(offset(other), 2, "the bytes are stored and the upload complete anyway")
+        }
+    }
+
+    func testEmptyUploadAsksPreFinishAtCreation() {
+        events.verdicts[.preFinish] = EventVerdict(response: ResponseOverride(headers: ["X-Finished": "yes"]))
+        let created = client.send(.POST, "/files/", headers: ["Upload-Length": "0"])
+        XCTAssertEqual(created.status, 201)
+        XCTAssertEqual(created.header("X-Finished"), "yes")
+        XCTAssertEqual(events.log, ["post-create", "pre-finish", "post-finish"])
+        events.verdicts[.preFinish] = .unavailable
+        XCTAssertEqual(client.send(.POST, "/files/", headers: ["Upload-Length": "0"]).status, 503)
+        XCTAssertEqual(events.log.suffix(2), ["post-create", "pre-finish"])
     }
 
     func testPreFinishChangesTheFinalResponse() {

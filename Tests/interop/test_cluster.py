@@ -147,6 +147,42 @@ def test_a_patch_on_another_instance_takes_over_a_stalled_one(cluster):
     assert sha256(get_body(a, path)) == sha256(data)
 
 
+@pytest.mark.parametrize("splice", ["on", "off"])
+def test_a_stalled_patch_is_visible_everywhere_within_a_second_and_resumable_there(cluster, splice):
+    """The checkpoint is time-driven: a body that stalls (a phone whose network dropped) still has its bytes recorded
+    within ~1 s, so HEAD on another instance catches up and a client resuming there at that offset gets 204, not
+    409 (before, A recorded them only when B asked it to let go, after B had answered the HEAD)."""
+    a, b, c = cluster(3, "--splice", splice)
+    data = os.urandom(3 * MiB)
+    path = create_upload(a.port, len(data))
+    first = data[:700 * KiB]
+    stalled = start_slow_patch(a, path, 0, len(data), first)
+    try:
+        sent = time.monotonic()
+        seen: list[tuple[float, int]] = []
+        while time.monotonic() - sent < 5:
+            offset = head_offset(b.port, path)
+            seen.append((time.monotonic() - sent, offset))
+            if offset == len(first):
+                break
+            time.sleep(0.05)
+        caught_up = seen[-1][0]
+        assert seen[-1][1] == len(first), f"HEAD on B never caught up: {seen[-5:]}"
+        # ~1 s after A wrote the bytes, plus the sync and the Redis round trip; slack for a loaded 2-core box.
+        assert caught_up < 1.8, f"HEAD on B caught up after {caught_up:.2f} s"
+        assert head_offset(c.port, path) == len(first), "every instance reads the same record"
+        response = patch(c.port, path, len(first), data[len(first):len(first) + 300 * KiB])
+        assert response is not None and response.status == 204, f"resuming at the offset HEAD gave: {response}"
+        assert read_status(stalled, 5) == 400, "A's PATCH ended with ERR_UPLOAD_INTERRUPTED"
+    finally:
+        stalled.close()
+    offset = int(response.header("Upload-Offset"))
+    assert offset == len(first) + 300 * KiB
+    response = patch(b.port, path, offset, data[offset:])
+    assert response is not None and response.status == 204
+    assert sha256(get_body(a, path)) == sha256(data)
+
+
 def test_kill_9_of_the_holder_is_resumed_elsewhere_within_the_lease(cluster):
     a, b, _ = cluster()
     data = os.urandom(24 * MiB)

@@ -1,6 +1,8 @@
 """Hooks against the real binary with a tusd-style receiver (hook_receiver.py) and executable hooks: payload
-shape, order per upload, rejections with custom responses, ChangeFileInfo, StopUpload ending a running PATCH,
-post-finish exactly once, retries after a 500, a receiver that is down, pre-access and its cache."""
+shape, order per upload, rejections with custom responses, ChangeFileInfo, post-finish only after pre-finish said
+yes, StopUpload ending a running PATCH and terminating its upload, post-finish exactly once, retries after a 500, a
+receiver that is down, pre-access and its cache, executables' environment and working directory (tusd v2.10.0's
+pkg/handler/unrouted_handler.go and pkg/hooks/file)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import pytest
 
 from cluster_helpers import free_port
 from hook_receiver import HookReceiver
-from tus_helpers import OFFSET_STREAM, RawConnection, create_upload, patch, request, wait_until
+from tus_helpers import OFFSET_STREAM, RawConnection, create_upload, head_offset, patch, request, wait_until
 
 KiB = 1024
 
@@ -98,11 +100,51 @@ def test_change_file_info_sets_id_and_metadata(server_factory, receiver):
     assert head.header("Upload-Metadata") == "filename " + base64.b64encode(b"renamed.txt").decode()
 
 
+def test_post_finish_only_after_pre_finish_said_yes(server_factory, receiver):
+    early: list[str] = []
+
+    def pre_finish(call):
+        uid = call["Event"]["Upload"]["ID"]
+        time.sleep(0.3)  # a post-finish sent before this answer would arrive meanwhile
+        if "post-finish" in receiver.for_upload(uid):
+            early.append(uid)
+        if call["Event"]["Upload"]["MetaData"].get("refuse") == "yes":
+            return 500, {}
+        return 200, {"HTTPResponse": {"Header": {"X-Processed": "yes"}}}
+    receiver.responders["pre-finish"] = pre_finish
+    server = server_factory("--hooks-http", receiver.url, "--hooks-http-retry", "0", "--loops", "2",
+                            "--hooks-enabled-events", "pre-finish,post-receive,post-finish")
+    accepted = [create_upload(server.port, 6) for _ in range(4)]
+    for path in accepted:
+        assert patch(server.port, path, 0, b"abc").status == 204
+        finished = patch(server.port, path, 3, b"def")
+        assert finished.status == 204 and finished.header("X-Processed") == "yes"
+    for path in accepted:
+        receiver.wait_for(lambda: "post-finish" in receiver.for_upload(upload_id(path)))
+        order = receiver.for_upload(upload_id(path))
+        assert order.index("pre-finish") < order.index("post-finish") and order.count("post-finish") == 1, order
+    assert early == [], "post-finish arrived while pre-finish was still deciding"
+
+    refused = create_upload(server.port, 3, "refuse " + base64.b64encode(b"yes").decode())
+    answer = patch(server.port, refused, 0, b"abc")
+    assert answer.status == 503 and answer.header("Retry-After"), "a failing pre-finish fails the answer"
+    assert head_offset(server.port, refused) == 3, "the bytes are stored anyway"
+    time.sleep(0.5)
+    assert "pre-finish" in receiver.for_upload(upload_id(refused))
+    assert "post-finish" not in receiver.for_upload(upload_id(refused)), "no post-finish without pre-finish's yes"
+
+
 @pytest.mark.time_limit(60)
-def test_stop_upload_ends_a_running_patch(server_factory, receiver):
+@pytest.mark.parametrize("splice", ["on", "off"])
+def test_stop_upload_ends_a_running_patch_and_terminates_the_upload(server_factory, receiver, splice):
+    """tusd v2 writeChunk: the stop cancels the body, terminateUpload runs (post-terminate, no pre-terminate), then
+    400 ERR_UPLOAD_STOPPED merged with the hook's HTTPResponse. Spliced and read bodies stop alike."""
     receiver.responders["post-receive"] = lambda call: (200, {"StopUpload": call["Event"]["Upload"]["Offset"] > 0,
-                                                             "HTTPResponse": {"Body": "quota reached"}})
-    server = server_factory("--hooks-http", receiver.url, "--progress-hooks-interval", "50")
+                                                             "HTTPResponse": {"Body": "quota reached",
+                                                                              "Header": {"X-Quota": "spent"}}})
+    receiver.responders["pre-terminate"] = lambda call: (200, {"RejectTermination": True})
+    server = server_factory("--hooks-http", receiver.url, "--progress-hooks-interval", "50", "--splice", splice,
+                            "--hooks-enabled-events", "post-create,post-receive,pre-terminate,post-terminate,post-finish")
     total = 4 * 1024 * KiB
     path = create_upload(server.port, total)
     with RawConnection(server.port, timeout=20) as connection:
@@ -127,9 +169,14 @@ def test_stop_upload_ends_a_running_patch(server_factory, receiver):
         connection.sock.settimeout(10)
         response = connection.read_response()
     assert response is not None and response.status == 400, response
-    assert response.body == b"quota reached"
-    offset = int(request(server.port, "HEAD", path).header("Upload-Offset"))
-    assert 0 < offset < total, "bytes before the stop are kept; the rest never came"
+    assert response.body == b"quota reached" and response.header("X-Quota") == "spent"
+    # tusd v2 terminates a stopped upload before it answers: gone at once, not a moment later.
+    assert request(server.port, "HEAD", path).status in (404, 410)
+    assert patch(server.port, path, 0, b"x").status in (404, 410)
+    uid = upload_id(path)
+    receiver.wait_for(lambda: "post-terminate" in receiver.for_upload(uid))
+    assert "pre-terminate" not in receiver.for_upload(uid), "tusd's stop path asks no pre-terminate"
+    assert "post-finish" not in receiver.for_upload(uid)
 
 
 def test_post_hooks_are_retried_after_a_500(server_factory, receiver):
@@ -211,3 +258,41 @@ def test_executable_hooks(server_factory, tmp_path):
     wait_until(lambda: log.exists() and log.read_text().strip() == upload_id(path), 10, message="post-finish ran")
     assert request(server.port, "DELETE", path).status == 503, "a failing pre-terminate executable fails closed"
     assert request(server.port, "HEAD", path).status == 200
+
+
+def test_executable_hooks_get_tusds_environment(server_factory, tmp_path):
+    """tusd's file hooks: the server's environment plus TUS_ID, TUS_SIZE, TUS_OFFSET, run in the hooks directory."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    seen = tmp_path / "seen.jsonl"
+    for name in ("pre-create", "post-create", "post-receive", "post-finish"):
+        write_hook(hooks, name,
+                   "import os\n"
+                   f"open({str(seen)!r}, 'a').write(json.dumps({{'hook': request['Type'], "
+                   "'id': os.environ.get('TUS_ID'), 'size': os.environ.get('TUS_SIZE'), "
+                   "'offset': os.environ.get('TUS_OFFSET'), 'cwd': os.getcwd(), "
+                   "'inherited': os.environ.get('TUS_TEST_INHERITED'), 'json_id': request['Event']['Upload']['ID']})"
+                   " + '\\n')\n")
+    os.environ["TUS_TEST_INHERITED"] = "from-the-server"
+    try:
+        server = server_factory("--hooks-dir", str(hooks), "--progress-hooks-interval", "0",
+                                "--hooks-enabled-events", "pre-create,post-create,post-receive,post-finish")
+    finally:
+        del os.environ["TUS_TEST_INHERITED"]
+    path = create_upload(server.port, 5)
+    uid = upload_id(path)
+    assert patch(server.port, path, 0, b"hello").status == 204
+
+    def records() -> list[dict]:
+        return [json.loads(line) for line in seen.read_text().splitlines()] if seen.exists() else []
+    wait_until(lambda: any(r["hook"] == "post-finish" for r in records()), 10, message="post-finish ran")
+    by_hook = {r["hook"]: r for r in records()}
+    assert (by_hook["pre-create"]["id"], by_hook["pre-create"]["size"], by_hook["pre-create"]["offset"]) == ("", "5", "0")
+    assert (by_hook["post-create"]["id"], by_hook["post-create"]["offset"]) == (uid, "0")
+    assert (by_hook["post-receive"]["id"], by_hook["post-receive"]["offset"]) == (uid, "5")
+    assert (by_hook["post-finish"]["id"], by_hook["post-finish"]["size"], by_hook["post-finish"]["offset"]) == \
+        (uid, "5", "5")
+    for record in by_hook.values():
+        assert record["id"] == record["json_id"], "the environment names the upload of the JSON"
+        assert os.path.realpath(record["cwd"]) == os.path.realpath(hooks), "runs in the hooks directory"
+        assert record["inherited"] == "from-the-server", "the server's own environment is passed on"

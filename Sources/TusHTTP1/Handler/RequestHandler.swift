@@ -34,6 +34,12 @@ public protocol HTTPExchange: AnyObject {
     /// the response to a HEAD request sends only the head.
     func respond(_ response: HTTPResponse, bodyLength: Int64, source: any HTTPBodySource)
 
+    /// Stops delivering the body without answering yet, for a handler that must clean up before it answers (a
+    /// hook stopped the upload, which is removed first). The sink hears nothing more but a direct body's
+    /// `endDirectBody`; what still arrives is discarded, and the response should close the connection. A transport
+    /// that cannot stop early keeps delivering, so the sink must ignore what comes after it asked.
+    func stopBody()
+
     /// The peer as "host:port" (hook payloads, logs); nil when unknown.
     var remoteAddress: String? { get }
 
@@ -43,6 +49,7 @@ public protocol HTTPExchange: AnyObject {
 }
 
 extension HTTPExchange {
+    public func stopBody() {}
     public var remoteAddress: String? { nil }
     public func tagForLogs(requestID: String) {}
 }

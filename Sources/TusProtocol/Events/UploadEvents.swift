@@ -43,7 +43,9 @@ public struct UploadEvent: Sendable {
 public enum DecisionPoint: String, Sendable, CaseIterable {
     /// Before an upload exists (the upload in the event has no id yet); may change the id and metadata.
     case preCreate = "pre-create"
-    /// The last byte is stored; the response waits (tusd sends the pre-finish response afterwards).
+    /// The last byte is stored; the response waits (tusd sends the pre-finish response afterwards), and so does
+    /// post-finish, which follows only a yes: a rejection or a hook that cannot be asked fails the answer and no
+    /// post-finish is sent, though the upload stays complete (tusd `emitFinishEvents`).
     case preFinish = "pre-finish"
     /// Before a DELETE removes anything.
     case preTerminate = "pre-terminate"
@@ -112,8 +114,9 @@ public struct EventVerdict: Sendable {
     public static let unavailable = EventVerdict(isUnavailable: true)
 }
 
-/// Lets an event handler end a running PATCH (tusd's `StopUpload`). Safe from any thread: it hops to the
-/// request's loop. Stopping a request that already ended does nothing.
+/// Lets an event handler end a running PATCH (tusd's `StopUpload`), which, as in tusd v2, also terminates the
+/// upload before the request is answered. Safe from any thread: it hops to the request's loop. Stopping a request
+/// whose body already ended does nothing.
 public final class UploadStopSwitch: Sendable {
     private let executor: any LoopExecutor
     private let action: LoopBoundAction

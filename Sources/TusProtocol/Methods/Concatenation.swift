@@ -77,7 +77,10 @@ extension TusHandler {
                     resolveFinal(created, on: executor) { [self] resolved in
                         var headers: HTTPHeaders = ["Location": location]
                         switch resolved {
-                        case .success(.complete(let complete)): notify(.finished, request, upload: complete)
+                        case .success(.complete(let complete)):
+                            // tusd: pre-finish, then post-finish, for a final assembled at its creation.
+                            let response = HTTPResponse(status: .created, headers: headers)
+                            return sendFinished(request, upload: complete, response)
                         case .success(.unfinished(_, let expiresAt)): addExpiry(expiresAt, to: &headers)
                         case .failure: addExpiry(created, to: &headers)
                         }

@@ -95,9 +95,9 @@ extension TusHandler {
                     addExpiry(created, to: &headers)
                     var response = HTTPResponse(status: .created, headers: headers)
                     response.apply(override)
-                    // An empty upload is finished the moment it exists (tusd emits its finish at creation).
-                    if created.isComplete { notify(.finished, request, upload: created) }
-                    return send(request, response)
+                    // An empty upload is finished the moment it exists (tusd: pre-finish and post-finish at creation).
+                    guard created.isComplete else { return send(request, response) }
+                    return sendFinished(request, upload: created, response)
                 }
                 appendCreationBody(request, upload: created, checksum: checksum, location: location)
             }

@@ -10,12 +10,16 @@ import TusHTTP1
 ///    A fragment's `done` is called when its write (and its hashing) completed, which is what paces the client
 ///    (the connection limits outstanding fragments);
 /// 2. input stops for one reason (`Stop`): body end, abort, overflow past the length, a takeover request from
-///    another request for this upload, or a failed write; early stops are answered at once with
-///    `closeConnection`, which makes the connection stop reading;
+///    another request for this upload, a failed write, or a post-receive hook's `StopUpload`; early stops are
+///    answered at once with `closeConnection`, which makes the connection stop reading, except a hook's stop,
+///    which only stops the body (`stopBody`): tusd answers it after terminating the upload;
 /// 3. once no write is outstanding: roll back (checksum mismatch, or any stop of a checksummed request, whose
 ///    bytes cannot be verified) or commit (everything else: the spec asks to keep as much as possible);
 /// 4. release the lock, then respond. Success is sent only after the commit, so acknowledged bytes are
-///    never lost.
+///    never lost. The request that completed the upload asks pre-finish before its answer and notifies post-finish
+///    only if pre-finish accepted (tusd `emitFinishEvents`). A hook's stop terminates the upload first (tusd
+///    `writeChunk`: `terminateUpload`, which fires post-terminate and asks no pre-terminate), then answers 400
+///    `ERR_UPLOAD_STOPPED` as the hook's `HTTPResponse` changed it.
 ///
 /// Direct bodies (`HTTPDirectBodySink`, spliced by the connection into the file): offered only for unchecked
 /// requests whose writer supports it, and only while no write is outstanding. Direct bytes count like completed
@@ -233,7 +237,7 @@ final class UploadAppend: HTTPDirectBodySink {
         case .overflow: respondError(.uploadSizeExceeded)
         case .takenOver: respondError(.uploadInterrupted)
         case .writeFailed(let error): respondError(Self.answer(toWriteFailure: error))
-        case .stopped(let override): respondError(.uploadStopped, override: override)
+        case .stopped: request.exchange.stopBody()
         case .ended, .aborted: break
         }
         finishIfIdle()
@@ -286,6 +290,7 @@ final class UploadAppend: HTTPDirectBodySink {
     }
 
     private func complete(_ result: Result<UploadInfo, StoreError>, _ outcome: TusError?) {
+        if case .stopped(let override) = stop { return terminateStopped(result, override) }
         lock.release()
         switch result {
         case .failure(let error):
@@ -303,8 +308,12 @@ final class UploadAppend: HTTPDirectBodySink {
             if case .creation = purpose { finishesUpload = info.isComplete } else {
                 finishesUpload = info.isComplete && upload.offset < (info.length ?? 0)
             }
-            if finishesUpload { handler.notify(.finished, request, upload: info) }
-            if let outcome { return respondError(outcome) }
+            if let outcome {
+                // tusd finishes a complete upload even when the request failed after its last byte; the answer is
+                // the failure whatever pre-finish says.
+                guard finishesUpload else { return respondError(outcome) }
+                return handler.finish(request, upload: info) { [self] _ in respondError(outcome) }
+            }
             var headers: HTTPHeaders = ["Upload-Offset": String(info.offset)]
             handler.addExpiry(info, to: &headers)
             var response: HTTPResponse
@@ -321,14 +330,33 @@ final class UploadAppend: HTTPDirectBodySink {
                 headers.add("Location", location)
                 response = HTTPResponse(status: .created, headers: headers)
             }
-            guard finishesUpload, handler.events.wantsDecision(.preFinish) else { return respond(response) }
-            // pre-finish shapes the answer only: the bytes are stored and the upload is finished either way.
-            let event = UploadEvent(upload: info, request: request.eventRequest)
-            handler.events.decide(.preFinish, event, on: request.exchange.executor) { [self] verdict in
-                if verdict.isUnavailable { return respondError(.hookUnavailable) }
+            guard finishesUpload else { return respond(response) }
+            // The bytes are stored and the upload is complete whatever pre-finish says; it shapes the answer, and
+            // only its yes is followed by post-finish.
+            handler.finish(request, upload: info) { [self] verdict in
+                if let refusal = TusHandler.refusal(ofFinish: verdict) {
+                    return respondError(refusal, override: verdict.isRejected ? verdict.response : nil)
+                }
                 response.apply(verdict.response)
                 respond(response)
             }
+        }
+    }
+
+    /// A post-receive hook's `StopUpload`, once nothing is in flight and the bytes are committed: as tusd, terminate
+    /// (post-terminate, no pre-terminate) and only then answer, so the client's next look finds the upload gone.
+    private func terminateStopped(_ committed: Result<UploadInfo, StoreError>, _ override: ResponseOverride) {
+        if case .success(let info) = committed, info.offset != lastReportedOffset { reportProgress(info) }
+        guard handler.store.capabilities.contains(.termination) else {
+            lock.release()
+            return respondError(.uploadStopped, override: override)
+        }
+        handler.store.remove(id: upload.id, reason: .terminated, on: request.exchange.executor) { [self] removed in
+            // tusd only logs a failed removal: the answer is the stop either way (the upload then stays as committed).
+            // The event carries the upload as this request found it, as tusd's does.
+            if case .success = removed { handler.notify(.terminated, request, upload: upload) }
+            lock.release()
+            respondError(.uploadStopped, override: override)
         }
     }
 

@@ -1,9 +1,5 @@
 public import TusHTTP1
 
-#if canImport(Glibc)
-    import Glibc
-#endif
-
 /// The `UploadStore` the handler talks to, composed of a state store (records) and a data store (bytes), like
 /// tusd's `StoreComposer`. It owns the orders that keep the two consistent:
 ///
@@ -162,6 +158,11 @@ public final class ComposedUploadStore<State: UploadStateStore, Data: UploadData
 /// the end one durable sync followed by one record update.
 ///
 /// Checkpoints (shared state) run one at a time and never overlap `commit`: commit waits for the one in flight.
+/// They are driven by bytes (every `bytes`, from the write that crosses the mark) and by time: a timer on the
+/// request's loop, armed while written bytes are unrecorded, takes one `milliseconds` after they first were. Time
+/// must not wait for the next write: a body that stalls (a phone that lost its network, a half-open connection)
+/// would leave what it sent invisible to every other instance, whose HEAD then reports an offset the holder
+/// overtakes as soon as it lets go, and a client resuming there gets 409.
 final class ComposedUploadWriter<State: UploadStateStore>: DirectUploadWriter {
     private let state: State
     private let data: any UploadDataWriter
@@ -175,7 +176,10 @@ final class ComposedUploadWriter<State: UploadStateStore>: DirectUploadWriter {
     private var writtenEnd: Int64
     /// Offset last sent to the state store.
     private var recordedEnd: Int64
-    private var lastCheckpointMilliseconds = ComposedUploadWriter.monotonicMilliseconds()
+    /// The time-driven checkpoint, armed while bytes are unrecorded (and the last checkpoint moved the offset).
+    private var checkpointTimer: (any Cancellable)?
+    /// Set by commit and rollback: no checkpoint may start any more.
+    private var isEnding = false
     private var isCheckpointing = false
     /// Runs once the checkpoint in flight is done (commit waiting for it).
     private var afterCheckpoint: (() -> Void)?
@@ -215,37 +219,65 @@ final class ComposedUploadWriter<State: UploadStateStore>: DirectUploadWriter {
             recordedEnd = writtenEnd
             state.recordProgress(id: id, offset: writtenEnd, lock: lock, on: executor) { _ in }
         case .durableCheckpoints(let bytes, let milliseconds):
-            guard !isCheckpointing, checkpointFailure == nil, writtenEnd > recordedEnd else { return }
-            let now = Self.monotonicMilliseconds()
-            guard writtenEnd - recordedEnd >= bytes || now - lastCheckpointMilliseconds >= milliseconds else { return }
-            isCheckpointing = true
-            lastCheckpointMilliseconds = now
-            // Writes keep streaming while the sync runs; it covers those completed before it started.
-            data.sync { [self] synced in
-                switch synced {
-                case .failure(let error): endCheckpoint(error)
-                case .success(let durableEnd):
-                    state.recordProgress(id: id, offset: durableEnd, lock: lock, on: executor) { [self] error in
-                        if error == nil { recordedEnd = max(recordedEnd, durableEnd) }
-                        endCheckpoint(error)
-                    }
+            if writtenEnd - recordedEnd >= bytes { checkpoint() }
+            armCheckpointTimer(milliseconds)
+        }
+    }
+
+    private func checkpoint() {
+        guard !isCheckpointing, !isEnding, checkpointFailure == nil, writtenEnd > recordedEnd else { return }
+        isCheckpointing = true
+        // Writes keep streaming while the sync runs; it covers those completed before it started.
+        data.sync { [self] synced in
+            switch synced {
+            case .failure(let error): endCheckpoint(error, moved: false)
+            // The sync may cover nothing new (S3 holds only whole parts until the commit): no record update then.
+            case .success(let durableEnd) where durableEnd <= recordedEnd: endCheckpoint(nil, moved: false)
+            case .success(let durableEnd):
+                state.recordProgress(id: id, offset: durableEnd, lock: lock, on: executor) { [self] error in
+                    if error == nil { recordedEnd = max(recordedEnd, durableEnd) }
+                    endCheckpoint(error, moved: error == nil)
                 }
             }
         }
     }
 
-    private func endCheckpoint(_ error: StoreError?) {
+    private func armCheckpointTimer(_ milliseconds: UInt64) {
+        guard checkpointTimer == nil, !isCheckpointing, !isEnding, checkpointFailure == nil, writtenEnd > recordedEnd
+        else { return }
+        // Weak: a writer dropped without commit (its request failed) must not be kept alive by its timer.
+        checkpointTimer = executor.schedule(afterMilliseconds: milliseconds) { [weak self] in
+            guard let self else { return }
+            checkpointTimer = nil
+            checkpoint()
+        }
+    }
+
+    /// `moved`: the offset was recorded further. A checkpoint that moved nothing waits for the next write before
+    /// the timer is armed again, so a stalled body whose bytes no sync can cover costs one sync, not one a second.
+    private func endCheckpoint(_ error: StoreError?, moved: Bool) {
         isCheckpointing = false
         // Only a lost lease ends the writer; an unreachable state store just delays the next checkpoint.
         if error == .conflict { checkpointFailure = error }
         if let waiting = afterCheckpoint {
             afterCheckpoint = nil
-            waiting()
+            return waiting()
         }
+        if moved || error != nil, case .durableCheckpoints(_, let milliseconds) = state.progressPolicy {
+            armCheckpointTimer(milliseconds)
+        }
+    }
+
+    /// Commit and rollback: no checkpoint starts from here on (one in flight is waited for).
+    private func stopCheckpoints() {
+        isEnding = true
+        checkpointTimer?.cancel()
+        checkpointTimer = nil
     }
 
     func commit(expiresAt: Int64?, completion: @escaping (Result<UploadInfo, StoreError>) -> Void) {
         precondition(!isWritingDirectly, "commit while a direct write may be in flight")
+        stopCheckpoints()
         whenNoCheckpoint { [self] in
             if let checkpointFailure {
                 data.close()
@@ -268,6 +300,7 @@ final class ComposedUploadWriter<State: UploadStateStore>: DirectUploadWriter {
     }
 
     func rollback(completion: @escaping (Result<UploadInfo, StoreError>) -> Void) {
+        stopCheckpoints()
         whenNoCheckpoint { [self] in
             data.truncate(to: start) { [self] error in
                 if let error {
@@ -311,11 +344,5 @@ final class ComposedUploadWriter<State: UploadStateStore>: DirectUploadWriter {
         guard isWritingDirectly, let direct = data as? any DirectUploadDataWriter else { return }
         isWritingDirectly = false
         direct.endDirectWrite(error: error)
-    }
-
-    static func monotonicMilliseconds() -> UInt64 {
-        var spec = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &spec)
-        return UInt64(spec.tv_sec) * 1000 + UInt64(spec.tv_nsec) / 1_000_000
     }
 }

@@ -22,12 +22,13 @@ extension ComposedUploadStore where State == MemoryStateStore, Data == MemoryDat
 /// Completions run synchronously on the caller's thread, outside the mutex.
 public final class MemoryStateStore: UploadStateStore {
     private let state: Mutex<UploadIndex>
+    /// `.everyWrite`, or what a shared store does, for tests of the checkpoint path without one.
+    public let progressPolicy: UploadProgressPolicy
 
-    public init(rememberedGoneIDs: Int = 100_000) {
+    public init(rememberedGoneIDs: Int = 100_000, progressPolicy: UploadProgressPolicy = .everyWrite) {
         state = Mutex(UploadIndex(rememberedGoneIDs: rememberedGoneIDs))
+        self.progressPolicy = progressPolicy
     }
-
-    public var progressPolicy: UploadProgressPolicy { .everyWrite }
 
     public func lookup(_ id: String) -> UploadLookup { state.withLock { $0.lookup(id) } }
 
