@@ -78,7 +78,9 @@ public enum BlockingFileSystem {
         guard descriptor >= 0 else { return failure("open", path) }
         defer { close(descriptor) }
         if let injected = injected("ftruncate", path) { return injected }
-        guard retryingInterrupts({ ftruncate(descriptor, off_t(length)) }) == 0 else { return failure("ftruncate", path) }
+        guard retryingInterrupts({ ftruncate(descriptor, off_t(length)) }) == 0 else {
+            return failure("ftruncate", path)
+        }
         return sync ? datasync(descriptor, path) : nil
     }
 

@@ -82,8 +82,8 @@ extension FileStateStore {
     /// be cut, say). A timer would only retry writes against a disk that is still full.
     /// Returns false (and does nothing) when the upload needs no repair.
     func repairingFirst<Success>(
-        _ id: String, on executor: any LoopExecutor, failing completion: @escaping (Result<Success, StoreError>) -> Void,
-        retry: @escaping () -> Void
+        _ id: String, on executor: any LoopExecutor,
+        failing completion: @escaping (Result<Success, StoreError>) -> Void, retry: @escaping () -> Void
     ) -> Bool {
         let pending = state.withLock { state -> (PendingRepair, UploadInfo)? in
             guard let repair = state.repairs[id], let info = state.index.uploads[id] else { return nil }
@@ -111,7 +111,8 @@ extension FileStateStore {
         }, completion: { [self] result in
             switch result {
             case .failure(let failure):
-                completion(.failure(ioError("repairing upload \(id): \(failure.operation) \(failure.path)", failure.error)))
+                let what = "repairing upload \(id): \(failure.operation) \(failure.path)"
+                completion(.failure(ioError(what, failure.error)))
             case .success(let repaired):
                 state.withLock { state in
                     state.repairs[id] = nil
@@ -214,7 +215,8 @@ struct Recovery {
             // A repair cuts (and syncs) even when the size is right: the cut it follows up may be the one whose
             // fdatasync failed, and the record about to say "no discard pending" must not outlive it.
             if size > reconciled.offset || rewritingRecord {
-                if let failure = BlockingFileSystem.truncate(dataPath, to: reconciled.offset, sync: policy.syncsAtCommit) {
+                let sync = policy.syncsAtCommit
+                if let failure = BlockingFileSystem.truncate(dataPath, to: reconciled.offset, sync: sync) {
                     return (reconciled, failure)
                 }
                 if size > reconciled.offset {
@@ -222,7 +224,7 @@ struct Recovery {
                 }
             }
             if reconciled.offset != record.offset {
-                log("FileUploadStore: upload \(record.id) offset \(record.offset) -> \(reconciled.offset) from its data")
+                log("FileUploadStore: upload \(record.id) offset \(record.offset) -> \(reconciled.offset) from data")
             }
         }
         if reconciled != record || rewritingRecord, let failure = writeRecord(reconciled) {
@@ -235,7 +237,8 @@ struct Recovery {
     /// covers every rewrite (`syncDirectory`).
     mutating func writeRecord(_ record: UploadRecord) -> BlockingFileSystem.Failure? {
         let temporaryPath = path(record.id + ".info.tmp")
-        if let failure = BlockingFileSystem.writeFile(temporaryPath, bytes: record.encodedJSON, sync: policy.syncsAtCommit) {
+        let sync = policy.syncsAtCommit
+        if let failure = BlockingFileSystem.writeFile(temporaryPath, bytes: record.encodedJSON, sync: sync) {
             return failure
         }
         if let failure = BlockingFileSystem.rename(temporaryPath, to: path(record.id + ".info")) { return failure }

@@ -72,7 +72,9 @@ final class FileStoreRecoveryFaultTests: FileStoreTestCase {
         case .failure(let error) where injected == .noSpaceLeft:
             XCTAssertEqual(error, .insufficientStorage, message, file: file, line: line)
         case .failure(let error):
-            guard case .io = error else { return XCTFail("\(error) for \(injected) \(message)", file: file, line: line) }
+            guard case .io = error else {
+                return XCTFail("\(error) for \(injected) \(message)", file: file, line: line)
+            }
         }
     }
 
@@ -103,6 +105,22 @@ final class FileStoreRecoveryFaultTests: FileStoreTestCase {
                 XCTAssertEqual(bytes(directory, "a"), patternBytes(count: 37) + patternBytes(count: 5, seed: 1))
                 XCTAssertEqual(try FileUploadStore(directory: directory).lookup("a").info?.offset, 42)
             }
+        }
+    }
+
+    /// The repair's last step is the directory fsync: until it succeeds, the repair is not done and is tried again.
+    func testRepairIsNotDoneUntilTheDirectoryIsSynced() throws {
+        try forEachError { error, directory in
+            put(directory, "s.info", record("s", length: 100, offset: 0).encodedJSON)
+            put(directory, "s", patternBytes(count: 8))
+            failing("write", suffix: "/s.info.tmp", with: error)
+            let store = try FileUploadStore(directory: directory)
+            failing("fsync", where: { $0 == directory }, with: error)
+            assertFails(tryOpenWriter(store, "s", at: 8), as: error)
+            BlockingFileSystem.injectFaults(nil)
+            let writer = try openWriter(store, "s", at: 8, discardable: false)
+            XCTAssertEqual(try commit(writer).unwrap().offset, 8)
+            XCTAssertEqual(try onDisk(directory, "s").offset, 8)
         }
     }
 
