@@ -1,13 +1,19 @@
 import FoundationEssentials
-import Glibc
+import TusHTTP1
 import TusProtocol
 import TusLoop
 
-/// Startup recovery: synchronous POSIX calls, because it runs once, before any loop serves a request.
+/// Startup recovery: synchronous calls (`BlockingFileSystem`), because it runs once, before any loop serves a
+/// request.
+///
+/// A step that fails (a full disk, an I/O error) does not hide an upload whose record could be read: it is served
+/// as far as its state is known, and listed in `PendingRepair` so its files are brought in line before its next
+/// change (issue 21). Only an unreadable record, or a missing data file that cannot be recreated, leaves an upload
+/// out, and the next start tries again.
 extension FileStateStore {
     static func recover(
         directory: String, policy: FsyncPolicy, log: @escaping @Sendable (String) -> Void
-    ) throws -> [String: UploadInfo] {
+    ) throws -> (uploads: [String: UploadInfo], repairs: [String: PendingRepair]) {
         let fileManager = FileManager.default
         let names: [String]
         do {
@@ -23,14 +29,30 @@ extension FileStateStore {
             recovery.removeFile(name, reason: "leftover temporary record")
         }
         var uploads: [String: UploadInfo] = [:]
+        var repairs: [String: PendingRepair] = [:]
         for name in names where name.hasSuffix(".info") {
             let id = String(name.dropLast(".info".count))
-            guard let record = recovery.readRecord(id: id) else {
-                recovery.quarantine(name)
+            let record: UploadRecord
+            do {
+                guard let readable = try recovery.readRecord(id: id) else {
+                    recovery.quarantine(name)
+                    continue
+                }
+                record = readable
+            } catch {
+                // Not quarantined: the record may be fine and the next start able to read it.
+                log("FileUploadStore: skipping upload \(id) until a restart can read its record: \(error)")
                 continue
             }
             do {
-                uploads[id] = try recovery.reconcile(record).info
+                let (served, failure) = try recovery.reconcile(record, rewritingRecord: false)
+                uploads[id] = served.info
+                if let failure {
+                    repairs[id] = .recover(record)
+                    log(
+                        "FileUploadStore: upload \(id) served at offset \(served.offset), its files repaired before "
+                            + "its next change: \(failure)")
+                }
             } catch {
                 log("FileUploadStore: skipping upload \(id): \(error)")
             }
@@ -42,14 +64,79 @@ extension FileStateStore {
                 log("FileUploadStore: \(directory)/\(name) has no record; ignored")
             }
         }
-        if recovery.changedDirectory && policy.syncsAtCommit {
-            try recovery.syncDirectory()
+        if recovery.changedDirectory && policy.syncsAtCommit, let failure = recovery.syncDirectory() {
+            // Not fatal: every change recovery made is one the next start would make again from what is durable
+            // (removals, quarantines, re-created empty files, records rewritten from their data), and the next
+            // record write of each upload syncs the directory itself.
+            log("FileUploadStore: \(failure); recovery's changes to the directory may not be durable yet")
         }
-        return uploads
+        return (uploads, repairs)
+    }
+
+    /// Brings an upload listed in `state.repairs` in line before a change to it runs; `retry` then runs that
+    /// change again (the entry is gone), or `completion` gets the repair's error (507 for a full disk).
+    ///
+    /// Why before the next change rather than on a timer: until the upload changes, its files recover to what
+    /// memory serves (the record on disk plus its data, reconciled again), so nothing is at risk; the first change
+    /// is what would build on a stale record (a commit clearing a `pendingDiscardFrom` over bytes still waiting to
+    /// be cut, say). A timer would only retry writes against a disk that is still full.
+    /// Returns false (and does nothing) when the upload needs no repair.
+    func repairingFirst<Success>(
+        _ id: String, on executor: any LoopExecutor,
+        failing completion: @escaping (Result<Success, StoreError>) -> Void, retry: @escaping () -> Void
+    ) -> Bool {
+        let pending = state.withLock { state -> (PendingRepair, UploadInfo)? in
+            guard let repair = state.repairs[id], let info = state.index.uploads[id] else { return nil }
+            return (repair, info)
+        }
+        guard let (repair, info) = pending else { return false }
+        let basis: UploadRecord
+        switch repair {
+        case .recover(let record): basis = record
+        case .matchMemory: basis = UploadRecord(info, pendingDiscardFrom: info.isFinal ? nil : info.offset)
+        }
+        let directory = directory
+        let policy = fsyncPolicy
+        let log = log
+        executor.eventLoop.runBlocking({ () -> Result<UploadRecord, BlockingFileSystem.Failure> in
+            var recovery = Recovery(directory: directory, policy: policy, log: log)
+            do throws(BlockingFileSystem.Failure) {
+                let (repaired, failure) = try recovery.reconcile(basis, rewritingRecord: true)
+                if let failure { return .failure(failure) }
+                if policy.syncsAtCommit, let failure = recovery.syncDirectory() { return .failure(failure) }
+                return .success(repaired)
+            } catch {
+                return .failure(error)
+            }
+        }, completion: { [self] result in
+            switch result {
+            case .failure(let failure):
+                let what = "repairing upload \(id): \(failure.operation) \(failure.path)"
+                completion(.failure(ioError(what, failure.error)))
+            case .success(let repaired):
+                state.withLock { state in
+                    state.repairs[id] = nil
+                    if state.index.uploads[id] != nil { state.index.uploads[id] = repaired.info }
+                }
+                log("FileStateStore: upload \(id) repaired: record rewritten at offset \(repaired.offset)")
+                retry()
+            }
+        })
+        return true
     }
 }
 
-private struct Recovery {
+/// Why an upload's files may not say what memory serves, and what bringing them in line starts from.
+enum PendingRepair: Sendable, Equatable {
+    /// Recovery could not finish with this upload: reconcile this record (the one on disk) again, as a start would.
+    case recover(UploadRecord)
+    /// A record write failed while serving: the old or the new record may be on disk, and a commit's data file may
+    /// hold bytes past the offset. Memory is the truth: cut the data to its offset and write its record.
+    case matchMemory
+}
+
+/// One pass over the directory's files, on the starting thread or (repairs) in one threadpool job.
+struct Recovery {
     let directory: String
     let policy: FsyncPolicy
     let log: @Sendable (String) -> Void
@@ -64,99 +151,102 @@ private struct Recovery {
     func path(_ name: String) -> String { directory + "/" + name }
 
     mutating func removeFile(_ name: String, reason: String) {
-        if Glibc.unlink(path(name)) == 0 {
+        if let failure = BlockingFileSystem.unlink(path(name)) {
+            log("FileUploadStore: cannot remove \(path(name)): \(failure.error)")
+        } else {
             changedDirectory = true
             log("FileUploadStore: removed \(path(name)) (\(reason))")
-        } else {
-            log("FileUploadStore: cannot remove \(path(name)): \(String(cString: strerror(errno)))")
         }
     }
 
     /// Renamed rather than deleted: a human may want to look at it, and it no longer ends in `.info`.
     mutating func quarantine(_ name: String) {
         let target = path(name) + ".corrupt"
-        if Glibc.rename(path(name), target) == 0 {
+        if let failure = BlockingFileSystem.rename(path(name), to: target) {
+            log("FileUploadStore: unreadable record \(path(name)) (rename failed: \(failure.error))")
+        } else {
             changedDirectory = true
             log("FileUploadStore: unreadable record moved to \(target)")
-        } else {
-            log("FileUploadStore: unreadable record \(path(name)) (rename failed: \(String(cString: strerror(errno))))")
         }
     }
 
-    func readRecord(id: String) -> UploadRecord? {
-        guard UploadID.isValid(id),
-            let data = FileManager.default.contents(atPath: path(id + ".info")),
-            let record = try? JSONDecoder().decode(UploadRecord.self, from: data),
+    /// nil for a record that reads but makes no sense (torn, wrong id, inconsistent numbers); throws when reading
+    /// fails, which says nothing about the record.
+    func readRecord(id: String) throws(BlockingFileSystem.Failure) -> UploadRecord? {
+        guard UploadID.isValid(id) else { return nil }
+        let bytes = try BlockingFileSystem.readFile(path(id + ".info")).get()
+        guard let record = try? JSONDecoder().decode(UploadRecord.self, from: Data(bytes)),
             record.id == id, record.isConsistent
         else { return nil }
         return record
     }
 
-    /// Makes the data file and the record agree, rewriting whichever has to change; returns the result.
+    /// Makes the data file and the record agree: cuts the data back to the offset the record allows and writes the
+    /// reconciled record when it changed (or always, with `rewritingRecord`). Returns the record to serve and, when
+    /// a step failed, that step's failure: what is returned is then as far as the upload's state is known (the
+    /// committed offset when its data could not be measured), and the files still recover to it.
+    /// Throws only when the upload cannot be served: its data file is missing and cannot be made.
+    ///
     /// A final's record is the truth on its own: its data file stays empty (the bytes are its part links, made
     /// durable before the record said "complete"), so sizes say nothing about its offset.
-    mutating func reconcile(_ record: UploadRecord) throws -> UploadRecord {
-        if record.isFinal { return record }
-        let dataPath = path(record.id)
-        var descriptor = Glibc.open(dataPath, O_RDWR | O_CLOEXEC)
-        if descriptor < 0 && errno == ENOENT {
-            descriptor = Glibc.open(dataPath, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-            if descriptor >= 0 {
+    mutating func reconcile(
+        _ record: UploadRecord, rewritingRecord: Bool
+    ) throws(BlockingFileSystem.Failure) -> (UploadRecord, BlockingFileSystem.Failure?) {
+        var reconciled = record
+        reconciled.pendingDiscardFrom = nil
+        if !record.isFinal {
+            reconciled.offset = record.pendingDiscardFrom ?? record.offset
+            let dataPath = path(record.id)
+            let size: Int64
+            switch BlockingFileSystem.size(of: dataPath) {
+            case .success(let measured):
+                size = measured
+            case .failure(let failure) where failure.error == .notFound:
+                if let failure = BlockingFileSystem.writeFile(dataPath, bytes: [], exclusive: true, sync: false) {
+                    throw failure
+                }
                 changedDirectory = true
                 log("FileUploadStore: \(dataPath) was missing; recreated empty")
+                size = 0
+            case .failure(let failure):
+                return (reconciled, failure)
+            }
+            reconciled.offset = min(size, record.pendingDiscardFrom ?? record.length ?? .max)
+            // A repair cuts (and syncs) even when the size is right: the cut it follows up may be the one whose
+            // fdatasync failed, and the record about to say "no discard pending" must not outlive it.
+            if size > reconciled.offset || rewritingRecord {
+                let sync = policy.syncsAtCommit
+                if let failure = BlockingFileSystem.truncate(dataPath, to: reconciled.offset, sync: sync) {
+                    return (reconciled, failure)
+                }
+                if size > reconciled.offset {
+                    log("FileUploadStore: \(dataPath) truncated from \(size) to \(reconciled.offset) bytes")
+                }
+            }
+            if reconciled.offset != record.offset {
+                log("FileUploadStore: upload \(record.id) offset \(record.offset) -> \(reconciled.offset) from data")
             }
         }
-        guard descriptor >= 0 else { throw posixError("open \(dataPath)") }
-        defer { Glibc.close(descriptor) }
-        var status = stat()
-        guard fstat(descriptor, &status) == 0 else { throw posixError("fstat \(dataPath)") }
-        let size = Int64(status.st_size)
-
-        var reconciled = record
-        if let discardFrom = record.pendingDiscardFrom {
-            reconciled.offset = min(size, discardFrom)
-            reconciled.pendingDiscardFrom = nil
-        } else {
-            reconciled.offset = min(size, record.length ?? .max)
+        if reconciled != record || rewritingRecord, let failure = writeRecord(reconciled) {
+            return (reconciled, failure)
         }
-        if size > reconciled.offset {
-            guard ftruncate(descriptor, off_t(reconciled.offset)) == 0 else {
-                throw posixError("ftruncate \(dataPath)")
-            }
-            if policy.syncsAtCommit && fdatasync(descriptor) != 0 { throw posixError("fdatasync \(dataPath)") }
-            log("FileUploadStore: \(dataPath) truncated from \(size) to \(reconciled.offset) bytes")
-        }
-        if reconciled.offset != record.offset {
-            log("FileUploadStore: upload \(record.id) offset \(record.offset) -> \(reconciled.offset) from its data")
-        }
-        if reconciled != record {
-            try writeRecord(reconciled)
-        }
-        return reconciled
+        return (reconciled, nil)
     }
 
-    /// The same tmp + rename dance as the loop path (`persist`), with the same blocking calls, run here on the
-    /// starting thread; one directory fsync covers every rewrite (`syncDirectory`).
-    mutating func writeRecord(_ record: UploadRecord) throws {
+    /// The same tmp + rename dance as the loop path (`persist`), with the same blocking calls; one directory fsync
+    /// covers every rewrite (`syncDirectory`).
+    mutating func writeRecord(_ record: UploadRecord) -> BlockingFileSystem.Failure? {
         let temporaryPath = path(record.id + ".info.tmp")
-        if let failure = BlockingFileSystem.writeFile(temporaryPath, bytes: record.encodedJSON, sync: policy.syncsAtCommit) {
-            throw storeError(failure)
+        let sync = policy.syncsAtCommit
+        if let failure = BlockingFileSystem.writeFile(temporaryPath, bytes: record.encodedJSON, sync: sync) {
+            return failure
         }
-        if let failure = BlockingFileSystem.rename(temporaryPath, to: path(record.id + ".info")) {
-            throw storeError(failure)
-        }
+        if let failure = BlockingFileSystem.rename(temporaryPath, to: path(record.id + ".info")) { return failure }
         changedDirectory = true
+        return nil
     }
 
-    func syncDirectory() throws {
-        if let failure = BlockingFileSystem.syncDirectory(directory) { throw storeError(failure) }
-    }
-
-    private func storeError(_ failure: BlockingFileSystem.Failure) -> StoreError {
-        .io("\(failure.operation) \(failure.path): \(failure.error)")
-    }
-
-    private func posixError(_ what: String) -> StoreError {
-        .io("\(what): \(String(cString: strerror(errno)))")
+    func syncDirectory() -> BlockingFileSystem.Failure? {
+        BlockingFileSystem.syncDirectory(directory)
     }
 }

@@ -14,6 +14,9 @@ public import TusProtocol
 /// - otherwise every byte that reached the data file counts (offset = data size, cut to `length`): the spec
 ///   asks servers to store as much of an interrupted upload as possible.
 /// How much survives power loss (rather than a process crash) depends on the `FsyncPolicy`.
+/// A full disk or an I/O error at any of these steps, or at a later record write, does not make an upload vanish:
+/// it is served from memory and listed in `repairs`, and its next change first brings its files in line
+/// (`repairingFirst`), answering 507 while the disk is still full.
 ///
 /// Synchronization boundary: the uploads' state lives in memory behind one `Mutex` (loops on several threads
 /// share the store), which makes `lookup` (HEAD) and `listExpired` I/O-free: their completions run
@@ -31,6 +34,8 @@ public final class FileStateStore: UploadStateStore {
         var index: UploadIndex
         /// Ids whose `create` is writing files right now: taken, but not visible yet.
         var creating: Set<String> = []
+        /// Uploads whose files may not say what memory serves (a record write failed); see `PendingRepair`.
+        var repairs: [String: PendingRepair] = [:]
     }
 
     public let directory: String
@@ -53,8 +58,9 @@ public final class FileStateStore: UploadStateStore {
         self.directory = Self.normalized(directory)
         self.fsyncPolicy = fsync
         self.log = log
-        let uploads = try Self.recover(directory: self.directory, policy: fsync, log: log)
-        state = Mutex(State(index: UploadIndex(uploads: uploads, rememberedGoneIDs: rememberedGoneIDs)))
+        let (uploads, repairs) = try Self.recover(directory: self.directory, policy: fsync, log: log)
+        state = Mutex(
+            State(index: UploadIndex(uploads: uploads, rememberedGoneIDs: rememberedGoneIDs), repairs: repairs))
     }
 
     static func normalized(_ directory: String) -> String {
@@ -114,6 +120,9 @@ public final class FileStateStore: UploadStateStore {
         id: String, length: Int64, on executor: any LoopExecutor,
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void
     ) {
+        if repairingFirst(id, on: executor, failing: completion, retry: { [self] in
+            declareLength(id: id, length: length, on: executor, completion: completion)
+        }) { return }
         let checked: Result<UploadInfo, StoreError> = state.withLock { state in
             guard var info = state.index.uploads[id] else { return .failure(state.index.missing(id)) }
             guard info.length == nil else { return .failure(.lengthAlreadySet) }
@@ -138,6 +147,9 @@ public final class FileStateStore: UploadStateStore {
         id: String, at offset: Int64, discardable: Bool, lock: any UploadLock, on executor: any LoopExecutor,
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void
     ) {
+        if repairingFirst(id, on: executor, failing: completion, retry: { [self] in
+            beginWrite(id: id, at: offset, discardable: discardable, lock: lock, on: executor, completion: completion)
+        }) { return }
         let checked: Result<UploadInfo, StoreError> = state.withLock { state in
             guard let info = state.index.uploads[id] else { return .failure(state.index.missing(id)) }
             return info.offset == offset ? .success(info) : .failure(.conflict)
@@ -166,6 +178,9 @@ public final class FileStateStore: UploadStateStore {
         id: String, offset: Int64, expiry: ExpiryUpdate, lock: any UploadLock, on executor: any LoopExecutor,
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void
     ) {
+        if repairingFirst(id, on: executor, failing: completion, retry: { [self] in
+            finishWrite(id: id, offset: offset, expiry: expiry, lock: lock, on: executor, completion: completion)
+        }) { return }
         guard let info = state.withLock({ $0.index.uploads[id] }) else { return completion(.failure(.notFound)) }
         let finished = info.finishingWrite(at: offset, expiry: expiry)
         persist(UploadRecord(finished), loop: executor.eventLoop) { [self] error in
@@ -183,6 +198,9 @@ public final class FileStateStore: UploadStateStore {
         id: String, length: Int64, on executor: any LoopExecutor,
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void
     ) {
+        if repairingFirst(id, on: executor, failing: completion, retry: { [self] in
+            completeFinal(id: id, length: length, on: executor, completion: completion)
+        }) { return }
         let checked: Result<UploadInfo, StoreError> = state.withLock { state in
             guard let info = state.index.uploads[id] else { return .failure(state.index.missing(id)) }
             return info.isFinal ? .success(info) : .failure(.conflict)
@@ -226,6 +244,7 @@ public final class FileStateStore: UploadStateStore {
             if let error, error != .notFound { return completion(.failure(ioError("unlink record of \(id)", error))) }
             state.withLock { state in
                 state.index.remove(id)
+                state.repairs[id] = nil
             }
             syncDirectory(loop: loop) { error in
                 completion(error.map { .failure($0) } ?? .success(()))
@@ -237,7 +256,8 @@ public final class FileStateStore: UploadStateStore {
 
     /// Writes `record` to `<id>.info.tmp`, syncs it (policy), renames it over `<id>.info` and syncs the directory
     /// (policy), all in one threadpool job. The caller updates memory only after success, so memory never runs
-    /// ahead of the disk.
+    /// ahead of the disk. After a failure either record may be on disk (the rename may have happened), so an
+    /// upload already served is marked for repair before its next change (`PendingRepair.matchMemory`).
     func persist(_ record: UploadRecord, loop: EventLoop, completion: @escaping (StoreError?) -> Void) {
         let bytes = record.encodedJSON
         let temporaryPath = temporaryRecordPath(record.id)
@@ -249,6 +269,11 @@ public final class FileStateStore: UploadStateStore {
             if let failure = BlockingFileSystem.rename(temporaryPath, to: finalPath) { return failure }
             return syncs ? BlockingFileSystem.syncDirectory(directory) : nil
         }, completion: { [self] failure in
+            if failure != nil {
+                state.withLock { state in
+                    if state.index.uploads[record.id] != nil { state.repairs[record.id] = .matchMemory }
+                }
+            }
             completion(failure.map { ioError("\($0.operation) \($0.path)", $0.error) })
         })
     }

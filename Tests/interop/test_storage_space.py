@@ -1,27 +1,27 @@
 """A full or nearly full disk (issue 14 §3), on a small tmpfs mounted for the test (skipped where mounting is
 not allowed): ENOSPC answers 507 with a tus error, and --min-free-space turns new uploads away while an upload
-in progress still finishes."""
+in progress still finishes. A restart on a full disk still serves every upload (issue 21 §2)."""
 
 from __future__ import annotations
 
 import errno
+import os
 import pathlib
 import subprocess
 
 import pytest
 
-from tus_helpers import create_upload, head_offset, patch, request
+from tus_helpers import create_upload, head_offset, patch, request, sha256
 
 MIB = 1024 * 1024
 
 
-@pytest.fixture
-def small_disk(tmp_path: pathlib.Path):
-    """A 4 MiB tmpfs; unmounted (lazily, whatever still holds it) after the test."""
+def mounted_tmpfs(tmp_path: pathlib.Path, size: str):
+    """A tmpfs of `size` (mount's syntax); unmounted (lazily, whatever still holds it) after the test."""
     mount_point = tmp_path / "small-disk"
     mount_point.mkdir()
     result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(mount_point)],
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(mount_point)],
         capture_output=True, timeout=10)
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode(errors='replace').strip()}")
@@ -29,6 +29,18 @@ def small_disk(tmp_path: pathlib.Path):
         yield mount_point
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, timeout=10)
+
+
+@pytest.fixture
+def small_disk(tmp_path: pathlib.Path):
+    """A 4 MiB tmpfs."""
+    yield from mounted_tmpfs(tmp_path, "4m")
+
+
+@pytest.fixture
+def disk_16m(tmp_path: pathlib.Path):
+    """A 16 MiB tmpfs."""
+    yield from mounted_tmpfs(tmp_path, "16m")
 
 
 def fill_up(path: pathlib.Path) -> None:
@@ -90,3 +102,46 @@ def test_min_free_space_refuses_new_uploads_but_lets_running_ones_finish(server_
     response = patch(server.port, running, MIB * 5 // 2, b"c" * (MIB // 2))
     assert response is not None and response.status == 204, "the upload in progress finishes"
     assert head_offset(server.port, running) == 3 * MIB
+
+
+@pytest.mark.time_limit(90)
+def test_restart_on_a_full_disk_serves_the_upload_and_completes_it_once_space_is_back(server_factory, disk_16m):
+    """Issue 21 §2: a PATCH that fills the disk answers 507 and its record cannot be rewritten; killed (-9) and
+    restarted with the disk still full, recovery cannot rewrite the record either. The upload must still answer
+    HEAD with the offset its data says (never 404, which would make the client start over), PATCH 507 while the
+    disk is full, and complete byte-exact once space is freed."""
+    uploads = disk_16m / "uploads"
+    ballast = disk_16m / "ballast"
+    with open(ballast, "wb") as file:
+        file.write(b"\0" * (8 * MIB))
+    data = os.urandom(12 * MIB)
+    server = server_factory("--fsync", "commit", upload_dir=uploads)
+    path = create_upload(server.port, len(data))
+    response = patch(server.port, path, 0, data)
+    assert response is not None and response.status == 507, response
+    stored = head_offset(server.port, path)
+    assert 0 < stored < len(data)
+    fill_up(disk_16m / "more-ballast")  # whatever the failed write's cleanup freed
+    server.kill()
+
+    restarted = server_factory("--fsync", "commit", upload_dir=uploads)
+    log = restarted.log_text()
+    assert "served at offset" in log, "the restart met the full disk while rewriting the record:\n" + log[-3000:]
+    assert head_offset(restarted.port, path) == stored, "every stored byte counts, and the upload is found"
+    assert server.data_file(path).read_bytes() == data[:stored]
+    refused = patch(restarted.port, path, stored, data[stored:stored + MIB])
+    assert refused is not None and refused.status == 507, refused
+    assert refused.body.startswith(b"ERR_INSUFFICIENT_STORAGE"), refused
+    assert head_offset(restarted.port, path) == stored
+
+    ballast.unlink()
+    (disk_16m / "more-ballast").unlink()
+    response = patch(restarted.port, path, stored, data[stored:])
+    assert response is not None and response.status == 204, response
+    assert int(response.header("Upload-Offset")) == len(data)
+    download = request(restarted.port, "GET", path)
+    assert download is not None and download.status == 200
+    assert sha256(download.body) == sha256(data)
+    assert sha256(server.data_file(path).read_bytes()) == sha256(data)
+    record = (uploads / (path.rstrip("/").rsplit("/", 1)[-1] + ".info")).read_bytes()
+    assert f'"offset":{len(data)}'.encode() in record, "the completed upload's record is persisted"
