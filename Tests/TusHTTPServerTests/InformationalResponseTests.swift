@@ -34,6 +34,23 @@ final class InformationalResponseTests: XCTestCase {
         }
     }
 
+    /// A 104 does not replace `100 Continue` (the draft, -10 on: "the server MUST NOT omit the 100 (Continue)
+    /// response because it has sent an interim response with the 104"): the 104s come first, then 100 once the
+    /// handler reads the body, and only then does the client send it.
+    func testHintsPrecedeContinueWhichStillComes() throws {
+        try withServer(HintingHandler(hintsBeforeBody: 2)) { server in
+            let client = try RawHTTPClient(port: server.port)
+            client.send("POST /files/ HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+            XCTAssertEqual(try client.readResponse().status, 104)
+            XCTAssertEqual(try client.readResponse().status, 104)
+            XCTAssertEqual(try client.readResponse().status, 100)
+            client.send("hello")
+            let final = try client.readResponse()
+            XCTAssertEqual(final.status, 201)
+            XCTAssertEqual(final.bodyText, "bytes=5 sum=\(rollingSum(Array("hello".utf8)))\n")
+        }
+    }
+
     /// RFC 9110 §15.2: a server MUST NOT send a 1xx response to an HTTP/1.0 client.
     func testHTTP10ClientGetsOnlyTheFinalResponse() throws {
         try withServer(HintingHandler(hintsBeforeBody: 2, hintsDuringBody: true)) { server in
