@@ -480,6 +480,16 @@ final class HTTPConnection: TCPStreamDelegate {
         process()
     }
 
+    /// Written at once, behind whatever is queued: libuv (and the TLS session) keep writes in order, so the final
+    /// response, written the same way, cannot overtake it. Reading and the splicer are left alone: a splice only
+    /// reads the socket and this only writes it, so a 1xx may go out mid-body.
+    func exchangeSendInformational(_ response: HTTPResponse) {
+        guard let exchange, machine.phase.isOpen, exchange.head.version != .http1_0 else { return }
+        send(ResponseEncoder.encodeInformational(response)) { [self] error in
+            if error != nil { close() }
+        }
+    }
+
     func exchangeRespond(_ response: HTTPResponse, bodyLength: Int64?, source: (any HTTPBodySource)?) {
         guard let exchange else {
             source?.cancel()
@@ -731,6 +741,11 @@ final class Exchange: HTTPExchange {
     func stopBody() {
         guard isCurrent else { return }
         connection.exchangeStopBody()
+    }
+
+    func sendInformational(_ response: HTTPResponse) {
+        guard isCurrent, response.status.isInterim else { return }
+        connection.exchangeSendInformational(response)
     }
 
     func respond(_ response: HTTPResponse, bodyLength: Int64, source: any HTTPBodySource) {

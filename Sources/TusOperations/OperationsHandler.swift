@@ -111,6 +111,8 @@ final class ObservedExchange: HTTPExchange {
 
     func readBody(into sink: any HTTPBodySink) { inner.readBody(into: sink) }
     func stopBody() { inner.stopBody() }
+    /// Untagged and untimed: the request's duration and id belong to its final response.
+    func sendInformational(_ response: HTTPResponse) { inner.sendInformational(response) }
 
     func respond(_ response: HTTPResponse) {
         inner.respond(tagged(response))

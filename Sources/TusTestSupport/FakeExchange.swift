@@ -17,6 +17,9 @@ public final class FakeExchange: HTTPExchange {
     public private(set) var sink: (any HTTPBodySink)?
     /// Every response, in order; a correct handler sends exactly one.
     public private(set) var responses: [HTTPResponse] = []
+    /// Every informational (1xx) response sent before the final one, in order; as on a real connection, those
+    /// sent after it (or with 101 or a non-1xx status) are dropped.
+    public private(set) var informationalResponses: [HTTPResponse] = []
     /// For `respond(_:bodyLength:source:)`: the announced length and the bytes pulled from the source.
     public private(set) var streamedBodyLength: Int64?
     public private(set) var streamedBody: [UInt8]?
@@ -59,6 +62,11 @@ public final class FakeExchange: HTTPExchange {
 
     public func stopBody() {
         bodyStopped = true
+    }
+
+    public func sendInformational(_ response: HTTPResponse) {
+        guard responses.isEmpty, response.status.isInterim else { return }
+        informationalResponses.append(response)
     }
 
     public func respond(_ response: HTTPResponse, bodyLength: Int64, source: any HTTPBodySource) {

@@ -78,4 +78,20 @@ final class ResponseEncoderTests: XCTestCase {
             text(ResponseEncoder.encode(HTTPResponse(status: .checksumMismatch), version: .http1_1, keepAlive: true)),
             "HTTP/1.1 460 Checksum Mismatch\r\nContent-Length: 0\r\n\r\n")
     }
+
+    /// A 1xx is a bare head: no Content-Length, no Connection (even when asked to close), no body, framing fields
+    /// a handler set are dropped, and its fields are sanitized like a final response's.
+    func testInformationalIsAHeadOnly() {
+        let response = HTTPResponse(
+            status: .uploadResumptionSupported,
+            headers: ["Location": "/files/a\r\nX: y", "Upload-Limit": "max-size=10", "Content-Length": "5"],
+            body: Array("ignored".utf8), closeConnection: true)
+        XCTAssertEqual(
+            text(ResponseEncoder.encodeInformational(response)),
+            "HTTP/1.1 104 Upload Resumption Supported\r\nLocation: /files/a  X: y\r\nUpload-Limit: max-size=10\r\n\r\n")
+        XCTAssertTrue(HTTPStatus(code: 103).isInterim)
+        XCTAssertFalse(HTTPStatus(code: 101).isInterim, "a protocol switch is the connection's, never a handler's")
+        XCTAssertFalse(HTTPStatus.ok.isInterim)
+        XCTAssertFalse(HTTPStatus(code: 99).isInterim)
+    }
 }

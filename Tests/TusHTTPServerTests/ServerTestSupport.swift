@@ -1,4 +1,5 @@
 import Synchronization
+import TusCrypto
 import TusHTTP1
 import TusHTTPServer
 import TusTestSupport
@@ -85,10 +86,11 @@ func rollingSum(_ bytes: [UInt8]) -> UInt64 {
     return sum
 }
 
-/// Starts a one-loop server on an ephemeral port and stops it (joining its thread) after the test body.
+/// Starts a one-loop server (HTTPS with `tls`) on an ephemeral port and stops it (joining its thread) after the
+/// test body.
 func withServer(
     _ handler: any HTTPRequestHandler, configure: (inout HTTPServerConfiguration) -> Void = { _ in },
-    _ body: (HTTPServer) throws -> Void
+    tls: TLSContext? = nil, _ body: (HTTPServer) throws -> Void
 ) throws {
     var configuration = HTTPServerConfiguration()
     configuration.host = "127.0.0.1"
@@ -96,7 +98,7 @@ func withServer(
     configuration.loops = 1
     configuration.shutdownTimeoutMilliseconds = 1000
     configure(&configuration)
-    let server = HTTPServer(configuration: configuration, handler: handler)
+    let server = HTTPServer(configuration: configuration, handler: handler, tls: tls)
     try server.start()
     defer {
         server.shutdown()

@@ -41,6 +41,29 @@ final class OperationsHandlerTests: XCTestCase {
         XCTAssertNotNil(client.send(.GET, "/healthz").header("X-Request-ID"))
     }
 
+    /// The wrapper passes 1xx through untouched (no request id: that is the final response's), and the fake
+    /// exchange, like a connection, keeps none after the final response.
+    func testInformationalResponsesPassThroughInOrder() {
+        final class Hinting: HTTPRequestHandler, @unchecked Sendable {
+            func hint(_ location: String) -> HTTPResponse {
+                HTTPResponse(status: .uploadResumptionSupported, headers: ["Location": location])
+            }
+            func handle(_ head: RequestHead, exchange: any HTTPExchange) {
+                exchange.sendInformational(hint("/a"))
+                exchange.sendInformational(HTTPResponse(status: HTTPStatus(code: 101)))
+                exchange.sendInformational(hint("/b"))
+                exchange.respond(HTTPResponse(status: .created))
+                exchange.sendInformational(hint("/c"))
+            }
+        }
+        let exchange = FakeExchange(head: RequestHead(method: .POST, target: "/files/", version: .http1_1))
+        OperationsHandler(next: Hinting(), metrics: nil).handle(exchange.head, exchange: exchange)
+        XCTAssertEqual(exchange.informationalResponses.map { $0.headers["Location"] }, ["/a", "/b"])
+        XCTAssertNil(exchange.informationalResponses.first?.headers["X-Request-ID"])
+        XCTAssertEqual(exchange.status, 201)
+        XCTAssertNotNil(exchange.header("X-Request-ID"))
+    }
+
     func testHealthAnswersWithoutTheApplication() {
         let echo = EchoHandler()
         let client = TusTestClient(handler: OperationsHandler(next: echo, metrics: nil))

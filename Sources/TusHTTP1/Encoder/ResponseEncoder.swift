@@ -63,6 +63,16 @@ public enum ResponseEncoder {
         return out
     }
 
+    /// A 1xx head (RFC 9110 §15.2): status line and fields only. No framing or `Connection` field, since the
+    /// connection's fate is the final response's to announce.
+    public static func encodeInformational(_ response: HTTPResponse) -> [UInt8] {
+        precondition(response.status.isInterim, "not an interim status: \(response.status)")
+        var head = response
+        head.body = []
+        head.closeConnection = false
+        return encode(head, version: .http1_1, keepAlive: true)
+    }
+
     private static func appendCRLF(_ out: inout [UInt8]) {
         out.append(HTTPSyntax.cr)
         out.append(HTTPSyntax.lf)

@@ -30,6 +30,15 @@ public protocol HTTPExchange: AnyObject {
     /// than read a large body nobody wants.
     func respond(_ response: HTTPResponse)
 
+    /// Sends an informational (1xx) response ahead of the final one: a head without a body, any number of times
+    /// (the resumable-upload draft's `104 Upload Resumption Supported` carries the upload's URL before the body
+    /// is read). Each goes out after whatever this exchange sent before, so it can never land after the final
+    /// response. Ignored after `respond`, for `101` (switching protocols is the connection's business, not a
+    /// handler's) and any status outside 100...199, and for HTTP/1.0 clients, which cannot parse one
+    /// (RFC 9110 §15.2: "A server MUST NOT send a 1xx response to an HTTP/1.0 client"). Framing fields are
+    /// dropped, as in `respond`.
+    func sendInformational(_ response: HTTPResponse)
+
     /// Sends a response whose body is streamed from `source` (downloads). `bodyLength` bytes must follow;
     /// the response to a HEAD request sends only the head.
     func respond(_ response: HTTPResponse, bodyLength: Int64, source: any HTTPBodySource)

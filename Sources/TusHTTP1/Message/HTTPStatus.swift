@@ -7,8 +7,13 @@ public struct HTTPStatus: Sendable, Equatable, CustomStringConvertible {
         self.reason = reason ?? HTTPStatus.standardReason(code)
     }
     public var description: String { "\(code) \(reason)" }
+    /// A 1xx a handler may send ahead of the final response: every one but 101, whose protocol switch only the
+    /// connection could carry out.
+    public var isInterim: Bool { (100..<200).contains(code) && code != 101 }
 
     public static let `continue` = HTTPStatus(code: 100)
+    /// draft-ietf-httpbis-resumable-upload: the upload's URL, sent before its body is read.
+    public static let uploadResumptionSupported = HTTPStatus(code: 104)
     public static let ok = HTTPStatus(code: 200)
     public static let created = HTTPStatus(code: 201)
     public static let noContent = HTTPStatus(code: 204)
@@ -39,6 +44,7 @@ public struct HTTPStatus: Sendable, Equatable, CustomStringConvertible {
     static func standardReason(_ code: Int) -> String {
         switch code {
         case 100: "Continue"
+        case 104: "Upload Resumption Supported"
         case 200: "OK"
         case 201: "Created"
         case 204: "No Content"

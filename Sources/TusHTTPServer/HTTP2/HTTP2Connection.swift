@@ -574,18 +574,7 @@ final class HTTP2Connection: TCPStreamDelegate {
             let code = response.status.code
             let statusForbidsBody = (100..<200).contains(code) || code == 204 || code == 304
             let omitBody = head.method == .HEAD
-            var fields: [(String, String)] = [(":status", String(code))]
-            for (name, value) in response.headers {
-                let lower = name.lowercased()
-                // Connection-specific fields are not allowed in HTTP/2 (RFC 9113 §8.2.2).
-                if lower == "content-length" || lower == "transfer-encoding" || lower == "connection"
-                    || lower == "keep-alive" || lower == "proxy-connection" || lower == "upgrade"
-                {
-                    continue
-                }
-                guard !lower.isEmpty, lower.utf8.allSatisfy(isTokenByte) else { continue }
-                fields.append((lower, sanitized(value)))
-            }
+            var fields = headerFields(of: response)
             if !response.headers.contains("Date") { fields.append(("date", context.dateHeaderValue)) }
             var body: HTTP2Stream.ResponseBody = .none
             if !statusForbidsBody {
@@ -615,6 +604,30 @@ final class HTTP2Connection: TCPStreamDelegate {
                 submitHeaders(session, stream.id, fields, body: &provider)
             }
         }
+    }
+
+    /// A HEADERS frame without END_STREAM (`submitHeaders` picks `nghttp2_submit_headers` for a 1xx). nghttp2 sends
+    /// a stream's HEADERS in the order they were submitted, so the final response always comes after it.
+    func streamSendInformational(_ stream: HTTP2Stream, _ response: HTTPResponse) {
+        guard !stream.hasResponded, !stream.isClosed, !isFinalClosed, let session else { return }
+        perform { submitHeaders(session, stream.id, headerFields(of: response), body: nil) }
+    }
+
+    /// `:status` and the response's fields, lower-cased, minus what HTTP/2 forbids.
+    private func headerFields(of response: HTTPResponse) -> [(String, String)] {
+        var fields: [(String, String)] = [(":status", String(response.status.code))]
+        for (name, value) in response.headers {
+            let lower = name.lowercased()
+            // Connection-specific fields are not allowed in HTTP/2 (RFC 9113 §8.2.2).
+            if lower == "content-length" || lower == "transfer-encoding" || lower == "connection"
+                || lower == "keep-alive" || lower == "proxy-connection" || lower == "upgrade"
+            {
+                continue
+            }
+            guard !lower.isEmpty, lower.utf8.allSatisfy(isTokenByte) else { continue }
+            fields.append((lower, sanitized(value)))
+        }
+        return fields
     }
 
     /// `nghttp2_submit_response` (or a 1xx HEADERS when `body` is nil and the status is informational).

@@ -164,6 +164,11 @@ final class HTTP2Exchange: HTTPExchange {
         connection.streamRespond(stream, response, bodyLength: nil, source: nil)
     }
 
+    func sendInformational(_ response: HTTPResponse) {
+        guard let connection, response.status.isInterim else { return }
+        connection.streamSendInformational(stream, response)
+    }
+
     func respond(_ response: HTTPResponse, bodyLength: Int64, source: any HTTPBodySource) {
         guard let connection, !stream.hasResponded else { return source.cancel() }
         connection.streamRespond(stream, response, bodyLength: bodyLength, source: source)
