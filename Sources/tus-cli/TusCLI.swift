@@ -10,7 +10,7 @@ let exitCodesHelp = """
       0  success
       1  usage error (bad arguments or URL)
       2  network error (unreachable server, connection lost, timeout, TLS failure)
-      3  server or protocol error (error status, not a tus server, malformed answer)
+      3  server or protocol error (error status, not a tus server, bad answer)
       4  local file error (cannot read/write, or the file changed during the upload)
     """
 
@@ -19,12 +19,12 @@ struct TusCLI: ParsableCommand {
         commandName: "tus-cli",
         abstract: "A tus 1.0.0 resumable-upload client.",
         discussion: """
-            One verb per protocol request (options, post, head, patch, delete), plus `upload`, which creates,
+            One verb per protocol request (options, post, head, patch, delete), plus `upload`, which creates, \
             sends and resumes on its own, and `download`.
 
-            `upload` remembers each upload under $XDG_CACHE_HOME/tus-cli (default ~/.cache/tus-cli), keyed by the
-            endpoint, the file's absolute path, size and first/last 64 KiB; running the same command again after a
-            crash or Ctrl-C continues where the server got to. A file changed since the upload began gets a new
+            `upload` remembers each upload under $XDG_CACHE_HOME/tus-cli (default ~/.cache/tus-cli), keyed by the \
+            endpoint, the file's absolute path, size and first/last 64 KiB; running the same command again after a \
+            crash or Ctrl-C continues where the server got to. A file changed since the upload began gets a new \
             upload; a file that changes while it is uploading stops the upload (exit 4).
 
             \(exitCodesHelp)
@@ -243,8 +243,8 @@ extension TusCLI {
         static let configuration = CommandConfiguration(
             abstract: "Upload a file (create, send, resume, retry) and print the upload URL.",
             discussion: """
-                Sends metadata filename and filetype (guessed from the extension). Run the same command again after
-                a crash or Ctrl-C to continue the same upload. Network errors, 5xx, 409 and 423 are retried with
+                Sends metadata filename and filetype (guessed from the extension). Run the same command again after \
+                a crash or Ctrl-C to continue the same upload. Network errors, 5xx, 409 and 423 are retried with \
                 backoff (then HEAD and continue); --retries bounds consecutive failures.
 
                 \(exitCodesHelp)
