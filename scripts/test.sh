@@ -28,7 +28,7 @@ swift_tests() {
 
 # Reuses the release build; Tests/interop/test_package.py unpacks and runs what it made (TUS_DEB).
 package_deb() {
-    TUS_DEB="$PWD/$(bash scripts/package.sh)"
+    TUS_DEB="$PWD/$(TUS_DEB_COMPRESSION=gzip bash scripts/package.sh)"
     export TUS_DEB
 }
 

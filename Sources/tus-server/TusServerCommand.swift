@@ -420,6 +420,8 @@ struct TusServerCommand: ParsableCommand {
                 """)
         }
 
+        notifySystemd("READY=1\nSTATUS=\(scheme)://\(host):\(server.port)\(tus.basePath)")
+
         while true {
             var received: Int32 = 0
             sigwait(&signals, &received)
@@ -428,6 +430,7 @@ struct TusServerCommand: ParsableCommand {
                 continue
             }
             logger.info("signal \(received): shutting down (grace \(shutdownTimeout)s)")
+            notifySystemd("STOPPING=1")
             break
         }
         server.shutdown()

@@ -80,8 +80,8 @@ def test_binaries_answer_help(root: pathlib.Path, program: str):
 def test_unit_is_hardened(root: pathlib.Path):
     unit = unit_settings(root)
     expected = {
-        "Type": "exec", "DynamicUser": "yes", "StateDirectory": "tus-server", "ProtectSystem": "strict",
-        "NoNewPrivileges": "yes", "PrivateTmp": "yes", "CapabilityBoundingSet": "", "Restart": "on-failure",
+        "Type": "notify", "NotifyAccess": "main", "DynamicUser": "yes", "StateDirectory": "tus-server",
+        "ProtectSystem": "strict", "NoNewPrivileges": "yes", "PrivateTmp": "yes", "CapabilityBoundingSet": "", "Restart": "on-failure",
         "ExecReload": "/bin/kill -HUP $MAINPID", "ExecStart": "/usr/bin/tus-server $TUS_SERVER_ARGS",
         "EnvironmentFile": "-/etc/default/tus-server",
     }
