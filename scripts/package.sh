@@ -63,7 +63,8 @@ COPYRIGHT
     echo
     echo "  * Snapshot of $(git rev-parse HEAD 2>/dev/null || echo 'an unversioned tree'); see README.md."
     echo
-    echo " -- tus-server maintainers <maintainers@tus-server.invalid>  $(date -R -d "@$(git log -1 --format=%ct 2>/dev/null || date +%s)")"
+    committed="$(git log -1 --format=%ct 2>/dev/null || date +%s)"
+    echo " -- tus-server maintainers <maintainers@tus-server.invalid>  $(date -R -d "@$committed")"
 } | gzip -9n > "$doc/changelog.Debian.gz"
 
 # Dependencies: the shared libraries the binaries really link (libuv, OpenSSL, nghttp2, libc...), as Debian's

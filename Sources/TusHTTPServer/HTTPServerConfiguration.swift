@@ -58,7 +58,9 @@ public struct HTTPServerConfiguration: Sendable {
     /// the process (stdio, threadpool, the upload directory). Below this, accepts fail with EMFILE under load.
     public var descriptorsNeeded: Int { Self.descriptorsNeeded(maxConnections: maxConnections, loops: loops) }
 
-    static func descriptorsNeeded(maxConnections: Int, loops: Int) -> Int { 2 * maxConnections + 8 * max(1, loops) + 64 }
+    static func descriptorsNeeded(maxConnections: Int, loops: Int) -> Int {
+        2 * maxConnections + 8 * max(1, loops) + 64
+    }
 
     /// The default connection limit: `preferred`, or fewer when `openFileLimit` descriptors cannot serve that
     /// many (the inverse of `descriptorsNeeded`), so that a default start never runs out of descriptors.

@@ -47,7 +47,9 @@ final class DeleteTests: TusTestCase {
         let path = createUpload(length: 1)
         run(
             [
-                Row(name: "delete", method: .DELETE, status: 405, expectHeaders: ["Allow": "HEAD, PATCH, GET, OPTIONS"]),
+                Row(
+                    name: "delete", method: .DELETE, status: 405,
+                    expectHeaders: ["Allow": "HEAD, PATCH, GET, OPTIONS"]),
                 Row(
                     name: "override", method: .POST, headers: ["X-HTTP-Method-Override": "DELETE"], status: 405,
                     expectHeaders: ["Allow": "HEAD, PATCH, GET, OPTIONS"]),

@@ -81,7 +81,8 @@ def test_unit_is_hardened(root: pathlib.Path):
     unit = unit_settings(root)
     expected = {
         "Type": "notify", "NotifyAccess": "main", "DynamicUser": "yes", "StateDirectory": "tus-server",
-        "ProtectSystem": "strict", "NoNewPrivileges": "yes", "PrivateTmp": "yes", "CapabilityBoundingSet": "", "Restart": "on-failure",
+        "ProtectSystem": "strict", "NoNewPrivileges": "yes", "PrivateTmp": "yes", "CapabilityBoundingSet": "",
+        "Restart": "on-failure",
         "ExecReload": "/bin/kill -HUP $MAINPID", "ExecStart": "/usr/bin/tus-server $TUS_SERVER_ARGS",
         "EnvironmentFile": "-/etc/default/tus-server",
     }
