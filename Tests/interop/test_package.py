@@ -155,8 +155,8 @@ def expand(entries: list[str], groups: dict[str, list[str]]) -> set[str]:
 @pytest.mark.time_limit(120)
 def test_packaged_server_stays_inside_the_units_syscall_filter(root: pathlib.Path, tmp_path: pathlib.Path, monkeypatch):
     """Under SystemCallFilter= a system call outside the list fails with EPERM, in production only: systemd is not
-    PID 1 here, so the filter is checked by tracing what the packaged server calls while it starts, takes a spliced
-    1 MiB+ upload, a checksummed one, serves a download and a deletion, and stops."""
+    PID 1 here, so the filter (and MemoryDenyWriteExecute=) is checked by tracing what the packaged server calls while
+    it starts, takes a spliced 1 MiB+ upload, a checksummed one, serves a download and a deletion, and stops."""
     if shutil.which("strace") is None:
         pytest.skip("strace not installed (scripts/bootstrap.sh installs it)")
     filters = unit_settings(root)["SystemCallFilter"]
@@ -196,3 +196,8 @@ def test_packaged_server_stays_inside_the_units_syscall_filter(root: pathlib.Pat
     assert "splice" in called, "the upload took the splice path"
     outside = sorted(name for name in called if name not in allowed or name in denied)
     assert not outside, f"system calls the unit's SystemCallFilter={filters} refuses: {outside}"
+    # MemoryDenyWriteExecute=yes refuses mappings both writable and executable, and making memory executable later.
+    assert unit_settings(root)["MemoryDenyWriteExecute"] == ["yes"]
+    refused = re.findall(
+        r"^\d+ +(?:mmap\(.*PROT_WRITE\|PROT_EXEC|(?:pkey_)?mprotect\(.*PROT_EXEC).*$", trace.read_text(), re.MULTILINE)
+    assert not refused, refused[:5]
