@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: Swift unit and loopback tests, then the interop tests that drive the real
-# tus-server binary with real clients (tuspy, aiotus, curl), then the Swift tests again under AddressSanitizer
+# The whole test suite: Swift unit and loopback tests, the Debian package (scripts/package.sh: lintian and
+# systemd-analyze verify must pass), then the interop tests that drive the real tus-server binary with real clients
+# (tuspy, aiotus, curl) and check the unpacked package, then the Swift tests again under AddressSanitizer
 # and ThreadSanitizer, and the request parser's fuzz target for a bounded time. This is what CI runs (.ci/run);
 # any failure, sanitizer report or fuzz finding fails it.
 #
@@ -25,8 +26,13 @@ swift_tests() {
     swift test --skip-build --parallel --num-workers 2
 }
 
+# Reuses the release build; Tests/interop/test_package.py unpacks and runs what it made (TUS_DEB).
+package_deb() {
+    TUS_DEB="$PWD/$(TUS_DEB_COMPRESSION=gzip bash scripts/package.sh)"
+    export TUS_DEB
+}
+
 interop_tests() {
-    swift build -c release
     TUS_SERVER_BIN="$PWD/.build/release/tus-server" TUS_CLI_BIN="$PWD/.build/release/tus-cli" \
         .venv/bin/python -m pytest -q Tests/interop
 }
@@ -55,6 +61,8 @@ fuzz_parser() {
 }
 
 step "swift tests" swift_tests
+step "release build" build_release
+step "Debian package" package_deb
 step "interop tests" interop_tests
 
 if [[ "${TUS_SANITIZERS:-1}" != 0 ]]; then

@@ -56,7 +56,19 @@ public struct HTTPServerConfiguration: Sendable {
     /// Descriptors the process can need with `maxConnections` open: a socket per connection plus the upload
     /// file a PATCH or GET holds open, and a fixed share for each loop (listener, epoll, wakeup, reserve) and for
     /// the process (stdio, threadpool, the upload directory). Below this, accepts fail with EMFILE under load.
-    public var descriptorsNeeded: Int { 2 * maxConnections + 8 * max(1, loops) + 64 }
+    public var descriptorsNeeded: Int { Self.descriptorsNeeded(maxConnections: maxConnections, loops: loops) }
+
+    static func descriptorsNeeded(maxConnections: Int, loops: Int) -> Int {
+        2 * maxConnections + 8 * max(1, loops) + 64
+    }
+
+    /// The default connection limit: `preferred`, or fewer when `openFileLimit` descriptors cannot serve that
+    /// many (the inverse of `descriptorsNeeded`), so that a default start never runs out of descriptors.
+    /// At least 1: a limit too small even for that is left for the start-up warning to report.
+    public static func maxConnections(fitting openFileLimit: Int, loops: Int, preferred: Int = 10_000) -> Int {
+        let fixed = descriptorsNeeded(maxConnections: 0, loops: loops)
+        return max(1, min(preferred, (openFileLimit - fixed) / 2))
+    }
 }
 
 public enum ServerLogLevel: Int, Sendable, Comparable {

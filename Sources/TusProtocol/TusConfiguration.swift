@@ -30,6 +30,9 @@ public struct TusConfiguration: Sendable {
     public var freeSpace: (@Sendable () -> DiskSpace?)?
     /// How often a running PATCH reports progress to event handlers (post-receive hooks).
     public var progressIntervalMilliseconds: UInt64 = 1000
+    /// What the store can do but the operator does not offer (tus-server `--disable-download`,
+    /// `--disable-termination`, as in tusd): the handler then behaves exactly as over a store without it.
+    public var withheldCapabilities: UploadStoreCapabilities = []
 
     public init(
         basePath: String = "/files/", maxSize: Int64? = nil, expirationSeconds: Int64 = 604_800,

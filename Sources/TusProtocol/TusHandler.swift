@@ -47,12 +47,18 @@ public final class TusHandler: HTTPRequestHandler {
         return Int64(spec.tv_sec)
     }
 
+    /// What this handler offers: the store's capabilities less those the operator withholds. Every check of a
+    /// capability goes through here, so a withheld one is answered exactly as one the store lacks.
+    var capabilities: UploadStoreCapabilities {
+        store.capabilities.subtracting(configuration.withheldCapabilities)
+    }
+
     /// `Tus-Extension`, computed from what the store and configuration actually support.
     public var extensions: [String] {
         var list = ["creation", "creation-with-upload", "creation-defer-length"]
-        if store.capabilities.contains(.termination) { list.append("termination") }
+        if capabilities.contains(.termination) { list.append("termination") }
         // A final may be created before its partials finish: completion is decided when somebody looks.
-        if store.capabilities.contains(.concatenation) { list += ["concatenation", "concatenation-unfinished"] }
+        if capabilities.contains(.concatenation) { list += ["concatenation", "concatenation-unfinished"] }
         // Trailers are decoded by the HTTP layer for every chunked body, so the trailer form comes with checksum.
         if checksumEnabled { list += ["checksum", "checksum-trailer"] }
         if configuration.expirationSeconds > 0 { list.append("expiration") }
@@ -60,7 +66,7 @@ public final class TusHandler: HTTPRequestHandler {
     }
 
     var checksumEnabled: Bool {
-        !configuration.checksumAlgorithms.isEmpty && store.capabilities.contains(.discardableWrites)
+        !configuration.checksumAlgorithms.isEmpty && capabilities.contains(.discardableWrites)
     }
 
     // MARK: Routing
@@ -124,12 +130,16 @@ public final class TusHandler: HTTPRequestHandler {
         case (.upload(let id), .PATCH): handlePatch(request, id: id)
         case (.upload(let id), .DELETE): handleDelete(request, id: id)
         case (.upload(let id), .GET): handleGet(request, id: id)
-        case (.upload, _): fail(request, .methodNotAllowed, headers: ["Allow": uploadMethods])
+        case (.upload, _): failMethodNotAllowed(request)
         }
     }
 
-    private var uploadMethods: String {
-        store.capabilities.contains(.termination) ? "HEAD, PATCH, GET, DELETE, OPTIONS" : "HEAD, PATCH, GET, OPTIONS"
+    /// 405 with the methods an upload URL answers here, which depend on what is offered.
+    func failMethodNotAllowed(_ request: TusRequest) {
+        var methods = ["HEAD", "PATCH"]
+        if capabilities.contains(.download) { methods.append("GET") }
+        if capabilities.contains(.termination) { methods.append("DELETE") }
+        fail(request, .methodNotAllowed, headers: ["Allow": (methods + ["OPTIONS"]).joined(separator: ", ")])
     }
 
     // MARK: Shared helpers

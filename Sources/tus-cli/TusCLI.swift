@@ -10,7 +10,7 @@ let exitCodesHelp = """
       0  success
       1  usage error (bad arguments or URL)
       2  network error (unreachable server, connection lost, timeout, TLS failure)
-      3  server or protocol error (error status, not a tus server, malformed answer)
+      3  server or protocol error (error status, not a tus server, bad answer)
       4  local file error (cannot read/write, or the file changed during the upload)
     """
 
@@ -19,12 +19,12 @@ struct TusCLI: ParsableCommand {
         commandName: "tus-cli",
         abstract: "A tus 1.0.0 resumable-upload client.",
         discussion: """
-            One verb per protocol request (options, post, head, patch, delete), plus `upload`, which creates,
+            One verb per protocol request (options, post, head, patch, delete), plus `upload`, which creates, \
             sends and resumes on its own, and `download`.
 
-            `upload` remembers each upload under $XDG_CACHE_HOME/tus-cli (default ~/.cache/tus-cli), keyed by the
-            endpoint, the file's absolute path, size and first/last 64 KiB; running the same command again after a
-            crash or Ctrl-C continues where the server got to. A file changed since the upload began gets a new
+            `upload` remembers each upload under $XDG_CACHE_HOME/tus-cli (default ~/.cache/tus-cli), keyed by the \
+            endpoint, the file's absolute path, size and first/last 64 KiB; running the same command again after a \
+            crash or Ctrl-C continues where the server got to. A file changed since the upload began gets a new \
             upload; a file that changes while it is uploading stops the upload (exit 4).
 
             \(exitCodesHelp)
@@ -140,6 +140,7 @@ extension TusCLI {
     struct Options: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "OPTIONS: show the server's tus versions, extensions, max size and checksum algorithms.",
+            usage: "tus-cli options <url> [<options>]",
             discussion: exitCodesHelp)
         @Argument(help: "The tus endpoint, e.g. http://127.0.0.1:1080/files/") var url: String
         @OptionGroup var common: CommonOptions
@@ -160,6 +161,7 @@ extension TusCLI {
     struct Post: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "POST: create an upload (with --file, also send the file's bytes: creation-with-upload).",
+            usage: "tus-cli post <url> (--length <length> | --defer-length) [<options>]",
             discussion: "Prints the upload URL, then the server's Upload-Offset.\n\n" + exitCodesHelp)
         @Argument(help: "The tus endpoint.") var url: String
         @Option(help: "Upload-Length in bytes.") var length: Int64?
@@ -188,7 +190,9 @@ extension TusCLI {
 
     struct Head: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "HEAD: show an upload's offset, length and metadata.", discussion: exitCodesHelp)
+            abstract: "HEAD: show an upload's offset, length and metadata.",
+            usage: "tus-cli head <url> [<options>]",
+            discussion: exitCodesHelp)
         @Argument(help: "The upload URL.") var url: String
         @OptionGroup var common: CommonOptions
 
@@ -204,6 +208,7 @@ extension TusCLI {
     struct Patch: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "PATCH: send bytes of a file, starting at --offset (of the file and of the upload).",
+            usage: "tus-cli patch <url> --offset <offset> --file <file> [<options>]",
             discussion: "Prints the new Upload-Offset.\n\n" + exitCodesHelp)
         @Argument(help: "The upload URL.") var url: String
         @Option(help: "Upload-Offset: where the upload stands (HEAD tells); also where to read the file.") var offset: Int64
@@ -230,7 +235,9 @@ extension TusCLI {
 
     struct Delete: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "DELETE: terminate an upload.", discussion: exitCodesHelp)
+            abstract: "DELETE: terminate an upload.",
+            usage: "tus-cli delete <url> [<options>]",
+            discussion: exitCodesHelp)
         @Argument(help: "The upload URL.") var url: String
         @OptionGroup var common: CommonOptions
 
@@ -243,8 +250,8 @@ extension TusCLI {
         static let configuration = CommandConfiguration(
             abstract: "Upload a file (create, send, resume, retry) and print the upload URL.",
             discussion: """
-                Sends metadata filename and filetype (guessed from the extension). Run the same command again after
-                a crash or Ctrl-C to continue the same upload. Network errors, 5xx, 409 and 423 are retried with
+                Sends metadata filename and filetype (guessed from the extension). Run the same command again after \
+                a crash or Ctrl-C to continue the same upload. Network errors, 5xx, 409 and 423 are retried with \
                 backoff (then HEAD and continue); --retries bounds consecutive failures.
 
                 \(exitCodesHelp)
@@ -298,6 +305,7 @@ extension TusCLI {
     struct Download: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "GET an upload's bytes into a file, resuming with Range if the file partially exists.",
+            usage: "tus-cli download <url> --output <output> [<options>]",
             discussion: exitCodesHelp)
         @Argument(help: "The upload URL.") var url: String
         @Option(name: .shortAndLong, help: "The file to write.") var output: String

@@ -18,7 +18,9 @@ import TusStore
 struct TusServerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tus-server",
-        abstract: "A tus 1.0.0 resumable-upload server.")
+        abstract: "A tus 1.0.0 resumable-upload server.",
+        // The one place the release is named: scripts/package.sh reads it from `tus-server --version`.
+        version: "0.1.0")
 
     @Option(help: "Address to listen on.")
     var host = "0.0.0.0"
@@ -80,14 +82,27 @@ struct TusServerCommand: ParsableCommand {
     @Option(name: .customLong("min-free-space"), help: "Free space the upload directory must keep: below it, new uploads (POST) get 507 while uploads in progress may finish. Bytes (suffix K, M, G, T = powers of 1024) or a percent of the file system (e.g. 5%); 0 = off. A full disk (ENOSPC, EDQUOT) answers 507 either way.")
     var minFreeSpace = "0"
 
+    @Flag(name: .customLong("disable-download"), help: "Do not serve uploads back (GET answers 405).")
+    var disableDownload = false
+
+    @Flag(
+        name: .customLong("disable-termination"),
+        help: "Do not offer the termination extension (DELETE answers 405).")
+    var disableTermination = false
+
     @Option(name: .customLong("cors-origins"), help: "Comma-separated allowed origins, or * for any.")
     var corsOrigins = "*"
 
     @Flag(name: .customLong("cors-allow-credentials"), help: "Send Access-Control-Allow-Credentials (echoes the origin).")
     var corsAllowCredentials = false
 
-    @Option(name: .customLong("max-connections"), help: "Open connections beyond this are answered 503.")
-    var maxConnections = 10_000
+    @Option(
+        name: .customLong("max-connections"),
+        help: """
+            Open connections beyond this are answered 503. Default: 10000, or as many as the open file limit \
+            (raised to its hard limit at start) can hold, 2 descriptors each.
+            """)
+    var maxConnections: Int?
 
     @Option(name: .customLong("head-timeout"), help: "Seconds allowed to send a complete request head.")
     var headTimeout: Double = 30
@@ -193,7 +208,7 @@ struct TusServerCommand: ParsableCommand {
         if let loops, loops < 1 { throw ValidationError("--loops must be at least 1") }
         guard maxSize >= 0 else { throw ValidationError("--max-size must be >= 0") }
         guard expiration >= 0 else { throw ValidationError("--expiration must be >= 0") }
-        guard maxConnections > 0 else { throw ValidationError("--max-connections must be > 0") }
+        if let maxConnections, maxConnections < 1 { throw ValidationError("--max-connections must be > 0") }
         guard FreeSpaceRequirement(parsing: minFreeSpace) != nil else {
             throw ValidationError("--min-free-space must be bytes (e.g. 500M, 10G) or a percent (e.g. 5%)")
         }
@@ -298,6 +313,8 @@ struct TusServerCommand: ParsableCommand {
                 ? nil : corsOrigins.split(separator: ",").map { String($0.filter { $0 != " " }) },
             corsAllowCredentials: corsAllowCredentials,
             lockReleaseTimeoutMilliseconds: milliseconds(lockTimeout))
+        if disableDownload { tus.withheldCapabilities.insert(.download) }
+        if disableTermination { tus.withheldCapabilities.insert(.termination) }
         if store == .file, let required = FreeSpaceRequirement(parsing: minFreeSpace),
             required != .bytes(0), required != .percent(0)
         {
@@ -341,7 +358,10 @@ struct TusServerCommand: ParsableCommand {
         http.host = host
         http.port = port
         http.loops = loops ?? ProcessInfo.processInfo.activeProcessorCount
-        http.maxConnections = maxConnections
+        // Raised here rather than only in start(), so the default fits the limit instead of warning about it.
+        let openFileLimit = raiseOpenFileLimit()
+        http.maxConnections =
+            maxConnections ?? HTTPServerConfiguration.maxConnections(fitting: openFileLimit, loops: http.loops)
         http.headTimeoutMilliseconds = milliseconds(headTimeout)
         http.idleTimeoutMilliseconds = milliseconds(idleTimeout)
         http.bodyTimeoutMilliseconds = milliseconds(bodyTimeout)
@@ -389,15 +409,18 @@ struct TusServerCommand: ParsableCommand {
             metadata: [
                 "loops": "\(http.loops)", "store": "\(store.rawValue)", "upload-dir": "\(uploadDir)",
                 "state": "\(cluster.map { "redis \($0.endpoint) prefix \(redisPrefix)" } ?? "local")",
+                "max-connections": "\(http.maxConnections)", "open-file-limit": "\(server.openFileLimit)",
             ])
         if server.openFileLimit < http.descriptorsNeeded {
             logger.warning(
                 """
                 open file limit \(server.openFileLimit) is below the \(http.descriptorsNeeded) descriptors \
-                --max-connections \(maxConnections) can need: under load, accepts will pause and clients will be \
+                --max-connections \(http.maxConnections) can need: under load, accepts will pause and clients will be \
                 reset. Raise the limit (ulimit -n, systemd LimitNOFILE=) or lower --max-connections.
                 """)
         }
+
+        notifySystemd("READY=1\nSTATUS=\(scheme)://\(host):\(server.port)\(tus.basePath)")
 
         while true {
             var received: Int32 = 0
@@ -407,6 +430,7 @@ struct TusServerCommand: ParsableCommand {
                 continue
             }
             logger.info("signal \(received): shutting down (grace \(shutdownTimeout)s)")
+            notifySystemd("STOPPING=1")
             break
         }
         server.shutdown()

@@ -38,6 +38,28 @@ final class DeleteTests: TusTestCase {
         XCTAssertEqual(head(path).status, 200)
     }
 
+    /// `--disable-termination`: a store that can terminate, an operator who does not offer it. Answered as over
+    /// a store without termination: 405 naming what is allowed, the extension gone, the upload untouched.
+    func testTerminationWithheldByOperator() {
+        var configuration = TusConfiguration()
+        configuration.withheldCapabilities = [.termination]
+        configure(configuration)
+        let path = createUpload(length: 1)
+        run(
+            [
+                Row(
+                    name: "delete", method: .DELETE, status: 405,
+                    expectHeaders: ["Allow": "HEAD, PATCH, GET, OPTIONS"]),
+                Row(
+                    name: "override", method: .POST, headers: ["X-HTTP-Method-Override": "DELETE"], status: 405,
+                    expectHeaders: ["Allow": "HEAD, PATCH, GET, OPTIONS"]),
+                Row(name: "still there", method: .HEAD, status: 200),
+            ], path: path)
+        let extensions = client.send(.OPTIONS, "/files/").header("Tus-Extension") ?? ""
+        XCTAssertFalse(extensions.split(separator: ",").contains("termination"), extensions)
+        XCTAssertTrue(extensions.split(separator: ",").contains("concatenation"), extensions)
+    }
+
     func testDeleteTakesOverInFlightPatch() {  // X5
         let path = createUpload(length: 100)
         let patch = client.start(.PATCH, path, headers: patchHeaders(offset: 0), framing: .contentLength(100))

@@ -50,6 +50,26 @@ final class GetTests: TusTestCase {
         XCTAssertEqual(client.send(.GET, "/files/").status, 405)
     }
 
+    /// `--disable-download`: GET answers as over a store that cannot read (405 without GET in `Allow`);
+    /// status and termination are unaffected.
+    func testDownloadWithheldByOperator() {
+        var configuration = TusConfiguration()
+        configuration.withheldCapabilities = [.download]
+        configure(configuration)
+        let path = upload()
+        run(
+            [
+                Row(name: "get", method: .GET, status: 405, expectHeaders: ["Allow": "HEAD, PATCH, DELETE, OPTIONS"]),
+                Row(
+                    name: "override", method: .POST, headers: ["X-HTTP-Method-Override": "GET"], status: 405,
+                    expectHeaders: ["Allow": "HEAD, PATCH, DELETE, OPTIONS"]),
+                Row(name: "head", method: .HEAD, status: 200),
+                Row(name: "delete", method: .DELETE, status: 204),
+            ], path: path)
+        let extensions = client.send(.OPTIONS, "/files/").header("Tus-Extension") ?? ""
+        XCTAssertTrue(extensions.split(separator: ",").contains("termination"), extensions)
+    }
+
     func testUnfinishedUploadServesCommittedBytes() {
         let path = createUpload(length: 100)
         XCTAssertEqual(client.patch(path, offset: 0, body: Array("abc")).status, 204)

@@ -78,8 +78,10 @@ def test_descriptor_exhaustion_does_not_lock_up(tmp_path: pathlib.Path):
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, CLIENTS + 256), hard))
     uploads = tmp_path / "uploads"
     uploads.mkdir()
+    # An explicit --max-connections far above what the limit holds: the default would fit the limit (503s
+    # instead of running out of descriptors), and this test is about running out anyway.
     server = TusServer(
-        uploads, "--loops", "2", "--shutdown-timeout", str(SHUTDOWN_TIMEOUT),
+        uploads, "--loops", "2", "--shutdown-timeout", str(SHUTDOWN_TIMEOUT), "--max-connections", "10000",
         log_path=tmp_path / "server.log", launcher=("prlimit", f"--nofile={DESCRIPTOR_LIMIT}:{DESCRIPTOR_LIMIT}"),
     )
     # TusServer passes --loops 1 first; the later --loops 2 wins.
@@ -116,7 +118,8 @@ def test_descriptor_limit_below_max_connections_is_warned_at_start(tmp_path: pat
     uploads = tmp_path / "uploads"
     uploads.mkdir()
     launcher = ("prlimit", f"--nofile={DESCRIPTOR_LIMIT}:{DESCRIPTOR_LIMIT}")
-    low = TusServer(uploads, log_path=tmp_path / "low.log", launcher=launcher).start()
+    low = TusServer(
+        uploads, "--max-connections", "10000", log_path=tmp_path / "low.log", launcher=launcher).start()
     try:
         assert low.stop(grace=5) == 0
         warnings = [line for line in low.log_text().splitlines() if "--max-connections" in line]
@@ -130,3 +133,26 @@ def test_descriptor_limit_below_max_connections_is_warned_at_start(tmp_path: pat
         assert "--max-connections" not in enough.log_text(), "no warning when the limit suffices"
     finally:
         enough.stop(grace=2)
+
+
+def test_default_max_connections_fits_the_descriptor_limit(tmp_path: pathlib.Path):
+    """Without --max-connections the server sizes the limit from the descriptors it has (after raising the soft
+    limit to the hard one), so a default start never warns: before, every default start on a machine with a hard
+    limit of 20,000 warned that 10,000 connections can need 20,080."""
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    # Soft 64, hard 256: the server must raise the soft limit itself, then fit 2 per connection + 8 + 64.
+    server = TusServer(
+        uploads, log_path=tmp_path / "server.log",
+        launcher=("prlimit", f"--nofile=64:{DESCRIPTOR_LIMIT}")).start()
+    try:
+        with open(f"/proc/{server.pid}/limits") as limits:
+            soft = next(line for line in limits if line.startswith("Max open files")).split()[3]
+        assert int(soft) == DESCRIPTOR_LIMIT, "the soft limit is raised to the hard one"
+        assert server.stop(grace=5) == 0
+        log = server.log_text()
+        assert "open file limit" not in log, f"no warning with the default; log:\n{log}"
+        expected = (DESCRIPTOR_LIMIT - 8 - 64) // 2
+        assert f"max-connections={expected}" in log, f"the chosen limit is logged; log:\n{log}"
+    finally:
+        server.stop(grace=2)

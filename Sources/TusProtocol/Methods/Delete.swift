@@ -4,9 +4,7 @@ extension TusHandler {
     /// termination. Takes the lock like a PATCH (asking an in-flight PATCH to let go, tusd behaviour since
     /// #320) so data is never removed under a writer.
     func handleDelete(_ request: TusRequest, id: String) {
-        guard store.capabilities.contains(.termination) else {
-            return fail(request, .methodNotAllowed, headers: ["Allow": "HEAD, PATCH, GET, OPTIONS"])
-        }
+        guard capabilities.contains(.termination) else { return failMethodNotAllowed(request) }
         let executor = request.exchange.executor
         withUpload(request, id: id) { [self] _ in
             let waitStarted = Self.monotonicNanoseconds()

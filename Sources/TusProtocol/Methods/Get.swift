@@ -9,9 +9,7 @@ extension TusHandler {
     /// come from the `filetype`/`filename` metadata, sanitized (see `DownloadHeaders`). No `Tus-Resumable`
     /// is required, since browsers cannot send it.
     func handleGet(_ request: TusRequest, id: String) {
-        guard store.capabilities.contains(.download) else {
-            return fail(request, .methodNotAllowed, headers: ["Allow": "HEAD, PATCH, OPTIONS"])
-        }
+        guard capabilities.contains(.download) else { return failMethodNotAllowed(request) }
         withUpload(request, id: id) { [self] info in
             guard !info.isFinal || info.isComplete else {
                 // Assembled now if it can be; an unfinished final has no committed bytes yet.

@@ -12,7 +12,7 @@ extension TusHandler {
         let concat = headers["Upload-Concat"]
         if let concat {
             // Without the capability, a plain upload the client believes is partial would corrupt its final later.
-            guard store.capabilities.contains(.concatenation) else { return fail(request, .extensionNotSupported) }
+            guard capabilities.contains(.concatenation) else { return fail(request, .extensionNotSupported) }
             switch UploadConcat.parse(concat) {
             case nil: return fail(request, .invalidConcat)
             case .final(let urls)?: return handleFinalCreation(request, concat: concat, urls: urls)

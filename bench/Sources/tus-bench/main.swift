@@ -1,9 +1,10 @@
 // tus-bench: a load generator on the project's own event loop (TusLoop + TusClient.HTTPClientConnection).
 //
-// Scenarios (see `usage`): single, concurrent, head, create, put, idle; `--checksum` turns single/concurrent
+// Scenarios (see `--help`): single, concurrent, head, create, put, idle; `--checksum` turns single/concurrent
 // into the checksum scenario, an https URL into the TLS one. Body bytes come from one pseudo-random buffer made
 // at start-up; nothing is read from disk while measuring. Results: one markdown table row set on stdout and one
 // JSON object per run appended to `--json-out`.
+import ArgumentParser
 import Glibc
 import Synchronization
 import TusClient
@@ -11,23 +12,140 @@ import TusCrypto
 import TusHTTP1
 import TusLoop
 
-let usage = """
-    usage: tus-bench <scenario> --url URL [options]
-      single      one upload of --bytes (default 1 GiB) in one PATCH, or PATCHes of --chunk bytes
-      concurrent  --concurrency uploads at once, --bytes each
-      head        HEAD req/s over --concurrency keep-alive connections for --duration s
-                  (creates one upload per connection first; --plain: HEAD/GET the URL itself, e.g. nginx)
-      create      POST req/s over --concurrency keep-alive connections for --duration s
-      put         raw PUT of --bytes to URL (URL ending in / gets bench-<n> appended), --concurrency at once
-      idle        hold --concurrency idle keep-alive connections (one OPTIONS/HEAD each); server RSS per connection
-    options: --bytes N  --chunk K  --concurrency C  --duration S  --loops L  --checksum sha1|sha256
-             --server-pid PID[,PID...]  --json-out FILE  --label TEXT  --insecure  --plain  --method HEAD|GET
-             --fragment BYTES (write size, default 1 MiB)  --timeout S (default 600)  --repeat R
-             --header "Name: value" (repeatable; e.g. a bearer token)
-    """
-
 // MARK: options
 
+/// The command line, parsed by swift-argument-parser; every spelling bench/run* and bench/profile use is kept
+/// (`-c`, `--server-pid A,B`, sizes such as `1GiB`, `--insecure` although verification is always off).
+struct Arguments: ParsableCommand {
+    static let scenarios = ["single", "concurrent", "head", "create", "put", "idle"]
+
+    static let configuration = CommandConfiguration(
+        commandName: "tus-bench",
+        abstract: "A load generator for tus servers (and plain HTTP PUT/HEAD peers).",
+        discussion: """
+            Scenarios:
+              single      one upload of --bytes, in one PATCH or PATCHes of --chunk bytes
+              concurrent  --concurrency uploads at once, --bytes each
+              head        HEAD requests/s over --concurrency keep-alive connections for
+                          --duration s (an upload per connection is created first;
+                          --plain: HEAD or GET the URL itself)
+              create      POST requests/s over --concurrency keep-alive connections for
+                          --duration s
+              put         raw PUT of --bytes to the URL (one ending in / gets bench-<n>
+                          appended), --concurrency at once
+              idle        hold --concurrency idle keep-alive connections (one OPTIONS or
+                          HEAD each): the server's memory per connection
+
+            --checksum turns single and concurrent into the checksum scenario, an https URL into the TLS one. Results: \
+            a markdown table on stdout, and one JSON object per run appended to --json-out. Sizes take the suffixes \
+            K, M, G or KiB, MiB, GiB (powers of 1024).
+            """)
+
+    @Argument(help: "single, concurrent, head, create, put or idle.")
+    var scenario: String
+
+    @Option(help: "Endpoint (tus creation URL, or the URL to PUT/HEAD), http:// or https://.")
+    var url: String
+
+    @Option(help: "Bytes per upload or PUT (default: 1GiB).", transform: size)
+    var bytes: Int64 = 1 << 30
+
+    @Option(help: "Bytes per PATCH (0: the whole upload in one).", transform: size)
+    var chunk: Int64 = 0
+
+    @Option(name: [.customShort("c"), .long], help: "Connections (uploads) at once.")
+    var concurrency = 1
+
+    @Option(help: "Seconds a head, create or idle run lasts.")
+    var duration = 5.0
+
+    @Option(help: "Client event loops (threads).")
+    var loops = 1
+
+    @Option(help: "Send Upload-Checksum with this algorithm (sha1, sha256, ...).")
+    var checksum: String?
+
+    @Option(
+        name: .customLong("server-pid"),
+        help: "PIDs (comma-separated) whose CPU time and memory are measured alongside.")
+    var serverPIDs: String = ""
+
+    @Option(name: .customLong("json-out"), help: "Append one JSON object per run to this file.")
+    var jsonOut: String?
+
+    @Option(help: "Label of the rows in the table and the JSON.")
+    var label = ""
+
+    @Flag(help: "Accepted for old command lines: https certificates are never verified.")
+    var insecure = false
+
+    @Flag(help: "head: request the URL itself, not uploads (nginx, a static file).")
+    var plain = false
+
+    @Option(help: "Method of head --plain: HEAD or GET.")
+    var method = "HEAD"
+
+    @Option(help: "Bytes per body write (default: 1MiB).", transform: size)
+    var fragment: Int64 = 1 << 20
+
+    @Option(help: "Seconds a run may take before it is abandoned (exit 3).")
+    var timeout = 600.0
+
+    @Option(name: .customLong("repeat"), help: "Runs, reported one row each.")
+    var repeats = 1
+
+    @Option(name: .customLong("header"), help: "Extra request header 'Name: value' (repeatable), e.g. a bearer token.")
+    var headers: [String] = []
+
+    func validate() throws {
+        guard Self.scenarios.contains(scenario) else {
+            throw ValidationError("unknown scenario '\(scenario)': \(Self.scenarios.joined(separator: ", "))")
+        }
+        guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
+            throw ValidationError("--url must be http:// or https://")
+        }
+        if let checksum, DigestAlgorithm(rawValue: checksum) == nil {
+            throw ValidationError("unknown checksum algorithm '\(checksum)'")
+        }
+        guard ["HEAD", "GET"].contains(method) else { throw ValidationError("--method must be HEAD or GET") }
+        guard concurrency >= 0, loops >= 1, repeats >= 1, fragment >= 1 else {
+            throw ValidationError("--concurrency must be >= 0; --loops, --repeat and --fragment >= 1")
+        }
+        guard serverPIDs.split(separator: ",").allSatisfy({ Int32($0) != nil }) else {
+            throw ValidationError("--server-pid wants PID[,PID...]")
+        }
+        for header in headers where !header.contains(":") {
+            throw ValidationError("--header wants \"Name: value\", got '\(header)'")
+        }
+    }
+
+    var options: Options {
+        var options = Options()
+        options.scenario = scenario
+        options.url = url
+        options.bytes = bytes
+        options.chunk = chunk
+        options.concurrency = concurrency
+        options.duration = duration
+        options.loops = loops
+        options.checksum = checksum.flatMap(DigestAlgorithm.init(rawValue:))
+        options.serverPIDs = serverPIDs.split(separator: ",").compactMap { Int32($0) }
+        options.jsonOut = jsonOut
+        options.label = label
+        options.plain = plain
+        options.method = method == "GET" ? .GET : .HEAD
+        options.fragment = Int(fragment)
+        options.timeout = timeout
+        options.repeats = repeats
+        options.extraHeaders = headers.map { text in
+            let colon = text.firstIndex(of: ":")!  // validate() checked
+            return (String(text[..<colon]), String(text[text.index(after: colon)...].drop { $0 == " " }))
+        }
+        return options
+    }
+}
+
+/// What a run needs, plain and Sendable, handed to every loop.
 struct Options: Sendable {
     var scenario = ""
     var url = ""
@@ -40,7 +158,8 @@ struct Options: Sendable {
     var serverPIDs: [Int32] = []
     var jsonOut: String?
     var label = ""
-    var insecure = true
+    /// Always: a benchmark measures the server, not certificate verification.
+    let insecure = true
     var plain = false
     var method: HTTPMethod = .HEAD
     var fragment = 1 << 20
@@ -48,56 +167,19 @@ struct Options: Sendable {
     var repeats = 1
     /// `--header "Name: value"`, repeatable: added to every tus request (a bearer token for auth runs).
     var extraHeaders: [(String, String)] = []
-
-    static func parse(_ arguments: [String]) -> Options {
-        var options = Options()
-        var rest = arguments.dropFirst()
-        guard let scenario = rest.popFirst(), !scenario.hasPrefix("-") else { fail(usage) }
-        options.scenario = scenario
-        func value(_ flag: String) -> String {
-            guard let value = rest.popFirst() else { fail("\(flag) needs a value") }
-            return value
-        }
-        while let flag = rest.popFirst() {
-            switch flag {
-            case "--url": options.url = value(flag)
-            case "--bytes": options.bytes = parseSize(value(flag))
-            case "--chunk": options.chunk = parseSize(value(flag))
-            case "--concurrency", "-c": options.concurrency = Int(value(flag)) ?? 1
-            case "--duration": options.duration = Double(value(flag)) ?? 5
-            case "--loops": options.loops = max(1, Int(value(flag)) ?? 1)
-            case "--checksum":
-                guard let algorithm = DigestAlgorithm(rawValue: value(flag)) else { fail("unknown checksum") }
-                options.checksum = algorithm
-            case "--server-pid": options.serverPIDs = value(flag).split(separator: ",").compactMap { Int32($0) }
-            case "--json-out": options.jsonOut = value(flag)
-            case "--label": options.label = value(flag)
-            case "--insecure": options.insecure = true
-            case "--plain": options.plain = true
-            case "--method": options.method = value(flag) == "GET" ? .GET : .HEAD
-            case "--fragment": options.fragment = Int(parseSize(value(flag)))
-            case "--timeout": options.timeout = Double(value(flag)) ?? 600
-            case "--repeat": options.repeats = max(1, Int(value(flag)) ?? 1)
-            case "--header":
-                let text = value(flag)
-                guard let colon = text.firstIndex(of: ":") else { fail("--header wants \"Name: value\"") }
-                options.extraHeaders.append(
-                    (String(text[..<colon]), String(text[text.index(after: colon)...].drop { $0 == " " })))
-            case "-h", "--help": print(usage); exit(0)
-            default: fail("unknown option \(flag)\n\(usage)")
-            }
-        }
-        if options.url.isEmpty { fail("--url is required") }
-        return options
-    }
 }
 
-func parseSize(_ text: String) -> Int64 {
-    let units: [(String, Int64)] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)]
+/// `1GiB`, `8M`, `4096`: powers of 1024.
+func size(_ text: String) throws -> Int64 {
+    let units: [(String, Int64)] = [
+        ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10),
+    ]
     for (suffix, scale) in units where text.hasSuffix(suffix) {
-        return (Int64(text.dropLast(suffix.count)) ?? 0) * scale
+        guard let count = Int64(text.dropLast(suffix.count)), count >= 0 else { break }
+        return count * scale
     }
-    return Int64(text) ?? 0
+    guard let count = Int64(text), count >= 0 else { throw ValidationError("'\(text)' is not a size (e.g. 8MiB)") }
+    return count
 }
 
 func fail(_ message: String) -> Never {
@@ -691,7 +773,7 @@ extension String {
     }
 }
 
-let options = Options.parse(CommandLine.arguments)
+let options = Arguments.parseOrExit().options
 signal(SIGPIPE, SIG_IGN)
 if options.scenario == "idle" || options.concurrency > 900 { _ = raiseOpenFileLimit() }
 _ = payload.capacity  // make the bytes before any clock starts
