@@ -108,12 +108,13 @@ final class HTTP2Tests: XCTestCase {
         }
     }
 
-    /// A client that never acknowledges our SETTINGS gets GOAWAY SETTINGS_TIMEOUT (RFC 9113 §6.5.3); an idle
-    /// connection (no stream) gets GOAWAY NO_ERROR after the idle timeout. Both are then closed.
+    /// A client that never acknowledges our SETTINGS gets GOAWAY SETTINGS_TIMEOUT (RFC 9113 §6.5.3) after the
+    /// head timeout; an idle connection (no stream) gets GOAWAY NO_ERROR after the idle timeout. Both are then
+    /// closed.
     func testSettingsAndIdleTimeoutsEndTheConnectionWithGoAway() throws {
         try withServer(EchoHandler(), configure: {
             $0.http2.cleartextPriorKnowledge = true
-            $0.http2.settingsTimeoutMilliseconds = 600
+            $0.headTimeoutMilliseconds = 600
             $0.idleTimeoutMilliseconds = 60_000
         }) { server in
             let silent = try FrameClient(port: server.port, acknowledgesSettings: false)

@@ -16,9 +16,6 @@ final class HTTP2Stream {
     var authority: String?
     var headers = HTTPHeaders()
     var trailers = HTTPHeaders()
-    /// Bytes of the header list as RFC 9113 §6.5.2 counts them (name + value + 32 per field).
-    var headerListBytes = 0
-    var headerListTooLarge = false
     var isHeadComplete = false
     var isDispatched = false
     var head: RequestHead?
