@@ -225,4 +225,65 @@ final class HTTP2ConnectionStateMachineTests: XCTestCase {
         XCTAssertEqual(machine.tick(now: start + 64_999), .none)
         XCTAssertEqual(machine.tick(now: start + 65_000), .terminate(.noError, reason: "idle"))
     }
+
+    // MARK: Stream progress
+
+    private func expired(
+        _ machine: inout Machine, at now: UInt64, holding: Set<Int32> = [], windowsOpen: Set<Int32> = []
+    ) -> [Int32: Machine.StreamTimeout] {
+        let list = machine.expiredStreams(
+            now: now, isHoldingBodyBack: { holding.contains($0) }, peerLetsUsSend: { windowsOpen.contains($0) })
+        return Dictionary(uniqueKeysWithValues: list)
+    }
+
+    /// A body that stops: reset after the body timeout from its last bytes, once; other streams are untouched.
+    func testStalledBodyIsReportedOnceAfterTheBodyTimeout() {
+        var machine = makeMachine { $0.bodyTimeoutMilliseconds = 2_000; $0.minBodyBytesPerSecond = 0 }
+        XCTAssertEqual(machine.requestStreamOpened(1, now: start), .accept)
+        XCTAssertEqual(machine.requestStreamOpened(3, now: start), .accept)
+        machine.bodyReceived(1, byteCount: 100, now: start)  // before readBody: not progress of a read
+        machine.bodyReadStarted(1, now: start + 100)
+        machine.bodyReceived(1, byteCount: 100, now: start + 1_000)
+        XCTAssertEqual(expired(&machine, at: start + 2_999), [:])
+        XCTAssertEqual(expired(&machine, at: start + 3_000), [1: .bodyStalled])
+        XCTAssertEqual(expired(&machine, at: start + 9_000), [:], "reported once")
+        // A body that ended has no deadline.
+        machine.bodyReadStarted(3, now: start)
+        machine.bodyFinished(3)
+        XCTAssertEqual(expired(&machine, at: start + 60_000), [:])
+    }
+
+    /// HTTP/1.1's minimum rate per stream: a trickle is cut at the end of its window, unless the server held the
+    /// body back (then the window starts afresh).
+    func testTricklingBodyIsCutAtTheEndOfItsRateWindowUnlessTheServerHeldItBack() {
+        var machine = makeMachine {
+            $0.bodyTimeoutMilliseconds = 60_000
+            $0.minBodyBytesPerSecond = 100
+            $0.bodyRateWindowMilliseconds = 1_000
+        }
+        XCTAssertEqual(machine.requestStreamOpened(1, now: start), .accept)
+        machine.bodyReadStarted(1, now: start)
+        machine.bodyReceived(1, byteCount: 99, now: start + 500)
+        XCTAssertEqual(expired(&machine, at: start + 1_000, holding: [1]), [:], "held back: a fresh window")
+        machine.bodyReceived(1, byteCount: 100, now: start + 1_500)
+        XCTAssertEqual(expired(&machine, at: start + 2_000), [:], "100 bytes in the window: fast enough")
+        machine.bodyReceived(1, byteCount: 99, now: start + 2_500)
+        XCTAssertEqual(expired(&machine, at: start + 2_999), [:])
+        XCTAssertEqual(expired(&machine, at: start + 3_000), [1: .bodyTooSlow])
+    }
+
+    /// A download whose client keeps its window shut is reset after the body timeout; when the window is open the
+    /// wait is ours and the deadline moves; each whole piece sent moves it too.
+    func testStalledResponseIsResetOnlyWhileThePeersWindowIsShut() {
+        var machine = makeMachine { $0.bodyTimeoutMilliseconds = 2_000 }
+        XCTAssertEqual(machine.requestStreamOpened(1, now: start), .accept)
+        machine.responseProgressed(1, now: start)
+        machine.responseProgressed(1, now: start + 1_000)
+        XCTAssertEqual(expired(&machine, at: start + 2_999), [:])
+        XCTAssertEqual(expired(&machine, at: start + 3_000, windowsOpen: [1]), [:], "our own output is slow")
+        XCTAssertEqual(expired(&machine, at: start + 4_999), [:])
+        XCTAssertEqual(expired(&machine, at: start + 5_000), [1: .responseStalled])
+        machine.responseFinished(1)
+        XCTAssertEqual(expired(&machine, at: start + 60_000), [:])
+    }
 }

@@ -221,7 +221,7 @@ final class HTTP2Connection: TCPStreamDelegate {
     fileprivate func beginRequest(streamID: Int32) {
         switch machine.requestStreamOpened(streamID, now: context.loop.nowMilliseconds) {
         case .accept:
-            streams[streamID] = HTTP2Stream(id: streamID, bodyRate: BodyRateMeter(configuration))
+            streams[streamID] = HTTP2Stream(id: streamID)
         case .refuse:
             // No `HTTP2Stream`: its fields, frames and body bytes are dropped until the reset is out.
             context.server.logIf(.debug, "HTTP/2 stream \(streamID): refused (concurrent streams at the limit)")
@@ -299,10 +299,7 @@ final class HTTP2Connection: TCPStreamDelegate {
             return
         }
         stream.append(bytes, maxChunk: configuration.readChunkSize)
-        if stream.isReadingBody {
-            stream.bodyDeadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
-            stream.bodyRate.record(bytes.count)
-        }
+        machine.bodyReceived(streamID, byteCount: bytes.count, now: context.loop.nowMilliseconds)
         markDirty(stream)
     }
 
@@ -344,7 +341,7 @@ final class HTTP2Connection: TCPStreamDelegate {
             if sent + count == bytes.count {
                 flags |= eof
                 stream.responseBody = .none
-                stream.responseDeadline = .max
+                machine.responseFinished(streamID)
             } else {
                 stream.responseBody = .bytes(bytes, sent: sent + count)
             }
@@ -361,14 +358,14 @@ final class HTTP2Connection: TCPStreamDelegate {
             if stream.responseOffset == fragment.count {
                 stream.responseFragment = nil
                 stream.responseOffset = 0
-                // The response progresses by whole pieces (see `HTTP2Stream.responseDeadline`).
-                stream.responseDeadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
+                // The response progresses by whole pieces (see `HTTP2ConnectionStateMachine.StreamRecord`).
+                machine.responseProgressed(streamID, now: context.loop.nowMilliseconds)
             }
             let left = remaining - Int64(count)
             if left == 0 {
                 flags |= eof
                 stream.responseBody = .none
-                stream.responseDeadline = .max
+                machine.responseFinished(streamID)
                 source.cancel()
             } else {
                 stream.responseBody = .source(source, remaining: left)
@@ -521,7 +518,7 @@ final class HTTP2Connection: TCPStreamDelegate {
             }
             if stream.isRemoteEnded && stream.bufferedByteCount == 0 {
                 stream.body = .finished
-                stream.bodyDeadline = .max
+                machine.bodyFinished(stream.id)
                 let trailers = stream.trailers
                 sink.bodyEnd(trailers: trailers)
             }
@@ -586,9 +583,7 @@ final class HTTP2Connection: TCPStreamDelegate {
         guard case .waiting = stream.body, !isFinalClosed else { return sink.bodyAborted(.clientClosed) }
         perform {
             stream.body = .reading(sink)
-            let now = context.loop.nowMilliseconds
-            stream.bodyDeadline = now + configuration.bodyTimeoutMilliseconds
-            stream.bodyRate.start(now: now)
+            machine.bodyReadStarted(stream.id, now: context.loop.nowMilliseconds)
             if stream.head?.expectsContinue == true, stream.bufferedByteCount == 0, !stream.isRemoteEnded,
                 let session
             {
@@ -612,6 +607,7 @@ final class HTTP2Connection: TCPStreamDelegate {
             switch stream.body {
             case .reading, .waiting:
                 stream.body = .finished
+                machine.bodyFinished(stream.id)
                 markDirty(stream)
             case .finished:
                 break
@@ -647,9 +643,9 @@ final class HTTP2Connection: TCPStreamDelegate {
             if case .source = body {} else { source?.cancel() }
             stream.responseBody = body
             if case .none = body {
-                stream.responseDeadline = .max
+                machine.responseFinished(stream.id)
             } else {
-                stream.responseDeadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
+                machine.responseProgressed(stream.id, now: context.loop.nowMilliseconds)
             }
             context.server.logIf(.debug, "\(head.method) \(head.target) -> \(code) (h2 stream \(stream.id))")
             if case .none = body {
@@ -791,43 +787,40 @@ final class HTTP2Connection: TCPStreamDelegate {
             return abort(reason: .clientClosed)
         }
         perform {
-            for stream in streams.values where !stream.isClosed {
-                if stream.isReadingBody && now >= stream.bodyDeadline {
-                    context.server.logIf(.info, "HTTP/2 stream \(stream.id): body timeout; resetting stream")
+            let expired = machine.expiredStreams(
+                now: now, isHoldingBodyBack: { [streams] id in streams[id].map(isHoldingBodyBack) ?? false },
+                peerLetsUsSend: peerLetsUsSend)
+            for (id, timeout) in expired {
+                guard let stream = streams[id], !stream.isClosed else { continue }
+                switch timeout {
+                case .bodyStalled:
+                    context.server.logIf(.info, "HTTP/2 stream \(id): body timeout; resetting stream")
                     abortStream(stream, reason: .timeout)
-                } else if stream.isReadingBody && isBodyTooSlow(stream, now: now) {
+                case .bodyTooSlow:
                     context.server.logIf(
                         .info,
-                        "HTTP/2 stream \(stream.id): body slower than \(configuration.minBodyBytesPerSecond) bytes/s "
+                        "HTTP/2 stream \(id): body slower than \(configuration.minBodyBytesPerSecond) bytes/s "
                             + "over \(configuration.bodyRateWindowMilliseconds) ms; resetting stream")
                     abortStream(stream, reason: .timeout)
-                } else if now >= stream.responseDeadline {
-                    if peerLetsUsSend(stream) {
-                        // Our own output holds it up (streams sharing the socket, a read from disk): not this
-                        // client's doing. A socket that stopped draining is the connection's write timeout above.
-                        stream.responseDeadline = now + configuration.bodyTimeoutMilliseconds
-                    } else {
-                        context.server.logIf(
-                            .info, "HTTP/2 stream \(stream.id): response write timeout; resetting stream")
-                        abortStream(stream, reason: .clientClosed)
-                    }
+                case .responseStalled:
+                    context.server.logIf(.info, "HTTP/2 stream \(id): response write timeout; resetting stream")
+                    abortStream(stream, reason: .clientClosed)
                 }
             }
         }
     }
 
-    /// Whether the peer's flow-control windows (the stream's and the connection's) let us send on `stream` now.
-    private func peerLetsUsSend(_ stream: HTTP2Stream) -> Bool {
+    /// Whether the peer's flow-control windows (the stream's and the connection's) let us send on the stream now.
+    private func peerLetsUsSend(_ id: Int32) -> Bool {
         guard let session else { return false }
-        return nghttp2_session_get_stream_remote_window_size(session, stream.id) > 0
+        return nghttp2_session_get_stream_remote_window_size(session, id) > 0
             && nghttp2_session_get_remote_window_size(session) > 0
     }
 
-    /// HTTP/1.1's minimum-rate rule per stream. Bytes waiting for the sink (fragments outstanding, or buffered
-    /// behind them) are the server holding the body back, as a stopped read is on HTTP/1.1.
-    private func isBodyTooSlow(_ stream: HTTP2Stream, now: UInt64) -> Bool {
-        let isHoldingBodyBack = stream.outstandingFragments > 0 || stream.bufferedByteCount > 0
-        return stream.bodyRate.isTooSlow(now: now, isHoldingBodyBack: isHoldingBodyBack)
+    /// Bytes waiting for the sink (fragments outstanding, or buffered behind them) are the server holding the body
+    /// back, as a stopped read is on HTTP/1.1: the minimum-rate window starts afresh.
+    private func isHoldingBodyBack(_ stream: HTTP2Stream) -> Bool {
+        stream.outstandingFragments > 0 || stream.bufferedByteCount > 0
     }
 
     /// Ends one stream (RST_STREAM CANCEL); its sink hears `reason`, the connection carries on.
@@ -836,8 +829,8 @@ final class HTTP2Connection: TCPStreamDelegate {
             stream.body = .finished
             sink.bodyAborted(reason)
         }
-        stream.bodyDeadline = .max
-        stream.responseDeadline = .max
+        machine.bodyFinished(stream.id)
+        machine.responseFinished(stream.id)
         pendingResets.append((stream.id, NGHTTP2_CANCEL.rawValue))
         markDirty(stream)
     }

@@ -46,8 +46,9 @@ struct HTTP2FrameHeader: Equatable {
 
 /// The decisions of one HTTP/2 connection that nghttp2 leaves to us, as a value without I/O (STYLE §10.5, the
 /// shape of `HTTPConnectionStateMachine`): how long the peer may take to open the connection, which request
-/// streams are admitted, how much of a header block is decoded, and when a peer is abusive enough to be cut off
-/// (GOAWAY ENHANCE_YOUR_CALM). nghttp2 keeps framing, HPACK, flow control and the RFC 9113 stream states.
+/// streams are admitted, how much of a header block is decoded, when a peer is abusive enough to be cut off
+/// (GOAWAY ENHANCE_YOUR_CALM), and when a stream's body or response has made no progress for too long.
+/// nghttp2 keeps framing, HPACK, flow control and the RFC 9113 stream states; `HTTP2Stream` keeps the bytes.
 /// `HTTP2Connection` reports each event from its nghttp2 callbacks and performs the verdict.
 ///
 /// The clock is injected: every event that starts or checks a deadline, or refills the reset budget, takes `now`
@@ -68,6 +69,9 @@ struct HTTP2ConnectionStateMachine {
         var resetsPerSecond: UInt64
         var maxUnproductiveFrames: Int
         var unproductiveFramesPerProgress: Int
+        var bodyTimeout: UInt64
+        var minBodyBytesPerSecond: Int
+        var bodyRateWindow: UInt64
 
         init(_ configuration: HTTPServerConfiguration) {
             let http2 = configuration.http2
@@ -82,6 +86,9 @@ struct HTTP2ConnectionStateMachine {
             resetsPerSecond = http2.resetsPerSecond
             maxUnproductiveFrames = http2.maxUnproductiveFrames
             unproductiveFramesPerProgress = http2.unproductiveFramesPerProgress
+            bodyTimeout = configuration.bodyTimeoutMilliseconds
+            minBodyBytesPerSecond = configuration.minBodyBytesPerSecond
+            bodyRateWindow = configuration.bodyRateWindowMilliseconds
         }
     }
 
@@ -121,18 +128,38 @@ struct HTTP2ConnectionStateMachine {
         case terminate(HTTP2ErrorCode, reason: String)
     }
 
-    /// A request stream's header block, as far as the limits care.
-    private struct HeaderBlock {
+    /// Why a stream is given up (the connection resets it; the others carry on).
+    enum StreamTimeout: Equatable {
+        /// No body bytes for `bodyTimeout` while the handler reads the body.
+        case bodyStalled
+        /// The body came slower than `minBodyBytesPerSecond` over a window (HTTP/1.1's rule, per stream).
+        case bodyTooSlow
+        /// A response body made no progress for `bodyTimeout` while the peer kept its windows shut.
+        case responseStalled
+    }
+
+    /// A request stream as far as the limits care: its header block, and its progress deadlines.
+    private struct StreamRecord {
         var bytes = 0
         var fields = 0
         var isTrailer = false
         var isOversized = false
         var isRefused = false
+        /// The handler reads the body (from its `readBody` until the end, a response first, or an abort).
+        var isReadingBody = false
+        /// Body progress deadline (loop ms) while the body is read.
+        var bodyDeadline: UInt64 = .max
+        var bodyRate: BodyRateMeter
+        /// Response progress deadline (loop ms) while a response body is being sent. It moves on only when a whole
+        /// read piece has gone into DATA frames, as HTTP/1.1's moves on only when a piece was written: a client
+        /// that never opens its window, or opens it a few bytes at a time, cannot hold the piece, the open file
+        /// and the stream forever.
+        var responseDeadline: UInt64 = .max
     }
 
     let limits: Limits
     /// Request streams nghttp2 opened and has not closed, refused ones included until their reset is out.
-    private var streams: [Int32: HeaderBlock] = [:]
+    private var streams: [Int32: StreamRecord] = [:]
     private(set) var admittedStreamCount = 0
     private(set) var hasPeerSettings = false
     private(set) var isSettingsAcknowledged = false
@@ -220,7 +247,8 @@ struct HTTP2ConnectionStateMachine {
     /// nghttp2 opened a request stream (its HEADERS began).
     mutating func requestStreamOpened(_ id: Int32, now: UInt64) -> Admission {
         idleDeadline = .max
-        var block = HeaderBlock()
+        var block = StreamRecord(
+            bodyRate: BodyRateMeter(bytesPerSecond: limits.minBodyBytesPerSecond, windowMilliseconds: limits.bodyRateWindow))
         if admittedStreamCount >= limits.maxConcurrentStreams {
             block.isRefused = true
             streams[id] = block
@@ -281,6 +309,79 @@ struct HTTP2ConnectionStateMachine {
         guard block.isOversized else { return block.isRefused ? .discard : .store }
         if block.bytes > 2 * maxBytes || block.fields > 2 * limits.maxHeaderCount { return .stopBlock }
         return .discard
+    }
+
+    // MARK: Stream progress
+
+    /// The handler asked for the body: its progress deadline and rate window start now.
+    mutating func bodyReadStarted(_ id: Int32, now: UInt64) {
+        guard var record = streams[id] else { return }
+        record.isReadingBody = true
+        record.bodyDeadline = now + limits.bodyTimeout
+        record.bodyRate.start(now: now)
+        streams[id] = record
+    }
+
+    /// Body bytes arrived on the stream; they count only while the body is read.
+    mutating func bodyReceived(_ id: Int32, byteCount: Int, now: UInt64) {
+        guard var record = streams[id], record.isReadingBody else { return }
+        record.bodyDeadline = now + limits.bodyTimeout
+        record.bodyRate.record(byteCount)
+        streams[id] = record
+    }
+
+    /// The body ended, was given up (a response came first), or was aborted: no body deadline any more.
+    mutating func bodyFinished(_ id: Int32) {
+        guard var record = streams[id] else { return }
+        record.isReadingBody = false
+        record.bodyDeadline = .max
+        streams[id] = record
+    }
+
+    /// A response body started, or one of its pieces went out whole into DATA frames.
+    mutating func responseProgressed(_ id: Int32, now: UInt64) {
+        streams[id]?.responseDeadline = now + limits.bodyTimeout
+    }
+
+    /// The response body is out (or there is none, or it was abandoned).
+    mutating func responseFinished(_ id: Int32) {
+        streams[id]?.responseDeadline = .max
+    }
+
+    /// Streams whose body or response ran out of time at `now`; each is reported once. `isHoldingBodyBack(id)`:
+    /// bytes of the stream wait for its sink (the server's doing, as a stopped read is on HTTP/1.1: the rate window
+    /// starts afresh). `peerLetsUsSend(id)`: the peer's windows are open, so a stalled response is held up by our
+    /// own output (streams sharing the socket, a read from disk) and its deadline moves instead.
+    mutating func expiredStreams(
+        now: UInt64, isHoldingBodyBack: (Int32) -> Bool, peerLetsUsSend: (Int32) -> Bool
+    ) -> [(Int32, StreamTimeout)] {
+        var expired: [(Int32, StreamTimeout)] = []
+        for id in streams.keys.sorted() {
+            guard var record = streams[id] else { continue }
+            if record.isReadingBody && now >= record.bodyDeadline {
+                expired.append((id, .bodyStalled))
+            } else if record.isReadingBody
+                && record.bodyRate.isTooSlow(now: now, isHoldingBodyBack: isHoldingBodyBack(id))
+            {
+                expired.append((id, .bodyTooSlow))
+            } else if now >= record.responseDeadline {
+                if peerLetsUsSend(id) {
+                    record.responseDeadline = now + limits.bodyTimeout
+                } else {
+                    expired.append((id, .responseStalled))
+                }
+            } else {
+                streams[id] = record
+                continue
+            }
+            if expired.last?.0 == id {
+                record.isReadingBody = false
+                record.bodyDeadline = .max
+                record.responseDeadline = .max
+            }
+            streams[id] = record
+        }
+        return expired
     }
 
     // MARK: Deadlines
