@@ -73,10 +73,12 @@ final class HTTP2ConnectionStateMachineTests: XCTestCase {
         XCTAssertFalse(machine.isHeadOversized(3))
     }
 
-    /// Many tiny fields: the count limit (not the byte limit) makes the head oversized, and twice it stops.
+    /// Many tiny fields: the count limit (not the byte limit; pseudo-header fields not counted) makes the head
+    /// oversized, and twice it stops.
     func testFieldCountLimitAnswers431AndStopsAtTwiceTheCount() {
         var machine = makeMachine()
         XCTAssertEqual(machine.requestStreamOpened(1, now: start), .accept)
+        for _ in 0..<4 { XCTAssertEqual(machine.fieldReceived(1, bytes: 10, isPseudo: true), .store) }
         for _ in 0..<100 { XCTAssertEqual(machine.fieldReceived(1, bytes: 2), .store) }
         for _ in 0..<100 { XCTAssertEqual(machine.fieldReceived(1, bytes: 2), .discard) }
         XCTAssertEqual(machine.fieldReceived(1, bytes: 2), .stopBlock)

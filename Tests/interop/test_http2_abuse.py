@@ -69,6 +69,10 @@ def test_hpack_bomb_is_not_decoded_past_the_limit_and_a_repeating_client_is_cut_
     with H2Client(server.port, ca(pki)) as client:
         assert client.get(client.request("HEAD", path, {**TUS, "x-big": "a" * (20 * 1024)})).status == 431
         assert client.get(client.request("HEAD", path, TUS)).status == 200
+        # 100 header fields (the pseudo-header fields not counted, as HTTP/1.1 does not count its request line).
+        hundred = {**TUS, **{f"x-{index}": "v" for index in range(99)}}
+        assert client.get(client.request("HEAD", path, hundred)).status == 200
+        assert client.get(client.request("HEAD", path, {**hundred, "x-one-more": "v"})).status == 431
     # One connection: the first three bombs are each reset without being decoded further; the fourth ends the
     # connection with ENHANCE_YOUR_CALM.
     client, sent = hpack_bomb_connection(server.port, ca(pki), path, blocks=6)

@@ -238,7 +238,8 @@ final class HTTP2Connection: TCPStreamDelegate {
     fileprivate func header(streamID: Int32, isTrailer: Bool, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer)
         -> Int32
     {
-        switch machine.fieldReceived(streamID, bytes: name.count + value.count) {
+        let isPseudo = name.first == UInt8(ascii: ":")
+        switch machine.fieldReceived(streamID, bytes: name.count + value.count, isPseudo: isPseudo) {
         case .store:
             break
         case .discard:

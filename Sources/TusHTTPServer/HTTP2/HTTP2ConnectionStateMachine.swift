@@ -283,15 +283,16 @@ struct HTTP2ConnectionStateMachine {
     // MARK: Header blocks
 
     /// One decoded field of a request head or trailer section (`bytes`: name + value, as RFC 9113 §6.5.2 counts
-    /// them, before the 32 added per field). An HPACK bomb (a small block of references to one large table entry)
+    /// them, before the 32 added per field). Pseudo-header fields count toward the bytes, not toward
+    /// `maxHeaderCount` (HTTP/1.1's request line does not either). An HPACK bomb (a small block of references to one large table entry)
     /// decodes to far more than it weighs on the wire; nginx ends the connection at the first field past its limit.
     /// Here a head over the limit is still answered 431 (a big cookie is an honest mistake), decoding on only
     /// until twice the limit; beyond that the block is given up and the stream reset, and the connection ends at
     /// the `maxOversizedHeaderBlocks + 1`-th oversized block.
-    mutating func fieldReceived(_ id: Int32, bytes: Int) -> FieldVerdict {
+    mutating func fieldReceived(_ id: Int32, bytes: Int, isPseudo: Bool = false) -> FieldVerdict {
         guard var block = streams[id] else { return .discard }
         block.bytes += bytes + 32
-        block.fields += 1
+        if !isPseudo { block.fields += 1 }
         let maxBytes = block.isTrailer ? limits.maxTrailerBytes : limits.maxHeadBytes
         let isOver = block.bytes > maxBytes || block.fields > limits.maxHeaderCount
         if isOver && !block.isOversized {
