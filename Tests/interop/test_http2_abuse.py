@@ -15,8 +15,8 @@ import h2.settings
 import pytest
 
 from h2_helpers import (ENHANCE_YOUR_CALM, REFUSED_STREAM, SETTINGS_TIMEOUT, H2Client, LatencyProbe, RawH2,
-                        connect, cpu_seconds, flood_connection, flood_frames, hpack_bomb_connection, rapid_reset_connection,
-                        request_block, tus_patch_fields)
+                        connect, cpu_seconds, flood_connection, flood_frames, hpack_bomb_connection,
+                        rapid_reset_connection, request_block, tus_patch_fields)
 from test_tls import Server, pki  # noqa: F401  (pki is a fixture)
 
 TUS = {"tus-resumable": "1.0.0"}

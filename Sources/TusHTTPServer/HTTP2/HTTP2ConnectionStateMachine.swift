@@ -247,8 +247,9 @@ struct HTTP2ConnectionStateMachine {
     /// nghttp2 opened a request stream (its HEADERS began).
     mutating func requestStreamOpened(_ id: Int32, now: UInt64) -> Admission {
         idleDeadline = .max
-        var block = StreamRecord(
-            bodyRate: BodyRateMeter(bytesPerSecond: limits.minBodyBytesPerSecond, windowMilliseconds: limits.bodyRateWindow))
+        let bodyRate = BodyRateMeter(
+            bytesPerSecond: limits.minBodyBytesPerSecond, windowMilliseconds: limits.bodyRateWindow)
+        var block = StreamRecord(bodyRate: bodyRate)
         if admittedStreamCount >= limits.maxConcurrentStreams {
             block.isRefused = true
             streams[id] = block
@@ -284,8 +285,9 @@ struct HTTP2ConnectionStateMachine {
 
     /// One decoded field of a request head or trailer section (`bytes`: name + value, as RFC 9113 §6.5.2 counts
     /// them, before the 32 added per field). Pseudo-header fields count toward the bytes, not toward
-    /// `maxHeaderCount` (HTTP/1.1's request line does not either). An HPACK bomb (a small block of references to one large table entry)
-    /// decodes to far more than it weighs on the wire; nginx ends the connection at the first field past its limit.
+    /// `maxHeaderCount` (HTTP/1.1's request line does not either). An HPACK bomb (a small block of references to
+    /// one large table entry) decodes to far more than it weighs on the wire; nginx ends the connection at the
+    /// first field past its limit.
     /// Here a head over the limit is still answered 431 (a big cookie is an honest mistake), decoding on only
     /// until twice the limit; beyond that the block is given up and the stream reset, and the connection ends at
     /// the `maxOversizedHeaderBlocks + 1`-th oversized block.
