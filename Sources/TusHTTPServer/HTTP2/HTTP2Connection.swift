@@ -46,6 +46,8 @@ final class HTTP2Connection: TCPStreamDelegate {
     private var pendingOutputBytes = 0
     private var lastOutputProgress: UInt64 = 0
     private var closeDeadline: UInt64 = .max
+    /// What a lingering close still reads and drops before it stops reading (see `closeGracefully`).
+    private var lingeringBytesLeft = 1 << 20
     private var isShuttingDown = false
     private var isClosing = false
     private var isFinalClosed = false
@@ -146,8 +148,10 @@ final class HTTP2Connection: TCPStreamDelegate {
         guard !isFinalClosed else { return }
         if isClosing {
             // Lingering (see `closeGracefully`): drop the bytes; the peer's end, or an error, ends it.
-            if case .bytes = result { return }
-            return finalClose()
+            guard case .bytes(let count) = result else { return finalClose() }
+            lingeringBytesLeft -= count
+            if lingeringBytesLeft <= 0 { stream.stopReading() }
+            return
         }
         switch result {
         case .bytes(let count):
@@ -877,12 +881,16 @@ final class HTTP2Connection: TCPStreamDelegate {
         guard !isClosing, !isFinalClosed else { return }
         isClosing = true
         // Lingering close (nginx's `lingering_close`): what the peer still sends is read and dropped, neither
-        // decrypted nor parsed, until it closes or 2 s pass. Closing with its bytes unread would reset the
-        // connection, and a reset makes the peer's kernel and TLS drop our GOAWAY unread (a flood, a bomb).
-        closeDeadline = context.loop.nowMilliseconds + min(configuration.bodyTimeoutMilliseconds, 2_000)
+        // decrypted nor parsed, until it closes, 2 s after our output is out, or 1 MiB later. Closing with its
+        // bytes unread would reset the connection, and a reset makes the peer's kernel and TLS drop our GOAWAY
+        // unread (a flood, a bomb). Until the output is out, the body timeout bounds the wait, as before.
+        closeDeadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
         tls?.shutdown()
         shipTLSOutput()
-        stream.shutdown { _ in }
+        stream.shutdown { [self] error in
+            if error != nil { return finalClose() }
+            closeDeadline = min(closeDeadline, context.loop.nowMilliseconds + 2_000)
+        }
     }
 
     private func finalClose() {
