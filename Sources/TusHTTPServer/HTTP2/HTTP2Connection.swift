@@ -277,10 +277,7 @@ final class HTTP2Connection: TCPStreamDelegate {
         switch type {
         case UInt8(NGHTTP2_HEADERS.rawValue):
             guard let stream = streams[streamID] else { return }
-            if isRequestHeaders {
-                stream.isHeadComplete = true
-                newStreams.append(stream)
-            }
+            if isRequestHeaders { newStreams.append(stream) }
             if endStream { stream.isRemoteEnded = true }
             markDirty(stream)
         case UInt8(NGHTTP2_DATA.rawValue):
@@ -447,7 +444,6 @@ final class HTTP2Connection: TCPStreamDelegate {
 
     /// A complete request head: answer it ourselves when it is unusable, otherwise give it to the handler.
     private func dispatch(_ stream: HTTP2Stream) {
-        stream.isDispatched = true
         if machine.isHeadOversized(stream.id) {
             return respondDirectly(stream, .requestHeaderFieldsTooLarge, "request header fields too large")
         }

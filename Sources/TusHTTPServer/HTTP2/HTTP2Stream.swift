@@ -16,8 +16,6 @@ final class HTTP2Stream {
     var authority: String?
     var headers = HTTPHeaders()
     var trailers = HTTPHeaders()
-    var isHeadComplete = false
-    var isDispatched = false
     var head: RequestHead?
     var exchange: HTTP2Exchange?
 
