@@ -22,8 +22,13 @@ from test_tls import Server, pki  # noqa: F401  (pki is a fixture)
 TUS = {"tus-resumable": "1.0.0"}
 ATTACK_SECONDS = 3.0
 # Other clients' HEAD p99 while an attack runs. The issue measured 3.7 s (HPACK bomb) and 140 ms (empty DATA
-# flood, from 0.9 ms); on a shared 2-core box with other builds running, 300 ms still separates "bounded" from that.
+# flood, from 0.9 ms); on a shared 2-core box with other builds running, 300 ms (or 4x the p99 measured just before
+# the attack, when the box itself is that slow) still separates "bounded" from that.
 P99_BOUND = 0.3
+
+
+def p99_bound(baseline: float) -> float:
+    return max(P99_BOUND, 4 * baseline)
 
 
 @pytest.fixture
@@ -97,7 +102,7 @@ def test_hpack_bomb_is_not_decoded_past_the_limit_and_a_repeating_client_is_cut_
         cpu = cpu_seconds(server.process.pid) - cpu_before
     report("hpack-bomb", probe, baseline, cpu, connections, "block", blocks)
     assert probe.timeouts == 0 and not probe.errors, (probe.timeouts, probe.errors[:3])
-    assert probe.p99 < P99_BOUND, probe.p99
+    assert probe.p99 < p99_bound(baseline), (probe.p99, baseline)
     # Each block used to cost ~12 ms of loop time (all 10,000 fields validated and counted).
     assert cpu / blocks < 0.004, cpu / blocks
 
@@ -130,7 +135,7 @@ def test_flood_of_frames_without_progress_closes_the_connection(server, pki, kin
         cpu = cpu_seconds(server.process.pid) - cpu_before
     report(f"flood-{kind}", probe, baseline, cpu, connections, "frame_sent", frames)
     assert probe.timeouts == 0 and not probe.errors, (probe.timeouts, probe.errors[:3])
-    assert probe.p99 < P99_BOUND, probe.p99
+    assert probe.p99 < p99_bound(baseline), (probe.p99, baseline)
     # The upload whose stream carried the flood is intact and unlocked.
     with H2Client(server.port, ca(pki)) as check:
         assert check.get(check.request("HEAD", path, TUS)).headers["upload-offset"] == "0"
@@ -235,7 +240,7 @@ def test_rapid_reset_is_answered_enhance_your_calm(server, pki):
         cpu = cpu_seconds(server.process.pid) - cpu_before
     report("rapid-reset", probe, baseline, cpu, connections, "reset", resets)
     assert probe.timeouts == 0 and not probe.errors, (probe.timeouts, probe.errors[:3])
-    assert probe.p99 < P99_BOUND, probe.p99
+    assert probe.p99 < p99_bound(baseline), (probe.p99, baseline)
 
 
 @pytest.mark.time_limit(90)
