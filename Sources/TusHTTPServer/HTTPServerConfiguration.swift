@@ -9,7 +9,8 @@ public struct HTTPServerConfiguration: Sendable {
     public var loops: Int = 1
     /// Connections beyond this are answered 503 and closed at once.
     public var maxConnections: Int = 10_000
-    /// Time allowed for a complete request head once its first byte arrived (slowloris guard).
+    /// Time allowed for a complete request head once its first byte arrived (slowloris guard). On HTTP/2 it
+    /// bounds the connection preface and the SETTINGS exchange (GOAWAY SETTINGS_TIMEOUT beyond).
     public var headTimeoutMilliseconds: UInt64 = 30_000
     /// How long a keep-alive connection may sit idle between requests.
     public var idleTimeoutMilliseconds: UInt64 = 60_000

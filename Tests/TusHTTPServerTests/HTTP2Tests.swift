@@ -76,16 +76,15 @@ final class HTTP2Tests: XCTestCase {
         }
     }
 
-    /// SETTINGS_MAX_CONCURRENT_STREAMS (100), once acknowledged, is enforced by nghttp2 as a connection error: a
-    /// 101st open stream ends the connection with GOAWAY PROTOCOL_ERROR (RFC 9113 §5.1.2 allows PROTOCOL_ERROR;
-    /// REFUSED_STREAM is only used before the client acknowledged the setting). Streams whose HEADERS came in the
-    /// same read never reach the handler; any that did hear `clientClosed`. The server serves the next connection.
-    func testStreamsBeyondTheConcurrencyLimitEndTheConnection() throws {
+    /// SETTINGS_MAX_CONCURRENT_STREAMS (100), once acknowledged: a 101st open stream is refused with RST_STREAM
+    /// REFUSED_STREAM (RFC 9113 §5.1.2; nghttp2 alone would end the connection with PROTOCOL_ERROR), and the 100 in
+    /// flight finish. The server serves the next connection.
+    func testStreamsBeyondTheConcurrencyLimitAreRefusedAndTheOthersFinish() throws {
         let handler = EchoHandler()
         try withServer(handler, configure: { $0.http2.cleartextPriorKnowledge = true }) { server in
             let client = try FrameClient(port: server.port)
             defer { client.close() }
-            let deadline = Date().addingTimeInterval(5)
+            let deadline = Date().addingTimeInterval(20)
             while client.serverInitialWindow == 65_535 && Date() < deadline { try client.readFrames(timeout: 0.05) }
             for index in 0..<101 {
                 try client.sendHeaders(
@@ -93,9 +92,13 @@ final class HTTP2Tests: XCTestCase {
                     fields: [(":method", "PUT"), (":scheme", "http"), (":path", "/c"), (":authority", "localhost"),
                              ("content-length", "1")], endStream: false)
             }
-            while client.goAwayCode == nil && Date() < deadline { try? client.readFrames(timeout: 0.05) }
-            XCTAssertEqual(client.goAwayCode, 0x1, "PROTOCOL_ERROR")
-            XCTAssertTrue(handler.stats.withLock { $0.aborted.allSatisfy { $0 == .clientClosed } })
+            while client.resets[201] == nil && Date() < deadline { try? client.readFrames(timeout: 0.05) }
+            XCTAssertEqual(client.resets[201], 0x7, "REFUSED_STREAM")
+            XCTAssertNil(client.goAwayCode)
+            for index in 0..<100 { try client.sendData(streamID: Int32(1 + 2 * index), bytes: [0x41], endStream: true) }
+            while client.ended.count < 100 && Date() < deadline { try? client.readFrames(timeout: 0.05) }
+            for index in 0..<100 { XCTAssertEqual(client.responseStatusByte[Int32(1 + 2 * index)], 0x88) }
+            XCTAssertNil(client.goAwayCode)
             let next = try FrameClient(port: server.port)
             defer { next.close() }
             try next.sendHeaders(
@@ -108,12 +111,13 @@ final class HTTP2Tests: XCTestCase {
         }
     }
 
-    /// A client that never acknowledges our SETTINGS gets GOAWAY SETTINGS_TIMEOUT (RFC 9113 §6.5.3); an idle
-    /// connection (no stream) gets GOAWAY NO_ERROR after the idle timeout. Both are then closed.
+    /// A client that never acknowledges our SETTINGS gets GOAWAY SETTINGS_TIMEOUT (RFC 9113 §6.5.3) after the
+    /// head timeout; an idle connection (no stream) gets GOAWAY NO_ERROR after the idle timeout. Both are then
+    /// closed.
     func testSettingsAndIdleTimeoutsEndTheConnectionWithGoAway() throws {
         try withServer(EchoHandler(), configure: {
             $0.http2.cleartextPriorKnowledge = true
-            $0.http2.settingsTimeoutMilliseconds = 600
+            $0.headTimeoutMilliseconds = 600
             $0.idleTimeoutMilliseconds = 60_000
         }) { server in
             let silent = try FrameClient(port: server.port, acknowledgesSettings: false)

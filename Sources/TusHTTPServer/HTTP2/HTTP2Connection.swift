@@ -33,14 +33,21 @@ final class HTTP2Connection: TCPStreamDelegate {
     /// Streams to reset once nghttp2 is not in a call (a complete response to an incomplete request).
     private var pendingResets: [(Int32, UInt32)] = []
 
+    /// Admission, header-block limits, flood and reset budgets, the preface and idle deadlines.
+    private var machine: HTTP2ConnectionStateMachine
+    /// Set when a callback stopped nghttp2 (`NGHTTP2_ERR_CALLBACK_FAILURE`) to end the connection: the GOAWAY
+    /// code and the reason to log, once `nghttp2_session_mem_recv` returned.
+    private var pendingTermination: (code: HTTP2ErrorCode, reason: String)?
+    /// The SETTINGS_MAX_CONCURRENT_STREAMS value to put on the wire in place of the one nghttp2 was given.
+    private var advertisedMaxStreams: UInt32?
+
     private var depth = 0
     private var isInsideNghttp2 = false
     private var pendingOutputBytes = 0
     private var lastOutputProgress: UInt64 = 0
-    private var settingsAcknowledged = false
-    private var settingsDeadline: UInt64 = .max
-    private var idleDeadline: UInt64 = .max
     private var closeDeadline: UInt64 = .max
+    /// What a lingering close still reads and drops before it stops reading (see `closeGracefully`).
+    private var lingeringBytesLeft = 1 << 20
     private var isShuttingDown = false
     private var isClosing = false
     private var isFinalClosed = false
@@ -53,6 +60,8 @@ final class HTTP2Connection: TCPStreamDelegate {
         self.stream = stream
         self.context = context
         self.tls = tls
+        machine = HTTP2ConnectionStateMachine(
+            limits: .init(context.server.configuration), now: context.loop.nowMilliseconds)
     }
 
     deinit {
@@ -69,6 +78,7 @@ final class HTTP2Connection: TCPStreamDelegate {
         var callbacks: OpaquePointer?
         precondition(nghttp2_session_callbacks_new(&callbacks) == 0, "nghttp2_session_callbacks_new failed")
         defer { nghttp2_session_callbacks_del(callbacks) }
+        nghttp2_session_callbacks_set_on_begin_frame_callback(callbacks, onBeginFrame)
         nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, onBeginHeaders)
         nghttp2_session_callbacks_set_on_header_callback(callbacks, onHeader)
         nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, onFrameReceived)
@@ -80,20 +90,30 @@ final class HTTP2Connection: TCPStreamDelegate {
         precondition(nghttp2_option_new(&option) == 0, "nghttp2_option_new failed")
         defer { nghttp2_option_del(option) }
         nghttp2_option_set_no_auto_window_update(option, 1)
-        nghttp2_option_set_stream_reset_rate_limit(option, settings.resetBurst, settings.resetsPerSecond)
+        // Our own bucket (`HTTP2ConnectionStateMachine`) answers ENHANCE_YOUR_CALM first; nghttp2's, twice as
+        // wide, only backs it up (it would send INTERNAL_ERROR).
+        nghttp2_option_set_stream_reset_rate_limit(option, settings.resetBurst * 2, settings.resetsPerSecond * 2)
         nghttp2_option_set_max_continuations(option, settings.maxContinuations)
         // At most 32 entries per SETTINGS frame received (a SETTINGS frame is otherwise unbounded work).
         nghttp2_option_set_max_settings(option, 32)
+        // PING and SETTINGS acknowledgements queued unsent: nghttp2's own flood stop (1000 by default, with no
+        // GOAWAY of its own) is raised so that the flood budget (`maxUnproductiveFrames`) acts first and answers
+        // ENHANCE_YOUR_CALM; the queue stays bounded by that budget.
+        nghttp2_option_set_max_outbound_ack(option, 4 * max(1000, settings.maxUnproductiveFrames))
 
         var raw: OpaquePointer?
         let status = nghttp2_session_server_new2(&raw, callbacks, Unmanaged.passUnretained(self).toOpaque(), option)
         precondition(status == 0 && raw != nil, "nghttp2_session_server_new2 failed: \(status)")
         session = raw
 
+        // nghttp2 ends the connection (PROTOCOL_ERROR) at the first stream past the limit it acknowledged; we
+        // refuse that stream instead (RFC 9113 §5.1.2), so nghttp2 gets the limit plus headroom and the wire
+        // carries the advertised limit (`flushOutput` puts it into the first SETTINGS frame).
+        let internalMaxStreams = settings.maxConcurrentStreams + settings.refusalHeadroom
+        advertisedMaxStreams = settings.maxConcurrentStreams
         var entries = [
             nghttp2_settings_entry(
-                settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue),
-                value: settings.maxConcurrentStreams),
+                settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: internalMaxStreams),
             nghttp2_settings_entry(
                 settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue),
                 value: UInt32(settings.initialStreamWindow)),
@@ -112,10 +132,7 @@ final class HTTP2Connection: TCPStreamDelegate {
         _ = nghttp2_session_set_local_window_size(
             raw, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, settings.connectionWindow)
 
-        let now = context.loop.nowMilliseconds
-        settingsDeadline = now + settings.settingsTimeoutMilliseconds
-        idleDeadline = now + configuration.idleTimeoutMilliseconds
-        lastOutputProgress = now
+        lastOutputProgress = context.loop.nowMilliseconds
         stream.delegate = self
         perform { if initialBytes.count > 0 { receive(initialBytes) } }
         if !isFinalClosed { stream.startReading() }
@@ -129,6 +146,13 @@ final class HTTP2Connection: TCPStreamDelegate {
 
     func didRead(_ result: ReadResult) {
         guard !isFinalClosed else { return }
+        if isClosing {
+            // Lingering (see `closeGracefully`): drop the bytes; the peer's end, or an error, ends it.
+            guard case .bytes(let count) = result else { return finalClose() }
+            lingeringBytesLeft -= count
+            if lingeringBytesLeft <= 0 { stream.stopReading() }
+            return
+        }
         switch result {
         case .bytes(let count):
             perform {
@@ -169,55 +193,83 @@ final class HTTP2Connection: TCPStreamDelegate {
         isInsideNghttp2 = true
         let status = nghttp2_session_mem_recv(session, base.assumingMemoryBound(to: UInt8.self), bytes.count)
         isInsideNghttp2 = false
-        if status < 0 {
-            // Protocol error, flood, rapid reset, CONTINUATION flood...: nghttp2 queued a GOAWAY; send it and end.
+        if let (code, reason) = pendingTermination {
+            // One of our limits stopped nghttp2 mid-read: nothing after the offending frame or field was decoded.
+            pendingTermination = nil
+            context.server.logIf(.info, "HTTP/2: closing connection (\(code)): \(reason)")
+            terminate(errorCode: code.rawValue)
+        } else if status < 0 {
+            // Protocol error, CONTINUATION flood...: nghttp2 queued a GOAWAY; send it and end. A flood of
+            // acknowledgements it would owe (`NGHTTP2_ERR_FLOODED`) comes without one.
             let reason = String(cString: nghttp2_strerror(Int32(status)))
             context.server.logIf(.info, "HTTP/2: closing connection: \(reason)")
-            terminate(errorCode: nil)
+            let isFlood = status == Int(NGHTTP2_ERR_FLOODED.rawValue)
+            terminate(errorCode: isFlood ? HTTP2ErrorCode.enhanceYourCalm.rawValue : nil)
         }
     }
 
     // MARK: Callback recording (called by nghttp2 from inside mem_recv / mem_send; record only)
 
-    fileprivate func beginRequest(streamID: Int32) {
-        let stream = HTTP2Stream(id: streamID, bodyRate: BodyRateMeter(configuration))
-        streams[streamID] = stream
-        idleDeadline = .max
+    /// Every frame header, before nghttp2 acts on the frame. Returns the nghttp2 callback result.
+    fileprivate func frameBegan(_ header: HTTP2FrameHeader) -> Int32 {
+        guard pendingTermination == nil else { return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue }
+        switch machine.frameReceived(header, now: context.loop.nowMilliseconds) {
+        case .proceed:
+            return 0
+        case .close(let code, let reason):
+            pendingTermination = (code, reason)
+            return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
+        }
     }
 
-    fileprivate func header(streamID: Int32, isTrailer: Bool, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer)
-        -> Bool
-    {
-        guard let stream = streams[streamID] else { return true }
-        stream.headerListBytes += name.count + value.count + 32
-        let limit = isTrailer ? configuration.parserLimits.maxTrailerBytes : configuration.parserLimits.maxHeadBytes
-        if stream.headerListBytes > limit {
-            // A request head answers 431 (the block is still decoded: HPACK state must stay in step);
-            // an oversized trailer section resets the stream.
-            if isTrailer { return false }
-            stream.headerListTooLarge = true
-            return true
+    fileprivate func beginRequest(streamID: Int32) {
+        switch machine.requestStreamOpened(streamID, now: context.loop.nowMilliseconds) {
+        case .accept:
+            streams[streamID] = HTTP2Stream(id: streamID)
+        case .refuse:
+            // No `HTTP2Stream`: its fields, frames and body bytes are dropped until the reset is out.
+            context.server.logIf(.debug, "HTTP/2 stream \(streamID): refused (concurrent streams at the limit)")
+            pendingResets.append((streamID, HTTP2ErrorCode.refusedStream.rawValue))
         }
-        if stream.headerListTooLarge { return true }
+    }
+
+    fileprivate func beginTrailers(streamID: Int32) {
+        machine.trailersBegan(streamID)
+    }
+
+    /// One decoded header field. Returns the nghttp2 callback result: 0, a temporal failure (this block is not
+    /// decoded further and the stream is reset), or a failure that stops the connection's input at once.
+    fileprivate func header(streamID: Int32, isTrailer: Bool, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer)
+        -> Int32
+    {
+        let isPseudo = name.first == UInt8(ascii: ":")
+        switch machine.fieldReceived(streamID, bytes: name.count + value.count, isPseudo: isPseudo) {
+        case .store:
+            break
+        case .discard:
+            return 0
+        case .stopBlock:
+            context.server.logIf(.info, "HTTP/2 stream \(streamID): header block over twice the limit; resetting")
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
+        case .close(let code, let reason):
+            pendingTermination = (code, reason)
+            return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
+        }
+        guard let stream = streams[streamID] else { return 0 }
         let nameString = String(decoding: name, as: UTF8.self)
         let valueString = String(decoding: value, as: UTF8.self)
         if isTrailer {
             stream.trailers.add(nameString, valueString)
-            return true
+            return 0
         }
         switch nameString {
         case ":method": stream.method = valueString
         case ":path": stream.path = valueString
         case ":authority": stream.authority = valueString
         case ":scheme", ":protocol": break
-        default:
-            if stream.headers.count >= configuration.parserLimits.maxHeaderCount {
-                stream.headerListTooLarge = true
-            } else {
-                stream.headers.add(nameString, valueString)
-            }
+        default: stream.headers.add(nameString, valueString)
         }
-        return true
+        return 0
     }
 
     fileprivate func frameReceived(type: UInt8, flags: UInt8, streamID: Int32, isRequestHeaders: Bool) {
@@ -225,10 +277,7 @@ final class HTTP2Connection: TCPStreamDelegate {
         switch type {
         case UInt8(NGHTTP2_HEADERS.rawValue):
             guard let stream = streams[streamID] else { return }
-            if isRequestHeaders {
-                stream.isHeadComplete = true
-                newStreams.append(stream)
-            }
+            if isRequestHeaders { newStreams.append(stream) }
             if endStream { stream.isRemoteEnded = true }
             markDirty(stream)
         case UInt8(NGHTTP2_DATA.rawValue):
@@ -236,10 +285,7 @@ final class HTTP2Connection: TCPStreamDelegate {
             stream.isRemoteEnded = true
             markDirty(stream)
         case UInt8(NGHTTP2_SETTINGS.rawValue):
-            if flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0 {
-                settingsAcknowledged = true
-                settingsDeadline = .max
-            }
+            machine.settingsReceived(isAcknowledgement: flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0)
         default:
             break
         }
@@ -255,20 +301,19 @@ final class HTTP2Connection: TCPStreamDelegate {
             return
         }
         stream.append(bytes, maxChunk: configuration.readChunkSize)
-        if stream.isReadingBody {
-            stream.bodyDeadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
-            stream.bodyRate.record(bytes.count)
-        }
+        machine.bodyReceived(streamID, byteCount: bytes.count, now: context.loop.nowMilliseconds)
         markDirty(stream)
     }
 
     fileprivate func streamClosed(streamID: Int32) {
+        machine.streamClosed(streamID, now: context.loop.nowMilliseconds)
         guard let stream = streams[streamID] else { return }
         stream.isClosed = true
         markDirty(stream)
     }
 
     fileprivate func frameSent(type: UInt8, flags: UInt8, streamID: Int32) {
+        if type == UInt8(NGHTTP2_DATA.rawValue) { machine.dataFrameSent() }
         guard flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0,
             type == UInt8(NGHTTP2_HEADERS.rawValue) || type == UInt8(NGHTTP2_DATA.rawValue), let session
         else { return }
@@ -298,7 +343,7 @@ final class HTTP2Connection: TCPStreamDelegate {
             if sent + count == bytes.count {
                 flags |= eof
                 stream.responseBody = .none
-                stream.responseDeadline = .max
+                machine.responseFinished(streamID)
             } else {
                 stream.responseBody = .bytes(bytes, sent: sent + count)
             }
@@ -315,14 +360,14 @@ final class HTTP2Connection: TCPStreamDelegate {
             if stream.responseOffset == fragment.count {
                 stream.responseFragment = nil
                 stream.responseOffset = 0
-                // The response progresses by whole pieces (see `HTTP2Stream.responseDeadline`).
-                stream.responseDeadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
+                // The response progresses by whole pieces (see `HTTP2ConnectionStateMachine.StreamRecord`).
+                machine.responseProgressed(streamID, now: context.loop.nowMilliseconds)
             }
             let left = remaining - Int64(count)
             if left == 0 {
                 flags |= eof
                 stream.responseBody = .none
-                stream.responseDeadline = .max
+                machine.responseFinished(streamID)
                 source.cancel()
             } else {
                 stream.responseBody = .source(source, remaining: left)
@@ -388,7 +433,6 @@ final class HTTP2Connection: TCPStreamDelegate {
             }
         }
         if !isFinalClosed, !isClosing, let session, streams.isEmpty {
-            if idleDeadline == .max { idleDeadline = context.loop.nowMilliseconds + configuration.idleTimeoutMilliseconds }
             if nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0 {
                 // GOAWAY went out (ours on shutdown, or nghttp2's own: reset flood, protocol error) and no
                 // stream is left.
@@ -400,8 +444,7 @@ final class HTTP2Connection: TCPStreamDelegate {
 
     /// A complete request head: answer it ourselves when it is unusable, otherwise give it to the handler.
     private func dispatch(_ stream: HTTP2Stream) {
-        stream.isDispatched = true
-        if stream.headerListTooLarge {
+        if machine.isHeadOversized(stream.id) {
             return respondDirectly(stream, .requestHeaderFieldsTooLarge, "request header fields too large")
         }
         guard let method = HTTPMethod(rawValue: stream.method) else {
@@ -476,7 +519,7 @@ final class HTTP2Connection: TCPStreamDelegate {
             }
             if stream.isRemoteEnded && stream.bufferedByteCount == 0 {
                 stream.body = .finished
-                stream.bodyDeadline = .max
+                machine.bodyFinished(stream.id)
                 let trailers = stream.trailers
                 sink.bodyEnd(trailers: trailers)
             }
@@ -541,9 +584,7 @@ final class HTTP2Connection: TCPStreamDelegate {
         guard case .waiting = stream.body, !isFinalClosed else { return sink.bodyAborted(.clientClosed) }
         perform {
             stream.body = .reading(sink)
-            let now = context.loop.nowMilliseconds
-            stream.bodyDeadline = now + configuration.bodyTimeoutMilliseconds
-            stream.bodyRate.start(now: now)
+            machine.bodyReadStarted(stream.id, now: context.loop.nowMilliseconds)
             if stream.head?.expectsContinue == true, stream.bufferedByteCount == 0, !stream.isRemoteEnded,
                 let session
             {
@@ -567,6 +608,7 @@ final class HTTP2Connection: TCPStreamDelegate {
             switch stream.body {
             case .reading, .waiting:
                 stream.body = .finished
+                machine.bodyFinished(stream.id)
                 markDirty(stream)
             case .finished:
                 break
@@ -591,9 +633,9 @@ final class HTTP2Connection: TCPStreamDelegate {
             if case .source = body {} else { source?.cancel() }
             stream.responseBody = body
             if case .none = body {
-                stream.responseDeadline = .max
+                machine.responseFinished(stream.id)
             } else {
-                stream.responseDeadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
+                machine.responseProgressed(stream.id, now: context.loop.nowMilliseconds)
             }
             context.server.logIf(.debug, "\(head.method) \(head.target) -> \(code) (h2 stream \(stream.id))")
             if case .none = body {
@@ -693,6 +735,10 @@ final class HTTP2Connection: TCPStreamDelegate {
         }
         isInsideNghttp2 = false
         guard produced > 0 else { return false }
+        if let advertised = advertisedMaxStreams {
+            advertisedMaxStreams = nil
+            putAdvertisedMaxStreams(advertised, intoFirstSettingsFrame: &plain)
+        }
         guard let tls else {
             write(plain)
             return true
@@ -705,6 +751,17 @@ final class HTTP2Connection: TCPStreamDelegate {
         }
         write(tls.takeEncryptedOutput())
         return true
+    }
+
+    /// Our SETTINGS frame is the first frame nghttp2 produces (a server's connection preface), and
+    /// MAX_CONCURRENT_STREAMS its first entry (`start`): its value becomes what clients are told.
+    private func putAdvertisedMaxStreams(_ value: UInt32, intoFirstSettingsFrame output: inout [UInt8]) {
+        let entryID = UInt16(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue)
+        precondition(
+            output.count >= 15 && output[3] == UInt8(NGHTTP2_SETTINGS.rawValue) && output[4] == 0
+                && output[9] == UInt8(entryID >> 8) && output[10] == UInt8(entryID & 0xff),
+            "the first frame out is not our SETTINGS with MAX_CONCURRENT_STREAMS first")
+        for index in 0..<4 { output[11 + index] = UInt8(truncatingIfNeeded: value >> (24 - 8 * index)) }
     }
 
     private func write(_ output: [UInt8]) {
@@ -735,55 +792,49 @@ final class HTTP2Connection: TCPStreamDelegate {
             if now >= closeDeadline { finalClose() }
             return
         }
-        if !settingsAcknowledged && now >= settingsDeadline {
-            context.server.logIf(.info, "HTTP/2: SETTINGS not acknowledged in time; closing connection")
-            return terminate(errorCode: NGHTTP2_SETTINGS_TIMEOUT.rawValue)
-        }
-        if streams.isEmpty && now >= idleDeadline {
-            return terminate(errorCode: NGHTTP2_NO_ERROR.rawValue)
+        if case .terminate(let code, let reason) = machine.tick(now: now) {
+            context.server.logIf(code == .noError ? .debug : .info, "HTTP/2: closing connection (\(code)): \(reason)")
+            return terminate(errorCode: code.rawValue)
         }
         if pendingOutputBytes > 0 && now &- lastOutputProgress >= configuration.bodyTimeoutMilliseconds {
             context.server.logIf(.info, "HTTP/2: response write timeout; closing connection")
             return abort(reason: .clientClosed)
         }
         perform {
-            for stream in streams.values where !stream.isClosed {
-                if stream.isReadingBody && now >= stream.bodyDeadline {
-                    context.server.logIf(.info, "HTTP/2 stream \(stream.id): body timeout; resetting stream")
+            let expired = machine.expiredStreams(
+                now: now, isHoldingBodyBack: { [streams] id in streams[id].map(isHoldingBodyBack) ?? false },
+                peerLetsUsSend: peerLetsUsSend)
+            for (id, timeout) in expired {
+                guard let stream = streams[id], !stream.isClosed else { continue }
+                switch timeout {
+                case .bodyStalled:
+                    context.server.logIf(.info, "HTTP/2 stream \(id): body timeout; resetting stream")
                     abortStream(stream, reason: .timeout)
-                } else if stream.isReadingBody && isBodyTooSlow(stream, now: now) {
+                case .bodyTooSlow:
                     context.server.logIf(
                         .info,
-                        "HTTP/2 stream \(stream.id): body slower than \(configuration.minBodyBytesPerSecond) bytes/s "
+                        "HTTP/2 stream \(id): body slower than \(configuration.minBodyBytesPerSecond) bytes/s "
                             + "over \(configuration.bodyRateWindowMilliseconds) ms; resetting stream")
                     abortStream(stream, reason: .timeout)
-                } else if now >= stream.responseDeadline {
-                    if peerLetsUsSend(stream) {
-                        // Our own output holds it up (streams sharing the socket, a read from disk): not this
-                        // client's doing. A socket that stopped draining is the connection's write timeout above.
-                        stream.responseDeadline = now + configuration.bodyTimeoutMilliseconds
-                    } else {
-                        context.server.logIf(
-                            .info, "HTTP/2 stream \(stream.id): response write timeout; resetting stream")
-                        abortStream(stream, reason: .clientClosed)
-                    }
+                case .responseStalled:
+                    context.server.logIf(.info, "HTTP/2 stream \(id): response write timeout; resetting stream")
+                    abortStream(stream, reason: .clientClosed)
                 }
             }
         }
     }
 
-    /// Whether the peer's flow-control windows (the stream's and the connection's) let us send on `stream` now.
-    private func peerLetsUsSend(_ stream: HTTP2Stream) -> Bool {
+    /// Whether the peer's flow-control windows (the stream's and the connection's) let us send on the stream now.
+    private func peerLetsUsSend(_ id: Int32) -> Bool {
         guard let session else { return false }
-        return nghttp2_session_get_stream_remote_window_size(session, stream.id) > 0
+        return nghttp2_session_get_stream_remote_window_size(session, id) > 0
             && nghttp2_session_get_remote_window_size(session) > 0
     }
 
-    /// HTTP/1.1's minimum-rate rule per stream. Bytes waiting for the sink (fragments outstanding, or buffered
-    /// behind them) are the server holding the body back, as a stopped read is on HTTP/1.1.
-    private func isBodyTooSlow(_ stream: HTTP2Stream, now: UInt64) -> Bool {
-        let isHoldingBodyBack = stream.outstandingFragments > 0 || stream.bufferedByteCount > 0
-        return stream.bodyRate.isTooSlow(now: now, isHoldingBodyBack: isHoldingBodyBack)
+    /// Bytes waiting for the sink (fragments outstanding, or buffered behind them) are the server holding the body
+    /// back, as a stopped read is on HTTP/1.1: the minimum-rate window starts afresh.
+    private func isHoldingBodyBack(_ stream: HTTP2Stream) -> Bool {
+        stream.outstandingFragments > 0 || stream.bufferedByteCount > 0
     }
 
     /// Ends one stream (RST_STREAM CANCEL); its sink hears `reason`, the connection carries on.
@@ -792,8 +843,8 @@ final class HTTP2Connection: TCPStreamDelegate {
             stream.body = .finished
             sink.bodyAborted(reason)
         }
-        stream.bodyDeadline = .max
-        stream.responseDeadline = .max
+        machine.bodyFinished(stream.id)
+        machine.responseFinished(stream.id)
         pendingResets.append((stream.id, NGHTTP2_CANCEL.rawValue))
         markDirty(stream)
     }
@@ -838,11 +889,17 @@ final class HTTP2Connection: TCPStreamDelegate {
     private func closeGracefully() {
         guard !isClosing, !isFinalClosed else { return }
         isClosing = true
+        // Lingering close (nginx's `lingering_close`): what the peer still sends is read and dropped, neither
+        // decrypted nor parsed, until it closes, 2 s after our output is out, or 1 MiB later. Closing with its
+        // bytes unread would reset the connection, and a reset makes the peer's kernel and TLS drop our GOAWAY
+        // unread (a flood, a bomb). Until the output is out, the body timeout bounds the wait, as before.
         closeDeadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
-        stream.stopReading()
         tls?.shutdown()
         shipTLSOutput()
-        stream.shutdown { [self] _ in finalClose() }
+        stream.shutdown { [self] error in
+            if error != nil { return finalClose() }
+            closeDeadline = min(closeDeadline, context.loop.nowMilliseconds + 2_000)
+        }
     }
 
     private func finalClose() {
@@ -865,13 +922,25 @@ private func connection(_ userData: UnsafeMutableRawPointer?) -> HTTP2Connection
     Unmanaged<HTTP2Connection>.fromOpaque(userData!).takeUnretainedValue()
 }
 
+private func onBeginFrame(
+    session: OpaquePointer?, header: UnsafePointer<nghttp2_frame_hd>?, userData: UnsafeMutableRawPointer?
+) -> Int32 {
+    guard let header else { return 0 }
+    return connection(userData).frameBegan(
+        HTTP2FrameHeader(
+            type: header.pointee.type, flags: header.pointee.flags, length: header.pointee.length,
+            streamID: header.pointee.stream_id))
+}
+
 private func onBeginHeaders(
     session: OpaquePointer?, frame: UnsafePointer<nghttp2_frame>?, userData: UnsafeMutableRawPointer?
 ) -> Int32 {
-    guard let frame, frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue),
-        frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST
-    else { return 0 }
-    connection(userData).beginRequest(streamID: frame.pointee.hd.stream_id)
+    guard let frame, frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue) else { return 0 }
+    switch frame.pointee.headers.cat {
+    case NGHTTP2_HCAT_REQUEST: connection(userData).beginRequest(streamID: frame.pointee.hd.stream_id)
+    case NGHTTP2_HCAT_HEADERS: connection(userData).beginTrailers(streamID: frame.pointee.hd.stream_id)
+    default: break
+    }
     return 0
 }
 
@@ -882,12 +951,10 @@ private func onHeader(
     guard let frame, frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue) else { return 0 }
     let category = frame.pointee.headers.cat
     guard category == NGHTTP2_HCAT_REQUEST || category == NGHTTP2_HCAT_HEADERS else { return 0 }
-    let accepted = connection(userData).header(
+    return connection(userData).header(
         streamID: frame.pointee.hd.stream_id, isTrailer: category == NGHTTP2_HCAT_HEADERS,
         name: UnsafeRawBufferPointer(start: name, count: nameLength),
         value: UnsafeRawBufferPointer(start: value, count: valueLength))
-    // A temporal failure resets just this stream.
-    return accepted ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
 }
 
 private func onFrameReceived(

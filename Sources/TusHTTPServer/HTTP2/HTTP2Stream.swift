@@ -16,11 +16,6 @@ final class HTTP2Stream {
     var authority: String?
     var headers = HTTPHeaders()
     var trailers = HTTPHeaders()
-    /// Bytes of the header list as RFC 9113 §6.5.2 counts them (name + value + 32 per field).
-    var headerListBytes = 0
-    var headerListTooLarge = false
-    var isHeadComplete = false
-    var isDispatched = false
     var head: RequestHead?
     var exchange: HTTP2Exchange?
 
@@ -45,10 +40,6 @@ final class HTTP2Stream {
     var nextChunkCapacity = 16 * 1024
     /// Fragments handed to the sink whose `done` has not run; their bytes are still unconsumed.
     var outstandingFragments = 0
-    /// Body progress deadline (loop ms) while the body is wanted and incomplete.
-    var bodyDeadline: UInt64 = .max
-    /// The minimum body rate while reading: HTTP/1.1's rule, per stream.
-    var bodyRate: BodyRateMeter
 
     // MARK: Response
     enum ResponseBody {
@@ -63,21 +54,14 @@ final class HTTP2Stream {
     var responseOffset = 0
     var isFetching = false
     var needsFetch = false
-    /// Response progress deadline (loop ms) while a response body is being sent. It moves on only when a whole
-    /// read piece has gone into DATA frames, as HTTP/1.1's moves on only when a piece was written: a client
-    /// that never opens its window, or opens it a few bytes at a time, cannot hold the piece, the open file and
-    /// the stream forever. When it passes while the peer's windows are open, the wait is ours (other streams
-    /// share the socket) and the deadline is moved instead.
-    var responseDeadline: UInt64 = .max
 
     // MARK: Lifecycle
     var isClosed = false
     /// Queued in the connection's work list (dedupe).
     var isDirty = false
 
-    init(id: Int32, bodyRate: BodyRateMeter) {
+    init(id: Int32) {
         self.id = id
-        self.bodyRate = bodyRate
     }
 
     var bufferedByteCount: Int {
