@@ -6,12 +6,13 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PATH="/opt/swift/usr/bin:$PATH"
 
-# redis-server and nginx-light: the cluster tests start their own Redis and a round-robin proxy.
+# redis-server, redis-sentinel and nginx-light: the cluster tests start their own Redis (and sentinels) and a
+# round-robin proxy.
 # prometheus: `promtool check metrics` lints /metrics in the interop suite.
 # radosgw, ceph-mon, ceph-osd, ceph-common: a single-node Ceph RADOS Gateway for the S3 store tests (scripts/ceph-rgw.sh).
 # libnghttp2-dev: HTTP/2 framing for the server (CNghttp2).
 # chromium, chromium-driver: a headless browser uploads through the page in Tests/interop/browser (test_browser.py).
-apt_packages=(libuv1-dev libssl-dev libnghttp2-dev pkg-config curl python3-venv redis-server nginx-light prometheus radosgw ceph-mon ceph-osd ceph-common chromium chromium-driver)
+apt_packages=(libuv1-dev libssl-dev libnghttp2-dev pkg-config curl python3-venv redis-server redis-sentinel nginx-light prometheus radosgw ceph-mon ceph-osd ceph-common chromium chromium-driver)
 if [[ "${TUS_WITH_BENCH_TOOLS:-0}" == 1 ]]; then apt_packages+=(iperf3 nghttp2-client); fi
 missing=()
 for package in "${apt_packages[@]}"; do

@@ -206,6 +206,44 @@ final class RedisConfigurationTests: XCTestCase {
         XCTAssertEqual(try RedisConfiguration(url: "redis://h/").database, 0)
     }
 
+    func testSentinelURLForms() throws {
+        let full = try RedisConfiguration(url: "redis+sentinel://tus:p%40ss@10.0.0.1:5000,[::1],s3.internal/my%20master/3")
+        XCTAssertEqual(
+            full.sentinel,
+            RedisSentinelConfiguration(
+                sentinels: [
+                    RedisEndpoint(host: "10.0.0.1", port: 5000), RedisEndpoint(host: "::1", port: 26379),
+                    RedisEndpoint(host: "s3.internal", port: 26379),
+                ], masterName: "my master"))
+        XCTAssertEqual(full.username, "tus")
+        XCTAssertEqual(full.password, "p@ss", "the credentials are the master's")
+        XCTAssertEqual(full.database, 3)
+        XCTAssertEqual(full.description, "redis+sentinel://tus:***@10.0.0.1:5000,[::1]:26379,s3.internal:26379/my master/3")
+        XCTAssertEqual(full.endpointDescription, "master my master via 10.0.0.1:5000,[::1]:26379,s3.internal:26379")
+
+        let minimal = try RedisConfiguration(url: "redis+sentinel://h/mymaster")
+        XCTAssertEqual(minimal.sentinel?.sentinels, [RedisEndpoint(host: "h", port: 26379)])
+        XCTAssertEqual(minimal.sentinel?.masterName, "mymaster")
+        XCTAssertEqual(minimal.database, 0)
+        XCTAssertNil(minimal.password)
+        XCTAssertNil(try RedisConfiguration(url: "redis://h").sentinel, "plain redis:// has no sentinels")
+
+        let cases: [(String, RedisConfigurationError)] = [
+            ("redis+sentinel://h", .missingMasterName),
+            ("redis+sentinel://h/", .missingMasterName),
+            ("redis+sentinel://h,/m", .invalidHost("")),
+            ("redis+sentinel://h:0/m", .invalidPort("0")),
+            ("redis+sentinel://h/m/x", .invalidDatabase("x")),
+            ("redis+sentinel://h/m/1/2", .invalidDatabase("1/2")),
+            ("redis+cluster://h/m", .unsupportedScheme("redis+cluster")),
+        ]
+        for (url, expected) in cases {
+            XCTAssertThrowsError(try RedisConfiguration(url: url), url) { error in
+                XCTAssertEqual(error as? RedisConfigurationError, expected, url)
+            }
+        }
+    }
+
     func testInvalidURLsAreRejectedWithoutEchoingThePassword() {
         let cases: [(String, RedisConfigurationError)] = [
             ("rediss://h", .unsupportedScheme("rediss")),
