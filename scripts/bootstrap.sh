@@ -6,8 +6,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PATH="/opt/swift/usr/bin:$PATH"
 
-# redis-server, redis-sentinel and nginx-light: the cluster tests start their own Redis (and sentinels) and a
-# round-robin proxy.
+# redis-server and nginx-light: the cluster tests start their own Redis and a round-robin proxy.
 # prometheus: `promtool check metrics` lints /metrics in the interop suite.
 # radosgw, ceph-mon, ceph-osd, ceph-common: a single-node Ceph RADOS Gateway for the S3 store tests (scripts/ceph-rgw.sh).
 # libnghttp2-dev: HTTP/2 framing for the server (CNghttp2).
