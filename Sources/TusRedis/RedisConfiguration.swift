@@ -226,9 +226,8 @@ public enum RedisConfigurationError: Error, Equatable, Sendable, CustomStringCon
     public var description: String {
         switch self {
         case .unsupportedScheme(let scheme):
-            scheme.isEmpty
-                ? "a Redis URL starts with redis:// or redis+sentinel://"
-                : "a Redis URL starts with redis:// or redis+sentinel://, not \(scheme):// (TLS, rediss://, is not supported)"
+            "a Redis URL starts with redis:// or redis+sentinel://"
+                + (scheme.isEmpty ? "" : ", not \(scheme):// (TLS, rediss://, is not supported)")
         case .invalidHost(let text): "invalid host in Redis URL: \(text)"
         case .invalidPort(let text): "invalid port in Redis URL: \(text)"
         case .invalidDatabase(let text): "invalid database number in Redis URL: \(text)"

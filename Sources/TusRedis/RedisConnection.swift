@@ -451,7 +451,8 @@ final class RedisConnection: TCPStreamDelegate {
         }
         if reply.expectsMaster, value.array?.first?.string != "master" {
             let role = value.array?.first?.string ?? "\(value)"
-            drop(reason: "\(endpoint?.description ?? "server") is not the master (ROLE: \(role))", failing: .unavailable)
+            let server = endpoint?.description ?? "server"
+            drop(reason: "\(server) is not the master (ROLE: \(role))", failing: .unavailable)
             return
         }
         if case .error(let message) = value, Self.meansNotTheMaster(message) {

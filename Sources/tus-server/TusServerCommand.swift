@@ -212,7 +212,9 @@ struct TusServerCommand: ParsableCommand {
             throw ValidationError("--store s3 needs --s3-bucket and --s3-endpoint")
         }
         if redis != nil && lockLease < 1 { throw ValidationError("--lock-lease must be at least 1 second") }
-        if let redisMinReplicas, redisMinReplicas < 0 { throw ValidationError("--redis-min-replicas must be 0 or more") }
+        if let redisMinReplicas, redisMinReplicas < 0 {
+            throw ValidationError("--redis-min-replicas must be 0 or more")
+        }
         if hooksHTTP != nil && hooksDir != nil { throw ValidationError("--hooks-http and --hooks-dir exclude each other") }
         let unknown = Set(hooksEnabledEvents.split(separator: ",").map { $0.trimmingCharacters(in: " ") })
             .subtracting(HookConfiguration.allEvents).subtracting([""])

@@ -55,7 +55,8 @@ final class RedisFailoverTests: XCTestCase {
         let fast = RedisStateStore(client: shared, keys: RedisKeys(prefix: "ack:"), minimumReplicas: 0)
         let lock = StaticLock(token: "t")
         setLock("u", token: "t", port: master.port)
-        XCTAssertEqual(driver.run { done in safe.create(self.info("u"), on: self.driver.executor, completion: done) }.failure, nil)
+        let created = driver.run { done in safe.create(self.info("u"), on: self.driver.executor, completion: done) }
+        XCTAssertEqual(created.failure, nil)
         XCTAssertEqual(
             RedisServerProcess.command("HGET ack:{u}:info offset\r\n", port: replica.port), "$1\r\n0\r\n",
             "the replica had the record when the create was acknowledged")
@@ -102,9 +103,9 @@ final class RedisFailoverTests: XCTestCase {
         replica.pause()  // what the old master grants now never reaches the replica
         let toldToStop = Atomic(false)
         let heldByA: (any UploadLock)? = driver.run { done in
-            instanceA.tryLock(id: "f", executor: executor, onReleaseRequested: { toldToStop.store(true, ordering: .relaxed) }) {
-                done(try? $0.get())
-            }
+            instanceA.tryLock(
+                id: "f", executor: executor, onReleaseRequested: { toldToStop.store(true, ordering: .relaxed) }
+            ) { done(try? $0.get()) }
         }
         guard let heldByA else { return XCTFail("A did not get the lock") }
         master.kill9()
@@ -127,9 +128,10 @@ final class RedisFailoverTests: XCTestCase {
             masterOnly.finishWrite(id: "f", offset: 60, expiry: .keep, lock: heldByA, on: executor, completion: done)
         }
         XCTAssertEqual(byA.failure, .conflict, "the old holder cannot move the offset")
-        XCTAssertEqual(
-            driver.run { done in masterOnly.recordProgress(id: "f", offset: 60, lock: heldByA, on: executor, completion: done) },
-            .conflict)
+        let progress = driver.run { done in
+            masterOnly.recordProgress(id: "f", offset: 60, lock: heldByA, on: executor, completion: done)
+        }
+        XCTAssertEqual(progress, .conflict)
         let byB = driver.run { done in
             masterOnly.finishWrite(id: "f", offset: 25, expiry: .keep, lock: heldByB, on: executor, completion: done)
         }

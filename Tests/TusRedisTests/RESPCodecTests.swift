@@ -207,7 +207,8 @@ final class RedisConfigurationTests: XCTestCase {
     }
 
     func testSentinelURLForms() throws {
-        let full = try RedisConfiguration(url: "redis+sentinel://tus:p%40ss@10.0.0.1:5000,[::1],s3.internal/my%20master/3")
+        let full = try RedisConfiguration(
+            url: "redis+sentinel://tus:p%40ss@10.0.0.1:5000,[::1],s3.internal/my%20master/3")
         XCTAssertEqual(
             full.sentinel,
             RedisSentinelConfiguration(
@@ -218,7 +219,8 @@ final class RedisConfigurationTests: XCTestCase {
         XCTAssertEqual(full.username, "tus")
         XCTAssertEqual(full.password, "p@ss", "the credentials are the master's")
         XCTAssertEqual(full.database, 3)
-        XCTAssertEqual(full.description, "redis+sentinel://tus:***@10.0.0.1:5000,[::1]:26379,s3.internal:26379/my master/3")
+        XCTAssertEqual(
+            full.description, "redis+sentinel://tus:***@10.0.0.1:5000,[::1]:26379,s3.internal:26379/my master/3")
         XCTAssertEqual(full.endpointDescription, "master my master via 10.0.0.1:5000,[::1]:26379,s3.internal:26379")
 
         let minimal = try RedisConfiguration(url: "redis+sentinel://h/mymaster")

@@ -56,7 +56,8 @@ final class RedisSentinelTests: XCTestCase {
         XCTAssertTrue(failures.allSatisfy { [.unavailable, .connectionLost, .timedOut].contains($0) }, "\(failures)")
         XCTAssertLessThan(recoveredAfter ?? .max, 15_000, "back within seconds of the kill")
         XCTAssertEqual(roleAfter, "master")
-        XCTAssertEqual(RedisServerProcess.command("GET k\r\n", port: replica.port), "$5\r\nafter\r\n", "on the promoted one")
+        XCTAssertEqual(
+            RedisServerProcess.command("GET k\r\n", port: replica.port), "$5\r\nafter\r\n", "on the promoted one")
         XCTAssertTrue(log.all.contains { $0.contains("switched master mymaster") }, "\(log.all)")
     }
 

@@ -137,7 +137,8 @@ class SentinelSetup:
 
     def start(self, timeout: float = 20.0) -> "SentinelSetup":
         self.master.start()
-        self.replica = RedisServer(self.directory / "replica", "--replicaof", "127.0.0.1", str(self.master.port)).start()
+        self.replica = RedisServer(
+            self.directory / "replica", "--replicaof", "127.0.0.1", str(self.master.port)).start()
         self._await(lambda: b"master_link_status:up" in (self.replica.command_raw("INFO", "replication") or b""),
                     timeout, "replica in sync")
         config = (f"sentinel monitor {self.NAME} 127.0.0.1 {self.master.port} 2\n"
@@ -147,8 +148,9 @@ class SentinelSetup:
         for index in range(3):
             self.sentinels.append(RedisServer(self.directory / f"sentinel-{index}", sentinel_config=config).start())
         for sentinel in self.sentinels:
-            self._await(lambda: (sentinel.command("SENTINEL", "ckquorum", self.NAME) or b"").startswith(b"+OK 3 usable"),
-                        timeout, "sentinels see each other")
+            self._await(
+                lambda: (sentinel.command("SENTINEL", "ckquorum", self.NAME) or b"").startswith(b"+OK 3 usable"),
+                timeout, "sentinels see each other")
             self._await(lambda: (sentinel.command("SENTINEL", "replicas", self.NAME) or b"") == b"*1",
                         timeout, "sentinels see the replica")
         return self
