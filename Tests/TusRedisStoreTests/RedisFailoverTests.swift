@@ -94,13 +94,17 @@ final class RedisFailoverTests: XCTestCase {
         let shared = client(try RedisConfiguration(url: setup.url))
         let keys = RedisKeys(prefix: "ack:")
         let store = RedisStateStore(client: shared, keys: keys, minimumReplicas: 1)
-        let lease: UInt64 = 1500
+        // Long enough that only the switch can lose it: B must get the upload well before it would lapse.
+        let lease: UInt64 = 15_000
         let instanceA = RedisLocker(client: shared, keys: keys, leaseMilliseconds: lease)
         let instanceB = RedisLocker(client: shared, keys: keys, leaseMilliseconds: lease)
         let executor = driver.executor
         XCTAssertEqual(driver.run { done in store.create(self.info("f"), on: executor, completion: done) }.failure, nil)
 
-        replica.pause()  // what the old master grants now never reaches the replica
+        // What the old master grants now never reaches the replica: stopped, and its link cut (a stopped replica
+        // would still read what the master had written into its socket).
+        replica.pause()
+        XCTAssertEqual(RedisServerProcess.command("CLIENT KILL TYPE replica\r\n", port: master.port), ":1\r\n")
         let toldToStop = Atomic(false)
         let heldByA: (any UploadLock)? = driver.run { done in
             instanceA.tryLock(
@@ -108,6 +112,7 @@ final class RedisFailoverTests: XCTestCase {
             ) { done(try? $0.get()) }
         }
         guard let heldByA else { return XCTFail("A did not get the lock") }
+        let grantedToA = Date()
         master.kill9()
         replica.resume()
         XCTAssertTrue(setup.awaitMaster(port: replica.port, seconds: 30), "the replica was promoted")
@@ -121,6 +126,7 @@ final class RedisFailoverTests: XCTestCase {
             if heldByB == nil { Thread.sleep(forTimeInterval: 0.1) }
         }
         guard let heldByB else { return XCTFail("B never got the lock: A's lease was not lost, so nothing is tested") }
+        XCTAssertLessThan(Date().timeIntervalSince(grantedToA), Double(lease) / 1000, "lost in the switch, not lapsed")
         // The promoted replica has no replica of its own until the old master rejoins, so WAIT 1 cannot succeed;
         // what is tested here is the token check, with acknowledgements from the master alone.
         let masterOnly = RedisStateStore(client: shared, keys: keys, minimumReplicas: 0)
@@ -138,7 +144,7 @@ final class RedisFailoverTests: XCTestCase {
         XCTAssertEqual(try byB.get().offset, 25)
         XCTAssertEqual(
             try driver.run { done in masterOnly.lookup("f", on: executor, completion: done) }.get().info?.offset, 25)
-        let stopDeadline = Date().addingTimeInterval(Double(lease) / 1000)
+        let stopDeadline = Date().addingTimeInterval(Double(lease) / 3000 + 2)
         while !toldToStop.load(ordering: .relaxed) && Date() < stopDeadline { Thread.sleep(forTimeInterval: 0.05) }
         XCTAssertTrue(toldToStop.load(ordering: .relaxed), "A's renewal found B's token and told A to stop")
         let _: Void = driver.run { done in
