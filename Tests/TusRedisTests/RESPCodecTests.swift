@@ -246,6 +246,31 @@ final class RedisConfigurationTests: XCTestCase {
         }
     }
 
+    /// What sentinels answer: the master's address (or null for a name they do not monitor), and `+switch-master`
+    /// messages, of which only those about our master count.
+    func testSentinelRepliesAndSwitchMessages() {
+        let address = RESPValue.array([.bulkString(Array("10.0.0.7".utf8)), .bulkString(Array("6380".utf8))])
+        XCTAssertEqual(SentinelQuery.masterAddress(address), RedisEndpoint(host: "10.0.0.7", port: 6380))
+        XCTAssertNil(SentinelQuery.masterAddress(.null), "a sentinel that does not monitor the name")
+        XCTAssertNil(SentinelQuery.masterAddress(.array([.bulkString(Array("h".utf8)), .bulkString(Array("0".utf8))])))
+        XCTAssertNil(SentinelQuery.masterAddress(.error("ERR unknown command")))
+        let rows: [(String, RedisEndpoint?)] = [
+            ("mymaster 127.0.0.1 6379 127.0.0.1 6380", RedisEndpoint(host: "127.0.0.1", port: 6380)),
+            ("other 127.0.0.1 6379 127.0.0.1 6380", nil),
+            ("mymaster 127.0.0.1 6379 127.0.0.1", nil),
+            ("mymaster 127.0.0.1 6379 127.0.0.1 x", nil),
+            ("mymasterX 127.0.0.1 6379 ::1 6380", nil),
+        ]
+        for (message, expected) in rows {
+            XCTAssertEqual(SentinelQuery.switchedMaster(Array(message.utf8), masterName: "mymaster"), expected, message)
+        }
+        XCTAssertTrue(RedisConnection.meansNotTheMaster("READONLY You can't write against a read only replica."))
+        XCTAssertTrue(RedisConnection.meansNotTheMaster("MASTERDOWN Link with MASTER is down"))
+        XCTAssertTrue(RedisConnection.meansNotTheMaster("LOADING Redis is loading the dataset in memory"))
+        XCTAssertFalse(RedisConnection.meansNotTheMaster("ERR wrong number of arguments"))
+        XCTAssertFalse(RedisConnection.meansNotTheMaster("NOSCRIPT No matching script"))
+    }
+
     func testInvalidURLsAreRejectedWithoutEchoingThePassword() {
         let cases: [(String, RedisConfigurationError)] = [
             ("rediss://h", .unsupportedScheme("rediss")),
