@@ -146,7 +146,7 @@ def test_master_killed_while_20_uploads_stream(sentinel_cluster, sentinels):
     servers = sentinel_cluster(3)
     seen = Observations()
     deadline = time.monotonic() + 60
-    uploads, threads = stream_uploads(servers, 20, 2 * MiB, 128 * KiB, 0.05, seen, deadline)
+    uploads, threads = stream_uploads(servers, 20, 4 * MiB, 128 * KiB, 0.05, seen, deadline)
     time.sleep(0.7)
     old_master = sentinels.master.port
     killed_at = time.monotonic()
