@@ -13,13 +13,14 @@ export PATH="/opt/swift/usr/bin:$PATH"
 serve_packages=(libuv1-dev libssl-dev libnghttp2-dev pkg-config)
 
 # curl, python3-venv: the interop tests' clients (pinned PyPI clients in ./.venv, scripts/python-env.sh).
-# redis-server and nginx-light: the cluster tests start their own Redis and a round-robin proxy.
+# redis-server, redis-sentinel and nginx-light: the cluster tests start their own Redis (alone and with
+# Sentinel) and a round-robin proxy.
 # prometheus: `promtool check metrics` lints /metrics in the interop suite.
 # radosgw, ceph-mon, ceph-osd, ceph-common: a single-node Ceph RADOS Gateway for the S3 store tests (scripts/ceph-rgw.sh).
 # chromium, chromium-driver: a headless browser uploads through the page in Tests/interop/browser (test_browser.py).
 # lintian, help2man (and dpkg-dev, systemd for systemd-analyze): scripts/package.sh builds and checks the .deb;
 # strace: test_package.py checks the server's system calls against the unit's SystemCallFilter=.
-test_packages=(curl python3-venv redis-server nginx-light prometheus radosgw ceph-mon ceph-osd ceph-common chromium
+test_packages=(curl python3-venv redis-server redis-sentinel nginx-light prometheus radosgw ceph-mon ceph-osd ceph-common chromium
     chromium-driver dpkg-dev lintian help2man systemd strace)
 
 apt_packages=("${serve_packages[@]}")

@@ -28,15 +28,24 @@ import Glibc
 /// redis.subscribe(channels: ["tus:released"], on: loop, handler: { channel, message in ... }) { subscribed in ... }
 /// redis.shutdown(on: loop) { /* this loop's sockets and timers are closed */ }
 /// ```
+///
+/// Redis Sentinel (`configuration.sentinel`): every connection asks the sentinels for the master when it
+/// (re)connects and checks `ROLE`; the first loop that uses the client also subscribes to `+switch-master` on one
+/// sentinel, and when the master changes every loop's connections are replaced at once, without waiting for them
+/// to fail. Replication stays asynchronous: `waitForReplicas` is how a caller learns that its writes reached the
+/// replicas one of which a failover would promote.
 public final class RedisClient: Sendable {
     public let configuration: RedisConfiguration
     private let outageLog: OutageLog
+    private let log: @Sendable (String) -> Void
     private let connectionsByLoop = ConnectionsByLoop()
 
     /// `log` receives one line when Redis becomes unreachable and one when it is back (for the whole process,
-    /// not per command or per loop); it is called on loop threads.
+    /// not per command or per loop), and one per master switch announced by the sentinels; it is called on loop
+    /// threads.
     public init(configuration: RedisConfiguration, log: @escaping @Sendable (String) -> Void = { _ in }) {
         self.configuration = configuration
+        self.log = log
         outageLog = OutageLog(endpoint: configuration.endpointDescription, log: log)
     }
 
@@ -68,6 +77,18 @@ public final class RedisClient: Sendable {
         }
     }
 
+    /// `WAIT count timeout` on `loop`'s connection: the number of replicas that acknowledged every write sent from
+    /// `loop` before this call (Redis counts per connection, and a loop's commands share one). At most one `WAIT`
+    /// per loop is outstanding: calls made meanwhile share the next one, so a stalled replica costs each caller
+    /// one `replicaTimeoutMilliseconds`, not one per caller queued ahead of it. While a `WAIT` blocks, Redis runs
+    /// nothing else from this loop's connection: that is the price of acknowledging only what a failover keeps.
+    public func waitForReplicas(
+        _ count: Int, on loop: EventLoop, _ completion: @escaping (Result<Int, RedisError>) -> Void
+    ) {
+        connections(of: loop).waitForReplicas(count, timeoutMilliseconds: configuration.replicaTimeoutMilliseconds,
+                                              completion)
+    }
+
     /// Subscribes `loop`'s subscriber connection to `channels` (adding to what it already has); `handler` gets
     /// each message published on them, on `loop`'s thread. The subscription outlives reconnects (channels are
     /// subscribed again, messages published while disconnected are lost: Redis pub/sub does not store them).
@@ -89,20 +110,42 @@ public final class RedisClient: Sendable {
     public func shutdown(on loop: EventLoop, _ completion: @escaping () -> Void) {
         let connections = connections(of: loop)
         connections.isShutDown = true
-        var remaining = 1 + (connections.subscriberIfOpened == nil ? 0 : 1)
+        let opened = [connections.subscriberIfOpened, connections.sentinelWatch].compactMap { $0 }
+        var remaining = 1 + opened.count
         let oneClosed = {
             remaining -= 1
             if remaining == 0 { completion() }
         }
-        connections.subscriberIfOpened?.shutdown(oneClosed)
+        for connection in opened { connection.shutdown(oneClosed) }
         connections.commands.shutdown(oneClosed)
     }
 
     private func connections(of loop: EventLoop) -> LoopConnections {
         precondition(loop.inLoop, "RedisClient: called off the thread of the loop it names")
-        return connectionsByLoop.connections(of: loop) {
-            LoopConnections(loop: loop, configuration: configuration, outageLog: outageLog)
+        return connectionsByLoop.connections(of: loop) { isFirst in
+            let made = LoopConnections(loop: loop, configuration: configuration, outageLog: outageLog)
+            if isFirst, let sentinel = configuration.sentinel { watchSentinels(sentinel, from: made) }
+            return made
         }
+    }
+
+    /// Subscribes to `+switch-master` on one sentinel (the next one whenever that connection fails) from the
+    /// first loop's connections. Sentinels publish the switch once the promotion is decided; every loop then
+    /// replaces its connections at once instead of waiting for them to fail, which a demoted but living master
+    /// would never make them do for reads.
+    private func watchSentinels(_ sentinel: RedisSentinelConfiguration, from first: LoopConnections) {
+        let watch = RedisConnection(
+            loop: first.loop, role: .subscriber,
+            configuration: configuration.fixed(at: sentinel.sentinels[0], isSentinel: true),
+            outageLog: OutageLog(endpoint: "sentinels", log: { _ in }), target: .anySentinel(sentinel.sentinels))
+        first.sentinelWatch = watch
+        watch.subscribe(["+switch-master"], handler: { [connectionsByLoop, log] _, message in
+            guard let master = SentinelQuery.switchedMaster(message, masterName: sentinel.masterName) else { return }
+            log("redis sentinels switched master \(sentinel.masterName) to \(master); reconnecting")
+            for connections in connectionsByLoop.all() {
+                connections.loop.execute { connections.followMaster(to: master) }
+            }
+        }, completion: nil)
     }
 }
 
@@ -122,13 +165,20 @@ private final class ConnectionsByLoop: @unchecked Sendable {
         lock.deallocate()
     }
 
-    func connections(of loop: EventLoop, orMake make: () -> LoopConnections) -> LoopConnections {
+    /// `make` learns whether it makes the first loop's connections.
+    func connections(of loop: EventLoop, orMake make: (_ isFirst: Bool) -> LoopConnections) -> LoopConnections {
         pthread_mutex_lock(lock)
         defer { pthread_mutex_unlock(lock) }
         if let existing = map[ObjectIdentifier(loop)] { return existing }
-        let created = make()
+        let created = make(map.isEmpty)
         map[ObjectIdentifier(loop)] = created
         return created
+    }
+
+    func all() -> [LoopConnections] {
+        pthread_mutex_lock(lock)
+        defer { pthread_mutex_unlock(lock) }
+        return Array(map.values)
     }
 }
 
@@ -136,11 +186,16 @@ private final class ConnectionsByLoop: @unchecked Sendable {
 /// why it may sit in the shared map. It keeps its loop alive, so the `ObjectIdentifier` key is never reused.
 private final class LoopConnections: @unchecked Sendable {
     let commands: RedisConnection
-    private let loop: EventLoop
+    let loop: EventLoop
     private let configuration: RedisConfiguration
     private let outageLog: OutageLog
     private(set) var subscriberIfOpened: RedisConnection?
+    /// The `+switch-master` subscription, on the first loop only.
+    var sentinelWatch: RedisConnection?
     var isShutDown = false
+    /// Callers of `waitForReplicas` for the next `WAIT`, and whether one is outstanding.
+    private var replicaWaiters: [(count: Int, completion: (Result<Int, RedisError>) -> Void)] = []
+    private var isWaitingForReplicas = false
 
     init(loop: EventLoop, configuration: RedisConfiguration, outageLog: OutageLog) {
         self.loop = loop
@@ -155,5 +210,37 @@ private final class LoopConnections: @unchecked Sendable {
         if isShutDown { created.shutdown {} }
         subscriberIfOpened = created
         return created
+    }
+
+    func followMaster(to master: RedisEndpoint) {
+        commands.followMaster(to: master)
+        subscriberIfOpened?.followMaster(to: master)
+    }
+
+    func waitForReplicas(
+        _ count: Int, timeoutMilliseconds: UInt64, _ completion: @escaping (Result<Int, RedisError>) -> Void
+    ) {
+        replicaWaiters.append((count, completion))
+        if !isWaitingForReplicas { sendWait(timeoutMilliseconds: timeoutMilliseconds) }
+    }
+
+    /// One `WAIT` for everyone who asked since the last one was sent: it covers their writes too, since they were
+    /// sent on this connection before it.
+    private func sendWait(timeoutMilliseconds: UInt64) {
+        let waiters = replicaWaiters
+        replicaWaiters = []
+        isWaitingForReplicas = true
+        let count = waiters.map(\.count).max() ?? 0
+        commands.send(["WAIT", RedisArgument(count), RedisArgument(String(timeoutMilliseconds))]) { [self] reply in
+            isWaitingForReplicas = false
+            let acknowledged = reply.flatMap { value -> Result<Int, RedisError> in
+                guard let replicas = value.integer else { return .failure(.server("unexpected WAIT reply: \(value)")) }
+                return .success(Int(replicas))
+            }
+            for waiter in waiters { waiter.completion(acknowledged) }
+            if !replicaWaiters.isEmpty && !isWaitingForReplicas {
+                sendWait(timeoutMilliseconds: timeoutMilliseconds)
+            }
+        }
     }
 }

@@ -3,8 +3,12 @@
 /// The time limits exist because Redis sits on the request path of every upload: a stalled Redis must turn into
 /// quick errors for the clients (who retry), never into requests that hang and pile up.
 public struct RedisConfiguration: Sendable, Equatable {
+    /// The server to connect to; with `sentinel` set, only a placeholder (the first sentinel) for log lines.
     public var host: String
     public var port: Int
+    /// When set, the master is found through these sentinels at every (re)connect and followed across failovers
+    /// (`redis+sentinel://`); `host`/`port` are then not connected to.
+    public var sentinel: RedisSentinelConfiguration?
     /// `AUTH username password` (Redis 6 ACL) when set, otherwise `AUTH password` (`requirepass`).
     public var username: String?
     public var password: String?
@@ -21,6 +25,9 @@ public struct RedisConfiguration: Sendable, Equatable {
     /// How often an idle subscriber connection sends `PING`: a subscription otherwise never notices that a
     /// silent Redis (paused, or cut off without a reset) stopped delivering messages.
     public var subscriberPingIntervalMilliseconds: UInt64 = 1000
+    /// How long `WAIT` (`RedisClient.waitForReplicas`) blocks at most; below `commandTimeoutMilliseconds`, or a
+    /// slow replica would cost the whole connection.
+    public var replicaTimeoutMilliseconds: UInt64 = 1000
     public var decoderLimits = RESPDecoderLimits()
 
     public init(host: String, port: Int = 6379, username: String? = nil, password: String? = nil, database: Int = 0) {
@@ -34,14 +41,21 @@ public struct RedisConfiguration: Sendable, Equatable {
     /// `redis://[[username]:password@]host[:port][/database]`; the host may be a name, an IPv4 literal or an IPv6
     /// literal in brackets; user name and password are percent-decoded. The port defaults to 6379, the database
     /// to 0.
+    ///
+    /// `redis+sentinel://[[username]:password@]host[:port][,host[:port]...]/master-name[/database]`: the
+    /// sentinels to ask for the master named `master-name` (port default 26379). The credentials are the master's
+    /// (and its replicas'); the sentinels are asked without any.
     public init(url: String) throws(RedisConfigurationError) {
-        let scheme = "redis://"
-        guard url.hasPrefix(scheme) else {
-            // Only the scheme goes into the error: the rest of a URL may hold a password.
-            let scheme = url.prefix { $0.isLetter || $0.isNumber || $0 == "+" || $0 == "-" || $0 == "." }
-            throw .unsupportedScheme(url.dropFirst(scheme.count).hasPrefix("://") ? String(scheme) : "")
+        // Only the scheme goes into an error: the rest of a URL may hold a password.
+        let scheme = url.prefix { $0.isLetter || $0.isNumber || $0 == "+" || $0 == "-" || $0 == "." }
+        guard url.dropFirst(scheme.count).hasPrefix("://") else { throw .unsupportedScheme("") }
+        let isSentinel: Bool
+        switch scheme {
+        case "redis": isSentinel = false
+        case "redis+sentinel": isSentinel = true
+        default: throw .unsupportedScheme(String(scheme))
         }
-        var rest = Substring(url.dropFirst(scheme.count))
+        var rest = url.dropFirst(scheme.count + 3)
         var path = Substring("")
         if let slash = rest.firstIndex(of: "/") {
             path = rest[rest.index(after: slash)...]
@@ -61,34 +75,59 @@ public struct RedisConfiguration: Sendable, Equatable {
                 password = try Self.percentDecoded(credentials)
             }
         }
-        var host: Substring
-        var portText: Substring?
-        if rest.hasPrefix("[") {
-            guard let close = rest.firstIndex(of: "]") else { throw .invalidHost(String(rest)) }
-            host = rest[rest.index(after: rest.startIndex)..<close]
-            let after = rest[rest.index(after: close)...]
-            if !after.isEmpty {
-                guard after.hasPrefix(":") else { throw .invalidHost(String(rest)) }
-                portText = after.dropFirst()
+        var sentinel: RedisSentinelConfiguration?
+        if isSentinel {
+            let endpoints = try rest.split(separator: ",", omittingEmptySubsequences: false).map {
+                (text) throws(RedisConfigurationError) in try Self.endpoint(text, defaultPort: 26379)
             }
-        } else if let colon = rest.firstIndex(of: ":") {
-            host = rest[..<colon]
-            portText = rest[rest.index(after: colon)...]
-        } else {
-            host = rest
+            var segments = path.split(separator: "/", omittingEmptySubsequences: false)
+            guard let name = segments.first, !name.isEmpty else { throw .missingMasterName }
+            segments.removeFirst()
+            guard segments.count <= 1 else { throw .invalidDatabase(segments.joined(separator: "/")) }
+            path = segments.first ?? ""
+            sentinel = RedisSentinelConfiguration(
+                sentinels: endpoints, masterName: try Self.percentDecoded(name))
         }
-        guard !host.isEmpty else { throw .invalidHost(String(rest)) }
-        var port = 6379
-        if let portText {
-            guard let value = Int(portText), (1...65535).contains(value) else { throw .invalidPort(String(portText)) }
-            port = value
+        let endpoint: RedisEndpoint
+        if let sentinel {
+            endpoint = sentinel.sentinels[0]
+        } else {
+            endpoint = try Self.endpoint(rest, defaultPort: 6379)
         }
         var database = 0
         if !path.isEmpty {
             guard let value = Int(path), value >= 0 else { throw .invalidDatabase(String(path)) }
             database = value
         }
-        self.init(host: String(host), port: port, username: username, password: password, database: database)
+        self.init(host: endpoint.host, port: endpoint.port, username: username, password: password, database: database)
+        self.sentinel = sentinel
+    }
+
+    /// `host[:port]`, the host a name, an IPv4 literal or an IPv6 literal in brackets.
+    private static func endpoint(_ text: Substring, defaultPort: Int) throws(RedisConfigurationError) -> RedisEndpoint {
+        var host: Substring
+        var portText: Substring?
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { throw .invalidHost(String(text)) }
+            host = text[text.index(after: text.startIndex)..<close]
+            let after = text[text.index(after: close)...]
+            if !after.isEmpty {
+                guard after.hasPrefix(":") else { throw .invalidHost(String(text)) }
+                portText = after.dropFirst()
+            }
+        } else if let colon = text.firstIndex(of: ":") {
+            host = text[..<colon]
+            portText = text[text.index(after: colon)...]
+        } else {
+            host = text
+        }
+        guard !host.isEmpty else { throw .invalidHost(String(text)) }
+        var port = defaultPort
+        if let portText {
+            guard let value = Int(portText), (1...65535).contains(value) else { throw .invalidPort(String(portText)) }
+            port = value
+        }
+        return RedisEndpoint(host: String(host), port: port)
     }
 
     private static func percentDecoded(_ text: Substring) throws(RedisConfigurationError) -> String {
@@ -116,9 +155,53 @@ public struct RedisConfiguration: Sendable, Equatable {
         }
     }
 
-    /// "host:port" for log lines (never the password).
+    /// "host:port" for log lines (never the password); with sentinels, "master NAME via host:port,...".
     public var endpointDescription: String {
+        guard let sentinel else { return RedisEndpoint(host: host, port: port).description }
+        return "master \(sentinel.masterName) via \(sentinel.sentinels.map(\.description).joined(separator: ","))"
+    }
+
+    /// The same settings aimed at one fixed server (a sentinel, or the master a sentinel named), without
+    /// credentials or database when `isSentinel` (sentinels are asked without any).
+    func fixed(at endpoint: RedisEndpoint, isSentinel: Bool = false) -> RedisConfiguration {
+        var copy = self
+        copy.host = endpoint.host
+        copy.port = endpoint.port
+        copy.sentinel = nil
+        if isSentinel {
+            copy.username = nil
+            copy.password = nil
+            copy.database = 0
+        }
+        return copy
+    }
+}
+
+/// One `host:port` of a Redis server or sentinel.
+public struct RedisEndpoint: Sendable, Equatable, Hashable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    public var description: String {
         host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
+}
+
+/// Redis Sentinel: which sentinels to ask, for which master.
+public struct RedisSentinelConfiguration: Sendable, Equatable {
+    /// Asked in turn (`SENTINEL get-master-addr-by-name`) until one names the master; at least one.
+    public var sentinels: [RedisEndpoint]
+    public var masterName: String
+
+    public init(sentinels: [RedisEndpoint], masterName: String) {
+        precondition(!sentinels.isEmpty, "Redis Sentinel needs at least one sentinel")
+        self.sentinels = sentinels
+        self.masterName = masterName
     }
 }
 
@@ -126,7 +209,9 @@ extension RedisConfiguration: CustomStringConvertible {
     /// The URL with the password masked, for start-up logs.
     public var description: String {
         let credentials = password == nil ? "" : "\(username ?? ""):***@"
-        return "redis://\(credentials)\(endpointDescription)/\(database)"
+        guard let sentinel else { return "redis://\(credentials)\(endpointDescription)/\(database)" }
+        let sentinels = sentinel.sentinels.map(\.description).joined(separator: ",")
+        return "redis+sentinel://\(credentials)\(sentinels)/\(sentinel.masterName)/\(database)"
     }
 }
 
@@ -136,17 +221,18 @@ public enum RedisConfigurationError: Error, Equatable, Sendable, CustomStringCon
     case invalidPort(String)
     case invalidDatabase(String)
     case invalidPercentEncoding
+    case missingMasterName
 
     public var description: String {
         switch self {
         case .unsupportedScheme(let scheme):
-            scheme.isEmpty
-                ? "a Redis URL starts with redis://"
-                : "a Redis URL starts with redis://, not \(scheme):// (TLS, rediss://, is not supported)"
+            "a Redis URL starts with redis:// or redis+sentinel://"
+                + (scheme.isEmpty ? "" : ", not \(scheme):// (TLS, rediss://, is not supported)")
         case .invalidHost(let text): "invalid host in Redis URL: \(text)"
         case .invalidPort(let text): "invalid port in Redis URL: \(text)"
         case .invalidDatabase(let text): "invalid database number in Redis URL: \(text)"
         case .invalidPercentEncoding: "invalid percent-encoding in the Redis URL's credentials"
+        case .missingMasterName: "a redis+sentinel:// URL names the master after the sentinels: /MASTER-NAME[/DB]"
         }
     }
 }

@@ -49,9 +49,24 @@ final class OutageLog: Sendable {
 ///
 /// A subscriber connection (`role == .subscriber`) sends only SUBSCRIBE and PING: messages are routed to the
 /// channel handlers, every other reply to the FIFO. Its channels are subscribed again after every reconnect.
+///
+/// With Redis Sentinel (`target == .master`) every connect first asks the sentinels where the master is, and the
+/// setup checks `ROLE`: a server that is not (or no longer) the master is dropped like an unreachable one, as is a
+/// connection whose command is refused with `READONLY`/`MASTERDOWN`/`LOADING` (a demoted or still-loading server),
+/// so commands fail with `.unavailable` or `.connectionLost` (answered 503) until the promoted master answers.
 final class RedisConnection: TCPStreamDelegate {
     enum Role {
         case commands, subscriber
+    }
+
+    /// Where each (re)connect goes.
+    enum Target {
+        /// One fixed server.
+        case server(RedisEndpoint)
+        /// Whichever server the sentinels name as the master, checked with `ROLE`.
+        case master(RedisSentinelConfiguration)
+        /// Any of these sentinels, the next one after each failure (the `+switch-master` watch).
+        case anySentinel([RedisEndpoint])
     }
 
     private enum State {
@@ -68,10 +83,13 @@ final class RedisConnection: TCPStreamDelegate {
         var completion: ((Result<RESPValue, RedisError>) -> Void)?
         /// An error reply to AUTH, SELECT or SUBSCRIBE means the connection is unusable.
         var isSetup = false
+        /// The setup's `ROLE`: any answer but `master` means the connection is unusable.
+        var expectsMaster = false
     }
 
     let loop: EventLoop
     let role: Role
+    private let target: Target
     private let configuration: RedisConfiguration
     private let outageLog: OutageLog
     private var state = State.idle
@@ -90,6 +108,10 @@ final class RedisConnection: TCPStreamDelegate {
     private var isDown = false
     private var hasRepliedSinceConnect = false
     private var lastReadAt: UInt64 = 0
+    /// The server of the current connection or connection attempt (nil while asking the sentinels).
+    private var endpoint: RedisEndpoint?
+    /// The sentinel that answered last (`.master`) or is tried next (`.anySentinel`): asked first next time.
+    private var sentinelIndex = 0
 
     // Subscriber role only.
     private var channels: [String] = []
@@ -97,9 +119,15 @@ final class RedisConnection: TCPStreamDelegate {
     private var confirmedChannels: Set<String> = []
     private var subscribeWaiters: [(channels: [String], completion: (Result<Void, RedisError>) -> Void)] = []
 
-    init(loop: EventLoop, role: Role, configuration: RedisConfiguration, outageLog: OutageLog) {
+    /// `target` defaults to what `configuration` names: its sentinels' master, or its host and port.
+    init(
+        loop: EventLoop, role: Role, configuration: RedisConfiguration, outageLog: OutageLog, target: Target? = nil
+    ) {
         self.loop = loop
         self.role = role
+        self.target =
+            target ?? configuration.sentinel.map { .master($0) }
+            ?? .server(RedisEndpoint(host: configuration.host, port: configuration.port))
         self.configuration = configuration
         self.outageLog = outageLog
         decoder = RESPDecoder(limits: configuration.decoderLimits)
@@ -213,8 +241,33 @@ final class RedisConnection: TCPStreamDelegate {
         generation += 1
         let connectGeneration = generation
         state = .connecting
+        endpoint = nil
+        switch target {
+        case .server(let server):
+            open(server, connectGeneration)
+        case .anySentinel(let sentinels):
+            sentinelIndex %= sentinels.count
+            open(sentinels[sentinelIndex], connectGeneration)
+        case .master(let sentinel):
+            SentinelQuery.locateMaster(
+                sentinel, configuration: configuration, on: loop, startingAt: sentinelIndex
+            ) { [self] result in
+                guard connectGeneration == generation, case .connecting = state else { return }
+                switch result {
+                case .success(let located):
+                    sentinelIndex = located.sentinelIndex
+                    open(located.master, connectGeneration)
+                case .failure(let reason):
+                    drop(reason: reason.text, failing: .unavailable)
+                }
+            }
+        }
+    }
+
+    private func open(_ server: RedisEndpoint, _ connectGeneration: Int) {
+        endpoint = server
         TCPStream.connect(
-            loop: loop, host: configuration.host, port: configuration.port,
+            loop: loop, host: server.host, port: server.port,
             timeoutMilliseconds: configuration.connectTimeoutMilliseconds
         ) { [self] result in
             guard connectGeneration == generation, case .connecting = state else {
@@ -247,6 +300,12 @@ final class RedisConnection: TCPStreamDelegate {
             RESPCommandEncoder.encode(["AUTH"] + credentials + [RedisArgument(password)], into: &setup)
             setupReplies.append(setupEntry)
         }
+        if case .master = target {
+            RESPCommandEncoder.encode(["ROLE"], into: &setup)
+            var roleEntry = setupEntry
+            roleEntry.expectsMaster = true
+            setupReplies.append(roleEntry)
+        }
         if configuration.database != 0 && role == .commands {
             RESPCommandEncoder.encode(["SELECT", RedisArgument(configuration.database)], into: &setup)
             setupReplies.append(setupEntry)
@@ -272,6 +331,7 @@ final class RedisConnection: TCPStreamDelegate {
         if case .connected(let stream) = state { stream.close() }
         generation += 1
         state = .backingOff
+        if case .anySentinel = target { sentinelIndex += 1 }
         if !isDown {
             isDown = true
             outageLog.connectionWentDown(reason: reason)
@@ -389,6 +449,18 @@ final class RedisConnection: TCPStreamDelegate {
             drop(reason: "setup refused: \(message)", failing: .unavailable)
             return
         }
+        if reply.expectsMaster, value.array?.first?.string != "master" {
+            let role = value.array?.first?.string ?? "\(value)"
+            let server = endpoint?.description ?? "server"
+            drop(reason: "\(server) is not the master (ROLE: \(role))", failing: .unavailable)
+            return
+        }
+        if case .error(let message) = value, Self.meansNotTheMaster(message) {
+            // Whatever else was sent here meets the same refusal: ask the sentinels (or reconnect) instead.
+            reply.completion?(.failure(.connectionLost))
+            drop(reason: "\(endpoint?.description ?? "server") refused a command: \(message)", failing: .connectionLost)
+            return
+        }
         if !hasRepliedSinceConnect {
             hasRepliedSinceConnect = true
             reconnectDelay = configuration.reconnectInitialDelayMilliseconds
@@ -408,6 +480,34 @@ final class RedisConnection: TCPStreamDelegate {
         } else {
             completion(.success(value))
         }
+    }
+
+    /// A server that cannot take writes (a replica, maybe a demoted master), or no commands yet (still loading its
+    /// data after a restart, or a replica that lost its master). Scripts that write on a replica fail with
+    /// `READONLY` too.
+    static func meansNotTheMaster(_ message: String) -> Bool {
+        message.hasPrefix("READONLY ") || message.hasPrefix("MASTERDOWN ") || message.hasPrefix("LOADING ")
+            || (message.hasPrefix("ERR ") && message.contains("READONLY"))
+    }
+
+    /// The sentinels announced `master` (`+switch-master`): a connection to another server is replaced now rather
+    /// than when it next fails; the new one asks the sentinels again (and checks `ROLE`). Commands waiting on the
+    /// old one fail with `.connectionLost`.
+    func followMaster(to master: RedisEndpoint) {
+        guard case .master = target else { return }
+        switch state {
+        case .connected, .connecting:
+            // Still asking the sentinels (nil) or already at the new master: the connection gets there anyway.
+            guard let endpoint, endpoint != master else { return }
+            drop(reason: "the sentinels switched the master to \(master)", failing: .connectionLost)
+        case .backingOff:
+            break
+        case .idle, .shutDown:
+            return
+        }
+        reconnectTimer?.stop()
+        reconnectDelay = configuration.reconnectInitialDelayMilliseconds
+        connect()
     }
 
     // MARK: Deadlines

@@ -12,6 +12,13 @@ import TusStore
 /// checkpoints (`progressPolicy`), each after the data store made the bytes durable, so the offset here never
 /// exceeds the bytes really stored, and an instance that takes over starts where the data really ends.
 ///
+/// Acknowledgements: with `minimumReplicas` > 0, a change the client will be told about (create, declared length,
+/// the offset a PATCH ends at, removal, a final's completion) completes only after `WAIT` confirmed that that many
+/// replicas have it; otherwise it fails with `.unavailable` (503), although the master may keep it. Redis
+/// replication is asynchronous, so without this a failover could promote a replica that never got an offset the
+/// client was told about, and HEAD would then report less than was acknowledged. Checkpoints during a PATCH are
+/// not waited for: nobody was told about them, and a lost one only makes a takeover rewrite a few bytes.
+///
 /// Failures: a Redis that cannot be reached or answers too slowly (the client's command timeout) fails the call
 /// with `.unavailable`, which clients see as `503` with `Retry-After`. Nothing is guessed from a local copy.
 ///
@@ -23,14 +30,17 @@ public final class RedisStateStore: UploadStateStore {
     /// How long a terminated or expired id answers 410 rather than 404.
     public let goneMarkerMilliseconds: UInt64
     public let progressPolicy: UploadProgressPolicy
+    /// Replicas that must have a change before it is acknowledged (`WAIT`); 0 = acknowledge what the master has.
+    public let minimumReplicas: Int
 
     public init(
         client: RedisClient, keys: RedisKeys = RedisKeys(), goneMarkerMilliseconds: UInt64 = 7 * 24 * 3_600_000,
-        checkpointBytes: Int64 = 8 << 20, checkpointMilliseconds: UInt64 = 1000
+        checkpointBytes: Int64 = 8 << 20, checkpointMilliseconds: UInt64 = 1000, minimumReplicas: Int = 0
     ) {
         self.client = client
         self.keys = keys
         self.goneMarkerMilliseconds = goneMarkerMilliseconds
+        self.minimumReplicas = minimumReplicas
         progressPolicy = .durableCheckpoints(bytes: checkpointBytes, milliseconds: checkpointMilliseconds)
     }
 
@@ -51,6 +61,13 @@ public final class RedisStateStore: UploadStateStore {
     }
 
     public func create(
+        _ info: UploadInfo, on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void
+    ) {
+        acknowledged(on: executor, completion) { completion in issueCreate(info, on: executor, completion: completion) }
+    }
+
+    private func issueCreate(
         _ info: UploadInfo, on executor: any LoopExecutor,
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void
     ) {
@@ -111,11 +128,13 @@ public final class RedisStateStore: UploadStateStore {
         id: String, length: Int64, on executor: any LoopExecutor,
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void
     ) {
-        run(
-            RedisScripts.declareLength, keys: [keys.info(id), keys.gone(id)], arguments: [RedisArgument(String(length))],
-            on: executor
-        ) { reply in
-            completion(Self.record(id: id, reply, statuses: ["set": .lengthAlreadySet, "below": .exceedsLength]))
+        acknowledged(on: executor, completion) { completion in
+            run(
+                RedisScripts.declareLength, keys: [keys.info(id), keys.gone(id)],
+                arguments: [RedisArgument(String(length))], on: executor
+            ) { reply in
+                completion(Self.record(id: id, reply, statuses: ["set": .lengthAlreadySet, "below": .exceedsLength]))
+            }
         }
     }
 
@@ -144,6 +163,15 @@ public final class RedisStateStore: UploadStateStore {
     }
 
     public func finishWrite(
+        id: String, offset: Int64, expiry: ExpiryUpdate, lock: any UploadLock, on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void
+    ) {
+        acknowledged(on: executor, completion) { completion in
+            issueFinishWrite(id: id, offset: offset, expiry: expiry, lock: lock, on: executor, completion: completion)
+        }
+    }
+
+    private func issueFinishWrite(
         id: String, offset: Int64, expiry: ExpiryUpdate, lock: any UploadLock, on executor: any LoopExecutor,
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void
     ) {
@@ -194,6 +222,15 @@ public final class RedisStateStore: UploadStateStore {
         id: String, reason: UploadRemovalReason, on executor: any LoopExecutor,
         completion: @escaping (Result<Void, StoreError>) -> Void
     ) {
+        acknowledged(on: executor, completion) { completion in
+            issueRemove(id: id, reason: reason, on: executor, completion: completion)
+        }
+    }
+
+    private func issueRemove(
+        id: String, reason: UploadRemovalReason, on executor: any LoopExecutor,
+        completion: @escaping (Result<Void, StoreError>) -> Void
+    ) {
         let reasonText = reason == .terminated ? "terminated" : "expired"
         run(
             RedisScripts.remove, keys: [keys.info(id), keys.gone(id), keys.finals(id)],
@@ -233,6 +270,15 @@ public final class RedisStateStore: UploadStateStore {
         id: String, length: Int64, on executor: any LoopExecutor,
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void
     ) {
+        acknowledged(on: executor, completion) { completion in
+            issueCompleteFinal(id: id, length: length, on: executor, completion: completion)
+        }
+    }
+
+    private func issueCompleteFinal(
+        id: String, length: Int64, on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void
+    ) {
         run(
             RedisScripts.completeFinal, keys: [keys.info(id), keys.gone(id)], arguments: [RedisArgument(String(length))],
             on: executor
@@ -258,6 +304,38 @@ public final class RedisStateStore: UploadStateStore {
     }
 
     // MARK: helpers
+
+    /// Runs `change`, which must send its writes before it returns, then sends one `WAIT` behind them on the same
+    /// connection (pipelined: one round trip plus the replicas' acknowledgement). `completion` gets the change's
+    /// result once both replies are in; a success that fewer than `minimumReplicas` replicas confirmed becomes
+    /// `.unavailable`.
+    private func acknowledged<Value>(
+        on executor: any LoopExecutor, _ completion: @escaping (Result<Value, StoreError>) -> Void,
+        _ change: (@escaping (Result<Value, StoreError>) -> Void) -> Void
+    ) {
+        guard minimumReplicas > 0 else { return change(completion) }
+        let needed = minimumReplicas
+        var changed: Result<Value, StoreError>?
+        var replicas: Result<Int, RedisError>?
+        let finish = {
+            guard let result = changed, let replicas else { return }
+            guard case .success = result else { return completion(result) }
+            switch replicas {
+            case .failure(let error): completion(.failure(Self.storeError(error)))
+            case .success(let count) where count < needed:
+                completion(.failure(.unavailable("redis: the change reached \(count) of \(needed) replicas in time")))
+            case .success: completion(result)
+            }
+        }
+        change { result in
+            changed = result
+            finish()
+        }
+        client.waitForReplicas(needed, on: executor.eventLoop) { reply in
+            replicas = reply
+            finish()
+        }
+    }
 
     private func index(_ id: String, expiresAt: Int64, on executor: any LoopExecutor, completion: @escaping (StoreError?) -> Void) {
         client.send(["ZADD", RedisArgument(keys.expiryIndex), RedisArgument(String(expiresAt)), RedisArgument(id)], on: executor.eventLoop) {

@@ -8,6 +8,9 @@ public final class RedisServerProcess {
     public let directory: String
     public private(set) var pid: Int32 = 0
     private let extraArguments: [String]
+    /// Sentinel mode (`redis-server sentinel.conf --sentinel`): the lines of its configuration file, which the
+    /// sentinel rewrites as it learns the topology (so a restart keeps what it learned).
+    private let sentinelConfiguration: [String]?
     private var isPaused = false
 
     public enum StartError: Error, CustomStringConvertible {
@@ -35,30 +38,63 @@ public final class RedisServerProcess {
 
     /// Starts redis-server (on `port`, or a free one) and waits until it answers PING. `extraArguments` are
     /// appended to the command line, e.g. `["--requirepass", "secret"]`.
-    public init(port: Int? = nil, extraArguments: [String] = []) throws {
+    public convenience init(port: Int? = nil, extraArguments: [String] = []) throws {
+        try self.init(port: port, extraArguments: extraArguments, sentinelConfiguration: nil)
+    }
+
+    /// A sentinel (Debian's `redis-sentinel` package, which is redis-server in sentinel mode) watching the master
+    /// on 127.0.0.1:`masterPort` as `name`, with a quorum of `quorum` and the given failure detection and
+    /// failover timeouts (the defaults, 30 s and 3 min, are far too slow for tests).
+    public static func sentinel(
+        monitoring masterPort: Int, name: String = "mymaster", quorum: Int = 2, downAfterMilliseconds: Int = 1000,
+        failoverTimeoutMilliseconds: Int = 3000
+    ) throws -> RedisServerProcess {
+        guard access("/usr/bin/redis-sentinel", X_OK) == 0 else { throw StartError.notInstalled }
+        return try RedisServerProcess(
+            port: nil, extraArguments: [],
+            sentinelConfiguration: [
+                "sentinel monitor \(name) 127.0.0.1 \(masterPort) \(quorum)",
+                "sentinel down-after-milliseconds \(name) \(downAfterMilliseconds)",
+                "sentinel failover-timeout \(name) \(failoverTimeoutMilliseconds)",
+                "sentinel parallel-syncs \(name) 1",
+            ])
+    }
+
+    private init(port: Int?, extraArguments: [String], sentinelConfiguration: [String]?) throws {
         guard Self.executable != nil else { throw StartError.notInstalled }
         self.port = port ?? Self.freePort()
         self.extraArguments = extraArguments
+        self.sentinelConfiguration = sentinelConfiguration
         var template = Array("/tmp/tus-redis-XXXXXX".utf8CString)
         guard let created = mkdtemp(&template) else { throw StartError.spawnFailed(errno) }
         directory = String(cString: created)
+        if let sentinelConfiguration {
+            let text = sentinelConfiguration.joined(separator: "\n") + "\n"
+            guard let file = fopen(directory + "/sentinel.conf", "w") else { throw StartError.spawnFailed(errno) }
+            fputs(text, file)
+            fclose(file)
+        }
         try start()
     }
 
     deinit {
         stop()
         unlink(directory + "/redis.log")
+        unlink(directory + "/sentinel.conf")
         rmdir(directory)
     }
 
     /// Starts the server again on the same port after `stop()` (a restarted Redis, as after a deploy).
     public func start() throws {
         guard pid == 0, let executable = Self.executable else { return }
+        let common = [
+            "--port", String(port), "--bind", "127.0.0.1", "--dir", directory, "--daemonize", "no",
+            "--logfile", directory + "/redis.log",
+        ]
         let arguments =
-            [
-                executable, "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", directory, "--daemonize", "no", "--logfile", directory + "/redis.log",
-            ] + extraArguments
+            sentinelConfiguration == nil
+            ? [executable] + common + ["--save", "", "--appendonly", "no"] + extraArguments
+            : [executable, directory + "/sentinel.conf", "--sentinel"] + common
         var fileActions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&fileActions)
         defer { posix_spawn_file_actions_destroy(&fileActions) }
@@ -92,6 +128,16 @@ public final class RedisServerProcess {
     public func resume() {
         guard pid != 0 else { return }
         kill(pid, SIGCONT)
+        isPaused = false
+    }
+
+    /// SIGKILL: a crash (no shutdown, no goodbye to replicas or clients); reaps the child.
+    public func kill9() {
+        guard pid != 0 else { return }
+        kill(pid, SIGKILL)
+        var exitStatus: Int32 = 0
+        waitpid(pid, &exitStatus, 0)
+        pid = 0
         isPaused = false
     }
 
@@ -138,6 +184,19 @@ public final class RedisServerProcess {
     public func answersPing() -> Bool {
         guard let reply = Self.command("PING\r\n", port: port) else { return false }
         return reply.hasPrefix("+PONG") || reply.hasPrefix("-NOAUTH")
+    }
+
+    /// `command` until `condition` holds for its reply (every 50 ms, up to `seconds`): for the set-up of
+    /// replication and sentinels, which settle asynchronously.
+    public static func await(
+        _ text: String, port: Int, seconds: Double, until condition: (String) -> Bool
+    ) -> Bool {
+        let attempts = Int(seconds * 20)
+        for _ in 0..<max(1, attempts) {
+            if let reply = command(text, port: port), condition(reply) { return true }
+            usleep(50_000)
+        }
+        return false
     }
 
     /// Sends raw RESP (inline commands work too) to `port` and returns what arrived within 1 s, for test setup

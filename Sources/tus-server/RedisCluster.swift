@@ -16,7 +16,8 @@ struct RedisCluster: Sendable {
     let logger: Logger
 
     init(
-        url: String, prefix: String, leaseMilliseconds: UInt64, directory: String, fsync: FsyncFlag, logger: Logger
+        url: String, prefix: String, minimumReplicas: Int?, leaseMilliseconds: UInt64, directory: String,
+        fsync: FsyncFlag, logger: Logger
     ) throws {
         let configuration = try RedisConfiguration(url: url)
         // One line per outage and one when it is back, whatever the request rate.
@@ -24,21 +25,33 @@ struct RedisCluster: Sendable {
         let keys = RedisKeys(prefix: prefix)
         let policy = FsyncPolicy(rawValue: fsync.rawValue) ?? .commit
         let data = try FileDataStore(directory: directory, fsync: policy, log: { logger.warning("\($0)") })
-        store = ComposedUploadStore(state: RedisStateStore(client: client, keys: keys), data: data)
+        let state = RedisStateStore(
+            client: client, keys: keys, minimumReplicas: Self.replicas(minimumReplicas, configuration))
+        store = ComposedUploadStore(state: state, data: data)
         locker = RedisLocker(client: client, keys: keys, leaseMilliseconds: leaseMilliseconds)
         endpoint = configuration.endpointDescription
         self.logger = logger
     }
 
     /// State and locks in Redis, bytes in `data` (the S3 store).
-    init<Data: UploadDataStore>(url: String, prefix: String, leaseMilliseconds: UInt64, data: Data, logger: Logger) throws {
+    init<Data: UploadDataStore>(
+        url: String, prefix: String, minimumReplicas: Int?, leaseMilliseconds: UInt64, data: Data, logger: Logger
+    ) throws {
         let configuration = try RedisConfiguration(url: url)
         client = RedisClient(configuration: configuration, log: { logger.warning("\($0)") })
         let keys = RedisKeys(prefix: prefix)
-        store = ComposedUploadStore(state: RedisStateStore(client: client, keys: keys), data: data)
+        let state = RedisStateStore(
+            client: client, keys: keys, minimumReplicas: Self.replicas(minimumReplicas, configuration))
+        store = ComposedUploadStore(state: state, data: data)
         locker = RedisLocker(client: client, keys: keys, leaseMilliseconds: leaseMilliseconds)
         endpoint = configuration.endpointDescription
         self.logger = logger
+    }
+
+    /// `--redis-min-replicas`, by default 1 with Sentinel: a deployment that has failover is one whose master can be
+    /// replaced by a replica, so an acknowledgement is only safe once a replica has the change. 0 without.
+    static func replicas(_ flag: Int?, _ configuration: RedisConfiguration) -> Int {
+        flag ?? (configuration.sentinel == nil ? 0 : 1)
     }
 
     /// Subscribes to the lock channels (on one loop) so this instance hears release requests.

@@ -122,8 +122,11 @@ struct TusServerCommand: ParsableCommand {
     @Option(name: .customLong("lock-timeout"), help: "Seconds a request waits for another request on the same upload to let go before 423.")
     var lockTimeout: Double = 3
 
-    @Option(help: "redis://[:password@]HOST:PORT[/DB]: keep upload state and locks in Redis, shared by every instance started with the same --redis and the same data (one cluster). Data stays under --upload-dir (a shared file system).")
+    @Option(help: "redis://[:password@]HOST:PORT[/DB] or redis+sentinel://[:password@]HOST:PORT[,HOST:PORT...]/MASTER-NAME[/DB]: keep upload state and locks in Redis, shared by every instance started with the same --redis and the same data (one cluster). Data stays under --upload-dir (a shared file system). With Sentinel the master is found through the sentinels and followed across failovers.")
     var redis: String?
+
+    @Option(name: .customLong("redis-min-replicas"), help: "Replicas that must confirm a change (WAIT) before the client is told it is stored (201/204), so that a failover cannot lose it; 503 when fewer confirm within 1 s. Default: 1 with redis+sentinel://, 0 (the master's word is enough) with redis://.")
+    var redisMinReplicas: Int?
 
     @Option(name: .customLong("redis-prefix"), help: "Prefix of every Redis key and channel, so several clusters can share one Redis.")
     var redisPrefix = "tus:"
@@ -224,6 +227,9 @@ struct TusServerCommand: ParsableCommand {
             throw ValidationError("--store s3 needs --s3-bucket and --s3-endpoint")
         }
         if redis != nil && lockLease < 1 { throw ValidationError("--lock-lease must be at least 1 second") }
+        if let redisMinReplicas, redisMinReplicas < 0 {
+            throw ValidationError("--redis-min-replicas must be 0 or more")
+        }
         if hooksHTTP != nil && hooksDir != nil { throw ValidationError("--hooks-http and --hooks-dir exclude each other") }
         let unknown = Set(hooksEnabledEvents.split(separator: ",").map { $0.trimmingCharacters(in: " ") })
             .subtracting(HookConfiguration.allEvents).subtracting([""])
@@ -289,8 +295,8 @@ struct TusServerCommand: ParsableCommand {
         case (.file, let url?):
             do {
                 let made = try RedisCluster(
-                    url: url, prefix: redisPrefix, leaseMilliseconds: milliseconds(lockLease), directory: uploadDir,
-                    fsync: fsync, logger: logger)
+                    url: url, prefix: redisPrefix, minimumReplicas: redisMinReplicas,
+                    leaseMilliseconds: milliseconds(lockLease), directory: uploadDir, fsync: fsync, logger: logger)
                 cluster = made
                 uploadStore = made.store
                 locker = made.locker

@@ -206,6 +206,71 @@ final class RedisConfigurationTests: XCTestCase {
         XCTAssertEqual(try RedisConfiguration(url: "redis://h/").database, 0)
     }
 
+    func testSentinelURLForms() throws {
+        let full = try RedisConfiguration(
+            url: "redis+sentinel://tus:p%40ss@10.0.0.1:5000,[::1],s3.internal/my%20master/3")
+        XCTAssertEqual(
+            full.sentinel,
+            RedisSentinelConfiguration(
+                sentinels: [
+                    RedisEndpoint(host: "10.0.0.1", port: 5000), RedisEndpoint(host: "::1", port: 26379),
+                    RedisEndpoint(host: "s3.internal", port: 26379),
+                ], masterName: "my master"))
+        XCTAssertEqual(full.username, "tus")
+        XCTAssertEqual(full.password, "p@ss", "the credentials are the master's")
+        XCTAssertEqual(full.database, 3)
+        XCTAssertEqual(
+            full.description, "redis+sentinel://tus:***@10.0.0.1:5000,[::1]:26379,s3.internal:26379/my master/3")
+        XCTAssertEqual(full.endpointDescription, "master my master via 10.0.0.1:5000,[::1]:26379,s3.internal:26379")
+
+        let minimal = try RedisConfiguration(url: "redis+sentinel://h/mymaster")
+        XCTAssertEqual(minimal.sentinel?.sentinels, [RedisEndpoint(host: "h", port: 26379)])
+        XCTAssertEqual(minimal.sentinel?.masterName, "mymaster")
+        XCTAssertEqual(minimal.database, 0)
+        XCTAssertNil(minimal.password)
+        XCTAssertNil(try RedisConfiguration(url: "redis://h").sentinel, "plain redis:// has no sentinels")
+
+        let cases: [(String, RedisConfigurationError)] = [
+            ("redis+sentinel://h", .missingMasterName),
+            ("redis+sentinel://h/", .missingMasterName),
+            ("redis+sentinel://h,/m", .invalidHost("")),
+            ("redis+sentinel://h:0/m", .invalidPort("0")),
+            ("redis+sentinel://h/m/x", .invalidDatabase("x")),
+            ("redis+sentinel://h/m/1/2", .invalidDatabase("1/2")),
+            ("redis+cluster://h/m", .unsupportedScheme("redis+cluster")),
+        ]
+        for (url, expected) in cases {
+            XCTAssertThrowsError(try RedisConfiguration(url: url), url) { error in
+                XCTAssertEqual(error as? RedisConfigurationError, expected, url)
+            }
+        }
+    }
+
+    /// What sentinels answer: the master's address (or null for a name they do not monitor), and `+switch-master`
+    /// messages, of which only those about our master count.
+    func testSentinelRepliesAndSwitchMessages() {
+        let address = RESPValue.array([.bulkString(Array("10.0.0.7".utf8)), .bulkString(Array("6380".utf8))])
+        XCTAssertEqual(SentinelQuery.masterAddress(address), RedisEndpoint(host: "10.0.0.7", port: 6380))
+        XCTAssertNil(SentinelQuery.masterAddress(.null), "a sentinel that does not monitor the name")
+        XCTAssertNil(SentinelQuery.masterAddress(.array([.bulkString(Array("h".utf8)), .bulkString(Array("0".utf8))])))
+        XCTAssertNil(SentinelQuery.masterAddress(.error("ERR unknown command")))
+        let rows: [(String, RedisEndpoint?)] = [
+            ("mymaster 127.0.0.1 6379 127.0.0.1 6380", RedisEndpoint(host: "127.0.0.1", port: 6380)),
+            ("other 127.0.0.1 6379 127.0.0.1 6380", nil),
+            ("mymaster 127.0.0.1 6379 127.0.0.1", nil),
+            ("mymaster 127.0.0.1 6379 127.0.0.1 x", nil),
+            ("mymasterX 127.0.0.1 6379 ::1 6380", nil),
+        ]
+        for (message, expected) in rows {
+            XCTAssertEqual(SentinelQuery.switchedMaster(Array(message.utf8), masterName: "mymaster"), expected, message)
+        }
+        XCTAssertTrue(RedisConnection.meansNotTheMaster("READONLY You can't write against a read only replica."))
+        XCTAssertTrue(RedisConnection.meansNotTheMaster("MASTERDOWN Link with MASTER is down"))
+        XCTAssertTrue(RedisConnection.meansNotTheMaster("LOADING Redis is loading the dataset in memory"))
+        XCTAssertFalse(RedisConnection.meansNotTheMaster("ERR wrong number of arguments"))
+        XCTAssertFalse(RedisConnection.meansNotTheMaster("NOSCRIPT No matching script"))
+    }
+
     func testInvalidURLsAreRejectedWithoutEchoingThePassword() {
         let cases: [(String, RedisConfigurationError)] = [
             ("rediss://h", .unsupportedScheme("rediss")),

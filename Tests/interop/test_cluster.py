@@ -394,3 +394,24 @@ def test_unfinished_final_lives_with_its_partials_and_expires_after_them(cluster
         assert head(server, slow).status == 410
     done = head(a, completed)
     assert done.status == 200 and done.header("Upload-Offset") == "2" and done.header("Upload-Expires") is None
+
+
+def test_a_patch_whose_lease_was_lost_answers_503_not_500(cluster, redis_server):
+    """A lease that lapsed while Redis was unreachable (or was lost in a failover) and went to someone else: the
+    PATCH's bytes are written but its commit is refused by the token check, which the client sees as a 503 to
+    retry (it resumes from HEAD's offset), not as a 500."""
+    a, b = cluster(2, "--lock-lease", "30")  # no renewal (every 10 s) notices the theft before the commit does
+    data = os.urandom(400 * KiB)
+    path = create_upload(a.port, len(data))
+    stalled = start_slow_patch(a, path, 0, len(data), data[:100 * KiB])
+    try:
+        time.sleep(0.3)
+        key = f"test:{{{path.rsplit('/', 1)[1]}}}:lock"
+        stolen = subprocess.run(["redis-cli", "-p", str(redis_server.port), "SET", key, "someone-else", "PX", "60000"],
+                                capture_output=True, text=True, timeout=5)
+        assert stolen.stdout.strip() == "OK"
+        stalled.sendall(data[100 * KiB:])
+        assert read_status(stalled, 5) == 503
+    finally:
+        stalled.close()
+    assert head_offset(b.port, path) == 0, "the refused commit moved nothing"

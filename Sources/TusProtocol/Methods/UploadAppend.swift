@@ -295,8 +295,10 @@ final class UploadAppend: HTTPDirectBodySink {
         switch result {
         case .failure(let error):
             // An unreachable shared state is worth a 503 (retry soon), a full disk a 507; anything else is a 500.
+            // A lease lost meanwhile (`.conflict`: it lapsed while Redis was unreachable, or a failover lost it)
+            // left the bytes unrecorded: the client retries from the offset HEAD reports, as after any 503.
             switch error {
-            case .unavailable: respondError(.storeUnavailable)
+            case .unavailable, .conflict: respondError(.storeUnavailable)
             case .insufficientStorage: respondError(.insufficientStorage)
             default: respondError(.storeFailure)
             }
