@@ -20,8 +20,8 @@ serve_packages=(libuv1-dev libssl-dev libnghttp2-dev pkg-config)
 # chromium, chromium-driver: a headless browser uploads through the page in Tests/interop/browser (test_browser.py).
 # lintian, help2man (and dpkg-dev, systemd for systemd-analyze): scripts/package.sh builds and checks the .deb;
 # strace: test_package.py checks the server's system calls against the unit's SystemCallFilter=.
-test_packages=(curl python3-venv redis-server redis-sentinel nginx-light prometheus radosgw ceph-mon ceph-osd ceph-common chromium
-    chromium-driver dpkg-dev lintian help2man systemd strace)
+test_packages=(curl python3-venv redis-server redis-sentinel nginx-light prometheus radosgw ceph-mon ceph-osd ceph-common
+    chromium chromium-driver dpkg-dev lintian help2man systemd strace)
 
 apt_packages=("${serve_packages[@]}")
 if [[ "${TUS_PACKAGES:-all}" != serve ]]; then apt_packages+=("${test_packages[@]}"); fi
