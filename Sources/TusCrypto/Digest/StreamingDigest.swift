@@ -104,6 +104,7 @@ public final class StreamingDigest {
 private final class ReadBufferPool: Sendable {
     final class Buffer: @unchecked Sendable {
         let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 << 10, alignment: 64)
+        deinit { bytes.deallocate() }
     }
 
     static let shared = ReadBufferPool()
