@@ -122,14 +122,14 @@ final class SplicedPatchTests: XCTestCase {
                 let digest = Base64.encode(StreamingDigest.digest(algorithm, of: body))
                 let wrongDigest = Base64.encode(StreamingDigest.digest(algorithm, of: [1]))
                 let before = server.splicedBodyBytes
-                let wrong = try patch(
-                    port: port, path, offset: 0, body[...], extra: "Upload-Checksum: \(algorithm.rawValue) \(wrongDigest)\r\n")
+                let wrongHeader = "Upload-Checksum: \(algorithm.rawValue) \(wrongDigest)\r\n"
+                let wrong = try patch(port: port, path, offset: 0, body[...], extra: wrongHeader)
                 XCTAssertEqual(wrong.status, 460)
                 XCTAssertGreaterThan(server.splicedBodyBytes - before, Int64(body.count - (1 << 20)), "spliced")
                 XCTAssertEqual(try offset(port: port, path), 0)
                 XCTAssertEqual(fileBytes(path).count, 0, "the mismatched bytes were cut off")
-                let right = try patch(
-                    port: port, path, offset: 0, body[...], extra: "Upload-Checksum: \(algorithm.rawValue) \(digest)\r\n")
+                let rightHeader = "Upload-Checksum: \(algorithm.rawValue) \(digest)\r\n"
+                let right = try patch(port: port, path, offset: 0, body[...], extra: rightHeader)
                 XCTAssertEqual(right.status, 204)
                 XCTAssertEqual(right.header("Upload-Offset"), String(body.count))
                 XCTAssertTrue(fileBytes(path) == body, "stored bytes differ")
@@ -146,7 +146,8 @@ final class SplicedPatchTests: XCTestCase {
             XCTAssertEqual(try patch(port: port, path, offset: 0, body[..<split]).status, 204)
             let digest = Base64.encode(StreamingDigest.digest(.sha1, of: Array(body[split...])))
             let before = server.splicedBodyBytes
-            let response = try patch(port: port, path, offset: split, body[split...], extra: "Upload-Checksum: sha1 \(digest)\r\n")
+            let response = try patch(
+                port: port, path, offset: split, body[split...], extra: "Upload-Checksum: sha1 \(digest)\r\n")
             XCTAssertEqual(response.status, 204)
             XCTAssertGreaterThan(server.splicedBodyBytes, before, "spliced")
             XCTAssertTrue(fileBytes(path) == body, "stored bytes differ")

@@ -90,15 +90,42 @@ final class DirectFileStore: UploadStore, @unchecked Sendable {
     deinit { close(file) }
 
     var capabilities: UploadStoreCapabilities { inner.capabilities }
-    func lookup(_ id: String, on executor: any LoopExecutor, completion: @escaping (Result<UploadLookup, StoreError>) -> Void) { inner.lookup(id, on: executor, completion: completion) }
-    func create(_ info: UploadInfo, on executor: any LoopExecutor, completion: @escaping (Result<UploadInfo, StoreError>) -> Void) { inner.create(info, on: executor, completion: completion) }
-    func declareLength(id: String, length: Int64, on executor: any LoopExecutor, completion: @escaping (Result<UploadInfo, StoreError>) -> Void) { inner.declareLength(id: id, length: length, on: executor, completion: completion) }
-    func remove(id: String, reason: UploadRemovalReason, on executor: any LoopExecutor, completion: @escaping (Result<Void, StoreError>) -> Void) { inner.remove(id: id, reason: reason, on: executor, completion: completion) }
-    func openReader(id: String, on executor: any LoopExecutor, completion: @escaping (Result<any UploadReader, StoreError>) -> Void) { inner.openReader(id: id, on: executor, completion: completion) }
-    func listExpired(now: Int64, on executor: any LoopExecutor, completion: @escaping (Result<[String], StoreError>) -> Void) { inner.listExpired(now: now, on: executor, completion: completion) }
-    func finals(referencing partialID: String, on executor: any LoopExecutor, completion: @escaping (Result<[String], StoreError>) -> Void) { inner.finals(referencing: partialID, on: executor, completion: completion) }
-    func moveExpiry(of upload: UploadInfo, to expiresAt: Int64, lock: any UploadLock, on executor: any LoopExecutor, completion: @escaping (Result<UploadInfo, StoreError>) -> Void) { inner.moveExpiry(of: upload, to: expiresAt, lock: lock, on: executor, completion: completion) }
-    func completeConcatenation(_ final: UploadInfo, partials: [UploadInfo], on executor: any LoopExecutor, completion: @escaping (Result<UploadInfo, StoreError>) -> Void) { inner.completeConcatenation(final, partials: partials, on: executor, completion: completion) }
+    func lookup(_ id: String, on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadLookup, StoreError>) -> Void) {
+        inner.lookup(id, on: executor, completion: completion)
+    }
+    func create(_ info: UploadInfo, on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void) {
+        inner.create(info, on: executor, completion: completion)
+    }
+    func declareLength(id: String, length: Int64, on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void) {
+        inner.declareLength(id: id, length: length, on: executor, completion: completion)
+    }
+    func remove(id: String, reason: UploadRemovalReason, on executor: any LoopExecutor,
+        completion: @escaping (Result<Void, StoreError>) -> Void) {
+        inner.remove(id: id, reason: reason, on: executor, completion: completion)
+    }
+    func openReader(id: String, on executor: any LoopExecutor,
+        completion: @escaping (Result<any UploadReader, StoreError>) -> Void) {
+        inner.openReader(id: id, on: executor, completion: completion)
+    }
+    func listExpired(now: Int64, on executor: any LoopExecutor,
+        completion: @escaping (Result<[String], StoreError>) -> Void) {
+        inner.listExpired(now: now, on: executor, completion: completion)
+    }
+    func finals(referencing partialID: String, on executor: any LoopExecutor,
+        completion: @escaping (Result<[String], StoreError>) -> Void) {
+        inner.finals(referencing: partialID, on: executor, completion: completion)
+    }
+    func moveExpiry(of upload: UploadInfo, to expiresAt: Int64, lock: any UploadLock, on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void) {
+        inner.moveExpiry(of: upload, to: expiresAt, lock: lock, on: executor, completion: completion)
+    }
+    func completeConcatenation(_ final: UploadInfo, partials: [UploadInfo], on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void) {
+        inner.completeConcatenation(final, partials: partials, on: executor, completion: completion)
+    }
     func openWriter(id: String, startingAt offset: Int64, discardable: Bool, lock: any UploadLock, on executor: any LoopExecutor, completion: @escaping (Result<any UploadWriter, StoreError>) -> Void) {
         inner.openWriter(id: id, startingAt: offset, discardable: discardable, lock: lock, on: executor) { result in
             completion(result.map { Writer(store: self, inner: $0, offset: offset) })
@@ -118,7 +145,9 @@ final class DirectFileStore: UploadStore, @unchecked Sendable {
             offset += Int64(fragment.count)
             inner.write(fragment, completion: completion)
         }
-        func commit(expiresAt: Int64?, completion: @escaping (Result<UploadInfo, StoreError>) -> Void) { inner.commit(expiresAt: expiresAt, completion: completion) }
+        func commit(expiresAt: Int64?, completion: @escaping (Result<UploadInfo, StoreError>) -> Void) {
+            inner.commit(expiresAt: expiresAt, completion: completion)
+        }
         func rollback(completion: @escaping (Result<UploadInfo, StoreError>) -> Void) {
             store.rollbacks += 1
             inner.rollback(completion: completion)
