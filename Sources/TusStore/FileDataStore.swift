@@ -77,7 +77,8 @@ public final class FileDataStore: UploadDataStore {
         completion: @escaping (Result<any UploadDataWriter, StoreError>) -> Void
     ) {
         let loop = executor.eventLoop
-        AsyncFile.open(loop: loop, path: dataPath(id), flags: [.writeOnly]) { [self] opened in
+        // Read and write: a checksummed body spliced into the file is hashed by reading it back (`isReadable`).
+        AsyncFile.open(loop: loop, path: dataPath(id), flags: [.readWrite]) { [self] opened in
             switch opened {
             case .failure(let error):
                 completion(.failure(error == .notFound ? .gone : ioError("open \(dataPath(id))", error)))
@@ -299,7 +300,8 @@ final class FileDataWriter: DirectUploadDataWriter {
         else { return nil }
         isWritingDirectly = true
         return DirectBodyTarget(
-            descriptor: file.descriptor, offset: writtenEnd, maxCount: length.map { $0 - writtenEnd } ?? .max)
+            descriptor: file.descriptor, offset: writtenEnd, maxCount: length.map { $0 - writtenEnd } ?? .max,
+            isReadable: true)
     }
 
     func directlyWritten(count: Int) -> Int64 {

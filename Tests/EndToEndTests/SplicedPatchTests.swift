@@ -6,8 +6,9 @@ import TusProtocol
 import TusTestSupport
 import XCTest
 
-/// Large plain PATCH bodies take the splice path (socket → pipe → file) on the file store; checksummed ones must not,
-/// and a client dying mid-body leaves an offset equal to the bytes in the file, from which a resume completes.
+/// Large PATCH bodies take the splice path (socket → pipe → file) on the file store, checksummed ones too (hashed
+/// from the file, rolled back on a mismatch), and a client dying mid-body leaves an offset equal to the bytes in the
+/// file, from which a resume completes.
 final class SplicedPatchTests: XCTestCase {
     private var directory = ""
     /// The store of the running `withServer`, for its writeback counter.
@@ -111,20 +112,73 @@ final class SplicedPatchTests: XCTestCase {
         }
     }
 
-    func testChecksummedPatchIsNotSplicedAndStillVerified() throws {
+    /// A checksummed body is spliced too and hashed from the file (issue 19): a mismatch answers 460 and cuts the
+    /// file back to the old offset, a match stores the exact bytes. sha256 as well, whose read-back is the same.
+    func testChecksummedPatchIsSplicedAndVerified() throws {
         let body = patternBytes(count: 6 << 20, seed: 3)
+        try withServer { server, port in
+            for algorithm in [DigestAlgorithm.sha1, .sha256] {
+                let path = try create(port: port, length: body.count)
+                let digest = Base64.encode(StreamingDigest.digest(algorithm, of: body))
+                let wrongDigest = Base64.encode(StreamingDigest.digest(algorithm, of: [1]))
+                let before = server.splicedBodyBytes
+                let wrongHeader = "Upload-Checksum: \(algorithm.rawValue) \(wrongDigest)\r\n"
+                let wrong = try patch(port: port, path, offset: 0, body[...], extra: wrongHeader)
+                XCTAssertEqual(wrong.status, 460)
+                XCTAssertGreaterThan(server.splicedBodyBytes - before, Int64(body.count - (1 << 20)), "spliced")
+                XCTAssertEqual(try offset(port: port, path), 0)
+                XCTAssertEqual(fileBytes(path).count, 0, "the mismatched bytes were cut off")
+                let rightHeader = "Upload-Checksum: \(algorithm.rawValue) \(digest)\r\n"
+                let right = try patch(port: port, path, offset: 0, body[...], extra: rightHeader)
+                XCTAssertEqual(right.status, 204)
+                XCTAssertEqual(right.header("Upload-Offset"), String(body.count))
+                XCTAssertTrue(fileBytes(path) == body, "stored bytes differ")
+            }
+        }
+    }
+
+    /// A checksummed PATCH appended after earlier bytes hashes only its own range of the file.
+    func testChecksummedSplicedPatchAfterAnOffsetHashesItsOwnBytes() throws {
+        let body = patternBytes(count: 10 << 20, seed: 5)
+        let split = 3 << 20 + 123
+        try withServer { server, port in
+            let path = try create(port: port, length: body.count)
+            XCTAssertEqual(try patch(port: port, path, offset: 0, body[..<split]).status, 204)
+            let digest = Base64.encode(StreamingDigest.digest(.sha1, of: Array(body[split...])))
+            let before = server.splicedBodyBytes
+            let response = try patch(
+                port: port, path, offset: split, body[split...], extra: "Upload-Checksum: sha1 \(digest)\r\n")
+            XCTAssertEqual(response.status, 204)
+            XCTAssertGreaterThan(server.splicedBodyBytes, before, "spliced")
+            XCTAssertTrue(fileBytes(path) == body, "stored bytes differ")
+        }
+    }
+
+    /// A checksummed spliced body whose client dies midway keeps nothing: its bytes cannot be verified.
+    func testChecksummedSplicedPatchCutShortIsRolledBack() throws {
+        let body = patternBytes(count: 8 << 20, seed: 9)
         let digest = Base64.encode(StreamingDigest.digest(.sha1, of: body))
         try withServer { server, port in
             let path = try create(port: port, length: body.count)
             let before = server.splicedBodyBytes
-            let wrongDigest = Base64.encode(StreamingDigest.digest(.sha1, of: [1]))
-            let wrong = try patch(port: port, path, offset: 0, body[...], extra: "Upload-Checksum: sha1 \(wrongDigest)\r\n")
-            XCTAssertEqual(wrong.status, 460)
-            XCTAssertEqual(try offset(port: port, path), 0)
-            let right = try patch(port: port, path, offset: 0, body[...], extra: "Upload-Checksum: sha1 \(digest)\r\n")
-            XCTAssertEqual(right.status, 204)
-            XCTAssertEqual(server.splicedBodyBytes, before, "a checksummed body must be read, not spliced")
-            XCTAssertTrue(fileBytes(path) == body, "stored bytes differ")
+            do {
+                let client = try RawHTTPClient(port: port, timeoutSeconds: 15)
+                client.send(patchHead(path, offset: 0, count: body.count, extra: "Upload-Checksum: sha1 \(digest)\r\n"))
+                client.send(Array(body[..<(5 << 20)]))
+                let deadline = Date().addingTimeInterval(10)
+                while server.splicedBodyBytes - before < Int64(4 << 20), Date() < deadline { usleep(10_000) }
+                client.resetOnClose()  // and closed at the end of this scope
+            }
+            XCTAssertGreaterThan(server.splicedBodyBytes, before, "the body was spliced")
+            // Wait for the rollback to finish (the lock is free and the record written).
+            var stored = try offset(port: port, path)
+            let settled = Date().addingTimeInterval(10)
+            while stored != 0 || !fileBytes(path).isEmpty, Date() < settled {
+                usleep(20_000)
+                stored = try offset(port: port, path)
+            }
+            XCTAssertEqual(stored, 0)
+            XCTAssertEqual(fileBytes(path).count, 0, "the unverified bytes were cut off")
         }
     }
 

@@ -1,3 +1,4 @@
+import Foundation
 import TusCrypto
 import XCTest
 
@@ -63,5 +64,42 @@ final class StreamingDigestTests: XCTestCase {
             }
             XCTAssertEqual(digest.finalize(), expected, "\(algorithm)")
         }
+    }
+
+    /// Hashing a range read back from a file (a spliced body) equals hashing the same bytes in memory, across
+    /// read-buffer boundaries and from an offset inside the file.
+    func testUpdateReadingFromAFileRangeMatchesInMemoryHashing() throws {
+        let bytes = (0..<(700 << 10)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 9) }
+        let path = NSTemporaryDirectory() + "digest-range-\(UUID().uuidString)"
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(bytes)))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let descriptor = open(path, O_RDONLY)
+        XCTAssertGreaterThanOrEqual(descriptor, 0)
+        defer { close(descriptor) }
+        for (offset, count) in [(0, bytes.count), (1, 65_536), (12_345, 300_001), (bytes.count - 10, 10)] {
+            for algorithm in [DigestAlgorithm.sha1, .sha256] {
+                let digest = StreamingDigest(algorithm)
+                try digest.update(readingFrom: descriptor, offset: Int64(offset), count: Int64(count))
+                let expected = StreamingDigest.digest(algorithm, of: Array(bytes[offset..<(offset + count)]))
+                XCTAssertEqual(digest.finalize(), expected, "\(algorithm) of \(offset)+\(count)")
+            }
+        }
+    }
+
+    /// A range past the file's end (a file truncated meanwhile) is an error, not zeros or a wrong digest.
+    func testUpdateReadingPastTheEndOfAFileFails() throws {
+        let path = NSTemporaryDirectory() + "digest-short-\(UUID().uuidString)"
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(count: 1000)))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let descriptor = open(path, O_RDONLY)
+        defer { close(descriptor) }
+        XCTAssertThrowsError(
+            try StreamingDigest(.sha1).update(readingFrom: descriptor, offset: 500, count: 1000)
+        ) { XCTAssertEqual($0 as? StreamingDigest.FileReadError, .endOfFile) }
+        let directory = open(NSTemporaryDirectory(), O_RDONLY | O_DIRECTORY)
+        defer { close(directory) }
+        XCTAssertThrowsError(
+            try StreamingDigest(.sha1).update(readingFrom: directory, offset: 0, count: 10)
+        ) { XCTAssertEqual($0 as? StreamingDigest.FileReadError, .failed(errorNumber: EISDIR)) }
     }
 }

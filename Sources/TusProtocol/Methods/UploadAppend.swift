@@ -21,10 +21,14 @@ import TusHTTP1
 ///    `writeChunk`: `terminateUpload`, which fires post-terminate and asks no pre-terminate), then answers 400
 ///    `ERR_UPLOAD_STOPPED` as the hook's `HTTPResponse` changed it.
 ///
-/// Direct bodies (`HTTPDirectBodySink`, spliced by the connection into the file): offered only for unchecked
-/// requests whose writer supports it, and only while no write is outstanding. Direct bytes count like completed
-/// writes (offset, progress events, checkpoints); the direct phase counts as one outstanding write until
-/// `endDirectBody`, so nothing commits while the threadpool may still write into the file.
+/// Direct bodies (`HTTPDirectBodySink`, spliced by the connection into the file): offered when the writer supports
+/// it, and only while no write is outstanding. Direct bytes count like completed writes (offset, progress events,
+/// checkpoints); the direct phase counts as one outstanding write until `endDirectBody`, so nothing commits while
+/// the threadpool may still write into the file. A checksummed request takes them too if the target is readable:
+/// each range is hashed once it is in the file, read back from the page cache on a worker thread (issue 19). The
+/// body then never passes through user memory on its way in, and hashing overlaps receiving. Fragments and file
+/// ranges share one queue, so the digest sees the bytes in body order whichever way they came. The rollback is
+/// the same as for written fragments: nothing of the request is in the offset before the digest matched.
 ///
 /// Overflow of a chunked body: the bytes up to the upload's length are written and kept (unless the
 /// request is checksummed), and the request is answered 413.
@@ -67,9 +71,11 @@ final class UploadAppend: HTTPDirectBodySink {
 
     private var received: Int64 = 0
     private var outstandingWrites = 0
-    /// Fragments waiting to be hashed, each with what to do once hashed.
-    private var digestQueue: [(fragment: BodyFragment, hashed: () -> Void)] = []
+    /// Bytes waiting to be hashed, in body order.
+    private var digestQueue: [DigestInput] = []
     private var isDigesting = false
+    /// A spliced range could not be read back for hashing: the request cannot be verified.
+    private var digestReadFailure: StreamingDigest.FileReadError?
     private var stop: Stop?
     /// A write that failed after the body had ended (the last writes complete after `bodyEnd`): the request
     /// must not be answered 204 as if its bytes were stored.
@@ -124,8 +130,8 @@ final class UploadAppend: HTTPDirectBodySink {
                 if pending == 0 { done() }
             }
             if digest != nil {
-                digestQueue.append((fragment, finishedOne))
-                hashQueuedFragments()
+                digestQueue.append(.fragment(fragment, hashed: finishedOne))
+                hashQueuedInput()
             }
             let count = fragment.count
             writer.write(fragment) { [self] result in
@@ -159,19 +165,21 @@ final class UploadAppend: HTTPDirectBodySink {
         finishIfIdle()
     }
 
-    /// Hashes everything queued so far in one job on a worker thread; the next batch starts when it is back.
-    private func hashQueuedFragments() {
+    /// Hashes everything queued so far in one job on a worker thread; the next batch starts when it is back. A
+    /// batch takes whatever arrived meanwhile, so a fast body costs few jobs (and few loop wake-ups).
+    private func hashQueuedInput() {
         guard let digest, !isDigesting, !digestQueue.isEmpty else { return }
         let batch = digestQueue
         digestQueue = []
         isDigesting = true
-        let fragments = batch.map(\.fragment)
+        let work = DigestBatch(batch.map(\.work))
         request.exchange.executor.offload({
-            for fragment in fragments { digest.update(fragment.bytes) }
+            digest.update(work)
         }, completion: { [self] in
             isDigesting = false
-            for entry in batch { entry.hashed() }
-            hashQueuedFragments()
+            if let failure = work.readFailure, digestReadFailure == nil { digestReadFailure = failure }
+            for case .fragment(_, let hashed) in batch { hashed() }
+            hashQueuedInput()
             finishIfIdle()
         })
     }
@@ -180,16 +188,20 @@ final class UploadAppend: HTTPDirectBodySink {
 
     private var directWriter: (any DirectUploadWriter)?
 
+    /// Where the next spliced byte lands in the file, for reading it back to hash (checksummed requests).
+    private var directTarget: DirectBodyTarget?
+
     func beginDirectBody(minimumCount: Int64) -> DirectBodyTarget? {
-        guard stop == nil, digest == nil, outstandingWrites == 0, directWriter == nil,
+        guard stop == nil, outstandingWrites == 0, directWriter == nil,
             let writer = writer as? any DirectUploadWriter, var target = writer.beginDirectWrite()
         else { return nil }
         if let limit { target.maxCount = min(target.maxCount, limit - received) }
-        guard target.maxCount >= minimumCount else {
+        guard target.maxCount >= minimumCount, digest == nil || target.isReadable else {
             writer.endDirectWrite(error: nil)
             return nil
         }
         directWriter = writer
+        directTarget = target
         outstandingWrites += 1
         return target
     }
@@ -197,6 +209,11 @@ final class UploadAppend: HTTPDirectBodySink {
     func bodyWrittenDirectly(count: Int) {
         guard let directWriter, count > 0 else { return }
         received += Int64(count)
+        if digest != nil, let target = directTarget {
+            digestQueue.append(.fileRange(descriptor: target.descriptor, offset: target.offset, count: Int64(count)))
+            directTarget?.offset += Int64(count)
+            hashQueuedInput()
+        }
         switch directWriter.directlyWritten(count: count) {
         case .failure(let error):
             stopEarly(.writeFailed(error))
@@ -210,6 +227,7 @@ final class UploadAppend: HTTPDirectBodySink {
     func endDirectBody(writeErrorNumber: Int32?) {
         guard let directWriter else { return }
         self.directWriter = nil
+        directTarget = nil
         let failure = writeErrorNumber.map { Self.storeError(writeErrorNumber: $0) }
         directWriter.endDirectWrite(error: failure)
         outstandingWrites -= 1
@@ -264,6 +282,9 @@ final class UploadAppend: HTTPDirectBodySink {
         case .ended:
             if let writeFailedAfterEnd {
                 outcome = Self.answer(toWriteFailure: writeFailedAfterEnd)
+            } else if digestReadFailure != nil {
+                // The bytes cannot be verified (the file shrank, or EIO): rolled back like a mismatch.
+                outcome = .storeFailure
             } else if let checksum, let digest {
                 let matches = digest.finalize()[checksum.algorithm] == checksum.expected
                 discard = !matches
@@ -403,12 +424,61 @@ final class UploadAppend: HTTPDirectBodySink {
     }
 }
 
+/// Bytes of the body to hash: a fragment still in memory, or a range already spliced into the upload's file.
+private enum DigestInput {
+    case fragment(BodyFragment, hashed: () -> Void)
+    case fileRange(descriptor: Int32, offset: Int64, count: Int64)
+
+    var work: DigestBatch.Input {
+        switch self {
+        case .fragment(let fragment, _): .bytes(fragment)
+        case .fileRange(let descriptor, let offset, let count): .fileRange(descriptor, offset, count)
+        }
+    }
+}
+
+/// One hashing job's input, handed to a worker thread, and what went wrong reading a file range back (read on the
+/// loop after the job's completion). The fragments' chunks stay alive until then: their `done` waits for it.
+private final class DigestBatch: @unchecked Sendable {
+    enum Input {
+        case bytes(BodyFragment)
+        case fileRange(Int32, Int64, Int64)
+    }
+
+    let inputs: [Input]
+    var readFailure: StreamingDigest.FileReadError?
+    init(_ inputs: [Input]) { self.inputs = inputs }
+}
+
 /// The digests cross to a worker thread and back. Only one hashing job runs at a time per request, and the
 /// loop touches them only when no job is running (`isDigesting`), so access never overlaps.
 private final class DigestBox: @unchecked Sendable {
     let digests: [(algorithm: DigestAlgorithm, digest: StreamingDigest)]
+
     init(_ algorithms: [DigestAlgorithm]) { digests = algorithms.map { ($0, StreamingDigest($0)) } }
+
     func update(_ bytes: UnsafeRawBufferPointer) { for entry in digests { entry.digest.update(bytes) } }
+
+    /// Hashes a batch in order; a range that cannot be read back ends the batch (the request will be rolled back).
+    func update(_ batch: DigestBatch) {
+        for input in batch.inputs {
+            switch input {
+            case .bytes(let fragment):
+                update(fragment.bytes)
+            case .fileRange(let descriptor, let offset, let count):
+                // Several candidate algorithms (a checksum trailer may name any; such bodies are chunked and not
+                // spliced today): each reads the range itself.
+                do throws(StreamingDigest.FileReadError) {
+                    for entry in digests {
+                        try entry.digest.update(readingFrom: descriptor, offset: offset, count: count)
+                    }
+                } catch {
+                    batch.readFailure = error
+                    return
+                }
+            }
+        }
+    }
     func finalize() -> [DigestAlgorithm: [UInt8]] {
         Dictionary(uniqueKeysWithValues: digests.map { ($0.algorithm, $0.digest.finalize()) })
     }

@@ -222,8 +222,9 @@ public protocol UploadWriter: AnyObject {
 }
 
 /// A writer whose bytes go to a local file the HTTP layer may write into itself (splice), sparing the copy through
-/// user memory. Only the file data store offers it; the HTTP layer asks only for plain (unchecked) Content-Length
-/// bodies. Between `beginDirectWrite` and `endDirectWrite` no `write` is made; direct bytes are reported in order.
+/// user memory. Only the file data store offers it; the HTTP layer asks only for cleartext Content-Length bodies,
+/// and a checksummed one takes it only when the target `isReadable` (its ranges are hashed by reading them back).
+/// Between `beginDirectWrite` and `endDirectWrite` no `write` is made; direct bytes are reported in order.
 public protocol DirectUploadWriter: UploadWriter {
     /// The file and the offset of the next byte, or nil when direct writing is not possible now (writes queued or in
     /// flight, a failed write, a lost lease). `maxCount` bounds the bytes (the upload's length).
