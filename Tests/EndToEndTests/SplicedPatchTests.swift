@@ -1,5 +1,6 @@
 import Foundation
 import TusCrypto
+import TusHTTP1
 import TusHTTPServer
 import TusProtocol
 @testable import TusStore
@@ -9,10 +10,17 @@ import XCTest
 /// Large PATCH bodies take the splice path (socket → pipe → file) on the file store, checksummed ones too (hashed
 /// from the file, rolled back on a mismatch), and a client dying mid-body leaves an offset equal to the bytes in the
 /// file, from which a resume completes.
+///
+/// A PATCH whose client died is over only when its lock is released: until then the pipes may still hold bytes the
+/// threadpool has not written, so HEAD (which never waits for the lock) can report an offset equal to the file's size
+/// that grows once they land. Checks of "what the dead PATCH kept" therefore wait for the lock (`locker`), not for
+/// HEAD and the file to agree once.
 final class SplicedPatchTests: XCTestCase {
     private var directory = ""
     /// The store of the running `withServer`, for its writeback counter.
     private var store: FileUploadStore?
+    /// The locker of the running `withServer`: an upload is out of its PATCH's hands once it is not held.
+    private var locker: MemoryLocker?
 
     override func setUpWithError() throws {
         directory = NSTemporaryDirectory() + "tus-splice-\(UUID().uuidString)"
@@ -35,7 +43,9 @@ final class SplicedPatchTests: XCTestCase {
         configure(&configuration)
         let store = try FileUploadStore(directory: directory, fsync: .commit)
         self.store = store
-        let server = HTTPServer(configuration: configuration, handler: TusHandler(store: store))
+        let locker = MemoryLocker()
+        self.locker = locker
+        let server = HTTPServer(configuration: configuration, handler: TusHandler(store: store, locker: locker))
         try server.start()
         defer {
             server.shutdown()
@@ -197,14 +207,14 @@ final class SplicedPatchTests: XCTestCase {
         return client
     }
 
-    /// Offset and file agree, and the file is a prefix of `body`; returns the offset.
+    /// Once the PATCH that held the upload is over (its lock released, so its last drain and its commit are done):
+    /// offset and file agree, and the file is a prefix of `body`; returns the offset.
     private func assertKeptPrefix(port: Int, _ path: String, of body: [UInt8], atMost sent: Int) throws -> Int {
-        var stored = try offset(port: port, path) ?? -1
-        let deadline = Date().addingTimeInterval(10)
-        while stored == 0 || stored != fileBytes(path).count, Date() < deadline {
-            usleep(20_000)
-            stored = try offset(port: port, path) ?? -1
-        }
+        let id = path.split(separator: "/").last.map(String.init) ?? ""
+        let deadline = Date().addingTimeInterval(20)
+        while locker?.heldIDs.contains(id) == true, Date() < deadline { usleep(10_000) }
+        XCTAssertEqual(locker?.heldIDs.contains(id), false, "the PATCH released the upload")
+        let stored = try offset(port: port, path) ?? -1
         XCTAssertGreaterThan(stored, 0)
         XCTAssertLessThanOrEqual(stored, sent)
         let file = fileBytes(path)
@@ -278,22 +288,95 @@ final class SplicedPatchTests: XCTestCase {
                 client.resetOnClose()
             }
             XCTAssertGreaterThan(server.splicedBodyBytes, before, "the body was spliced")
-            // The abort commits what is in the file; wait until the lock is released and the record says so.
-            var stored = try offset(port: port, path) ?? -1
-            let deadline = Date().addingTimeInterval(10)
-            while (stored == 0 || stored != fileBytes(path).count), Date() < deadline {
-                usleep(20_000)
-                stored = try offset(port: port, path) ?? -1
-            }
-            XCTAssertGreaterThan(stored, 0)
-            XCTAssertLessThanOrEqual(stored, sent)
-            let file = fileBytes(path)
-            XCTAssertEqual(file.count, stored, "offset == bytes in the file")
-            XCTAssertTrue(file == Array(body[..<file.count]), "the kept bytes are an exact prefix")
+            // The abort writes what the pipes hold, then commits what is in the file and releases the lock.
+            let stored = try assertKeptPrefix(port: port, path, of: body, atMost: sent)
             let resumed = try patch(port: port, path, offset: stored, body[stored...])
             XCTAssertEqual(resumed.status, 204)
             XCTAssertEqual(resumed.header("Upload-Offset"), String(body.count))
             XCTAssertTrue(fileBytes(path) == body, "resumed upload differs")
         }
+    }
+
+    /// The interleaving behind a flake under load, made deterministic by holding every threadpool thread: the client
+    /// dies while its last bytes wait in the pipes for a drain. HEAD then reports exactly what the file holds (never
+    /// more) while the PATCH still holds the lock; the bytes land, are committed, and only then is the lock
+    /// released. A check that took "HEAD == file size" for "the PATCH is over" resumed at the earlier offset and got
+    /// 409 (the server had moved on, as it should); `assertKeptPrefix` waits for the lock.
+    func testBytesLeftInThePipesWhenTheClientDiesAreCommittedBeforeTheLockIsReleased() throws {
+        let body = patternBytes(count: 16 << 20, seed: 9)
+        let first = 256 << 10
+        let sent = 2 << 20
+        try withServer { server, port in
+            let path = try create(port: port, length: body.count)
+            let id = String(path.split(separator: "/").last ?? "")
+            let before = server.splicedBodyBytes
+            var held: ThreadpoolBlock?
+            // Whatever fails, the server's shutdown must not wait for the threadpool forever.
+            defer { held?.release() }
+            do {
+                let client = try RawHTTPClient(port: port, timeoutSeconds: 30)
+                client.send(patchHead(path, offset: 0, count: body.count))
+                client.send(Array(body[..<first]))
+                let deadline = Date().addingTimeInterval(10)
+                while server.splicedBodyBytes == before, Date() < deadline { usleep(5_000) }
+                XCTAssertGreaterThan(server.splicedBodyBytes, before, "the body is spliced (the file is open)")
+                // From here no drain runs: what the splicer takes stays in its pipes.
+                held = try ThreadpoolBlock(executor: XCTUnwrap(server.executors.first))
+                let blocked = server.splicedBodyBytes
+                client.send(Array(body[first..<sent]))
+                while server.splicedBodyBytes == blocked, Date() < deadline { usleep(5_000) }
+                XCTAssertGreaterThan(server.splicedBodyBytes, blocked, "bytes wait in the pipes")
+                client.resetOnClose()
+            }
+            let early = try XCTUnwrap(try offset(port: port, path))
+            XCTAssertEqual(fileBytes(path).count, early, "HEAD reports what the file holds")
+            XCTAssertEqual(locker?.heldIDs.contains(id), true, "the dead PATCH still holds the upload")
+            // Released a while after the check starts, so that a check that does not wait for the lock reads `early`.
+            let block = try XCTUnwrap(held)
+            DispatchQueue.global().asyncAfter(deadline: .now() + 1) { block.release() }
+            let stored = try assertKeptPrefix(port: port, path, of: body, atMost: sent)
+            XCTAssertGreaterThan(stored, early, "the bytes that were in the pipes are kept")
+            let resumed = try patch(port: port, path, offset: stored, body[stored...])
+            XCTAssertEqual(resumed.status, 204)
+            XCTAssertEqual(resumed.header("Upload-Offset"), String(body.count))
+            XCTAssertTrue(fileBytes(path) == body, "resumed upload differs")
+        }
+    }
+}
+
+/// Holds every thread of libuv's threadpool (process-wide; `UV_THREADPOOL_SIZE`, 4 by default) until `release`, so
+/// work offloaded meanwhile (a splicer's drain) waits: "bytes in the pipes, none written" on demand.
+private final class ThreadpoolBlock: @unchecked Sendable {
+    struct NotHeld: Error {}
+    private let gate = DispatchSemaphore(value: 0)
+    private let size = Int(ProcessInfo.processInfo.environment["UV_THREADPOOL_SIZE"] ?? "").map { max(1, $0) } ?? 4
+    private let lock = NSLock()
+    private var isReleased = false
+
+    /// Returns once every thread runs one of the blocking jobs.
+    init(executor: any LoopExecutor) throws {
+        let started = DispatchSemaphore(value: 0)
+        for _ in 0..<size {
+            executor.execute { [gate] in
+                executor.offload({
+                    started.signal()
+                    gate.wait()
+                }, completion: {})
+            }
+        }
+        for _ in 0..<size where started.wait(timeout: .now() + 10) == .timedOut {
+            release()
+            throw NotHeld()
+        }
+    }
+
+    /// Idempotent.
+    func release() {
+        let first = lock.withLock {
+            defer { isReleased = true }
+            return !isReleased
+        }
+        guard first else { return }
+        for _ in 0..<size { gate.signal() }
     }
 }
