@@ -108,7 +108,9 @@ final class HTTPConnection: TCPStreamDelegate {
             readEnd = 0
             return UnsafeMutableRawBufferPointer(start: reusable.base, count: reusable.capacity)
         }
-        let fresh = ByteChunk(capacity: max(capacity, unconsumed + minimumFree))
+        let fresh =
+            machine.isReadingBody && unconsumed + minimumFree <= capacity
+            ? context.chunkPool.chunk(capacity: capacity) : ByteChunk(capacity: max(capacity, unconsumed + minimumFree))
         if unconsumed > 0, let old = chunk {
             // Only an incomplete head is ever carried over, so this copy is bounded by the head limit.
             fresh.base.copyMemory(from: old.base + readStart, byteCount: unconsumed)
@@ -145,6 +147,7 @@ final class HTTPConnection: TCPStreamDelegate {
                 switch tls.readPlaintext(into: space) {
                 case .bytes(let count):
                     readEnd += count
+                    frameBodyIfChunkIsFull()
                 case .wantMore:
                     break reading
                 case .closed:
@@ -165,6 +168,14 @@ final class HTTPConnection: TCPStreamDelegate {
         if switchesToHTTP2() { return }
         if readEnd > readStart { process() }
         if peerFinished { peerClosed() }
+    }
+
+    /// One read of ciphertext decrypts into more than one chunk. Body bytes of a full chunk are framed (and handed
+    /// to the sink) before the next chunk is taken, so that it starts empty, from the pool, instead of as a fresh
+    /// allocation holding a copy of everything decrypted since the read began.
+    private func frameBodyIfChunkIsFull() {
+        guard machine.isReadingBody, let chunk, chunk.capacity - readEnd < 4096, readEnd > readStart else { return }
+        process()
     }
 
     private func flushTLSOutput(_ completion: ((UVError?) -> Void)? = nil) {

@@ -39,12 +39,16 @@ final class LoopContext {
     /// so a 64 KiB buffer cost four threadpool writes (and their wake-ups) where a cleartext upload needs one.
     let cipherInputBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 * 1024, alignment: 16)
 
+    /// Body chunks of this loop's connections, reused while uploads stream (see `ByteChunkPool`).
+    let chunkPool: ByteChunkPool
+
     init(index: Int, loop: EventLoop, listener: TCPListener, server: HTTPServer) {
         self.index = index
         self.loop = loop
         self.listener = listener
         self.server = server
         self.executor = LoopExecutorAdapter(loop)
+        self.chunkPool = ByteChunkPool(maxFreeBytes: server.configuration.bodyMemoryPerLoop / 8)
     }
 
     deinit { cipherInputBuffer.deallocate() }
@@ -160,6 +164,7 @@ final class LoopContext {
 
     private func sweepDeadlines() {
         let now = loop.nowMilliseconds
+        chunkPool.trimIfIdle()
         for connection in connections.values { connection.checkDeadline(now: now) }
         for connection in http2Connections.values { connection.checkDeadline(now: now) }
     }
