@@ -3,6 +3,8 @@
 //   CLibuv <- TusLoop <- TusHTTPServer <- executables
 //   TusHTTP1 (pure) <- TusProtocol <- TusStore <- executables
 //   COpenSSL <- TusCrypto
+//   TusLoop + TusCrypto <- TusTransport (SecureStream: plaintext over TCP, with or without TLS) <- TusHTTPServer,
+//     TusClient
 //   CNghttp2 <- TusHTTPServer (HTTP/2 framing, HPACK, flow control)
 //   TusLoop <- TusRedis (RESP2 client for shared cluster state)
 //   TusProtocol <- TusOperations (request ids, health, metrics, bearer auth) <- tus-server
@@ -40,15 +42,19 @@ let package = Package(
         .target(name: "TusLoop", dependencies: ["CLibuv"], swiftSettings: strict),
         .target(name: "TusCrypto", dependencies: ["COpenSSL", "COpenSSLShims"], swiftSettings: strict),
         .target(name: "TusHTTP1", swiftSettings: strict),
+        .target(name: "TusTransport", dependencies: ["TusLoop", "TusCrypto"], swiftSettings: strict),
         .target(
-            name: "TusHTTPServer", dependencies: ["TusLoop", "TusHTTP1", "TusCrypto", "CNghttp2"], swiftSettings: strict),
+            name: "TusHTTPServer", dependencies: ["TusLoop", "TusHTTP1", "TusCrypto", "TusTransport", "CNghttp2"],
+            swiftSettings: strict),
         .target(name: "TusProtocol", dependencies: ["TusHTTP1", "TusCrypto"], swiftSettings: strict),
         .target(name: "TusStore", dependencies: ["TusProtocol", "TusLoop", "TusCrypto"], swiftSettings: strict),
         .target(name: "TusRedis", dependencies: ["TusLoop"], swiftSettings: strict),
         .target(
             name: "TusRedisStore", dependencies: ["TusProtocol", "TusStore", "TusRedis", "TusLoop", "TusCrypto"],
             swiftSettings: strict),
-        .target(name: "TusClient", dependencies: ["TusHTTP1", "TusLoop", "TusCrypto"], swiftSettings: strict),
+        .target(
+            name: "TusClient", dependencies: ["TusHTTP1", "TusLoop", "TusCrypto", "TusTransport"],
+            swiftSettings: strict),
         .target(
             name: "TusHooks", dependencies: ["TusProtocol", "TusHTTP1", "TusClient", "TusLoop", "TusCrypto"],
             swiftSettings: strict),
@@ -92,6 +98,8 @@ let package = Package(
         .testTarget(name: "TusHTTP1Tests", dependencies: ["TusHTTP1", "TusTestSupport"]),
         .testTarget(name: "TusLoopTests", dependencies: ["TusLoop", "TusTestSupport"]),
         .testTarget(name: "TusCryptoTests", dependencies: ["TusCrypto"]),
+        .testTarget(
+            name: "TusTransportTests", dependencies: ["TusTransport", "TusCrypto", "TusLoop", "TusTestSupport"]),
         .testTarget(
             name: "TusS3StoreTests",
             dependencies: ["TusS3Store", "TusCrypto", "TusProtocol", "TusClient", "TusHTTP1", "TusLoop", "TusTestSupport"]),
