@@ -4,9 +4,9 @@
 //   TusHTTP1 (pure) <- TusProtocol <- TusStore <- executables
 //   COpenSSL <- TusCrypto
 //   TusLoop + TusCrypto <- TusTransport (SecureStream: plaintext over TCP, with or without TLS) <- TusHTTPServer,
-//     TusClient
+//     TusClient, TusRedis
 //   CNghttp2 <- TusHTTPServer (HTTP/2 framing, HPACK, flow control)
-//   TusLoop <- TusRedis (RESP2 client for shared cluster state)
+//   TusLoop + TusTransport <- TusRedis (RESP2 client for shared cluster state, plain or TLS)
 //   TusProtocol <- TusOperations (request ids, health, metrics, bearer auth) <- tus-server
 //   TusProtocol + TusClient <- TusHooks (tusd-compatible HTTP and exec hooks) <- tus-server
 //   TusProtocol + TusClient <- TusS3Store (S3 data and state stores over HTTPClientConnection, SigV4)
@@ -48,7 +48,7 @@ let package = Package(
             swiftSettings: strict),
         .target(name: "TusProtocol", dependencies: ["TusHTTP1", "TusCrypto"], swiftSettings: strict),
         .target(name: "TusStore", dependencies: ["TusProtocol", "TusLoop", "TusCrypto"], swiftSettings: strict),
-        .target(name: "TusRedis", dependencies: ["TusLoop"], swiftSettings: strict),
+        .target(name: "TusRedis", dependencies: ["TusLoop", "TusCrypto", "TusTransport"], swiftSettings: strict),
         .target(
             name: "TusRedisStore", dependencies: ["TusProtocol", "TusStore", "TusRedis", "TusLoop", "TusCrypto"],
             swiftSettings: strict),
@@ -103,7 +103,7 @@ let package = Package(
         .testTarget(
             name: "TusS3StoreTests",
             dependencies: ["TusS3Store", "TusCrypto", "TusProtocol", "TusClient", "TusHTTP1", "TusLoop", "TusTestSupport"]),
-        .testTarget(name: "TusRedisTests", dependencies: ["TusRedis", "TusLoop", "TusTestSupport"]),
+        .testTarget(name: "TusRedisTests", dependencies: ["TusRedis", "TusLoop", "TusCrypto", "TusTestSupport"]),
         .testTarget(
             name: "TusRedisStoreTests",
             dependencies: [

@@ -1,4 +1,5 @@
 public import TusLoop
+import TusCrypto
 import Glibc
 
 /// TusRedis: a RESP2 Redis client on TusLoop's event loops, for state and locks shared by a cluster of
@@ -32,12 +33,21 @@ public final class RedisClient: Sendable {
     public let configuration: RedisConfiguration
     private let outageLog: OutageLog
     private let connectionsByLoop = ConnectionsByLoop()
+    /// Made once for every connection (`rediss://`); a failure is kept and reported by each connection attempt.
+    private let tls: Result<TLSContext, TLSError>?
 
     /// `log` receives one line when Redis becomes unreachable and one when it is back (for the whole process,
     /// not per command or per loop); it is called on loop threads.
     public init(configuration: RedisConfiguration, log: @escaping @Sendable (String) -> Void = { _ in }) {
         self.configuration = configuration
         outageLog = OutageLog(endpoint: configuration.endpointDescription, log: log)
+        tls = configuration.tls.map { options in
+            do {
+                return .success(try options.makeContext())
+            } catch {
+                return .failure(error as? TLSError ?? TLSError("\(error)"))
+            }
+        }
     }
 
     /// Sends one command on `loop`'s connection. `completion` gets the reply, or `.server(text)` for an error
@@ -101,7 +111,7 @@ public final class RedisClient: Sendable {
     private func connections(of loop: EventLoop) -> LoopConnections {
         precondition(loop.inLoop, "RedisClient: called off the thread of the loop it names")
         return connectionsByLoop.connections(of: loop) {
-            LoopConnections(loop: loop, configuration: configuration, outageLog: outageLog)
+            LoopConnections(loop: loop, configuration: configuration, tls: tls, outageLog: outageLog)
         }
     }
 }
@@ -138,20 +148,24 @@ private final class LoopConnections: @unchecked Sendable {
     let commands: RedisConnection
     private let loop: EventLoop
     private let configuration: RedisConfiguration
+    private let tls: Result<TLSContext, TLSError>?
     private let outageLog: OutageLog
     private(set) var subscriberIfOpened: RedisConnection?
     var isShutDown = false
 
-    init(loop: EventLoop, configuration: RedisConfiguration, outageLog: OutageLog) {
+    init(loop: EventLoop, configuration: RedisConfiguration, tls: Result<TLSContext, TLSError>?, outageLog: OutageLog) {
         self.loop = loop
         self.configuration = configuration
+        self.tls = tls
         self.outageLog = outageLog
-        commands = RedisConnection(loop: loop, role: .commands, configuration: configuration, outageLog: outageLog)
+        commands = RedisConnection(
+            loop: loop, role: .commands, configuration: configuration, tls: tls, outageLog: outageLog)
     }
 
     var subscriber: RedisConnection {
         if let subscriberIfOpened { return subscriberIfOpened }
-        let created = RedisConnection(loop: loop, role: .subscriber, configuration: configuration, outageLog: outageLog)
+        let created = RedisConnection(
+            loop: loop, role: .subscriber, configuration: configuration, tls: tls, outageLog: outageLog)
         if isShutDown { created.shutdown {} }
         subscriberIfOpened = created
         return created

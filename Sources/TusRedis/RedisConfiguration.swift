@@ -1,3 +1,28 @@
+public import TusCrypto
+
+/// TLS to Redis (`rediss://`): which CA to trust and, for a Redis with `tls-auth-clients yes`, the client
+/// certificate to present. File paths, so that the configuration stays a plain value.
+public struct RedisTLSOptions: Sendable, Equatable {
+    /// PEM CA bundle; nil: the system's default CA paths.
+    public var caFile: String?
+    public var certificateFile: String?
+    public var keyFile: String?
+
+    public init(caFile: String? = nil, certificateFile: String? = nil, keyFile: String? = nil) {
+        self.caFile = caFile
+        self.certificateFile = certificateFile
+        self.keyFile = keyFile
+    }
+
+    /// The client context for these options (no ALPN: Redis does not use it). Throws for files that cannot be
+    /// loaded, so a caller can refuse to start instead of failing every connection.
+    public func makeContext() throws -> TLSContext {
+        try TLSContext.client(
+            caFile: caFile, insecure: false, certificatePath: certificateFile, keyPath: keyFile,
+            applicationProtocols: [])
+    }
+}
+
 /// Where Redis is and how patient the client is with it.
 ///
 /// The time limits exist because Redis sits on the request path of every upload: a stalled Redis must turn into
@@ -22,6 +47,8 @@ public struct RedisConfiguration: Sendable, Equatable {
     /// silent Redis (paused, or cut off without a reset) stopped delivering messages.
     public var subscriberPingIntervalMilliseconds: UInt64 = 1000
     public var decoderLimits = RESPDecoderLimits()
+    /// Set by `rediss://`: the connection speaks TLS (the certificate is checked against `host`).
+    public var tls: RedisTLSOptions?
 
     public init(host: String, port: Int = 6379, username: String? = nil, password: String? = nil, database: Int = 0) {
         self.host = host
@@ -31,11 +58,12 @@ public struct RedisConfiguration: Sendable, Equatable {
         self.database = database
     }
 
-    /// `redis://[[username]:password@]host[:port][/database]`; the host may be a name, an IPv4 literal or an IPv6
-    /// literal in brackets; user name and password are percent-decoded. The port defaults to 6379, the database
-    /// to 0.
+    /// `redis://[[username]:password@]host[:port][/database]`, or `rediss://...` for TLS (system CAs unless
+    /// `tls` is changed afterwards); the host may be a name, an IPv4 literal or an IPv6 literal in brackets; user
+    /// name and password are percent-decoded. The port defaults to 6379, the database to 0.
     public init(url: String) throws(RedisConfigurationError) {
-        let scheme = "redis://"
+        let isTLS = url.hasPrefix("rediss://")
+        let scheme = isTLS ? "rediss://" : "redis://"
         guard url.hasPrefix(scheme) else {
             // Only the scheme goes into the error: the rest of a URL may hold a password.
             let scheme = url.prefix { $0.isLetter || $0.isNumber || $0 == "+" || $0 == "-" || $0 == "." }
@@ -89,6 +117,7 @@ public struct RedisConfiguration: Sendable, Equatable {
             database = value
         }
         self.init(host: String(host), port: port, username: username, password: password, database: database)
+        if isTLS { tls = RedisTLSOptions() }
     }
 
     private static func percentDecoded(_ text: Substring) throws(RedisConfigurationError) -> String {
@@ -126,7 +155,7 @@ extension RedisConfiguration: CustomStringConvertible {
     /// The URL with the password masked, for start-up logs.
     public var description: String {
         let credentials = password == nil ? "" : "\(username ?? ""):***@"
-        return "redis://\(credentials)\(endpointDescription)/\(database)"
+        return "\(tls == nil ? "redis" : "rediss")://\(credentials)\(endpointDescription)/\(database)"
     }
 }
 
@@ -141,8 +170,8 @@ public enum RedisConfigurationError: Error, Equatable, Sendable, CustomStringCon
         switch self {
         case .unsupportedScheme(let scheme):
             scheme.isEmpty
-                ? "a Redis URL starts with redis://"
-                : "a Redis URL starts with redis://, not \(scheme):// (TLS, rediss://, is not supported)"
+                ? "a Redis URL starts with redis:// (or rediss:// for TLS)"
+                : "a Redis URL starts with redis:// or rediss://, not \(scheme)://"
         case .invalidHost(let text): "invalid host in Redis URL: \(text)"
         case .invalidPort(let text): "invalid port in Redis URL: \(text)"
         case .invalidDatabase(let text): "invalid database number in Redis URL: \(text)"

@@ -1,5 +1,7 @@
 import Synchronization
+import TusCrypto
 import TusLoop
+import TusTransport
 
 /// Counts the connections (of every loop) that currently cannot reach Redis, so that an outage is logged once
 /// when the first connection notices it and once when the last one recovers, however many commands fail
@@ -49,7 +51,7 @@ final class OutageLog: Sendable {
 ///
 /// A subscriber connection (`role == .subscriber`) sends only SUBSCRIBE and PING: messages are routed to the
 /// channel handlers, every other reply to the FIFO. Its channels are subscribed again after every reconnect.
-final class RedisConnection: TCPStreamDelegate {
+final class RedisConnection: SecureStreamDelegate {
     enum Role {
         case commands, subscriber
     }
@@ -57,7 +59,7 @@ final class RedisConnection: TCPStreamDelegate {
     private enum State {
         case idle
         case connecting
-        case connected(TCPStream)
+        case connected(SecureStream)
         case backingOff
         case shutDown
     }
@@ -73,6 +75,8 @@ final class RedisConnection: TCPStreamDelegate {
     let loop: EventLoop
     let role: Role
     private let configuration: RedisConfiguration
+    /// `rediss://`: the client context, or why it could not be made (every connection then fails with it).
+    private let tls: Result<TLSContext, TLSError>?
     private let outageLog: OutageLog
     private var state = State.idle
     /// Bumped whenever the connection is dropped or replaced; callbacks of an older socket compare and bail out.
@@ -97,10 +101,14 @@ final class RedisConnection: TCPStreamDelegate {
     private var confirmedChannels: Set<String> = []
     private var subscribeWaiters: [(channels: [String], completion: (Result<Void, RedisError>) -> Void)] = []
 
-    init(loop: EventLoop, role: Role, configuration: RedisConfiguration, outageLog: OutageLog) {
+    init(
+        loop: EventLoop, role: Role, configuration: RedisConfiguration, tls: Result<TLSContext, TLSError>?,
+        outageLog: OutageLog
+    ) {
         self.loop = loop
         self.role = role
         self.configuration = configuration
+        self.tls = tls
         self.outageLog = outageLog
         decoder = RESPDecoder(limits: configuration.decoderLimits)
         reconnectDelay = configuration.reconnectInitialDelayMilliseconds
@@ -221,20 +229,26 @@ final class RedisConnection: TCPStreamDelegate {
                 if case .success(let stream) = result { stream.close() }
                 return
             }
-            switch result {
-            case .success(let stream):
-                didConnect(stream)
-            case .failure(let error):
+            switch (result, tls) {
+            case (.failure(let error), _):
                 drop(reason: "connect: \(error)", failing: .unavailable)
+            case (.success(let tcp), .failure(let error)?):
+                tcp.close()
+                drop(reason: "TLS: \(error)", failing: .unavailable)
+            case (.success(let tcp), .success(let context)?):
+                didConnect(SecureStream(tcp: tcp, tls: context, serverName: configuration.host))
+            case (.success(let tcp), nil):
+                didConnect(SecureStream(tcp: tcp, tls: nil))
             }
         }
     }
 
     /// Sends the connection's setup (AUTH, SELECT, SUBSCRIBE) ahead of whatever was queued while connecting;
-    /// Redis runs them in order, so the queued commands need not wait for the setup's replies.
-    private func didConnect(_ stream: TCPStream) {
+    /// Redis runs them in order, so the queued commands need not wait for the setup's replies. Over TLS the
+    /// session keeps what is written before its handshake completed and sends it right after.
+    private func didConnect(_ stream: SecureStream) {
         state = .connected(stream)
-        stream.setNoDelay(true)
+        stream.tcp.setNoDelay(true)
         stream.delegate = self
         decoder.reset()
         hasRepliedSinceConnect = false
@@ -257,7 +271,11 @@ final class RedisConnection: TCPStreamDelegate {
         }
         output = setup + output
         pending.prepend(setupReplies)
-        stream.startReading()
+        if stream.isSecure {
+            stream.startHandshake()
+        } else {
+            stream.startReading()
+        }
         armDeadlineTimer()
         flush()
     }
@@ -342,20 +360,26 @@ final class RedisConnection: TCPStreamDelegate {
         }
     }
 
-    func allocateReadBuffer(suggestedSize: Int) -> UnsafeMutableRawBufferPointer {
+    func allocatePlaintextBuffer() -> UnsafeMutableRawBufferPointer {
         readBuffer
     }
 
-    func didRead(_ result: ReadResult) {
-        switch result {
-        case .bytes(let count):
-            lastReadAt = loop.nowMilliseconds
-            decoder.append(UnsafeRawBufferPointer(rebasing: readBuffer[..<count]))
+    func didReceivePlaintext(count: Int) {
+        lastReadAt = loop.nowMilliseconds
+        decoder.append(UnsafeRawBufferPointer(rebasing: readBuffer[..<count]))
+    }
+
+    func didFinishRead(_ event: SecureStreamReadEvent) {
+        switch event {
+        case .received:
             processReplies()
-        case .eof:
+        case .closed:
             drop(reason: "closed by the server", failing: .connectionLost)
-        case .error(let error):
+        case .failed(let error):
             drop(reason: "read: \(error)", failing: .connectionLost)
+        case .tlsFailed(let error):
+            // Most often the handshake (an untrusted certificate, a client certificate Redis wants): say why.
+            drop(reason: "TLS: \(error)", failing: .connectionLost)
         }
     }
 

@@ -107,8 +107,17 @@ struct TusServerCommand: ParsableCommand {
     @Option(name: .customLong("lock-timeout"), help: "Seconds a request waits for another request on the same upload to let go before 423.")
     var lockTimeout: Double = 3
 
-    @Option(help: "redis://[:password@]HOST:PORT[/DB]: keep upload state and locks in Redis, shared by every instance started with the same --redis and the same data (one cluster). Data stays under --upload-dir (a shared file system).")
+    @Option(help: "redis://[:password@]HOST:PORT[/DB] (rediss:// for TLS): keep upload state and locks in Redis, shared by every instance started with the same --redis and the same data (one cluster). Data stays under --upload-dir (a shared file system).")
     var redis: String?
+
+    @Option(name: .customLong("redis-ca"), help: "With rediss://: PEM CA bundle to verify Redis's certificate (default: the system's CAs).")
+    var redisCA: String?
+
+    @Option(name: .customLong("redis-cert"), help: "With rediss://: PEM client certificate to present (Redis with tls-auth-clients yes); needs --redis-key.")
+    var redisCertificate: String?
+
+    @Option(name: .customLong("redis-key"), help: "With rediss://: PEM private key of --redis-cert.")
+    var redisKey: String?
 
     @Option(name: .customLong("redis-prefix"), help: "Prefix of every Redis key and channel, so several clusters can share one Redis.")
     var redisPrefix = "tus:"
@@ -209,6 +218,14 @@ struct TusServerCommand: ParsableCommand {
             throw ValidationError("--store s3 needs --s3-bucket and --s3-endpoint")
         }
         if redis != nil && lockLease < 1 { throw ValidationError("--lock-lease must be at least 1 second") }
+        if redisCA != nil || redisCertificate != nil || redisKey != nil {
+            guard redis?.hasPrefix("rediss://") == true else {
+                throw ValidationError("--redis-ca, --redis-cert and --redis-key need a rediss:// --redis URL")
+            }
+            guard (redisCertificate == nil) == (redisKey == nil) else {
+                throw ValidationError("--redis-cert and --redis-key go together")
+            }
+        }
         if hooksHTTP != nil && hooksDir != nil { throw ValidationError("--hooks-http and --hooks-dir exclude each other") }
         let unknown = Set(hooksEnabledEvents.split(separator: ",").map { $0.trimmingCharacters(in: " ") })
             .subtracting(HookConfiguration.allEvents).subtracting([""])
@@ -274,8 +291,8 @@ struct TusServerCommand: ParsableCommand {
         case (.file, let url?):
             do {
                 let made = try RedisCluster(
-                    url: url, prefix: redisPrefix, leaseMilliseconds: milliseconds(lockLease), directory: uploadDir,
-                    fsync: fsync, logger: logger)
+                    configuration: redisConfiguration(url), prefix: redisPrefix,
+                    leaseMilliseconds: milliseconds(lockLease), directory: uploadDir, fsync: fsync, logger: logger)
                 cluster = made
                 uploadStore = made.store
                 locker = made.locker

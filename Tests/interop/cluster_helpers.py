@@ -32,9 +32,13 @@ def stop_process(process: subprocess.Popen[bytes] | None) -> None:
 
 
 class RedisServer:
-    def __init__(self, directory: pathlib.Path):
+    def __init__(self, directory: pathlib.Path, tls: tuple[str, str, str] | None = None):
+        """`tls` = (certificate, key, CA): also serve TLS on `tls_port` (client certificates required, Redis's
+        default); the plain port stays for the harness's PING and inspection commands."""
         self.directory = directory
         self.port = free_port()
+        self.tls = tls
+        self.tls_port = free_port() if tls else None
         self.process: subprocess.Popen[bytes] | None = None
         self.paused = False
 
@@ -49,7 +53,7 @@ class RedisServer:
         try:
             self.process = subprocess.Popen(
                 [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                 "--dir", str(self.directory), "--daemonize", "no"],
+                 "--dir", str(self.directory), "--daemonize", "no", *self.tls_arguments()],
                 stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         finally:
             log.close()
@@ -60,6 +64,13 @@ class RedisServer:
             time.sleep(0.05)
         self.stop()
         raise TimeoutError("redis-server did not answer PING")
+
+    def tls_arguments(self) -> list[str]:
+        if not self.tls:
+            return []
+        certificate, key, ca = self.tls
+        return ["--tls-port", str(self.tls_port), "--tls-cert-file", certificate, "--tls-key-file", key,
+                "--tls-ca-cert-file", ca]
 
     def command(self, *arguments: str) -> bytes | None:
         """One command over a fresh connection; the first reply line (enough for PING, DBSIZE, EXISTS)."""
