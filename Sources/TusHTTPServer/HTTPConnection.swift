@@ -110,7 +110,8 @@ final class HTTPConnection: SecureStreamDelegate {
             machine.isReadingBody && unconsumed + minimumFree <= capacity
             ? context.chunkPool.chunk(capacity: capacity) : ByteChunk(capacity: max(capacity, unconsumed + minimumFree))
         if unconsumed > 0, let old = chunk {
-            // Only an incomplete head is ever carried over, so this copy is bounded by the head limit.
+            // An incomplete head (bounded by the head limit), or body bytes not framed yet (a partial chunk-size
+            // line; with TLS, what a read decrypted while the body could not be framed): bounded by one read.
             fresh.base.copyMemory(from: old.base + readStart, byteCount: unconsumed)
         }
         chunk = fresh
