@@ -120,7 +120,7 @@ let package = Package(
             name: "TusStoreTests", dependencies: ["TusStore", "TusProtocol", "TusLoop", "TusHTTPServer", "TusTestSupport"]),
         .testTarget(
             name: "TusHTTPServerTests",
-            dependencies: ["TusHTTPServer", "TusHTTP1", "TusLoop", "TusTestSupport"]),
+            dependencies: ["TusHTTPServer", "TusHTTP1", "TusLoop", "TusCrypto", "TusTestSupport"]),
         .testTarget(
             name: "TusClientTests",
             dependencies: ["TusClient", "TusHTTPServer", "TusProtocol", "TusLoop", "TusTestSupport"]),

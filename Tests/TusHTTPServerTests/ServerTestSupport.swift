@@ -1,4 +1,5 @@
 import Synchronization
+import TusCrypto
 import TusHTTP1
 import TusHTTPServer
 import TusTestSupport
@@ -87,8 +88,8 @@ func rollingSum(_ bytes: [UInt8]) -> UInt64 {
 
 /// Starts a one-loop server on an ephemeral port and stops it (joining its thread) after the test body.
 func withServer(
-    _ handler: any HTTPRequestHandler, configure: (inout HTTPServerConfiguration) -> Void = { _ in },
-    _ body: (HTTPServer) throws -> Void
+    _ handler: any HTTPRequestHandler, tls: TLSContext? = nil,
+    configure: (inout HTTPServerConfiguration) -> Void = { _ in }, _ body: (HTTPServer) throws -> Void
 ) throws {
     var configuration = HTTPServerConfiguration()
     configuration.host = "127.0.0.1"
@@ -96,7 +97,7 @@ func withServer(
     configuration.loops = 1
     configuration.shutdownTimeoutMilliseconds = 1000
     configure(&configuration)
-    let server = HTTPServer(configuration: configuration, handler: handler)
+    let server = HTTPServer(configuration: configuration, handler: handler, tls: tls)
     try server.start()
     defer {
         server.shutdown()
