@@ -3,8 +3,10 @@
 //   CLibuv <- TusLoop <- TusHTTPServer <- executables
 //   TusHTTP1 (pure) <- TusProtocol <- TusStore <- executables
 //   COpenSSL <- TusCrypto
+//   TusLoop + TusCrypto <- TusTransport (SecureStream: plaintext over TCP, with or without TLS) <- TusHTTPServer,
+//     TusClient, TusRedis
 //   CNghttp2 <- TusHTTPServer (HTTP/2 framing, HPACK, flow control)
-//   TusLoop <- TusRedis (RESP2 client for shared cluster state)
+//   TusLoop + TusTransport <- TusRedis (RESP2 client for shared cluster state, plain or TLS)
 //   TusProtocol <- TusOperations (request ids, health, metrics, bearer auth) <- tus-server
 //   TusProtocol + TusClient <- TusHooks (tusd-compatible HTTP and exec hooks) <- tus-server
 //   TusProtocol + TusClient <- TusS3Store (S3 data and state stores over HTTPClientConnection, SigV4)
@@ -40,15 +42,19 @@ let package = Package(
         .target(name: "TusLoop", dependencies: ["CLibuv"], swiftSettings: strict),
         .target(name: "TusCrypto", dependencies: ["COpenSSL", "COpenSSLShims"], swiftSettings: strict),
         .target(name: "TusHTTP1", swiftSettings: strict),
+        .target(name: "TusTransport", dependencies: ["TusLoop", "TusCrypto"], swiftSettings: strict),
         .target(
-            name: "TusHTTPServer", dependencies: ["TusLoop", "TusHTTP1", "TusCrypto", "CNghttp2"], swiftSettings: strict),
+            name: "TusHTTPServer", dependencies: ["TusLoop", "TusHTTP1", "TusCrypto", "TusTransport", "CNghttp2"],
+            swiftSettings: strict),
         .target(name: "TusProtocol", dependencies: ["TusHTTP1", "TusCrypto"], swiftSettings: strict),
         .target(name: "TusStore", dependencies: ["TusProtocol", "TusLoop", "TusCrypto"], swiftSettings: strict),
-        .target(name: "TusRedis", dependencies: ["TusLoop"], swiftSettings: strict),
+        .target(name: "TusRedis", dependencies: ["TusLoop", "TusCrypto", "TusTransport"], swiftSettings: strict),
         .target(
             name: "TusRedisStore", dependencies: ["TusProtocol", "TusStore", "TusRedis", "TusLoop", "TusCrypto"],
             swiftSettings: strict),
-        .target(name: "TusClient", dependencies: ["TusHTTP1", "TusLoop", "TusCrypto"], swiftSettings: strict),
+        .target(
+            name: "TusClient", dependencies: ["TusHTTP1", "TusLoop", "TusCrypto", "TusTransport"],
+            swiftSettings: strict),
         .target(
             name: "TusHooks", dependencies: ["TusProtocol", "TusHTTP1", "TusClient", "TusLoop", "TusCrypto"],
             swiftSettings: strict),
@@ -93,9 +99,11 @@ let package = Package(
         .testTarget(name: "TusLoopTests", dependencies: ["TusLoop", "TusTestSupport"]),
         .testTarget(name: "TusCryptoTests", dependencies: ["TusCrypto"]),
         .testTarget(
+            name: "TusTransportTests", dependencies: ["TusTransport", "TusCrypto", "TusLoop", "TusTestSupport"]),
+        .testTarget(
             name: "TusS3StoreTests",
             dependencies: ["TusS3Store", "TusCrypto", "TusProtocol", "TusClient", "TusHTTP1", "TusLoop", "TusTestSupport"]),
-        .testTarget(name: "TusRedisTests", dependencies: ["TusRedis", "TusLoop", "TusTestSupport"]),
+        .testTarget(name: "TusRedisTests", dependencies: ["TusRedis", "TusLoop", "TusCrypto", "TusTestSupport"]),
         .testTarget(
             name: "TusRedisStoreTests",
             dependencies: [

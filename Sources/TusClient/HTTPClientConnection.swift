@@ -40,6 +40,7 @@
 public import TusHTTP1
 public import TusLoop
 public import TusCrypto
+public import TusTransport
 import Glibc
 
 /// The request line and header fields; `path` is the request target (path and query).
@@ -126,7 +127,7 @@ public enum HTTPClientError: Error, CustomStringConvertible {
     }
 }
 
-public final class HTTPClientConnection: TCPStreamDelegate {
+public final class HTTPClientConnection: SecureStreamDelegate {
     public let loop: EventLoop
     /// The `Host` header value ("host" or "host:port").
     public let authority: String
@@ -137,10 +138,10 @@ public final class HTTPClientConnection: TCPStreamDelegate {
     public private(set) var bytesSent: Int64 = 0
     public private(set) var bytesReceived: Int64 = 0
 
-    private let stream: TCPStream
-    private let tls: TLSSession?
+    /// Plain or TLS: this class sees plaintext only.
+    private let stream: SecureStream
+    /// Where the stream puts what it received (decrypted, for TLS).
     private let readBuffer: UnsafeMutableRawBufferPointer
-    private let plaintextBuffer: UnsafeMutableRawBufferPointer?
     private var exchange: Exchange?
     private var connectCompletion: ((Result<HTTPClientConnection, HTTPClientError>) -> Void)?
     private var keepsAlive = true
@@ -151,18 +152,15 @@ public final class HTTPClientConnection: TCPStreamDelegate {
     /// Whether a new `send` may go on this connection now.
     public var isReusable: Bool { !isClosed && exchange == nil && keepsAlive }
 
-    private init(loop: EventLoop, stream: TCPStream, authority: String, tls: TLSSession?) {
+    private init(loop: EventLoop, stream: SecureStream, authority: String) {
         self.loop = loop
         self.stream = stream
         self.authority = authority
-        self.tls = tls
         readBuffer = .allocate(byteCount: 64 * 1024, alignment: 16)
-        plaintextBuffer = tls == nil ? nil : .allocate(byteCount: 64 * 1024, alignment: 16)
     }
 
     deinit {
         readBuffer.deallocate()
-        plaintextBuffer?.deallocate()
     }
 
     /// Blocking getaddrinfo for names that are not IP literals, for callers off any loop (bench resolves once before
@@ -240,10 +238,9 @@ public final class HTTPClientConnection: TCPStreamDelegate {
             case .success(let stream):
                 guard !isDone else { return stream.close() }
                 stream.setNoDelay(true)
-                let session = tls.map { TLSSession(context: $0, serverName: serverName ?? host) }
-                let connection = HTTPClientConnection(
-                    loop: loop, stream: stream, authority: authorityValue, tls: session)
-                stream.delegate = connection
+                let secure = SecureStream(tcp: stream, tls: tls, serverName: serverName ?? host)
+                let connection = HTTPClientConnection(loop: loop, stream: secure, authority: authorityValue)
+                secure.delegate = connection
                 connection.idleTimeoutMilliseconds = connectTimeoutMilliseconds
                 let finish: (Result<HTTPClientConnection, HTTPClientError>) -> Void = { result in
                     connectTimer?.stop()
@@ -254,11 +251,9 @@ public final class HTTPClientConnection: TCPStreamDelegate {
                     isDone = true
                     completion(result)
                 }
-                if let session {
+                if secure.isSecure {
                     connection.connectCompletion = finish
-                    session.startHandshake()
-                    connection.flushTLSOutput()
-                    connection.stream.startReading()
+                    secure.startHandshake()
                 } else {
                     finish(.success(connection))
                 }
@@ -272,10 +267,7 @@ public final class HTTPClientConnection: TCPStreamDelegate {
         isClosed = true
         timer?.close()
         timer = nil
-        if let tls, tls.isHandshakeComplete {
-            tls.shutdown()
-            flushTLSOutput()
-        }
+        stream.sendCloseNotify()
         stream.close()
         if let exchange {
             self.exchange = nil
@@ -400,47 +392,22 @@ public final class HTTPClientConnection: TCPStreamDelegate {
     }
 
     private func write(_ bytes: [UInt8], _ completion: @escaping (UVError?) -> Void) {
-        bytes.withUnsafeBytes { buffer in
-            // The stream.write(array) overload keeps the array alive; for TLS the bytes are copied at once.
-            if tls != nil {
-                write(buffer, owner: nil, completion)
-            } else {
-                bytesSent += Int64(bytes.count)
-                stream.write(bytes) { [weak self] error in
-                    self?.touch()
-                    completion(error)
-                }
-            }
-        }
+        bytesSent += Int64(bytes.count)
+        stream.write(bytes) { [weak self] error in self?.wrote(error, completion) }
     }
 
-    private func write(_ buffer: UnsafeRawBufferPointer, owner: AnyObject?, _ completion: @escaping (UVError?) -> Void) {
+    private func write(
+        _ buffer: UnsafeRawBufferPointer, owner: AnyObject?, _ completion: @escaping (UVError?) -> Void
+    ) {
         bytesSent += Int64(buffer.count)
-        if let tls {
-            do {
-                try tls.writePlaintext(buffer)
-            } catch let error as TLSError {
-                return fail(.tls(error))
-            } catch {
-                return fail(.tls(TLSError("\(error)")))
-            }
-            let output = tls.takeEncryptedOutput()
-            stream.write(output) { [weak self] error in
-                self?.touch()
-                completion(error)
-            }
-        } else {
-            stream.write([buffer], owner: owner) { [weak self] error in
-                self?.touch()
-                completion(error)
-            }
-        }
+        stream.write(buffer, owner: owner) { [weak self] error in self?.wrote(error, completion) }
     }
 
-    private func flushTLSOutput() {
-        guard let tls, tls.pendingEncryptedByteCount > 0 else { return }
-        let output = tls.takeEncryptedOutput()
-        stream.write(output) { _ in }
+    private func wrote(_ error: UVError?, _ completion: (UVError?) -> Void) {
+        touch()
+        // A failed encryption is the session's fault, not the network's: say so.
+        if error != nil, let failure = stream.tlsFailure { return fail(.tls(failure)) }
+        completion(error)
     }
 
     // MARK: Timeouts
@@ -467,60 +434,39 @@ public final class HTTPClientConnection: TCPStreamDelegate {
 
     // MARK: Reading
 
-    public func allocateReadBuffer(suggestedSize: Int) -> UnsafeMutableRawBufferPointer {
+    public func allocatePlaintextBuffer() -> UnsafeMutableRawBufferPointer {
         readBuffer
     }
 
-    public func didRead(_ result: ReadResult) {
-        touch()
-        switch result {
-        case .bytes(let count):
-            bytesReceived += Int64(count)
-            let bytes = UnsafeRawBufferPointer(rebasing: readBuffer[0..<count])
-            if let tls {
-                tls.feedEncrypted(bytes)
-                drainTLS()
-            } else {
-                process(bytes)
-            }
-        case .eof:
-            handleEndOfStream(error: nil)
-        case .error(let error):
-            handleEndOfStream(error: error)
-        }
+    public func didReceivePlaintext(count: Int) {
+        bytesReceived += Int64(count)
+        process(UnsafeRawBufferPointer(rebasing: readBuffer[0..<count]))
     }
 
-    private func drainTLS() {
-        guard let tls, let plaintextBuffer else { return }
-        while !isClosed {
-            switch tls.readPlaintext(into: plaintextBuffer) {
-            case .bytes(let count):
-                flushTLSOutput()
-                if let connectCompletion, tls.isHandshakeComplete {
-                    self.connectCompletion = nil
-                    connectCompletion(.success(self))
-                }
-                process(UnsafeRawBufferPointer(rebasing: plaintextBuffer[0..<count]))
-            case .wantMore:
-                flushTLSOutput()
-                if let connectCompletion, tls.isHandshakeComplete {
-                    self.connectCompletion = nil
-                    stream.stopReading()
-                    connectCompletion(.success(self))
-                }
-                return
-            case .closed:
-                return handleEndOfStream(error: nil)
-            case .failed(let error):
-                flushTLSOutput()
-                if let connectCompletion {
-                    self.connectCompletion = nil
-                    close()
-                    connectCompletion(.failure(.tls(error)))
-                } else {
-                    fail(.tls(error))
-                }
-                return
+    public func secureStreamDidCompleteHandshake() {
+        guard let connectCompletion else { return }
+        self.connectCompletion = nil
+        // Idle until the first `send` (which starts reading): bytes nobody asked for would close the connection.
+        if exchange == nil { stream.stopReading() }
+        connectCompletion(.success(self))
+    }
+
+    public func didFinishRead(_ event: SecureStreamReadEvent) {
+        touch()
+        switch event {
+        case .received:
+            break
+        case .closed:
+            handleEndOfStream(error: nil)
+        case .failed(let error):
+            handleEndOfStream(error: error)
+        case .tlsFailed(let error):
+            if let connectCompletion {
+                self.connectCompletion = nil
+                close()
+                connectCompletion(.failure(.tls(error)))
+            } else {
+                fail(.tls(error))
             }
         }
     }

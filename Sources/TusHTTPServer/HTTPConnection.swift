@@ -1,10 +1,11 @@
-import TusCrypto
 import TusHTTP1
 import TusLoop
+import TusTransport
 
 /// One client connection: socket → parser → handler, and responses back, one request at a time.
 ///
-/// Read path: bytes land in the connection's own `ByteChunk` (handed to libuv from `allocateReadBuffer`).
+/// Read path: plaintext lands in the connection's own `ByteChunk` (handed to libuv from `allocatePlaintextBuffer`,
+/// or decrypted into it by the `SecureStream`: this class never sees TLS).
 /// Head bytes are parsed in place; body bytes are framed in place and passed on as `BodyFragment`s of that
 /// same chunk, so an uploaded byte is copied once, by the kernel, into memory that the file writer then
 /// writes from. A chunk is append-only: ranges already handed out are never overwritten, and a chunk is
@@ -17,8 +18,8 @@ import TusLoop
 /// Direct bodies: a large cleartext Content-Length body whose sink offers a file (`HTTPDirectBodySink`) skips user
 /// memory. Once the bytes buffered with the head went out as fragments and came back `done`, a `SocketFileSplicer`
 /// moves the rest socket → pipe → file, and the sink hears counts (`bodyWrittenDirectly`) instead of fragments.
-final class HTTPConnection: TCPStreamDelegate {
-    let stream: TCPStream
+final class HTTPConnection: SecureStreamDelegate {
+    let stream: SecureStream
     unowned let context: LoopContext
     private var configuration: HTTPServerConfiguration { context.server.configuration }
 
@@ -54,25 +55,24 @@ final class HTTPConnection: TCPStreamDelegate {
     /// This request's sink declined a direct body (or the splicer could not start): fragments until it ends.
     private var directBodyDeclined = false
 
-    /// Present on HTTPS connections. Everything above `didRead` and `send` sees plaintext only.
-    private let tls: TLSSession?
+    /// Whether plaintext arrived since the last `didFinishRead` (a read may yield none: a handshake record).
+    private var hasUnprocessedRead = false
 
-    init(stream: TCPStream, context: LoopContext, tls: TLSSession? = nil) {
+    init(stream: SecureStream, context: LoopContext) {
         self.stream = stream
         self.context = context
-        self.tls = tls
         self.headParser = RequestHeadParser(limits: context.server.configuration.parserLimits)
         self.machine = HTTPConnectionStateMachine(limits: .init(context.server.configuration))
     }
 
-    var isSecure: Bool { tls != nil }
+    var isSecure: Bool { stream.isSecure }
 
     /// The clock every deadline is measured on (the loop's cached time).
     private var now: UInt64 { context.loop.nowMilliseconds }
 
     func start() {
         stream.delegate = self
-        apply(machine.start(now: now, isTLS: tls != nil))
+        apply(machine.start(now: now, isTLS: stream.isSecure))
     }
 
     // MARK: Reading
@@ -85,15 +85,13 @@ final class HTTPConnection: TCPStreamDelegate {
         }
     }
 
-    func allocateReadBuffer(suggestedSize: Int) -> UnsafeMutableRawBufferPointer {
-        // Ciphertext is consumed completely inside `didRead`, so one buffer per loop serves every TLS connection.
-        if tls != nil { return context.cipherInputBuffer }
-        return plaintextSpace()
+    func allocatePlaintextBuffer() -> UnsafeMutableRawBufferPointer {
+        plaintextSpace()
     }
 
     /// Free space at the end of the current chunk, after making sure there is some.
     private func plaintextSpace() -> UnsafeMutableRawBufferPointer {
-        let minimumFree = 4096
+        let minimumFree = Self.minimumReadSpace
         if let chunk, chunk.capacity - readEnd >= minimumFree {
             return UnsafeMutableRawBufferPointer(start: chunk.base + readEnd, count: chunk.capacity - readEnd)
         }
@@ -108,9 +106,12 @@ final class HTTPConnection: TCPStreamDelegate {
             readEnd = 0
             return UnsafeMutableRawBufferPointer(start: reusable.base, count: reusable.capacity)
         }
-        let fresh = ByteChunk(capacity: max(capacity, unconsumed + minimumFree))
+        let fresh =
+            machine.isReadingBody && unconsumed + minimumFree <= capacity
+            ? context.chunkPool.chunk(capacity: capacity) : ByteChunk(capacity: max(capacity, unconsumed + minimumFree))
         if unconsumed > 0, let old = chunk {
-            // Only an incomplete head is ever carried over, so this copy is bounded by the head limit.
+            // An incomplete head (bounded by the head limit), or body bytes not framed yet (a partial chunk-size
+            // line; with TLS, what a read decrypted while the body could not be framed): bounded by one read.
             fresh.base.copyMemory(from: old.base + readStart, byteCount: unconsumed)
         }
         chunk = fresh
@@ -119,85 +120,51 @@ final class HTTPConnection: TCPStreamDelegate {
         return UnsafeMutableRawBufferPointer(start: fresh.base + readEnd, count: fresh.capacity - readEnd)
     }
 
-    func didRead(_ result: ReadResult) {
-        switch result {
-        case .bytes(let count):
-            if let tls {
-                decrypt(UnsafeRawBufferPointer(rebasing: context.cipherInputBuffer[0..<count]), with: tls)
-            } else {
-                readEnd += count
-                if switchesToHTTP2() { return }
-                process()
-            }
-        case .eof, .error:
+    func didReceivePlaintext(count: Int) {
+        readEnd += count
+        hasUnprocessedRead = true
+        frameBodyIfChunkIsFull()
+    }
+
+    /// One read of ciphertext decrypts into more than one chunk. Body bytes of a full chunk are framed (and handed
+    /// to the sink) before the next chunk is taken, so that it starts empty, from the pool, instead of as a fresh
+    /// allocation holding a copy of everything decrypted since the read began.
+    private func frameBodyIfChunkIsFull() {
+        guard machine.isReadingBody, let chunk, chunk.capacity - readEnd < Self.minimumReadSpace, readEnd > readStart
+        else { return }
+        process()
+    }
+
+    func didFinishRead(_ event: SecureStreamReadEvent) {
+        let hasNewBytes = hasUnprocessedRead
+        hasUnprocessedRead = false
+        switch event {
+        case .received:
+            if hasNewBytes { processNewBytes() }
+        case .closed:
+            // A TLS close_notify may follow the last request in the same read: serve what came before it.
+            if hasNewBytes { processNewBytes() }
             peerClosed()
+        case .failed:
+            peerClosed()
+        case .tlsFailed(let error):
+            context.server.logIf(.debug, "TLS: \(error)")
+            close()
         }
     }
 
-    /// Feeds ciphertext to OpenSSL and appends the plaintext it yields to the chunk, exactly as a plain read
-    /// would have; handshake records and alerts go straight back to the peer.
-    private func decrypt(_ ciphertext: UnsafeRawBufferPointer, with tls: TLSSession) {
-        var peerFinished = false
-        var failure: TLSError?
-        tls.withBorrowedEncryptedInput(ciphertext) {
-            reading: while true {
-                let space = plaintextSpace()
-                switch tls.readPlaintext(into: space) {
-                case .bytes(let count):
-                    readEnd += count
-                case .wantMore:
-                    break reading
-                case .closed:
-                    peerFinished = true
-                    break reading
-                case .failed(let error):
-                    failure = error
-                    break reading
-                }
-            }
-        }
-        flushTLSOutput()
-        if let failure {
-            context.server.logIf(.debug, "TLS: \(failure)")
-            close()
-            return
-        }
+    private func processNewBytes() {
         if switchesToHTTP2() { return }
         if readEnd > readStart { process() }
-        if peerFinished { peerClosed() }
     }
 
-    private func flushTLSOutput(_ completion: ((UVError?) -> Void)? = nil) {
-        guard let tls else { return }
-        let output = tls.takeEncryptedOutput()
-        if output.isEmpty {
-            completion?(nil)
-        } else if !stream.isClosed {
-            stream.write(output) { completion?($0) }
-        }
-    }
-
-    /// Every byte to the peer goes through here (and `send(fragment:)`), so TLS is applied in one place.
+    /// Every byte to the peer goes through here (and `send(fragment:)`); the stream encrypts when it is TLS.
     private func send(_ bytes: [UInt8], _ completion: @escaping (UVError?) -> Void) {
-        guard let tls else { return stream.write(bytes, completion: completion) }
-        bytes.withUnsafeBytes { encrypt($0, with: tls, completion) }
+        stream.write(bytes, completion: completion)
     }
 
     private func send(_ fragment: BodyFragment, _ completion: @escaping (UVError?) -> Void) {
-        guard let tls else { return stream.write([fragment.bytes], owner: fragment.chunk, completion: completion) }
-        encrypt(fragment.bytes, with: tls, completion)
-    }
-
-    /// OpenSSL copies the plaintext into its records, so the caller's bytes need not outlive this call.
-    private func encrypt(
-        _ plaintext: UnsafeRawBufferPointer, with tls: TLSSession, _ completion: @escaping (UVError?) -> Void
-    ) {
-        do {
-            try tls.writePlaintext(plaintext)
-        } catch {
-            return completion(.connectionReset)
-        }
-        flushTLSOutput(completion)
+        stream.write(fragment.bytes, owner: fragment.chunk, completion: completion)
     }
 
     /// Runs the state machine over the buffered bytes until it needs more input or waits for the handler.
@@ -356,10 +323,10 @@ final class HTTPConnection: TCPStreamDelegate {
     /// Worth asking the sink for a file: cleartext, Content-Length, enough left, nothing buffered or coalescing.
     /// (`nextStep` adds: no fragment outstanding, so the spliced bytes land after every earlier byte.)
     private var prefersDirectBody: Bool {
-        guard configuration.spliceBodies, tls == nil, !directBodyDeclined, splicer == nil, machine.isReadingBody,
+        guard configuration.spliceBodies, !stream.isSecure, !directBodyDeclined, splicer == nil, machine.isReadingBody,
             pendingBody == nil, readEnd == readStart, bodySink is any HTTPDirectBodySink,
             let remaining = bodyDecoder?.remainingContentLength, remaining >= configuration.spliceMinimumBytes,
-            stream.mayHandOverReading
+            stream.tcp.mayHandOverReading
         else { return false }
         return true
     }
@@ -374,7 +341,8 @@ final class HTTPConnection: TCPStreamDelegate {
         let sequence = machine.requestSequence
         do {
             splicer = try SocketFileSplicer(
-                stream: stream, file: target.descriptor, offset: target.offset, count: min(remaining, target.maxCount),
+                stream: stream.tcp, file: target.descriptor, offset: target.offset,
+                count: min(remaining, target.maxCount),
                 pipeCapacity: context.splicePipeCapacity
             ) { [weak self] event in
                 HTTPConnection.directBodyEvent(event, sink: sink, connection: self, sequence: sequence)
@@ -593,8 +561,8 @@ final class HTTPConnection: TCPStreamDelegate {
     /// Returns true when the connection was handed over (this object is then done and holds nothing).
     private func switchesToHTTP2() -> Bool {
         guard machine.requestSequence == 0, case .readingHead = machine.phase else { return false }
-        if let tls {
-            guard tls.isHandshakeComplete, tls.negotiatedALPN == "h2" else { return false }
+        if stream.isSecure {
+            guard stream.isHandshakeComplete, stream.negotiatedALPN == "h2" else { return false }
         } else {
             guard context.server.configuration.http2.cleartextPriorKnowledge, let chunk, readEnd > readStart else {
                 return false
@@ -609,10 +577,13 @@ final class HTTPConnection: TCPStreamDelegate {
         // The machine is done (no sweep or read decision touches this connection again); the socket is not
         // closed: it belongs to the HTTP/2 connection from here on.
         _ = machine.closeNow()
-        context.switchToHTTP2(self, stream: stream, tls: tls, initialBytes: initial)
+        context.switchToHTTP2(self, stream: stream, initialBytes: initial)
         chunk = nil
         return true
     }
+
+    /// A chunk with less free space than this is full: reading a few bytes at a time costs more than a new chunk.
+    static let minimumReadSpace = 4096
 
     static let http2Preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
 
@@ -676,9 +647,7 @@ final class HTTPConnection: TCPStreamDelegate {
 
     private func closeGracefully() {
         guard machine.closeGracefully(now: now) else { return }
-        // close_notify first, so a TLS client can tell a complete response from a truncated one.
-        tls?.shutdown()
-        flushTLSOutput()
+        // The stream sends close_notify first, so a TLS client can tell a complete response from a truncated one.
         stream.shutdown { [self] _ in finalClose() }
     }
 

@@ -1,6 +1,7 @@
 import TusCrypto
 public import TusHTTP1
 public import TusLoop
+import TusTransport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -37,7 +38,10 @@ final class LoopContext {
     /// Where TLS connections of this loop receive ciphertext; each read is fully consumed before the next.
     /// As big as a plaintext body chunk: the plaintext of one read becomes one fragment when the writer is idle,
     /// so a 64 KiB buffer cost four threadpool writes (and their wake-ups) where a cleartext upload needs one.
-    let cipherInputBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 * 1024, alignment: 16)
+    let ciphertextBuffer = CiphertextBuffer(byteCount: 256 * 1024)
+
+    /// Body chunks of this loop's connections, reused while uploads stream (see `ByteChunkPool`).
+    let chunkPool: ByteChunkPool
 
     init(index: Int, loop: EventLoop, listener: TCPListener, server: HTTPServer) {
         self.index = index
@@ -45,9 +49,8 @@ final class LoopContext {
         self.listener = listener
         self.server = server
         self.executor = LoopExecutorAdapter(loop)
+        self.chunkPool = ByteChunkPool(maxFreeBytes: server.configuration.bodyMemoryPerLoop / 8)
     }
-
-    deinit { cipherInputBuffer.deallocate() }
 
     /// Capacity of the next body chunk. One upload gets `readChunkSize` (big writes, few syscalls); many
     /// concurrent uploads share `bodyMemoryPerLoop`, so that the memory a loop pins for bodies stays near that
@@ -120,19 +123,17 @@ final class LoopContext {
             return
         }
         stream.setNoDelay(true)
-        let connection = HTTPConnection(
-            stream: stream, context: self, tls: tlsContext.map { TLSSession(context: $0) })
+        let secure = SecureStream(tcp: stream, tls: tlsContext, ciphertext: ciphertextBuffer)
+        let connection = HTTPConnection(stream: secure, context: self)
         connections[ObjectIdentifier(connection)] = connection
         connection.start()
     }
 
-    /// The dispatch point between HTTP/1.1 and HTTP/2: `connection` negotiated h2 and hands over its socket,
-    /// its TLS session and the plaintext it already read. It counts as the same open connection.
-    func switchToHTTP2(
-        _ connection: HTTPConnection, stream: TCPStream, tls: TLSSession?, initialBytes: UnsafeRawBufferPointer
-    ) {
+    /// The dispatch point between HTTP/1.1 and HTTP/2: `connection` negotiated h2 and hands over its stream
+    /// (TLS session included) and the plaintext it already read. It counts as the same open connection.
+    func switchToHTTP2(_ connection: HTTPConnection, stream: SecureStream, initialBytes: UnsafeRawBufferPointer) {
         guard connections.removeValue(forKey: ObjectIdentifier(connection)) != nil else { return }
-        let http2 = HTTP2Connection(stream: stream, context: self, tls: tls)
+        let http2 = HTTP2Connection(stream: stream, context: self)
         http2Connections[ObjectIdentifier(http2)] = http2
         http2.start(initialBytes: initialBytes)
         if isShuttingDown { http2.shutdownGracefully() }
@@ -160,6 +161,7 @@ final class LoopContext {
 
     private func sweepDeadlines() {
         let now = loop.nowMilliseconds
+        chunkPool.trimIfIdle()
         for connection in connections.values { connection.checkDeadline(now: now) }
         for connection in http2Connections.values { connection.checkDeadline(now: now) }
     }

@@ -1,4 +1,5 @@
 public import TusLoop
+import TusCrypto
 import Glibc
 
 /// TusRedis: a RESP2 Redis client on TusLoop's event loops, for state and locks shared by a cluster of
@@ -39,6 +40,8 @@ public final class RedisClient: Sendable {
     private let outageLog: OutageLog
     private let log: @Sendable (String) -> Void
     private let connectionsByLoop = ConnectionsByLoop()
+    /// Made once for every connection (`rediss://`); a failure is kept and reported by each connection attempt.
+    private let tls: Result<TLSContext, TLSError>?
 
     /// `log` receives one line when Redis becomes unreachable and one when it is back (for the whole process,
     /// not per command or per loop), and one per master switch announced by the sentinels; it is called on loop
@@ -47,6 +50,13 @@ public final class RedisClient: Sendable {
         self.configuration = configuration
         self.log = log
         outageLog = OutageLog(endpoint: configuration.endpointDescription, log: log)
+        tls = configuration.tls.map { options in
+            do {
+                return .success(try options.makeContext())
+            } catch {
+                return .failure(error as? TLSError ?? TLSError("\(error)"))
+            }
+        }
     }
 
     /// Sends one command on `loop`'s connection. `completion` gets the reply, or `.server(text)` for an error
@@ -123,7 +133,7 @@ public final class RedisClient: Sendable {
     private func connections(of loop: EventLoop) -> LoopConnections {
         precondition(loop.inLoop, "RedisClient: called off the thread of the loop it names")
         return connectionsByLoop.connections(of: loop) { isFirst in
-            let made = LoopConnections(loop: loop, configuration: configuration, outageLog: outageLog)
+            let made = LoopConnections(loop: loop, configuration: configuration, tls: tls, outageLog: outageLog)
             if isFirst, let sentinel = configuration.sentinel { watchSentinels(sentinel, from: made) }
             return made
         }
@@ -136,7 +146,7 @@ public final class RedisClient: Sendable {
     private func watchSentinels(_ sentinel: RedisSentinelConfiguration, from first: LoopConnections) {
         let watch = RedisConnection(
             loop: first.loop, role: .subscriber,
-            configuration: configuration.fixed(at: sentinel.sentinels[0], isSentinel: true),
+            configuration: configuration.fixed(at: sentinel.sentinels[0], isSentinel: true), tls: tls,
             outageLog: OutageLog(endpoint: "sentinels", log: { _ in }), target: .anySentinel(sentinel.sentinels))
         first.sentinelWatch = watch
         watch.subscribe(["+switch-master"], handler: { [connectionsByLoop, log] _, message in
@@ -188,6 +198,7 @@ private final class LoopConnections: @unchecked Sendable {
     let commands: RedisConnection
     let loop: EventLoop
     private let configuration: RedisConfiguration
+    private let tls: Result<TLSContext, TLSError>?
     private let outageLog: OutageLog
     private(set) var subscriberIfOpened: RedisConnection?
     /// The `+switch-master` subscription, on the first loop only.
@@ -197,16 +208,19 @@ private final class LoopConnections: @unchecked Sendable {
     private var replicaWaiters: [(count: Int, completion: (Result<Int, RedisError>) -> Void)] = []
     private var isWaitingForReplicas = false
 
-    init(loop: EventLoop, configuration: RedisConfiguration, outageLog: OutageLog) {
+    init(loop: EventLoop, configuration: RedisConfiguration, tls: Result<TLSContext, TLSError>?, outageLog: OutageLog) {
         self.loop = loop
         self.configuration = configuration
+        self.tls = tls
         self.outageLog = outageLog
-        commands = RedisConnection(loop: loop, role: .commands, configuration: configuration, outageLog: outageLog)
+        commands = RedisConnection(
+            loop: loop, role: .commands, configuration: configuration, tls: tls, outageLog: outageLog)
     }
 
     var subscriber: RedisConnection {
         if let subscriberIfOpened { return subscriberIfOpened }
-        let created = RedisConnection(loop: loop, role: .subscriber, configuration: configuration, outageLog: outageLog)
+        let created = RedisConnection(
+            loop: loop, role: .subscriber, configuration: configuration, tls: tls, outageLog: outageLog)
         if isShutDown { created.shutdown {} }
         subscriberIfOpened = created
         return created

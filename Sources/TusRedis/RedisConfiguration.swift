@@ -1,3 +1,28 @@
+public import TusCrypto
+
+/// TLS to Redis (`rediss://`): which CA to trust and, for a Redis with `tls-auth-clients yes`, the client
+/// certificate to present. File paths, so that the configuration stays a plain value.
+public struct RedisTLSOptions: Sendable, Equatable {
+    /// PEM CA bundle; nil: the system's default CA paths.
+    public var caFile: String?
+    public var certificateFile: String?
+    public var keyFile: String?
+
+    public init(caFile: String? = nil, certificateFile: String? = nil, keyFile: String? = nil) {
+        self.caFile = caFile
+        self.certificateFile = certificateFile
+        self.keyFile = keyFile
+    }
+
+    /// The client context for these options (no ALPN: Redis does not use it). Throws for files that cannot be
+    /// loaded, so a caller can refuse to start instead of failing every connection.
+    public func makeContext() throws -> TLSContext {
+        try TLSContext.client(
+            caFile: caFile, insecure: false, certificatePath: certificateFile, keyPath: keyFile,
+            applicationProtocols: [])
+    }
+}
+
 /// Where Redis is and how patient the client is with it.
 ///
 /// The time limits exist because Redis sits on the request path of every upload: a stalled Redis must turn into
@@ -29,6 +54,8 @@ public struct RedisConfiguration: Sendable, Equatable {
     /// slow replica would cost the whole connection.
     public var replicaTimeoutMilliseconds: UInt64 = 1000
     public var decoderLimits = RESPDecoderLimits()
+    /// Set by `rediss://`: the connection speaks TLS (the certificate is checked against `host`).
+    public var tls: RedisTLSOptions?
 
     public init(host: String, port: Int = 6379, username: String? = nil, password: String? = nil, database: Int = 0) {
         self.host = host
@@ -38,21 +65,25 @@ public struct RedisConfiguration: Sendable, Equatable {
         self.database = database
     }
 
-    /// `redis://[[username]:password@]host[:port][/database]`; the host may be a name, an IPv4 literal or an IPv6
-    /// literal in brackets; user name and password are percent-decoded. The port defaults to 6379, the database
-    /// to 0.
+    /// `redis://[[username]:password@]host[:port][/database]`, or `rediss://...` for TLS (system CAs unless
+    /// `tls` is changed afterwards); the host may be a name, an IPv4 literal or an IPv6 literal in brackets; user
+    /// name and password are percent-decoded. The port defaults to 6379, the database to 0.
     ///
-    /// `redis+sentinel://[[username]:password@]host[:port][,host[:port]...]/master-name[/database]`: the
-    /// sentinels to ask for the master named `master-name` (port default 26379). The credentials are the master's
-    /// (and its replicas'); the sentinels are asked without any.
+    /// `redis+sentinel://[[username]:password@]host[:port][,host[:port]...]/master-name[/database]` (or
+    /// `rediss+sentinel://` for TLS to the sentinels and the master alike): the sentinels to ask for the master
+    /// named `master-name` (port default 26379). The credentials are the master's (and its replicas'); the
+    /// sentinels are asked without any.
     public init(url: String) throws(RedisConfigurationError) {
         // Only the scheme goes into an error: the rest of a URL may hold a password.
         let scheme = url.prefix { $0.isLetter || $0.isNumber || $0 == "+" || $0 == "-" || $0 == "." }
         guard url.dropFirst(scheme.count).hasPrefix("://") else { throw .unsupportedScheme("") }
         let isSentinel: Bool
+        let isTLS: Bool
         switch scheme {
-        case "redis": isSentinel = false
-        case "redis+sentinel": isSentinel = true
+        case "redis": (isSentinel, isTLS) = (false, false)
+        case "rediss": (isSentinel, isTLS) = (false, true)
+        case "redis+sentinel": (isSentinel, isTLS) = (true, false)
+        case "rediss+sentinel": (isSentinel, isTLS) = (true, true)
         default: throw .unsupportedScheme(String(scheme))
         }
         var rest = url.dropFirst(scheme.count + 3)
@@ -101,6 +132,7 @@ public struct RedisConfiguration: Sendable, Equatable {
         }
         self.init(host: endpoint.host, port: endpoint.port, username: username, password: password, database: database)
         self.sentinel = sentinel
+        if isTLS { tls = RedisTLSOptions() }
     }
 
     /// `host[:port]`, the host a name, an IPv4 literal or an IPv6 literal in brackets.
@@ -209,9 +241,10 @@ extension RedisConfiguration: CustomStringConvertible {
     /// The URL with the password masked, for start-up logs.
     public var description: String {
         let credentials = password == nil ? "" : "\(username ?? ""):***@"
-        guard let sentinel else { return "redis://\(credentials)\(endpointDescription)/\(database)" }
+        let scheme = tls == nil ? "redis" : "rediss"
+        guard let sentinel else { return "\(scheme)://\(credentials)\(endpointDescription)/\(database)" }
         let sentinels = sentinel.sentinels.map(\.description).joined(separator: ",")
-        return "redis+sentinel://\(credentials)\(sentinels)/\(sentinel.masterName)/\(database)"
+        return "\(scheme)+sentinel://\(credentials)\(sentinels)/\(sentinel.masterName)/\(database)"
     }
 }
 
@@ -226,8 +259,8 @@ public enum RedisConfigurationError: Error, Equatable, Sendable, CustomStringCon
     public var description: String {
         switch self {
         case .unsupportedScheme(let scheme):
-            "a Redis URL starts with redis:// or redis+sentinel://"
-                + (scheme.isEmpty ? "" : ", not \(scheme):// (TLS, rediss://, is not supported)")
+            "a Redis URL starts with redis://, rediss:// (TLS), redis+sentinel:// or rediss+sentinel://"
+                + (scheme.isEmpty ? "" : ", not \(scheme)://")
         case .invalidHost(let text): "invalid host in Redis URL: \(text)"
         case .invalidPort(let text): "invalid port in Redis URL: \(text)"
         case .invalidDatabase(let text): "invalid database number in Redis URL: \(text)"

@@ -1,5 +1,7 @@
 import Synchronization
+import TusCrypto
 import TusLoop
+import TusTransport
 
 /// Counts the connections (of every loop) that currently cannot reach Redis, so that an outage is logged once
 /// when the first connection notices it and once when the last one recovers, however many commands fail
@@ -54,7 +56,7 @@ final class OutageLog: Sendable {
 /// setup checks `ROLE`: a server that is not (or no longer) the master is dropped like an unreachable one, as is a
 /// connection whose command is refused with `READONLY`/`MASTERDOWN`/`LOADING` (a demoted or still-loading server),
 /// so commands fail with `.unavailable` or `.connectionLost` (answered 503) until the promoted master answers.
-final class RedisConnection: TCPStreamDelegate {
+final class RedisConnection: SecureStreamDelegate {
     enum Role {
         case commands, subscriber
     }
@@ -72,7 +74,7 @@ final class RedisConnection: TCPStreamDelegate {
     private enum State {
         case idle
         case connecting
-        case connected(TCPStream)
+        case connected(SecureStream)
         case backingOff
         case shutDown
     }
@@ -91,6 +93,8 @@ final class RedisConnection: TCPStreamDelegate {
     let role: Role
     private let target: Target
     private let configuration: RedisConfiguration
+    /// `rediss://`: the client context, or why it could not be made (every connection then fails with it).
+    private let tls: Result<TLSContext, TLSError>?
     private let outageLog: OutageLog
     private var state = State.idle
     /// Bumped whenever the connection is dropped or replaced; callbacks of an older socket compare and bail out.
@@ -121,7 +125,8 @@ final class RedisConnection: TCPStreamDelegate {
 
     /// `target` defaults to what `configuration` names: its sentinels' master, or its host and port.
     init(
-        loop: EventLoop, role: Role, configuration: RedisConfiguration, outageLog: OutageLog, target: Target? = nil
+        loop: EventLoop, role: Role, configuration: RedisConfiguration, tls: Result<TLSContext, TLSError>?,
+        outageLog: OutageLog, target: Target? = nil
     ) {
         self.loop = loop
         self.role = role
@@ -129,6 +134,7 @@ final class RedisConnection: TCPStreamDelegate {
             target ?? configuration.sentinel.map { .master($0) }
             ?? .server(RedisEndpoint(host: configuration.host, port: configuration.port))
         self.configuration = configuration
+        self.tls = tls
         self.outageLog = outageLog
         decoder = RESPDecoder(limits: configuration.decoderLimits)
         reconnectDelay = configuration.reconnectInitialDelayMilliseconds
@@ -250,7 +256,7 @@ final class RedisConnection: TCPStreamDelegate {
             open(sentinels[sentinelIndex], connectGeneration)
         case .master(let sentinel):
             SentinelQuery.locateMaster(
-                sentinel, configuration: configuration, on: loop, startingAt: sentinelIndex
+                sentinel, configuration: configuration, tls: tls, on: loop, startingAt: sentinelIndex
             ) { [self] result in
                 guard connectGeneration == generation, case .connecting = state else { return }
                 switch result {
@@ -274,20 +280,26 @@ final class RedisConnection: TCPStreamDelegate {
                 if case .success(let stream) = result { stream.close() }
                 return
             }
-            switch result {
-            case .success(let stream):
-                didConnect(stream)
-            case .failure(let error):
+            switch (result, tls) {
+            case (.failure(let error), _):
                 drop(reason: "connect: \(error)", failing: .unavailable)
+            case (.success(let tcp), .failure(let error)?):
+                tcp.close()
+                drop(reason: "TLS: \(error)", failing: .unavailable)
+            case (.success(let tcp), .success(let context)?):
+                didConnect(SecureStream(tcp: tcp, tls: context, serverName: server.host))
+            case (.success(let tcp), nil):
+                didConnect(SecureStream(tcp: tcp, tls: nil))
             }
         }
     }
 
     /// Sends the connection's setup (AUTH, SELECT, SUBSCRIBE) ahead of whatever was queued while connecting;
-    /// Redis runs them in order, so the queued commands need not wait for the setup's replies.
-    private func didConnect(_ stream: TCPStream) {
+    /// Redis runs them in order, so the queued commands need not wait for the setup's replies. Over TLS the
+    /// session keeps what is written before its handshake completed and sends it right after.
+    private func didConnect(_ stream: SecureStream) {
         state = .connected(stream)
-        stream.setNoDelay(true)
+        stream.tcp.setNoDelay(true)
         stream.delegate = self
         decoder.reset()
         hasRepliedSinceConnect = false
@@ -316,7 +328,11 @@ final class RedisConnection: TCPStreamDelegate {
         }
         output = setup + output
         pending.prepend(setupReplies)
-        stream.startReading()
+        if stream.isSecure {
+            stream.startHandshake()
+        } else {
+            stream.startReading()
+        }
         armDeadlineTimer()
         flush()
     }
@@ -402,20 +418,26 @@ final class RedisConnection: TCPStreamDelegate {
         }
     }
 
-    func allocateReadBuffer(suggestedSize: Int) -> UnsafeMutableRawBufferPointer {
+    func allocatePlaintextBuffer() -> UnsafeMutableRawBufferPointer {
         readBuffer
     }
 
-    func didRead(_ result: ReadResult) {
-        switch result {
-        case .bytes(let count):
-            lastReadAt = loop.nowMilliseconds
-            decoder.append(UnsafeRawBufferPointer(rebasing: readBuffer[..<count]))
+    func didReceivePlaintext(count: Int) {
+        lastReadAt = loop.nowMilliseconds
+        decoder.append(UnsafeRawBufferPointer(rebasing: readBuffer[..<count]))
+    }
+
+    func didFinishRead(_ event: SecureStreamReadEvent) {
+        switch event {
+        case .received:
             processReplies()
-        case .eof:
+        case .closed:
             drop(reason: "closed by the server", failing: .connectionLost)
-        case .error(let error):
+        case .failed(let error):
             drop(reason: "read: \(error)", failing: .connectionLost)
+        case .tlsFailed(let error):
+            // Most often the handshake (an untrusted certificate, a client certificate Redis wants): say why.
+            drop(reason: "TLS: \(error)", failing: .connectionLost)
         }
     }
 

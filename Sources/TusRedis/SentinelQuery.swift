@@ -1,3 +1,4 @@
+import TusCrypto
 import TusLoop
 
 /// Asks Redis Sentinel where the master is (`SENTINEL get-master-addr-by-name`), one sentinel after another.
@@ -21,8 +22,8 @@ enum SentinelQuery {
     /// Asks the sentinels in turn, starting at `startingAt`, until one names `sentinel.masterName`; `completion`
     /// runs on `loop`.
     static func locateMaster(
-        _ sentinel: RedisSentinelConfiguration, configuration: RedisConfiguration, on loop: EventLoop,
-        startingAt first: Int, completion: @escaping (Result<Located, Failure>) -> Void
+        _ sentinel: RedisSentinelConfiguration, configuration: RedisConfiguration,
+        tls: Result<TLSContext, TLSError>?, on loop: EventLoop, startingAt first: Int, completion: @escaping (Result<Located, Failure>) -> Void
     ) {
         var reasons: [String] = []
         func ask(_ attempt: Int) {
@@ -33,7 +34,7 @@ enum SentinelQuery {
             let index = (first + attempt) % sentinel.sentinels.count
             let address = sentinel.sentinels[index]
             let probe = RedisConnection(
-                loop: loop, role: .commands, configuration: configuration.fixed(at: address, isSentinel: true),
+                loop: loop, role: .commands, configuration: configuration.fixed(at: address, isSentinel: true), tls: tls,
                 outageLog: OutageLog(endpoint: address.description, log: { _ in }), target: .server(address))
             probe.send(["SENTINEL", "get-master-addr-by-name", RedisArgument(sentinel.masterName)]) { reply in
                 probe.shutdown {}

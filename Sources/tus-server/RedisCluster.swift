@@ -16,10 +16,9 @@ struct RedisCluster: Sendable {
     let logger: Logger
 
     init(
-        url: String, prefix: String, minimumReplicas: Int?, leaseMilliseconds: UInt64, directory: String,
-        fsync: FsyncFlag, logger: Logger
+        configuration: RedisConfiguration, prefix: String, minimumReplicas: Int?, leaseMilliseconds: UInt64,
+        directory: String, fsync: FsyncFlag, logger: Logger
     ) throws {
-        let configuration = try RedisConfiguration(url: url)
         // One line per outage and one when it is back, whatever the request rate.
         client = RedisClient(configuration: configuration, log: { logger.warning("\($0)") })
         let keys = RedisKeys(prefix: prefix)
@@ -35,9 +34,9 @@ struct RedisCluster: Sendable {
 
     /// State and locks in Redis, bytes in `data` (the S3 store).
     init<Data: UploadDataStore>(
-        url: String, prefix: String, minimumReplicas: Int?, leaseMilliseconds: UInt64, data: Data, logger: Logger
+        configuration: RedisConfiguration, prefix: String, minimumReplicas: Int?, leaseMilliseconds: UInt64,
+        data: Data, logger: Logger
     ) throws {
-        let configuration = try RedisConfiguration(url: url)
         client = RedisClient(configuration: configuration, log: { logger.warning("\($0)") })
         let keys = RedisKeys(prefix: prefix)
         let state = RedisStateStore(
@@ -69,5 +68,19 @@ struct RedisCluster: Sendable {
     /// The server's `loopWillStop`: each loop closes its own Redis connections before it ends.
     var closeConnections: @Sendable (any LoopExecutor, @escaping () -> Void) -> Void {
         { [client] executor, done in client.shutdown(on: executor.eventLoop, done) }
+    }
+}
+
+extension TusServerCommand {
+    /// `--redis` with `--redis-ca`/`--redis-cert`/`--redis-key` applied to a `rediss://` URL. The TLS files are loaded
+    /// once here, so that a missing or unreadable one stops the start instead of failing every connection.
+    func redisConfiguration(_ url: String) throws -> RedisConfiguration {
+        var configuration = try RedisConfiguration(url: url)
+        if configuration.tls != nil {
+            let options = RedisTLSOptions(caFile: redisCA, certificateFile: redisCertificate, keyFile: redisKey)
+            _ = try options.makeContext()
+            configuration.tls = options
+        }
+        return configuration
     }
 }

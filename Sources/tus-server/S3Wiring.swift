@@ -32,7 +32,8 @@ struct S3Backend: Sendable {
         let data = try S3DataStore(client: client, log: { logger.warning("\($0)") })
         if let url = command.redis {
             let made = try RedisCluster(
-                url: url, prefix: command.redisPrefix, minimumReplicas: command.redisMinReplicas,
+                configuration: command.redisConfiguration(url), prefix: command.redisPrefix,
+                minimumReplicas: command.redisMinReplicas,
                 leaseMilliseconds: UInt64(command.lockLease * 1000), data: data, logger: logger)
             cluster = made
             store = made.store

@@ -122,11 +122,20 @@ struct TusServerCommand: ParsableCommand {
     @Option(name: .customLong("lock-timeout"), help: "Seconds a request waits for another request on the same upload to let go before 423.")
     var lockTimeout: Double = 3
 
-    @Option(help: "redis://[:password@]HOST:PORT[/DB] or redis+sentinel://[:password@]HOST:PORT[,HOST:PORT...]/MASTER-NAME[/DB]: keep upload state and locks in Redis, shared by every instance started with the same --redis and the same data (one cluster). Data stays under --upload-dir (a shared file system). With Sentinel the master is found through the sentinels and followed across failovers.")
+    @Option(help: "redis://[:password@]HOST:PORT[/DB] or redis+sentinel://[:password@]HOST:PORT[,HOST:PORT...]/MASTER-NAME[/DB] (rediss:// and rediss+sentinel:// for TLS): keep upload state and locks in Redis, shared by every instance started with the same --redis and the same data (one cluster). Data stays under --upload-dir (a shared file system). With Sentinel the master is found through the sentinels and followed across failovers.")
     var redis: String?
 
     @Option(name: .customLong("redis-min-replicas"), help: "Replicas that must confirm a change (WAIT) before the client is told it is stored (201/204), so that a failover cannot lose it; 503 when fewer confirm within 1 s. Default: 1 with redis+sentinel://, 0 (the master's word is enough) with redis://.")
     var redisMinReplicas: Int?
+
+    @Option(name: .customLong("redis-ca"), help: "With rediss://: PEM CA bundle to verify Redis's certificate (default: the system's CAs).")
+    var redisCA: String?
+
+    @Option(name: .customLong("redis-cert"), help: "With rediss://: PEM client certificate to present (Redis with tls-auth-clients yes); needs --redis-key.")
+    var redisCertificate: String?
+
+    @Option(name: .customLong("redis-key"), help: "With rediss://: PEM private key of --redis-cert.")
+    var redisKey: String?
 
     @Option(name: .customLong("redis-prefix"), help: "Prefix of every Redis key and channel, so several clusters can share one Redis.")
     var redisPrefix = "tus:"
@@ -230,6 +239,14 @@ struct TusServerCommand: ParsableCommand {
         if let redisMinReplicas, redisMinReplicas < 0 {
             throw ValidationError("--redis-min-replicas must be 0 or more")
         }
+        if redisCA != nil || redisCertificate != nil || redisKey != nil {
+            guard redis?.hasPrefix("rediss://") == true || redis?.hasPrefix("rediss+sentinel://") == true else {
+                throw ValidationError("--redis-ca, --redis-cert and --redis-key need a rediss:// --redis URL")
+            }
+            guard (redisCertificate == nil) == (redisKey == nil) else {
+                throw ValidationError("--redis-cert and --redis-key go together")
+            }
+        }
         if hooksHTTP != nil && hooksDir != nil { throw ValidationError("--hooks-http and --hooks-dir exclude each other") }
         let unknown = Set(hooksEnabledEvents.split(separator: ",").map { $0.trimmingCharacters(in: " ") })
             .subtracting(HookConfiguration.allEvents).subtracting([""])
@@ -295,7 +312,7 @@ struct TusServerCommand: ParsableCommand {
         case (.file, let url?):
             do {
                 let made = try RedisCluster(
-                    url: url, prefix: redisPrefix, minimumReplicas: redisMinReplicas,
+                    configuration: redisConfiguration(url), prefix: redisPrefix, minimumReplicas: redisMinReplicas,
                     leaseMilliseconds: milliseconds(lockLease), directory: uploadDir, fsync: fsync, logger: logger)
                 cluster = made
                 uploadStore = made.store

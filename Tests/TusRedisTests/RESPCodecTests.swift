@@ -204,6 +204,14 @@ final class RedisConfigurationTests: XCTestCase {
 
         XCTAssertEqual(try RedisConfiguration(url: "redis://onlypassword@h").password, "onlypassword")
         XCTAssertEqual(try RedisConfiguration(url: "redis://h/").database, 0)
+        XCTAssertNil(plain.tls)
+
+        let secure = try RedisConfiguration(url: "rediss://:pw@redis.internal:6380/1")
+        XCTAssertEqual(secure.tls, RedisTLSOptions())
+        XCTAssertEqual(secure.host, "redis.internal")
+        XCTAssertEqual(secure.port, 6380)
+        XCTAssertEqual(secure.database, 1)
+        XCTAssertEqual(secure.description, "rediss://:***@redis.internal:6380/1")
     }
 
     func testSentinelURLForms() throws {
@@ -273,7 +281,7 @@ final class RedisConfigurationTests: XCTestCase {
 
     func testInvalidURLsAreRejectedWithoutEchoingThePassword() {
         let cases: [(String, RedisConfigurationError)] = [
-            ("rediss://h", .unsupportedScheme("rediss")),
+            ("redisss://h", .unsupportedScheme("redisss")),
             ("http://:pw@h", .unsupportedScheme("http")),
             ("127.0.0.1:6379", .unsupportedScheme("")),
             ("redis://", .invalidHost("")),

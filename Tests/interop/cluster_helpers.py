@@ -32,13 +32,18 @@ def stop_process(process: subprocess.Popen[bytes] | None) -> None:
 
 
 class RedisServer:
-    def __init__(self, directory: pathlib.Path, *extra: str, sentinel_config: str | None = None):
+    def __init__(self, directory: pathlib.Path, *extra: str, sentinel_config: str | None = None,
+                 tls: tuple[str, str, str] | None = None):
         """`extra` is appended to redis-server's command line; `sentinel_config` (the lines of sentinel.conf)
-        starts `redis-sentinel` instead."""
+        starts `redis-sentinel` instead. `tls` = (certificate, key, CA): also serve TLS on `tls_port` (client
+        certificates required, Redis's default); the plain port stays for the harness's PING and inspection
+        commands."""
         self.directory = directory
         self.port = free_port()
         self.extra = list(extra)
         self.sentinel_config = sentinel_config
+        self.tls = tls
+        self.tls_port = free_port() if tls else None
         self.process: subprocess.Popen[bytes] | None = None
         self.paused = False
 
@@ -51,7 +56,7 @@ class RedisServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         common = ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory), "--daemonize", "no"]
         if self.sentinel_config is None:
-            arguments = [binary, *common, "--save", "", "--appendonly", "no", *self.extra]
+            arguments = [binary, *common, "--save", "", "--appendonly", "no", *self.tls_arguments(), *self.extra]
         else:
             config = self.directory / "sentinel.conf"  # the sentinel rewrites it as it learns the topology
             config.write_text(self.sentinel_config)
@@ -68,6 +73,13 @@ class RedisServer:
             time.sleep(0.05)
         self.stop()
         raise TimeoutError("redis-server did not answer PING")
+
+    def tls_arguments(self) -> list[str]:
+        if not self.tls:
+            return []
+        certificate, key, ca = self.tls
+        return ["--tls-port", str(self.tls_port), "--tls-cert-file", certificate, "--tls-key-file", key,
+                "--tls-ca-cert-file", ca]
 
     def command(self, *arguments: str) -> bytes | None:
         """One command over a fresh connection; the first reply line (enough for PING, DBSIZE, EXISTS)."""

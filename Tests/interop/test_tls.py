@@ -275,3 +275,70 @@ def test_broken_tls_record_mid_patch_commits_what_arrived_and_frees_the_upload(t
     deleted = curl("-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "DELETE", "-H", "Tus-Resumable: 1.0.0",
                    location, cafile=ca)
     assert deleted.stdout == "204"
+
+
+# --- Redis over TLS (--redis rediss://...): the cluster state store on the same SecureStream as HTTPS.
+
+def redis_tls_server(pki, tmp_path):
+    from cluster_helpers import RedisServer
+    directory, (pem, key), _ = pki
+    return RedisServer(tmp_path / "redis", tls=(str(pem), str(key), str(directory / "ca.pem"))).start()
+
+
+def test_cluster_state_goes_to_redis_over_tls_with_a_client_certificate(pki, tmp_path):
+    directory, _, (client_pem, client_key) = pki
+    redis = redis_tls_server(pki, tmp_path)
+    server = None
+    try:
+        server = Server("--redis", f"rediss://localhost:{redis.tls_port}", "--redis-ca", str(directory / "ca.pem"),
+                        "--redis-cert", str(client_pem), "--redis-key", str(client_key), "--log-level", "warning")
+        created = run("curl", "-sS", "-i", "-X", "POST", "-H", "Tus-Resumable: 1.0.0", "-H", "Upload-Length: 5",
+                      server.url)
+        assert " 201 " in created.stdout.splitlines()[0], created.stdout + created.stderr
+        location = next(line.split(" ", 1)[1].strip() for line in created.stdout.splitlines()
+                        if line.lower().startswith("location:"))
+        upload_id = location.rstrip("/").rsplit("/", 1)[1]
+        patched = run("curl", "-sS", "-i", "-X", "PATCH", "-H", "Tus-Resumable: 1.0.0", "-H", "Upload-Offset: 0",
+                      "-H", "Content-Type: application/offset+octet-stream", "--data-binary", "hello", location)
+        assert "204 No Content" in patched.stdout, patched.stdout + patched.stderr
+        # The record is in Redis (read over the harness's plain port): it went there over TLS.
+        assert redis.command("EXISTS", f"tus:{{{upload_id}}}:info") == b":1"
+        head = run("curl", "-sS", "-I", "-H", "Tus-Resumable: 1.0.0", location)
+        assert "Upload-Offset: 5" in head.stdout, head.stdout
+    finally:
+        if server:
+            server.stop()
+        redis.stop()
+
+
+def test_redis_refusing_the_client_answers_503_and_the_server_keeps_serving(pki, tmp_path):
+    directory, _, _ = pki
+    redis = redis_tls_server(pki, tmp_path)
+    server = None
+    try:
+        # No client certificate: Redis (tls-auth-clients yes) ends every handshake; requests get 503, not a hang.
+        server = Server("--redis", f"rediss://localhost:{redis.tls_port}", "--redis-ca", str(directory / "ca.pem"),
+                        "--log-level", "warning")
+        for _ in range(2):
+            created = run("curl", "-sS", "-i", "-m", "10", "-X", "POST", "-H", "Tus-Resumable: 1.0.0",
+                          "-H", "Upload-Length: 5", server.url)
+            assert " 503 " in created.stdout.splitlines()[0], created.stdout + created.stderr
+        options = run("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "OPTIONS", server.url)
+        assert options.stdout == "204"
+    finally:
+        if server:
+            server.stop()
+        redis.stop()
+
+
+def test_unreadable_redis_ca_stops_the_start(tmp_path):
+    process = subprocess.run(
+        [SERVER_BIN, "--host", "127.0.0.1", "--port", "0", "--upload-dir", str(tmp_path), "--redis",
+         "rediss://localhost:1", "--redis-ca", str(tmp_path / "missing.pem")],
+        capture_output=True, text=True, timeout=20)
+    assert process.returncode != 0
+    assert "missing.pem" in process.stderr + process.stdout
+    refused = subprocess.run(
+        [SERVER_BIN, "--port", "0", "--upload-dir", str(tmp_path), "--redis", "redis://localhost:1",
+         "--redis-ca", str(tmp_path / "ca.pem")], capture_output=True, text=True, timeout=20)
+    assert refused.returncode != 0 and "rediss://" in refused.stderr

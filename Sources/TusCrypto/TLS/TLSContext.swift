@@ -51,14 +51,24 @@ public final class TLSContext: @unchecked Sendable {
         return tls
     }
 
-    /// Client context for tus-cli and tus-bench: verifies the server against `caFile`, or the system default
-    /// paths when nil, unless `insecure`. ALPN offers "http/1.1".
-    public static func client(caFile: String?, insecure: Bool) throws -> TLSContext {
-        try client(caFile: caFile, insecure: insecure, allowsTLS13: true)
+    /// Client context (tus-cli, tus-bench, S3, hooks, Redis): verifies the server against `caFile`, or the system
+    /// default paths when nil, unless `insecure`. With `certificatePath` and `keyPath` it presents that client
+    /// certificate (servers that require one: Redis with `tls-auth-clients yes`). ALPN offers `applicationProtocols`
+    /// (none when empty).
+    public static func client(
+        caFile: String?, insecure: Bool, certificatePath: String? = nil, keyPath: String? = nil,
+        applicationProtocols: [String] = ["http/1.1"]
+    ) throws -> TLSContext {
+        try client(
+            caFile: caFile, insecure: insecure, allowsTLS13: true, certificatePath: certificatePath, keyPath: keyPath,
+            applicationProtocols: applicationProtocols)
     }
 
     /// `allowsTLS13: false` caps the client at TLS 1.2; tests use it to prove the server's version policy.
-    static func client(caFile: String?, insecure: Bool, allowsTLS13: Bool) throws -> TLSContext {
+    static func client(
+        caFile: String?, insecure: Bool, allowsTLS13: Bool, certificatePath: String? = nil, keyPath: String? = nil,
+        applicationProtocols: [String] = ["http/1.1"]
+    ) throws -> TLSContext {
         OpenSSLErrorQueue.clear()
         guard let method = TLS_client_method(), let raw = SSL_CTX_new(method) else {
             throw TLSError.fromErrorQueue("SSL_CTX_new failed")
@@ -78,9 +88,14 @@ public final class TLSContext: @unchecked Sendable {
                 throw TLSError.fromErrorQueue("TLS system CA paths: cannot load")
             }
         }
-        // Wire format: one length-prefixed protocol name. Unlike most OpenSSL calls, 0 means success here.
-        let protocols: [UInt8] = [8] + Array("http/1.1".utf8)
-        guard SSL_CTX_set_alpn_protos(raw, protocols, UInt32(protocols.count)) == 0 else {
+        if let certificatePath, let keyPath {
+            try tls.loadCertificateAndKey(certificatePath: certificatePath, keyPath: keyPath)
+        } else if certificatePath != nil || keyPath != nil {
+            throw TLSError("a TLS client certificate needs both the certificate and its key")
+        }
+        // Wire format: length-prefixed protocol names. Unlike most OpenSSL calls, 0 means success here.
+        let protocols = applicationProtocols.flatMap { [UInt8($0.utf8.count)] + Array($0.utf8) }
+        guard protocols.isEmpty || SSL_CTX_set_alpn_protos(raw, protocols, UInt32(protocols.count)) == 0 else {
             throw TLSError.fromErrorQueue("SSL_CTX_set_alpn_protos failed")
         }
         return tls

@@ -1,10 +1,10 @@
 internal import CNghttp2
-import TusCrypto
 import TusHTTP1
 import TusLoop
+import TusTransport
 
 /// One HTTP/2 connection (RFC 9113): nghttp2 does framing, HPACK, stream states and flow control; this class
-/// feeds it bytes from our socket (through our `TLSSession` when there is one), ships what it produces, and turns
+/// feeds it plaintext from our `SecureStream` (which does TLS when there is any), ships what it produces, and turns
 /// each request stream into an `HTTPExchange` for the same handler HTTP/1.1 requests go to.
 ///
 /// Effects are never taken inside nghttp2 callbacks: callbacks only record what happened (a stream's head is
@@ -16,10 +16,9 @@ import TusLoop
 /// consumed (`nghttp2_session_consume`) only when the sink calls a fragment's `done` (or when the body is dropped),
 /// so a slow disk stops the client at the stream window, and the connection window bounds the body bytes one
 /// connection holds however many streams are open.
-final class HTTP2Connection: TCPStreamDelegate {
-    let stream: TCPStream
+final class HTTP2Connection: SecureStreamDelegate {
+    let stream: SecureStream
     unowned let context: LoopContext
-    private let tls: TLSSession?
     private var configuration: HTTPServerConfiguration { context.server.configuration }
     private var session: OpaquePointer?
 
@@ -51,15 +50,15 @@ final class HTTP2Connection: TCPStreamDelegate {
     private var isShuttingDown = false
     private var isClosing = false
     private var isFinalClosed = false
-    /// Plaintext of one TLS read at a time (nghttp2 copies what it keeps), or the socket buffer for h2c.
+    /// Where the stream puts plaintext (a decrypted TLS record, or what an h2c read got); nghttp2 copies what it
+    /// keeps, so it is reused for every record.
     private let inputBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 32 * 1024, alignment: 16)
 
-    var isSecure: Bool { tls != nil }
+    var isSecure: Bool { stream.isSecure }
 
-    init(stream: TCPStream, context: LoopContext, tls: TLSSession?) {
+    init(stream: SecureStream, context: LoopContext) {
         self.stream = stream
         self.context = context
-        self.tls = tls
         machine = HTTP2ConnectionStateMachine(
             limits: .init(context.server.configuration), now: context.loop.nowMilliseconds)
     }
@@ -140,50 +139,38 @@ final class HTTP2Connection: TCPStreamDelegate {
 
     // MARK: Socket input
 
-    func allocateReadBuffer(suggestedSize: Int) -> UnsafeMutableRawBufferPointer {
-        tls != nil ? context.cipherInputBuffer : inputBuffer
-    }
+    func allocatePlaintextBuffer() -> UnsafeMutableRawBufferPointer { inputBuffer }
 
-    func didRead(_ result: ReadResult) {
+    /// Each record goes to nghttp2 at once (the buffer is reused for the next); acting on what it recorded
+    /// waits for the end of the socket read (`didFinishRead`), as inside `perform`.
+    func didReceivePlaintext(count: Int) {
         guard !isFinalClosed else { return }
         if isClosing {
             // Lingering (see `closeGracefully`): drop the bytes; the peer's end, or an error, ends it.
-            guard case .bytes(let count) = result else { return finalClose() }
             lingeringBytesLeft -= count
             if lingeringBytesLeft <= 0 { stream.stopReading() }
             return
         }
-        switch result {
-        case .bytes(let count):
-            perform {
-                if let tls {
-                    decrypt(UnsafeRawBufferPointer(rebasing: context.cipherInputBuffer[0..<count]), with: tls)
-                } else {
-                    receive(UnsafeRawBufferPointer(rebasing: inputBuffer[0..<count]))
-                }
-            }
-        case .eof, .error:
-            abort(reason: .clientClosed)
-        }
+        depth += 1
+        receive(UnsafeRawBufferPointer(rebasing: inputBuffer[0..<count]))
+        depth -= 1
     }
 
-    private func decrypt(_ ciphertext: UnsafeRawBufferPointer, with tls: TLSSession) {
-        tls.feedEncrypted(ciphertext)
-        while !isFinalClosed && !isClosing {
-            switch tls.readPlaintext(into: inputBuffer) {
-            case .bytes(let count):
-                receive(UnsafeRawBufferPointer(rebasing: inputBuffer[0..<count]))
-            case .wantMore:
-                return
-            case .closed:
-                abort(reason: .clientClosed)
-                return
-            case .failed(let error):
-                context.server.logIf(.debug, "TLS: \(error)")
-                shipTLSOutput()
-                abort(reason: .clientClosed)
-                return
-            }
+    func didFinishRead(_ event: SecureStreamReadEvent) {
+        guard !isFinalClosed else { return }
+        if isClosing {
+            // Lingering: only the peer's end (or a failure) matters now.
+            if case .received = event { return }
+            return finalClose()
+        }
+        switch event {
+        case .received:
+            perform {}
+        case .closed, .failed:
+            abort(reason: .clientClosed)
+        case .tlsFailed(let error):
+            context.server.logIf(.debug, "TLS: \(error)")
+            abort(reason: .clientClosed)
         }
     }
 
@@ -300,7 +287,7 @@ final class HTTP2Connection: TCPStreamDelegate {
             pendingConsumption.append((streamID, bytes.count))
             return
         }
-        stream.append(bytes, maxChunk: configuration.readChunkSize)
+        stream.append(bytes, maxChunk: configuration.readChunkSize, pool: context.chunkPool)
         machine.bodyReceived(streamID, byteCount: bytes.count, now: context.loop.nowMilliseconds)
         markDirty(stream)
     }
@@ -739,17 +726,7 @@ final class HTTP2Connection: TCPStreamDelegate {
             advertisedMaxStreams = nil
             putAdvertisedMaxStreams(advertised, intoFirstSettingsFrame: &plain)
         }
-        guard let tls else {
-            write(plain)
-            return true
-        }
-        do {
-            try tls.writePlaintext(plain)
-        } catch {
-            abort(reason: .clientClosed)
-            return false
-        }
-        write(tls.takeEncryptedOutput())
+        write(plain)
         return true
     }
 
@@ -777,11 +754,6 @@ final class HTTP2Connection: TCPStreamDelegate {
             }
             if !isFinalClosed && !isClosing { perform {} }
         }
-    }
-
-    private func shipTLSOutput() {
-        guard let tls else { return }
-        write(tls.takeEncryptedOutput())
     }
 
     // MARK: Deadlines, shutdown, closing
@@ -894,8 +866,7 @@ final class HTTP2Connection: TCPStreamDelegate {
         // bytes unread would reset the connection, and a reset makes the peer's kernel and TLS drop our GOAWAY
         // unread (a flood, a bomb). Until the output is out, the body timeout bounds the wait, as before.
         closeDeadline = context.loop.nowMilliseconds + configuration.bodyTimeoutMilliseconds
-        tls?.shutdown()
-        shipTLSOutput()
+        // SecureStream.shutdown sends close_notify first on TLS.
         stream.shutdown { [self] error in
             if error != nil { return finalClose() }
             closeDeadline = min(closeDeadline, context.loop.nowMilliseconds + 2_000)

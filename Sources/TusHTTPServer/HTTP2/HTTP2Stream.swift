@@ -73,7 +73,8 @@ final class HTTP2Stream {
     /// Copies DATA payload into this stream's chunks. Chunks start small (16 KiB) and double up to `maxChunk`
     /// while the stream keeps sending, so a stream that sends a few bytes pins little and a big upload gets
     /// big writes.
-    func append(_ bytes: UnsafeRawBufferPointer, maxChunk: Int) {
+    /// Chunks come from `pool` (the loop's) when given, so their pages stay mapped from one chunk to the next.
+    func append(_ bytes: UnsafeRawBufferPointer, maxChunk: Int, pool: ByteChunkPool? = nil) {
         var offset = 0
         while offset < bytes.count {
             if current == nil || filledEnd == current!.capacity {
@@ -88,7 +89,7 @@ final class HTTP2Stream {
                 }
                 let capacity = nextChunkCapacity
                 nextChunkCapacity = min(maxChunk, capacity * 2)
-                current = ByteChunk(capacity: capacity)
+                current = pool?.chunk(capacity: capacity) ?? ByteChunk(capacity: capacity)
                 deliveredEnd = 0
                 filledEnd = 0
             }

@@ -1,0 +1,1 @@
+../TusCryptoTests/TestCertificates.swift
