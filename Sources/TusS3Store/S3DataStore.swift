@@ -21,7 +21,7 @@ import TusClient
 ///   unfinished multipart upload): an unfinished upload's GET answers 404.
 /// - remove: `AbortMultipartUpload` for every multipart upload of the key, then `DELETE` of `P<id>` and of
 ///   each `P<id>.part.<n>`.
-public final class S3DataStore: UploadDataStore {
+public final class S3DataStore: TruncatingUploadDataStore, ReadableUploadDataStore {
     public let client: any S3Transport
     public let keys: S3Keys
     public let layout: S3PartLayout
@@ -64,10 +64,6 @@ public final class S3DataStore: UploadDataStore {
         }
     }
 
-    /// Truncation (checksum rollback) works: until the commit, a PATCH's bytes are only in parts that the next
-    /// writer uploads again, and in a spill file; the incomplete-part object is written only by the commit.
-    public var capabilities: UploadDataCapabilities { .all }
-
     public func create(id: String, on executor: any LoopExecutor, completion: @escaping (StoreError?) -> Void) {
         let request = S3Request(
             method: .POST, key: keys.data(id), query: [("uploads", "")],
@@ -84,9 +80,11 @@ public final class S3DataStore: UploadDataStore {
         }
     }
 
-    public func openWriter(
+    /// Truncation (checksum rollback) works: until the commit, a PATCH's bytes are only in parts that the next
+    /// writer uploads again, and in a spill file; the incomplete-part object is written only by the commit.
+    public func openTruncatableWriter(
         id: String, at offset: Int64, length: Int64?, on executor: any LoopExecutor,
-        completion: @escaping (Result<any UploadDataWriter, StoreError>) -> Void
+        completion: @escaping (Result<any TruncatableUploadDataWriter, StoreError>) -> Void
     ) {
         let loop = loop(of: executor)
         findUploadIDs(id, on: loop) { [self] found in
