@@ -94,7 +94,9 @@ let package = Package(
         .testTarget(name: "TusCryptoTests", dependencies: ["TusCrypto"]),
         .testTarget(
             name: "TusS3StoreTests",
-            dependencies: ["TusS3Store", "TusCrypto", "TusProtocol", "TusClient", "TusHTTP1", "TusLoop", "TusTestSupport"]),
+            dependencies: [
+                "TusS3Store", "TusCrypto", "TusProtocol", "TusClient", "TusHTTP1", "TusLoop", "TusStore", "TusTestSupport",
+            ]),
         .testTarget(name: "TusRedisTests", dependencies: ["TusRedis", "TusLoop", "TusTestSupport"]),
         .testTarget(
             name: "TusRedisStoreTests",

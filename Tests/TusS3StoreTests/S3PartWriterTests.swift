@@ -31,13 +31,12 @@ final class S3PartWriterTests: XCTestCase {
         return (fake, try S3DataStore(client: fake))
     }
 
-    /// The S3 store offers what it has code for (reading, truncation) and nothing else: concatenation is not
-    /// advertised, so a final is refused with 501 at its POST instead of failing with 500 at assembly.
-    func testComposedStoreOffersOnlyWhatTheDataStoreImplements() throws {
+    /// The S3 store offers what it has code for: reading, truncation and (S3DataStore+Concatenation) concatenation.
+    func testComposedStoreOffersWhatTheDataStoreImplements() throws {
         let (_, data) = try makeStore()
         let store = ComposedUploadStore(state: MemoryStateStore(), data: data)
-        XCTAssertEqual(store.capabilities, [.termination, .download, .discardableWrites])
-        XCTAssertFalse(TusHandler(store: store).extensions.contains("concatenation"))
+        XCTAssertEqual(store.capabilities, .all)
+        XCTAssertTrue(TusHandler(store: store).extensions.contains("concatenation-unfinished"))
     }
 
     /// Distinct bytes at every offset of the first 64 KiB, then the block again with a different stamp per

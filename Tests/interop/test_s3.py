@@ -20,17 +20,10 @@ import requests
 from tusclient import client as tus_client
 
 from cluster_helpers import RedisServer
-from s3_helpers import PART, CephRGW, durable_prefix, get_object, keys, multipart_uploads, upload_id
+from s3_helpers import PART, durable_prefix, get_object, keys, multipart_uploads, upload_id
 from tus_helpers import OFFSET_STREAM, TUS_HEADERS, TusServer, create_upload, head_offset, patch, request, sha256
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture(scope="session")
-def rgw(tmp_path_factory):
-    gateway = CephRGW(tmp_path_factory.mktemp("ceph")).start()
-    yield gateway
-    gateway.stop()
 
 
 @pytest.fixture
