@@ -95,7 +95,8 @@ let package = Package(
         .testTarget(
             name: "TusS3StoreTests",
             dependencies: [
-                "TusS3Store", "TusCrypto", "TusProtocol", "TusClient", "TusHTTP1", "TusLoop", "TusStore", "TusTestSupport",
+                "TusS3Store", "TusCrypto", "TusProtocol", "TusClient", "TusHTTP1", "TusLoop", "TusStore",
+                "TusTestSupport",
             ]),
         .testTarget(name: "TusRedisTests", dependencies: ["TusRedis", "TusLoop", "TusTestSupport"]),
         .testTarget(

@@ -54,7 +54,8 @@ extension S3DataStore {
                             uploadIDs.remove(id)  // the next attempt looks again (the upload may be gone)
                             return completion(error)
                         }
-                        completeUpload(id: id, uploadID: uploadID, length: total, partSizes: plan.sizes, on: loop, completion)
+                        completeUpload(
+                            id: id, uploadID: uploadID, length: total, partSizes: plan.sizes, on: loop, completion)
                     }
                 }
             }
@@ -91,7 +92,9 @@ extension S3DataStore {
                 if let last = ids.last { return completion(.success(last)) }
                 createMultipartUpload(id, on: loop) { [self] error in
                     if let error { return completion(.failure(error)) }
-                    guard let created = uploadIDs.get(id) else { return completion(.failure(.io("no upload id for \(id)"))) }
+                    guard let created = uploadIDs.get(id) else {
+                        return completion(.failure(.io("no upload id for \(id)")))
+                    }
                     completion(.success(created))
                 }
             }
@@ -176,7 +179,9 @@ final class S3Assembly {
         }
     }
 
-    private func error(of result: Result<S3Response, S3Error>, part: S3ConcatenationPlan.Part, number: Int) -> StoreError? {
+    private func error(
+        of result: Result<S3Response, S3Error>, part: S3ConcatenationPlan.Part, number: Int
+    ) -> StoreError? {
         let what = "UploadPart\(part.streamedBytes == 0 ? "Copy" : "") \(key) #\(number)"
         switch result {
         case .failure(let error):
@@ -271,8 +276,8 @@ final class S3PiecesProducer: HTTPBodyProducer {
 
     private func startGet(_ piece: S3ConcatenationPlan.Piece) {
         received = 0
-        let request = S3Request(
-            method: .GET, key: piece.key, headers: [("range", "bytes=\(piece.range.lowerBound)-\(piece.range.upperBound - 1)")])
+        let range = "bytes=\(piece.range.lowerBound)-\(piece.range.upperBound - 1)"
+        let request = S3Request(method: .GET, key: piece.key, headers: [("range", range)])
         var started: S3RequestHandle?
         started = store.client.send(
             request, on: loop,

@@ -288,7 +288,8 @@ public final class S3StateStore: UploadStateStore {
             var found = found
             let next = { [self] in
                 collect(
-                    ids.dropFirst(), on: loop, found: found, sweepingMarkers: sweepingMarkers, where: matches, completion)
+                    ids.dropFirst(), on: loop, found: found, sweepingMarkers: sweepingMarkers, where: matches,
+                    completion)
             }
             switch fetched {
             case .success(.record(let info)):

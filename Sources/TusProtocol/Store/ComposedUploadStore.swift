@@ -179,10 +179,10 @@ public final class ComposedUploadStore<State: UploadStateStore, Data: UploadData
             return completion(.failure(.conflict))
         }
         // The handler refuses `Upload-Concat` without `.concatenation`; reaching here without it is a caller bug.
-        guard capabilities.contains(.concatenation), let concatenating = data as? any ConcatenatingUploadDataStore else {
-            preconditionFailure("completeConcatenation on a store without .concatenation")
-        }
-        concatenating.concatenate(id: final.id, parts: final.partialIDs, lengths: lengths, on: executor) { [self] error in
+        guard capabilities.contains(.concatenation), let concatenating = data as? any ConcatenatingUploadDataStore
+        else { preconditionFailure("completeConcatenation on a store without .concatenation") }
+        concatenating.concatenate(id: final.id, parts: final.partialIDs, lengths: lengths, on: executor) {
+            [self] error in
             if let error { return completion(.failure(error)) }
             state.completeFinal(id: final.id, length: lengths.reduce(0, +), on: executor, completion: completion)
         }
