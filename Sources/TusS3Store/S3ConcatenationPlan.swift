@@ -47,8 +47,8 @@ public struct S3ConcatenationPlan: Sendable, Equatable {
     public static let maximumPartSize: Int64 = 5 << 30
     public static let maximumPartCount = 10_000
     /// One `UploadPartCopy` copies at most this much: Ceph RGW answers a copy only when it is done (about 3.5 s for
-    /// 256 MiB on a loaded 2-core box here), so a piece must finish well inside `--s3-timeout`; pieces also let one
-    /// big partial be copied by several requests at once.
+    /// 256 MiB on a loaded 2-core box here), so a piece must finish inside its no-progress deadline
+    /// (`S3Assembly.copyTimeout`); pieces also let one big partial be copied by several requests at once.
     public static let maximumCopySize: Int64 = 256 << 20
 
     /// `sources`: the partials' object keys and lengths in the final's order (a key may repeat). `streamPartSize`:

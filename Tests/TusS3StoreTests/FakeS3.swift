@@ -14,8 +14,9 @@ final class FakeS3: S3Transport, @unchecked Sendable {
     var log: [String] = []
     /// The next UploadPart attempts that fail with 503 (after reading their body).
     var failingPartAttempts = 0
-    /// UploadPartCopy requests received.
+    /// UploadPartCopy requests received, and the no-progress deadline each asked for.
     var copies = 0
+    var copyTimeouts: [UInt64?] = []
     /// While true, UploadPart requests take no body bytes (a stalled S3): they wait for `resumeStalled`.
     var stallsParts = false
     private var stalled: [() -> Void] = []
@@ -71,6 +72,7 @@ final class FakeS3: S3Transport, @unchecked Sendable {
         case (.PUT, let key?) where request.headers.contains { $0.0 == "x-amz-copy-source" }:
             // UploadPartCopy: a byte range of an object becomes a part (the fake's keys need no decoding).
             copies += 1
+            copyTimeouts.append(request.timeoutMilliseconds)
             let source = request.headers.first { $0.0 == "x-amz-copy-source" }!.1
             let sourceKey = String(source.dropFirst("/\(configuration.bucket)/".count))
             guard let number = query["partNumber"].flatMap({ Int($0) }), let uploadID = query["uploadId"],

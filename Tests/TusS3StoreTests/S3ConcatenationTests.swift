@@ -176,6 +176,14 @@ final class S3ConcatenationTests: XCTestCase {
         try check([bytes(part, seed: 1), bytes(part + 3, seed: 2), bytes(3, seed: 3)], order: [0, 1, 2], expectCopies: 3)
     }
 
+    /// A copy answers only when it is done, so it gets a longer no-progress deadline than `--s3-timeout`.
+    func testCopiesMayStaySilentLongerThanStreamingRequests() throws {
+        let (fake, store) = try makeStore()
+        prepare(fake, store, partials: [bytes(part, seed: 1), bytes(part, seed: 2)])
+        XCTAssertNil(concatenate(store, ["p0", "p1"], [part, part]))
+        XCTAssertEqual(fake.copyTimeouts, [8 * 15_000, 8 * 15_000])
+    }
+
     func testSmallPartialsAreStreamedAndMayRepeat() throws {
         try check([bytes(3, seed: 1), bytes(1 << 20, seed: 2), bytes(7, seed: 3)], order: [0, 1, 2, 0, 2], expectCopies: 0)
     }
