@@ -102,7 +102,10 @@ let package = Package(
             name: "TusTransportTests", dependencies: ["TusTransport", "TusCrypto", "TusLoop", "TusTestSupport"]),
         .testTarget(
             name: "TusS3StoreTests",
-            dependencies: ["TusS3Store", "TusCrypto", "TusProtocol", "TusClient", "TusHTTP1", "TusLoop", "TusTestSupport"]),
+            dependencies: [
+                "TusS3Store", "TusCrypto", "TusProtocol", "TusClient", "TusHTTP1", "TusLoop", "TusStore",
+                "TusTestSupport",
+            ]),
         .testTarget(name: "TusRedisTests", dependencies: ["TusRedis", "TusLoop", "TusCrypto", "TusTestSupport"]),
         .testTarget(
             name: "TusRedisStoreTests",

@@ -8,7 +8,8 @@ extension TusHandler {
     public func sweepExpired(
         now sweepTime: Int64? = nil, executor: any LoopExecutor, completion: @escaping ([String]) -> Void = { _ in }
     ) {
-        guard configuration.expirationSeconds > 0 else { return completion([]) }
+        // Runs with expiration off too (nothing has an expiry then): the S3 state store's listing also deletes gone
+        // markers past their window.
         let cutoff = sweepTime ?? now()
         store.listExpired(now: cutoff, on: executor) { [self] listed in
             guard case .success(let candidates) = listed else { return completion([]) }

@@ -24,16 +24,20 @@ public struct S3Request {
     /// Extra headers (signed along with host and x-amz-*).
     public var headers: [(String, String)]
     public var body: S3RequestBody
+    /// How long the request may make no progress; nil: `--s3-timeout`. For requests whose answer comes only when
+    /// S3 has done long work of its own (an `UploadPartCopy` sends nothing until the copy is done).
+    public var timeoutMilliseconds: UInt64?
 
     public init(
         method: HTTPMethod, key: String?, query: [(String, String)] = [], headers: [(String, String)] = [],
-        body: S3RequestBody = .none
+        body: S3RequestBody = .none, timeoutMilliseconds: UInt64? = nil
     ) {
         self.method = method
         self.key = key
         self.query = query
         self.headers = headers
         self.body = body
+        self.timeoutMilliseconds = timeoutMilliseconds
     }
 }
 
@@ -234,7 +238,7 @@ public final class S3Client: S3Transport {
             } else {
                 handling = .collect
             }
-            connection.idleTimeoutMilliseconds = configuration.timeoutMilliseconds
+            connection.idleTimeoutMilliseconds = request.timeoutMilliseconds ?? configuration.timeoutMilliseconds
             connection.send(head, body: body, responseBody: handling) { [self] result in
                 switch result {
                 case .failure(let error):

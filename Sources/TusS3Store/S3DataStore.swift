@@ -21,12 +21,13 @@ import TusClient
 ///   unfinished multipart upload): an unfinished upload's GET answers 404.
 /// - remove: `AbortMultipartUpload` for every multipart upload of the key, then `DELETE` of `P<id>` and of
 ///   each `P<id>.part.<n>`.
-public final class S3DataStore: UploadDataStore {
+/// - concatenate: the final's multipart upload made of its partials' objects (`S3DataStore+Concatenation`).
+public final class S3DataStore: TruncatingUploadDataStore, ReadableUploadDataStore, ConcatenatingUploadDataStore {
     public let client: any S3Transport
     public let keys: S3Keys
     public let layout: S3PartLayout
     let log: @Sendable (String) -> Void
-    private let uploadIDs = UploadIDCache()
+    let uploadIDs = UploadIDCache()
 
     public init(client: any S3Transport, log: @escaping @Sendable (String) -> Void = { _ in }) throws {
         self.client = client
@@ -64,15 +65,15 @@ public final class S3DataStore: UploadDataStore {
         }
     }
 
-    /// Truncation (checksum rollback) works: until the commit, a PATCH's bytes are only in parts that the next
-    /// writer uploads again, and in a spill file; the incomplete-part object is written only by the commit.
-    public var capabilities: UploadDataCapabilities { .all }
-
     public func create(id: String, on executor: any LoopExecutor, completion: @escaping (StoreError?) -> Void) {
+        createMultipartUpload(id, on: loop(of: executor), completion)
+    }
+
+    func createMultipartUpload(_ id: String, on loop: EventLoop, _ completion: @escaping (StoreError?) -> Void) {
         let request = S3Request(
             method: .POST, key: keys.data(id), query: [("uploads", "")],
             headers: [("content-type", "application/octet-stream")])
-        client.send(request, on: loop(of: executor)) { [self] result in
+        client.send(request, on: loop) { [self] result in
             switch result {
             case .failure(let error): completion(storeError(error, "CreateMultipartUpload \(id)"))
             case .success(let response):
@@ -84,9 +85,11 @@ public final class S3DataStore: UploadDataStore {
         }
     }
 
-    public func openWriter(
+    /// Truncation (checksum rollback) works: until the commit, a PATCH's bytes are only in parts that the next
+    /// writer uploads again, and in a spill file; the incomplete-part object is written only by the commit.
+    public func openTruncatableWriter(
         id: String, at offset: Int64, length: Int64?, on executor: any LoopExecutor,
-        completion: @escaping (Result<any UploadDataWriter, StoreError>) -> Void
+        completion: @escaping (Result<any TruncatableUploadDataWriter, StoreError>) -> Void
     ) {
         let loop = loop(of: executor)
         findUploadIDs(id, on: loop) { [self] found in
@@ -266,9 +269,10 @@ public final class S3DataStore: UploadDataStore {
         }
     }
 
-    /// Completes the multipart upload of `id` from what `ListParts` reports, after checking every part's size.
+    /// Completes the multipart upload of `id` from what `ListParts` reports, after checking every part's size:
+    /// `partSizes`, or the layout's parts of an upload of `length` bytes.
     func completeUpload(
-        id: String, uploadID: String, length: Int64, on loop: EventLoop,
+        id: String, uploadID: String, length: Int64, partSizes: [Int64]? = nil, on loop: EventLoop,
         _ completion: @escaping (StoreError?) -> Void
     ) {
         let key = keys.data(id)
@@ -287,7 +291,11 @@ public final class S3DataStore: UploadDataStore {
             case .failure(let error): return completion(error)
             case .success(let parts): all = parts
             }
-            guard let parts = layout.completeParts(all, uploadLength: length) else {
+            let checked =
+                if let partSizes { S3PartLayout.completeParts(all, sizes: partSizes) } else {
+                    layout.completeParts(all, uploadLength: length)
+                }
+            guard let parts = checked else {
                 return completion(.io("CompleteMultipartUpload \(key): the parts S3 holds do not add up to \(length) bytes"))
             }
             let body = Array(S3Responses.completeBody(parts).utf8)
@@ -323,7 +331,7 @@ public final class S3DataStore: UploadDataStore {
 }
 
 /// Upload id → S3 multipart upload id, for this process (a hint: a miss lists the bucket's multipart uploads).
-private final class UploadIDCache: @unchecked Sendable {
+final class UploadIDCache: @unchecked Sendable {
     private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private var map: [String: String] = [:]
 

@@ -30,13 +30,17 @@ public struct S3PartLayout: Sendable, Equatable {
     /// nil when one is missing or has the wrong size (never complete an upload with a hole or a stale part).
     public func completeParts(_ listed: [S3Part], uploadLength: Int64) -> [S3Part]? {
         let count = partCount(uploadLength: uploadLength)
+        let sizes = stride(from: 1, through: count, by: 1).map { length(ofPart: $0, uploadLength: uploadLength) }
+        return Self.completeParts(listed, sizes: sizes)
+    }
+
+    /// Parts 1…N as listed, when part n exists with exactly `sizes[n-1]` bytes; nil otherwise.
+    public static func completeParts(_ listed: [S3Part], sizes: [Int64]) -> [S3Part]? {
         var byNumber: [Int: S3Part] = [:]
         for part in listed { byNumber[part.number] = part }
         var parts: [S3Part] = []
-        for number in stride(from: 1, through: count, by: 1) {
-            guard let part = byNumber[number], part.size == length(ofPart: number, uploadLength: uploadLength) else {
-                return nil
-            }
+        for (index, size) in sizes.enumerated() {
+            guard let part = byNumber[index + 1], part.size == size else { return nil }
             parts.append(part)
         }
         return parts

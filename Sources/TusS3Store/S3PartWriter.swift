@@ -98,7 +98,7 @@ final class TailFollowingProducer: HTTPBodyProducer {
 /// from the start, never more. `finish` (the commit) waits for the full parts, cancels the request of an
 /// incomplete last part and writes its bytes to `P<id>.part.<n>`, then reports that end; when it is the upload's
 /// length, it completes the multipart upload first.
-final class S3PartWriter: UploadDataWriter {
+final class S3PartWriter: TruncatableUploadDataWriter {
     private typealias WriteCompletion = (Result<Int64, StoreError>) -> Void
     private struct PendingWrite {
         var fragment: BodyFragment

@@ -4,6 +4,10 @@ import TusLoop
 public import TusProtocol
 import TusStore
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Upload records as objects, `P<id>.info` (the JSON of `UploadRecord`, the file store's format), next to the
 /// data: `--store s3` without `--redis` keeps everything in the bucket.
 ///
@@ -13,16 +17,32 @@ import TusStore
 /// consistency shows each instance its own writes. Several instances on one bucket are NOT: two could both
 /// change one record, or both take one upload. Use `--redis` for a cluster (the records then live in Redis).
 ///
-/// Removal replaces the record with `{"gone":"terminated"}` (or `expired`), kept for good, so a removed id
-/// answers 410. `listExpired` lists the bucket's `.info` objects and reads each (a sweep costs one GET per
-/// upload record; fine for the sizes one instance serves, and it runs once a minute).
+/// Removal replaces the record with a gone marker, `{"gone":"terminated","at":<unix seconds>}` (or `expired`), so a
+/// removed id answers 410 for `goneLifetimeSeconds` (`--expiration`, or 24 h when expiration is off); after that it
+/// answers 404 and the sweep deletes the marker, so the bucket does not keep one object per upload ever removed.
+/// `listExpired` lists the bucket's `.info` objects and reads each (a sweep costs one GET per upload record; fine
+/// for the sizes one instance serves, and it runs once a minute): that pass is also where old markers are deleted
+/// and where markers written before they had a time (no `at`) get one, starting their window then.
 public final class S3StateStore: UploadStateStore {
     public let client: any S3Transport
     public let keys: S3Keys
     public let progressPolicy: UploadProgressPolicy
+    /// How long a removed id answers 410 (then 404, and the sweep deletes its marker).
+    public let goneLifetimeSeconds: Int64
+    /// Unix seconds; injected so marker lifetimes are testable.
+    let now: @Sendable () -> Int64
 
-    public init(client: any S3Transport) {
+    public static let defaultGoneLifetimeSeconds: Int64 = 86_400
+
+    @Sendable public static func systemNow() -> Int64 { Int64(time(nil)) }
+
+    public init(
+        client: any S3Transport, goneLifetimeSeconds: Int64 = S3StateStore.defaultGoneLifetimeSeconds,
+        now: @escaping @Sendable () -> Int64 = S3StateStore.systemNow
+    ) {
         self.client = client
+        self.goneLifetimeSeconds = goneLifetimeSeconds
+        self.now = now
         keys = S3Keys(prefix: client.configuration.prefix)
         // The data store confirms bytes a part at a time, so checking more often would record nothing new.
         progressPolicy = .durableCheckpoints(bytes: client.configuration.partSize, milliseconds: 1000)
@@ -30,8 +50,19 @@ public final class S3StateStore: UploadStateStore {
 
     enum Stored {
         case record(UploadInfo)
-        case gone
+        /// A gone marker, removed at `since` (nil: written before markers had a time).
+        case gone(since: Int64?)
         case missing
+    }
+
+    private struct GoneMarker: Codable {
+        var gone: String
+        var at: Int64?
+    }
+
+    private func isPastItsWindow(_ since: Int64?) -> Bool {
+        guard let since else { return false }
+        return since + goneLifetimeSeconds <= now()
     }
 
     private func loop(of executor: any LoopExecutor) -> EventLoop {
@@ -55,7 +86,9 @@ public final class S3StateStore: UploadStateStore {
         if let record = try? JSONDecoder().decode(UploadRecord.self, from: Data(body)) {
             return .success(.record(record.info))
         }
-        if String(decoding: body, as: UTF8.self).contains("\"gone\"") { return .success(.gone) }
+        if let marker = try? JSONDecoder().decode(GoneMarker.self, from: Data(body)) {
+            return .success(.gone(since: marker.at))
+        }
         return .failure(.io("malformed upload record: \(String(decoding: body.prefix(200), as: UTF8.self))"))
     }
 
@@ -80,7 +113,7 @@ public final class S3StateStore: UploadStateStore {
             switch fetched {
             case .failure(let error): completion(.failure(error))
             case .success(.missing): completion(.failure(.notFound))
-            case .success(.gone): completion(.failure(.gone))
+            case .success(.gone(let since)): completion(.failure(isPastItsWindow(since) ? .notFound : .gone))
             case .success(.record(let info)):
                 switch change(info) {
                 case .failure(let error): completion(.failure(error))
@@ -95,12 +128,12 @@ public final class S3StateStore: UploadStateStore {
     public func lookup(
         _ id: String, on executor: any LoopExecutor, completion: @escaping (Result<UploadLookup, StoreError>) -> Void
     ) {
-        fetch(id, on: loop(of: executor)) { result in
+        fetch(id, on: loop(of: executor)) { [self] result in
             completion(
                 result.map {
                     switch $0 {
                     case .record(let info): .found(info)
-                    case .gone: .gone
+                    case .gone(let since): isPastItsWindow(since) ? .notFound : .gone
                     case .missing: .notFound
                     }
                 })
@@ -175,12 +208,9 @@ public final class S3StateStore: UploadStateStore {
             switch fetched {
             case .failure(let error): completion(.failure(error))
             case .success(.missing): completion(.failure(.notFound))
-            case .success(.gone): completion(.failure(.gone))
+            case .success(.gone(let since)): completion(.failure(isPastItsWindow(since) ? .notFound : .gone))
             case .success(.record):
-                let marker = "{\"gone\":\"\(reason == .terminated ? "terminated" : "expired")\"}"
-                let request = S3Request(
-                    method: .PUT, key: keys.info(id), headers: [("content-type", "application/json")],
-                    body: .bytes(Array(marker.utf8)))
+                let request = goneMarker(id, reason: reason == .terminated ? "terminated" : "expired", at: now())
                 client.send(request, on: loop) { result in
                     if case .failure(let error) = result {
                         return completion(.failure(Self.storeError(error, "PUT \(id).info (gone)")))
@@ -191,6 +221,12 @@ public final class S3StateStore: UploadStateStore {
         }
     }
 
+    private func goneMarker(_ id: String, reason: String, at: Int64) -> S3Request {
+        let marker = (try? JSONEncoder().encode(GoneMarker(gone: reason, at: at))).map { Array($0) } ?? []
+        return S3Request(
+            method: .PUT, key: keys.info(id), headers: [("content-type", "application/json")], body: .bytes(marker))
+    }
+
     public func listExpired(
         now: Int64, on executor: any LoopExecutor, completion: @escaping (Result<[String], StoreError>) -> Void
     ) {
@@ -199,7 +235,7 @@ public final class S3StateStore: UploadStateStore {
             switch listed {
             case .failure(let error): completion(.failure(error))
             case .success(let ids):
-                collect(ids[...], on: loop, found: [], where: { info in
+                collect(ids[...], on: loop, found: [], sweepingMarkers: true, where: { info in
                     guard !info.isComplete, let expiresAt = info.expiresAt else { return false }
                     return expiresAt <= now
                 }, completion)
@@ -241,15 +277,31 @@ public final class S3StateStore: UploadStateStore {
         }
     }
 
+    /// Reads each record and keeps the ids `matches` accepts. `sweepingMarkers` (the expiry sweep): a gone marker
+    /// past its window is deleted, one without a time gets one (a failure there only delays it to the next sweep).
     private func collect(
-        _ ids: ArraySlice<String>, on loop: EventLoop, found: [String], where matches: @escaping (UploadInfo) -> Bool,
-        _ completion: @escaping (Result<[String], StoreError>) -> Void
+        _ ids: ArraySlice<String>, on loop: EventLoop, found: [String], sweepingMarkers: Bool = false,
+        where matches: @escaping (UploadInfo) -> Bool, _ completion: @escaping (Result<[String], StoreError>) -> Void
     ) {
         guard let id = ids.first else { return completion(.success(found)) }
         fetch(id, on: loop) { [self] fetched in
             var found = found
-            if case .success(.record(let info)) = fetched, matches(info) { found.append(id) }
-            collect(ids.dropFirst(), on: loop, found: found, where: matches, completion)
+            let next = { [self] in
+                collect(
+                    ids.dropFirst(), on: loop, found: found, sweepingMarkers: sweepingMarkers, where: matches,
+                    completion)
+            }
+            switch fetched {
+            case .success(.record(let info)):
+                if matches(info) { found.append(id) }
+                next()
+            case .success(.gone(let since)) where sweepingMarkers && since == nil:
+                client.send(goneMarker(id, reason: "removed", at: now()), on: loop) { _ in next() }
+            case .success(.gone(let since)) where sweepingMarkers && isPastItsWindow(since):
+                client.send(S3Request(method: .DELETE, key: keys.info(id)), on: loop) { _ in next() }
+            default:
+                next()
+            }
         }
     }
 

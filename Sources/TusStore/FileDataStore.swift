@@ -9,7 +9,7 @@ import Synchronization
 /// syncs after every write. Creation makes the new file's directory entry durable unless the records are
 /// written to the same directory by a `FileStateStore`, whose own directory sync after the record's rename
 /// covers it (`entriesMadeDurableByRecords`), which saves one fsync per creation.
-public final class FileDataStore: UploadDataStore {
+public final class FileDataStore: TruncatingUploadDataStore, ConcatenatingUploadDataStore {
     public let directory: String
     public let fsyncPolicy: FsyncPolicy
     let entriesMadeDurableByRecords: Bool
@@ -52,8 +52,6 @@ public final class FileDataStore: UploadDataStore {
         writebacksStartedCount.add(1, ordering: .relaxed)
     }
 
-    public var capabilities: UploadDataCapabilities { .all }
-
     func dataPath(_ id: String) -> String { directory + "/" + id }
 
     /// The empty file and (unless the records' directory sync covers it) its directory entry in one threadpool
@@ -72,9 +70,9 @@ public final class FileDataStore: UploadDataStore {
         })
     }
 
-    public func openWriter(
+    public func openTruncatableWriter(
         id: String, at offset: Int64, length: Int64?, on executor: any LoopExecutor,
-        completion: @escaping (Result<any UploadDataWriter, StoreError>) -> Void
+        completion: @escaping (Result<any TruncatableUploadDataWriter, StoreError>) -> Void
     ) {
         let loop = executor.eventLoop
         // Read and write: a checksummed body spliced into the file is hashed by reading it back (`isReadable`).
@@ -227,7 +225,7 @@ public final class FileDataStore: UploadDataStore {
 /// because a job's wait may be where the kernel reports (and consumes) a write error that fdatasync would otherwise
 /// have returned; such an error fails every later `sync` of this writer. Direct (spliced) ranges count towards
 /// the interval like batches.
-final class FileDataWriter: DirectUploadDataWriter {
+final class FileDataWriter: DirectUploadDataWriter, TruncatableUploadDataWriter {
     private typealias WriteCompletion = (Result<Int64, StoreError>) -> Void
     private struct PendingWrite {
         let fragment: BodyFragment

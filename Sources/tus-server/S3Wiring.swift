@@ -39,7 +39,10 @@ struct S3Backend: Sendable {
             store = made.store
         } else {
             cluster = nil
-            store = ComposedUploadStore(state: S3StateStore(client: client), data: data)
+            // 410 for a removed id at most as long as an unfinished upload lives, 24 h when nothing expires.
+            let goneLifetime = command.expiration > 0 ? command.expiration : S3StateStore.defaultGoneLifetimeSeconds
+            store = ComposedUploadStore(
+                state: S3StateStore(client: client, goneLifetimeSeconds: goneLifetime), data: data)
         }
     }
 

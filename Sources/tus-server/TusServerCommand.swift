@@ -419,8 +419,11 @@ struct TusServerCommand: ParsableCommand {
             cluster.start(on: executor)
         }
 
-        if expiration > 0, let executor = server.executors.first {
-            scheduleSweeps(handler: tusHandler, executor: executor, everySeconds: min(60, expiration), logger: logger)
+        // Records in an S3 bucket need the sweep even when nothing expires: it deletes gone markers past their window.
+        let sweepsGoneMarkers = store == .s3 && redis == nil
+        if expiration > 0 || sweepsGoneMarkers, let executor = server.executors.first {
+            let every = expiration > 0 ? min(60, expiration) : 60
+            scheduleSweeps(handler: tusHandler, executor: executor, everySeconds: every, logger: logger)
         }
 
         // The contract scripts and tests wait for: exactly this one line on stdout, with the real port.

@@ -14,6 +14,9 @@ final class FakeS3: S3Transport, @unchecked Sendable {
     var log: [String] = []
     /// The next UploadPart attempts that fail with 503 (after reading their body).
     var failingPartAttempts = 0
+    /// UploadPartCopy requests received, and the no-progress deadline each asked for.
+    var copies = 0
+    var copyTimeouts: [UInt64?] = []
     /// While true, UploadPart requests take no body bytes (a stalled S3): they wait for `resumeStalled`.
     var stallsParts = false
     private var stalled: [() -> Void] = []
@@ -66,6 +69,25 @@ final class FakeS3: S3Transport, @unchecked Sendable {
             nextUploadNumber += 1
             uploads[id] = (key, [:])
             answer(200, Array("<InitiateMultipartUploadResult><UploadId>\(id)</UploadId></InitiateMultipartUploadResult>".utf8), [])
+        case (.PUT, let key?) where request.headers.contains { $0.0 == "x-amz-copy-source" }:
+            // UploadPartCopy: a byte range of an object becomes a part (the fake's keys need no decoding).
+            copies += 1
+            copyTimeouts.append(request.timeoutMilliseconds)
+            let source = request.headers.first { $0.0 == "x-amz-copy-source" }!.1
+            let sourceKey = String(source.dropFirst("/\(configuration.bucket)/".count))
+            guard let number = query["partNumber"].flatMap({ Int($0) }), let uploadID = query["uploadId"],
+                uploads[uploadID] != nil
+            else { answer(404, Array("<Error><Code>NoSuchUpload</Code></Error>".utf8), []); break }
+            guard let bytes = objects[sourceKey] else { answer(404, [], []); break }
+            var copied = bytes
+            if let range = request.headers.first(where: { $0.0 == "x-amz-copy-source-range" })?.1 {
+                let spec = range.dropFirst("bytes=".count).split(separator: "-").map { Int($0)! }
+                guard spec[1] < bytes.count else { answer(416, [], []); break }
+                copied = Array(bytes[spec[0]...spec[1]])
+            }
+            _ = key
+            uploads[uploadID]!.parts[number] = copied
+            answer(200, Array("<CopyPartResult><ETag>\"etag-\(number)-\(copied.count)\"</ETag></CopyPartResult>".utf8), [])
         case (.PUT, let key?):
             readBody(request.body, loop: loop, isPart: query["partNumber"] != nil, handle: handle) { [self] bytes in
                 guard let bytes else { return }
@@ -100,7 +122,7 @@ final class FakeS3: S3Transport, @unchecked Sendable {
             _ = key
             answer(200, Array("<ListPartsResult><IsTruncated>false</IsTruncated>\(parts)</ListPartsResult>".utf8), [])
         case (.HEAD, let key?):
-            answer(objects[key] == nil ? 404 : 200, [], [])
+            answer(objects[key] == nil ? 404 : 200, [], objects[key].map { [("Content-Length", String($0.count))] } ?? [])
         case (.GET, let key?):
             guard var bytes = objects[key] else { answer(404, [], []); break }
             if let range = request.headers.first(where: { $0.0 == "range" })?.1 {

@@ -31,6 +31,14 @@ final class S3PartWriterTests: XCTestCase {
         return (fake, try S3DataStore(client: fake))
     }
 
+    /// The S3 store offers what it has code for: reading, truncation and (S3DataStore+Concatenation) concatenation.
+    func testComposedStoreOffersWhatTheDataStoreImplements() throws {
+        let (_, data) = try makeStore()
+        let store = ComposedUploadStore(state: MemoryStateStore(), data: data)
+        XCTAssertEqual(store.capabilities, .all)
+        XCTAssertTrue(TusHandler(store: store).extensions.contains("concatenation-unfinished"))
+    }
+
     /// Distinct bytes at every offset of the first 64 KiB, then the block again with a different stamp per
     /// block, so a misplaced block or byte shows (generated fast: debug builds are slow per element).
     func bytes(_ count: Int, seed: UInt8 = 7) -> [UInt8] {
@@ -254,7 +262,8 @@ final class S3PartWriterTests: XCTestCase {
         XCTAssertEqual(try append(store, id: "rb", at: 0, length: Int64(data.count), data[0..<(1 << 20)]).get(), 1 << 20)
         let before = fake.objects["rb.part.1"]
         let rolledBack: StoreError?? = driver.run { [driver] done in
-            store.openWriter(id: "rb", at: 1 << 20, length: Int64(data.count), on: driver!.executor) { opened in
+            store.openTruncatableWriter(id: "rb", at: 1 << 20, length: Int64(data.count), on: driver!.executor) {
+                opened in
                 guard case .success(let writer) = opened else { return done(nil) }
                 writer.write(BodyFragment(copying: Array(repeating: 0xEE, count: 2 << 20))) { _ in
                     writer.truncate(to: 1 << 20) { error in

@@ -1,3 +1,5 @@
+import Foundation
+import Synchronization
 import TusHTTP1
 import TusProtocol
 import TusS3Store
@@ -78,7 +80,9 @@ final class S3StateStoreTests: XCTestCase {
         XCTAssertEqual(driver.run { done in self.store.listExpired(now: 500, on: self.driver.executor, completion: done) }, .success(["old"]))
         XCTAssertNoThrow(try driver.run { done in self.store.remove(id: "old", reason: .expired, on: self.driver.executor, completion: done) }.get())
         XCTAssertEqual(driver.run { done in self.store.lookup("old", on: self.driver.executor, completion: done) }, .success(.gone))
-        XCTAssertEqual(String(decoding: fake.objects["old.info"] ?? [], as: UTF8.self), "{\"gone\":\"expired\"}")
+        let marker = try JSONSerialization.jsonObject(with: Data(fake.objects["old.info"] ?? [])) as? [String: Any]
+        XCTAssertEqual(marker?["gone"] as? String, "expired")
+        XCTAssertNotNil(marker?["at"] as? Int, "a marker carries when it was written")
         let again = driver.run { done in self.store.remove(id: "old", reason: .terminated, on: self.driver.executor, completion: done) }
         guard case .failure(.gone) = again else { return XCTFail("removing a gone upload: \(again)") }
         XCTAssertEqual(driver.run { done in self.store.create(self.info("old"), on: self.driver.executor, completion: done) }, .failure(.alreadyExists), "a gone id is not reused")
@@ -99,5 +103,34 @@ final class S3StateStoreTests: XCTestCase {
         let completed = try driver.run { done in self.store.completeFinal(id: "f9", length: 4, on: self.driver.executor, completion: done) }.get()
         XCTAssertNil(completed.expiresAt, "a complete final never expires")
         XCTAssertEqual(driver.run { done in self.store.listExpired(now: 5000, on: self.driver.executor, completion: done) }, .success([]))
+    }
+
+    /// A removed id answers 410 for the marker's window, then 404; the sweep's listing deletes markers past it and
+    /// gives a time to markers written before they had one (their window starts then).
+    func testGoneMarkersAnswer410ForTheirWindowThenTheSweepDeletesThem() throws {
+        let clock = Atomic<Int64>(1_000)
+        let store = S3StateStore(client: fake, goneLifetimeSeconds: 100, now: { clock.load(ordering: .relaxed) })
+        let lookup = { (id: String) in self.driver.run { done in store.lookup(id, on: self.driver.executor, completion: done) } }
+        let sweep = { self.driver.run { done in store.listExpired(now: 0, on: self.driver.executor, completion: done) } }
+        _ = driver.run { done in store.create(self.info("g1"), on: self.driver.executor, completion: done) }
+        XCTAssertNoThrow(try driver.run { done in store.remove(id: "g1", reason: .terminated, on: self.driver.executor, completion: done) }.get())
+        fake.objects["legacy.info"] = Array("{\"gone\":\"terminated\"}".utf8)
+        clock.store(1_099, ordering: .relaxed)
+        XCTAssertEqual(sweep(), .success([]))
+        XCTAssertEqual(lookup("g1"), .success(.gone), "inside the window")
+        XCTAssertNotNil(fake.objects["g1.info"])
+        XCTAssertEqual(lookup("legacy"), .success(.gone))
+        clock.store(1_100, ordering: .relaxed)
+        XCTAssertEqual(lookup("g1"), .success(.notFound), "past the window, even before the sweep")
+        XCTAssertEqual(sweep(), .success([]))
+        XCTAssertNil(fake.objects["g1.info"], "the sweep deleted the marker")
+        XCTAssertEqual(lookup("legacy"), .success(.gone), "an old marker's window starts at the first sweep (1099)")
+        clock.store(1_198, ordering: .relaxed)
+        XCTAssertEqual(sweep(), .success([]))
+        XCTAssertNotNil(fake.objects["legacy.info"])
+        clock.store(1_199, ordering: .relaxed)
+        XCTAssertEqual(sweep(), .success([]))
+        XCTAssertNil(fake.objects["legacy.info"])
+        XCTAssertEqual(lookup("legacy"), .success(.notFound))
     }
 }

@@ -17,11 +17,11 @@ final class FileDataWriterWritebackTests: FileStoreTestCase {
         try FileDataStore(directory: directory, fsync: policy, writebackInterval: interval ?? self.interval)
     }
 
-    private func openWriter(_ store: FileDataStore, _ id: String) throws -> any UploadDataWriter {
+    private func openWriter(_ store: FileDataStore, _ id: String) throws -> any TruncatableUploadDataWriter {
         let created: StoreError? = driver.run { done in store.create(id: id, on: self.driver.executor, completion: done) }
         XCTAssertNil(created)
-        let opened: Result<any UploadDataWriter, StoreError> = driver.run { done in
-            store.openWriter(id: id, at: 0, length: nil, on: self.driver.executor, completion: done)
+        let opened: Result<any TruncatableUploadDataWriter, StoreError> = driver.run { done in
+            store.openTruncatableWriter(id: id, at: 0, length: nil, on: self.driver.executor, completion: done)
         }
         return try opened.unwrap()
     }

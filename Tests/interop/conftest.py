@@ -12,6 +12,7 @@ import signal
 
 import pytest
 
+from s3_helpers import CephRGW
 from tus_helpers import TusServer
 
 DEFAULT_TEST_SECONDS = 60
@@ -67,3 +68,12 @@ def server_factory(tmp_path: pathlib.Path):
     yield make
     for instance in started:
         instance.stop(grace=5)
+
+
+@pytest.fixture(scope="session")
+def rgw(tmp_path_factory):
+    """One Ceph RGW per session, started by the first test that needs it (test_s3.py, the s3 cases of
+    test_concatenation.py) and stopped by PID at the end: its memstore OSD holds everything in RAM."""
+    gateway = CephRGW(tmp_path_factory.mktemp("ceph")).start()
+    yield gateway
+    gateway.stop()

@@ -10,7 +10,8 @@ public import TusHTTP1
 /// - remove: the record first (it becomes a gone marker), then the data: a crash in between leaves orphan
 ///   bytes, never a record without data.
 ///
-/// Capabilities, and so `Tus-Extension`, come from what the parts can really do.
+/// Capabilities, and so `Tus-Extension`, come from the ability protocols the data store conforms to: what it has
+/// code for, never a flag it sets.
 public final class ComposedUploadStore<State: UploadStateStore, Data: UploadDataStore>: UploadStore {
     public let state: State
     public let data: Data
@@ -20,11 +21,17 @@ public final class ComposedUploadStore<State: UploadStateStore, Data: UploadData
     public init(state: State, data: Data, disabled: UploadStoreCapabilities = []) {
         self.state = state
         self.data = data
+        self.capabilities = Self.capabilities(of: data).subtracting(disabled)
+    }
+
+    /// What a data store of this kind can do: termination always (every data store removes), the rest by
+    /// conformance.
+    public static func capabilities(of data: Data) -> UploadStoreCapabilities {
         var capabilities: UploadStoreCapabilities = [.termination]
-        if data.capabilities.contains(.truncate) { capabilities.insert(.discardableWrites) }
-        if data.capabilities.contains(.read) { capabilities.insert(.download) }
-        if data.capabilities.contains(.concatenate) { capabilities.insert(.concatenation) }
-        self.capabilities = capabilities.subtracting(disabled)
+        if data is any TruncatingUploadDataStore { capabilities.insert(.discardableWrites) }
+        if data is any ReadableUploadDataStore { capabilities.insert(.download) }
+        if data is any ConcatenatingUploadDataStore { capabilities.insert(.concatenation) }
+        return capabilities
     }
 
     public func lookup(
@@ -72,7 +79,8 @@ public final class ComposedUploadStore<State: UploadStateStore, Data: UploadData
             case .failure(let error): return completion(.failure(error))
             case .success(let found): info = found
             }
-            data.openWriter(id: id, at: offset, length: info.length, on: executor) { [self] opened in
+            openDataWriter(id: id, at: offset, length: info.length, discardable: discardable, on: executor) {
+                [self] opened in
                 let dataWriter: any UploadDataWriter
                 switch opened {
                 case .failure(let error): return completion(.failure(error))
@@ -95,6 +103,21 @@ public final class ComposedUploadStore<State: UploadStateStore, Data: UploadData
         }
     }
 
+    /// A discardable writer comes from the truncating ability; the handler asks for one only when
+    /// `.discardableWrites` is offered (checksums need it).
+    private func openDataWriter(
+        id: String, at offset: Int64, length: Int64?, discardable: Bool, on executor: any LoopExecutor,
+        completion: @escaping (Result<any UploadDataWriter, StoreError>) -> Void
+    ) {
+        guard discardable else {
+            return data.openWriter(id: id, at: offset, length: length, on: executor, completion: completion)
+        }
+        guard capabilities.contains(.discardableWrites), let truncating = data as? any TruncatingUploadDataStore else {
+            preconditionFailure("a discardable writer asked of a store without .discardableWrites")
+        }
+        truncating.openTruncatableWriter(id: id, at: offset, length: length, on: executor) { completion($0.map { $0 }) }
+    }
+
     public func remove(
         id: String, reason: UploadRemovalReason, on executor: any LoopExecutor,
         completion: @escaping (Result<Void, StoreError>) -> Void
@@ -109,7 +132,11 @@ public final class ComposedUploadStore<State: UploadStateStore, Data: UploadData
     public func openReader(
         id: String, on executor: any LoopExecutor, completion: @escaping (Result<any UploadReader, StoreError>) -> Void
     ) {
-        data.openReader(id: id, on: executor, completion: completion)
+        // The handler answers GET without `.download` itself; reaching here without it is a caller bug.
+        guard capabilities.contains(.download), let readable = data as? any ReadableUploadDataStore else {
+            preconditionFailure("openReader on a store without .download")
+        }
+        readable.openReader(id: id, on: executor, completion: completion)
     }
 
     public func listExpired(
@@ -147,7 +174,11 @@ public final class ComposedUploadStore<State: UploadStateStore, Data: UploadData
         guard final.isFinal, lengths.count == final.partialIDs.count, partials.map(\.id) == final.partialIDs else {
             return completion(.failure(.conflict))
         }
-        data.concatenate(id: final.id, parts: final.partialIDs, lengths: lengths, on: executor) { [self] error in
+        // The handler refuses `Upload-Concat` without `.concatenation`; reaching here without it is a caller bug.
+        guard capabilities.contains(.concatenation), let concatenating = data as? any ConcatenatingUploadDataStore
+        else { preconditionFailure("completeConcatenation on a store without .concatenation") }
+        concatenating.concatenate(id: final.id, parts: final.partialIDs, lengths: lengths, on: executor) {
+            [self] error in
             if let error { return completion(.failure(error)) }
             state.completeFinal(id: final.id, length: lengths.reduce(0, +), on: executor, completion: completion)
         }
@@ -301,8 +332,12 @@ final class ComposedUploadWriter<State: UploadStateStore>: DirectUploadWriter {
 
     func rollback(completion: @escaping (Result<UploadInfo, StoreError>) -> Void) {
         stopCheckpoints()
+        // The handler rolls back only discardable writers, which exist only with `.discardableWrites`.
+        guard let truncatable = data as? any TruncatableUploadDataWriter else {
+            preconditionFailure("rollback of a writer whose data store cannot truncate")
+        }
         whenNoCheckpoint { [self] in
-            data.truncate(to: start) { [self] error in
+            truncatable.truncate(to: start) { [self] error in
                 if let error {
                     data.close()
                     return completion(.failure(error))

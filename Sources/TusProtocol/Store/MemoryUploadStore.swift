@@ -149,12 +149,10 @@ public final class MemoryStateStore: UploadStateStore {
 }
 
 /// Bytes in RAM, behind one `Mutex`; completions run synchronously.
-public final class MemoryDataStore: UploadDataStore {
+public final class MemoryDataStore: TruncatingUploadDataStore, ConcatenatingUploadDataStore {
     private let uploads = Mutex<[String: [UInt8]]>([:])
 
     public init() {}
-
-    public var capabilities: UploadDataCapabilities { .all }
 
     public func storedBytes(_ id: String) -> [UInt8]? { uploads.withLock { $0[id] } }
 
@@ -167,9 +165,9 @@ public final class MemoryDataStore: UploadDataStore {
             })
     }
 
-    public func openWriter(
+    public func openTruncatableWriter(
         id: String, at offset: Int64, length: Int64?, on executor: any LoopExecutor,
-        completion: @escaping (Result<any UploadDataWriter, StoreError>) -> Void
+        completion: @escaping (Result<any TruncatableUploadDataWriter, StoreError>) -> Void
     ) {
         let exists = uploads.withLock { uploads -> Bool in
             guard var bytes = uploads[id] else { return false }
@@ -212,7 +210,7 @@ public final class MemoryDataStore: UploadDataStore {
             })
     }
 
-    private final class Writer: UploadDataWriter {
+    private final class Writer: TruncatableUploadDataWriter {
         let store: MemoryDataStore
         let id: String
         let length: Int64?
