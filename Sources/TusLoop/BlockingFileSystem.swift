@@ -44,6 +44,11 @@ public enum BlockingFileSystem {
         Glibc.rename(from, to) == 0 ? nil : failure("rename", from)
     }
 
+    /// `unlink(2)`; a missing file is not a failure.
+    public static func unlink(_ path: String) -> Failure? {
+        Glibc.unlink(path) == 0 || errno == ENOENT ? nil : failure("unlink", path)
+    }
+
     /// fsync of a directory: what makes a creation, rename or unlink inside it durable.
     public static func syncDirectory(_ path: String) -> Failure? {
         let descriptor = retryingInterrupts { open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }

@@ -126,10 +126,13 @@ private struct Recovery {
             if policy.syncsAtCommit && fdatasync(descriptor) != 0 { throw posixError("fdatasync \(dataPath)") }
             log("FileUploadStore: \(dataPath) truncated from \(size) to \(reconciled.offset) bytes")
         }
-        if reconciled.offset != record.offset {
+        // A record's offset is where it was last written (creation, a discardable write, an expiry change), not
+        // where the upload is: a data file with more bytes is the normal case (`finishWrite`), and needs no
+        // rewrite. Less data than the record says, or a discard mark to clear, is news.
+        if reconciled.offset < record.offset {
             log("FileUploadStore: upload \(record.id) offset \(record.offset) -> \(reconciled.offset) from its data")
         }
-        if reconciled != record {
+        if reconciled.offset < record.offset || reconciled.pendingDiscardFrom != record.pendingDiscardFrom {
             try writeRecord(reconciled)
         }
         return reconciled

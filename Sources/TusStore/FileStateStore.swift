@@ -25,16 +25,24 @@ public import TusProtocol
 /// `EventLoopBound`), so completions come back on the caller's thread.
 ///
 /// Concurrency between requests is the handler's (the upload lock); a record is rewritten by one operation
-/// at a time per upload, which is what makes the fixed `<id>.info.tmp` name safe.
+/// at a time per upload, which is what makes the fixed `<id>.info.tmp` name safe. A new upload's first record
+/// skips it (`createRecord`), and a write that moves only the offset rewrites no record (`finishWrite`).
 public final class FileStateStore: UploadStateStore {
     struct State {
         var index: UploadIndex
         /// Ids whose `create` is writing files right now: taken, but not visible yet.
         var creating: Set<String> = []
+        /// Ids whose record on disk carries `pendingDiscardFrom` (a discardable write is running): their
+        /// `finishWrite` must rewrite it.
+        var discardPending: Set<String> = []
     }
 
     public let directory: String
     public let fsyncPolicy: FsyncPolicy
+    /// `create` makes the data file `<id>` too, in the record's threadpool job (`FileUploadStore`; the paired
+    /// `FileDataStore` then leaves creation to us).
+    let createsDataFiles: Bool
+    let directorySync: DirectorySyncGroup
     public var progressPolicy: UploadProgressPolicy { .everyWrite }
     let state: Mutex<State>
     let log: @Sendable (String) -> Void
@@ -48,10 +56,12 @@ public final class FileStateStore: UploadStateStore {
     /// - Throws: `StoreError.io` when the directory cannot be created or listed.
     public init(
         directory: String, fsync: FsyncPolicy = .commit, rememberedGoneIDs: Int = 100_000,
-        log: @escaping @Sendable (String) -> Void = { _ in }
+        createsDataFiles: Bool = false, log: @escaping @Sendable (String) -> Void = { _ in }
     ) throws {
         self.directory = Self.normalized(directory)
         self.fsyncPolicy = fsync
+        self.createsDataFiles = createsDataFiles
+        directorySync = DirectorySyncGroup(path: self.directory)
         self.log = log
         let uploads = try Self.recover(directory: self.directory, policy: fsync, log: log)
         state = Mutex(State(index: UploadIndex(uploads: uploads, rememberedGoneIDs: rememberedGoneIDs)))
@@ -87,6 +97,7 @@ public final class FileStateStore: UploadStateStore {
     }
 
     /// The id is reserved in memory while the record is written, so a second create of the same id fails at once.
+    /// The record goes straight to its final name (`createRecord`).
     public func create(
         _ info: UploadInfo, on executor: any LoopExecutor,
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void
@@ -100,8 +111,7 @@ public final class FileStateStore: UploadStateStore {
             return true
         }
         guard reserved else { return completion(.failure(.alreadyExists)) }
-        // The directory sync after the record's rename also makes the data file's entry durable.
-        persist(UploadRecord(info), loop: loop) { [self] error in
+        createRecord(UploadRecord(info), loop: loop) { [self] error in
             state.withLock { state in
                 state.creating.remove(id)
                 if error == nil { state.index.uploads[id] = info }
@@ -143,7 +153,8 @@ public final class FileStateStore: UploadStateStore {
             return info.offset == offset ? .success(info) : .failure(.conflict)
         }
         guard discardable, case .success(let info) = checked else { return completion(checked) }
-        persist(UploadRecord(info, pendingDiscardFrom: offset), loop: executor.eventLoop) { error in
+        persist(UploadRecord(info, pendingDiscardFrom: offset), loop: executor.eventLoop) { [self] error in
+            if error == nil { state.withLock { _ = $0.discardPending.insert(id) } }
             completion(error.map { .failure($0) } ?? .success(info))
         }
     }
@@ -161,20 +172,31 @@ public final class FileStateStore: UploadStateStore {
         completion(known ? nil : .notFound)
     }
 
-    /// The record with the new offset and no `pendingDiscardFrom`, then memory.
+    /// The record with the new offset and no `pendingDiscardFrom`, then memory; memory alone when the offset is
+    /// the only change. The data file holds every byte written (made durable by the data store's sync before
+    /// this call, per policy), and recovery takes the offset from its size whenever the record has no
+    /// `pendingDiscardFrom`: a record rewritten for the offset alone would say nothing recovery does not
+    /// already know. So a plain PATCH writes no record at all, unless it moves the expiry (expiration on, or the
+    /// upload completes while it had one) or clears a discardable write's mark.
     public func finishWrite(
         id: String, offset: Int64, expiry: ExpiryUpdate, lock: any UploadLock, on executor: any LoopExecutor,
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void
     ) {
-        guard let info = state.withLock({ $0.index.uploads[id] }) else { return completion(.failure(.notFound)) }
+        let found = state.withLock { state in state.index.uploads[id].map { ($0, state.discardPending.contains(id)) } }
+        guard let (info, discardPending) = found else { return completion(.failure(.notFound)) }
         let finished = info.finishingWrite(at: offset, expiry: expiry)
-        persist(UploadRecord(finished), loop: executor.eventLoop) { [self] error in
-            if let error { return completion(.failure(error)) }
+        let apply = { [self] in
             state.withLock { state in
+                state.discardPending.remove(id)
                 state.index.uploads[id]?.offset = finished.offset
                 state.index.uploads[id]?.expiresAt = finished.expiresAt
             }
             completion(.success(finished))
+        }
+        if !discardPending && finished.expiresAt == info.expiresAt { return apply() }
+        persist(UploadRecord(finished), loop: executor.eventLoop) { error in
+            if let error { return completion(.failure(error)) }
+            apply()
         }
     }
 
@@ -226,6 +248,7 @@ public final class FileStateStore: UploadStateStore {
             if let error, error != .notFound { return completion(.failure(ioError("unlink record of \(id)", error))) }
             state.withLock { state in
                 state.index.remove(id)
+                state.discardPending.remove(id)
             }
             syncDirectory(loop: loop) { error in
                 completion(error.map { .failure($0) } ?? .success(()))
@@ -235,6 +258,38 @@ public final class FileStateStore: UploadStateStore {
 
     // MARK: record persistence
 
+    /// A new upload's first record, written straight to `<id>.info` with `O_EXCL` (nothing older exists to
+    /// protect, so no temporary file and no rename), after its data file `<id>` when `createsDataFiles`; then,
+    /// per policy, the record's fdatasync and one directory sync (grouped with concurrent ones) covering both
+    /// entries. One threadpool job. On failure nothing it made is left: a record that exists but was not written
+    /// whole is unlinked again. A crash before the 201 can still leave a torn `<id>.info`; recovery quarantines
+    /// it like any unreadable record, and its creation was never acknowledged.
+    func createRecord(_ record: UploadRecord, loop: EventLoop, completion: @escaping (StoreError?) -> Void) {
+        let bytes = record.encodedJSON
+        let recordPath = recordPath(record.id)
+        let dataPath = createsDataFiles ? directory + "/" + record.id : nil
+        let syncs = fsyncPolicy.syncsAtCommit
+        let directorySync = directorySync
+        loop.runBlocking({ () -> BlockingFileSystem.Failure? in
+            if let dataPath,
+                let failure = BlockingFileSystem.writeFile(dataPath, bytes: [], exclusive: true, sync: false)
+            {
+                return failure
+            }
+            var failure = BlockingFileSystem.writeFile(recordPath, bytes: bytes, exclusive: true, sync: syncs)
+            if failure == nil, syncs { failure = directorySync.sync() }
+            guard let failure else { return nil }
+            // An existing record is another upload's; anything else is ours to take back.
+            if failure.operation != "open" { _ = BlockingFileSystem.unlink(recordPath) }
+            if let dataPath { _ = BlockingFileSystem.unlink(dataPath) }
+            return failure
+        }, completion: { [self] failure in
+            guard let failure else { return completion(nil) }
+            if failure.error == .alreadyExists { return completion(.alreadyExists) }
+            completion(ioError("\(failure.operation) \(failure.path)", failure.error))
+        })
+    }
+
     /// Writes `record` to `<id>.info.tmp`, syncs it (policy), renames it over `<id>.info` and syncs the directory
     /// (policy), all in one threadpool job. The caller updates memory only after success, so memory never runs
     /// ahead of the disk.
@@ -242,19 +297,19 @@ public final class FileStateStore: UploadStateStore {
         let bytes = record.encodedJSON
         let temporaryPath = temporaryRecordPath(record.id)
         let finalPath = recordPath(record.id)
-        let directory = directory
+        let directorySync = directorySync
         let syncs = fsyncPolicy.syncsAtCommit
         loop.runBlocking({ () -> BlockingFileSystem.Failure? in
             if let failure = BlockingFileSystem.writeFile(temporaryPath, bytes: bytes, sync: syncs) { return failure }
             if let failure = BlockingFileSystem.rename(temporaryPath, to: finalPath) { return failure }
-            return syncs ? BlockingFileSystem.syncDirectory(directory) : nil
+            return syncs ? directorySync.sync() : nil
         }, completion: { [self] failure in
             completion(failure.map { ioError("\($0.operation) \($0.path)", $0.error) })
         })
     }
 
     func syncDirectory(loop: EventLoop, _ completion: @escaping (StoreError?) -> Void) {
-        FileDirectory.sync(directory, policy: fsyncPolicy, loop: loop) { [self] error in
+        FileDirectory.sync(directorySync, policy: fsyncPolicy, loop: loop) { [self] error in
             completion(error.map { ioError("fsync \(directory)", $0) })
         }
     }
