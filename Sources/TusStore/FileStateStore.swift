@@ -43,6 +43,8 @@ public final class FileStateStore: UploadStateStore {
     /// `FileDataStore` then leaves creation to us).
     let createsDataFiles: Bool
     let directorySync: DirectorySyncGroup
+    /// Per loop: creations waiting for that loop's batch on the threadpool to finish (`FileStateStore+Create`).
+    let creationQueues = Mutex<[ObjectIdentifier: CreationQueue]>([:])
     public var progressPolicy: UploadProgressPolicy { .everyWrite }
     let state: Mutex<State>
     let log: @Sendable (String) -> Void
@@ -257,38 +259,6 @@ public final class FileStateStore: UploadStateStore {
     }
 
     // MARK: record persistence
-
-    /// A new upload's first record, written straight to `<id>.info` with `O_EXCL` (nothing older exists to
-    /// protect, so no temporary file and no rename), after its data file `<id>` when `createsDataFiles`; then,
-    /// per policy, the record's fdatasync and one directory sync (grouped with concurrent ones) covering both
-    /// entries. One threadpool job. On failure nothing it made is left: a record that exists but was not written
-    /// whole is unlinked again. A crash before the 201 can still leave a torn `<id>.info`; recovery quarantines
-    /// it like any unreadable record, and its creation was never acknowledged.
-    func createRecord(_ record: UploadRecord, loop: EventLoop, completion: @escaping (StoreError?) -> Void) {
-        let bytes = record.encodedJSON
-        let recordPath = recordPath(record.id)
-        let dataPath = createsDataFiles ? directory + "/" + record.id : nil
-        let syncs = fsyncPolicy.syncsAtCommit
-        let directorySync = directorySync
-        loop.runBlocking({ () -> BlockingFileSystem.Failure? in
-            if let dataPath,
-                let failure = BlockingFileSystem.writeFile(dataPath, bytes: [], exclusive: true, sync: false)
-            {
-                return failure
-            }
-            var failure = BlockingFileSystem.writeFile(recordPath, bytes: bytes, exclusive: true, sync: syncs)
-            if failure == nil, syncs { failure = directorySync.sync() }
-            guard let failure else { return nil }
-            // An existing record is another upload's; anything else is ours to take back.
-            if failure.operation != "open" { _ = BlockingFileSystem.unlink(recordPath) }
-            if let dataPath { _ = BlockingFileSystem.unlink(dataPath) }
-            return failure
-        }, completion: { [self] failure in
-            guard let failure else { return completion(nil) }
-            if failure.error == .alreadyExists { return completion(.alreadyExists) }
-            completion(ioError("\(failure.operation) \(failure.path)", failure.error))
-        })
-    }
 
     /// Writes `record` to `<id>.info.tmp`, syncs it (policy), renames it over `<id>.info` and syncs the directory
     /// (policy), all in one threadpool job. The caller updates memory only after success, so memory never runs

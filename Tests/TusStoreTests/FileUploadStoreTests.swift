@@ -63,6 +63,32 @@ final class FileUploadStoreTests: FileStoreTestCase {
         }
     }
 
+    /// Under `--fsync none`, creations issued while the loop's job is on the threadpool share the next job: ten
+    /// POSTs in one loop turn cost two crossings (the first goes at once), and each gets its own answer.
+    func testConcurrentCreationsOnOneLoopShareThreadpoolJobs() throws {
+        let store = try FileUploadStore(directory: directory, fsync: .none)
+        XCTAssertTrue(FileManager.default.createFile(atPath: directory + "/b7.info", contents: Data("x".utf8)))
+        final class Answers: @unchecked Sendable { var all: [String: Result<UploadInfo, StoreError>] = [:] }
+        let answers: Answers = driver.run { done in
+            let answers = Answers()
+            for index in 0..<10 {
+                let id = "b\(index)"
+                store.create(UploadInfo(id: id, length: 3, createdAt: 1), on: self.driver.executor) { result in
+                    answers.all[id] = result
+                    if answers.all.count == 10 { done(answers) }
+                }
+            }
+        }
+        for index in 0..<10 where index != 7 {
+            XCTAssertEqual(try answers.all["b\(index)"]?.unwrap().id, "b\(index)")
+            XCTAssertEqual(fileBytes("b\(index)"), [])
+            XCTAssertNotNil(fileBytes("b\(index).info"))
+        }
+        XCTAssertEqual(answers.all["b7"], .failure(.alreadyExists), "one failure is its creation's alone")
+        XCTAssertNil(fileBytes("b7"))
+        XCTAssertEqual(store.state.creationQueues.withLock { $0.values.map(\.batches) }, [2])
+    }
+
     /// Files the index does not know (made behind the store's back after it loaded) are not the creation's to
     /// touch: it fails, leaves them as they were, and takes back what it made itself.
     func testCreateLeavesFilesItDidNotMakeAlone() throws {
