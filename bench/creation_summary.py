@@ -68,7 +68,8 @@ print("|---|---|---|---|---|---|")
 for fs in (disk, "tmpfs"):
     tusd = us_per_post(f"tusd-post-{fs}")
     if tusd is not None:
-        print(f"| {fs} | tusd | - | {fmt(tusd, 1)} | {fmt(median(f'tusd-post-{fs}', lambda r: r['requests_per_second']), 0)} | 1.00 |")
+        rps = median(f"tusd-post-{fs}", lambda r: r["requests_per_second"])
+        print(f"| {fs} | tusd | - | {fmt(tusd, 1)} | {fmt(rps, 0)} | 1.00 |")
     for name in servers:
         for fsync in ("none", "commit"):
             label = f"{name}-post-{fs}-fsync-{fsync}"
