@@ -119,6 +119,8 @@ private struct Recovery {
         } else {
             reconciled.offset = min(size, record.length ?? .max)
         }
+        // A complete upload never expires (`finishingWrite`), and its last PATCH need not have said so on disk.
+        if reconciled.offset == reconciled.length { reconciled.expiresAt = nil }
         if size > reconciled.offset {
             guard ftruncate(descriptor, off_t(reconciled.offset)) == 0 else {
                 throw posixError("ftruncate \(dataPath)")

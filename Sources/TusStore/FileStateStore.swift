@@ -174,12 +174,12 @@ public final class FileStateStore: UploadStateStore {
         completion(known ? nil : .notFound)
     }
 
-    /// The record with the new offset and no `pendingDiscardFrom`, then memory; memory alone when the offset is
-    /// the only change. The data file holds every byte written (made durable by the data store's sync before
-    /// this call, per policy), and recovery takes the offset from its size whenever the record has no
-    /// `pendingDiscardFrom`: a record rewritten for the offset alone would say nothing recovery does not
-    /// already know. So a plain PATCH writes no record at all, unless it moves the expiry (expiration on, or the
-    /// upload completes while it had one) or clears a discardable write's mark.
+    /// The record with the new offset and no `pendingDiscardFrom`, then memory; memory alone when recovery would
+    /// find the same. The data file holds every byte written (made durable by the data store's sync before this
+    /// call, per policy); recovery takes the offset from its size whenever the record has no
+    /// `pendingDiscardFrom`, and drops the expiry of an upload that is complete. So a plain PATCH writes no
+    /// record unless it moves the expiry of an upload that stays incomplete, or clears a discardable write's
+    /// mark: an upload sent in one PATCH has its record written once, at creation.
     public func finishWrite(
         id: String, offset: Int64, expiry: ExpiryUpdate, lock: any UploadLock, on executor: any LoopExecutor,
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void
@@ -195,7 +195,8 @@ public final class FileStateStore: UploadStateStore {
             }
             completion(.success(finished))
         }
-        if !discardPending && finished.expiresAt == info.expiresAt { return apply() }
+        let expiryAsRecovered = finished.expiresAt == info.expiresAt || finished.isComplete
+        if !discardPending && expiryAsRecovered { return apply() }
         persist(UploadRecord(finished), loop: executor.eventLoop) { error in
             if let error { return completion(.failure(error)) }
             apply()

@@ -16,7 +16,8 @@ import TusCrypto
 ///   rewrite the record, so the data file normally holds more; recovery trusts the data file unless
 ///   `pendingDiscardFrom` is set.
 /// - `metadata`: the `Upload-Metadata` header exactly as received, or `null`.
-/// - `createdAt`, `expiresAt`: unix seconds; `expiresAt` is `null` for "never" (finished, or expiration off).
+/// - `createdAt`, `expiresAt`: unix seconds; `expiresAt` is `null` for "never" (finished, or expiration off). A
+///   complete upload's record may still carry the expiry it had before its last PATCH: recovery ignores it.
 /// - `owner`: who created it (a token's `sub`); only that caller may use it. `null` (or absent, in records
 ///   written before owners existed) = anyone.
 /// - `pendingDiscardFrom`: set while a discardable (checksummed) PATCH is running: the offset it started at. A

@@ -105,6 +105,26 @@ final class FileUploadStoreTests: FileStoreTestCase {
         XCTAssertEqual(store.lookup("dat"), .notFound)
     }
 
+    /// An upload completed by its first PATCH keeps the record written at its creation (expiry included), and a
+    /// restart still finds it complete and without expiry.
+    func testCompletingPatchWritesNoRecordAndRecoveryDropsTheExpiry() throws {
+        let store = try FileUploadStore(directory: directory)
+        _ = try create(store, UploadInfo(id: "whole", length: 6, createdAt: 1, expiresAt: 50)).unwrap()
+        let created = try XCTUnwrap(fileBytes("whole.info"))
+        let writer = try openWriter(store, "whole", at: 0, discardable: false)
+        _ = try write(writer, patternBytes(count: 6)).unwrap()
+        let committed = try commit(writer, expiresAt: 90).unwrap()
+        XCTAssertTrue(committed.isComplete)
+        XCTAssertNil(committed.expiresAt)
+        XCTAssertEqual(fileBytes("whole.info"), created)
+
+        let restarted = try FileUploadStore(directory: directory)
+        XCTAssertEqual(restarted.lookup("whole").info?.offset, 6)
+        XCTAssertNil(restarted.lookup("whole").info?.expiresAt)
+        XCTAssertEqual(restarted.listExpired(now: 1_000), [])
+        XCTAssertEqual(fileBytes("whole.info"), created)
+    }
+
     /// The record is rewritten when more than the offset changes: a new expiry, or a discardable write's mark.
     func testPatchRewritesRecordForExpiryAndDiscardMark() throws {
         let store = try FileUploadStore(directory: directory)
