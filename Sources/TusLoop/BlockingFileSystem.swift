@@ -96,6 +96,11 @@ public enum BlockingFileSystem {
         return Glibc.unlink(path) == 0 ? nil : failure("unlink", path)
     }
 
+    /// `unlink(2)`; a missing file is not a failure.
+    public static func unlink(_ path: String) -> Failure? {
+        Glibc.unlink(path) == 0 || errno == ENOENT ? nil : failure("unlink", path)
+    }
+
     /// fsync of a directory: what makes a creation, rename or unlink inside it durable.
     public static func syncDirectory(_ path: String) -> Failure? {
         if let injected = injected("open", path) { return injected }

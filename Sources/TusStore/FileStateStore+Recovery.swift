@@ -223,11 +223,18 @@ struct Recovery {
                     log("FileUploadStore: \(dataPath) truncated from \(size) to \(reconciled.offset) bytes")
                 }
             }
-            if reconciled.offset != record.offset {
-                log("FileUploadStore: upload \(record.id) offset \(record.offset) -> \(reconciled.offset) from data")
+            if reconciled.offset < record.offset {
+                log(
+                    "FileUploadStore: upload \(record.id) offset \(record.offset) -> \(reconciled.offset) from its data")
             }
         }
-        if reconciled != record || rewritingRecord, let failure = writeRecord(reconciled) {
+        // A complete upload never expires (`finishingWrite`), and its last PATCH need not have said so on disk.
+        if reconciled.offset == reconciled.length { reconciled.expiresAt = nil }
+        // A record's offset is where it was last written (creation, a discardable write, an expiry change), not
+        // where the upload is: a data file with more bytes is the normal case (`finishWrite`), and needs no
+        // rewrite. Less data than the record says, or a discard mark to clear, is news.
+        let isNews = reconciled.offset < record.offset || reconciled.pendingDiscardFrom != record.pendingDiscardFrom
+        if isNews || rewritingRecord, let failure = writeRecord(reconciled) {
             return (reconciled, failure)
         }
         return (reconciled, nil)
