@@ -90,10 +90,10 @@ public enum BlockingFileSystem {
         return Glibc.rename(from, to) == 0 ? nil : failure("rename", from)
     }
 
-    /// `unlink(2)`.
+    /// `unlink(2)`; a missing file is not a failure.
     public static func unlink(_ path: String) -> Failure? {
         if let injected = injected("unlink", path) { return injected }
-        return Glibc.unlink(path) == 0 ? nil : failure("unlink", path)
+        return Glibc.unlink(path) == 0 || errno == ENOENT ? nil : failure("unlink", path)
     }
 
     /// fsync of a directory: what makes a creation, rename or unlink inside it durable.

@@ -6,13 +6,14 @@ import Synchronization
 /// Upload bytes as files: `<id>` in one directory, written through libuv's threadpool on the caller's loop.
 ///
 /// Durability follows the `FsyncPolicy`: `sync` runs `fdatasync` (`.commit`, `.always`), and `.always` also
-/// syncs after every write. Creation makes the new file's directory entry durable unless the records are
-/// written to the same directory by a `FileStateStore`, whose own directory sync after the record's rename
-/// covers it (`entriesMadeDurableByRecords`), which saves one fsync per creation.
+/// syncs after every write. Creation makes the new file's directory entry durable, unless the `FileStateStore`
+/// of the same directory creates the file itself (`filesCreatedByRecords`, as `FileUploadStore` pairs them): then
+/// it does so in the same threadpool job as the record, and one directory sync covers both.
 public final class FileDataStore: TruncatingUploadDataStore, ConcatenatingUploadDataStore {
     public let directory: String
     public let fsyncPolicy: FsyncPolicy
-    let entriesMadeDurableByRecords: Bool
+    let filesCreatedByRecords: Bool
+    let directorySync: DirectorySyncGroup
     /// Under `.commit`, a writer starts writeback of what it wrote each time this many bytes have landed since the
     /// last start (see `FileDataWriter`); 0 never starts it.
     let writebackInterval: Int64
@@ -24,13 +25,14 @@ public final class FileDataStore: TruncatingUploadDataStore, ConcatenatingUpload
     let log: @Sendable (String) -> Void
 
     public init(
-        directory: String, fsync: FsyncPolicy = .commit, entriesMadeDurableByRecords: Bool = false,
+        directory: String, fsync: FsyncPolicy = .commit, filesCreatedByRecords: Bool = false,
         writebackInterval: Int64 = FileDataStore.defaultWritebackInterval, waitsForEarlierWriteback: Bool = true,
         log: @escaping @Sendable (String) -> Void = { _ in }
     ) throws {
         self.directory = FileStateStore.normalized(directory)
         self.fsyncPolicy = fsync
-        self.entriesMadeDurableByRecords = entriesMadeDurableByRecords
+        self.filesCreatedByRecords = filesCreatedByRecords
+        directorySync = DirectorySyncGroup(path: self.directory)
         self.writebackInterval = writebackInterval
         self.waitsForEarlierWriteback = waitsForEarlierWriteback
         self.log = log
@@ -54,16 +56,17 @@ public final class FileDataStore: TruncatingUploadDataStore, ConcatenatingUpload
 
     func dataPath(_ id: String) -> String { directory + "/" + id }
 
-    /// The empty file and (unless the records' directory sync covers it) its directory entry in one threadpool
-    /// job: one loop crossing per creation instead of three.
+    /// The empty file and its directory entry in one threadpool job: one loop crossing per creation instead of
+    /// three. Nothing when the state store creates the file with the record (`filesCreatedByRecords`).
     public func create(id: String, on executor: any LoopExecutor, completion: @escaping (StoreError?) -> Void) {
         precondition(UploadID.isValid(id), "the handler validates ids")
+        if filesCreatedByRecords { return completion(nil) }
         let path = dataPath(id)
-        let directory = directory
-        let syncsDirectory = fsyncPolicy.syncsAtCommit && !entriesMadeDurableByRecords
+        let directorySync = directorySync
+        let syncsDirectory = fsyncPolicy.syncsAtCommit
         executor.eventLoop.runBlocking({ () -> BlockingFileSystem.Failure? in
             if let failure = BlockingFileSystem.writeFile(path, bytes: [], exclusive: true, sync: false) { return failure }
-            return syncsDirectory ? BlockingFileSystem.syncDirectory(directory) : nil
+            return syncsDirectory ? directorySync.sync() : nil
         }, completion: { [self] failure in
             guard let failure else { return completion(nil) }
             completion(failure.error == .alreadyExists ? .alreadyExists : ioError("\(failure.operation) \(failure.path)", failure.error))
@@ -140,7 +143,7 @@ public final class FileDataStore: TruncatingUploadDataStore, ConcatenatingUpload
         let loop = executor.eventLoop
         linkParts(id: id, parts: parts, lengths: lengths, from: 0, loop: loop) { [self] error in
             if let error { return completion(error) }
-            FileDirectory.sync(directory, policy: fsyncPolicy, loop: loop) { [self] error in
+            FileDirectory.sync(directorySync, policy: fsyncPolicy, loop: loop) { [self] error in
                 completion(error.map { ioError("fsync \(directory)", $0) })
             }
         }

@@ -116,6 +116,8 @@ extension FileStateStore {
             case .success(let repaired):
                 state.withLock { state in
                     state.repairs[id] = nil
+                    // The rewritten record carries no discard mark, so the next `finishWrite` need not clear one.
+                    state.discardPending.remove(id)
                     if state.index.uploads[id] != nil { state.index.uploads[id] = repaired.info }
                 }
                 log("FileStateStore: upload \(id) repaired: record rewritten at offset \(repaired.offset)")
@@ -182,9 +184,10 @@ struct Recovery {
     }
 
     /// Makes the data file and the record agree: cuts the data back to the offset the record allows and writes the
-    /// reconciled record when it changed (or always, with `rewritingRecord`). Returns the record to serve and, when
-    /// a step failed, that step's failure: what is returned is then as far as the upload's state is known (the
-    /// committed offset when its data could not be measured), and the files still recover to it.
+    /// reconciled record when the data is shorter than the record says or a discard mark must go (or always, with
+    /// `rewritingRecord`). Returns the record to serve and, when a step failed, that step's failure: what is
+    /// returned is then as far as the upload's state is known (the record's offset and no expiry when its data
+    /// could not be measured), and the files still recover to it.
     /// Throws only when the upload cannot be served: its data file is missing and cannot be made.
     ///
     /// A final's record is the truth on its own: its data file stays empty (the bytes are its part links, made
@@ -209,6 +212,14 @@ struct Recovery {
                 log("FileUploadStore: \(dataPath) was missing; recreated empty")
                 size = 0
             case .failure(let failure):
+                // Served at the record's offset until the repair measures the data. With no record written by a
+                // plain PATCH (`finishWrite`), that can be below what was acknowledged: accepted, since nothing is
+                // lost. A PATCH at either offset first repairs (507/500 while the data stays unmeasurable), then
+                // runs against the measured offset, so a client behind it gets 409 and a HEAD with the truth.
+                // The expiry is dropped, though: the last PATCH of a complete upload need not have written its
+                // record, so the record's expiry may belong to an upload that is complete, and expiring on a guess
+                // would delete acknowledged data. The repair (or the next start) restores it from the record.
+                reconciled.expiresAt = nil
                 return (reconciled, failure)
             }
             reconciled.offset = min(size, record.pendingDiscardFrom ?? record.length ?? .max)
@@ -223,11 +234,18 @@ struct Recovery {
                     log("FileUploadStore: \(dataPath) truncated from \(size) to \(reconciled.offset) bytes")
                 }
             }
-            if reconciled.offset != record.offset {
-                log("FileUploadStore: upload \(record.id) offset \(record.offset) -> \(reconciled.offset) from data")
+            if reconciled.offset < record.offset {
+                log(
+                    "FileUploadStore: upload \(record.id) offset \(record.offset) -> \(reconciled.offset) from its data")
             }
         }
-        if reconciled != record || rewritingRecord, let failure = writeRecord(reconciled) {
+        // A complete upload never expires (`finishingWrite`), and its last PATCH need not have said so on disk.
+        if reconciled.offset == reconciled.length { reconciled.expiresAt = nil }
+        // A record's offset is where it was last written (creation, a discardable write, an expiry change), not
+        // where the upload is: a data file with more bytes is the normal case (`finishWrite`), and needs no
+        // rewrite. Less data than the record says, or a discard mark to clear, is news.
+        let isNews = reconciled.offset < record.offset || reconciled.pendingDiscardFrom != record.pendingDiscardFrom
+        if isNews || rewritingRecord, let failure = writeRecord(reconciled) {
             return (reconciled, failure)
         }
         return (reconciled, nil)

@@ -28,7 +28,8 @@ public import TusProtocol
 /// `EventLoopBound`), so completions come back on the caller's thread.
 ///
 /// Concurrency between requests is the handler's (the upload lock); a record is rewritten by one operation
-/// at a time per upload, which is what makes the fixed `<id>.info.tmp` name safe.
+/// at a time per upload, which is what makes the fixed `<id>.info.tmp` name safe. A new upload's first record
+/// skips it (`createRecord`), and a write that moves only the offset rewrites no record (`finishWrite`).
 public final class FileStateStore: UploadStateStore {
     struct State {
         var index: UploadIndex
@@ -36,10 +37,19 @@ public final class FileStateStore: UploadStateStore {
         var creating: Set<String> = []
         /// Uploads whose files may not say what memory serves (a record write failed); see `PendingRepair`.
         var repairs: [String: PendingRepair] = [:]
+        /// Ids whose record on disk carries `pendingDiscardFrom` (a discardable write is running): their
+        /// `finishWrite` must rewrite it.
+        var discardPending: Set<String> = []
     }
 
     public let directory: String
     public let fsyncPolicy: FsyncPolicy
+    /// `create` makes the data file `<id>` too, in the record's threadpool job (`FileUploadStore`; the paired
+    /// `FileDataStore` then leaves creation to us).
+    let createsDataFiles: Bool
+    let directorySync: DirectorySyncGroup
+    /// Per loop: creations waiting for that loop's batch on the threadpool to finish (`FileStateStore+Create`).
+    let creationQueues = Mutex<[ObjectIdentifier: CreationQueue]>([:])
     public var progressPolicy: UploadProgressPolicy { .everyWrite }
     let state: Mutex<State>
     let log: @Sendable (String) -> Void
@@ -53,10 +63,12 @@ public final class FileStateStore: UploadStateStore {
     /// - Throws: `StoreError.io` when the directory cannot be created or listed.
     public init(
         directory: String, fsync: FsyncPolicy = .commit, rememberedGoneIDs: Int = 100_000,
-        log: @escaping @Sendable (String) -> Void = { _ in }
+        createsDataFiles: Bool = false, log: @escaping @Sendable (String) -> Void = { _ in }
     ) throws {
         self.directory = Self.normalized(directory)
         self.fsyncPolicy = fsync
+        self.createsDataFiles = createsDataFiles
+        directorySync = DirectorySyncGroup(path: self.directory)
         self.log = log
         let (uploads, repairs) = try Self.recover(directory: self.directory, policy: fsync, log: log)
         state = Mutex(
@@ -93,6 +105,7 @@ public final class FileStateStore: UploadStateStore {
     }
 
     /// The id is reserved in memory while the record is written, so a second create of the same id fails at once.
+    /// The record goes straight to its final name (`createRecord`).
     public func create(
         _ info: UploadInfo, on executor: any LoopExecutor,
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void
@@ -106,8 +119,7 @@ public final class FileStateStore: UploadStateStore {
             return true
         }
         guard reserved else { return completion(.failure(.alreadyExists)) }
-        // The directory sync after the record's rename also makes the data file's entry durable.
-        persist(UploadRecord(info), loop: loop) { [self] error in
+        createRecord(UploadRecord(info), loop: loop) { [self] error in
             state.withLock { state in
                 state.creating.remove(id)
                 if error == nil { state.index.uploads[id] = info }
@@ -155,7 +167,8 @@ public final class FileStateStore: UploadStateStore {
             return info.offset == offset ? .success(info) : .failure(.conflict)
         }
         guard discardable, case .success(let info) = checked else { return completion(checked) }
-        persist(UploadRecord(info, pendingDiscardFrom: offset), loop: executor.eventLoop) { error in
+        persist(UploadRecord(info, pendingDiscardFrom: offset), loop: executor.eventLoop) { [self] error in
+            if error == nil { state.withLock { _ = $0.discardPending.insert(id) } }
             completion(error.map { .failure($0) } ?? .success(info))
         }
     }
@@ -173,7 +186,12 @@ public final class FileStateStore: UploadStateStore {
         completion(known ? nil : .notFound)
     }
 
-    /// The record with the new offset and no `pendingDiscardFrom`, then memory.
+    /// The record with the new offset and no `pendingDiscardFrom`, then memory; memory alone when recovery would
+    /// find the same. The data file holds every byte written (made durable by the data store's sync before this
+    /// call, per policy); recovery takes the offset from its size whenever the record has no
+    /// `pendingDiscardFrom`, and drops the expiry of an upload that is complete. So a plain PATCH writes no
+    /// record unless it moves the expiry of an upload that stays incomplete, or clears a discardable write's
+    /// mark: an upload sent in one PATCH has its record written once, at creation.
     public func finishWrite(
         id: String, offset: Int64, expiry: ExpiryUpdate, lock: any UploadLock, on executor: any LoopExecutor,
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void
@@ -181,15 +199,22 @@ public final class FileStateStore: UploadStateStore {
         if repairingFirst(id, on: executor, failing: completion, retry: { [self] in
             finishWrite(id: id, offset: offset, expiry: expiry, lock: lock, on: executor, completion: completion)
         }) { return }
-        guard let info = state.withLock({ $0.index.uploads[id] }) else { return completion(.failure(.notFound)) }
+        let found = state.withLock { state in state.index.uploads[id].map { ($0, state.discardPending.contains(id)) } }
+        guard let (info, discardPending) = found else { return completion(.failure(.notFound)) }
         let finished = info.finishingWrite(at: offset, expiry: expiry)
-        persist(UploadRecord(finished), loop: executor.eventLoop) { [self] error in
-            if let error { return completion(.failure(error)) }
+        let apply = { [self] in
             state.withLock { state in
+                state.discardPending.remove(id)
                 state.index.uploads[id]?.offset = finished.offset
                 state.index.uploads[id]?.expiresAt = finished.expiresAt
             }
             completion(.success(finished))
+        }
+        let expiryAsRecovered = finished.expiresAt == info.expiresAt || finished.isComplete
+        if !discardPending && expiryAsRecovered { return apply() }
+        persist(UploadRecord(finished), loop: executor.eventLoop) { error in
+            if let error { return completion(.failure(error)) }
+            apply()
         }
     }
 
@@ -245,6 +270,7 @@ public final class FileStateStore: UploadStateStore {
             state.withLock { state in
                 state.index.remove(id)
                 state.repairs[id] = nil
+                state.discardPending.remove(id)
             }
             syncDirectory(loop: loop) { error in
                 completion(error.map { .failure($0) } ?? .success(()))
@@ -262,12 +288,12 @@ public final class FileStateStore: UploadStateStore {
         let bytes = record.encodedJSON
         let temporaryPath = temporaryRecordPath(record.id)
         let finalPath = recordPath(record.id)
-        let directory = directory
+        let directorySync = directorySync
         let syncs = fsyncPolicy.syncsAtCommit
         loop.runBlocking({ () -> BlockingFileSystem.Failure? in
             if let failure = BlockingFileSystem.writeFile(temporaryPath, bytes: bytes, sync: syncs) { return failure }
             if let failure = BlockingFileSystem.rename(temporaryPath, to: finalPath) { return failure }
-            return syncs ? BlockingFileSystem.syncDirectory(directory) : nil
+            return syncs ? directorySync.sync() : nil
         }, completion: { [self] failure in
             if failure != nil {
                 state.withLock { state in
@@ -279,7 +305,7 @@ public final class FileStateStore: UploadStateStore {
     }
 
     func syncDirectory(loop: EventLoop, _ completion: @escaping (StoreError?) -> Void) {
-        FileDirectory.sync(directory, policy: fsyncPolicy, loop: loop) { [self] error in
+        FileDirectory.sync(directorySync, policy: fsyncPolicy, loop: loop) { [self] error in
             completion(error.map { ioError("fsync \(directory)", $0) })
         }
     }

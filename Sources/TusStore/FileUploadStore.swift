@@ -11,8 +11,9 @@ extension ComposedUploadStore where State == FileStateStore, Data == FileDataSto
         directory: String, fsync: FsyncPolicy = .commit, rememberedGoneIDs: Int = 100_000,
         log: @escaping @Sendable (String) -> Void = { _ in }
     ) throws {
-        let state = try FileStateStore(directory: directory, fsync: fsync, rememberedGoneIDs: rememberedGoneIDs, log: log)
-        let data = try FileDataStore(directory: directory, fsync: fsync, entriesMadeDurableByRecords: true, log: log)
+        let state = try FileStateStore(
+            directory: directory, fsync: fsync, rememberedGoneIDs: rememberedGoneIDs, createsDataFiles: true, log: log)
+        let data = try FileDataStore(directory: directory, fsync: fsync, filesCreatedByRecords: true, log: log)
         self.init(state: state, data: data)
     }
 

@@ -1,7 +1,9 @@
 /// How hard `FileUploadStore` works to keep acknowledged bytes across a crash.
 ///
-/// Whatever the policy, a record (`<id>.info`) is never torn: it is written whole to `<id>.info.tmp` and renamed
-/// over the old one, and recovery reconciles the record with the data file at startup (see `FileUploadStore`).
+/// Whatever the policy, an acknowledged record (`<id>.info`) is never torn: a change is written whole to
+/// `<id>.info.tmp` and renamed over the old one (a creation writes the final name with `O_EXCL`, and a crash before
+/// its 201 may leave a torn record that recovery quarantines), and recovery reconciles the record with the data
+/// file at startup (see `FileUploadStore`).
 public enum FsyncPolicy: String, Sendable, CaseIterable {
     /// Never fsync. Every completed store operation has handed its bytes to the kernel, so a crash of the
     /// *process* (kill -9, OOM kill, a trap) loses nothing that was acknowledged: the page cache still reaches
@@ -9,8 +11,9 @@ public enum FsyncPolicy: String, Sendable, CaseIterable {
     /// Fastest; fine for tests, caches and disposable uploads.
     case none
     /// The default. At each creation, length declaration, PATCH commit and rollback: `fdatasync` the data file,
-    /// `fdatasync` the record's temp file before renaming it into place, and fsync the directory after the
-    /// rename (the rename itself is otherwise not durable). So every response the client received (201 for a
+    /// and whenever the record is written, `fdatasync` it (the temp file, before renaming it into place) and fsync
+    /// the directory after the creation or rename (neither is otherwise durable; concurrent ones share an fsync,
+    /// `DirectorySyncGroup`). So every response the client received (201 for a
     /// creation, 204 with `Upload-Offset` for a PATCH, 204 for termination) survives power loss. Bytes a HEAD
     /// saw during a still-running (non-checksummed) PATCH are not yet synced: after power loss they are kept only
     /// as far as the file system wrote them. So that the commit's fdatasync does not have to write a whole large

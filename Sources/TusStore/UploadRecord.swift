@@ -1,8 +1,9 @@
 public import TusProtocol
 import TusCrypto
 
-/// The `<id>.info` file: one JSON object, written whole to `<id>.info.tmp` and renamed over `<id>.info`, so a
-/// reader (recovery) sees either the old record or the new one, never a mix.
+/// The `<id>.info` file: one JSON object. Created at its final name with `O_EXCL`; every later change is written
+/// whole to `<id>.info.tmp` and renamed over `<id>.info`, so a reader (recovery) sees either the old record or the
+/// new one, never a mix.
 ///
 /// ```json
 /// {"id":"a1b2c3","length":1048576,"offset":524288,"metadata":"filename bXkuYmlu","createdAt":1732690000,
@@ -11,10 +12,12 @@ import TusCrypto
 ///
 /// - `id`: the upload id; also the file name of the data file `<id>` next to the record.
 /// - `length`: total size in bytes (`Upload-Length`); `null` while the length is deferred.
-/// - `offset`: bytes committed. The data file may hold more (a PATCH still running at a crash); recovery then
-///   trusts the data file, see `pendingDiscardFrom`.
+/// - `offset`: bytes committed when the record was last written. A PATCH that only moves the offset does not
+///   rewrite the record, so the data file normally holds more; recovery trusts the data file unless
+///   `pendingDiscardFrom` is set.
 /// - `metadata`: the `Upload-Metadata` header exactly as received, or `null`.
-/// - `createdAt`, `expiresAt`: unix seconds; `expiresAt` is `null` for "never" (finished, or expiration off).
+/// - `createdAt`, `expiresAt`: unix seconds; `expiresAt` is `null` for "never" (finished, or expiration off). A
+///   complete upload's record may still carry the expiry it had before its last PATCH: recovery ignores it.
 /// - `owner`: who created it (a token's `sub`); only that caller may use it. `null` (or absent, in records
 ///   written before owners existed) = anyone.
 /// - `pendingDiscardFrom`: set while a discardable (checksummed) PATCH is running: the offset it started at. A

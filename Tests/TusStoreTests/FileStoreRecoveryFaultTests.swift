@@ -8,6 +8,10 @@ import XCTest
 /// Issue 21: every step of recovery, and the record writes after it, with ENOSPC and EIO injected
 /// (`BlockingFileSystem.injectFaults`). An upload whose record can be read is served, with the offset its data
 /// says; its next change repairs its files first, failing as the disk does (507 for ENOSPC) until it can.
+///
+/// Recovery rewrites a record only when it is news (issue 19): the data is shorter than the record's offset, or a
+/// discard mark must be cleared. A data file longer than the record is the normal case (a plain PATCH writes no
+/// record), so the scenarios that exercise a failing rewrite start from one of the two.
 final class FileStoreRecoveryFaultTests: FileStoreTestCase {
     override func tearDownWithError() throws {
         BlockingFileSystem.injectFaults(nil)
@@ -80,30 +84,48 @@ final class FileStoreRecoveryFaultTests: FileStoreTestCase {
 
     // MARK: the record's rewrite fails (the full disk of issue 21)
 
+    /// Both reasons recovery rewrites a record: data shorter than the record's offset (bytes lost under a lax
+    /// fsync policy), and a discard mark over bytes it cuts.
     func testRecordRewriteFailureServesTheUploadAndRepairsBeforeItsNextChange() throws {
-        for operation in ["open", "write", "fdatasync", "rename"] {
-            try forEachError(operation + "-") { error, directory in
-                put(directory, "a.info", record("a", length: 100, offset: 10).encodedJSON)
-                put(directory, "a", patternBytes(count: 37))
-                failing(operation, suffix: "/a.info.tmp", with: error)
-                let logs = LogRecorder()
-                let store = try FileUploadStore(directory: directory, log: logs.sink)
-                let step = "\(operation) \(error)"
-                XCTAssertEqual(store.lookup("a").info?.offset, 37, "served with its data's offset: \(step)")
-                XCTAssertEqual(try onDisk(directory, "a").offset, 10, step)
-                XCTAssertTrue(logs.all.contains { $0.contains("upload a served at offset 37") }, "\(logs.all)")
+        let scenarios: [(label: String, record: UploadRecord, data: Int, served: Int64)] = [
+            ("short", record("a", length: 100, offset: 50), 37, 37),
+            ("mark", record("a", length: 100, offset: 12, pendingDiscardFrom: 12), 60, 12),
+        ]
+        for (label, stored, dataCount, served) in scenarios {
+            for operation in ["open", "write", "fdatasync", "rename"] {
+                try forEachError(label + "-" + operation + "-") { error, directory in
+                    put(directory, "a.info", stored.encodedJSON)
+                    put(directory, "a", patternBytes(count: dataCount))
+                    failing(operation, suffix: "/a.info.tmp", with: error)
+                    let logs = LogRecorder()
+                    let store = try FileUploadStore(directory: directory, log: logs.sink)
+                    let step = "\(label) \(operation) \(error)"
+                    XCTAssertEqual(store.lookup("a").info?.offset, served, "served as its files say: \(step)")
+                    XCTAssertEqual(try onDisk(directory, "a"), stored, "the old record stays: \(step)")
+                    XCTAssertTrue(
+                        logs.all.contains { $0.contains("upload a served at offset \(served)") }, "\(logs.all)")
+                    XCTAssertEqual(bytes(directory, "a")?.count, Int(served), "the data is cut all the same: \(step)")
 
-                assertFails(tryOpenWriter(store, "a", at: 37), as: error, "while the fault lasts: \(step)")
-                XCTAssertEqual(store.lookup("a").info?.offset, 37, "HEAD still answers the true offset")
+                    assertFails(tryOpenWriter(store, "a", at: served), as: error, "while the fault lasts: \(step)")
+                    XCTAssertEqual(store.lookup("a").info?.offset, served, "HEAD still answers the true offset")
+                    XCTAssertEqual(
+                        try FileUploadStore(directory: directory).lookup("a").info?.offset, served,
+                        "a start meanwhile recovers the same offset: \(step)")
+                    assertFails(tryOpenWriter(store, "a", at: served), as: error, "still failing: \(step)")
 
-                BlockingFileSystem.injectFaults(nil)
-                let writer = try openWriter(store, "a", at: 37, discardable: false)
-                XCTAssertEqual(try onDisk(directory, "a").offset, 37, "repaired before the write: \(step)")
-                _ = try write(writer, patternBytes(count: 5, seed: 1)).unwrap()
-                XCTAssertEqual(try commit(writer).unwrap().offset, 42)
-                XCTAssertEqual(try onDisk(directory, "a").offset, 42, "the later PATCH persists the record: \(step)")
-                XCTAssertEqual(bytes(directory, "a"), patternBytes(count: 37) + patternBytes(count: 5, seed: 1))
-                XCTAssertEqual(try FileUploadStore(directory: directory).lookup("a").info?.offset, 42)
+                    BlockingFileSystem.injectFaults(nil)
+                    let writer = try openWriter(store, "a", at: served, discardable: false)
+                    let repaired = try onDisk(directory, "a")
+                    XCTAssertEqual(repaired.offset, served, "repaired before the write: \(step)")
+                    XCTAssertNil(repaired.pendingDiscardFrom, step)
+                    _ = try write(writer, patternBytes(count: 5, seed: 1)).unwrap()
+                    XCTAssertEqual(try commit(writer).unwrap().offset, served + 5)
+                    // A plain PATCH writes no record: the next start takes the offset from the data file.
+                    XCTAssertEqual(try onDisk(directory, "a").offset, served, "no record for a plain PATCH: \(step)")
+                    XCTAssertEqual(
+                        bytes(directory, "a"), patternBytes(count: Int(served)) + patternBytes(count: 5, seed: 1))
+                    XCTAssertEqual(try FileUploadStore(directory: directory).lookup("a").info?.offset, served + 5)
+                }
             }
         }
     }
@@ -111,12 +133,15 @@ final class FileStoreRecoveryFaultTests: FileStoreTestCase {
     /// The repair's last step is the directory fsync: until it succeeds, the repair is not done and is tried again.
     func testRepairIsNotDoneUntilTheDirectoryIsSynced() throws {
         try forEachError { error, directory in
-            put(directory, "s.info", record("s", length: 100, offset: 0).encodedJSON)
+            put(directory, "s.info", record("s", length: 100, offset: 20).encodedJSON)
             put(directory, "s", patternBytes(count: 8))
             failing("write", suffix: "/s.info.tmp", with: error)
             let store = try FileUploadStore(directory: directory)
+            XCTAssertEqual(store.lookup("s").info?.offset, 8)
             failing("fsync", where: { $0 == directory }, with: error)
             assertFails(tryOpenWriter(store, "s", at: 8), as: error)
+            XCTAssertEqual(try onDisk(directory, "s").offset, 8, "the record was rewritten, the fsync failed")
+            XCTAssertNotNil(store.state.state.withLock { $0.repairs["s"] }, "so the repair is still pending")
             BlockingFileSystem.injectFaults(nil)
             let writer = try openWriter(store, "s", at: 8, discardable: false)
             XCTAssertEqual(try commit(writer).unwrap().offset, 8)
@@ -127,11 +152,12 @@ final class FileStoreRecoveryFaultTests: FileStoreTestCase {
     /// declareLength is a change too: it repairs first, and writes the reconciled offset with the length.
     func testDeclaringTheLengthRepairsFirst() throws {
         try forEachError { error, directory in
-            put(directory, "d.info", record("d", length: nil, offset: 0).encodedJSON)
+            put(directory, "d.info", record("d", length: nil, offset: 20).encodedJSON)
             put(directory, "d", patternBytes(count: 9))
             failing("write", suffix: "/d.info.tmp", with: error)
             let store = try FileUploadStore(directory: directory)
             XCTAssertEqual(store.lookup("d").info?.offset, 9)
+            XCTAssertEqual(store.state.state.withLock { $0.repairs["d"] }, .recover(try onDisk(directory, "d")))
             let declare = { (length: Int64) -> Result<UploadInfo, StoreError> in
                 self.driver.run { done in
                     store.declareLength(id: "d", length: length, on: self.driver.executor, completion: done)
@@ -193,6 +219,34 @@ final class FileStoreRecoveryFaultTests: FileStoreTestCase {
             let writer = try openWriter(store, "c", at: 37, discardable: false)
             XCTAssertEqual(try commit(writer).unwrap().offset, 37)
             XCTAssertEqual(bytes(directory, "c"), patternBytes(count: 37))
+        }
+    }
+
+    /// The last PATCH of a complete upload writes no record, so an unmeasurable data file may hold a complete
+    /// upload under a record with an expiry: it is not expired on that guess. The repair brings the expiry back
+    /// for an upload its data shows incomplete.
+    func testUnmeasurableDataIsNotExpiredUntilMeasured() throws {
+        try forEachError { error, directory in
+            let complete = UploadInfo(id: "k", length: 10, offset: 0, createdAt: 10, expiresAt: 50)
+            let incomplete = UploadInfo(id: "i", length: 100, offset: 0, createdAt: 10, expiresAt: 50)
+            put(directory, "k.info", UploadRecord(complete).encodedJSON)
+            put(directory, "k", patternBytes(count: 10))
+            put(directory, "i.info", UploadRecord(incomplete).encodedJSON)
+            put(directory, "i", patternBytes(count: 37))
+            failing("stat", where: { $0.hasSuffix("/k") || $0.hasSuffix("/i") }, with: error)
+            let store = try FileUploadStore(directory: directory)
+            XCTAssertEqual(store.lookup("k").info?.offset, 0, "the record's offset, all that is known")
+            XCTAssertNil(store.lookup("k").info?.expiresAt)
+            XCTAssertEqual(store.listExpired(now: 1_000), [], "neither may be complete for all anyone knows")
+
+            BlockingFileSystem.injectFaults(nil)
+            XCTAssertEqual(tryOpenWriter(store, "i", at: 0).map { _ in true }, .failure(.conflict))
+            XCTAssertEqual(store.lookup("i").info?.offset, 37)
+            XCTAssertEqual(store.listExpired(now: 1_000), ["i"], "measured incomplete: its expiry is back")
+            let restarted = try FileUploadStore(directory: directory)
+            XCTAssertEqual(restarted.lookup("k").info?.offset, 10)
+            XCTAssertNil(restarted.lookup("k").info?.expiresAt)
+            XCTAssertEqual(restarted.listExpired(now: 1_000), ["i"])
         }
     }
 
@@ -263,11 +317,18 @@ final class FileStoreRecoveryFaultTests: FileStoreTestCase {
             XCTAssertTrue(logs.all.contains { $0.contains("cannot remove") }, "\(logs.all)")
 
             BlockingFileSystem.injectFaults(nil)
-            let writer = try openWriter(store, "f", at: 2, discardable: false)
+            // A discardable write rewrites the record (a plain one would write none): through the same temporary
+            // name, which replaces the leftover.
+            let writer = try openWriter(store, "f", at: 2, discardable: true)
+            XCTAssertNil(bytes(directory, "f.info.tmp"), "the rename took the leftover's name")
+            XCTAssertEqual(try onDisk(directory, "f").pendingDiscardFrom, 2)
             _ = try write(writer, [1]).unwrap()
             XCTAssertEqual(try commit(writer).unwrap().offset, 3)
-            XCTAssertEqual(try onDisk(directory, "f").offset, 3, "the next write replaces the leftover")
+            let stored = try onDisk(directory, "f")
+            XCTAssertEqual(stored.offset, 3, "the commit clears the mark with the new offset")
+            XCTAssertNil(stored.pendingDiscardFrom)
             XCTAssertNil(bytes(directory, "f.info.tmp"))
+            XCTAssertEqual(try FileUploadStore(directory: directory).lookup("f").info?.offset, 3)
         }
     }
 
@@ -275,14 +336,16 @@ final class FileStoreRecoveryFaultTests: FileStoreTestCase {
 
     func testFailedDirectorySyncDoesNotStopTheStart() throws {
         try forEachError { error, directory in
-            put(directory, "g.info", record("g", length: 10, offset: 1).encodedJSON)
-            put(directory, "g", patternBytes(count: 6))
+            // Data shorter than the record: recovery rewrites the record, which needs the directory fsync.
+            put(directory, "g.info", record("g", length: 10, offset: 6).encodedJSON)
+            put(directory, "g", patternBytes(count: 1))
             failing("fsync", where: { $0 == directory }, with: error)
             let logs = LogRecorder()
             let store = try FileUploadStore(directory: directory, log: logs.sink)
-            XCTAssertEqual(store.lookup("g").info?.offset, 6)
-            XCTAssertEqual(try onDisk(directory, "g").offset, 6)
+            XCTAssertEqual(store.lookup("g").info?.offset, 1)
+            XCTAssertEqual(try onDisk(directory, "g").offset, 1)
             XCTAssertTrue(logs.all.contains { $0.contains("may not be durable") }, "\(logs.all)")
+            XCTAssertNil(store.state.state.withLock { $0.repairs["g"] }, "not a repair: the next start redoes it")
         }
     }
 
@@ -309,10 +372,14 @@ final class FileStoreRecoveryFaultTests: FileStoreTestCase {
                 BlockingFileSystem.injectFaults(nil)
                 let next = try openWriter(store, "u", at: 5, discardable: false)
                 XCTAssertEqual(bytes(directory, "u"), patternBytes(count: 5), "cut back before the write: \(operation)")
+                let repaired = try onDisk(directory, "u")
+                XCTAssertEqual(repaired.offset, 5, "the repair wrote memory's offset: \(operation)")
+                XCTAssertNil(repaired.pendingDiscardFrom, "and no discard mark: \(operation)")
                 _ = try write(next, patternBytes(count: 2, seed: 3)).unwrap()
                 XCTAssertEqual(try commit(next).unwrap().offset, 7)
                 XCTAssertEqual(bytes(directory, "u"), patternBytes(count: 5) + patternBytes(count: 2, seed: 3))
-                XCTAssertEqual(try onDisk(directory, "u").offset, 7)
+                // The mark went with the repair, so this plain PATCH writes no record; the data says 7.
+                XCTAssertEqual(try onDisk(directory, "u"), repaired, "no record for a plain PATCH: \(operation)")
                 XCTAssertEqual(try FileUploadStore(directory: directory).lookup("u").info?.offset, 7)
             }
         }

@@ -38,6 +38,111 @@ final class FileUploadStoreTests: FileStoreTestCase {
         }
     }
 
+    /// A creation makes `<id>` and `<id>.info` and nothing else (no temporary record to rename), and a PATCH that
+    /// only moves the offset leaves the record as created: a restart takes the offset from the data file, without
+    /// rewriting the record or logging anything.
+    func testCreationWritesFinalNamesAndPlainPatchWritesNoRecord() throws {
+        for policy in FsyncPolicy.allCases {
+            let id = "plain-\(policy)"
+            let store = try FileUploadStore(directory: directory, fsync: policy)
+            _ = try create(store, UploadInfo(id: id, length: 20, createdAt: 1)).unwrap()
+            let names = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasPrefix(id) }
+            XCTAssertEqual(names.sorted(), [id, id + ".info"])
+            let created = try XCTUnwrap(fileBytes(id + ".info"))
+            let writer = try openWriter(store, id, at: 0, discardable: false)
+            _ = try write(writer, patternBytes(count: 12)).unwrap()
+            XCTAssertEqual(try commit(writer).unwrap().offset, 12)
+            XCTAssertEqual(store.lookup(id).info?.offset, 12)
+            XCTAssertEqual(fileBytes(id + ".info"), created, "\(policy): no record write for an offset alone")
+
+            let logs = LogRecorder()
+            let restarted = try FileUploadStore(directory: directory, fsync: policy, log: logs.sink)
+            XCTAssertEqual(restarted.lookup(id).info?.offset, 12)
+            XCTAssertEqual(fileBytes(id + ".info"), created, "\(policy): recovery rewrites no record for its offset")
+            XCTAssertEqual(logs.all, [])
+        }
+    }
+
+    /// Under `--fsync none`, creations issued while the loop's job is on the threadpool share the next job: ten
+    /// POSTs in one loop turn cost two crossings (the first goes at once), and each gets its own answer.
+    func testConcurrentCreationsOnOneLoopShareThreadpoolJobs() throws {
+        let store = try FileUploadStore(directory: directory, fsync: .none)
+        XCTAssertTrue(FileManager.default.createFile(atPath: directory + "/b7.info", contents: Data("x".utf8)))
+        final class Answers: @unchecked Sendable { var all: [String: Result<UploadInfo, StoreError>] = [:] }
+        let answers: Answers = driver.run { done in
+            let answers = Answers()
+            for index in 0..<10 {
+                let id = "b\(index)"
+                store.create(UploadInfo(id: id, length: 3, createdAt: 1), on: self.driver.executor) { result in
+                    answers.all[id] = result
+                    if answers.all.count == 10 { done(answers) }
+                }
+            }
+        }
+        for index in 0..<10 where index != 7 {
+            XCTAssertEqual(try answers.all["b\(index)"]?.unwrap().id, "b\(index)")
+            XCTAssertEqual(fileBytes("b\(index)"), [])
+            XCTAssertNotNil(fileBytes("b\(index).info"))
+        }
+        XCTAssertEqual(answers.all["b7"], .failure(.alreadyExists), "one failure is its creation's alone")
+        XCTAssertNil(fileBytes("b7"))
+        XCTAssertEqual(store.state.creationQueues.withLock { $0.values.map(\.batches) }, [2])
+    }
+
+    /// Files the index does not know (made behind the store's back after it loaded) are not the creation's to
+    /// touch: it fails, leaves them as they were, and takes back what it made itself.
+    func testCreateLeavesFilesItDidNotMakeAlone() throws {
+        let store = try FileUploadStore(directory: directory)
+        XCTAssertTrue(FileManager.default.createFile(atPath: directory + "/rec.info", contents: Data("not ours".utf8)))
+        XCTAssertEqual(create(store, UploadInfo(id: "rec", length: 5, createdAt: 1)), .failure(.alreadyExists))
+        XCTAssertEqual(fileBytes("rec.info"), Array("not ours".utf8))
+        XCTAssertNil(fileBytes("rec"), "the data file made for it is unlinked again")
+
+        XCTAssertTrue(FileManager.default.createFile(atPath: directory + "/dat", contents: Data([1, 2, 3])))
+        XCTAssertEqual(create(store, UploadInfo(id: "dat", length: 5, createdAt: 1)), .failure(.alreadyExists))
+        XCTAssertEqual(fileBytes("dat"), [1, 2, 3])
+        XCTAssertNil(fileBytes("dat.info"))
+        XCTAssertEqual(store.lookup("dat"), .notFound)
+    }
+
+    /// An upload completed by its first PATCH keeps the record written at its creation (expiry included), and a
+    /// restart still finds it complete and without expiry.
+    func testCompletingPatchWritesNoRecordAndRecoveryDropsTheExpiry() throws {
+        let store = try FileUploadStore(directory: directory)
+        _ = try create(store, UploadInfo(id: "whole", length: 6, createdAt: 1, expiresAt: 50)).unwrap()
+        let created = try XCTUnwrap(fileBytes("whole.info"))
+        let writer = try openWriter(store, "whole", at: 0, discardable: false)
+        _ = try write(writer, patternBytes(count: 6)).unwrap()
+        let committed = try commit(writer, expiresAt: 90).unwrap()
+        XCTAssertTrue(committed.isComplete)
+        XCTAssertNil(committed.expiresAt)
+        XCTAssertEqual(fileBytes("whole.info"), created)
+
+        let restarted = try FileUploadStore(directory: directory)
+        XCTAssertEqual(restarted.lookup("whole").info?.offset, 6)
+        XCTAssertNil(restarted.lookup("whole").info?.expiresAt)
+        XCTAssertEqual(restarted.listExpired(now: 1_000), [])
+        XCTAssertEqual(fileBytes("whole.info"), created)
+    }
+
+    /// The record is rewritten when more than the offset changes: a new expiry, or a discardable write's mark.
+    func testPatchRewritesRecordForExpiryAndDiscardMark() throws {
+        let store = try FileUploadStore(directory: directory)
+        _ = try create(store, UploadInfo(id: "exp", length: 100, createdAt: 1, expiresAt: 50)).unwrap()
+        let first = try openWriter(store, "exp", at: 0, discardable: false)
+        _ = try write(first, patternBytes(count: 10)).unwrap()
+        _ = try commit(first, expiresAt: 60).unwrap()
+        XCTAssertEqual(try record("exp").expiresAt, 60)
+        XCTAssertEqual(try record("exp").offset, 10)
+
+        let second = try openWriter(store, "exp", at: 10, discardable: true)
+        XCTAssertEqual(try record("exp").pendingDiscardFrom, 10)
+        _ = try write(second, patternBytes(count: 5)).unwrap()
+        _ = try commit(second, expiresAt: 60).unwrap()
+        XCTAssertNil(try record("exp").pendingDiscardFrom)
+        XCTAssertEqual(try record("exp").offset, 15)
+    }
+
     func testCompletedUploadDropsExpiry() throws {
         let store = try FileUploadStore(directory: directory)
         _ = try create(store, UploadInfo(id: "done", length: 4, createdAt: 1, expiresAt: 100)).unwrap()
@@ -123,7 +228,8 @@ final class FileUploadStoreTests: FileStoreTestCase {
             XCTAssertEqual(try rolledBack.unwrap().offset, 8)
             XCTAssertEqual(store.lookup(id).info?.offset, 8)
             XCTAssertEqual(fileBytes(id), patternBytes(count: 8))
-            XCTAssertEqual(try record(id).offset, 8)
+            // A discardable write's mark is cleared by a record write; a plain one never wrote the record.
+            XCTAssertEqual(try record(id).offset, discardable ? 8 : 0)
             XCTAssertNil(try record(id).pendingDiscardFrom)
             XCTAssertEqual(try FileUploadStore(directory: directory).lookup(id).info?.offset, 8)
         }

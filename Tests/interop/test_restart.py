@@ -150,3 +150,48 @@ def test_kill_9_mid_checksummed_patch_cuts_the_uncommitted_chunk(server_factory)
     response = patch(restarted.port, path, start, body, {"Upload-Checksum": f"sha1 {digest}"})
     assert response is not None and response.status == 204
     assert_stored(restarted, path, data)
+
+
+@pytest.mark.time_limit(120)
+@pytest.mark.parametrize("fsync", FSYNC_MODES)
+def test_kill_9_after_many_concurrent_uploads_keeps_each_one(server_factory, fsync):
+    """64 uploads created and sent at once (creations batched per loop, records at their final names, no record
+    rewrite for a PATCH that only moves the offset or completes): after kill -9 each one is back with exactly the
+    acknowledged bytes, expiry and metadata, every upload is two files, and recovery rewrote no record."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = server_factory("--fsync", fsync)
+    bodies = [os.urandom(4096 + index) for index in range(64)]
+
+    def upload(index: int) -> tuple[str, int]:
+        body = bodies[index]
+        # Even uploads are sent whole, odd ones half (they stay incomplete, with an expiry).
+        length = len(body) if index % 2 == 0 else 2 * len(body)
+        path = create_upload(server.port, length, f"i {base64.b64encode(str(index).encode()).decode()}")
+        response = patch(server.port, path, 0, body)
+        assert response is not None and response.status == 204, response
+        return path, int(response.header("Upload-Offset"))
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        uploads = list(pool.map(upload, range(64)))
+    names = sorted(entry.name for entry in server.upload_dir.iterdir())
+    assert len(names) == 128 and not [name for name in names if name.endswith(".tmp")], names[:6]
+    records_before = {name: (server.upload_dir / name).read_bytes() for name in names if name.endswith(".info")}
+    expiries = [request(server.port, "HEAD", path).header("Upload-Expires") for path, _ in uploads]
+    server.kill()
+
+    restarted = server_factory("--fsync", fsync, upload_dir=server.upload_dir)
+    for index, (path, acknowledged) in enumerate(uploads):
+        head = request(restarted.port, "HEAD", path)
+        assert head is not None and head.status == 200
+        assert int(head.header("Upload-Offset")) == acknowledged == len(bodies[index])
+        assert head.header("Upload-Metadata") == f"i {base64.b64encode(str(index).encode()).decode()}"
+        assert head.header("Upload-Expires") == expiries[index], index
+        if index % 2 == 0:
+            assert expiries[index] is None, "a complete upload has no expiry"
+            response = request(restarted.port, "GET", path)
+            assert response is not None and response.status == 200 and response.body == bodies[index]
+        else:
+            assert expiries[index] is not None
+    records_after = {name: (server.upload_dir / name).read_bytes() for name in records_before}
+    assert records_after == records_before, "recovery rewrote records it could derive"

@@ -4,14 +4,16 @@ in progress still finishes. A restart on a full disk still serves every upload (
 
 from __future__ import annotations
 
+import base64
 import errno
+import hashlib
 import os
 import pathlib
 import subprocess
 
 import pytest
 
-from tus_helpers import create_upload, head_offset, patch, request, sha256
+from tus_helpers import OFFSET_STREAM, RawConnection, create_upload, head_offset, patch, request, sha256, wait_until
 
 MIB = 1024 * 1024
 
@@ -106,10 +108,11 @@ def test_min_free_space_refuses_new_uploads_but_lets_running_ones_finish(server_
 
 @pytest.mark.time_limit(90)
 def test_restart_on_a_full_disk_serves_the_upload_and_completes_it_once_space_is_back(server_factory, disk_16m):
-    """Issue 21 §2: a PATCH that fills the disk answers 507 and its record cannot be rewritten; killed (-9) and
-    restarted with the disk still full, recovery cannot rewrite the record either. The upload must still answer
-    HEAD with the offset its data says (never 404, which would make the client start over), PATCH 507 while the
-    disk is full, and complete byte-exact once space is freed."""
+    """Issue 21 §2: a PATCH that fills the disk answers 507; killed (-9) and restarted with the disk still full.
+    The record still says offset 0 (a plain PATCH writes none, issue 19), so recovery takes the offset from the
+    data file and needs no write at all. The upload must answer HEAD with the offset its data says (never 404,
+    which would make the client start over), PATCH 507 while the disk is full, and complete byte-exact once space
+    is freed. A restart whose recovery must write a record on the full disk: the test after this one."""
     uploads = disk_16m / "uploads"
     ballast = disk_16m / "ballast"
     with open(ballast, "wb") as file:
@@ -126,7 +129,7 @@ def test_restart_on_a_full_disk_serves_the_upload_and_completes_it_once_space_is
 
     restarted = server_factory("--fsync", "commit", upload_dir=uploads)
     log = restarted.log_text()
-    assert "served at offset" in log, "the restart met the full disk while rewriting the record:\n" + log[-3000:]
+    assert "served at offset" not in log, "more data than the record says needs no rewrite:\n" + log[-3000:]
     assert head_offset(restarted.port, path) == stored, "every stored byte counts, and the upload is found"
     assert server.data_file(path).read_bytes() == data[:stored]
     refused = patch(restarted.port, path, stored, data[stored:stored + MIB])
@@ -143,5 +146,58 @@ def test_restart_on_a_full_disk_serves_the_upload_and_completes_it_once_space_is
     assert download is not None and download.status == 200
     assert sha256(download.body) == sha256(data)
     assert sha256(server.data_file(path).read_bytes()) == sha256(data)
-    record = (uploads / (path.rstrip("/").rsplit("/", 1)[-1] + ".info")).read_bytes()
-    assert f'"offset":{len(data)}'.encode() in record, "the completed upload's record is persisted"
+    restarted.kill()
+    again = server_factory("--fsync", "commit", upload_dir=uploads)
+    assert head_offset(again.port, path) == len(data), "complete after a restart: the data file says so"
+
+
+@pytest.mark.time_limit(90)
+def test_restart_on_a_full_disk_that_must_clear_a_discard_mark(server_factory, disk_16m):
+    """Issue 21 §2 where recovery must write: killed (-9) mid checksummed PATCH, the record carries
+    `pendingDiscardFrom`; restarted on a full disk, recovery cuts the unverified bytes (which frees nothing: they
+    share a page with verified ones) but cannot rewrite the record. The upload is served at the verified offset,
+    its next PATCH answers 507 until space is back (the repair rewrites the record first), then completes."""
+    uploads = disk_16m / "uploads"
+    data = os.urandom(64 * 1024)
+    start = 1000
+    server = server_factory("--fsync", "commit", upload_dir=uploads)
+    path = create_upload(server.port, len(data))
+    first = patch(server.port, path, 0, data[:start])
+    assert first is not None and first.status == 204
+    body = data[start:]
+    digest = base64.b64encode(hashlib.sha1(body).digest()).decode()
+    connection = RawConnection(server.port, timeout=10)
+    head = (
+        f"PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\nContent-Type: {OFFSET_STREAM}\r\n"
+        f"Upload-Offset: {start}\r\nContent-Length: {len(body)}\r\nUpload-Checksum: sha1 {digest}\r\n\r\n")
+    assert connection.send(head.encode() + body[:500])
+    data_file = server.data_file(path)
+    wait_until(lambda: data_file.stat().st_size == start + 500, timeout=5, message="unverified bytes written")
+    record_path = uploads / (path.rstrip("/").rsplit("/", 1)[-1] + ".info")
+    assert f'"pendingDiscardFrom":{start}'.encode() in record_path.read_bytes()
+    fill_up(disk_16m / "ballast")
+    server.kill()
+    connection.close()
+
+    restarted = server_factory("--fsync", "commit", upload_dir=uploads)
+    log = restarted.log_text()
+    assert "served at offset 1000" in log, "the restart met the full disk rewriting the record:\n" + log[-3000:]
+    assert head_offset(restarted.port, path) == start, "unverified bytes never count, the upload is found"
+    assert data_file.read_bytes() == data[:start], "cut all the same"
+    assert f'"pendingDiscardFrom":{start}'.encode() in record_path.read_bytes(), "the old record stays"
+    refused = patch(restarted.port, path, start, body)
+    assert refused is not None and refused.status == 507, refused
+    assert refused.body.startswith(b"ERR_INSUFFICIENT_STORAGE"), refused
+    assert head_offset(restarted.port, path) == start
+
+    (disk_16m / "ballast").unlink()
+    response = patch(restarted.port, path, start, body)
+    assert response is not None and response.status == 204, response
+    assert int(response.header("Upload-Offset")) == len(data)
+    assert b'"pendingDiscardFrom":null' in record_path.read_bytes(), "the repair rewrote the record"
+    download = request(restarted.port, "GET", path)
+    assert download is not None and download.status == 200
+    assert sha256(download.body) == sha256(data)
+    restarted.kill()
+    again = server_factory("--fsync", "commit", upload_dir=uploads)
+    assert head_offset(again.port, path) == len(data)

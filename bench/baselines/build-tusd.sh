@@ -30,7 +30,7 @@ case "$OUTDIR" in "$(cd "$HERE/../.." && pwd)"*) echo "OUTDIR must be outside th
 GO=/usr/lib/go-1.23/bin/go
 if [ ! -x "$GO" ]; then
   if ! apt-cache policy 2>/dev/null | grep -q bookworm-backports; then
-    host=$(grep -rhoE 'https?://[^ ]*debian.org/debian/?' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null | head -1)
+    host=$(grep -rhoE 'https?://[^ ]*debian.org/debian/?' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null | head -1 || true)
     echo "deb ${host:-http://deb.debian.org/debian} bookworm-backports main" > /etc/apt/sources.list.d/backports.list
     apt-get update -qq
   fi

@@ -4,7 +4,7 @@ public import TusHTTP1
 /// tusd's `StoreComposer`. It owns the orders that keep the two consistent:
 ///
 /// - create: data first, then the record, so a record never names missing data (a failed record removes the
-///   data again);
+///   data again, unless the id was already taken);
 /// - write: bytes → (durable, per the data store's policy) → offset recorded → acknowledged. The recorded
 ///   offset therefore never exceeds the bytes really stored, whatever crashes when;
 /// - remove: the record first (it becomes a gone marker), then the data: a crash in between leaves orphan
@@ -50,7 +50,9 @@ public final class ComposedUploadStore<State: UploadStateStore, Data: UploadData
             if let error { return completion(.failure(error)) }
             let createRecord = { [self] in
                 state.create(info, on: executor) { [self] result in
-                    guard case .failure = result else { return completion(result) }
+                    // An id the state store already has is another upload's, and so is any data under it (a
+                    // data store may leave creating the data to its state store, so this create made none).
+                    guard case .failure(let error) = result, error != .alreadyExists else { return completion(result) }
                     data.remove(id: info.id, on: executor) { _ in completion(result) }
                 }
             }

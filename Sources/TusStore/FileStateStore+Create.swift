@@ -1,0 +1,127 @@
+import Synchronization
+import TusLoop
+import TusProtocol
+
+/// Creation: what a new upload has to persist, and how few crossings and directory operations it can cost.
+///
+/// A new upload's first record goes straight to `<id>.info` with `O_EXCL` (nothing older exists to protect, so no
+/// temporary file and no rename), after its data file `<id>` when `createsDataFiles`; then, per policy, the
+/// record's fdatasync and one directory sync (grouped with concurrent ones) covering both entries. On failure
+/// nothing it made is left: a record that exists but was not written whole is unlinked again. A crash before the
+/// 201 can still leave a torn `<id>.info`; recovery quarantines it like any unreadable record, and its creation
+/// was never acknowledged.
+///
+/// Under `--fsync none` creations are batched per loop: while one threadpool job creates files for a loop, that
+/// loop's further creations queue up and the next job takes them all, so N concurrent POSTs cost far fewer than N
+/// loop -> worker -> loop crossings (the first one never waits: a loop with no job in flight submits at once).
+/// Under `commit` each creation keeps a job of its own, so that their fdatasyncs run in parallel on the
+/// threadpool (and the file system merges their journal commits) instead of one after another in one job.
+extension FileStateStore {
+    struct Creation {
+        let recordPath: String
+        let dataPath: String?
+        let bytes: [UInt8]
+        let completion: (StoreError?) -> Void
+    }
+
+    func createRecord(_ record: UploadRecord, loop: EventLoop, completion: @escaping (StoreError?) -> Void) {
+        let creation = Creation(
+            recordPath: recordPath(record.id), dataPath: createsDataFiles ? directory + "/" + record.id : nil,
+            bytes: record.encodedJSON, completion: completion)
+        guard !fsyncPolicy.syncsAtCommit else { return run([creation], loop: loop, queue: nil) }
+        let queue = creationQueue(for: loop)
+        queue.waiting.append(creation)
+        if !queue.isRunning { submit(queue, loop: loop) }
+    }
+
+    private func creationQueue(for loop: EventLoop) -> CreationQueue {
+        creationQueues.withLock { queues in
+            let key = ObjectIdentifier(loop)
+            // A queue left by a loop that is gone (and whose address a new loop reuses) starts over.
+            if let queue = queues[key], queue.loop === loop { return queue }
+            let queue = CreationQueue(loop: loop)
+            queues[key] = queue
+            return queue
+        }
+    }
+
+    private func submit(_ queue: CreationQueue, loop: EventLoop) {
+        let batch = queue.waiting
+        queue.waiting = []
+        queue.isRunning = true
+        queue.batches += 1
+        run(batch, loop: loop, queue: queue)
+    }
+
+    /// One threadpool job for `batch`; then the loop's next batch, if creations arrived meanwhile, and the answers.
+    private func run(_ batch: [Creation], loop: EventLoop, queue: CreationQueue?) {
+        let files = batch.map { (recordPath: $0.recordPath, dataPath: $0.dataPath, bytes: $0.bytes) }
+        let syncs = fsyncPolicy.syncsAtCommit
+        let directorySync = directorySync
+        loop.runBlocking({ () -> [BlockingFileSystem.Failure?] in
+            var failures = files.map {
+                Self.createFiles(recordPath: $0.recordPath, dataPath: $0.dataPath, bytes: $0.bytes, syncs: syncs)
+            }
+            guard syncs, failures.contains(where: { $0 == nil }), let failure = directorySync.sync() else {
+                return failures
+            }
+            for (index, file) in files.enumerated() where failures[index] == nil {
+                Self.removeFiles(recordPath: file.recordPath, dataPath: file.dataPath)
+                failures[index] = failure
+            }
+            return failures
+        }, completion: { [self] failures in
+            if let queue {
+                queue.isRunning = false
+                if !queue.waiting.isEmpty { submit(queue, loop: loop) }
+            }
+            for (creation, failure) in zip(batch, failures) {
+                guard let failure else {
+                    creation.completion(nil)
+                    continue
+                }
+                if failure.error == .alreadyExists {
+                    creation.completion(.alreadyExists)
+                } else {
+                    creation.completion(ioError("\(failure.operation) \(failure.path)", failure.error))
+                }
+            }
+        })
+    }
+
+    /// Data file, then record (fdatasynced when `syncs`); on failure, whatever it made is unlinked again.
+    private static func createFiles(
+        recordPath: String, dataPath: String?, bytes: [UInt8], syncs: Bool
+    ) -> BlockingFileSystem.Failure? {
+        if let dataPath,
+            let failure = BlockingFileSystem.writeFile(dataPath, bytes: [], exclusive: true, sync: false)
+        {
+            return failure
+        }
+        guard let failure = BlockingFileSystem.writeFile(recordPath, bytes: bytes, exclusive: true, sync: syncs) else {
+            return nil
+        }
+        // An existing record is another upload's; a record we opened is ours to take back.
+        removeFiles(recordPath: failure.operation == "open" ? nil : recordPath, dataPath: dataPath)
+        return failure
+    }
+
+    private static func removeFiles(recordPath: String?, dataPath: String?) {
+        if let recordPath { _ = BlockingFileSystem.unlink(recordPath) }
+        if let dataPath { _ = BlockingFileSystem.unlink(dataPath) }
+    }
+}
+
+/// One loop's creations under `--fsync none`: touched only on that loop's thread (the store's mutex guards only
+/// the map that finds it).
+final class CreationQueue: @unchecked Sendable {
+    weak var loop: EventLoop?
+    var waiting: [FileStateStore.Creation] = []
+    var isRunning = false
+    /// Threadpool jobs submitted (tests, diagnostics).
+    var batches = 0
+
+    init(loop: EventLoop) {
+        self.loop = loop
+    }
+}
