@@ -234,6 +234,8 @@ struct TusServerCommand: ParsableCommand {
     }
 
     func run() throws {
+        // One malloc arena for all threads: the loops allocate little, and each extra arena keeps its pages.
+        MallocArenas.limit(to: 1)
         let format = logFormat
         let level = logLevel
         LoggingSystem.bootstrap { label in
