@@ -67,4 +67,9 @@ static inline int CLibuv_sync_file_range(int fd, int64_t offset, int64_t length,
     return result == -1 ? -errno : 0;
 }
 
+/* mallopt, M_ARENA_MAX and malloc_trim live in <malloc.h>, which Swift's Glibc module does not include. */
+#include <malloc.h>
+static inline int CLibuv_set_malloc_arena_max(int count) { return mallopt(M_ARENA_MAX, count); }
+static inline void CLibuv_malloc_trim(void) { (void)malloc_trim(0); }
+
 #endif

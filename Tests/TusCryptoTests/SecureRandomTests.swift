@@ -10,6 +10,22 @@ final class SecureRandomTests: XCTestCase {
         XCTAssertNotEqual(first, second)
     }
 
+    /// The bytes come 8 at a time from getrandom(2): counts that are not a multiple of 8 end on a partial word.
+    func testCountsAroundWordBoundariesAreFilled() {
+        for count in [1, 7, 8, 9, 15, 16, 17, 1000] {
+            let draws = (0..<4).map { _ in SecureRandom.bytes(count) }
+            XCTAssertTrue(draws.allSatisfy { $0.count == count }, "\(count)")
+            // Four draws of even one byte are all equal with probability 2^-24.
+            XCTAssertGreaterThan(Set(draws).count, 1, "\(count): \(draws)")
+        }
+        // Every byte position gets random data, the tail of the last word included: over 64 draws of 9 bytes, a
+        // position left at zero (or copied from the same word byte) would show as one value throughout.
+        let draws = (0..<64).map { _ in SecureRandom.bytes(9) }
+        for position in 0..<9 {
+            XCTAssertGreaterThan(Set(draws.map { $0[position] }).count, 8, "byte \(position)")
+        }
+    }
+
     func testUploadIDIs32LowercaseHexAndUnique() {
         var seen = Set<String>()
         for _ in 0..<1000 {

@@ -1,16 +1,24 @@
-internal import COpenSSL
-
-/// Unpredictable bytes from OpenSSL's CSPRNG (`RAND_bytes`), so upload IDs cannot be guessed.
+/// Unpredictable bytes from the kernel's CSPRNG, so upload IDs cannot be guessed.
+///
+/// The standard library's `SystemRandomNumberGenerator` reads `getrandom(2)` on Linux, as Go's `crypto/rand` does for
+/// tusd. Not OpenSSL's `RAND_bytes`: its first call on each thread builds OpenSSL's DRBGs and fetches their ciphers,
+/// which loads the default provider's algorithm tables, about 250 KiB of private memory that a server with no TLS and
+/// no checksums would otherwise pay for on its first upload (issue 19). A failing `getrandom` traps in the standard
+/// library, as `RAND_bytes` failing did here: handing out predictable IDs would be worse than stopping.
 public enum SecureRandom {
-    /// `RAND_bytes`. A failure means the system RNG is unusable; handing out predictable IDs would be worse
-    /// than stopping, so it is a `preconditionFailure`.
     public static func bytes(_ count: Int) -> [UInt8] {
-        precondition(count >= 0 && count <= Int(Int32.max), "SecureRandom.bytes: bad count \(count)")
+        precondition(count >= 0, "SecureRandom.bytes: bad count \(count)")
+        var generator = SystemRandomNumberGenerator()
         return [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
-            if count > 0 {
-                guard RAND_bytes(buffer.baseAddress, Int32(count)) == 1 else {
-                    preconditionFailure("RAND_bytes failed: \(OpenSSLErrorQueue.drain())")
+            var filled = 0
+            while filled < count {
+                // One getrandom(2) per 8 bytes: an upload ID costs two system calls, a request ID one.
+                let word = generator.next()
+                let take = min(8, count - filled)
+                withUnsafeBytes(of: word) { bytes in
+                    for index in 0..<take { buffer[filled + index] = bytes[index] }
                 }
+                filled += take
             }
             initialized = count
         }
