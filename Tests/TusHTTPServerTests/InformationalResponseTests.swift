@@ -147,10 +147,12 @@ final class InformationalResponseTests: XCTestCase {
         guard FileManager.default.isExecutableFile(atPath: python) else {
             throw XCTSkip("no Python with h11 and h2 at \(python) (scripts/bootstrap.sh makes .venv)")
         }
-        let certificates = tls ? try ServerCertificate.make() : nil
+        // Python's default context verifies strictly: the shared CA and its "localhost" leaf.
+        let certificates = tls ? try TestCertificates.generate() : nil
         defer { certificates?.remove() }
         let tlsContext = try certificates.map {
-            try TLSContext.server(certificatePath: $0.certificate, keyPath: $0.key, mode: .tls12, offersHTTP2: true)
+            try TLSContext.server(
+                certificatePath: $0.serverCertificate, keyPath: $0.serverKey, mode: .tls12, offersHTTP2: true)
         }
         var output = Data()
         try withServer(
@@ -164,7 +166,7 @@ final class InformationalResponseTests: XCTestCase {
                     root.path + "/Tests/interop/informational_client.py", "--port", String(server.port),
                     "--protocol", protocolName, "--path", "/files/", "--first", String(ClientResult.firstHalf),
                     "--second", String(ClientResult.secondHalf), "--wait-informational", "3",
-                ] + (certificates.map { ["--cafile", $0.authority] } ?? [])
+                ] + (certificates.map { ["--cafile", $0.caCertificate] } ?? [])
             let stdout = Pipe()
             let stderr = Pipe()
             process.standardOutput = stdout
@@ -302,53 +304,5 @@ final class HintingDirectSink: HintingSink, HTTPDirectBodySink {
 
     func endDirectBody(writeErrorNumber: Int32?) {
         precondition(writeErrorNumber == nil, "splice write failed")
-    }
-}
-
-/// A CA and a "localhost" leaf it signed (Python's default context verifies strictly), made with `openssl`.
-struct ServerCertificate {
-    let directory: String
-    var authority: String { directory + "/ca.pem" }
-    var certificate: String { directory + "/server.pem" }
-    var key: String { directory + "/server.key" }
-
-    static func make() throws -> ServerCertificate {
-        let directory = NSTemporaryDirectory() + "tus-informational-tls-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
-        try openssl(
-            ["req", "-x509"] + ec + [
-                "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=Informational Test CA",
-                "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-            ], in: directory)
-        try openssl(
-            ["req", "-new"] + ec + [
-                "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost",
-                "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            ], in: directory)
-        try openssl(
-            [
-                "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-out", "server.pem",
-                "-days", "2", "-copy_extensions", "copy",
-            ], in: directory)
-        return ServerCertificate(directory: directory)
-    }
-
-    func remove() { try? FileManager.default.removeItem(atPath: directory) }
-
-    private static func openssl(_ arguments: [String], in directory: String) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["openssl"] + arguments
-        process.currentDirectoryURL = URL(fileURLWithPath: directory)
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw NSError(
-                domain: "openssl", code: Int(process.terminationStatus),
-                userInfo: [NSLocalizedDescriptionKey: "openssl \(arguments.joined(separator: " ")) failed"])
-        }
     }
 }
