@@ -283,9 +283,12 @@ final class HTTP2Connection: SecureStreamDelegate {
             pendingConsumption.append((streamID, bytes.count))
             return
         }
-        if case .finished = stream.body {
+        switch stream.body {
+        case .finished, .stopped:
             pendingConsumption.append((streamID, bytes.count))
             return
+        case .waiting, .reading:
+            break
         }
         stream.append(bytes, maxChunk: configuration.readChunkSize, pool: context.chunkPool)
         machine.bodyReceived(streamID, byteCount: bytes.count, now: context.loop.nowMilliseconds)
@@ -389,7 +392,14 @@ final class HTTP2Connection: SecureStreamDelegate {
             if !pendingConsumption.isEmpty {
                 let consumption = pendingConsumption
                 pendingConsumption = []
-                for (id, count) in consumption where count > 0 { _ = nghttp2_session_consume(session, id, count) }
+                for (id, count) in consumption where count > 0 {
+                    if case .stopped = streams[id]?.body {
+                        // A stopped body's stream window stays shut; the connection's reopens (`streamStopBody`).
+                        _ = nghttp2_session_consume_connection(session, count)
+                    } else {
+                        _ = nghttp2_session_consume(session, id, count)
+                    }
+                }
             }
             if !pendingResets.isEmpty {
                 let resets = pendingResets
@@ -482,11 +492,15 @@ final class HTTP2Connection: SecureStreamDelegate {
 
     private func deliverBody(_ stream: HTTP2Stream) {
         while true {
-            guard case .reading(let sink) = stream.body else {
-                if case .finished = stream.body {
-                    let dropped = stream.dropBuffered()
-                    if dropped > 0 { pendingConsumption.append((stream.id, dropped)) }
-                }
+            let sink: any HTTPBodySink
+            switch stream.body {
+            case .reading(let reading):
+                sink = reading
+            case .finished, .stopped:
+                let dropped = stream.dropBuffered()
+                if dropped > 0 { pendingConsumption.append((stream.id, dropped)) }
+                return
+            case .waiting:
                 return
             }
             let fragment: BodyFragment?
@@ -581,6 +595,24 @@ final class HTTP2Connection: SecureStreamDelegate {
         }
     }
 
+    /// The handler stops the body to clean up before it answers (a hook's StopUpload): the sink hears nothing
+    /// more, and the stream gets no more window, so the client stops sending after at most one window while the
+    /// other streams go on. The late response then resets the stream (NO_ERROR) if the request is still open
+    /// (`frameSent`, RFC 9113 §8.1); HTTP/1.1 has to read and drop the rest, or close, instead.
+    func streamStopBody(_ stream: HTTP2Stream) {
+        guard !isFinalClosed else { return }
+        switch stream.body {
+        case .waiting, .reading:
+            perform {
+                stream.body = .stopped
+                machine.bodyFinished(stream.id)
+                markDirty(stream)
+            }
+        case .finished, .stopped:
+            break
+        }
+    }
+
     func streamRespond(_ stream: HTTP2Stream, _ response: HTTPResponse, bodyLength: Int64?,
         source: (any HTTPBodySource)?
     ) {
@@ -597,7 +629,7 @@ final class HTTP2Connection: SecureStreamDelegate {
                 stream.body = .finished
                 machine.bodyFinished(stream.id)
                 markDirty(stream)
-            case .finished:
+            case .finished, .stopped:
                 break
             }
             let code = response.status.code

@@ -27,6 +27,10 @@ final class HTTP2Stream {
         case reading(any HTTPBodySink)
         /// `bodyEnd` or `bodyAborted` was delivered, or the body was given up (response first): bytes are dropped.
         case finished
+        /// The handler stopped the body (`stopBody`) and will answer later: bytes are dropped and handed back to
+        /// the connection window only, so this stream's window stays shut (the client stops sending it) while
+        /// the other streams keep the whole connection window.
+        case stopped
     }
     var body: BodyState = .waiting
     /// The peer sent END_STREAM: no more body bytes.
@@ -142,6 +146,11 @@ final class HTTP2Exchange: HTTPExchange {
     func readBody(into sink: any HTTPBodySink) {
         guard let connection, !stream.isClosed, !stream.hasResponded else { return sink.bodyAborted(.clientClosed) }
         connection.streamReadBody(stream, into: sink)
+    }
+
+    func stopBody() {
+        guard let connection, !stream.isClosed, !stream.hasResponded else { return }
+        connection.streamStopBody(stream)
     }
 
     func respond(_ response: HTTPResponse) {
