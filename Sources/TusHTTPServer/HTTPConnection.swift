@@ -140,7 +140,13 @@ final class HTTPConnection: SecureStreamDelegate {
         hasUnprocessedRead = false
         switch event {
         case .received:
-            if hasNewBytes { processNewBytes() }
+            if hasNewBytes {
+                processNewBytes()
+            } else {
+                // A handshake that negotiated "h2" with no plaintext yet: HTTP/2 takes over now, so that its
+                // preface and SETTINGS deadline (not our head timeout) decide how long a silent client may wait.
+                _ = switchesToHTTP2()
+            }
         case .closed:
             // A TLS close_notify may follow the last request in the same read: serve what came before it.
             if hasNewBytes { processNewBytes() }
