@@ -614,18 +614,18 @@ final class HTTPConnection: SecureStreamDelegate {
         case .none:
             break
         case .bodyTooSlow:
-            context.server.logIf(
-                .info,
+            context.logAbuse(
+                .bodyTooSlow,
                 "body slower than \(configuration.minBodyBytesPerSecond) bytes/s over "
                     + "\(configuration.bodyRateWindowMilliseconds) ms; closing connection\(requestLogTag)")
             abort(reason: .timeout)
         case .forceClose:
             finalClose()
         case .responseWriteTimeout:
-            context.server.logIf(.info, "response write timeout; closing connection\(requestLogTag)")
+            context.logAbuse(.responseStalled, "response write timeout; closing connection\(requestLogTag)")
             close()
         case .bodyTimeout:
-            context.server.logIf(.info, "body timeout; closing connection\(requestLogTag)")
+            context.logAbuse(.bodyStalled, "body timeout; closing connection\(requestLogTag)")
             abort(reason: .timeout)
         case .headTimeout:
             fail(with: HTTPParseError(status: .requestTimeout, message: "request head timeout"))

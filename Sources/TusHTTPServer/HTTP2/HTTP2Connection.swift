@@ -183,13 +183,13 @@ final class HTTP2Connection: SecureStreamDelegate {
         if let (code, reason) = pendingTermination {
             // One of our limits stopped nghttp2 mid-read: nothing after the offending frame or field was decoded.
             pendingTermination = nil
-            context.server.logIf(.info, "HTTP/2: closing connection (\(code)): \(reason)")
+            context.logAbuse(.http2LimitReached, "HTTP/2: closing connection (\(code)): \(reason)")
             terminate(errorCode: code.rawValue)
         } else if status < 0 {
             // Protocol error, CONTINUATION flood...: nghttp2 queued a GOAWAY; send it and end. A flood of
             // acknowledgements it would owe (`NGHTTP2_ERR_FLOODED`) comes without one.
             let reason = String(cString: nghttp2_strerror(Int32(status)))
-            context.server.logIf(.info, "HTTP/2: closing connection: \(reason)")
+            context.logAbuse(.http2ProtocolError, "HTTP/2: closing connection: \(reason)")
             let isFlood = status == Int(NGHTTP2_ERR_FLOODED.rawValue)
             terminate(errorCode: isFlood ? HTTP2ErrorCode.enhanceYourCalm.rawValue : nil)
         }
@@ -236,7 +236,8 @@ final class HTTP2Connection: SecureStreamDelegate {
         case .discard:
             return 0
         case .stopBlock:
-            context.server.logIf(.info, "HTTP/2 stream \(streamID): header block over twice the limit; resetting")
+            context.logAbuse(
+                .http2HeaderBlockTooLarge, "HTTP/2 stream \(streamID): header block over twice the limit; resetting")
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
         case .close(let code, let reason):
             pendingTermination = (code, reason)
@@ -797,11 +798,16 @@ final class HTTP2Connection: SecureStreamDelegate {
             return
         }
         if case .terminate(let code, let reason) = machine.tick(now: now) {
-            context.server.logIf(code == .noError ? .debug : .info, "HTTP/2: closing connection (\(code)): \(reason)")
+            let line = "HTTP/2: closing connection (\(code)): \(reason)"
+            if code == .noError {
+                context.server.logIf(.debug, line)
+            } else {
+                context.logAbuse(.http2LimitReached, line)
+            }
             return terminate(errorCode: code.rawValue)
         }
         if pendingOutputBytes > 0 && now &- lastOutputProgress >= configuration.bodyTimeoutMilliseconds {
-            context.server.logIf(.info, "HTTP/2: response write timeout; closing connection")
+            context.logAbuse(.responseStalled, "HTTP/2: response write timeout; closing connection")
             return abort(reason: .clientClosed)
         }
         perform {
@@ -812,16 +818,17 @@ final class HTTP2Connection: SecureStreamDelegate {
                 guard let stream = streams[id], !stream.isClosed else { continue }
                 switch timeout {
                 case .bodyStalled:
-                    context.server.logIf(.info, "HTTP/2 stream \(id): body timeout; resetting stream")
+                    context.logAbuse(.bodyStalled, "HTTP/2 stream \(id): body timeout; resetting stream")
                     abortStream(stream, reason: .timeout)
                 case .bodyTooSlow:
-                    context.server.logIf(
-                        .info,
+                    context.logAbuse(
+                        .bodyTooSlow,
                         "HTTP/2 stream \(id): body slower than \(configuration.minBodyBytesPerSecond) bytes/s "
                             + "over \(configuration.bodyRateWindowMilliseconds) ms; resetting stream")
                     abortStream(stream, reason: .timeout)
                 case .responseStalled:
-                    context.server.logIf(.info, "HTTP/2 stream \(id): response write timeout; resetting stream")
+                    context.logAbuse(
+                        .responseStalled, "HTTP/2 stream \(id): response write timeout; resetting stream")
                     abortStream(stream, reason: .clientClosed)
                 }
             }
