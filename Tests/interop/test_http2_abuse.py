@@ -36,8 +36,8 @@ def p99_bound(baseline: float) -> float:
 @pytest.fixture
 def server(pki):
     directory, (pem, key), _ = pki
-    # Every abusive connection is logged at info; the harness reads stderr only at the end, and a full pipe
-    # would block the loop.
+    # Abusive connections are logged at info, at most one line per kind a second (see
+    # test_a_stream_of_hostile_connections_cannot_block_the_server_on_its_log); warning keeps the output quiet.
     server = Server("--tls-certificate", str(pem), "--tls-key", str(key), "--body-timeout", "5",
                     "--log-level", "warning")
     yield server
