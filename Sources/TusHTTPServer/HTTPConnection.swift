@@ -140,7 +140,13 @@ final class HTTPConnection: SecureStreamDelegate {
         hasUnprocessedRead = false
         switch event {
         case .received:
-            if hasNewBytes { processNewBytes() }
+            if hasNewBytes {
+                processNewBytes()
+            } else {
+                // A handshake that negotiated "h2" with no plaintext yet: HTTP/2 takes over now, so that its
+                // preface and SETTINGS deadline (not our head timeout) decide how long a silent client may wait.
+                _ = switchesToHTTP2()
+            }
         case .closed:
             // A TLS close_notify may follow the last request in the same read: serve what came before it.
             if hasNewBytes { processNewBytes() }
@@ -608,18 +614,18 @@ final class HTTPConnection: SecureStreamDelegate {
         case .none:
             break
         case .bodyTooSlow:
-            context.server.logIf(
-                .info,
+            context.logAbuse(
+                .bodyTooSlow,
                 "body slower than \(configuration.minBodyBytesPerSecond) bytes/s over "
                     + "\(configuration.bodyRateWindowMilliseconds) ms; closing connection\(requestLogTag)")
             abort(reason: .timeout)
         case .forceClose:
             finalClose()
         case .responseWriteTimeout:
-            context.server.logIf(.info, "response write timeout; closing connection\(requestLogTag)")
+            context.logAbuse(.responseStalled, "response write timeout; closing connection\(requestLogTag)")
             close()
         case .bodyTimeout:
-            context.server.logIf(.info, "body timeout; closing connection\(requestLogTag)")
+            context.logAbuse(.bodyStalled, "body timeout; closing connection\(requestLogTag)")
             abort(reason: .timeout)
         case .headTimeout:
             fail(with: HTTPParseError(status: .requestTimeout, message: "request head timeout"))

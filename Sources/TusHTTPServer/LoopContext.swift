@@ -24,6 +24,7 @@ final class LoopContext {
     private var shutdownTimer: TusLoop.Timer?
     private(set) var isShuttingDown = false
     private var cachedDate: (second: Int, value: String) = (-1, "")
+    private var abuseLog = AbuseLogLimiter()
 
     /// The `Date` header value (RFC 9110 §6.6.1: an origin server with a clock must send it), formatted at
     /// most once per second per loop.
@@ -159,8 +160,23 @@ final class LoopContext {
         }
     }
 
+    /// A line about a hostile or broken peer (info), within `AbuseLogLimiter`'s budget of one per kind per second.
+    func logAbuse(_ kind: AbuseLogKind, _ message: @autoclosure () -> String) {
+        guard ServerLogLevel.info >= server.minimumLogLevel else { return }
+        switch abuseLog.admit(kind, now: loop.nowMilliseconds) {
+        case .skip:
+            return
+        case .log(let suppressed):
+            let note = suppressed > 0 ? " (\(suppressed) more \(kind) line(s) left out before this one)" : ""
+            server.log(.info, message() + note)
+        }
+    }
+
     private func sweepDeadlines() {
         let now = loop.nowMilliseconds
+        for (kind, suppressed) in abuseLog.overdueCounts(now: now) {
+            server.logIf(.info, "\(suppressed) more \(kind) line(s) left out (at most one a second is logged)")
+        }
         chunkPool.trimIfIdle()
         for connection in connections.values { connection.checkDeadline(now: now) }
         for connection in http2Connections.values { connection.checkDeadline(now: now) }

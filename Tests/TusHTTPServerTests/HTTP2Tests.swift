@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 import TusHTTP1
 import TusHTTPServer
 import TusTestSupport
@@ -169,6 +170,112 @@ final class HTTP2Tests: XCTestCase {
             XCTAssertLessThanOrEqual(total, 4 << 20, "the connection window caps what all streams together may send")
             XCTAssertGreaterThan(total, 3 << 20)
             XCTAssertLessThanOrEqual(handler.stats.withLock { $0.bodyBytes }, 4 << 20)
+        }
+    }
+
+    /// `stopBody` on one stream (a hook's StopUpload: the handler cleans up, then answers): its sink hears nothing
+    /// more, the stream's window never reopens (the client is held at one window, so it stops sending), while the
+    /// bytes still arriving are handed back to the connection window: with a connection window no bigger than the
+    /// stopped stream's, a second stream on the same connection still uploads 2 MiB. The late 400 ends the stopped
+    /// stream and resets it with NO_ERROR (RFC 9113 §8.1: the request had not ended).
+    func testStoppedBodyShutsItsStreamWindowAndOtherStreamsGoOn() throws {
+        let handler = StopOnFirstFragment(answerAfterMilliseconds: 1500)
+        try withServer(handler, configure: {
+            $0.http2.cleartextPriorKnowledge = true
+            $0.http2.connectionWindow = 1 << 20
+        }) { server in
+            let client = try FrameClient(port: server.port)
+            defer { client.close() }
+            let stopped = patternBytes(count: 8 << 20)
+            let other = patternBytes(count: 2 << 20)
+            func put(_ id: Int32, _ path: String, _ length: Int) throws {
+                try client.sendHeaders(
+                    streamID: id,
+                    fields: [
+                        (":method", "PUT"), (":scheme", "http"), (":path", path), (":authority", "localhost"),
+                        ("content-length", String(length)),
+                    ], endStream: false)
+            }
+            try put(1, "/stop", stopped.count)
+            var sentStopped = 0
+            var sentOther = 0
+            let start = Date()
+            let deadline = start.addingTimeInterval(30)
+            while Date().timeIntervalSince(start) < 0.5 {
+                sentStopped += try client.sendAllowed(streamID: 1, body: stopped, from: sentStopped)
+                try client.readFrames(timeout: 0.02)
+            }
+            try put(3, "/other", other.count)
+            while !(client.ended.contains(1) && client.ended.contains(3)) && Date() < deadline {
+                if client.resets[1] == nil {
+                    sentStopped += try client.sendAllowed(streamID: 1, body: stopped, from: sentStopped)
+                }
+                sentOther += try client.sendAllowed(streamID: 3, body: other, from: sentOther)
+                try client.readFrames(timeout: 0.02)
+            }
+            // The reset follows the answer's last frame, perhaps in a later read.
+            while client.resets[1] == nil && Date() < deadline { try client.readFrames(timeout: 0.02) }
+            XCTAssertEqual(client.responseStatusByte[3], 0x88, "the other stream finished (200)")
+            XCTAssertEqual(handler.otherBytes.value.withLock { $0 }, other.count)
+            XCTAssertEqual(client.responseStatusByte[1], 0x8c, "the late answer (400, HPACK static index 12)")
+            XCTAssertEqual(client.resets[1], 0, "RST_STREAM NO_ERROR after the response to an unfinished request")
+            XCTAssertEqual(client.streamWindowUpdates[1, default: 0], 0, "no window for a stopped stream")
+            XCTAssertEqual(sentStopped, 1 << 20, "the client could send one stream window, then had to stop")
+            XCTAssertEqual(handler.heardAfterStop.value.withLock { $0 }, 0, "nothing reached the sink after stopBody")
+            XCTAssertNil(client.goAwayCode)
+        }
+    }
+}
+
+/// On `/stop`: takes the first fragment, stops the body and answers 400 later (as the upload handler does after a
+/// hook's StopUpload); counts what its sink hears after that. Any other path: reads the body and answers 200.
+private final class StopOnFirstFragment: HTTPRequestHandler {
+    final class Count: Sendable {
+        let value = Mutex(0)
+    }
+    let heardAfterStop = Count()
+    let otherBytes = Count()
+    let answerAfterMilliseconds: UInt64
+
+    init(answerAfterMilliseconds: UInt64) {
+        self.answerAfterMilliseconds = answerAfterMilliseconds
+    }
+
+    func handle(_ head: RequestHead, exchange: any HTTPExchange) {
+        exchange.readBody(into: Sink(exchange, handler: self, stops: head.target == "/stop"))
+    }
+
+    private final class Sink: HTTPBodySink {
+        let exchange: any HTTPExchange
+        let handler: StopOnFirstFragment
+        let stops: Bool
+        var stopped = false
+
+        init(_ exchange: any HTTPExchange, handler: StopOnFirstFragment, stops: Bool) {
+            self.exchange = exchange
+            self.handler = handler
+            self.stops = stops
+        }
+
+        func bodyFragment(_ fragment: BodyFragment, done: @escaping () -> Void) {
+            done()
+            guard stops else { return handler.otherBytes.value.withLock { $0 += fragment.count } }
+            guard !stopped else { return handler.heardAfterStop.value.withLock { $0 += 1 } }
+            stopped = true
+            exchange.stopBody()
+            let exchange = exchange
+            _ = exchange.executor.schedule(afterMilliseconds: handler.answerAfterMilliseconds) {
+                exchange.respond(HTTPResponse(status: .badRequest, text: "stopped"))
+            }
+        }
+
+        func bodyEnd(trailers: HTTPHeaders) {
+            if stopped { return handler.heardAfterStop.value.withLock { $0 += 1 } }
+            exchange.respond(HTTPResponse(status: .ok, text: "read"))
+        }
+
+        func bodyAborted(_ reason: BodyAbortReason) {
+            if stopped { handler.heardAfterStop.value.withLock { $0 += 1 } }
         }
     }
 }

@@ -18,6 +18,7 @@ import time
 import pytest
 
 from cluster_helpers import free_port
+from h2_helpers import H2Client
 from hook_receiver import HookReceiver
 from tus_helpers import OFFSET_STREAM, RawConnection, create_upload, head_offset, patch, request, wait_until
 
@@ -176,6 +177,50 @@ def test_stop_upload_ends_a_running_patch_and_terminates_the_upload(server_facto
     uid = upload_id(path)
     receiver.wait_for(lambda: "post-terminate" in receiver.for_upload(uid))
     assert "pre-terminate" not in receiver.for_upload(uid), "tusd's stop path asks no pre-terminate"
+    assert "post-finish" not in receiver.for_upload(uid)
+
+
+@pytest.mark.time_limit(60)
+def test_stop_upload_over_http2_holds_the_stream_and_the_connection_goes_on(server_factory, receiver):
+    """The StopUpload case on an h2c stream: the stopped stream gets no more window (the client is held within a
+    stream window of what the server had when it stopped), the upload is terminated before the 400, the stream is
+    reset with NO_ERROR after it (RFC 9113 §8.1), and the same connection serves the next request."""
+    receiver.responders["post-receive"] = lambda call: (200, {"StopUpload": call["Event"]["Upload"]["Offset"] > 0,
+                                                             "HTTPResponse": {"Body": "quota reached",
+                                                                              "Header": {"X-Quota": "spent"}}})
+    server = server_factory("--h2c", "--hooks-http", receiver.url, "--progress-hooks-interval", "50",
+                            "--hooks-enabled-events", "post-create,post-receive,post-terminate,post-finish")
+    total = 64 * 1024 * KiB
+    path = create_upload(server.port, total)
+    uid = upload_id(path)
+    with H2Client(server.port, tls=False, timeout=20) as client:
+        stream_id = client.request("PATCH", path, {"Tus-Resumable": "1.0.0", "Content-Type": OFFSET_STREAM,
+                                                   "Upload-Offset": "0", "Content-Length": str(total)},
+                                   end_stream=False)
+        sent = 0
+        deadline = time.monotonic() + 30
+        while not client.done(stream_id) and time.monotonic() < deadline:
+            size = min(client.sendable(stream_id), 64 * KiB, total - sent)
+            if size > 0:
+                # Paced (about 12 MiB/s), so the hook's answer finds the upload well short of its end.
+                client.conn.send_data(stream_id, b"x" * size)
+                client.flush()
+                sent += size
+                time.sleep(0.005)
+            client.pump(0.001 if size > 0 else 0.05)
+        stream = client.streams[stream_id]
+        assert stream.status == 400, stream
+        assert bytes(stream.data) == b"quota reached" and stream.headers.get("x-quota") == "spent"
+        client.wait(lambda: stream.reset is not None, timeout=5, what="RST_STREAM after the answer")
+        assert stream.reset == 0, "NO_ERROR: the request is not wanted any more, nothing went wrong"
+        seen = max(call["Event"]["Upload"]["Offset"] for call in receiver.of_type("post-receive")
+                   if call["Event"]["Upload"]["ID"] == uid)
+        print(f"\n[h2 stop] sent={sent} offset_seen_by_the_stopping_hook={seen} total={total}")
+        assert sent <= seen + 2 * 1024 * KiB, (sent, seen)
+        # Terminated before the answer; the connection is fine.
+        head = client.get(client.request("HEAD", path, {"Tus-Resumable": "1.0.0"}))
+        assert head.status in (404, 410), head
+    receiver.wait_for(lambda: "post-terminate" in receiver.for_upload(uid))
     assert "post-finish" not in receiver.for_upload(uid)
 
 

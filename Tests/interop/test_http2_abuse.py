@@ -7,6 +7,8 @@ servers are stopped by PID; every wait is bounded."""
 
 from __future__ import annotations
 
+import re
+import socket
 import time
 
 import hpack
@@ -34,8 +36,8 @@ def p99_bound(baseline: float) -> float:
 @pytest.fixture
 def server(pki):
     directory, (pem, key), _ = pki
-    # Every abusive connection is logged at info; the harness reads stderr only at the end, and a full pipe
-    # would block the loop.
+    # Abusive connections are logged at info, at most one line per kind a second (see
+    # test_a_stream_of_hostile_connections_cannot_block_the_server_on_its_log); warning keeps the output quiet.
     server = Server("--tls-certificate", str(pem), "--tls-key", str(key), "--body-timeout", "5",
                     "--log-level", "warning")
     yield server
@@ -270,3 +272,42 @@ def test_streams_beyond_the_maximum_are_refused_and_the_others_finish(server, pk
             assert client.get(stream_id).status == 204
         # And the connection takes new streams again.
         assert client.get(client.request("HEAD", paths[0], TUS)).headers["upload-offset"] == "100"
+
+
+@pytest.mark.time_limit(90)
+def test_a_stream_of_hostile_connections_cannot_block_the_server_on_its_log():
+    """Each connection cut off for abuse is a line at info. A log pipe nobody drains (here: stderr, which the
+    harness reads only at the end) filled after ~490 of them and stopped the loop; now one line per kind per second
+    goes out, plus the count of those left out. 1500 h2c connections each flood PINGs past the budget (GOAWAY
+    ENHANCE_YOUR_CALM), at the default log level: every one is still cut off at once, and the log stays short."""
+    server = Server("--h2c")
+    connections = 1500
+    settings = hyperframe.frame.SettingsFrame(0).serialize()
+    pings = b"".join(hyperframe.frame.PingFrame(0, opaque_data=b"12345678").serialize() for _ in range(1001))
+    attack = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + settings + pings
+    started = time.monotonic()
+    try:
+        for index in range(connections):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=3) as sock:
+                sock.sendall(attack)
+                received = b""
+                try:
+                    while piece := sock.recv(65536):
+                        received += piece
+                except OSError:
+                    pass
+            goaways = [frame for frame in parse_frames(received) if isinstance(frame, hyperframe.frame.GoAwayFrame)]
+            assert goaways and goaways[-1].error_code == ENHANCE_YOUR_CALM, f"connection {index} was not cut off"
+        elapsed = time.monotonic() - started
+        with socket.create_connection(("127.0.0.1", server.port), timeout=3) as sock:
+            sock.sendall(b"OPTIONS /files/ HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 204"), "the server still answers"
+        time.sleep(1.7)  # the sweep (every 0.5 s) writes the count of a flood that stopped, 1 s after its line
+    finally:
+        server.stop()
+    lines = [line for line in server.process.stderr.read().splitlines() if "closing connection" in line
+             or "left out" in line]
+    print(f"\n[log flood] connections={connections} seconds={elapsed:.2f} lines={len(lines)}")
+    assert len(lines) <= 2 * (elapsed + 3), lines[:20]
+    left_out = sum(int(match) for line in lines for match in re.findall(r"(\d+) more HTTP/2 limit", line))
+    assert left_out + sum("ENHANCE_YOUR_CALM" in line for line in lines) == connections, lines

@@ -45,8 +45,9 @@ public protocol HTTPExchange: AnyObject {
 
     /// Stops delivering the body without answering yet, for a handler that must clean up before it answers (a
     /// hook stopped the upload, which is removed first). The sink hears nothing more but a direct body's
-    /// `endDirectBody`; what still arrives is discarded, and the response should close the connection. A transport
-    /// that cannot stop early keeps delivering, so the sink must ignore what comes after it asked.
+    /// `endDirectBody`; what still arrives is discarded, and the response should close the connection (HTTP/2
+    /// grants the stream no more window and resets it after the response instead). A transport that cannot stop
+    /// early keeps delivering, so the sink must ignore what comes after it asked.
     func stopBody()
 
     /// The peer as "host:port" (hook payloads, logs); nil when unknown.

@@ -183,13 +183,13 @@ final class HTTP2Connection: SecureStreamDelegate {
         if let (code, reason) = pendingTermination {
             // One of our limits stopped nghttp2 mid-read: nothing after the offending frame or field was decoded.
             pendingTermination = nil
-            context.server.logIf(.info, "HTTP/2: closing connection (\(code)): \(reason)")
+            context.logAbuse(.http2LimitReached, "HTTP/2: closing connection (\(code)): \(reason)")
             terminate(errorCode: code.rawValue)
         } else if status < 0 {
             // Protocol error, CONTINUATION flood...: nghttp2 queued a GOAWAY; send it and end. A flood of
             // acknowledgements it would owe (`NGHTTP2_ERR_FLOODED`) comes without one.
             let reason = String(cString: nghttp2_strerror(Int32(status)))
-            context.server.logIf(.info, "HTTP/2: closing connection: \(reason)")
+            context.logAbuse(.http2ProtocolError, "HTTP/2: closing connection: \(reason)")
             let isFlood = status == Int(NGHTTP2_ERR_FLOODED.rawValue)
             terminate(errorCode: isFlood ? HTTP2ErrorCode.enhanceYourCalm.rawValue : nil)
         }
@@ -236,7 +236,8 @@ final class HTTP2Connection: SecureStreamDelegate {
         case .discard:
             return 0
         case .stopBlock:
-            context.server.logIf(.info, "HTTP/2 stream \(streamID): header block over twice the limit; resetting")
+            context.logAbuse(
+                .http2HeaderBlockTooLarge, "HTTP/2 stream \(streamID): header block over twice the limit; resetting")
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
         case .close(let code, let reason):
             pendingTermination = (code, reason)
@@ -265,11 +266,11 @@ final class HTTP2Connection: SecureStreamDelegate {
         case UInt8(NGHTTP2_HEADERS.rawValue):
             guard let stream = streams[streamID] else { return }
             if isRequestHeaders { newStreams.append(stream) }
-            if endStream { stream.isRemoteEnded = true }
+            if endStream { stream.lifecycle.remoteEnded() }
             markDirty(stream)
         case UInt8(NGHTTP2_DATA.rawValue):
             guard endStream, let stream = streams[streamID] else { return }
-            stream.isRemoteEnded = true
+            stream.lifecycle.remoteEnded()
             markDirty(stream)
         case UInt8(NGHTTP2_SETTINGS.rawValue):
             machine.settingsReceived(isAcknowledgement: flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0)
@@ -283,7 +284,7 @@ final class HTTP2Connection: SecureStreamDelegate {
             pendingConsumption.append((streamID, bytes.count))
             return
         }
-        if case .finished = stream.body {
+        guard stream.lifecycle.keepsArrivingBytes else {
             pendingConsumption.append((streamID, bytes.count))
             return
         }
@@ -295,7 +296,7 @@ final class HTTP2Connection: SecureStreamDelegate {
     fileprivate func streamClosed(streamID: Int32) {
         machine.streamClosed(streamID, now: context.loop.nowMilliseconds)
         guard let stream = streams[streamID] else { return }
-        stream.isClosed = true
+        stream.lifecycle.closed()
         markDirty(stream)
     }
 
@@ -337,7 +338,7 @@ final class HTTP2Connection: SecureStreamDelegate {
             return count
         case .source(let source, let remaining):
             guard let fragment = stream.responseFragment else {
-                stream.needsFetch = true
+                stream.lifecycle.responseBytesWanted()
                 markDirty(stream)
                 return Int(NGHTTP2_ERR_DEFERRED.rawValue)
             }
@@ -364,9 +365,7 @@ final class HTTP2Connection: SecureStreamDelegate {
     }
 
     private func markDirty(_ stream: HTTP2Stream) {
-        guard !stream.isDirty else { return }
-        stream.isDirty = true
-        dirtyStreams.append(stream)
+        if stream.lifecycle.enqueue() { dirtyStreams.append(stream) }
     }
 
     // MARK: Acting on what happened
@@ -389,7 +388,14 @@ final class HTTP2Connection: SecureStreamDelegate {
             if !pendingConsumption.isEmpty {
                 let consumption = pendingConsumption
                 pendingConsumption = []
-                for (id, count) in consumption where count > 0 { _ = nghttp2_session_consume(session, id, count) }
+                for (id, count) in consumption where count > 0 {
+                    if streams[id]?.lifecycle.reopensStreamWindow == false {
+                        // A stopped body's stream window stays shut; the connection's reopens (`streamStopBody`).
+                        _ = nghttp2_session_consume_connection(session, count)
+                    } else {
+                        _ = nghttp2_session_consume(session, id, count)
+                    }
+                }
             }
             if !pendingResets.isEmpty {
                 let resets = pendingResets
@@ -406,7 +412,7 @@ final class HTTP2Connection: SecureStreamDelegate {
                 let dirty = dirtyStreams
                 dirtyStreams = []
                 for stream in dirty {
-                    stream.isDirty = false
+                    stream.lifecycle.dequeued()
                     service(stream)
                 }
                 didWork = true
@@ -477,16 +483,21 @@ final class HTTP2Connection: SecureStreamDelegate {
             return
         }
         deliverBody(stream)
-        if stream.needsFetch && !stream.isFetching { fetchResponseBody(stream) }
+        if stream.lifecycle.startFetch() { fetchResponseBody(stream) }
     }
 
     private func deliverBody(_ stream: HTTP2Stream) {
         while true {
-            guard case .reading(let sink) = stream.body else {
-                if case .finished = stream.body {
-                    let dropped = stream.dropBuffered()
-                    if dropped > 0 { pendingConsumption.append((stream.id, dropped)) }
-                }
+            let sink: any HTTPBodySink
+            switch stream.lifecycle.body {
+            case .reading:
+                guard let reading = stream.sink else { return }
+                sink = reading
+            case .finished, .stopped:
+                let dropped = stream.dropBuffered()
+                if dropped > 0 { pendingConsumption.append((stream.id, dropped)) }
+                return
+            case .waiting:
                 return
             }
             let fragment: BodyFragment?
@@ -504,8 +515,8 @@ final class HTTP2Connection: SecureStreamDelegate {
                 sink.bodyFragment(fragment) { [weak self] in self?.fragmentDone(stream, count: count) }
                 continue
             }
-            if stream.isRemoteEnded && stream.bufferedByteCount == 0 {
-                stream.body = .finished
+            if stream.bufferedByteCount == 0 && stream.lifecycle.bufferDrained() {
+                stream.sink = nil
                 machine.bodyFinished(stream.id)
                 let trailers = stream.trailers
                 sink.bodyEnd(trailers: trailers)
@@ -529,25 +540,25 @@ final class HTTP2Connection: SecureStreamDelegate {
         streams[stream.id] = nil
         let dropped = stream.dropBuffered()
         if dropped > 0 { pendingConsumption.append((stream.id, dropped)) }
-        let body = stream.body
-        stream.body = .finished
+        let sink = stream.lifecycle.bodyAborted() ? stream.sink : nil
+        stream.sink = nil
         if case .source(let source, _) = stream.responseBody {
             stream.responseBody = .none
             source.cancel()
         }
         stream.responseFragment = nil
-        if case .reading(let sink) = body { sink.bodyAborted(.clientClosed) }
+        sink?.bodyAborted(.clientClosed)
     }
 
     private func fetchResponseBody(_ stream: HTTP2Stream) {
-        guard case .source(let source, let remaining) = stream.responseBody else { return }
-        stream.needsFetch = false
-        stream.isFetching = true
+        guard case .source(let source, let remaining) = stream.responseBody else {
+            return stream.lifecycle.fetchCompleted()
+        }
         let maxLength = Int(min(remaining, Int64(configuration.readChunkSize)))
         source.next(maxLength: maxLength) { [weak self] result in
             guard let self, !self.isFinalClosed else { return }
             self.perform {
-                stream.isFetching = false
+                stream.lifecycle.fetchCompleted()
                 guard !stream.isClosed, case .source(_, let remaining) = stream.responseBody else { return }
                 switch result {
                 case .success(let fragment?) where fragment.count > 0 && Int64(fragment.count) <= remaining:
@@ -568,9 +579,11 @@ final class HTTP2Connection: SecureStreamDelegate {
     // MARK: Exchange entry points
 
     func streamReadBody(_ stream: HTTP2Stream, into sink: any HTTPBodySink) {
-        guard case .waiting = stream.body, !isFinalClosed else { return sink.bodyAborted(.clientClosed) }
+        guard !isFinalClosed, stream.lifecycle.readBodyRequested() == .start else {
+            return sink.bodyAborted(.clientClosed)
+        }
         perform {
-            stream.body = .reading(sink)
+            stream.sink = sink
             machine.bodyReadStarted(stream.id, now: context.loop.nowMilliseconds)
             if stream.head?.expectsContinue == true, stream.bufferedByteCount == 0, !stream.isRemoteEnded,
                 let session
@@ -581,24 +594,35 @@ final class HTTP2Connection: SecureStreamDelegate {
         }
     }
 
+    /// The handler stops the body to clean up before it answers (a hook's StopUpload): the sink hears nothing
+    /// more, and the stream gets no more window, so the client stops sending after at most one window while the
+    /// other streams go on. The late response then resets the stream (NO_ERROR) if the request is still open
+    /// (`frameSent`, RFC 9113 §8.1); HTTP/1.1 has to read and drop the rest, or close, instead.
+    func streamStopBody(_ stream: HTTP2Stream) {
+        guard !isFinalClosed, stream.lifecycle.stopBodyRequested() == .stop else { return }
+        perform {
+            stream.sink = nil
+            machine.bodyFinished(stream.id)
+            markDirty(stream)
+        }
+    }
+
     func streamRespond(_ stream: HTTP2Stream, _ response: HTTPResponse, bodyLength: Int64?,
         source: (any HTTPBodySource)?
     ) {
-        stream.hasResponded = true
-        guard !stream.isClosed, !isFinalClosed, let session, let head = stream.head else {
+        guard case .respond(let endsBody) = stream.lifecycle.responseRequested(), !isFinalClosed, let session,
+            let head = stream.head
+        else {
             source?.cancel()
             return
         }
         perform {
             // The handler answered before the body ended (413, lock takeover): stop feeding it, and let the
             // remaining bytes go (they are consumed as they arrive; the stream is reset once the answer is out).
-            switch stream.body {
-            case .reading, .waiting:
-                stream.body = .finished
+            if endsBody {
+                stream.sink = nil
                 machine.bodyFinished(stream.id)
                 markDirty(stream)
-            case .finished:
-                break
             }
             let code = response.status.code
             let statusForbidsBody = (100..<200).contains(code) || code == 204 || code == 304
@@ -638,7 +662,7 @@ final class HTTP2Connection: SecureStreamDelegate {
     /// A HEADERS frame without END_STREAM (`submitHeaders` picks `nghttp2_submit_headers` for a 1xx). nghttp2 sends
     /// a stream's HEADERS in the order they were submitted, so the final response always comes after it.
     func streamSendInformational(_ stream: HTTP2Stream, _ response: HTTPResponse) {
-        guard !stream.hasResponded, !stream.isClosed, !isFinalClosed, let session else { return }
+        guard stream.lifecycle.acceptsInformational, !isFinalClosed, let session else { return }
         perform { submitHeaders(session, stream.id, headerFields(of: response), body: nil) }
     }
 
@@ -765,11 +789,16 @@ final class HTTP2Connection: SecureStreamDelegate {
             return
         }
         if case .terminate(let code, let reason) = machine.tick(now: now) {
-            context.server.logIf(code == .noError ? .debug : .info, "HTTP/2: closing connection (\(code)): \(reason)")
+            let line = "HTTP/2: closing connection (\(code)): \(reason)"
+            if code == .noError {
+                context.server.logIf(.debug, line)
+            } else {
+                context.logAbuse(.http2LimitReached, line)
+            }
             return terminate(errorCode: code.rawValue)
         }
         if pendingOutputBytes > 0 && now &- lastOutputProgress >= configuration.bodyTimeoutMilliseconds {
-            context.server.logIf(.info, "HTTP/2: response write timeout; closing connection")
+            context.logAbuse(.responseStalled, "HTTP/2: response write timeout; closing connection")
             return abort(reason: .clientClosed)
         }
         perform {
@@ -780,16 +809,17 @@ final class HTTP2Connection: SecureStreamDelegate {
                 guard let stream = streams[id], !stream.isClosed else { continue }
                 switch timeout {
                 case .bodyStalled:
-                    context.server.logIf(.info, "HTTP/2 stream \(id): body timeout; resetting stream")
+                    context.logAbuse(.bodyStalled, "HTTP/2 stream \(id): body timeout; resetting stream")
                     abortStream(stream, reason: .timeout)
                 case .bodyTooSlow:
-                    context.server.logIf(
-                        .info,
+                    context.logAbuse(
+                        .bodyTooSlow,
                         "HTTP/2 stream \(id): body slower than \(configuration.minBodyBytesPerSecond) bytes/s "
                             + "over \(configuration.bodyRateWindowMilliseconds) ms; resetting stream")
                     abortStream(stream, reason: .timeout)
                 case .responseStalled:
-                    context.server.logIf(.info, "HTTP/2 stream \(id): response write timeout; resetting stream")
+                    context.logAbuse(
+                        .responseStalled, "HTTP/2 stream \(id): response write timeout; resetting stream")
                     abortStream(stream, reason: .clientClosed)
                 }
             }
@@ -811,8 +841,8 @@ final class HTTP2Connection: SecureStreamDelegate {
 
     /// Ends one stream (RST_STREAM CANCEL); its sink hears `reason`, the connection carries on.
     private func abortStream(_ stream: HTTP2Stream, reason: BodyAbortReason) {
-        if case .reading(let sink) = stream.body {
-            stream.body = .finished
+        if stream.lifecycle.bodyAborted(), let sink = stream.sink {
+            stream.sink = nil
             sink.bodyAborted(reason)
         }
         machine.bodyFinished(stream.id)
@@ -838,7 +868,7 @@ final class HTTP2Connection: SecureStreamDelegate {
         if let errorCode { _ = nghttp2_session_terminate_session(session, errorCode) }
         flushOutput()
         for stream in Array(streams.values) {
-            stream.isClosed = true
+            stream.lifecycle.closed()
             finishClosedStream(stream)
         }
         closeGracefully()
@@ -848,11 +878,11 @@ final class HTTP2Connection: SecureStreamDelegate {
     func abort(reason: BodyAbortReason) {
         guard !isFinalClosed else { return }
         for stream in Array(streams.values) {
-            if case .reading(let sink) = stream.body {
-                stream.body = .finished
+            if stream.lifecycle.bodyAborted(), let sink = stream.sink {
+                stream.sink = nil
                 sink.bodyAborted(reason)
             }
-            stream.isClosed = true
+            stream.lifecycle.closed()
             finishClosedStream(stream)
         }
         finalClose()
@@ -877,7 +907,7 @@ final class HTTP2Connection: SecureStreamDelegate {
         guard !isFinalClosed else { return }
         isFinalClosed = true
         for stream in Array(streams.values) {
-            stream.isClosed = true
+            stream.lifecycle.closed()
             finishClosedStream(stream)
         }
         streams = [:]

@@ -19,18 +19,16 @@ final class HTTP2Stream {
     var head: RequestHead?
     var exchange: HTTP2Exchange?
 
+    // MARK: Lifecycle
+    /// Body phase, request end, answer, close and scheduling marks; the connection acts on its answers.
+    var lifecycle = HTTP2StreamStateMachine()
+    var isClosed: Bool { lifecycle.isClosed }
+    var hasResponded: Bool { lifecycle.hasResponded }
+    var isRemoteEnded: Bool { lifecycle.isRemoteEnded }
+
     // MARK: Request body
-    enum BodyState {
-        /// The handler has not asked for the body yet: bytes wait here (bounded by the window).
-        case waiting
-        /// Bytes flow to `sink`.
-        case reading(any HTTPBodySink)
-        /// `bodyEnd` or `bodyAborted` was delivered, or the body was given up (response first): bytes are dropped.
-        case finished
-    }
-    var body: BodyState = .waiting
-    /// The peer sent END_STREAM: no more body bytes.
-    var isRemoteEnded = false
+    /// Where the body goes while `lifecycle.body` is `.reading`.
+    var sink: (any HTTPBodySink)?
     /// Filled chunks not yet handed to the sink, in order.
     var queued: [BodyFragment] = []
     var current: ByteChunk?
@@ -47,18 +45,10 @@ final class HTTP2Stream {
         case bytes([UInt8], sent: Int)
         case source(any HTTPBodySource, remaining: Int64)
     }
-    var hasResponded = false
     var responseBody: ResponseBody = .none
     /// The piece of a streamed response being sent (`responseOffset` bytes of it are out).
     var responseFragment: BodyFragment?
     var responseOffset = 0
-    var isFetching = false
-    var needsFetch = false
-
-    // MARK: Lifecycle
-    var isClosed = false
-    /// Queued in the connection's work list (dedupe).
-    var isDirty = false
 
     init(id: Int32) {
         self.id = id
@@ -67,8 +57,6 @@ final class HTTP2Stream {
     var bufferedByteCount: Int {
         queued.reduce(0) { $0 + $1.count } + (filledEnd - deliveredEnd)
     }
-
-    var isReadingBody: Bool { if case .reading = body { true } else { false } }
 
     /// Copies DATA payload into this stream's chunks. Chunks start small (16 KiB) and double up to `maxChunk`
     /// while the stream keeps sending, so a stream that sends a few bytes pins little and a big upload gets
@@ -142,6 +130,11 @@ final class HTTP2Exchange: HTTPExchange {
     func readBody(into sink: any HTTPBodySink) {
         guard let connection, !stream.isClosed, !stream.hasResponded else { return sink.bodyAborted(.clientClosed) }
         connection.streamReadBody(stream, into: sink)
+    }
+
+    func stopBody() {
+        guard let connection, !stream.isClosed, !stream.hasResponded else { return }
+        connection.streamStopBody(stream)
     }
 
     func respond(_ response: HTTPResponse) {
