@@ -261,11 +261,11 @@ final class S3PartWriter: TruncatableUploadDataWriter {
     }
 
     private func spillNext() {
-        guard !isSpilling, let pending = queue.first else { return }
+        guard !isSpilling, !queue.isEmpty else { return }
         if let failure { return failQueued(failure) }
         let number = layout.partNumber(at: spilledEnd)
         if let part = parts.last, part.number == number, part.file != nil {
-            spill(pending, into: part)
+            spillQueued(into: part)
         } else {
             isSpilling = true
             makePart(number) { [self] made in
@@ -278,26 +278,43 @@ final class S3PartWriter: TruncatableUploadDataWriter {
         }
     }
 
-    private func spill(_ pending: PendingWrite, into part: S3PartStream) {
+    /// Writes every queued fragment that fits into the part with one `pwritev`: the connection keeps up to four
+    /// fragments outstanding, and a threadpool round trip per fragment (milliseconds on a busy machine) capped
+    /// how fast it could read. A fragment crossing the part's end is split; its rest waits for the next part.
+    private func spillQueued(into part: S3PartStream) {
         guard let file = part.file else { return fail(.io("spill file closed")) }
-        let room = Int(part.length - part.spilled)
+        var room = Int(part.length - part.spilled)
         precondition(room > 0, "a full part is never the last one written to")
-        let take = min(room, pending.fragment.count)
-        let fragment = pending.fragment
-        let slice = BodyFragment(chunk: fragment.chunk, range: fragment.range.lowerBound..<(fragment.range.lowerBound + take))
+        var buffers: [UnsafeRawBufferPointer] = []
+        var owners: [ByteChunk] = []
+        var takes: [Int] = []
+        for pending in queue {
+            guard room > 0 else { break }
+            let fragment = pending.fragment
+            let take = min(room, fragment.count)
+            buffers.append(fragment.chunk.bytes(fragment.range.lowerBound..<(fragment.range.lowerBound + take)))
+            owners.append(fragment.chunk)
+            takes.append(take)
+            room -= take
+        }
+        let total = takes.reduce(0, +)
         isSpilling = true
-        file.write([slice.bytes], at: part.spilled, owner: slice.chunk) { [self] result in
+        file.write(buffers, at: part.spilled, owner: ChunkOwners(owners)) { [self] result in
             isSpilling = false
             if case .failure(let error) = result { return fail(.io("write spill file \(part.path): \(error)")) }
-            part.spilled += Int64(take)
-            spilledEnd += Int64(take)
+            part.spilled += Int64(total)
+            var end = spilledEnd
+            spilledEnd += Int64(total)
             part.wakeProducer()
-            if take == fragment.count {
-                queue.removeFirst()
-                held.append((spilledEnd, pending.completion))
-            } else {
-                queue[0].fragment = BodyFragment(
-                    chunk: fragment.chunk, range: (fragment.range.lowerBound + take)..<fragment.range.upperBound)
+            for take in takes {
+                end += Int64(take)
+                let fragment = queue[0].fragment
+                if take == fragment.count {
+                    held.append((end, queue.removeFirst().completion))
+                } else {
+                    queue[0].fragment = BodyFragment(
+                        chunk: fragment.chunk, range: (fragment.range.lowerBound + take)..<fragment.range.upperBound)
+                }
             }
             startParts()
             releaseHeld()
@@ -491,4 +508,10 @@ final class S3PartWriter: TruncatableUploadDataWriter {
             }
         }
     }
+}
+
+/// Keeps the chunks of one batched spill write alive until the write completed.
+private final class ChunkOwners {
+    let chunks: [ByteChunk]
+    init(_ chunks: [ByteChunk]) { self.chunks = chunks }
 }
