@@ -266,7 +266,9 @@ public final class HTTPClientPool {
                 case .failure(let error):
                     connection.close()
                     release(connection)
-                    if wasReused, allowStaleRetry, !handle.isCancelled, case .closedBeforeResponse(receivedBytes: 0) = error {
+                    if wasReused, allowStaleRetry, !handle.isCancelled,
+                        case .closedBeforeResponse(receivedBytes: 0) = error
+                    {
                         return exchange(
                             request, handle: handle, allowStaleRetry: false, streamed: streamed, completion)
                     }

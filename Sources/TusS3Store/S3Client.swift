@@ -190,7 +190,8 @@ public final class S3Client: S3Transport {
             switch result {
             case .success(let response):
                 if let error = Self.error(of: response) { return completion(.failure(error)) }
-                completion(.success(S3Response(status: response.statusCode, headers: response.headers, body: response.body)))
+                completion(
+                    .success(S3Response(status: response.statusCode, headers: response.headers, body: response.body)))
             case .failure(.cancelled): completion(.failure(.cancelled))
             case .failure(let error): completion(.failure(.transport(error.description)))
             }
