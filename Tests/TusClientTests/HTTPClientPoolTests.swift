@@ -157,6 +157,41 @@ final class HTTPClientPoolTests: XCTestCase {
         } as Void
     }
 
+    /// Bytes already handed to a streaming consumer cannot be taken back, so such a request is not retried;
+    /// the same failure with a collected body is.
+    func testAResponseThatFailsAfterStreamingIsNotRetried() throws {
+        let responder = TruncatingResponder()
+        defer { responder.stop() }
+        driver = try LoopDriver()
+        var configuration = HTTPClientPoolConfiguration(host: "127.0.0.1", port: responder.port)
+        configuration.retry = RetryPolicy(retries: 2, backoff: .constant(10))
+        let pool = HTTPClientPool(loop: driver.loop, configuration: configuration)
+        var streamed: [UInt8] = []
+        let head = HTTPClientRequestHead(method: .GET, path: "/object")
+        let result: Result<HTTPClientResponse, HTTPClientPoolError> = driver.run { done in
+            let request = HTTPClientRequest(
+                head: head, retrySafe: true,
+                streamBody: { bytes, resume in
+                    streamed += bytes
+                    resume()
+                })
+            pool.send(request, done)
+        }
+        guard case .failure(.attempt(.closedBeforeResponse)) = result else { return XCTFail("\(result)") }
+        XCTAssertEqual(streamed, Array(repeating: 65, count: 5))
+        XCTAssertEqual(responder.connections, 1, "not retried")
+
+        let collected: Result<HTTPClientResponse, HTTPClientPoolError> = driver.run { done in
+            pool.send(HTTPClientRequest(head: head, retrySafe: true), done)
+        }
+        guard case .failure(.attempt(.closedBeforeResponse)) = collected else { return XCTFail("\(collected)") }
+        XCTAssertEqual(responder.connections, 4, "a collected body is retried twice")
+        driver.run { done in
+            pool.close()
+            done(())
+        } as Void
+    }
+
     func testOtherRequestsAreNot() throws {
         let handler = ScriptedHandler(failures: 2)
         try start(handler)
