@@ -139,7 +139,7 @@ extension Uploader {
             } catch let error where error.isRetryable {
                 failures += 1
                 guard failures <= options.retries else { throw error }
-                let delay = min(10_000, options.retryDelayMilliseconds << UInt64(min(failures - 1, 10)))
+                let delay = options.backoff.delay(afterFailures: failures)
                 messages.send("\(error); retry \(failures)/\(options.retries) in \(Double(delay) / 1000) s")
                 usleep(UInt32(min(delay * 1000, UInt64(UInt32.max))))
                 if let partURL = url, let status = try? client.head(partURL) { offset = status.offset }

@@ -28,6 +28,8 @@ public struct UploadOptions: Sendable {
     public var retries = 5
     public var resume = true
     public var retryDelayMilliseconds: UInt64 = 500
+    /// `retryDelayMilliseconds` doubling per consecutive failure, at most 10 s.
+    var backoff: Backoff { Backoff(initialMilliseconds: retryDelayMilliseconds, maximumMilliseconds: 10_000) }
     /// Extra Upload-Metadata pairs (filename and filetype are added unless present).
     public var metadata: [(key: String, value: String)] = []
     /// Defaults to $XDG_CACHE_HOME/tus-cli or ~/.cache/tus-cli.
@@ -108,7 +110,7 @@ public final class Uploader {
             } catch let error where error.isRetryable {
                 failures += 1
                 guard failures <= options.retries else { throw error }
-                let delay = min(10_000, options.retryDelayMilliseconds << UInt64(min(failures - 1, 10)))
+                let delay = options.backoff.delay(afterFailures: failures)
                 onMessage?("\(error); retry \(failures)/\(options.retries) in \(Double(delay) / 1000) s")
                 usleep(UInt32(min(delay * 1000, UInt64(UInt32.max))))
                 if let url = uploadURL {

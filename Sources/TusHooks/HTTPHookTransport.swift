@@ -17,8 +17,7 @@ public final class HTTPHookTransport: HookTransport {
         var configuration = HTTPClientPoolConfiguration(
             host: endpoint.host, port: endpoint.port,
             tls: endpoint.isTLS ? try TLSContext.client(caFile: nil, insecure: false) : nil)
-        configuration.retries = retries
-        configuration.backoffMilliseconds = backoffMilliseconds
+        configuration.retry = RetryPolicy(retries: retries, backoff: .constant(backoffMilliseconds))
         configuration.requestTimeoutMilliseconds = timeoutMilliseconds
         configuration.connectTimeoutMilliseconds = min(timeoutMilliseconds, 5000)
         pools = HTTPClientPoolGroup(configuration: configuration)

@@ -7,13 +7,8 @@ public import TusLoop
     import Glibc
 #endif
 
-/// A request body the client can send again on a retry: `.stream` makes a fresh producer per attempt (the part
-/// uploads re-read their spill file), so retrying never needs the bytes in memory.
-public enum S3RequestBody {
-    case none
-    case bytes([UInt8])
-    case stream(length: Int64, makeProducer: () -> any HTTPBodyProducer)
-}
+/// A request body the client can send again on a retry (the part uploads re-read their spill file).
+public typealias S3RequestBody = ReplayableBody
 
 public struct S3Request {
     public var method: HTTPMethod
@@ -126,51 +121,54 @@ extension S3Transport {
 
 /// A request in flight; `cancel` abandons it (its connection is closed, no retry follows, and the completion
 /// gets `.cancelled`).
-public final class S3RequestHandle {
-    fileprivate var connection: HTTPClientConnection?
-    /// What a transport other than `S3Client` does on `cancel` (it must then complete with `.cancelled`).
-    public var onCancel: (() -> Void)?
+public typealias S3RequestHandle = HTTPClientRequestHandle
 
-    public init() {}
-    fileprivate var retryTimer: TusLoop.Timer?
-    /// Completes the request as cancelled while it waits for its next attempt.
-    fileprivate var cancelDuringBackoff: (() -> Void)?
-    public fileprivate(set) var isCancelled = false
-
-    public func cancel() {
-        guard !isCancelled else { return }
-        isCancelled = true
-        if let cancelDuringBackoff {
-            self.cancelDuringBackoff = nil
-            retryTimer?.stop()
-            retryTimer = nil
-            cancelDuringBackoff()
-        }
-        connection?.close()
-        onCancel?()
-    }
-}
-
-/// The S3 store's HTTP side: signs each request (SigV4, header form), sends it on a keep-alive connection of the
-/// caller's loop, and retries with exponential backoff what may succeed the next time.
+/// The S3 store's HTTP side: S3 requests on the server's one outbound client (`HTTPClientPoolGroup`, a pool of
+/// keep-alive connections per loop), signed by `SigV4RequestSigner` per attempt, retried by `S3Client.retryPolicy`.
 ///
-/// Narrow on purpose (`send` a request, get the response or stream its body) so that it can be moved onto the
-/// shared `HTTPClientPool` (branch `ops`) when that lands: only `acquire`/`release` would change.
-///
-/// Threading: `send` is called on a loop thread, and everything of a connection stays on that loop. The only
-/// shared state is the loop → idle connections map (a pthread mutex, as in `RedisClient`).
+/// Threading: `send` is called on a loop thread, and everything of a request stays on that loop.
 public final class S3Client: S3Transport {
     public let configuration: S3Configuration
-    private let signer: SigV4Signer
-    private let pools = ConnectionPools()
-    private let tls: TLSContextBox?
-    /// Idle keep-alive connections kept per loop.
-    static let maxIdlePerLoop = 16
+    private let pools: HTTPClientPoolGroup
 
     public init(configuration: S3Configuration) throws {
         self.configuration = configuration
-        signer = SigV4Signer(credentials: configuration.credentials, region: configuration.region, service: "s3")
-        tls = configuration.isTLS ? TLSContextBox(try TLSContext.client(caFile: nil, insecure: false)) : nil
+        var pool = HTTPClientPoolConfiguration(
+            host: configuration.connectHost, port: configuration.port,
+            tls: configuration.isTLS ? try TLSContext.client(caFile: nil, insecure: false) : nil)
+        pool.authority = configuration.authority
+        pool.signer = SigV4RequestSigner(
+            credentials: configuration.credentials, region: configuration.region, service: "s3",
+            authority: configuration.authority)
+        pool.retry = Self.retryPolicy(attempts: configuration.maxAttempts)
+        pool.connectTimeoutMilliseconds = configuration.timeoutMilliseconds
+        pool.requestTimeoutMilliseconds = configuration.timeoutMilliseconds
+        // Every upload keeps up to `concurrency` part requests busy; beyond this many on one loop, requests queue.
+        pool.maxConnectionsPerLoop = max(64, 16 * configuration.concurrency)
+        pools = HTTPClientPoolGroup(configuration: pool)
+    }
+
+    /// `attempts` in all for the network, 5xx and throttling (429, SlowDown, RequestTimeout, a skewed clock),
+    /// 100 ms, 200 ms, 400 ms... (at most 5 s) apart, with jitter.
+    static func retryPolicy(attempts: Int) -> RetryPolicy {
+        RetryPolicy(
+            retries: max(0, attempts - 1),
+            backoff: Backoff(initialMilliseconds: 100, maximumMilliseconds: 5_000, jitter: true),
+            isRetryable: { outcome in
+                switch outcome {
+                // Any failure before a complete answer: S3 requests are idempotent, bodies are replayable.
+                case .failure: true
+                case .success(let response): S3Client.error(of: response)?.isRetryable ?? false
+                }
+            })
+    }
+
+    /// The error a non-2xx answer stands for (code and message from its XML body when there is one).
+    static func error(of response: HTTPClientResponse) -> S3Error? {
+        guard !(200..<300).contains(response.statusCode) else { return nil }
+        let parsed = S3Responses.error(from: String(decoding: response.body, as: UTF8.self))
+        return .status(
+            response.statusCode, code: parsed?.code ?? "", message: parsed?.message ?? response.head.status.reason)
     }
 
     /// Sends `request`; `completion` runs on `loop` once, with a 2xx response (its body collected unless
@@ -181,191 +179,27 @@ public final class S3Client: S3Transport {
         streamBody: ((_ bytes: [UInt8], _ resume: @escaping () -> Void) -> Void)?,
         completion: @escaping (Result<S3Response, S3Error>) -> Void
     ) -> S3RequestHandle {
-        let handle = S3RequestHandle()
-        attempt(request, number: 1, on: loop, handle: handle, streamBody: streamBody) { result in
-            completion(result.map { S3Response(status: $0.statusCode, headers: $0.headers, body: $0.body) })
-        }
-        return handle
-    }
-
-    private func attempt(
-        _ request: S3Request, number: Int, on loop: EventLoop, handle: S3RequestHandle,
-        streamBody: ((_ bytes: [UInt8], _ resume: @escaping () -> Void) -> Void)?,
-        completion: @escaping (Result<HTTPClientResponse, S3Error>) -> Void
-    ) {
-        guard !handle.isCancelled else { return completion(.failure(.cancelled)) }
-        var receivedBody = false
-        let finish: (Result<HTTPClientResponse, S3Error>, _ mayRetry: Bool) -> Void = { [self] result, mayRetry in
-            handle.connection = nil
-            if handle.isCancelled { return completion(.failure(.cancelled)) }
-            guard case .failure(let error) = result, mayRetry, error.isRetryable, number < configuration.maxAttempts,
-                !receivedBody
-            else { return completion(result) }
-            // 100 ms, 200 ms, 400 ms... (capped at 5 s) with up to 50% jitter, so that many writers hit by one
-            // outage do not come back in lockstep.
-            let base: UInt64 = min(5_000, 100 << UInt64(min(number - 1, 10)))
-            let delay = base / 2 + UInt64.random(in: 0...(base / 2))
-            handle.cancelDuringBackoff = { completion(.failure(.cancelled)) }
-            handle.retryTimer = loop.schedule(afterMilliseconds: delay) { [self] in
-                handle.retryTimer = nil
-                handle.cancelDuringBackoff = nil
-                attempt(
-                    request, number: number + 1, on: loop, handle: handle, streamBody: streamBody,
-                    completion: completion)
-            }
-        }
-        acquire(on: loop) { [self] acquired in
-            guard !handle.isCancelled else {
-                if case .success(let (connection, _)) = acquired { release(connection) }
-                return completion(.failure(.cancelled))
-            }
-            let connection: HTTPClientConnection
-            let reused: Bool
-            switch acquired {
-            case .failure(let error): return finish(.failure(.transport(error.description)), true)
-            case .success(let (got, wasReused)):
-                connection = got
-                reused = wasReused
-            }
-            handle.connection = connection
-            let (head, body) = prepare(request)
-            let handling: HTTPResponseBodyHandling
-            if let streamBody {
-                handling = .stream { _, bytes, resume in
-                    receivedBody = true
-                    streamBody(bytes, resume)
-                }
-            } else {
-                handling = .collect
-            }
-            connection.idleTimeoutMilliseconds = request.timeoutMilliseconds ?? configuration.timeoutMilliseconds
-            connection.send(head, body: body, responseBody: handling) { [self] result in
-                switch result {
-                case .failure(let error):
-                    // A keep-alive connection the server closed meanwhile: try again at once, uncounted.
-                    if reused, case .closedBeforeResponse(0) = error, !handle.isCancelled {
-                        handle.connection = nil
-                        return attempt(
-                            request, number: number, on: loop, handle: handle, streamBody: streamBody,
-                            completion: completion)
-                    }
-                    finish(.failure(.transport(error.description)), true)
-                case .success(let response):
-                    release(connection)
-                    guard (200..<300).contains(response.statusCode) else {
-                        let text = String(decoding: response.body, as: UTF8.self)
-                        let parsed = S3Responses.error(from: text)
-                        return finish(
-                            .failure(
-                                .status(
-                                    response.statusCode, code: parsed?.code ?? "",
-                                    message: parsed?.message ?? response.head.status.reason)), true)
-                    }
-                    finish(.success(response), false)
-                }
-            }
-        }
-    }
-
-    /// The signed head and the body for one attempt.
-    private func prepare(_ request: S3Request) -> (HTTPClientRequestHead, HTTPClientRequestBody) {
         let path = configuration.path(key: request.key)
         let query = SigV4Signer.canonicalQueryString(request.query)
-        let amzDate = SigV4Signer.amzDate(unixSeconds: Int64(time(nil)))
-        let payloadHash: String
-        let body: HTTPClientRequestBody
-        switch request.body {
-        case .none:
-            payloadHash = SigV4Signer.emptyPayloadHash
-            body = .none
-        case .bytes(let bytes):
-            payloadHash = StreamingDigest.digest(.sha256, of: bytes).lowercaseHex
-            body = .bytes(bytes)
-        case .stream(let length, let makeProducer):
-            payloadHash = SigV4Signer.unsignedPayload
-            body = .stream(length: length, makeProducer())
-        }
-        var signed: [(String, String)] = [
-            ("host", configuration.authority), ("x-amz-date", amzDate), ("x-amz-content-sha256", payloadHash),
-        ]
-        if let token = configuration.credentials.sessionToken { signed.append(("x-amz-security-token", token)) }
-        signed += request.headers
-        let authorization = signer.authorization(
-            method: request.method.rawValue, canonicalPath: path, query: request.query, headers: signed,
-            payloadHash: payloadHash, amzDate: amzDate)
-        var headers = HTTPHeaders()
-        for (name, value) in signed { headers.add(name == "host" ? "Host" : name, value) }
-        headers.add("Authorization", authorization)
-        if case .none = request.body, [.PUT, .POST].contains(request.method) { headers.add("Content-Length", "0") }
-        let target = query.isEmpty ? path : path + "?" + query
-        return (HTTPClientRequestHead(method: request.method, path: target, headers: headers), body)
-    }
-
-    // MARK: Connections (the part a shared pool would replace)
-
-    private func acquire(
-        on loop: EventLoop, _ completion: @escaping (Result<(HTTPClientConnection, Bool), HTTPClientError>) -> Void
-    ) {
-        let pool = pools.pool(of: loop)
-        while let idle = pool.idle.popLast() {
-            if idle.isReusable { return completion(.success((idle, true))) }
-            idle.close()
-        }
-        HTTPClientConnection.connect(
-            loop: loop, host: configuration.connectHost, port: configuration.port, tls: tls?.context,
-            authority: configuration.authority, connectTimeoutMilliseconds: configuration.timeoutMilliseconds
-        ) { result in
-            completion(result.map { ($0, false) })
+        var head = HTTPClientRequestHead(method: request.method, path: query.isEmpty ? path : path + "?" + query)
+        for (name, value) in request.headers { head.headers.add(name, value) }
+        let outgoing = HTTPClientRequest(
+            head: head, body: request.body, retrySafe: true, timeoutMilliseconds: request.timeoutMilliseconds,
+            streamBody: streamBody)
+        return pools.pool(on: loop).send(outgoing) { result in
+            switch result {
+            case .success(let response):
+                if let error = Self.error(of: response) { return completion(.failure(error)) }
+                completion(
+                    .success(S3Response(status: response.statusCode, headers: response.headers, body: response.body)))
+            case .failure(.cancelled): completion(.failure(.cancelled))
+            case .failure(let error): completion(.failure(.transport(error.description)))
+            }
         }
     }
 
-    private func release(_ connection: HTTPClientConnection) {
-        guard connection.isReusable else { return connection.close() }
-        let pool = pools.pool(of: connection.loop)
-        if pool.idle.count < Self.maxIdlePerLoop {
-            pool.idle.append(connection)
-        } else {
-            connection.close()
-        }
-    }
-
-    /// Closes `loop`'s idle connections (the server's `loopWillStop`); requests still running end on their own.
+    /// Closes `loop`'s connections (the server's `loopWillStop`); requests still running end on their own.
     public func shutdown(on loop: EventLoop) {
-        let pool = pools.pool(of: loop)
-        for connection in pool.idle { connection.close() }
-        pool.idle.removeAll()
+        pools.close(on: loop)
     }
-}
-
-/// Idle connections of one loop; touched only on that loop.
-private final class LoopPool {
-    var idle: [HTTPClientConnection] = []
-}
-
-/// Loop → pool, the one map every loop thread reads (pthread mutex, as `RedisClient` does, so TSan sees it).
-private final class ConnectionPools: @unchecked Sendable {
-    private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private var map: [ObjectIdentifier: LoopPool] = [:]
-
-    init() { pthread_mutex_init(lock, nil) }
-
-    deinit {
-        pthread_mutex_destroy(lock)
-        lock.deallocate()
-    }
-
-    func pool(of loop: EventLoop) -> LoopPool {
-        pthread_mutex_lock(lock)
-        defer { pthread_mutex_unlock(lock) }
-        if let pool = map[ObjectIdentifier(loop)] { return pool }
-        let pool = LoopPool()
-        map[ObjectIdentifier(loop)] = pool
-        return pool
-    }
-}
-
-/// `TLSContext` is immutable after setup and shared by every loop's connections.
-private final class TLSContextBox: @unchecked Sendable {
-    let context: TLSContext
-    init(_ context: TLSContext) { self.context = context }
 }

@@ -54,35 +54,75 @@ final class S3PartStream {
 }
 
 /// Streams a part's spill file into its request, following the file as it grows: a read never goes past the
-/// bytes whose write completed, and when it has caught up the producer waits for the next write. One 256 KiB
-/// buffer per part request: the memory of an upload is (parts in flight) × 256 KiB plus the read chunks the
-/// connection holds while the spill write of each runs.
+/// bytes whose write completed, and when it has caught up the producer waits for the next write.
+///
+/// Two 256 KiB buffers: while the connection writes one, the next read already fills the other, so the socket
+/// never waits for a threadpool round trip between fragments (with one buffer, read and send took turns). The
+/// memory of an upload is (parts in flight) × 512 KiB plus the read chunks the connection holds while the spill
+/// write of each runs.
 final class TailFollowingProducer: HTTPBodyProducer {
     private let part: S3PartStream
-    private var position: Int64 = 0
-    private let chunk = ByteChunk(capacity: 256 * 1024)
+    /// Next byte to read from the spill file (reads run ahead of delivery by at most one buffer).
+    private var readPosition: Int64 = 0
+    private let chunks = [ByteChunk(capacity: 256 * 1024), ByteChunk(capacity: 256 * 1024)]
+    /// The buffer the next read fills; the other one is with the connection.
+    private var nextChunk = 0
+    /// A read in flight or done but not delivered yet, and who waits for it.
+    private var ahead: (chunk: ByteChunk, result: Result<Int, any Error>?, waiter: DeliverFragment?)?
+    private typealias DeliverFragment = (Result<BodyFragment?, any Error>) -> Void
 
     init(part: S3PartStream) {
         self.part = part
     }
 
     func nextFragment(_ deliver: @escaping (Result<BodyFragment?, any Error>) -> Void) {
-        guard position < part.length else { return deliver(.success(nil)) }
-        guard let file = part.file else { return deliver(.failure(S3Error.cancelled)) }
-        guard position < part.spilled else {
+        if let pending = ahead {
+            guard let result = pending.result else {
+                ahead?.waiter = deliver
+                return
+            }
+            ahead = nil
+            return hand(result, of: pending.chunk, to: deliver)
+        }
+        guard readPosition < part.length else { return deliver(.success(nil)) }
+        guard part.file != nil else { return deliver(.failure(S3Error.cancelled)) }
+        guard readPosition < part.spilled else {
             part.parked = { [weak self] in self?.nextFragment(deliver) }
             return
         }
-        let count = Int(min(Int64(chunk.capacity), part.spilled - position))
+        readAhead(waiter: deliver)
+    }
+
+    /// Starts reading what was spilled beyond `readPosition` into the free buffer.
+    private func readAhead(waiter: DeliverFragment?) {
+        guard let file = part.file else { return }
+        let chunk = chunks[nextChunk]
+        nextChunk = 1 - nextChunk
+        let count = Int(min(Int64(chunk.capacity), part.spilled - readPosition))
         let buffer = UnsafeMutableRawBufferPointer(start: chunk.base, count: count)
-        file.read(into: buffer, at: position, owner: chunk) { [self] result in
-            switch result {
-            case .failure(let error): deliver(.failure(error))
-            case .success(0): deliver(.failure(S3Error.transport("spill file ended early")))
-            case .success(let read):
-                position += Int64(read)
-                deliver(.success(BodyFragment(chunk: chunk, range: 0..<read)))
+        ahead = (chunk, nil, waiter)
+        file.read(into: buffer, at: readPosition, owner: chunk) { [self] result in
+            let outcome: Result<Int, any Error> = result.mapError { $0 as any Error }
+            if case .success(let read) = outcome { readPosition += Int64(read) }
+            guard let pending = ahead, pending.chunk === chunk else { return }
+            guard let waiter = pending.waiter else {
+                ahead?.result = outcome
+                return
             }
+            ahead = nil
+            hand(outcome, of: chunk, to: waiter)
+        }
+    }
+
+    /// Delivers a finished read and, since the other buffer is free again, starts the next one when its bytes
+    /// are spilled already.
+    private func hand(_ result: Result<Int, any Error>, of chunk: ByteChunk, to deliver: DeliverFragment) {
+        switch result {
+        case .failure(let error): return deliver(.failure(error))
+        case .success(0): return deliver(.failure(S3Error.transport("spill file ended early")))
+        case .success(let read):
+            if readPosition < part.length, readPosition < part.spilled { readAhead(waiter: nil) }
+            deliver(.success(BodyFragment(chunk: chunk, range: 0..<read)))
         }
     }
 }
@@ -221,11 +261,11 @@ final class S3PartWriter: TruncatableUploadDataWriter {
     }
 
     private func spillNext() {
-        guard !isSpilling, let pending = queue.first else { return }
+        guard !isSpilling, !queue.isEmpty else { return }
         if let failure { return failQueued(failure) }
         let number = layout.partNumber(at: spilledEnd)
         if let part = parts.last, part.number == number, part.file != nil {
-            spill(pending, into: part)
+            spillQueued(into: part)
         } else {
             isSpilling = true
             makePart(number) { [self] made in
@@ -238,26 +278,43 @@ final class S3PartWriter: TruncatableUploadDataWriter {
         }
     }
 
-    private func spill(_ pending: PendingWrite, into part: S3PartStream) {
+    /// Writes every queued fragment that fits into the part with one `pwritev`: the connection keeps up to four
+    /// fragments outstanding, and a threadpool round trip per fragment (milliseconds on a busy machine) capped
+    /// how fast it could read. A fragment crossing the part's end is split; its rest waits for the next part.
+    private func spillQueued(into part: S3PartStream) {
         guard let file = part.file else { return fail(.io("spill file closed")) }
-        let room = Int(part.length - part.spilled)
+        var room = Int(part.length - part.spilled)
         precondition(room > 0, "a full part is never the last one written to")
-        let take = min(room, pending.fragment.count)
-        let fragment = pending.fragment
-        let slice = BodyFragment(chunk: fragment.chunk, range: fragment.range.lowerBound..<(fragment.range.lowerBound + take))
+        var buffers: [UnsafeRawBufferPointer] = []
+        var owners: [ByteChunk] = []
+        var takes: [Int] = []
+        for pending in queue {
+            guard room > 0 else { break }
+            let fragment = pending.fragment
+            let take = min(room, fragment.count)
+            buffers.append(fragment.chunk.bytes(fragment.range.lowerBound..<(fragment.range.lowerBound + take)))
+            owners.append(fragment.chunk)
+            takes.append(take)
+            room -= take
+        }
+        let total = takes.reduce(0, +)
         isSpilling = true
-        file.write([slice.bytes], at: part.spilled, owner: slice.chunk) { [self] result in
+        file.write(buffers, at: part.spilled, owner: ChunkOwners(owners)) { [self] result in
             isSpilling = false
             if case .failure(let error) = result { return fail(.io("write spill file \(part.path): \(error)")) }
-            part.spilled += Int64(take)
-            spilledEnd += Int64(take)
+            part.spilled += Int64(total)
+            var end = spilledEnd
+            spilledEnd += Int64(total)
             part.wakeProducer()
-            if take == fragment.count {
-                queue.removeFirst()
-                held.append((spilledEnd, pending.completion))
-            } else {
-                queue[0].fragment = BodyFragment(
-                    chunk: fragment.chunk, range: (fragment.range.lowerBound + take)..<fragment.range.upperBound)
+            for take in takes {
+                end += Int64(take)
+                let fragment = queue[0].fragment
+                if take == fragment.count {
+                    held.append((end, queue.removeFirst().completion))
+                } else {
+                    queue[0].fragment = BodyFragment(
+                        chunk: fragment.chunk, range: (fragment.range.lowerBound + take)..<fragment.range.upperBound)
+                }
             }
             startParts()
             releaseHeld()
@@ -451,4 +508,10 @@ final class S3PartWriter: TruncatableUploadDataWriter {
             }
         }
     }
+}
+
+/// Keeps the chunks of one batched spill write alive until the write completed.
+private final class ChunkOwners {
+    let chunks: [ByteChunk]
+    init(_ chunks: [ByteChunk]) { self.chunks = chunks }
 }

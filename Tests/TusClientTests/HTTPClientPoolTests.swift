@@ -60,7 +60,7 @@ final class HTTPClientPoolTests: XCTestCase {
 
     func makePool(_ adjust: (inout HTTPClientPoolConfiguration) -> Void = { _ in }) -> HTTPClientPool {
         var configuration = HTTPClientPoolConfiguration(host: "127.0.0.1", port: server.port)
-        configuration.backoffMilliseconds = 10
+        configuration.retry.backoff = .constant(10)
         adjust(&configuration)
         return HTTPClientPool(loop: driver.loop, configuration: configuration)
     }
@@ -87,7 +87,7 @@ final class HTTPClientPoolTests: XCTestCase {
     func testRetrySafeRequestsAreRetriedAfter5xx() throws {
         let handler = ScriptedHandler(failures: 2)
         try start(handler)
-        let pool = makePool { $0.retries = 3 }
+        let pool = makePool { $0.retry.retries = 3 }
         let response = try post(pool).get()
         XCTAssertEqual(response.statusCode, 200)
         XCTAssertEqual(String(decoding: response.body, as: UTF8.self), "attempt 3\n")
@@ -98,10 +98,104 @@ final class HTTPClientPoolTests: XCTestCase {
         } as Void
     }
 
+    /// Counts the attempts it signed and stamps each with its number.
+    final class CountingSigner: HTTPRequestSigner {
+        let count = Atomic<Int>(0)
+        func sign(_ head: inout HTTPClientRequestHead, payload: [UInt8]?) {
+            let number = count.add(1, ordering: .relaxed).newValue
+            head.headers.set("X-Attempt", String(number))
+        }
+    }
+
+    func testEveryAttemptIsSignedAfresh() throws {
+        let handler = ScriptedHandler(failures: 2)
+        try start(handler)
+        let signer = CountingSigner()
+        let pool = makePool {
+            $0.retry.retries = 3
+            $0.signer = signer
+        }
+        XCTAssertEqual(try post(pool).get().statusCode, 200)
+        XCTAssertEqual(signer.count.load(ordering: .relaxed), 3)
+        XCTAssertEqual(handler.requests, 3)
+        driver.run { done in
+            pool.close()
+            done(())
+        } as Void
+    }
+
+    func testThePolicyDecidesWhatIsRetried() throws {
+        let handler = ScriptedHandler(failures: 2)
+        try start(handler)
+        let pool = makePool { $0.retry = RetryPolicy(retries: 3, backoff: .constant(10), isRetryable: { _ in false }) }
+        XCTAssertEqual(try post(pool).get().statusCode, 500)
+        XCTAssertEqual(handler.requests, 1)
+        driver.run { done in
+            pool.close()
+            done(())
+        } as Void
+    }
+
+    func testCancelDuringTheBackoffEndsTheRequestAtOnce() throws {
+        let handler = ScriptedHandler(failures: 5)
+        try start(handler)
+        let pool = makePool { $0.retry = RetryPolicy(retries: 3, backoff: .constant(10_000)) }
+        let started = ContinuousClock.now
+        let result: Result<HTTPClientResponse, HTTPClientPoolError> = driver.run { done in
+            let request = HTTPClientRequest(
+                head: HTTPClientRequestHead(method: .POST, path: "/hook"), body: .bytes(Array("{}".utf8)),
+                retrySafe: true)
+            let handle = pool.send(request, done)
+            _ = self.driver.loop.schedule(afterMilliseconds: 300) { handle.cancel() }
+        }
+        guard case .failure(.cancelled) = result else { return XCTFail("\(result)") }
+        XCTAssertLessThan(ContinuousClock.now - started, .seconds(5), "did not wait out the backoff")
+        XCTAssertEqual(handler.requests, 1)
+        driver.run { done in
+            pool.close()
+            done(())
+        } as Void
+    }
+
+    /// Bytes already handed to a streaming consumer cannot be taken back, so such a request is not retried;
+    /// the same failure with a collected body is.
+    func testAResponseThatFailsAfterStreamingIsNotRetried() throws {
+        let responder = TruncatingResponder()
+        defer { responder.stop() }
+        driver = try LoopDriver()
+        var configuration = HTTPClientPoolConfiguration(host: "127.0.0.1", port: responder.port)
+        configuration.retry = RetryPolicy(retries: 2, backoff: .constant(10))
+        let pool = HTTPClientPool(loop: driver.loop, configuration: configuration)
+        var streamed: [UInt8] = []
+        let head = HTTPClientRequestHead(method: .GET, path: "/object")
+        let result: Result<HTTPClientResponse, HTTPClientPoolError> = driver.run { done in
+            let request = HTTPClientRequest(
+                head: head, retrySafe: true,
+                streamBody: { bytes, resume in
+                    streamed += bytes
+                    resume()
+                })
+            pool.send(request, done)
+        }
+        guard case .failure(.attempt(.closedBeforeResponse)) = result else { return XCTFail("\(result)") }
+        XCTAssertEqual(streamed, Array(repeating: 65, count: 5))
+        XCTAssertEqual(responder.connections, 1, "not retried")
+
+        let collected: Result<HTTPClientResponse, HTTPClientPoolError> = driver.run { done in
+            pool.send(HTTPClientRequest(head: head, retrySafe: true), done)
+        }
+        guard case .failure(.attempt(.closedBeforeResponse)) = collected else { return XCTFail("\(collected)") }
+        XCTAssertEqual(responder.connections, 4, "a collected body is retried twice")
+        driver.run { done in
+            pool.close()
+            done(())
+        } as Void
+    }
+
     func testOtherRequestsAreNot() throws {
         let handler = ScriptedHandler(failures: 2)
         try start(handler)
-        let pool = makePool { $0.retries = 3 }
+        let pool = makePool { $0.retry.retries = 3 }
         XCTAssertEqual(try post(pool, retrySafe: false).get().statusCode, 500)
         XCTAssertEqual(handler.requests, 1)
         driver.run { done in
@@ -117,8 +211,7 @@ final class HTTPClientPoolTests: XCTestCase {
         server.wait()
         server = nil
         var configuration = HTTPClientPoolConfiguration(host: "127.0.0.1", port: port)
-        configuration.retries = 2
-        configuration.backoffMilliseconds = 20
+        configuration.retry = RetryPolicy(retries: 2, backoff: .constant(20))
         let pool = HTTPClientPool(loop: driver.loop, configuration: configuration)
         let started = ContinuousClock.now
         let result = post(pool)

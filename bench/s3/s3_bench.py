@@ -69,6 +69,7 @@ def main() -> None:
     parser.add_argument("--server-bin", default=str(ROOT / ".build/release/tus-server"))
     parser.add_argument("--cli-bin", default=str(ROOT / ".build/release/tus-cli"))
     parser.add_argument("--work", default="/tmp/tus-s3-bench")
+    parser.add_argument("--base-server-bin", help="another tus-server (e.g. main's) measured as tus-s3-base")
     parser.add_argument("--out", required=True)
     options = parser.parse_args()
 
@@ -117,16 +118,18 @@ def main() -> None:
                 record({"run": kind, "round": round_number, "seconds": time.monotonic() - started})
                 assert s3.head_object(Bucket="bench", Key=key)["ContentLength"] == options.bytes
 
-            for kind in ("tus-s3", "tus-file"):
+            kinds = ("tus-s3", "tus-s3-base", "tus-file") if options.base_server_bin else ("tus-s3", "tus-file")
+            for kind in kinds:
                 spill = work / f"{kind}-{round_number}"
                 spill.mkdir()
-                if kind == "tus-s3":
+                if kind.startswith("tus-s3"):
                     args = ["--upload-dir", str(spill), "--store", "s3", "--s3-bucket", "bench", "--s3-endpoint",
                             rgw.endpoint, "--s3-path-style", "--s3-part-size", P, "--s3-concurrency", C,
-                            "--s3-prefix", f"r{round_number}/"]
+                            "--s3-prefix", f"{kind}-r{round_number}/"]
                 else:
                     args = ["--upload-dir", str(spill), "--store", "file"]
-                process, port = start_server(options.server_bin, args, out / f"{kind}.log", env)
+                binary = options.base_server_bin if kind == "tus-s3-base" else options.server_bin
+                process, port = start_server(binary, args, out / f"{kind}.log", env)
                 try:
                     started = time.monotonic()
                     subprocess.run([options.cli_bin, "upload", str(payload), f"http://127.0.0.1:{port}/files/",
@@ -136,8 +139,8 @@ def main() -> None:
                 finally:
                     stop(process)
                 record({"run": kind, "round": round_number, "seconds": seconds, "peak_rss_mib": round(peak / 1024, 1)})
-                if kind == "tus-s3":
-                    listed = s3.list_objects_v2(Bucket="bench", Prefix=f"r{round_number}/")["Contents"]
+                if kind.startswith("tus-s3"):
+                    listed = s3.list_objects_v2(Bucket="bench", Prefix=f"{kind}-r{round_number}/")["Contents"]
                     data = [item for item in listed if not item["Key"].endswith(".info")]
                     assert len(data) == 1 and data[0]["Size"] == options.bytes, listed
                     if round_number == 0:
@@ -165,12 +168,17 @@ def main() -> None:
         "| run | MB/s per round | median MB/s | peak RSS of tus-server (MiB) |",
         "|---|---|---|---|",
     ]
-    for kind in ("boto3", "boto3-nocrc", "tus-s3", "tus-file"):
+    for kind in ("boto3", "boto3-nocrc", "tus-s3", "tus-s3-base", "tus-file"):
+        if not any(row["run"] == kind for row in rows):
+            continue
         speeds = ", ".join(str(row["mb_per_s"]) for row in rows if row["run"] == kind)
         peaks = ", ".join(str(row["peak_rss_mib"]) for row in rows if row["run"] == kind and "peak_rss_mib" in row)
         lines.append(f"| {kind} | {speeds} | {median(kind, 'mb_per_s')} | {peaks or '-'} |")
     lines += ["", f"tus-s3 / boto3 (median): {ours / boto:.2f}x", f"tus-s3 / boto3-nocrc (median): {ours / nocrc:.2f}x",
               f"tus-s3 / tus-file (median): {ours / local:.2f}x", ""]
+    if options.base_server_bin:
+        base = median("tus-s3-base", "mb_per_s")
+        lines[-1:-1] = [f"tus-s3-base ({options.base_server_bin}) / boto3-nocrc (median): {base / nocrc:.2f}x"]
     (out / "summary.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -48,7 +48,17 @@ public struct SigV4Signer: Sendable {
         method: String, canonicalPath: String, query: [(String, String)], headers: [(String, String)],
         payloadHash: String
     ) -> (request: String, signedHeaders: String) {
-        let canonicalQuery = canonicalQueryString(query)
+        canonicalRequest(
+            method: method, canonicalPath: canonicalPath, canonicalQuery: canonicalQueryString(query),
+            headers: headers, payloadHash: payloadHash)
+    }
+
+    /// The same with the query already in canonical form (`canonicalQueryString`), as a request target built
+    /// with it carries it.
+    public static func canonicalRequest(
+        method: String, canonicalPath: String, canonicalQuery: String, headers: [(String, String)],
+        payloadHash: String
+    ) -> (request: String, signedHeaders: String) {
         var merged: [String: [String]] = [:]
         for (name, value) in headers { merged[name.lowercased(), default: []].append(squeeze(value)) }
         let names = merged.keys.sorted()
@@ -66,8 +76,19 @@ public struct SigV4Signer: Sendable {
         method: String, canonicalPath: String, query: [(String, String)], headers: [(String, String)],
         payloadHash: String, amzDate: String
     ) -> String {
+        authorization(
+            method: method, canonicalPath: canonicalPath, canonicalQuery: Self.canonicalQueryString(query),
+            headers: headers, payloadHash: payloadHash, amzDate: amzDate)
+    }
+
+    /// The same with the query already in canonical form.
+    public func authorization(
+        method: String, canonicalPath: String, canonicalQuery: String, headers: [(String, String)],
+        payloadHash: String, amzDate: String
+    ) -> String {
         let (request, signedHeaders) = Self.canonicalRequest(
-            method: method, canonicalPath: canonicalPath, query: query, headers: headers, payloadHash: payloadHash)
+            method: method, canonicalPath: canonicalPath, canonicalQuery: canonicalQuery, headers: headers,
+            payloadHash: payloadHash)
         let day = String(amzDate.prefix(8))
         let scope = "\(day)/\(region)/\(service)/aws4_request"
         let stringToSign = [
