@@ -1,44 +1,24 @@
-import TusHTTP1
-
-#if canImport(Glibc)
-    import Glibc
-#endif
+public import TusHTTP1
 
 extension TusHandler {
-    /// Asks `point` and goes on only if the answer is yes. A rejection is answered with `rejection` as changed by
-    /// the hook's response; a hook that cannot be asked fails the request closed (503). `lock` is released on
-    /// either. Costs nothing when no event handler wants the decision.
+    /// `UploadService.decide`, answered in tus's words: a rejection is `rejection` as changed by the hook's
+    /// response, a hook that cannot be asked 503. `lock` is released on either.
     func gate(
         _ point: DecisionPoint, _ request: TusRequest, upload: UploadInfo, rejection: TusError,
         release lock: (any UploadLock)? = nil, _ proceed: @escaping (EventVerdict) -> Void
     ) {
-        let wanted = point == .preAccess ? events.wantsAccessDecisions : events.wantsDecision(point)
-        guard wanted else { return proceed(.proceed) }
-        let event = UploadEvent(upload: upload, request: request.eventRequest)
-        events.decide(point, event, on: request.exchange.executor) { [self] verdict in
-            if verdict.isUnavailable {
-                lock?.release()
-                return fail(request, .hookUnavailable)
+        service.decide(point, for: request.caller, upload: upload, release: lock) { [self] decided in
+            switch decided {
+            case .success(let verdict): proceed(verdict)
+            case .failure(.rejected(_, let response)): fail(request, rejection, override: response)
+            case .failure(let error): fail(request, because: error)
             }
-            if verdict.isRejected {
-                lock?.release()
-                return fail(request, rejection, override: verdict.response)
-            }
-            proceed(verdict)
         }
     }
 
-    /// An upload reached its length: pre-finish, then post-finish only if pre-finish accepted (tusd
-    /// `emitFinishEvents`: a pre-finish error returns before the post-finish notification). `completion` gets the
-    /// verdict, on the request's loop.
+    /// `UploadService.finish`: pre-finish, then post-finish only if pre-finish accepted.
     func finish(_ request: TusRequest, upload: UploadInfo, completion: @escaping (EventVerdict) -> Void) {
-        let decided: (EventVerdict) -> Void = { [self] verdict in
-            if Self.refusal(ofFinish: verdict) == nil { notify(.finished, request, upload: upload) }
-            completion(verdict)
-        }
-        guard events.wantsDecision(.preFinish) else { return decided(.proceed) }
-        let event = UploadEvent(upload: upload, request: request.eventRequest)
-        events.decide(.preFinish, event, on: request.exchange.executor, completion: decided)
+        service.finish(request.caller, upload: upload, completion: completion)
     }
 
     /// What a request that finished an upload answers instead of its success when pre-finish did not accept: a hook
@@ -63,18 +43,20 @@ extension TusHandler {
     }
 
     func measureLockWait(since started: UInt64, _ request: TusRequest) {
-        let waited = Self.monotonicNanoseconds() &- started
-        events.measure(.lockWait(nanoseconds: waited), on: request.exchange.executor)
+        service.measureLockWait(since: started, on: request.exchange.executor)
     }
 
-    static func monotonicNanoseconds() -> UInt64 {
-        var spec = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &spec)
-        return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
-    }
+    static func monotonicNanoseconds() -> UInt64 { UploadService.monotonicNanoseconds() }
 
     func notify(_ notification: UploadNotification, _ request: TusRequest, upload: UploadInfo) {
-        events.notify(notification, UploadEvent(upload: upload, request: request.eventRequest), on: request.exchange.executor)
+        service.notify(notification, request.caller, upload: upload)
+    }
+
+    /// Removes unfinished uploads whose expiry has passed (`UploadService.sweepExpired`).
+    public func sweepExpired(
+        now sweepTime: Int64? = nil, executor: any LoopExecutor, completion: @escaping ([String]) -> Void = { _ in }
+    ) {
+        service.sweepExpired(now: sweepTime, executor: executor, completion: completion)
     }
 }
 

@@ -13,9 +13,9 @@ extension TusHandler {
         withUpload(request, id: id) { [self] info in
             guard !info.isFinal || info.isComplete else {
                 // Assembled now if it can be; an unfinished final has no committed bytes yet.
-                return resolveFinal(info, on: request.exchange.executor) { [self] resolved in
+                return service.resolveFinal(info, on: request.exchange.executor) { [self] resolved in
                     switch resolved {
-                    case .failure(let error): fail(request, error)
+                    case .failure(let error): fail(request, because: error)
                     case .success(.complete(let complete)): serveDownload(request, info: complete)
                     case .success(.unfinished): serveDownload(request, info: info)
                     }

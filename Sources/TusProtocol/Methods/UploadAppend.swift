@@ -347,7 +347,7 @@ final class UploadAppend: HTTPDirectBodySink {
                     // concatenation-unfinished: this PATCH may have been the last one some final waited for. On the
                     // next turn of the loop, so that this request's answer goes out first.
                     let executor = request.exchange.executor
-                    executor.execute { [handler] in handler.completeFinals(referencing: info, on: executor) }
+                    executor.execute { [handler] in handler.service.completeFinals(referencing: info, on: executor) }
                 }
             case .creation(let location):
                 headers.add("Location", location)
