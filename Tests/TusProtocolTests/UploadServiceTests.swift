@@ -146,4 +146,54 @@ final class UploadServiceTests: XCTestCase {
         guard case .failure(.notFound)? = cancel("c", caller("bob")) else { return XCTFail("other owner") }
         guard case .success? = cancel("c", caller("alice")) else { return XCTFail("owner") }
     }
+
+    // MARK: create
+
+    func create(_ new: UploadService.NewUpload, _ caller: UploadCaller? = nil)
+        -> Result<UploadService.Created, UploadServiceError>?
+    {
+        wait { service.create(new, for: caller ?? self.caller(), completion: $0) }
+    }
+
+    func testCreateStoresTheUploadWithItsOwnerAndExpiry() {
+        configure(TusConfiguration(expirationSeconds: 60))
+        let new = UploadService.NewUpload(length: 10, metadata: "name YQ==")
+        guard case .success(let created)? = create(new, caller("alice")) else { return XCTFail("create") }
+        let upload = created.upload
+        XCTAssertTrue(UploadID.isValid(upload.id[...]))
+        XCTAssertEqual(upload.owner, "alice")
+        XCTAssertEqual(upload.expiresAt, clock.now + 60)
+        XCTAssertEqual(store.lookup(upload.id), .found(upload))
+        XCTAssertEqual(events.log, ["post-create"])
+        guard case .success(.upload(let looked))? = status(upload.id, caller("alice")) else { return XCTFail("status") }
+        XCTAssertEqual(looked.metadata, "name YQ==")
+        XCTAssertEqual(looked.length, 10)
+    }
+
+    func testCreateDeferredAndEmptyUploads() {
+        configure(TusConfiguration(expirationSeconds: 60))
+        guard case .success(let deferred)? = create(.init(length: nil)) else { return XCTFail("deferred") }
+        XCTAssertTrue(deferred.upload.isLengthDeferred)
+        guard case .success(let empty)? = create(.init(length: 0)) else { return XCTFail("empty") }
+        XCTAssertTrue(empty.upload.isComplete)
+        XCTAssertNil(empty.upload.expiresAt, "complete at once: never expires")
+    }
+
+    func testCreateFollowsPreCreate() {
+        events.verdicts[.preCreate] = EventVerdict(
+            response: ResponseOverride(headers: ["X-Hook": "yes"]), changedID: "chosen-by-hook",
+            changedMetadata: [(key: "k", value: "v")])
+        guard case .success(let created)? = create(.init(length: 5)) else { return XCTFail("create") }
+        XCTAssertEqual(created.upload.id, "chosen-by-hook")
+        XCTAssertEqual(created.upload.metadata, UploadMetadata.encode([(key: "k", value: "v")]))
+        XCTAssertEqual(created.response.headers["X-Hook"], "yes")
+        XCTAssertEqual(events.log, ["pre-create", "post-create"])
+        XCTAssertEqual(events.events.first?.upload.id, "", "pre-create sees no id")
+
+        events.verdicts[.preCreate] = EventVerdict(isRejected: true)
+        guard case .failure(.rejected(.preCreate, _))? = create(.init(length: 5)) else { return XCTFail("refused") }
+        events.verdicts[.preCreate] = EventVerdict(changedID: "../escape")
+        guard case .failure(.storageFailure)? = create(.init(length: 5)) else { return XCTFail("invalid id") }
+        XCTAssertEqual(events.log.filter { $0 == "post-create" }.count, 1)
+    }
 }

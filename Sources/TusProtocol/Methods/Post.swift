@@ -59,48 +59,26 @@ extension TusHandler {
             return fail(request, .insufficientStorage, closeConnection: hasBody)
         }
 
-        // The id stays empty until the decisions are made (tusd: pre-create sees no id).
-        let proposed = UploadInfo(
-            id: "", length: length, metadata: metadata, createdAt: now(), expiresAt: length == 0 ? nil : nextExpiry(),
-            owner: request.grant?.subject, concat: concat, isPartial: concat != nil)
-        gate(.preAccess, request, upload: proposed, rejection: .accessDenied) { [self] _ in
-            gate(.preCreate, request, upload: proposed, rejection: .uploadRejected) { [self] verdict in
-                var info = proposed
-                info.id = SecureRandom.uploadID()
-                if let changedID = verdict.changedID, !changedID.isEmpty {
-                    guard UploadID.isValid(changedID) else { return fail(request, .storeFailure) }
-                    info.id = changedID
-                }
-                if let changed = verdict.changedMetadata { info.metadata = UploadMetadata.encode(changed) }
-                create(
-                    request, info: info, hasUploadBody: hasUploadBody, checksum: checksum, override: verdict.response)
-            }
-        }
-    }
-
-    private func create(
-        _ request: TusRequest, info: UploadInfo, hasUploadBody: Bool, checksum: UploadChecksum?,
-        override: ResponseOverride
-    ) {
-        let id = info.id
-        let location = UploadLocation.make(
-            id: id, head: request.head, isSecure: request.exchange.isSecure, configuration: configuration)
-        store.create(info, on: request.exchange.executor) { [self] result in
+        let new = UploadService.NewUpload(length: length, metadata: metadata, concat: concat, isPartial: concat != nil)
+        service.create(new, for: request.caller) { [self] result in
+            let created: UploadService.Created
             switch result {
-            case .failure(let error): fail(request, error == .alreadyExists ? .storeFailure : Self.mapStoreError(error))
-            case .success(let created):
-                notify(.created, request, upload: created)
-                guard hasUploadBody else {
-                    var headers: HTTPHeaders = ["Location": location]
-                    addExpiry(created, to: &headers)
-                    var response = HTTPResponse(status: .created, headers: headers)
-                    response.apply(override)
-                    // An empty upload is finished the moment it exists (tusd: pre-finish and post-finish at creation).
-                    guard created.isComplete else { return send(request, response) }
-                    return sendFinished(request, upload: created, response)
-                }
-                appendCreationBody(request, upload: created, checksum: checksum, location: location)
+            case .failure(let error): return fail(request, because: error)
+            case .success(let done): created = done
             }
+            let upload = created.upload
+            let location = UploadLocation.make(
+                id: upload.id, head: request.head, isSecure: request.exchange.isSecure, configuration: configuration)
+            guard hasUploadBody else {
+                var headers: HTTPHeaders = ["Location": location]
+                addExpiry(upload, to: &headers)
+                var response = HTTPResponse(status: .created, headers: headers)
+                response.apply(created.response)
+                // An empty upload is finished the moment it exists (tusd: pre-finish and post-finish at creation).
+                guard upload.isComplete else { return send(request, response) }
+                return sendFinished(request, upload: upload, response)
+            }
+            appendCreationBody(request, upload: upload, checksum: checksum, location: location)
         }
     }
 
