@@ -203,12 +203,15 @@ public final class TusHandler: HTTPRequestHandler {
 
     /// A service error in tus's words. A refusal is answered with the error tus gives that decision point, changed
     /// by the hook's response; an ability not offered is a method not allowed here.
-    func fail(_ request: TusRequest, because error: UploadServiceError, closeConnection: Bool = false) {
+    func fail(
+        _ request: TusRequest, because error: UploadServiceError, headers: HTTPHeaders = [:],
+        closeConnection: Bool = false
+    ) {
         switch error {
         case .notOffered: failMethodNotAllowed(request)
-        case .rejected(let point, let response):
-            fail(request, Self.rejection(at: point), closeConnection: closeConnection, override: response)
-        default: fail(request, Self.tusError(error), closeConnection: closeConnection)
+        case .rejected(_, let response), .stopped(let response):
+            fail(request, Self.tusError(error), headers: headers, closeConnection: closeConnection, override: response)
+        default: fail(request, Self.tusError(error), headers: headers, closeConnection: closeConnection)
         }
     }
 
@@ -238,6 +241,16 @@ public final class TusHandler: HTTPRequestHandler {
         case .notPartial: .notPartial
         case .partialGone: .partialGone
         case .hookUnavailable: .hookUnavailable
+        case .interrupted: .uploadInterrupted
+        case .checksumMismatch: .checksumMismatch
+        case .checksumMissing: .missingChecksumTrailer
+        case .checksumMalformed: .invalidChecksumHeader
+        case .checksumAlgorithmUnsupported: .unsupportedChecksumAlgorithm
+        case .bodyAborted(.clientClosed): .connectionLost
+        case .bodyAborted(.timeout): .readTimeout
+        case .bodyAborted(.shutdown): .serverShuttingDown
+        case .bodyAborted(.malformed): .malformedBody
+        case .stopped: .uploadStopped
         case .rejected(let point, _): rejection(at: point)
         }
     }

@@ -1,3 +1,4 @@
+import TusCrypto
 import TusHTTP1
 
 extension TusHandler {
@@ -82,8 +83,10 @@ extension TusHandler {
                 case .failure(let error): reject(Self.mapStoreError(error))
                 case .success(let writer):
                     UploadAppend(
-                        handler: self, request: request, writer: writer, lock: lock, holder: holder, limit: limit,
-                        checksum: checksum, trailerAlgorithms: trailerAlgorithms, purpose: .patch, upload: declared
+                        service: service, caller: request.caller, body: ExchangeBody(exchange: request.exchange),
+                        writer: writer, lock: lock, holder: holder, limit: limit,
+                        checksum: appendChecksum(checksum, trailerAlgorithms: trailerAlgorithms), purpose: .append,
+                        upload: declared, completion: appended(request, location: nil)
                     ).start()
                 }
             }
@@ -93,6 +96,48 @@ extension TusHandler {
             switch result {
             case .failure(let error): reject(Self.mapStoreError(error))
             case .success: openWriter()
+            }
+        }
+    }
+
+    /// The answer to an append's body (PATCH, or the body of a creation with `location`): 204/201 with the new
+    /// `Upload-Offset`, or the error, always closing the connection (the body may still be arriving). tusd sends
+    /// `Location` even when the creation's body failed: the upload exists and can be resumed.
+    func appended(
+        _ request: TusRequest, location: String?
+    ) -> (Result<UploadService.Appended, UploadServiceError>) -> Void {
+        { [self] result in
+            switch result {
+            case .failure(let error):
+                let headers: HTTPHeaders = location.map { ["Location": $0] } ?? [:]
+                fail(request, because: error, headers: headers, closeConnection: true)
+            case .success(let appended):
+                var headers: HTTPHeaders = ["Upload-Offset": String(appended.upload.offset)]
+                addExpiry(appended.upload, to: &headers)
+                var response = HTTPResponse(status: .noContent, headers: headers)
+                if let location {
+                    response.headers.add("Location", location)
+                    response.status = .created
+                }
+                response.apply(appended.response)
+                send(request, response)
+            }
+        }
+    }
+
+    /// What the append engine verifies the body against: the `Upload-Checksum` header, or a checksum trailer
+    /// judged by tus's trailer rules.
+    func appendChecksum(_ checksum: UploadChecksum?, trailerAlgorithms: [DigestAlgorithm]) -> UploadAppend.Checksum {
+        if let checksum { return .digest(checksum) }
+        guard !trailerAlgorithms.isEmpty else { return .none }
+        return .afterBody(algorithms: trailerAlgorithms) { trailers, digests in
+            UploadChecksum.verifyTrailer(trailers, digests: digests).map { error in
+                switch error {
+                case .missingChecksumTrailer: .checksumMissing
+                case .unsupportedChecksumAlgorithm: .checksumAlgorithmUnsupported
+                case .checksumMismatch: .checksumMismatch
+                default: .checksumMalformed
+                }
             }
         }
     }
@@ -117,4 +162,11 @@ extension TusHandler {
         let mediaType = contentType.split(separator: ";", maxSplits: 1).first.map { String($0.trimmingOWS()) } ?? ""
         return mediaType.equalsIgnoringASCIICase("application/offset+octet-stream")
     }
+}
+
+/// The exchange as the append engine's body source.
+struct ExchangeBody: UploadBodySource {
+    let exchange: any HTTPExchange
+    func readBody(into sink: any HTTPBodySink) { exchange.readBody(into: sink) }
+    func stopBody() { exchange.stopBody() }
 }

@@ -112,9 +112,10 @@ extension TusHandler {
                     fail(request, Self.mapStoreError(error), headers: ["Location": location])
                 case .success(let writer):
                     UploadAppend(
-                        handler: self, request: request, writer: writer, lock: lock, holder: holder,
-                        limit: byteLimit(length: length, offset: 0), checksum: checksum,
-                        purpose: .creation(location: location), upload: upload
+                        service: service, caller: request.caller, body: ExchangeBody(exchange: request.exchange),
+                        writer: writer, lock: lock, holder: holder, limit: byteLimit(length: length, offset: 0),
+                        checksum: appendChecksum(checksum, trailerAlgorithms: []), purpose: .creation,
+                        upload: upload, completion: appended(request, location: location)
                     ).start()
                 }
             }

@@ -45,6 +45,18 @@ public final class UploadService: Sendable {
         store.capabilities.subtracting(configuration.withheldCapabilities)
     }
 
+    /// An append that committed: the upload as it now stands, and what pre-finish wants the answer to carry (when
+    /// this append completed the upload).
+    public struct Appended {
+        public var upload: UploadInfo
+        public var response: ResponseOverride
+
+        init(upload: UploadInfo, response: ResponseOverride = ResponseOverride()) {
+            self.upload = upload
+            self.response = response
+        }
+    }
+
     // MARK: Status
 
     /// What an upload is now, as a client resuming it needs to know.
@@ -240,6 +252,14 @@ public final class UploadService: Sendable {
         clock_gettime(CLOCK_MONOTONIC, &spec)
         return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
     }
+}
+
+/// Where an append's bytes come from: the exchange of the request that carries them.
+public protocol UploadBodySource {
+    /// Streams the body into `sink` (once).
+    func readBody(into sink: any HTTPBodySink)
+    /// Stops taking the body without failing the request (a hook stopped the upload).
+    func stopBody()
 }
 
 /// Who is asking, as every operation needs it: the loop its completions come back on, the principal that owns what

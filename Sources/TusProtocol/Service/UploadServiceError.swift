@@ -1,5 +1,7 @@
 /// Why an upload operation did not happen, in the service's words. Each wire protocol maps these to its own
 /// errors (tus: `TusHandler.tusError`), so the service never names a status code or a header.
+public import TusHTTP1
+
 public enum UploadServiceError: Error, Sendable {
     case notFound
     /// Terminated or expired.
@@ -26,6 +28,20 @@ public enum UploadServiceError: Error, Sendable {
     case notPartial
     /// A final's partial was terminated or expired before the final was assembled.
     case partialGone
+    /// Another request for the upload asked this append to let go of it.
+    case interrupted
+    /// The body's digest is not the one expected: its bytes were discarded.
+    case checksumMismatch
+    /// A digest was announced to come after the body and did not: its bytes were discarded.
+    case checksumMissing
+    /// The digest after the body is malformed: its bytes were discarded.
+    case checksumMalformed
+    /// The digest after the body names an algorithm this server does not offer: its bytes were discarded.
+    case checksumAlgorithmUnsupported
+    /// The body ended early (peer gone, timeout, shutdown, bad framing); what arrived is kept, unless checksummed.
+    case bodyAborted(BodyAbortReason)
+    /// A post-receive hook stopped the upload, which was then terminated; `response` is what it wants answered.
+    case stopped(response: ResponseOverride)
     /// An event handler had to decide and could not be asked: the operation fails closed.
     case hookUnavailable
     /// An event handler said no at `point`; `response` is what it wants the answer to carry.
