@@ -233,6 +233,8 @@ public final class TusHandler: HTTPRequestHandler {
         case .storageFailure: .storeFailure
         case .insufficientStorage: .insufficientStorage
         case .lengthAlreadySet: .lengthAlreadySet
+        case .lengthBelowOffset: .lengthBelowOffset
+        case .finalNotWritable: .modifyFinal
         case .exceedsLength: .uploadSizeExceeded
         case .offsetMismatch: .mismatchedOffset
         case .tooLarge: .maxSizeExceeded
@@ -279,7 +281,9 @@ struct TusRequest {
 
     /// The request as the upload service sees its caller.
     var caller: UploadCaller {
-        UploadCaller(executor: exchange.executor, principal: grant?.subject, describe: { [self] in eventRequest })
+        UploadCaller(
+            executor: exchange.executor, principal: grant?.subject, maxUploadLength: grant?.maxUploadLength,
+            describe: { [self] in eventRequest })
     }
 
     /// The request as events describe it.

@@ -1,3 +1,4 @@
+import TusCrypto
 import TusHTTP1
 import TusProtocol
 import TusTestSupport
@@ -195,5 +196,116 @@ final class UploadServiceTests: XCTestCase {
         events.verdicts[.preCreate] = EventVerdict(changedID: "../escape")
         guard case .failure(.storageFailure)? = create(.init(length: 5)) else { return XCTFail("invalid id") }
         XCTAssertEqual(events.log.filter { $0 == "post-create" }.count, 1)
+    }
+
+    // MARK: append
+
+    /// A body the test feeds by hand.
+    final class HandFedBody: UploadBodySource {
+        var sink: (any HTTPBodySink)?
+        var isStopped = false
+        func readBody(into sink: any HTTPBodySink) { self.sink = sink }
+        func stopBody() { isStopped = true }
+    }
+
+    /// Appends `bytes` as one fragment once the service reads the body; the outcome once it has one.
+    func append(
+        _ id: String, _ request: UploadService.AppendRequest, _ bytes: [UInt8], creation: UploadInfo? = nil,
+        trailers: HTTPHeaders = [:]
+    ) -> (UploadService.AppendOutcome?, HandFedBody) {
+        let body = HandFedBody()
+        var outcome: UploadService.AppendOutcome?
+        if let creation {
+            service.appendCreationBody(to: creation, checksum: request.checksum, for: caller(), body: body) {
+                outcome = $0
+            }
+        } else {
+            service.append(to: id, request, for: caller(), body: body) { outcome = $0 }
+        }
+        executor.runPending()
+        if let sink = body.sink, outcome == nil {
+            sink.bodyFragment(BodyFragment(copying: bytes)) {}
+            executor.runPending()
+            sink.bodyEnd(trailers: trailers)
+        }
+        for _ in 0..<100 where outcome == nil { executor.runPending() }
+        return (outcome, body)
+    }
+
+    func created(length: Int64?) -> UploadInfo {
+        guard case .success(let created)? = create(.init(length: length)) else {
+            XCTFail("create")
+            return UploadInfo(id: "missing", length: nil, createdAt: 0)
+        }
+        return created.upload
+    }
+
+    func testAppendCompletesTheUploadAndFinishesIt() {
+        let upload = created(length: 5)
+        let (outcome, _) = append(upload.id, .init(offset: 0, knownBodyLength: 5), [1, 2, 3, 4, 5])
+        guard case .appended(let appended)? = outcome else { return XCTFail("\(String(describing: outcome))") }
+        XCTAssertEqual(appended.upload.offset, 5)
+        XCTAssertTrue(appended.upload.isComplete)
+        XCTAssertEqual(store.storedBytes(upload.id), [1, 2, 3, 4, 5])
+        XCTAssertEqual(events.log, ["post-create", "post-receive 5", "post-finish"])
+    }
+
+    func testAppendRefusedBeforeTheBodyIsRead() {
+        let upload = created(length: 5)
+        var (outcome, body) = append(upload.id, .init(offset: 2), [1])
+        guard case .refused(.offsetMismatch)? = outcome else { return XCTFail("\(String(describing: outcome))") }
+        XCTAssertNil(body.sink, "body never read")
+        (outcome, body) = append(upload.id, .init(offset: 0, knownBodyLength: 6), [])
+        guard case .refused(.exceedsLength)? = outcome else { return XCTFail("\(String(describing: outcome))") }
+        (outcome, body) = append(upload.id, .init(offset: 0, declaredLength: 5), [])
+        guard case .refused(.lengthAlreadySet)? = outcome else { return XCTFail("\(String(describing: outcome))") }
+        (outcome, body) = append("nope", .init(offset: 0), [])
+        guard case .refused(.notFound)? = outcome else { return XCTFail("\(String(describing: outcome))") }
+        put(UploadInfo(id: "f", length: nil, createdAt: clock.now, concat: "final;/files/x", partialIDs: ["x"]))
+        (outcome, body) = append("f", .init(offset: 0), [])
+        guard case .refused(.finalNotWritable)? = outcome else { return XCTFail("\(String(describing: outcome))") }
+        XCTAssertNil(body.sink)
+        // The refusals released the lock: an append still goes through.
+        (outcome, body) = append(upload.id, .init(offset: 0), [9])
+        guard case .appended(let appended)? = outcome else { return XCTFail("\(String(describing: outcome))") }
+        XCTAssertEqual(appended.upload.offset, 1)
+    }
+
+    func testAppendDeclaresADeferredLength() {
+        let upload = created(length: nil)
+        var (outcome, _) = append(upload.id, .init(offset: 0, declaredLength: 1), [1, 2])
+        guard case .failed(.exceedsLength)? = outcome else { return XCTFail("\(String(describing: outcome))") }
+        guard case .success(.upload(let info))? = status(upload.id) else { return XCTFail("status") }
+        XCTAssertEqual(info.length, 1, "declared, and the byte up to it kept")
+        XCTAssertEqual(info.offset, 1)
+        (outcome, _) = append(upload.id, .init(offset: 1, declaredLength: 3), [])
+        guard case .refused(.lengthAlreadySet)? = outcome else { return XCTFail("\(String(describing: outcome))") }
+    }
+
+    func testAppendChecksumMismatchDiscardsTheBytes() {
+        let upload = created(length: 5)
+        let wrong = UploadChecksum(algorithm: .sha1, expected: Array(repeating: 0, count: 20))
+        var (outcome, _) = append(upload.id, .init(offset: 0, checksum: .digest(wrong)), [1, 2])
+        guard case .failed(.checksumMismatch)? = outcome else { return XCTFail("\(String(describing: outcome))") }
+        guard case .success(.upload(let info))? = status(upload.id) else { return XCTFail("status") }
+        XCTAssertEqual(info.offset, 0)
+        var judged: [DigestAlgorithm: [UInt8]] = [:]
+        let afterBody = UploadService.AppendChecksum.afterBody(algorithms: [.sha1, .md5]) { trailers, digests in
+            judged = digests
+            return trailers["Digest"] == "ok" ? nil : .checksumMissing
+        }
+        (outcome, _) = append(upload.id, .init(offset: 0, checksum: afterBody), [1, 2], trailers: ["Digest": "ok"])
+        guard case .appended(let appended)? = outcome else { return XCTFail("\(String(describing: outcome))") }
+        XCTAssertEqual(appended.upload.offset, 2)
+        XCTAssertEqual(Set(judged.keys), [.sha1, .md5], "hashed with every candidate")
+    }
+
+    func testCreationBodyIsAppendedToTheNewUpload() {
+        let upload = created(length: 3)
+        let (outcome, _) = append(upload.id, .init(offset: 0), [7, 8, 9], creation: upload)
+        guard case .appended(let appended)? = outcome else { return XCTFail("\(String(describing: outcome))") }
+        XCTAssertTrue(appended.upload.isComplete)
+        XCTAssertEqual(store.storedBytes(upload.id), [7, 8, 9])
+        XCTAssertEqual(events.log.last, "post-finish")
     }
 }

@@ -78,47 +78,11 @@ extension TusHandler {
                 guard upload.isComplete else { return send(request, response) }
                 return sendFinished(request, upload: upload, response)
             }
-            appendCreationBody(request, upload: upload, checksum: checksum, location: location)
+            service.appendCreationBody(
+                to: upload, checksum: appendChecksum(checksum, trailerAlgorithms: []), for: request.caller,
+                body: ExchangeBody(exchange: request.exchange), completion: appended(request, location: location))
         }
     }
 
-    /// The server's maximum, lowered by the caller's own cap (a token's `max_size`).
-    func maxUploadLength(_ request: TusRequest) -> Int64? {
-        switch (configuration.maxSize, request.grant?.maxUploadLength) {
-        case (let server?, let caller?): min(server, caller)
-        case (let server, nil): server
-        case (nil, let caller): caller
-        }
-    }
-
-    private func appendCreationBody(
-        _ request: TusRequest, upload: UploadInfo, checksum: UploadChecksum?, location: String
-    ) {
-        let id = upload.id
-        let length = upload.length
-        let holder = LockHolder()
-        let executor = request.exchange.executor
-        // The id was minted a moment ago, so nobody else can hold it.
-        locker.tryLock(id: id, executor: executor, onReleaseRequested: { holder.requestRelease() }) { [self] locked in
-            guard case .success(let acquired) = locked, let lock = acquired else {
-                let error: TusError = if case .failure(let lockError) = locked { Self.mapLockError(lockError) } else { .storeFailure }
-                return fail(request, error, headers: ["Location": location])
-            }
-            store.openWriter(id: id, startingAt: 0, discardable: checksum != nil, lock: lock, on: executor) {
-                [self] result in
-                switch result {
-                case .failure(let error):
-                    lock.release()
-                    fail(request, Self.mapStoreError(error), headers: ["Location": location])
-                case .success(let writer):
-                    UploadAppend(
-                        service: service, caller: request.caller, body: ExchangeBody(exchange: request.exchange),
-                        writer: writer, lock: lock, holder: holder, limit: byteLimit(length: length, offset: 0),
-                        checksum: appendChecksum(checksum, trailerAlgorithms: []), purpose: .creation,
-                        upload: upload, completion: appended(request, location: location)
-                    ).start()
-                }
-            }
-        }
-    }
+    func maxUploadLength(_ request: TusRequest) -> Int64? { service.maxUploadLength(for: request.caller) }
 }

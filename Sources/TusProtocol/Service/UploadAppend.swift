@@ -41,16 +41,7 @@ final class UploadAppend: HTTPDirectBodySink {
         case creation
     }
 
-    /// What to verify the body against: a digest known before it (tus `Upload-Checksum`), or one that comes after it
-    /// (tus checksum trailer), whose algorithm is known only then, so the body is hashed with each candidate and
-    /// `verify` (the adapter's parser) judges the digests against the trailer section.
-    enum Checksum {
-        case none
-        case digest(UploadChecksum)
-        case afterBody(
-            algorithms: [DigestAlgorithm],
-            verify: (_ trailers: HTTPHeaders, _ digests: [DigestAlgorithm: [UInt8]]) -> UploadServiceError?)
-    }
+    typealias Checksum = UploadService.AppendChecksum
 
     private enum Stop {
         case ended

@@ -268,13 +268,17 @@ public struct UploadCaller {
     public let executor: any LoopExecutor
     /// What the authorizer granted (`sub` of a token); nil without authentication.
     public let principal: String?
+    /// The caller's own cap on an upload's length (a token's `max_size`), below the server's.
+    public let maxUploadLength: Int64?
     let describe: () -> EventRequest
 
     public init(
-        executor: any LoopExecutor, principal: String? = nil, describe: @escaping () -> EventRequest
+        executor: any LoopExecutor, principal: String? = nil, maxUploadLength: Int64? = nil,
+        describe: @escaping () -> EventRequest
     ) {
         self.executor = executor
         self.principal = principal
+        self.maxUploadLength = maxUploadLength
         self.describe = describe
     }
 }

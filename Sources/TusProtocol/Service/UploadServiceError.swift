@@ -14,6 +14,10 @@ public enum UploadServiceError: Error, Sendable {
     case storageFailure
     case insufficientStorage
     case lengthAlreadySet
+    /// A declared length below what is already stored.
+    case lengthBelowOffset
+    /// A final upload's bytes are its partials': nothing may be appended to it.
+    case finalNotWritable
     /// More bytes than the upload's length.
     case exceedsLength
     /// The write did not start at the upload's offset (another writer moved it).
