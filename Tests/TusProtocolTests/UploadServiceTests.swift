@@ -308,4 +308,78 @@ final class UploadServiceTests: XCTestCase {
         XCTAssertEqual(store.storedBytes(upload.id), [7, 8, 9])
         XCTAssertEqual(events.log.last, "post-finish")
     }
+
+    // MARK: concatenate
+
+    func createFinal(_ ids: [String], _ caller: UploadCaller? = nil)
+        -> Result<UploadService.CreatedFinal, UploadServiceError>?
+    {
+        wait { service.createFinal(of: ids, metadata: nil, concat: "final;", for: caller ?? self.caller(), completion: $0) }
+    }
+
+    func partial(_ bytes: [UInt8], length: Int64? = nil) -> String {
+        guard case .success(let created)? = create(.init(length: length ?? Int64(bytes.count), isPartial: true)) else {
+            XCTFail("partial")
+            return "missing"
+        }
+        if !bytes.isEmpty { _ = append(created.upload.id, .init(offset: 0), bytes) }
+        return created.upload.id
+    }
+
+    func testConcatenationOfCompletePartialsIsAssembledAtOnce() {
+        let first = partial([1, 2])
+        let second = partial([3])
+        guard case .success(let final)? = createFinal([first, second, first]) else { return XCTFail("final") }
+        XCTAssertTrue(final.isAssembled)
+        XCTAssertEqual(final.upload.length, 5)
+        XCTAssertTrue(final.upload.isComplete)
+        XCTAssertEqual(read(final.upload.id), [1, 2, 3, 1, 2])
+    }
+
+    func testConcatenationWaitsForUnfinishedPartialsAndRefusesBadOnes() {
+        let done = partial([1])
+        let pending = partial([], length: 4)
+        guard case .success(let final)? = createFinal([done, pending]) else { return XCTFail("final") }
+        XCTAssertFalse(final.isAssembled)
+        XCTAssertEqual(final.upload.length, 5)
+        guard case .failure(.partialNotFound)? = createFinal([done, "nope"]) else { return XCTFail("unknown partial") }
+        guard case .failure(.notPartial)? = createFinal([final.upload.id]) else { return XCTFail("not partial") }
+        guard case .success(let alices)? = create(.init(length: 0, isPartial: true), caller("alice")) else {
+            return XCTFail("alice's partial")
+        }
+        guard case .failure(.partialNotFound)? = createFinal([alices.upload.id], caller("eve")) else {
+            return XCTFail("not hers")
+        }
+        guard case .success? = createFinal([alices.upload.id], caller("alice")) else { return XCTFail("hers") }
+        _ = append(pending, .init(offset: 0), [2, 3, 4, 5])
+        executor.runPending()  // the append that completed the partial assembles its finals on the next turn
+        guard case .success(.upload(let assembled))? = status(final.upload.id) else { return XCTFail("status") }
+        XCTAssertTrue(assembled.isComplete)
+    }
+
+    // MARK: download
+
+    func read(_ id: String) -> [UInt8]? {
+        guard case .success(let upload)? = wait({ service.download(id, for: caller(), completion: $0) }),
+            case .success(let source)? = wait({
+                service.read(id, first: 0, count: upload.offset, for: caller(), completion: $0)
+            })
+        else { return nil }
+        var bytes: [UInt8] = []
+        while true {
+            guard case .success(let fragment?)? = wait({ source.next(maxLength: 2, completion: $0) }) else { break }
+            bytes += fragment.bytes
+        }
+        return bytes
+    }
+
+    func testDownloadServesWhatIsCommitted() {
+        let upload = created(length: 5)
+        _ = append(upload.id, .init(offset: 0), [4, 5, 6])
+        XCTAssertEqual(read(upload.id), [4, 5, 6])
+        configure(store: MemoryUploadStore(capabilities: UploadStoreCapabilities.all.subtracting(.download)))
+        let other = created(length: 1)
+        guard case .failure(.notOffered(.download))? = wait({ service.download(other.id, for: caller(), completion: $0) })
+        else { return XCTFail("not offered") }
+    }
 }

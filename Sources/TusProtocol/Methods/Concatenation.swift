@@ -24,45 +24,21 @@ extension TusHandler {
             guard let id = partialID(fromURL: url) else { return fail(request, .invalidConcat) }
             partialIDs.append(id)
         }
-        let executor = request.exchange.executor
-        service.lookUpPartials(partialIDs, owner: request.grant?.subject, on: executor) { [self] looked in
-            let partials: [UploadInfo]
-            switch looked {
-            case .failure(let error): return fail(request, because: error)
-            case .success(let found): partials = found
-            }
-            let lengths = partials.compactMap(\.length)
-            let length = lengths.count == partials.count ? lengths.reduce(0, +) : nil
-            if let length, let maxSize = configuration.maxSize, length > maxSize {
-                return fail(request, .maxSizeExceeded)
-            }
-            let info = UploadInfo(
-                id: SecureRandom.uploadID(), length: length, metadata: metadata, createdAt: now(),
-                expiresAt: nextExpiry(), owner: request.grant?.subject, concat: concat, partialIDs: partialIDs)
-            let location = UploadLocation.make(
-                id: info.id, head: request.head, isSecure: request.exchange.isSecure, configuration: configuration)
-            store.create(info, on: executor) { [self] created in
-                switch created {
-                case .failure(let error):
-                    fail(request, error == .alreadyExists ? .storeFailure : Self.mapStoreError(error))
-                case .success(let created):
-                    notify(.created, request, upload: created)
-                    // Assembled before 201 when it can be, so the client's next HEAD finds it complete. The partials
-                    // are looked up again now that the final is visible: one whose last PATCH ended in between found
-                    // no final to complete. A failure here leaves it to the next look.
-                    service.resolveFinal(created, on: executor) { [self] resolved in
-                        var headers: HTTPHeaders = ["Location": location]
-                        switch resolved {
-                        case .success(.complete(let complete)):
-                            // tusd: pre-finish, then post-finish, for a final assembled at its creation.
-                            let response = HTTPResponse(status: .created, headers: headers)
-                            return sendFinished(request, upload: complete, response)
-                        case .success(.unfinished(_, let expiresAt)): addExpiry(expiresAt, to: &headers)
-                        case .failure: addExpiry(created, to: &headers)
-                        }
-                        send(request, HTTPResponse(status: .created, headers: headers))
-                    }
+        service.createFinal(of: partialIDs, metadata: metadata, concat: concat, for: request.caller) {
+            [self] result in
+            switch result {
+            case .failure(let error): fail(request, because: error)
+            case .success(let created):
+                let location = UploadLocation.make(
+                    id: created.upload.id, head: request.head, isSecure: request.exchange.isSecure,
+                    configuration: configuration)
+                var headers: HTTPHeaders = ["Location": location]
+                guard created.isAssembled else {
+                    addExpiry(created.expiresAt, to: &headers)
+                    return send(request, HTTPResponse(status: .created, headers: headers))
                 }
+                // tusd: pre-finish, then post-finish, for a final assembled at its creation.
+                sendFinished(request, upload: created.upload, HTTPResponse(status: .created, headers: headers))
             }
         }
     }

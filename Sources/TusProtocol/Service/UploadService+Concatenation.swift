@@ -1,3 +1,4 @@
+import TusCrypto
 import TusHTTP1
 
 /// concatenation and concatenation-unfinished.
@@ -18,6 +19,63 @@ import TusHTTP1
 /// moves a due final's record to that later expiry, removes it once a partial is gone, and assembles it if its
 /// partials turn out complete. Assembly drops the expiry: a complete upload never expires.
 extension UploadService {
+    /// A final upload just created.
+    public struct CreatedFinal {
+        /// Assembled if its partials were all complete already, else as stored.
+        public var upload: UploadInfo
+        public var isAssembled: Bool
+        /// When it goes if nothing completes it (nil = never): the later of its own expiry and its partials'.
+        public var expiresAt: Int64?
+    }
+
+    /// A final upload of `partialIDs`, in order. Everything is checked before the record exists: each names a live
+    /// partial upload the caller may see, the lengths' sum against the server's maximum. It is assembled before
+    /// this returns when it can be, so the client's next status finds it complete; the partials are looked up
+    /// again once the final is visible, since one whose last append ended in between found no final to complete.
+    /// A failure there leaves it to the next look.
+    public func createFinal(
+        of partialIDs: [String], metadata: String?, concat: String, for caller: UploadCaller,
+        completion: @escaping (Result<CreatedFinal, UploadServiceError>) -> Void
+    ) {
+        let executor = caller.executor
+        lookUpPartials(partialIDs, owner: caller.principal, on: executor) { [self] looked in
+            let partials: [UploadInfo]
+            switch looked {
+            case .failure(let error): return completion(.failure(error))
+            case .success(let found): partials = found
+            }
+            let lengths = partials.compactMap(\.length)
+            let length = lengths.count == partials.count ? lengths.reduce(0, +) : nil
+            if let length, let maxSize = configuration.maxSize, length > maxSize {
+                return completion(.failure(.tooLarge))
+            }
+            let info = UploadInfo(
+                id: SecureRandom.uploadID(), length: length, metadata: metadata, createdAt: now(),
+                expiresAt: nextExpiry(), owner: caller.principal, concat: concat, partialIDs: partialIDs)
+            store.create(info, on: executor) { [self] created in
+                switch created {
+                case .failure(let error): completion(.failure(UploadServiceError(error)))
+                case .success(let created):
+                    notify(.created, caller, upload: created)
+                    resolveFinal(created, on: executor) { resolved in
+                        let final: CreatedFinal =
+                            switch resolved {
+                            case .success(.complete(let complete)):
+                                CreatedFinal(upload: complete, isAssembled: true, expiresAt: nil)
+                            case .success(.unfinished(_, let expiresAt)):
+                                CreatedFinal(upload: created, isAssembled: false, expiresAt: expiresAt)
+                            case .failure:
+                                CreatedFinal(
+                                    upload: created, isAssembled: false,
+                                    expiresAt: created.isComplete ? nil : created.expiresAt)
+                            }
+                        completion(.success(final))
+                    }
+                }
+            }
+        }
+    }
+
     /// What a final upload is right now.
     enum FinalState {
         /// Assembled (possibly just now): `offset == length`.
