@@ -141,22 +141,6 @@ public final class TusHandler: HTTPRequestHandler {
 
     // MARK: Shared helpers
 
-    /// The lookup every upload request starts with (`UploadService.access`): answers 404, 410, 503 or a pre-access
-    /// refusal itself, and hands on the record.
-    func withUpload(
-        _ request: TusRequest, id: String, release lock: (any UploadLock)? = nil,
-        _ found: @escaping (UploadInfo) -> Void
-    ) {
-        service.access(id, for: request.caller, release: lock) { [self] accessed in
-            switch accessed {
-            case .success(let info): found(info)
-            case .failure(let error): fail(request, because: error)
-            }
-        }
-    }
-
-    func nextExpiry() -> Int64? { service.nextExpiry() }
-
     /// Headers every response describing an upload's progress carries.
     func addExpiry(_ info: UploadInfo, to headers: inout HTTPHeaders) {
         if !info.isComplete { addExpiry(info.expiresAt, to: &headers) }
@@ -256,8 +240,6 @@ public final class TusHandler: HTTPRequestHandler {
         case .rejected(let point, _): rejection(at: point)
         }
     }
-
-    static func mapLockError(_ error: UploadLockError) -> TusError { tusError(UploadServiceError(error)) }
 
     static func mapStoreError(_ error: StoreError) -> TusError { tusError(UploadServiceError(error)) }
 }
