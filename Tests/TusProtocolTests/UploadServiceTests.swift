@@ -17,7 +17,9 @@ final class UploadServiceTests: XCTestCase {
         configure()
     }
 
-    func configure(_ configuration: TusConfiguration = TusConfiguration(), store: MemoryUploadStore = MemoryUploadStore()) {
+    func configure(
+        _ configuration: TusConfiguration = TusConfiguration(), store: MemoryUploadStore = MemoryUploadStore()
+    ) {
         clock = TestClock()
         self.store = store
         events = RecordingEvents()
@@ -28,12 +30,14 @@ final class UploadServiceTests: XCTestCase {
 
     func caller(_ principal: String? = nil) -> UploadCaller {
         UploadCaller(executor: executor, principal: principal) {
-            EventRequest(method: .POST, uri: "/service", remoteAddress: "", headers: [:], requestID: "", principal: principal)
+            EventRequest(method: .POST, uri: "/service", principal: principal)
         }
     }
 
     /// Runs the loop until `operation` has answered.
-    func wait<T>(_ operation: (@escaping (T) -> Void) -> Void, file: StaticString = #filePath, line: UInt = #line) -> T? {
+    func wait<T>(
+        _ operation: (@escaping (T) -> Void) -> Void, file: StaticString = #filePath, line: UInt = #line
+    ) -> T? {
         var answer: T?
         operation { answer = $0 }
         for _ in 0..<100 where answer == nil { executor.runPending() }
@@ -62,7 +66,7 @@ final class UploadServiceTests: XCTestCase {
 
     func testStatusReportsOffsetLengthAndMetadata() {
         put(UploadInfo(id: "a", length: 10, metadata: "name YQ==", createdAt: clock.now))
-        guard case .success(.upload(let info))? = status("a") else { return XCTFail("\(String(describing: status("a")))") }
+        guard case .success(.upload(let info))? = status("a") else { return XCTFail("status") }
         XCTAssertEqual(info.offset, 0)
         XCTAssertEqual(info.length, 10)
         XCTAssertEqual(info.metadata, "name YQ==")
@@ -96,7 +100,7 @@ final class UploadServiceTests: XCTestCase {
     func testStatusOfFinalAssemblesItOnceItsPartialsAreComplete() {
         put(UploadInfo(id: "p1", length: 2, offset: 2, createdAt: clock.now, concat: "partial", isPartial: true))
         put(UploadInfo(id: "p2", length: 3, createdAt: clock.now, concat: "partial", isPartial: true))
-        put(UploadInfo(id: "f", length: 5, createdAt: clock.now, concat: "final;/files/p1 /files/p2", partialIDs: ["p1", "p2"]))
+        put(UploadInfo(id: "f", length: 5, createdAt: clock.now, concat: "final;", partialIDs: ["p1", "p2"]))
         guard case .success(.unfinishedFinal(let final, let length, _))? = status("f") else {
             return XCTFail("unfinished")
         }
@@ -104,7 +108,7 @@ final class UploadServiceTests: XCTestCase {
         XCTAssertEqual(length, 5)
         put(UploadInfo(id: "e1", length: 0, createdAt: clock.now, concat: "partial", isPartial: true))
         put(UploadInfo(id: "e2", length: 0, createdAt: clock.now, concat: "partial", isPartial: true))
-        put(UploadInfo(id: "g", length: 0, createdAt: clock.now, concat: "final;/files/e1 /files/e2", partialIDs: ["e1", "e2"]))
+        put(UploadInfo(id: "g", length: 0, createdAt: clock.now, concat: "final;", partialIDs: ["e1", "e2"]))
         guard case .success(.upload(let assembled))? = status("g") else { return XCTFail("assembled") }
         XCTAssertTrue(assembled.isComplete)
         guard case .success? = cancel("p2") else { return XCTFail("cancel partial") }
@@ -169,6 +173,15 @@ final class UploadServiceTests: XCTestCase {
         guard case .success(.upload(let looked))? = status(upload.id, caller("alice")) else { return XCTFail("status") }
         XCTAssertEqual(looked.metadata, "name YQ==")
         XCTAssertEqual(looked.length, 10)
+    }
+
+    func testCreationRefusalsBeforeAnyBody() {
+        configure(TusConfiguration(maxSize: 100))
+        XCTAssertNil(service.refusal(ofLength: 100, for: caller()))
+        guard case .tooLarge? = service.refusal(ofLength: 101, for: caller()) else { return XCTFail("server max") }
+        let capped = UploadCaller(executor: executor, maxUploadLength: 10) { EventRequest(method: .POST, uri: "/") }
+        guard case .tooLarge? = service.refusal(ofLength: 11, for: capped) else { return XCTFail("caller's cap") }
+        XCTAssertNil(service.refusalOfNewUploads())
     }
 
     func testCreateDeferredAndEmptyUploads() {
@@ -314,7 +327,9 @@ final class UploadServiceTests: XCTestCase {
     func createFinal(_ ids: [String], _ caller: UploadCaller? = nil)
         -> Result<UploadService.CreatedFinal, UploadServiceError>?
     {
-        wait { service.createFinal(of: ids, metadata: nil, concat: "final;", for: caller ?? self.caller(), completion: $0) }
+        wait {
+            service.createFinal(of: ids, metadata: nil, concat: "final;", for: caller ?? self.caller(), completion: $0)
+        }
     }
 
     func partial(_ bytes: [UInt8], length: Int64? = nil) -> String {
@@ -379,7 +394,7 @@ final class UploadServiceTests: XCTestCase {
         XCTAssertEqual(read(upload.id), [4, 5, 6])
         configure(store: MemoryUploadStore(capabilities: UploadStoreCapabilities.all.subtracting(.download)))
         let other = created(length: 1)
-        guard case .failure(.notOffered(.download))? = wait({ service.download(other.id, for: caller(), completion: $0) })
-        else { return XCTFail("not offered") }
+        let refused = wait { service.download(other.id, for: caller(), completion: $0) }
+        guard case .failure(.notOffered(.download))? = refused else { return XCTFail("not offered") }
     }
 }

@@ -30,8 +30,8 @@ extension TusHandler {
             guard text == "1" else { return fail(request, .invalidDeferLength) }
         }
         let hasBody = request.head.bodyFraming.hasBody
-        if let length, let maxSize = maxUploadLength(request), length > maxSize {
-            return fail(request, .maxSizeExceeded, closeConnection: hasBody)
+        if let length, let refusal = service.refusal(ofLength: length, for: request.caller) {
+            return fail(request, because: refusal, closeConnection: hasBody)
         }
         var metadata: String?
         if let raw = headers["Upload-Metadata"] {
@@ -52,11 +52,8 @@ extension TusHandler {
             }
         }
 
-        // Only new uploads are turned away: those in progress may still use the reserve to finish.
-        if let required = configuration.minFreeSpace, let space = configuration.freeSpace?(),
-            !required.isMet(by: space)
-        {
-            return fail(request, .insufficientStorage, closeConnection: hasBody)
+        if let refusal = service.refusalOfNewUploads() {
+            return fail(request, because: refusal, closeConnection: hasBody)
         }
 
         let new = UploadService.NewUpload(length: length, metadata: metadata, concat: concat, isPartial: concat != nil)
@@ -83,6 +80,4 @@ extension TusHandler {
                 body: ExchangeBody(exchange: request.exchange), completion: appended(request, location: location))
         }
     }
-
-    func maxUploadLength(_ request: TusRequest) -> Int64? { service.maxUploadLength(for: request.caller) }
 }

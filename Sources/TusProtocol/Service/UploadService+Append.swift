@@ -93,7 +93,7 @@ extension UploadService {
             // "Once set the length MUST NOT be changed", not even to the same value (tusd does the same).
             guard info.isLengthDeferred else { return refuse(.lengthAlreadySet) }
             guard declaredLength >= info.offset else { return refuse(.lengthBelowOffset) }
-            if let maxSize = maxUploadLength(for: caller), declaredLength > maxSize { return refuse(.tooLarge) }
+            if let refusal = refusal(ofLength: declaredLength, for: caller) { return refuse(refusal) }
             length = declaredLength
         }
         let limit = byteLimit(length: length, offset: offset)

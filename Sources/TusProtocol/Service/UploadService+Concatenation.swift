@@ -102,7 +102,9 @@ extension UploadService {
                 case .success(.notFound): completion(.failure(.partialNotFound))
                 case .success(.gone): completion(.failure(.partialGone))
                 case .success(.found(let info)):
-                    if let partialOwner = info.owner, partialOwner != owner { return completion(.failure(.partialNotFound)) }
+                    if let partialOwner = info.owner, partialOwner != owner {
+                        return completion(.failure(.partialNotFound))
+                    }
                     guard info.isPartial else { return completion(.failure(.notPartial)) }
                     found[info.id] = info
                     next(index + 1)
@@ -114,7 +116,8 @@ extension UploadService {
 
     /// The final as clients should see it now, assembling it if its partials are all complete.
     func resolveFinal(
-        _ final: UploadInfo, on executor: any LoopExecutor, completion: @escaping (Result<FinalState, UploadServiceError>) -> Void
+        _ final: UploadInfo, on executor: any LoopExecutor,
+        completion: @escaping (Result<FinalState, UploadServiceError>) -> Void
     ) {
         if final.isComplete { return completion(.success(.complete(final))) }
         lookUpPartials(final.partialIDs, owner: final.owner, on: executor) { [self] looked in

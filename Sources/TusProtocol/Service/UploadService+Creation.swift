@@ -28,6 +28,20 @@ extension UploadService {
         public var response: ResponseOverride
     }
 
+    /// Why an upload of `length` bytes may not be created or declared by `caller` (over the server's maximum or the
+    /// caller's cap), if it may not. Checked by the adapter before it reads a body.
+    public func refusal(ofLength length: Int64, for caller: UploadCaller) -> UploadServiceError? {
+        if let maxSize = maxUploadLength(for: caller), length > maxSize { return .tooLarge }
+        return nil
+    }
+
+    /// Why no upload may be created now, if none may: the free space is below the operator's reserve. Only new
+    /// uploads are turned away: those in progress may still use the reserve to finish.
+    public func refusalOfNewUploads() -> UploadServiceError? {
+        guard let required = configuration.minFreeSpace, let space = configuration.freeSpace?() else { return nil }
+        return required.isMet(by: space) ? nil : .insufficientStorage
+    }
+
     /// Asks pre-access and pre-create (which may change the id and metadata), mints the id, stores the record and
     /// tells post-create. The upload exists, with its id, before any byte of a creation body is read: an adapter
     /// can announce where it lives (a 104 with `Location`) and then `append` the body to it. An empty upload is

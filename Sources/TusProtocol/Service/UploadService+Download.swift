@@ -8,7 +8,9 @@ extension UploadService {
     ) {
         guard capabilities.contains(.download) else { return completion(.failure(.notOffered(.download))) }
         access(id, for: caller) { [self] accessed in
-            guard case .success(let info) = accessed, info.isFinal, !info.isComplete else { return completion(accessed) }
+            guard case .success(let info) = accessed, info.isFinal, !info.isComplete else {
+                return completion(accessed)
+            }
             resolveFinal(info, on: caller.executor) { resolved in
                 completion(
                     resolved.map { state in
