@@ -17,28 +17,29 @@ import TusCrypto
 public final class TusHandler: HTTPRequestHandler {
     public static let version = "1.0.0"
 
-    public let configuration: TusConfiguration
-    public let store: any UploadStore
-    public let locker: any UploadLocker
-    /// Hooks and metrics: told about uploads, and asked before creation, finish, termination and access.
-    public let events: any UploadEventHandler
-    /// Asked about every request but preflights; nil lets everyone in.
-    public let authorizer: (any RequestAuthorizer)?
-    /// Unix seconds; injected so expiry is testable.
-    let now: @Sendable () -> Int64
+    /// The upload engine this adapter speaks tus for: it owns the stores, locks, expiry and events.
+    public let service: UploadService
+    public var configuration: TusConfiguration { service.configuration }
+    public var store: any UploadStore { service.store }
+    public var locker: any UploadLocker { service.locker }
+    public var events: any UploadEventHandler { service.events }
+    public var authorizer: (any RequestAuthorizer)? { service.authorizer }
+    var now: @Sendable () -> Int64 { service.now }
 
-    public init(
+    public convenience init(
         configuration: TusConfiguration = TusConfiguration(), store: any UploadStore,
         locker: any UploadLocker = MemoryLocker(), events: any UploadEventHandler = NoUploadEvents(),
         authorizer: (any RequestAuthorizer)? = nil,
         now: @escaping @Sendable () -> Int64 = TusHandler.systemNow
     ) {
-        self.configuration = configuration
-        self.store = store
-        self.locker = locker
-        self.events = events
-        self.authorizer = authorizer
-        self.now = now
+        self.init(
+            service: UploadService(
+                configuration: configuration, store: store, locker: locker, events: events, authorizer: authorizer,
+                now: now))
+    }
+
+    public init(service: UploadService) {
+        self.service = service
     }
 
     @Sendable public static func systemNow() -> Int64 {
@@ -47,11 +48,7 @@ public final class TusHandler: HTTPRequestHandler {
         return Int64(spec.tv_sec)
     }
 
-    /// What this handler offers: the store's capabilities less those the operator withholds. Every check of a
-    /// capability goes through here, so a withheld one is answered exactly as one the store lacks.
-    var capabilities: UploadStoreCapabilities {
-        store.capabilities.subtracting(configuration.withheldCapabilities)
-    }
+    var capabilities: UploadStoreCapabilities { service.capabilities }
 
     /// `Tus-Extension`, computed from what the store and configuration actually support.
     public var extensions: [String] {
@@ -144,51 +141,6 @@ public final class TusHandler: HTTPRequestHandler {
 
     // MARK: Shared helpers
 
-    /// Like `store.lookup`, with expiry applied: an unfinished upload past its `expiresAt` is gone even
-    /// before the sweep removes it.
-    func liveLookup(
-        _ id: String, on executor: any LoopExecutor, completion: @escaping (Result<UploadLookup, StoreError>) -> Void
-    ) {
-        store.lookup(id, on: executor) { [self] result in
-            if case .success(.found(let info)) = result, isExpired(info) { return completion(.success(.gone)) }
-            completion(result)
-        }
-    }
-
-    /// The lookup every upload request starts with: answers 404, 410 or 503 itself, and hands on the record.
-    /// An upload with an owner is not found by anyone else. The first lookup of a request (the one without a
-    /// lock) also asks the pre-access decision.
-    func withUpload(_ request: TusRequest, id: String, release lock: (any UploadLock)? = nil, _ found: @escaping (UploadInfo) -> Void) {
-        liveLookup(id, on: request.exchange.executor) { [self] result in
-            switch result.flatMap(\.record) {
-            case .success(let info):
-                if let owner = info.owner, owner != request.grant?.subject {
-                    lock?.release()
-                    return fail(request, .notFound)
-                }
-                guard lock == nil, events.wantsAccessDecisions else { return found(info) }
-                gate(.preAccess, request, upload: info, rejection: .accessDenied) { _ in found(info) }
-            case .failure(let error):
-                lock?.release()
-                fail(request, Self.mapStoreError(error))
-            }
-        }
-    }
-
-    /// An unfinished final is left to the sweep: it lives as long as the partials it waits for (`finalExpiry`), which
-    /// takes looking them up, and every request that could use it (HEAD, GET) looks them up anyway and answers 410
-    /// once one is gone.
-    func isExpired(_ info: UploadInfo) -> Bool {
-        guard configuration.expirationSeconds > 0, !info.isComplete, !info.isFinal, let expiresAt = info.expiresAt
-        else { return false }
-        return expiresAt <= now()
-    }
-
-    /// The expiry a write made now gives an unfinished upload (sliding expiration).
-    func nextExpiry() -> Int64? {
-        configuration.expirationSeconds > 0 ? now() + configuration.expirationSeconds : nil
-    }
-
     /// Headers every response describing an upload's progress carries.
     func addExpiry(_ info: UploadInfo, to headers: inout HTTPHeaders) {
         if !info.isComplete { addExpiry(info.expiresAt, to: &headers) }
@@ -233,25 +185,63 @@ public final class TusHandler: HTTPRequestHandler {
         addCORSHeaders(request, to: &headers)
     }
 
-    static func mapLockError(_ error: UploadLockError) -> TusError {
+    /// A service error in tus's words. A refusal is answered with the error tus gives that decision point, changed
+    /// by the hook's response; an ability not offered is a method not allowed here.
+    func fail(
+        _ request: TusRequest, because error: UploadServiceError, headers: HTTPHeaders = [:],
+        closeConnection: Bool = false
+    ) {
         switch error {
-        case .timedOut: .uploadLocked
-        case .unavailable: .storeUnavailable
+        case .notOffered: failMethodNotAllowed(request)
+        case .rejected(_, let response), .stopped(let response):
+            fail(request, Self.tusError(error), headers: headers, closeConnection: closeConnection, override: response)
+        default: fail(request, Self.tusError(error), headers: headers, closeConnection: closeConnection)
         }
     }
 
-    static func mapStoreError(_ error: StoreError) -> TusError {
+    static func rejection(at point: DecisionPoint) -> TusError {
+        switch point {
+        case .preAccess: .accessDenied
+        case .preCreate, .preFinish: .uploadRejected
+        case .preTerminate: .terminationRejected
+        }
+    }
+
+    /// tus's error table entry for a service error (`TusError` is the wire table; this is the only way into it).
+    static func tusError(_ error: UploadServiceError) -> TusError {
         switch error {
         case .notFound: .notFound
         case .gone: .gone
-        case .lengthAlreadySet: .lengthAlreadySet
-        case .exceedsLength: .uploadSizeExceeded
+        case .locked: .uploadLocked
         case .unavailable: .storeUnavailable
-        case .conflict: .mismatchedOffset
+        case .storageFailure: .storeFailure
         case .insufficientStorage: .insufficientStorage
-        case .alreadyExists, .io: .storeFailure
+        case .lengthAlreadySet: .lengthAlreadySet
+        case .lengthBelowOffset: .lengthBelowOffset
+        case .finalNotWritable: .modifyFinal
+        case .exceedsLength: .uploadSizeExceeded
+        case .offsetMismatch: .mismatchedOffset
+        case .tooLarge: .maxSizeExceeded
+        case .notOffered: .methodNotAllowed
+        case .partialNotFound: .partialNotFound
+        case .notPartial: .notPartial
+        case .partialGone: .partialGone
+        case .hookUnavailable: .hookUnavailable
+        case .interrupted: .uploadInterrupted
+        case .checksumMismatch: .checksumMismatch
+        case .checksumMissing: .missingChecksumTrailer
+        case .checksumMalformed: .invalidChecksumHeader
+        case .checksumAlgorithmUnsupported: .unsupportedChecksumAlgorithm
+        case .bodyAborted(.clientClosed): .connectionLost
+        case .bodyAborted(.timeout): .readTimeout
+        case .bodyAborted(.shutdown): .serverShuttingDown
+        case .bodyAborted(.malformed): .malformedBody
+        case .stopped: .uploadStopped
+        case .rejected(let point, _): rejection(at: point)
         }
     }
+
+    static func mapStoreError(_ error: StoreError) -> TusError { tusError(UploadServiceError(error)) }
 }
 
 /// One request as the handler sees it.
@@ -270,6 +260,13 @@ struct TusRequest {
     }
 
     var isHead: Bool { method == .HEAD || head.method == .HEAD }
+
+    /// The request as the upload service sees its caller.
+    var caller: UploadCaller {
+        UploadCaller(
+            executor: exchange.executor, principal: grant?.subject, maxUploadLength: grant?.maxUploadLength,
+            describe: { [self] in eventRequest })
+    }
 
     /// The request as events describe it.
     var eventRequest: EventRequest {

@@ -1,10 +1,15 @@
-import TusCrypto
+public import TusCrypto
 
 /// `Upload-Checksum: <algorithm> <base64 digest>`, parsed and length-checked before the body is read, so a
 /// bad header costs no upload bandwidth.
-struct UploadChecksum: Equatable {
-    let algorithm: DigestAlgorithm
-    let expected: [UInt8]
+public struct UploadChecksum: Equatable, Sendable {
+    public let algorithm: DigestAlgorithm
+    public let expected: [UInt8]
+
+    public init(algorithm: DigestAlgorithm, expected: [UInt8]) {
+        self.algorithm = algorithm
+        self.expected = expected
+    }
 
     static func parse(_ header: String, enabled: [DigestAlgorithm]) -> Result<UploadChecksum, TusError> {
         let parts = header.split(separator: " ", omittingEmptySubsequences: false)

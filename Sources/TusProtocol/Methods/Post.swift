@@ -30,8 +30,8 @@ extension TusHandler {
             guard text == "1" else { return fail(request, .invalidDeferLength) }
         }
         let hasBody = request.head.bodyFraming.hasBody
-        if let length, let maxSize = maxUploadLength(request), length > maxSize {
-            return fail(request, .maxSizeExceeded, closeConnection: hasBody)
+        if let length, let refusal = service.refusal(ofLength: length, for: request.caller) {
+            return fail(request, because: refusal, closeConnection: hasBody)
         }
         var metadata: String?
         if let raw = headers["Upload-Metadata"] {
@@ -52,94 +52,32 @@ extension TusHandler {
             }
         }
 
-        // Only new uploads are turned away: those in progress may still use the reserve to finish.
-        if let required = configuration.minFreeSpace, let space = configuration.freeSpace?(),
-            !required.isMet(by: space)
-        {
-            return fail(request, .insufficientStorage, closeConnection: hasBody)
+        if let refusal = service.refusalOfNewUploads() {
+            return fail(request, because: refusal, closeConnection: hasBody)
         }
 
-        // The id stays empty until the decisions are made (tusd: pre-create sees no id).
-        let proposed = UploadInfo(
-            id: "", length: length, metadata: metadata, createdAt: now(), expiresAt: length == 0 ? nil : nextExpiry(),
-            owner: request.grant?.subject, concat: concat, isPartial: concat != nil)
-        gate(.preAccess, request, upload: proposed, rejection: .accessDenied) { [self] _ in
-            gate(.preCreate, request, upload: proposed, rejection: .uploadRejected) { [self] verdict in
-                var info = proposed
-                info.id = SecureRandom.uploadID()
-                if let changedID = verdict.changedID, !changedID.isEmpty {
-                    guard UploadID.isValid(changedID) else { return fail(request, .storeFailure) }
-                    info.id = changedID
-                }
-                if let changed = verdict.changedMetadata { info.metadata = UploadMetadata.encode(changed) }
-                create(
-                    request, info: info, hasUploadBody: hasUploadBody, checksum: checksum, override: verdict.response)
-            }
-        }
-    }
-
-    private func create(
-        _ request: TusRequest, info: UploadInfo, hasUploadBody: Bool, checksum: UploadChecksum?,
-        override: ResponseOverride
-    ) {
-        let id = info.id
-        let location = UploadLocation.make(
-            id: id, head: request.head, isSecure: request.exchange.isSecure, configuration: configuration)
-        store.create(info, on: request.exchange.executor) { [self] result in
+        let new = UploadService.NewUpload(length: length, metadata: metadata, concat: concat, isPartial: concat != nil)
+        service.create(new, for: request.caller) { [self] result in
+            let created: UploadService.Created
             switch result {
-            case .failure(let error): fail(request, error == .alreadyExists ? .storeFailure : Self.mapStoreError(error))
-            case .success(let created):
-                notify(.created, request, upload: created)
-                guard hasUploadBody else {
-                    var headers: HTTPHeaders = ["Location": location]
-                    addExpiry(created, to: &headers)
-                    var response = HTTPResponse(status: .created, headers: headers)
-                    response.apply(override)
-                    // An empty upload is finished the moment it exists (tusd: pre-finish and post-finish at creation).
-                    guard created.isComplete else { return send(request, response) }
-                    return sendFinished(request, upload: created, response)
-                }
-                appendCreationBody(request, upload: created, checksum: checksum, location: location)
+            case .failure(let error): return fail(request, because: error)
+            case .success(let done): created = done
             }
-        }
-    }
-
-    /// The server's maximum, lowered by the caller's own cap (a token's `max_size`).
-    func maxUploadLength(_ request: TusRequest) -> Int64? {
-        switch (configuration.maxSize, request.grant?.maxUploadLength) {
-        case (let server?, let caller?): min(server, caller)
-        case (let server, nil): server
-        case (nil, let caller): caller
-        }
-    }
-
-    private func appendCreationBody(
-        _ request: TusRequest, upload: UploadInfo, checksum: UploadChecksum?, location: String
-    ) {
-        let id = upload.id
-        let length = upload.length
-        let holder = LockHolder()
-        let executor = request.exchange.executor
-        // The id was minted a moment ago, so nobody else can hold it.
-        locker.tryLock(id: id, executor: executor, onReleaseRequested: { holder.requestRelease() }) { [self] locked in
-            guard case .success(let acquired) = locked, let lock = acquired else {
-                let error: TusError = if case .failure(let lockError) = locked { Self.mapLockError(lockError) } else { .storeFailure }
-                return fail(request, error, headers: ["Location": location])
+            let upload = created.upload
+            let location = UploadLocation.make(
+                id: upload.id, head: request.head, isSecure: request.exchange.isSecure, configuration: configuration)
+            guard hasUploadBody else {
+                var headers: HTTPHeaders = ["Location": location]
+                addExpiry(upload, to: &headers)
+                var response = HTTPResponse(status: .created, headers: headers)
+                response.apply(created.response)
+                // An empty upload is finished the moment it exists (tusd: pre-finish and post-finish at creation).
+                guard upload.isComplete else { return send(request, response) }
+                return sendFinished(request, upload: upload, response)
             }
-            store.openWriter(id: id, startingAt: 0, discardable: checksum != nil, lock: lock, on: executor) {
-                [self] result in
-                switch result {
-                case .failure(let error):
-                    lock.release()
-                    fail(request, Self.mapStoreError(error), headers: ["Location": location])
-                case .success(let writer):
-                    UploadAppend(
-                        handler: self, request: request, writer: writer, lock: lock, holder: holder,
-                        limit: byteLimit(length: length, offset: 0), checksum: checksum,
-                        purpose: .creation(location: location), upload: upload
-                    ).start()
-                }
-            }
+            service.appendCreationBody(
+                to: upload, checksum: appendChecksum(checksum, trailerAlgorithms: []), for: request.caller,
+                body: ExchangeBody(exchange: request.exchange), completion: appended(request, location: location))
         }
     }
 }

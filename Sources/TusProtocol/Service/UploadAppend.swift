@@ -1,7 +1,9 @@
 import TusCrypto
 import TusHTTP1
 
-/// Streams one request body (PATCH, or a creation-with-upload POST) into the store.
+/// The service's append engine: streams one body (an append, or the body of a creation) into the store and reports
+/// one `Result<UploadService.Appended, UploadServiceError>`. It knows no header: the adapter that took the request
+/// hands it the body (`UploadBodySource`, the exchange) and writes the result back in its own words.
 ///
 /// Order of events, all on the request's loop:
 /// 1. each fragment goes to `UploadWriter.write` and, for a checksummed request, to the digest, which runs on
@@ -15,7 +17,7 @@ import TusHTTP1
 ///    which only stops the body (`stopBody`): tusd answers it after terminating the upload;
 /// 3. once no write is outstanding: roll back (checksum mismatch, or any stop of a checksummed request, whose
 ///    bytes cannot be verified) or commit (everything else: the spec asks to keep as much as possible);
-/// 4. release the lock, then respond. Success is sent only after the commit, so acknowledged bytes are
+/// 4. release the lock, then report. Success is reported only after the commit, so acknowledged bytes are
 ///    never lost. The request that completed the upload asks pre-finish before its answer and notifies post-finish
 ///    only if pre-finish accepted (tusd `emitFinishEvents`). A hook's stop terminates the upload first (tusd
 ///    `writeChunk`: `terminateUpload`, which fires post-terminate and asks no pre-terminate), then answers 400
@@ -33,10 +35,13 @@ import TusHTTP1
 /// Overflow of a chunked body: the bytes up to the upload's length are written and kept (unless the
 /// request is checksummed), and the request is answered 413.
 final class UploadAppend: HTTPDirectBodySink {
+    /// The body of a creation (it completes no final: nobody can name the upload yet) or a later append.
     enum Purpose {
-        case patch
-        case creation(location: String)
+        case append
+        case creation
     }
+
+    typealias Checksum = UploadService.AppendChecksum
 
     private enum Stop {
         case ended
@@ -48,16 +53,17 @@ final class UploadAppend: HTTPDirectBodySink {
         case stopped(ResponseOverride)
     }
 
-    private let handler: TusHandler
-    private let request: TusRequest
+    private let service: UploadService
+    private let caller: UploadCaller
+    private let body: any UploadBodySource
+    private let completion: (Result<UploadService.Appended, UploadServiceError>) -> Void
     private let writer: any UploadWriter
     private let lock: any UploadLock
     private let holder: LockHolder
     /// Bytes this request may append, or nil for no limit (deferred length, no max size).
     private let limit: Int64?
-    private let checksum: UploadChecksum?
-    /// The header's algorithm, or every algorithm a checksum trailer may name (`trailerAlgorithms`); nil for an
-    /// unchecked request.
+    private let checksum: Checksum
+    /// The expected digest's algorithm, or every algorithm a trailer may name; nil for an unchecked request.
     private let digest: DigestBox?
     /// Chunked trailer fields, kept from `bodyEnd` for the checksum-trailer verdict.
     private var trailers = HTTPHeaders()
@@ -66,7 +72,7 @@ final class UploadAppend: HTTPDirectBodySink {
     private let upload: UploadInfo
     /// Offset after the last completed write, for progress events.
     private var writtenOffset: Int64
-    private var lastProgressNanoseconds = TusHandler.monotonicNanoseconds()
+    private var lastProgressNanoseconds = UploadService.monotonicNanoseconds()
     private var lastReportedOffset: Int64
 
     private var received: Int64 = 0
@@ -78,27 +84,34 @@ final class UploadAppend: HTTPDirectBodySink {
     private var digestReadFailure: StreamingDigest.FileReadError?
     private var stop: Stop?
     /// A write that failed after the body had ended (the last writes complete after `bodyEnd`): the request
-    /// must not be answered 204 as if its bytes were stored.
+    /// must not be reported as if its bytes were stored.
     private var writeFailedAfterEnd: StoreError?
     private var isFinishing = false
-    private var hasResponded = false
+    private var hasReported = false
 
     init(
-        handler: TusHandler, request: TusRequest, writer: any UploadWriter, lock: any UploadLock, holder: LockHolder,
-        limit: Int64?, checksum: UploadChecksum?, trailerAlgorithms: [DigestAlgorithm] = [], purpose: Purpose,
-        upload: UploadInfo
+        service: UploadService, caller: UploadCaller, body: any UploadBodySource, writer: any UploadWriter,
+        lock: any UploadLock, holder: LockHolder, limit: Int64?, checksum: Checksum, purpose: Purpose,
+        upload: UploadInfo, completion: @escaping (Result<UploadService.Appended, UploadServiceError>) -> Void
     ) {
         self.upload = upload
         self.writtenOffset = upload.offset
         self.lastReportedOffset = upload.offset
-        self.handler = handler
-        self.request = request
+        self.service = service
+        self.caller = caller
+        self.body = body
+        self.completion = completion
         self.writer = writer
         self.lock = lock
         self.holder = holder
         self.limit = limit
         self.checksum = checksum
-        let algorithms = checksum.map { [$0.algorithm] } ?? trailerAlgorithms
+        let algorithms: [DigestAlgorithm] =
+            switch checksum {
+            case .none: []
+            case .digest(let expected): [expected.algorithm]
+            case .afterBody(let candidates, _): candidates
+            }
         self.digest = algorithms.isEmpty ? nil : DigestBox(algorithms)
         self.purpose = purpose
     }
@@ -106,7 +119,7 @@ final class UploadAppend: HTTPDirectBodySink {
     func start() {
         holder.onReleaseRequested = { [self] in stopEarly(.takenOver) }
         if holder.isReleaseRequested { return stopEarly(.takenOver) }
-        request.exchange.readBody(into: self)
+        body.readBody(into: self)
     }
 
     // MARK: HTTPBodySink
@@ -140,7 +153,7 @@ final class UploadAppend: HTTPDirectBodySink {
                 case .failure(let error): stopEarly(.writeFailed(error))
                 case .success(let offset):
                     writtenOffset = offset
-                    handler.events.measure(.bodyBytes(count), on: request.exchange.executor)
+                    service.events.measure(.bodyBytes(count), on: caller.executor)
                     reportProgressIfDue()
                 }
                 finishedOne()
@@ -173,7 +186,7 @@ final class UploadAppend: HTTPDirectBodySink {
         digestQueue = []
         isDigesting = true
         let work = DigestBatch(batch.map(\.work))
-        request.exchange.executor.offload({
+        caller.executor.offload({
             digest.update(work)
         }, completion: { [self] in
             isDigesting = false
@@ -219,7 +232,7 @@ final class UploadAppend: HTTPDirectBodySink {
             stopEarly(.writeFailed(error))
         case .success(let offset):
             writtenOffset = offset
-            handler.events.measure(.bodyBytes(count), on: request.exchange.executor)
+            service.events.measure(.bodyBytes(count), on: caller.executor)
             reportProgressIfDue()
         }
     }
@@ -252,23 +265,23 @@ final class UploadAppend: HTTPDirectBodySink {
         }
         stop = reason
         switch reason {
-        case .overflow: respondError(.uploadSizeExceeded)
-        case .takenOver: respondError(.uploadInterrupted)
-        case .writeFailed(let error): respondError(Self.answer(toWriteFailure: error))
-        case .stopped: request.exchange.stopBody()
+        case .overflow: fail(.exceedsLength)
+        case .takenOver: fail(.interrupted)
+        case .writeFailed(let error): fail(Self.answer(toWriteFailure: error))
+        case .stopped: body.stopBody()
         case .ended, .aborted: break
         }
         finishIfIdle()
     }
 
-    /// 507 for a full disk or quota (clients retry 5xx), 503 for an unreachable store (object storage down), 410 for
-    /// an upload removed meanwhile, 500 otherwise.
-    private static func answer(toWriteFailure error: StoreError) -> TusError {
-        switch TusHandler.mapStoreError(error) {
+    /// A full disk or quota (clients retry), an unreachable store (object storage down), an upload removed
+    /// meanwhile (gone), or a failure a retry will not fix.
+    private static func answer(toWriteFailure error: StoreError) -> UploadServiceError {
+        switch UploadServiceError(error) {
         case .notFound: .gone
         case .insufficientStorage: .insufficientStorage
-        case .storeUnavailable: .storeUnavailable
-        default: .storeFailure
+        case .unavailable: .unavailable
+        default: .storageFailure
         }
     }
 
@@ -276,7 +289,7 @@ final class UploadAppend: HTTPDirectBodySink {
         guard let stop, outstandingWrites == 0, !isDigesting, digestQueue.isEmpty, !isFinishing else { return }
         isFinishing = true
         holder.onReleaseRequested = nil  // releasing soon anyway
-        var outcome: TusError?
+        var outcome: UploadServiceError?
         var discard = digest != nil
         switch stop {
         case .ended:
@@ -284,44 +297,39 @@ final class UploadAppend: HTTPDirectBodySink {
                 outcome = Self.answer(toWriteFailure: writeFailedAfterEnd)
             } else if digestReadFailure != nil {
                 // The bytes cannot be verified (the file shrank, or EIO): rolled back like a mismatch.
-                outcome = .storeFailure
-            } else if let checksum, let digest {
-                let matches = digest.finalize()[checksum.algorithm] == checksum.expected
+                outcome = .storageFailure
+            } else if case .digest(let expected) = checksum, let digest {
+                let matches = digest.finalize()[expected.algorithm] == expected.expected
                 discard = !matches
                 outcome = matches ? nil : .checksumMismatch
-            } else if let digest {
-                outcome = UploadChecksum.verifyTrailer(trailers, digests: digest.finalize())
+            } else if case .afterBody(_, let verify) = checksum, let digest {
+                outcome = verify(trailers, digest.finalize())
                 discard = outcome != nil
             }
         case .aborted(let reason):
-            outcome = switch reason {
-            case .clientClosed: .connectionLost
-            case .timeout: .readTimeout
-            case .shutdown: .serverShuttingDown
-            case .malformed: .malformedBody
-            }
+            outcome = .bodyAborted(reason)
         case .overflow, .takenOver, .writeFailed, .stopped:
             break  // already answered
         }
         if discard {
             writer.rollback { [self] result in complete(result, outcome) }
         } else {
-            writer.commit(expiresAt: handler.nextExpiry()) { [self] result in complete(result, outcome) }
+            writer.commit(expiresAt: service.nextExpiry()) { [self] result in complete(result, outcome) }
         }
     }
 
-    private func complete(_ result: Result<UploadInfo, StoreError>, _ outcome: TusError?) {
+    private func complete(_ result: Result<UploadInfo, StoreError>, _ outcome: UploadServiceError?) {
         if case .stopped(let override) = stop { return terminateStopped(result, override) }
         lock.release()
         switch result {
         case .failure(let error):
-            // An unreachable shared state is worth a 503 (retry soon), a full disk a 507; anything else is a 500.
+            // An unreachable shared state is worth a retry soon, a full disk too; anything else is a failure.
             // A lease lost meanwhile (`.conflict`: it lapsed while Redis was unreachable, or a failover lost it)
-            // left the bytes unrecorded: the client retries from the offset HEAD reports, as after any 503.
+            // left the bytes unrecorded: the client retries from the offset a status reports, as after any outage.
             switch error {
-            case .unavailable, .conflict: respondError(.storeUnavailable)
-            case .insufficientStorage: respondError(.insufficientStorage)
-            default: respondError(.storeFailure)
+            case .unavailable, .conflict: fail(.unavailable)
+            case .insufficientStorage: fail(.insufficientStorage)
+            default: fail(.storageFailure)
             }
         case .success(let info):
             // What was committed is progress whatever the answer (tusd sends a last post-receive too).
@@ -334,34 +342,22 @@ final class UploadAppend: HTTPDirectBodySink {
             if let outcome {
                 // tusd finishes a complete upload even when the request failed after its last byte; the answer is
                 // the failure whatever pre-finish says.
-                guard finishesUpload else { return respondError(outcome) }
-                return handler.finish(request, upload: info) { [self] _ in respondError(outcome) }
+                guard finishesUpload else { return fail(outcome) }
+                return service.finish(caller, upload: info) { [self] _ in fail(outcome) }
             }
-            var headers: HTTPHeaders = ["Upload-Offset": String(info.offset)]
-            handler.addExpiry(info, to: &headers)
-            var response: HTTPResponse
-            switch purpose {
-            case .patch:
-                response = HTTPResponse(status: .noContent, headers: headers)
-                if info.isPartial && info.isComplete {
-                    // concatenation-unfinished: this PATCH may have been the last one some final waited for. On the
-                    // next turn of the loop, so that this request's answer goes out first.
-                    let executor = request.exchange.executor
-                    executor.execute { [handler] in handler.completeFinals(referencing: info, on: executor) }
-                }
-            case .creation(let location):
-                headers.add("Location", location)
-                response = HTTPResponse(status: .created, headers: headers)
+            if case .append = purpose, info.isPartial && info.isComplete {
+                // concatenation-unfinished: this append may have been the last one some final waited for. On the
+                // next turn of the loop, so that this request's answer goes out first.
+                let executor = caller.executor
+                executor.execute { [service] in service.completeFinals(referencing: info, on: executor) }
             }
-            guard finishesUpload else { return respond(response) }
+            guard finishesUpload else { return report(.success(UploadService.Appended(upload: info))) }
             // The bytes are stored and the upload is complete whatever pre-finish says; it shapes the answer, and
             // only its yes is followed by post-finish.
-            handler.finish(request, upload: info) { [self] verdict in
-                if let refusal = TusHandler.refusal(ofFinish: verdict) {
-                    return respondError(refusal, override: verdict.isRejected ? verdict.response : nil)
-                }
-                response.apply(verdict.response)
-                respond(response)
+            service.finish(caller, upload: info) { [self] verdict in
+                if verdict.isUnavailable { return fail(.hookUnavailable) }
+                if verdict.isRejected { return fail(.rejected(.preFinish, response: verdict.response)) }
+                report(.success(UploadService.Appended(upload: info, response: verdict.response)))
             }
         }
     }
@@ -370,16 +366,16 @@ final class UploadAppend: HTTPDirectBodySink {
     /// (post-terminate, no pre-terminate) and only then answer, so the client's next look finds the upload gone.
     private func terminateStopped(_ committed: Result<UploadInfo, StoreError>, _ override: ResponseOverride) {
         if case .success(let info) = committed, info.offset != lastReportedOffset { reportProgress(info) }
-        guard handler.store.capabilities.contains(.termination) else {
+        guard service.store.capabilities.contains(.termination) else {
             lock.release()
-            return respondError(.uploadStopped, override: override)
+            return fail(.stopped(response: override))
         }
-        handler.store.remove(id: upload.id, reason: .terminated, on: request.exchange.executor) { [self] removed in
+        service.store.remove(id: upload.id, reason: .terminated, on: caller.executor) { [self] removed in
             // tusd only logs a failed removal: the answer is the stop either way (the upload then stays as committed).
             // The event carries the upload as this request found it, as tusd's does.
-            if case .success = removed { handler.notify(.terminated, request, upload: upload) }
+            if case .success = removed { service.notify(.terminated, caller, upload: upload) }
             lock.release()
-            respondError(.uploadStopped, override: override)
+            fail(.stopped(response: override))
         }
     }
 
@@ -389,8 +385,8 @@ final class UploadAppend: HTTPDirectBodySink {
         // A checksummed request's bytes (header or trailer checksum) may still be rolled back: its progress is
         // reported once, at commit.
         guard digest == nil else { return }
-        let now = TusHandler.monotonicNanoseconds()
-        guard now &- lastProgressNanoseconds >= handler.configuration.progressIntervalMilliseconds * 1_000_000 else {
+        let now = UploadService.monotonicNanoseconds()
+        guard now &- lastProgressNanoseconds >= service.configuration.progressIntervalMilliseconds * 1_000_000 else {
             return
         }
         lastProgressNanoseconds = now
@@ -401,26 +397,20 @@ final class UploadAppend: HTTPDirectBodySink {
 
     private func reportProgress(_ info: UploadInfo) {
         lastReportedOffset = info.offset
-        let stop = UploadStopSwitch(executor: request.exchange.executor) { [weak self] override in
+        let stop = UploadStopSwitch(executor: caller.executor) { [weak self] override in
             self?.stopEarly(.stopped(override))
         }
-        handler.events.progressed(
-            UploadEvent(upload: info, request: request.eventRequest), stop: stop, on: request.exchange.executor)
+        service.events.progressed(UploadEvent(upload: info, request: caller.describe()), stop: stop, on: caller.executor)
     }
 
-    private func respondError(_ error: TusError, override: ResponseOverride? = nil) {
-        guard !hasResponded else { return }
-        hasResponded = true
-        var headers: HTTPHeaders = [:]
-        // tusd sends Location even when the creation's body failed: the upload exists and can be resumed.
-        if case .creation(let location) = purpose { headers.add("Location", location) }
-        handler.fail(request, error, headers: headers, closeConnection: true, override: override)
-    }
+    private func fail(_ error: UploadServiceError) { report(.failure(error)) }
 
-    private func respond(_ response: HTTPResponse) {
-        guard !hasResponded else { return }
-        hasResponded = true
-        handler.send(request, response)
+    /// Exactly once: an early stop reports at once (the adapter answers and stops reading), and what follows it
+    /// (rollback or commit, lock release, finish events) reports nothing more.
+    private func report(_ result: Result<UploadService.Appended, UploadServiceError>) {
+        guard !hasReported else { return }
+        hasReported = true
+        completion(result)
     }
 }
 

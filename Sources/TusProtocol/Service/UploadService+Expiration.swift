@@ -1,6 +1,6 @@
 public import TusHTTP1
 
-extension TusHandler {
+extension UploadService {
     /// Removes unfinished uploads whose expiry has passed (data and state; the store remembers them as gone,
     /// so they answer 410). Call from a timer on a loop: `executor` is that loop, and store completions
     /// come back on it. Uploads locked by an in-flight request are skipped; their commit moves the expiry.
