@@ -9,8 +9,10 @@ import TusLoop
 /// map meanwhile wait for it. A `MOVED` also fixes the slot at once, so the retried command does not wait for
 /// the refresh. An `ASK` (the slot is migrating and the key already moved) sends that one command, behind
 /// `ASKING`, to the importing node, pipelined on its connection. `TRYAGAIN` (a script whose keys are split
-/// between the two nodes for the moment of a migration) is retried after a short pause. Each command follows at
-/// most `maximumRedirects`: a map that keeps changing fails the command rather than looping.
+/// between the two nodes until the migration has moved them all: a lock taken at the importing node while the
+/// record still sits at the old one) is retried every `tryAgainDelayMilliseconds` for up to one command
+/// timeout, then fails as `.unavailable` (503, the client retries). Each command follows at most
+/// `maximumRedirects` redirects: a map that keeps changing fails the command rather than looping.
 ///
 /// Loop-only, like `RedisConnection`: the client's `LoopConnections` owns one.
 final class ClusterRouter {
@@ -46,18 +48,18 @@ final class ClusterRouter {
     // MARK: commands
 
     func send(_ arguments: [RedisArgument], _ completion: @escaping (Result<RESPValue, RedisError>) -> Void) {
-        send(arguments, redirects: 0, asking: nil, completion)
+        send(arguments, redirects: 0, asking: nil, since: loop.nowMilliseconds, completion)
     }
 
     private func send(
-        _ arguments: [RedisArgument], redirects: Int, asking: RedisEndpoint?,
+        _ arguments: [RedisArgument], redirects: Int, asking: RedisEndpoint?, since started: UInt64,
         _ completion: @escaping (Result<RESPValue, RedisError>) -> Void
     ) {
         guard !isShutDown else { return completion(.failure(.shutDown)) }
         guard !owners.isEmpty else {
             return refresh { [self] loaded in
                 guard loaded else { return completion(.failure(.unavailable)) }
-                send(arguments, redirects: redirects, asking: asking, completion)
+                send(arguments, redirects: redirects, asking: asking, since: started, completion)
             }
         }
         let slot = ClusterSlots.slot(ofCommand: arguments)
@@ -78,11 +80,16 @@ final class ClusterRouter {
                         refresh { _ in }
                     }
                     return send(arguments, redirects: redirects + 1,
-                                asking: redirect.isMoved ? nil : redirect.endpoint, completion)
+                                asking: redirect.isMoved ? nil : redirect.endpoint, since: started, completion)
                 }
-                if message.hasPrefix("TRYAGAIN"), redirects < Self.maximumRedirects {
+                if message.hasPrefix("TRYAGAIN") {
+                    guard loop.nowMilliseconds < started + configuration.commandTimeoutMilliseconds else {
+                        return completion(.failure(.unavailable))
+                    }
+                    // From the start (the slot's owner may have changed meanwhile), with a fresh redirect count: the
+                    // way there is one ASK each time, and the time budget is what bounds this.
                     return after(Self.tryAgainDelayMilliseconds) { [self] in
-                        send(arguments, redirects: redirects + 1, asking: asking, completion)
+                        send(arguments, redirects: 0, asking: nil, since: started, completion)
                     }
                 }
                 if message.hasPrefix("CLUSTERDOWN") {
@@ -240,6 +247,8 @@ final class ClusterRouter {
 
     func shutdown(_ completion: @escaping () -> Void) {
         isShutDown = true
+        channelHandlers = [:]
+        for connection in subscriberConnections.values { connection.onChannelRevoked = nil }  // a cycle otherwise
         for timer in retryTimers { timer.close() }
         retryTimers = []
         let connections = Array(commandConnections.values) + Array(subscriberConnections.values)

@@ -52,6 +52,7 @@ final class RedisClusterTests: XCTestCase {
     /// hash-tagged keys run where their slot is.
     func testCommandsGoToTheMasterOfTheirSlot() throws {
         let setup = try makeSetup()
+        defer { setup.stop() }  // closures the client keeps may outlive the test
         let client = RedisClient(configuration: try RedisConfiguration(url: setup.url))
         let keys = (0..<60).map { "key-\($0)" }
         var replies: [Result<RESPValue, RedisError>] = []
@@ -86,6 +87,7 @@ final class RedisClusterTests: XCTestCase {
     /// moved is reached through ASK and a key not yet moved at the old owner; afterwards MOVED updates the map.
     func testASlotMigratingUnderTheClientFailsNothing() throws {
         let setup = try makeSetup()
+        defer { setup.stop() }  // closures the client keeps may outlive the test
         let client = RedisClient(configuration: try RedisConfiguration(url: setup.url))
         let tag = "{upload-1}"
         let slot = ClusterSlots.slot(of: tag)
@@ -128,6 +130,7 @@ final class RedisClusterTests: XCTestCase {
     /// and a channel whose slot moves is subscribed again at the new owner.
     func testShardedSubscriptionsFollowTheirSlot() throws {
         let setup = try makeSetup()
+        defer { setup.stop() }  // closures the client keeps may outlive the test
         let client = RedisClient(configuration: try RedisConfiguration(url: setup.url))
         let channels = (0..<6).map { "ch:{\($0)}" }
         var heard: [String] = []
