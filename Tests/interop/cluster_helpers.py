@@ -321,6 +321,10 @@ class RedisClusterSetup:
                                "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
             node.port = cluster_port()
             self.nodes.append(node.start())
+        self.create(timeout)
+        return self
+
+    def create(self, timeout: float = 20.0) -> None:
         subprocess.run(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{n.port}" for n in self.nodes],
                         "--cluster-replicas", "0", "--cluster-yes"], check=True, timeout=30,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -330,7 +334,16 @@ class RedisClusterSetup:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"cluster node {node.port} not ok")
                 time.sleep(0.05)
-        return self
+
+    def stop_all_and_forget(self) -> None:
+        """Every node stopped and its cluster configuration deleted: started again, they know nothing."""
+        for node in self.nodes:
+            node.stop()
+            (node.directory / "nodes.conf").unlink(missing_ok=True)
+
+    def start_all(self) -> None:
+        for node in self.nodes:
+            node.start()
 
     @property
     def url(self) -> str:

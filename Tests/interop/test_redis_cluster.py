@@ -1,7 +1,8 @@
 """tus-server on Redis Cluster: 3 masters made with `redis-cli --cluster create` and 3 tus-server instances
 started with --redis redis+cluster://... (one seed: the rest comes from the slot map). Uploads move between the
 instances chunk by chunk; the slot of a live upload is migrated to another master while it streams, and no
-request fails (the instances follow ASK, TRYAGAIN and MOVED)."""
+request fails (the instances follow ASK, TRYAGAIN and MOVED); the whole cluster restarted empty costs 503s, never
+a 500 or a live upload's data file, and new uploads resume within seconds."""
 
 from __future__ import annotations
 
@@ -99,3 +100,53 @@ def test_slot_migrated_under_a_live_upload(instances, redis_cluster):
     assert head is not None and head.header("Upload-Offset") == str(len(data))
     assert sha256(instances[0].data_file(path).read_bytes()) == sha256(data)
     assert target.command("EXISTS", f"test:{{{upload_id(path)}}}:info") == b":1"
+
+
+def test_cluster_restarted_empty(instances, redis_cluster):
+    """Every master stopped, its state and cluster configuration lost, started again and the cluster created
+    anew (what a Redis without persistence does on a restart). Meanwhile clients get 503, never a 500; the data
+    file of the upload that was live is not deleted; new uploads succeed within seconds of the cluster being back."""
+    data = os.urandom(64 << 10)
+    live = create_upload(instances[0].port, len(data) * 2)
+    assert patch(instances[1].port, live, 0, data).status == 204
+    data_file = instances[0].data_file(live)
+    statuses: list[tuple[str, int]] = []
+    stop = threading.Event()
+
+    def probe() -> None:
+        turn = 0
+        while not stop.is_set():
+            server = instances[turn % 3]
+            post = request(server.port, "POST", "/files/", {"Tus-Resumable": "1.0.0", "Upload-Length": "1"})
+            statuses.append(("POST", 0 if post is None else post.status))
+            head = request(server.port, "HEAD", live, {"Tus-Resumable": "1.0.0"})
+            statuses.append(("HEAD", 0 if head is None else head.status))
+            turn += 1
+            time.sleep(0.02)
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    try:
+        redis_cluster.stop_all_and_forget()
+        time.sleep(0.5)
+        redis_cluster.start_all()
+        time.sleep(0.5)
+        redis_cluster.create()
+        back_at = time.monotonic()
+        first_created = None
+        while time.monotonic() < back_at + 15:
+            response = request(instances[2].port, "POST", "/files/",
+                               {"Tus-Resumable": "1.0.0", "Upload-Length": "1"})
+            if response is not None and response.status == 201:
+                first_created = time.monotonic() - back_at
+                break
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        prober.join()
+    assert first_created is not None and first_created < 5, first_created
+    assert not [s for s in statuses if s[1] >= 500 and s[1] != 503], statuses
+    assert any(status == 503 for _, status in statuses), "the outage was seen"
+    assert data_file.exists() and data_file.stat().st_size == len(data), "the live upload's bytes are kept"
+    head = request(instances[0].port, "HEAD", live, {"Tus-Resumable": "1.0.0"})
+    assert head is not None and head.status == 404, "its state is gone with Redis's (README: persistence)"
