@@ -352,7 +352,8 @@ public final class RedisStateStore: UploadStateStore {
     }
 
     private func index(_ id: String, expiresAt: Int64, on executor: any LoopExecutor, completion: @escaping (StoreError?) -> Void) {
-        client.send(["ZADD", RedisArgument(keys.expiryIndex(shard: keys.shard(of: id))), RedisArgument(String(expiresAt)), RedisArgument(id)], on: executor.eventLoop) {
+        let index = RedisArgument(keys.expiryIndex(shard: keys.shard(of: id)))
+        client.send(["ZADD", index, RedisArgument(String(expiresAt)), RedisArgument(id)], on: executor.eventLoop) {
             reply in
             if case .failure(let error) = reply { return completion(Self.storeError(error)) }
             completion(nil)
@@ -360,7 +361,8 @@ public final class RedisStateStore: UploadStateStore {
     }
 
     private func unindex(_ id: String, on executor: any LoopExecutor, completion: @escaping (StoreError?) -> Void) {
-        client.send(["ZREM", RedisArgument(keys.expiryIndex(shard: keys.shard(of: id))), RedisArgument(id)], on: executor.eventLoop) { reply in
+        let index = RedisArgument(keys.expiryIndex(shard: keys.shard(of: id)))
+        client.send(["ZREM", index, RedisArgument(id)], on: executor.eventLoop) { reply in
             if case .failure(let error) = reply { return completion(Self.storeError(error)) }
             completion(nil)
         }

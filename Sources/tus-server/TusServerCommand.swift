@@ -240,7 +240,8 @@ struct TusServerCommand: ParsableCommand {
             throw ValidationError("--redis-min-replicas must be 0 or more")
         }
         if let redisMinReplicas, redisMinReplicas > 0, redis?.contains("+cluster://") == true {
-            throw ValidationError("--redis-min-replicas is not supported with Redis Cluster (WAIT counts one node's replicas)")
+            throw ValidationError(
+                "--redis-min-replicas is not supported with Redis Cluster (WAIT counts one node's replicas)")
         }
         if redisCA != nil || redisCertificate != nil || redisKey != nil {
             guard redis?.hasPrefix("rediss://") == true || redis?.hasPrefix("rediss+sentinel://") == true

@@ -322,8 +322,9 @@ final class RedisClusterStateStoreContractTests: StateStoreContract {
             }
             XCTAssertNoThrow(try created.get())
         }
-        let listed = try driver.run { done in store.listExpired(now: 2_000, on: self.driver.executor, completion: done) }
-            .get()
+        let listed = try driver.run { done in
+            store.listExpired(now: 2_000, on: self.driver.executor, completion: done)
+        }.get()
         XCTAssertEqual(Set(listed), Set(ids))
         var mastersHoldingEntries = Set<Int>()
         for shard in 0..<keys.shardCount {

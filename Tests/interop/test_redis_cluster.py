@@ -7,13 +7,14 @@ a 500 or a live upload's data file, and new uploads resume within seconds."""
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 import time
 
 import pytest
 
 from cluster_helpers import RedisClusterSetup, cluster_slot
-from tus_helpers import TusServer, create_upload, patch, request, sha256
+from tus_helpers import TusServer, create_upload, patch, request, server_binary, sha256
 
 
 @pytest.fixture
@@ -150,3 +151,14 @@ def test_cluster_restarted_empty(instances, redis_cluster):
     assert data_file.exists() and data_file.stat().st_size == len(data), "the live upload's bytes are kept"
     head = request(instances[0].port, "HEAD", live, {"Tus-Resumable": "1.0.0"})
     assert head is not None and head.status == 404, "its state is gone with Redis's (README: persistence)"
+
+
+def test_cluster_urls_at_start(tmp_path):
+    """--redis-min-replicas cannot be kept on a cluster (WAIT counts one node's replicas): the start is refused,
+    naming why; a cluster URL with a database number is refused too (a cluster has one)."""
+    for extra, expected in ((["--redis", "redis+cluster://127.0.0.1:1", "--redis-min-replicas", "1"], "Redis Cluster"),
+                            (["--redis", "redis+cluster://127.0.0.1:1/2"], "database")):
+        result = subprocess.run([server_binary(), "--port", "0", "--upload-dir", str(tmp_path), *extra],
+                                capture_output=True, text=True, timeout=20)
+        assert result.returncode != 0
+        assert expected in result.stderr + result.stdout, result.stderr
