@@ -35,6 +35,12 @@ import Glibc
 /// sentinel, and when the master changes every loop's connections are replaced at once, without waiting for them
 /// to fail. Replication stays asynchronous: `waitForReplicas` is how a caller learns that its writes reached the
 /// replicas one of which a failover would promote.
+///
+/// Redis Cluster (`configuration.cluster`): each loop keeps the slot map and one connection per master
+/// (`ClusterRouter`); a command goes to the master of its first key's slot, following `MOVED` and `ASK`, so
+/// the keys of one command or script must share a slot (a hash tag). Subscriptions are sharded
+/// (`SSUBSCRIBE`, one subscriber connection per master that serves a channel); `publish` uses `SPUBLISH`.
+/// `waitForReplicas` is not offered there (it fails with `.server`): `WAIT` counts one node's replicas only.
 public final class RedisClient: Sendable {
     public let configuration: RedisConfiguration
     private let outageLog: OutageLog
@@ -67,7 +73,17 @@ public final class RedisClient: Sendable {
         _ arguments: [RedisArgument], on loop: EventLoop,
         _ completion: @escaping (Result<RESPValue, RedisError>) -> Void
     ) {
-        connections(of: loop).commands.send(arguments, completion)
+        connections(of: loop).send(arguments, completion)
+    }
+
+    /// `PUBLISH`, or on Redis Cluster `SPUBLISH` (to the master of the channel's slot): subscribers of
+    /// `subscribe` hear it either way. `completion` gets the number of subscribers it reached (on that node).
+    public func publish(
+        _ channel: String, _ message: RedisArgument, on loop: EventLoop,
+        _ completion: @escaping (Result<RESPValue, RedisError>) -> Void = { _ in }
+    ) {
+        let command: RedisArgument = configuration.cluster == nil ? "PUBLISH" : "SPUBLISH"
+        connections(of: loop).send([command, RedisArgument(channel), message], completion)
     }
 
     /// Runs `script` by its SHA1 (`EVALSHA`); if Redis does not know it yet (`NOSCRIPT`), sends the source with
@@ -76,11 +92,11 @@ public final class RedisClient: Sendable {
         _ script: RedisScript, keys: [RedisArgument], arguments: [RedisArgument], on loop: EventLoop,
         _ completion: @escaping (Result<RESPValue, RedisError>) -> Void
     ) {
-        let connection = connections(of: loop).commands
+        let connections = connections(of: loop)
         let parameters = [RedisArgument(keys.count)] + keys + arguments
-        connection.send(["EVALSHA", RedisArgument(script.sha1)] + parameters) { result in
+        connections.send(["EVALSHA", RedisArgument(script.sha1)] + parameters) { result in
             if case .failure(.server(let message)) = result, message.hasPrefix("NOSCRIPT") {
-                connection.send(["EVAL", RedisArgument(script.source)] + parameters, completion)
+                connections.send(["EVAL", RedisArgument(script.source)] + parameters, completion)
             } else {
                 completion(result)
             }
@@ -95,6 +111,9 @@ public final class RedisClient: Sendable {
     public func waitForReplicas(
         _ count: Int, on loop: EventLoop, _ completion: @escaping (Result<Int, RedisError>) -> Void
     ) {
+        guard configuration.cluster == nil else {
+            return completion(.failure(.server("WAIT is not supported on Redis Cluster by this client")))
+        }
         connections(of: loop).waitForReplicas(count, timeoutMilliseconds: configuration.replicaTimeoutMilliseconds,
                                               completion)
     }
@@ -112,7 +131,12 @@ public final class RedisClient: Sendable {
         channels: [String], on loop: EventLoop, handler: @escaping (_ channel: String, _ message: [UInt8]) -> Void,
         completion: ((Result<Void, RedisError>) -> Void)? = nil
     ) {
-        connections(of: loop).subscriber.subscribe(channels, handler: handler, completion: completion)
+        let connections = connections(of: loop)
+        if let router = connections.router {
+            router.subscribe(channels, handler: handler, completion: completion)
+        } else {
+            connections.subscriber.subscribe(channels, handler: handler, completion: completion)
+        }
     }
 
     /// Closes `loop`'s connections and timers, failing what waits with `.shutDown`; later calls for `loop` fail
@@ -121,12 +145,13 @@ public final class RedisClient: Sendable {
         let connections = connections(of: loop)
         connections.isShutDown = true
         let opened = [connections.subscriberIfOpened, connections.sentinelWatch].compactMap { $0 }
-        var remaining = 1 + opened.count
+        var remaining = 1 + opened.count + (connections.router == nil ? 0 : 1)
         let oneClosed = {
             remaining -= 1
             if remaining == 0 { completion() }
         }
         for connection in opened { connection.shutdown(oneClosed) }
+        connections.router?.shutdown(oneClosed)
         connections.commands.shutdown(oneClosed)
     }
 
@@ -195,7 +220,10 @@ private final class ConnectionsByLoop: @unchecked Sendable {
 /// The connections of one loop; touched only on that loop's thread (the map hands it out there only), which is
 /// why it may sit in the shared map. It keeps its loop alive, so the `ObjectIdentifier` key is never reused.
 private final class LoopConnections: @unchecked Sendable {
+    /// The one connection of a single Redis or Sentinel set-up (never opened on Redis Cluster).
     let commands: RedisConnection
+    /// Redis Cluster only.
+    let router: ClusterRouter?
     let loop: EventLoop
     private let configuration: RedisConfiguration
     private let tls: Result<TLSContext, TLSError>?
@@ -215,6 +243,17 @@ private final class LoopConnections: @unchecked Sendable {
         self.outageLog = outageLog
         commands = RedisConnection(
             loop: loop, role: .commands, configuration: configuration, tls: tls, outageLog: outageLog)
+        router = configuration.cluster.map {
+            ClusterRouter(loop: loop, seeds: $0, configuration: configuration, tls: tls, outageLog: outageLog)
+        }
+    }
+
+    func send(_ arguments: [RedisArgument], _ completion: @escaping (Result<RESPValue, RedisError>) -> Void) {
+        if let router {
+            router.send(arguments, completion)
+        } else {
+            commands.send(arguments, completion)
+        }
     }
 
     var subscriber: RedisConnection {

@@ -34,6 +34,9 @@ public struct RedisConfiguration: Sendable, Equatable {
     /// When set, the master is found through these sentinels at every (re)connect and followed across failovers
     /// (`redis+sentinel://`); `host`/`port` are then not connected to.
     public var sentinel: RedisSentinelConfiguration?
+    /// Redis Cluster (`redis+cluster://`): seed nodes asked for the slot map (`CLUSTER SLOTS`); commands then go
+    /// to the master of their key's slot. `host`/`port` are the first seed.
+    public var cluster: [RedisEndpoint]?
     /// `AUTH username password` (Redis 6 ACL) when set, otherwise `AUTH password` (`requirepass`).
     public var username: String?
     public var password: String?
@@ -73,17 +76,23 @@ public struct RedisConfiguration: Sendable, Equatable {
     /// `rediss+sentinel://` for TLS to the sentinels and the master alike): the sentinels to ask for the master
     /// named `master-name` (port default 26379). The credentials are the master's (and its replicas'); the
     /// sentinels are asked without any.
+    ///
+    /// `redis+cluster://[[username]:password@]host[:port][,host[:port]...]` (or `rediss+cluster://`): seed nodes of a
+    /// Redis Cluster (port default 6379); any one that answers gives the slot map. No database: a cluster has one.
     public init(url: String) throws(RedisConfigurationError) {
         // Only the scheme goes into an error: the rest of a URL may hold a password.
         let scheme = url.prefix { $0.isLetter || $0.isNumber || $0 == "+" || $0 == "-" || $0 == "." }
         guard url.dropFirst(scheme.count).hasPrefix("://") else { throw .unsupportedScheme("") }
         let isSentinel: Bool
         let isTLS: Bool
+        var isCluster = false
         switch scheme {
         case "redis": (isSentinel, isTLS) = (false, false)
         case "rediss": (isSentinel, isTLS) = (false, true)
         case "redis+sentinel": (isSentinel, isTLS) = (true, false)
         case "rediss+sentinel": (isSentinel, isTLS) = (true, true)
+        case "redis+cluster": (isSentinel, isTLS, isCluster) = (false, false, true)
+        case "rediss+cluster": (isSentinel, isTLS, isCluster) = (false, true, true)
         default: throw .unsupportedScheme(String(scheme))
         }
         var rest = url.dropFirst(scheme.count + 3)
@@ -119,9 +128,18 @@ public struct RedisConfiguration: Sendable, Equatable {
             sentinel = RedisSentinelConfiguration(
                 sentinels: endpoints, masterName: try Self.percentDecoded(name))
         }
+        var seeds: [RedisEndpoint]?
+        if isCluster {
+            seeds = try rest.split(separator: ",", omittingEmptySubsequences: false).map {
+                (text) throws(RedisConfigurationError) in try Self.endpoint(text, defaultPort: 6379)
+            }
+            guard path.isEmpty || path == "0" else { throw .invalidDatabase(String(path)) }
+        }
         let endpoint: RedisEndpoint
         if let sentinel {
             endpoint = sentinel.sentinels[0]
+        } else if let seeds {
+            endpoint = seeds[0]
         } else {
             endpoint = try Self.endpoint(rest, defaultPort: 6379)
         }
@@ -132,6 +150,7 @@ public struct RedisConfiguration: Sendable, Equatable {
         }
         self.init(host: endpoint.host, port: endpoint.port, username: username, password: password, database: database)
         self.sentinel = sentinel
+        self.cluster = seeds
         if isTLS { tls = RedisTLSOptions() }
     }
 
@@ -189,6 +208,7 @@ public struct RedisConfiguration: Sendable, Equatable {
 
     /// "host:port" for log lines (never the password); with sentinels, "master NAME via host:port,...".
     public var endpointDescription: String {
+        if let cluster { return "cluster via " + cluster.map(\.description).joined(separator: ",") }
         guard let sentinel else { return RedisEndpoint(host: host, port: port).description }
         return "master \(sentinel.masterName) via \(sentinel.sentinels.map(\.description).joined(separator: ","))"
     }
@@ -200,6 +220,7 @@ public struct RedisConfiguration: Sendable, Equatable {
         copy.host = endpoint.host
         copy.port = endpoint.port
         copy.sentinel = nil
+        copy.cluster = nil
         if isSentinel {
             copy.username = nil
             copy.password = nil
@@ -242,6 +263,9 @@ extension RedisConfiguration: CustomStringConvertible {
     public var description: String {
         let credentials = password == nil ? "" : "\(username ?? ""):***@"
         let scheme = tls == nil ? "redis" : "rediss"
+        if let cluster {
+            return "\(scheme)+cluster://\(credentials)" + cluster.map(\.description).joined(separator: ",")
+        }
         guard let sentinel else { return "\(scheme)://\(credentials)\(endpointDescription)/\(database)" }
         let sentinels = sentinel.sentinels.map(\.description).joined(separator: ",")
         return "\(scheme)+sentinel://\(credentials)\(sentinels)/\(sentinel.masterName)/\(database)"
@@ -259,7 +283,8 @@ public enum RedisConfigurationError: Error, Equatable, Sendable, CustomStringCon
     public var description: String {
         switch self {
         case .unsupportedScheme(let scheme):
-            "a Redis URL starts with redis://, rediss:// (TLS), redis+sentinel:// or rediss+sentinel://"
+            "a Redis URL starts with redis://, rediss:// (TLS), redis+sentinel://, rediss+sentinel://, "
+                + "redis+cluster:// or rediss+cluster://"
                 + (scheme.isEmpty ? "" : ", not \(scheme)://")
         case .invalidHost(let text): "invalid host in Redis URL: \(text)"
         case .invalidPort(let text): "invalid port in Redis URL: \(text)"

@@ -87,6 +87,9 @@ final class RedisConnection: SecureStreamDelegate {
         var isSetup = false
         /// The setup's `ROLE`: any answer but `master` means the connection is unusable.
         var expectsMaster = false
+        /// The channel a (sharded) subscription confirms: on Redis Cluster a `MOVED` for it revokes that channel
+        /// here instead of failing the connection.
+        var channel: String?
     }
 
     let loop: EventLoop
@@ -122,12 +125,19 @@ final class RedisConnection: SecureStreamDelegate {
     private var handlers: [String: [(String, [UInt8]) -> Void]] = [:]
     private var confirmedChannels: Set<String> = []
     private var subscribeWaiters: [(channels: [String], completion: (Result<Void, RedisError>) -> Void)] = []
+    /// Redis Cluster: `SSUBSCRIBE` (sharded pub/sub, served by the master of the channel's slot) instead of
+    /// `SUBSCRIBE`, whose messages every node of a cluster would have to relay.
+    let isSharded: Bool
+    /// A sharded channel this node no longer serves (its slot moved: Redis pushes `sunsubscribe`, or answers the
+    /// subscription with `MOVED`), with its handlers, so that the cluster router subscribes it at the new owner.
+    var onChannelRevoked: ((String, [(String, [UInt8]) -> Void]) -> Void)?
 
     /// `target` defaults to what `configuration` names: its sentinels' master, or its host and port.
     init(
         loop: EventLoop, role: Role, configuration: RedisConfiguration, tls: Result<TLSContext, TLSError>?,
-        outageLog: OutageLog, target: Target? = nil
+        outageLog: OutageLog, target: Target? = nil, isSharded: Bool = false
     ) {
+        self.isSharded = isSharded
         self.loop = loop
         self.role = role
         self.target =
@@ -209,8 +219,8 @@ final class RedisConnection: SecureStreamDelegate {
         if case .idle = state { connect() }  // the setup after connecting subscribes every channel
         if case .connected = state, !unsent.isEmpty {
             let setupEntry = PendingReply(deadline: deadline(), completion: nil, isSetup: true)
-            RESPCommandEncoder.encode(["SUBSCRIBE"] + unsent.map(RedisArgument.string), into: &output)
-            for _ in unsent { pending.append(setupEntry) }
+            encodeSubscription(unsent, into: &output)
+            for channel in unsent { pending.append(subscriptionEntry(setupEntry, channel)) }
             armDeadlineTimer()
             flush()
         }
@@ -227,6 +237,37 @@ final class RedisConnection: SecureStreamDelegate {
                 subscribeWaiters.append((newChannels, completion))
             }
         }
+    }
+
+    /// One `SUBSCRIBE` for all; `SSUBSCRIBE` one per channel, since it refuses channels of different slots
+    /// (`CROSSSLOT`). Either way Redis confirms each channel with a reply of its own.
+    private func encodeSubscription(_ channels: [String], into bytes: inout [UInt8]) {
+        guard isSharded else {
+            return RESPCommandEncoder.encode(["SUBSCRIBE"] + channels.map(RedisArgument.string), into: &bytes)
+        }
+        for channel in channels { RESPCommandEncoder.encode(["SSUBSCRIBE", RedisArgument(channel)], into: &bytes) }
+    }
+
+    private func subscriptionEntry(_ entry: PendingReply, _ channel: String) -> PendingReply {
+        var copy = entry
+        copy.channel = channel
+        return copy
+    }
+
+    /// Forgets `channel` here and hands its handlers to `onChannelRevoked`.
+    private func revoke(_ channel: String) {
+        guard let channelHandlers = forget(channel) else { return }
+        onChannelRevoked?(channel, channelHandlers)
+    }
+
+    /// Stops delivering `channel` and subscribing it after reconnects (without a `SUNSUBSCRIBE`: the cluster
+    /// router calls this once the channel's slot left this node, which then has nothing more to send on it).
+    @discardableResult
+    func forget(_ channel: String) -> [(String, [UInt8]) -> Void]? {
+        guard let channelHandlers = handlers.removeValue(forKey: channel) else { return nil }
+        channels.removeAll { $0 == channel }
+        confirmedChannels.remove(channel)
+        return channelHandlers
     }
 
     private func didConfirmSubscription(_ channel: String) {
@@ -323,8 +364,8 @@ final class RedisConnection: SecureStreamDelegate {
             setupReplies.append(setupEntry)
         }
         if role == .subscriber && !channels.isEmpty {
-            RESPCommandEncoder.encode(["SUBSCRIBE"] + channels.map(RedisArgument.string), into: &setup)
-            setupReplies.append(contentsOf: repeatElement(setupEntry, count: channels.count))
+            encodeSubscription(channels, into: &setup)
+            setupReplies.append(contentsOf: channels.map { subscriptionEntry(setupEntry, $0) })
         }
         output = setup + output
         pending.prepend(setupReplies)
@@ -458,13 +499,26 @@ final class RedisConnection: SecureStreamDelegate {
     }
 
     private func handle(_ value: RESPValue) {
-        if role == .subscriber, case .array(let parts) = value, parts.count == 3, parts[0].string == "message" {
+        if role == .subscriber, case .array(let parts) = value, parts.count == 3,
+            parts[0].string == (isSharded ? "smessage" : "message")
+        {
             guard let channel = parts[1].string, let payload = parts[2].bytes else { return }
             for handler in handlers[channel] ?? [] { handler(channel, payload) }
             return
         }
+        if isSharded, case .array(let parts) = value, parts.count == 3, parts[0].string == "sunsubscribe",
+            let channel = parts[1].string
+        {
+            // Never asked for (this client sends no SUNSUBSCRIBE): the channel's slot left this node.
+            revoke(channel)
+            return
+        }
         guard let reply = pending.popFirst() else {
             drop(reason: "reply without a command", failing: .connectionLost)
+            return
+        }
+        if reply.isSetup, let channel = reply.channel, case .error(let message) = value, message.hasPrefix("MOVED ") {
+            revoke(channel)
             return
         }
         if reply.isSetup, case .error(let message) = value {
@@ -491,8 +545,8 @@ final class RedisConnection: SecureStreamDelegate {
                 outageLog.connectionCameBack()
             }
         }
-        if role == .subscriber, case .array(let parts) = value, parts.count == 3, parts[0].string == "subscribe",
-            let channel = parts[1].string
+        if role == .subscriber, case .array(let parts) = value, parts.count == 3,
+            parts[0].string == (isSharded ? "ssubscribe" : "subscribe"), let channel = parts[1].string
         {
             didConfirmSubscription(channel)
         }

@@ -79,9 +79,13 @@ public final class RedisLocker: UploadLocker {
             return state.isSubscribed
         }
         guard !alreadySubscribed else { return completion(.success(())) }
-        let requests = keys.releaseRequestChannel
-        client.subscribe(channels: [requests, keys.releasedChannel], on: executor.eventLoop, handler: { [weak self] channel, message in
-            self?.heard(channel: channel, id: String(decoding: message, as: UTF8.self), isRequest: channel == requests)
+        let requests = Set((0..<keys.shardCount).map(keys.releaseRequestChannel(shard:)))
+        let channels = (0..<keys.shardCount).flatMap {
+            [keys.releaseRequestChannel(shard: $0), keys.releasedChannel(shard: $0)]
+        }
+        client.subscribe(channels: channels, on: executor.eventLoop, handler: { [weak self] channel, message in
+            self?.heard(
+                channel: channel, id: String(decoding: message, as: UTF8.self), isRequest: requests.contains(channel))
         }, completion: completion)
     }
 
@@ -189,9 +193,7 @@ public final class RedisLocker: UploadLocker {
     }
 
     private func requestRelease(of id: String, on executor: any LoopExecutor) {
-        client.send(["PUBLISH", RedisArgument(keys.releaseRequestChannel), RedisArgument(id)], on: executor.eventLoop) {
-            _ in
-        }
+        client.publish(keys.releaseRequestChannel(shard: keys.shard(of: id)), RedisArgument(id), on: executor.eventLoop)
     }
 
     // MARK: messages
@@ -224,11 +226,17 @@ public final class RedisLocker: UploadLocker {
 
     fileprivate func releaseLease(id: String, token: String, on executor: any LoopExecutor) {
         forget(id: id, token: token)
+        let channel = keys.releasedChannel(shard: keys.shard(of: id))
+        // On Redis Cluster a script may publish only to its keys' slot, which the channel is not in: the message
+        // goes right behind the script instead (pipelined, no extra wait). Unconditionally: should the lease have
+        // been lost meanwhile, waiters wake up for nothing and find it still taken.
+        let isCluster = client.configuration.cluster != nil
         client.evaluate(
             RedisScripts.releaseLock, keys: [RedisArgument(keys.lock(id))],
-            arguments: [RedisArgument(token), RedisArgument(keys.releasedChannel), RedisArgument(id)],
+            arguments: [RedisArgument(token), RedisArgument(isCluster ? "" : channel), RedisArgument(id)],
             on: executor.eventLoop
         ) { _ in }
+        if isCluster { client.publish(channel, RedisArgument(id), on: executor.eventLoop) }
     }
 
     /// Renews the lease; nil when it could not be confirmed.

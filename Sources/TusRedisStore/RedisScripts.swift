@@ -103,12 +103,13 @@ enum RedisScripts {
             return 0
             """)
 
-    /// KEYS: lock. ARGV: token, released channel, upload id. Deletes only our own lease, then tells the waiters.
+    /// KEYS: lock. ARGV: token, released channel (empty: the caller publishes), upload id. Deletes only our own
+    /// lease, then tells the waiters.
     static let releaseLock = RedisScript(
         source: """
             if redis.call('GET', KEYS[1]) == ARGV[1] then
               redis.call('DEL', KEYS[1])
-              redis.call('PUBLISH', ARGV[2], ARGV[3])
+              if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
               return 1
             end
             return 0

@@ -292,13 +292,27 @@ public final class RedisStateStore: UploadStateStore {
     public func listExpired(
         now: Int64, on executor: any LoopExecutor, completion: @escaping (Result<[String], StoreError>) -> Void
     ) {
-        client.send(["ZRANGEBYSCORE", RedisArgument(keys.expiryIndex), "-inf", RedisArgument(String(now))], on: executor.eventLoop) {
-            reply in
-            switch reply {
-            case .failure(let error): completion(.failure(Self.storeError(error)))
-            case .success(let value):
-                guard let members = value.array else { return completion(.failure(Self.unexpected(value))) }
-                completion(.success(members.compactMap(\.string)))
+        // Every shard of the index (one on a single Redis), pipelined; any failure fails the listing.
+        var remaining = keys.shardCount
+        var expired: [String] = []
+        var failure: StoreError?
+        for shard in 0..<keys.shardCount {
+            let command: [RedisArgument] = [
+                "ZRANGEBYSCORE", RedisArgument(keys.expiryIndex(shard: shard)), "-inf", RedisArgument(String(now)),
+            ]
+            client.send(command, on: executor.eventLoop) { reply in
+                switch reply {
+                case .failure(let error): failure = failure ?? Self.storeError(error)
+                case .success(let value):
+                    if let members = value.array {
+                        expired += members.compactMap(\.string)
+                    } else {
+                        failure = failure ?? Self.unexpected(value)
+                    }
+                }
+                remaining -= 1
+                guard remaining == 0 else { return }
+                completion(failure.map { .failure($0) } ?? .success(expired))
             }
         }
     }
@@ -338,7 +352,8 @@ public final class RedisStateStore: UploadStateStore {
     }
 
     private func index(_ id: String, expiresAt: Int64, on executor: any LoopExecutor, completion: @escaping (StoreError?) -> Void) {
-        client.send(["ZADD", RedisArgument(keys.expiryIndex), RedisArgument(String(expiresAt)), RedisArgument(id)], on: executor.eventLoop) {
+        let index = RedisArgument(keys.expiryIndex(shard: keys.shard(of: id)))
+        client.send(["ZADD", index, RedisArgument(String(expiresAt)), RedisArgument(id)], on: executor.eventLoop) {
             reply in
             if case .failure(let error) = reply { return completion(Self.storeError(error)) }
             completion(nil)
@@ -346,7 +361,8 @@ public final class RedisStateStore: UploadStateStore {
     }
 
     private func unindex(_ id: String, on executor: any LoopExecutor, completion: @escaping (StoreError?) -> Void) {
-        client.send(["ZREM", RedisArgument(keys.expiryIndex), RedisArgument(id)], on: executor.eventLoop) { reply in
+        let index = RedisArgument(keys.expiryIndex(shard: keys.shard(of: id)))
+        client.send(["ZREM", index, RedisArgument(id)], on: executor.eventLoop) { reply in
             if case .failure(let error) = reply { return completion(Self.storeError(error)) }
             completion(nil)
         }

@@ -81,6 +81,7 @@ public final class RedisServerProcess {
         stop()
         unlink(directory + "/redis.log")
         unlink(directory + "/sentinel.conf")
+        unlink(directory + "/nodes.conf")  // a cluster node's (RedisClusterSetup)
         rmdir(directory)
     }
 

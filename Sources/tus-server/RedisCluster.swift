@@ -21,7 +21,7 @@ struct RedisCluster: Sendable {
     ) throws {
         // One line per outage and one when it is back, whatever the request rate.
         client = RedisClient(configuration: configuration, log: { logger.warning("\($0)") })
-        let keys = RedisKeys(prefix: prefix)
+        let keys = Self.keys(prefix, configuration)
         let policy = FsyncPolicy(rawValue: fsync.rawValue) ?? .commit
         let data = try FileDataStore(directory: directory, fsync: policy, log: { logger.warning("\($0)") })
         let state = RedisStateStore(
@@ -38,13 +38,18 @@ struct RedisCluster: Sendable {
         data: Data, logger: Logger
     ) throws {
         client = RedisClient(configuration: configuration, log: { logger.warning("\($0)") })
-        let keys = RedisKeys(prefix: prefix)
+        let keys = Self.keys(prefix, configuration)
         let state = RedisStateStore(
             client: client, keys: keys, minimumReplicas: Self.replicas(minimumReplicas, configuration))
         store = ComposedUploadStore(state: state, data: data)
         locker = RedisLocker(client: client, keys: keys, leaseMilliseconds: leaseMilliseconds)
         endpoint = configuration.endpointDescription
         self.logger = logger
+    }
+
+    /// On Redis Cluster the expiry index and the lock channels are sharded over the masters.
+    static func keys(_ prefix: String, _ configuration: RedisConfiguration) -> RedisKeys {
+        RedisKeys(prefix: prefix, shardCount: configuration.cluster == nil ? 1 : RedisKeys.clusterShardCount)
     }
 
     /// `--redis-min-replicas`, by default 1 with Sentinel: a deployment that has failover is one whose master can be

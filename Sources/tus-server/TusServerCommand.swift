@@ -122,7 +122,7 @@ struct TusServerCommand: ParsableCommand {
     @Option(name: .customLong("lock-timeout"), help: "Seconds a request waits for another request on the same upload to let go before 423.")
     var lockTimeout: Double = 3
 
-    @Option(help: "redis://[:password@]HOST:PORT[/DB] or redis+sentinel://[:password@]HOST:PORT[,HOST:PORT...]/MASTER-NAME[/DB] (rediss:// and rediss+sentinel:// for TLS): keep upload state and locks in Redis, shared by every instance started with the same --redis and the same data (one cluster). Data stays under --upload-dir (a shared file system). With Sentinel the master is found through the sentinels and followed across failovers.")
+    @Option(help: "redis://[:password@]HOST:PORT[/DB] or redis+sentinel://[:password@]HOST:PORT[,HOST:PORT...]/MASTER-NAME[/DB] or redis+cluster://[:password@]HOST:PORT[,HOST:PORT...] (Redis Cluster; seeds for the slot map) (rediss://, rediss+sentinel://, rediss+cluster:// for TLS): keep upload state and locks in Redis, shared by every instance started with the same --redis and the same data (one cluster). Data stays under --upload-dir (a shared file system). With Sentinel the master is found through the sentinels and followed across failovers.")
     var redis: String?
 
     @Option(name: .customLong("redis-min-replicas"), help: "Replicas that must confirm a change (WAIT) before the client is told it is stored (201/204), so that a failover cannot lose it; 503 when fewer confirm within 1 s. Default: 1 with redis+sentinel://, 0 (the master's word is enough) with redis://.")
@@ -239,8 +239,14 @@ struct TusServerCommand: ParsableCommand {
         if let redisMinReplicas, redisMinReplicas < 0 {
             throw ValidationError("--redis-min-replicas must be 0 or more")
         }
+        if let redisMinReplicas, redisMinReplicas > 0, redis?.contains("+cluster://") == true {
+            throw ValidationError(
+                "--redis-min-replicas is not supported with Redis Cluster (WAIT counts one node's replicas)")
+        }
         if redisCA != nil || redisCertificate != nil || redisKey != nil {
-            guard redis?.hasPrefix("rediss://") == true || redis?.hasPrefix("rediss+sentinel://") == true else {
+            guard redis?.hasPrefix("rediss://") == true || redis?.hasPrefix("rediss+sentinel://") == true
+                || redis?.hasPrefix("rediss+cluster://") == true
+            else {
                 throw ValidationError("--redis-ca, --redis-cert and --redis-key need a rediss:// --redis URL")
             }
             guard (redisCertificate == nil) == (redisKey == nil) else {

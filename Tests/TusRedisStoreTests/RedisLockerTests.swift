@@ -8,10 +8,11 @@ import TusTestSupport
 import XCTest
 
 /// Two `RedisLocker`s on one real redis-server play two instances of a cluster.
-final class RedisLockerTests: XCTestCase {
+class RedisLockerTests: XCTestCase {
     var driver: LoopDriver!
     var redis: RedisServerProcess!
     var client: RedisClient!
+    var keys = RedisKeys(prefix: "locks:")
 
     override func setUpWithError() throws {
         redis = try RedisServerProcess()
@@ -23,12 +24,15 @@ final class RedisLockerTests: XCTestCase {
         let client = client!
         let _: Void = driver.run { done in client.shutdown(on: self.driver.loop) { done(()) } }
         XCTAssertEqual(driver.shutDown(), 0)
-        redis.stop()
+        redis?.stop()
         redis = nil  // its deinit removes its directory; XCTest keeps test case objects alive
     }
 
+    /// The server that holds the keys of upload `id`.
+    func port(of id: String) -> Int { redis.port }
+
     func makeLocker(lease: UInt64 = 10_000) -> RedisLocker {
-        let locker = RedisLocker(client: client, keys: RedisKeys(prefix: "locks:"), leaseMilliseconds: lease)
+        let locker = RedisLocker(client: client, keys: keys, leaseMilliseconds: lease)
         let subscribed: Result<Void, RedisError> = driver.run { done in locker.start(on: self.driver.executor, completion: done) }
         XCTAssertNoThrow(try subscribed.get())
         return locker
@@ -81,7 +85,7 @@ final class RedisLockerTests: XCTestCase {
 
     func testTryLockAndTimeoutWhileHeld() throws {
         let locker = makeLocker()
-        XCTAssertTrue(RedisServerProcess.command("SET locks:{busy}:lock someone-else PX 60000\r\n", port: redis.port)?.hasPrefix("+OK") == true)
+        XCTAssertTrue(RedisServerProcess.command("SET locks:{busy}:lock someone-else PX 60000\r\n", port: port(of: "busy"))?.hasPrefix("+OK") == true)
         let executor = driver.executor
         let tried: Result<(any UploadLock)?, UploadLockError> = driver.run { done in
             locker.tryLock(id: "busy", executor: executor, onReleaseRequested: {}, completion: done)
@@ -100,7 +104,7 @@ final class RedisLockerTests: XCTestCase {
     func testDeadHoldersLeaseLapsesAndTheWaiterProceeds() throws {
         let locker = makeLocker()
         // A holder that died: its lease is never renewed and nobody publishes its release.
-        XCTAssertTrue(RedisServerProcess.command("SET locks:{dead}:lock crashed PX 600\r\n", port: redis.port)?.hasPrefix("+OK") == true)
+        XCTAssertTrue(RedisServerProcess.command("SET locks:{dead}:lock crashed PX 600\r\n", port: port(of: "dead"))?.hasPrefix("+OK") == true)
         let executor = driver.executor
         let started = Date()
         let result: Bool = driver.run { done in
@@ -122,17 +126,18 @@ final class RedisLockerTests: XCTestCase {
         }
         XCTAssertNotNil(lock)
         Thread.sleep(forTimeInterval: 1.5)  // well past the lease: only renewals keep it
-        XCTAssertTrue(RedisServerProcess.command("EXISTS locks:{long}:lock\r\n", port: redis.port)?.hasPrefix(":1") == true)
+        XCTAssertTrue(RedisServerProcess.command("EXISTS locks:{long}:lock\r\n", port: port(of: "long"))?.hasPrefix(":1") == true)
         let _: Void = driver.run { done in
             lock?.release()
             done(())
         }
         Thread.sleep(forTimeInterval: 0.2)
-        XCTAssertTrue(RedisServerProcess.command("EXISTS locks:{long}:lock\r\n", port: redis.port)?.hasPrefix(":0") == true, "released")
+        XCTAssertTrue(RedisServerProcess.command("EXISTS locks:{long}:lock\r\n", port: port(of: "long"))?.hasPrefix(":0") == true, "released")
     }
 
     func testRedisDownIsUnavailableNotLocked() throws {
         let locker = makeLocker()
+        try XCTSkipIf(redis == nil, "one Redis paused: the single-server case")
         redis.pause()
         defer { redis.resume() }
         let executor = driver.executor
@@ -149,5 +154,44 @@ extension Result {
     var isSuccess: Bool {
         if case .success = self { return true }
         return false
+    }
+}
+
+/// The same lockers on a 3-master Redis Cluster: release requests and releases cross instances by sharded
+/// pub/sub (`SSUBSCRIBE`/`SPUBLISH` on the lock shards' channels, spread over the masters).
+final class RedisClusterLockerTests: RedisLockerTests {
+    var cluster: RedisClusterSetup?
+
+    override func setUpWithError() throws {
+        do {
+            cluster = try RedisClusterSetup()
+        } catch RedisServerProcess.StartError.notInstalled {
+            throw XCTSkip("redis-server or redis-cli is not installed")
+        }
+        driver = try LoopDriver()
+        client = RedisClient(configuration: try RedisConfiguration(url: cluster!.url))
+        keys = RedisKeys(prefix: "locks:", shardCount: RedisKeys.clusterShardCount)
+    }
+
+    override func tearDownWithError() throws {
+        try super.tearDownWithError()
+        cluster?.stop()
+        cluster = nil
+    }
+
+    override func testReleaseRequestCrossesInstancesAndTheWaiterGetsTheLock() throws {
+        try super.testReleaseRequestCrossesInstancesAndTheWaiterGetsTheLock()
+    }
+    override func testHolderHearsReleaseRequestsFromAnotherInstance() throws {
+        try super.testHolderHearsReleaseRequestsFromAnotherInstance()
+    }
+    override func testTryLockAndTimeoutWhileHeld() throws { try super.testTryLockAndTimeoutWhileHeld() }
+    override func testDeadHoldersLeaseLapsesAndTheWaiterProceeds() throws {
+        try super.testDeadHoldersLeaseLapsesAndTheWaiterProceeds()
+    }
+    override func testHeldLeaseIsRenewed() throws { try super.testHeldLeaseIsRenewed() }
+
+    override func port(of id: String) -> Int {
+        cluster?.owner(ofSlot: ClusterSlots.slot(of: id))?.port ?? 0
     }
 }

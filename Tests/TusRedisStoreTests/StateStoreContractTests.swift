@@ -268,3 +268,72 @@ extension UploadLookup {
         return nil
     }
 }
+
+/// The contract on a 3-master Redis Cluster, with the expiry index sharded over the masters.
+final class RedisClusterStateStoreContractTests: StateStoreContract {
+    var cluster: RedisClusterSetup?
+    let keys = RedisKeys(prefix: "contract:", shardCount: RedisKeys.clusterShardCount)
+
+    override func makeStore() throws -> any UploadStateStore {
+        do {
+            cluster = try RedisClusterSetup()
+        } catch RedisServerProcess.StartError.notInstalled {
+            throw XCTSkip("redis-server or redis-cli is not installed")
+        }
+        let client = RedisClient(configuration: try RedisConfiguration(url: cluster!.url))
+        self.client = client
+        return RedisStateStore(client: client, keys: keys)
+    }
+
+    override func tearDownWithError() throws {
+        try super.tearDownWithError()
+        cluster?.stop()
+        cluster = nil
+    }
+
+    override func reopenStore() throws -> (any UploadStateStore)? { RedisStateStore(client: client!, keys: keys) }
+
+    override func prepareLock(id: String, token: String) throws {
+        let owner = try XCTUnwrap(cluster?.owner(ofSlot: ClusterSlots.slot(of: id)))
+        let reply = RedisServerProcess.command("SET contract:{\(id)}:lock \(token) PX 60000\r\n", port: owner.port)
+        XCTAssertEqual(reply, "+OK\r\n")
+    }
+
+    override func testCreateLookupAndDuplicate() throws { try super.testCreateLookupAndDuplicate() }
+    override func testDeclareLengthOnce() throws { try super.testDeclareLengthOnce() }
+    override func testWriteLifecycleMovesOffsetAndExpiry() throws { try super.testWriteLifecycleMovesOffsetAndExpiry() }
+    override func testExpiryListingAndRemoval() throws { try super.testExpiryListingAndRemoval() }
+    override func testConcatenationFieldsRoundTripAndCompleteFinal() throws {
+        try super.testConcatenationFieldsRoundTripAndCompleteFinal()
+    }
+    override func testFinalExpiryIsListedMovedAndDroppedOnCompletion() throws {
+        try super.testFinalExpiryIsListedMovedAndDroppedOnCompletion()
+    }
+    override func testOwnerIsKeptThroughWritesAndRestart() throws { try super.testOwnerIsKeptThroughWritesAndRestart() }
+
+    /// No single slot holds the expiry index: 40 expiring uploads leave entries on every master, and all 40 are
+    /// listed once they are due.
+    func testExpiryIndexIsSpreadOverTheMasters() throws {
+        let store = try makeStore()
+        let ids = (0..<40).map { "spread\($0)" }
+        for id in ids {
+            let created = driver.run { done in
+                store.create(self.info(id, expiresAt: 1_000), on: self.driver.executor, completion: done)
+            }
+            XCTAssertNoThrow(try created.get())
+        }
+        let listed = try driver.run { done in
+            store.listExpired(now: 2_000, on: self.driver.executor, completion: done)
+        }.get()
+        XCTAssertEqual(Set(listed), Set(ids))
+        var mastersHoldingEntries = Set<Int>()
+        for shard in 0..<keys.shardCount {
+            let name = "contract:{expiring-\(shard)}"
+            let owner = try XCTUnwrap(cluster?.owner(ofSlot: ClusterSlots.slot(of: name)))
+            if let reply = RedisServerProcess.command("ZCARD \(name)\r\n", port: owner.port), reply != ":0\r\n" {
+                mastersHoldingEntries.insert(owner.port)
+            }
+        }
+        XCTAssertEqual(mastersHoldingEntries.count, 3, "index shards on every master")
+    }
+}

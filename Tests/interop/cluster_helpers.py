@@ -272,3 +272,119 @@ http {{
     def stop(self) -> None:
         stop_process(self.process)
         self.process = None
+
+
+def cluster_slot(key: str) -> int:
+    """The Redis Cluster hash slot of `key` (CRC16/XModem of its hash tag, or of the whole key)."""
+    data = key.encode()
+    start = data.find(b"{")
+    if start >= 0:
+        end = data.find(b"}", start + 1)
+        if end > start + 1:
+            data = data[start + 1:end]
+    crc = 0
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc % 16384
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too (ephemeral ports above 55535 have none)."""
+    import random
+    for _ in range(200):
+        port = random.randint(20000, 49999)
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                    probe.bind(("127.0.0.1", candidate))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+class RedisClusterSetup:
+    """3 cluster-enabled masters joined by `redis-cli --cluster create --cluster-replicas 0`, ready when every
+    node reports cluster_state:ok. `migrate_slot` moves one slot step by step (IMPORTING/MIGRATING, MIGRATE,
+    SETSLOT NODE), the way `redis-cli --cluster reshard` does."""
+
+    def __init__(self, directory: pathlib.Path):
+        self.directory = directory
+        self.nodes: list[RedisServer] = []
+
+    def start(self, timeout: float = 20.0) -> "RedisClusterSetup":
+        for index in range(3):
+            node = RedisServer(self.directory / f"node-{index}", "--cluster-enabled", "yes",
+                               "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
+            node.port = cluster_port()
+            self.nodes.append(node.start())
+        self.create(timeout)
+        return self
+
+    def create(self, timeout: float = 20.0) -> None:
+        subprocess.run(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{n.port}" for n in self.nodes],
+                        "--cluster-replicas", "0", "--cluster-yes"], check=True, timeout=30,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        for node in self.nodes:
+            while b"cluster_state:ok" not in (node.command_raw("CLUSTER", "INFO") or b""):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"cluster node {node.port} not ok")
+                time.sleep(0.05)
+
+    def stop_all_and_forget(self) -> None:
+        """Every node stopped and its cluster configuration deleted: started again, they know nothing."""
+        for node in self.nodes:
+            node.stop()
+            (node.directory / "nodes.conf").unlink(missing_ok=True)
+
+    def start_all(self) -> None:
+        for node in self.nodes:
+            node.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
+
+    def node_id(self, node: RedisServer) -> str:
+        return (node.command_raw("CLUSTER", "MYID") or b"").split(b"\r\n")[1].decode()
+
+    def owner(self, slot: int) -> RedisServer:
+        text = (self.nodes[0].command_raw("CLUSTER", "NODES") or b"").decode()
+        for line in text.splitlines():
+            fields = line.split(" ")
+            if len(fields) < 9 or "master" not in fields[2]:
+                continue
+            port = int(fields[1].split(":")[1].split("@")[0])
+            for owned in fields[8:]:
+                if owned.startswith("["):
+                    continue
+                low, _, high = owned.partition("-")
+                if int(low) <= slot <= int(high or low):
+                    return next(n for n in self.nodes if n.port == port)
+        raise LookupError(f"no owner of slot {slot}")
+
+    def begin_migration(self, slot: int, source: RedisServer, target: RedisServer) -> None:
+        assert target.command("CLUSTER", "SETSLOT", str(slot), "IMPORTING", self.node_id(source)) == b"+OK"
+        assert source.command("CLUSTER", "SETSLOT", str(slot), "MIGRATING", self.node_id(target)) == b"+OK"
+
+    def move_keys(self, slot: int, source: RedisServer, target: RedisServer) -> list[str]:
+        """MIGRATEs every key of the slot (one MIGRATE, atomic per call); the names moved."""
+        reply = source.command_raw("CLUSTER", "GETKEYSINSLOT", str(slot), "100") or b""
+        keys = [line.decode() for line in reply.split(b"\r\n")[2::2] if line]
+        if keys:
+            moved = source.command("MIGRATE", "127.0.0.1", str(target.port), "", "0", "5000", "KEYS", *keys)
+            assert moved in (b"+OK", b"+NOKEY"), moved
+        return keys
+
+    def finish_migration(self, slot: int, target: RedisServer) -> None:
+        target_id = self.node_id(target)
+        for node in self.nodes:
+            assert node.command("CLUSTER", "SETSLOT", str(slot), "NODE", target_id) == b"+OK"
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
