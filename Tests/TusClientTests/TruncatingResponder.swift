@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Synchronization
+import TusTestSupport
 
 /// A server on 127.0.0.1 that answers every connection with a 200 promising 100 bytes, sends `sent` of them and
 /// closes: a response that fails after part of its body arrived. Counts the connections it served.
@@ -14,20 +15,9 @@ final class TruncatingResponder: @unchecked Sendable {
     var connections: Int { served.value.load(ordering: .relaxed) }
 
     init(sent: Int = 5) {
-        let listening = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let (listening, port) = listeningLoopbackSocket()
         self.listening = listening
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-                _ = bind(listening, pointer, length)
-                _ = getsockname(listening, pointer, &length)
-            }
-        }
-        listen(listening, 16)
-        port = Int(UInt16(bigEndian: address.sin_port))
+        self.port = port
         let served = self.served
         let response =
             Array("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n".utf8) + Array(repeating: UInt8(65), count: sent)

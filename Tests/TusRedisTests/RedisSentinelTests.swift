@@ -162,20 +162,9 @@ final class FakeSentinel: @unchecked Sendable {
 
     init(reply: String) {
         self.reply = reply
-        let listening = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let (listening, port) = listeningLoopbackSocket()
         self.listening = listening
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-                _ = bind(listening, pointer, length)
-                _ = getsockname(listening, pointer, &length)
-            }
-        }
-        listen(listening, 16)
-        port = Int(UInt16(bigEndian: address.sin_port))
+        self.port = port
         let box = Unmanaged.passRetained(self).toOpaque()
         var created = pthread_t()
         pthread_create(&created, nil, { context in
