@@ -245,7 +245,7 @@ final class RedisConfigurationTests: XCTestCase {
             ("redis+sentinel://h:0/m", .invalidPort("0")),
             ("redis+sentinel://h/m/x", .invalidDatabase("x")),
             ("redis+sentinel://h/m/1/2", .invalidDatabase("1/2")),
-            ("redis+cluster://h/m", .unsupportedScheme("redis+cluster")),
+            ("redis+shard://h/m", .unsupportedScheme("redis+shard")),
         ]
         for (url, expected) in cases {
             XCTAssertThrowsError(try RedisConfiguration(url: url), url) { error in

@@ -94,7 +94,14 @@ class Backend:
 
     def records(self) -> list[dict]:
         if self.kind == "file":
-            found = [json.loads(path.read_text()) for path in sorted(self.upload_dir.glob("*.info"))]
+            # A creation writes its record straight at its final name (no tmp + rename), so a record of an upload
+            # being created right now may still be empty or partly written: that upload is not there yet.
+            found = []
+            for path in sorted(self.upload_dir.glob("*.info")):
+                try:
+                    found.append(json.loads(path.read_text()))
+                except (json.JSONDecodeError, FileNotFoundError):
+                    continue
         else:
             found = [json.loads(get_object(self.s3, self.bucket, key))
                      for key in sorted(keys(self.s3, self.bucket)) if key.endswith(".info")]
