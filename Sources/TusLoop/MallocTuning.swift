@@ -9,10 +9,13 @@ internal import CLibuv
 /// private memory of one upload and 220 KiB off 32 (bench/results/2026-12-07-memory).
 public enum MallocTuning {
     /// `mallopt(M_ARENA_MAX, count)`. It only bounds arenas created later: call it before any thread starts.
-    public static func limitArenas(to count: Int) {
+    /// Returns false when the allocator in use ignores it: a sanitizer's allocator (AddressSanitizer replaces malloc
+    /// and answers 0) or another malloc preloaded by the operator. The server then runs as before, only with more
+    /// arenas, so that is no reason to stop.
+    @discardableResult
+    public static func limitArenas(to count: Int) -> Bool {
         precondition(count >= 1, "MallocTuning.limitArenas: count must be at least 1")
-        // mallopt returns 0 only for a parameter it does not know; M_ARENA_MAX exists since glibc 2.10.
-        precondition(CLibuv_set_malloc_arena_max(Int32(count)) == 1, "mallopt(M_ARENA_MAX, \(count)) failed")
+        return CLibuv_set_malloc_arena_max(Int32(count)) == 1
     }
 
     /// `malloc_trim(0)`: hands the free pages of every arena back to the kernel. Once, when start-up is over: argument

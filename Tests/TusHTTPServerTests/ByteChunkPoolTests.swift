@@ -32,16 +32,18 @@ final class ByteChunkPoolTests: XCTestCase {
 
     func testChunksReleasedOnOtherThreadsComeBack() {
         let pool = ByteChunkPool(maxFreeBytes: 64 << 20)
+        // All 64 chunks are lent before any comes back: a chunk returned early would be lent again to a later batch.
+        // Each batch is owned by its worker alone and dropped there, as after a digest job. The worker empties the
+        // box itself: when Dispatch releases a finished block is its own business, so the block's capture must not
+        // be the last reference.
+        let batches = (0..<4).map { _ in
+            FragmentBatch((0..<16).map { _ in BodyFragment(chunk: pool.chunk(capacity: 16 * 1024), range: 0..<1) })
+        }
         let group = DispatchGroup()
-        for _ in 0..<4 {
-            // Each batch is owned by its worker alone: the last reference dies there, as after a digest job.
-            let batch = (0..<16).map { _ in BodyFragment(chunk: pool.chunk(capacity: 16 * 1024), range: 0..<1) }
-            DispatchQueue.global().async(group: group) { XCTAssertEqual(batch.count, 16) }
+        for batch in batches {
+            DispatchQueue.global().async(group: group) { XCTAssertEqual(batch.drop(), 16) }
         }
         XCTAssertEqual(group.wait(timeout: .now() + 10), .success)
-        // Dispatch releases a block (and with it the batch) after leaving the group, so the last release may come a
-        // little after `wait` returns; on a loaded machine that thread may not run for a while.
-        for _ in 0..<1000 where pool.freeByteCount < 64 * 16 * 1024 { usleep(10_000) }
         XCTAssertEqual(pool.freeByteCount, 64 * 16 * 1024)
     }
 
@@ -53,5 +55,21 @@ final class ByteChunkPoolTests: XCTestCase {
         XCTAssertEqual(pool.freeByteCount, 128 * 1024, "lent since the last sweep: kept")
         pool.trimIfIdle()
         XCTAssertEqual(pool.freeByteCount, 0)
+    }
+}
+
+/// Fragments handed to one worker thread, which drops them itself (`drop`); the caller keeps no other reference.
+private final class FragmentBatch: @unchecked Sendable {
+    private var fragments: [BodyFragment]?
+
+    init(_ fragments: [BodyFragment]) {
+        self.fragments = fragments
+    }
+
+    /// Releases the fragments on the calling thread; returns how many there were.
+    func drop() -> Int {
+        let count = fragments?.count ?? 0
+        fragments = nil
+        return count
     }
 }
