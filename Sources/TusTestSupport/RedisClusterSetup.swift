@@ -126,17 +126,8 @@ public final class RedisClusterSetup {
 
     /// Runs a program to its end, its output discarded; its exit status (-1 when it could not be started).
     static func run(_ arguments: [String]) -> Int32 {
-        var fileActions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&fileActions)
-        defer { posix_spawn_file_actions_destroy(&fileActions) }
-        posix_spawn_file_actions_addopen(&fileActions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&fileActions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_addopen(&fileActions, 2, "/dev/null", O_WRONLY, 0)
-        var cArguments = arguments.map { strdup($0) }
-        cArguments.append(nil)
-        defer { cArguments.forEach { free($0) } }
-        var child: pid_t = 0
-        guard posix_spawn(&child, arguments[0], &fileActions, nil, cArguments, environ) == 0 else { return -1 }
+        let (child, spawnStatus) = spawnWithoutOutput(arguments)
+        guard spawnStatus == 0 else { return -1 }
         var status: Int32 = 0
         while waitpid(child, &status, 0) < 0 && errno == EINTR {}
         return (status >> 8) & 0xff

@@ -96,17 +96,7 @@ public final class RedisServerProcess {
             sentinelConfiguration == nil
             ? [executable] + common + ["--save", "", "--appendonly", "no"] + extraArguments
             : [executable, directory + "/sentinel.conf", "--sentinel"] + common
-        var fileActions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&fileActions)
-        defer { posix_spawn_file_actions_destroy(&fileActions) }
-        posix_spawn_file_actions_addopen(&fileActions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&fileActions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_addopen(&fileActions, 2, "/dev/null", O_WRONLY, 0)
-        var cArguments = arguments.map { strdup($0) }
-        cArguments.append(nil)
-        defer { cArguments.forEach { free($0) } }
-        var child: pid_t = 0
-        let status = posix_spawn(&child, executable, &fileActions, nil, cArguments, environ)
+        let (child, status) = spawnWithoutOutput(arguments)
         guard status == 0 else { throw StartError.spawnFailed(status) }
         pid = child
         isPaused = false
@@ -231,4 +221,22 @@ public final class RedisServerProcess {
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         return address
     }
+}
+
+/// Starts `arguments[0]` (a path) with stdin, stdout and stderr on /dev/null: the child's pid and posix_spawn's
+/// result (0, or an error number). Shared by the Redis processes and the one-shot `redis-cli` runs of the cluster
+/// set-up.
+func spawnWithoutOutput(_ arguments: [String]) -> (pid: pid_t, status: Int32) {
+    var fileActions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&fileActions)
+    defer { posix_spawn_file_actions_destroy(&fileActions) }
+    posix_spawn_file_actions_addopen(&fileActions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&fileActions, 1, "/dev/null", O_WRONLY, 0)
+    posix_spawn_file_actions_addopen(&fileActions, 2, "/dev/null", O_WRONLY, 0)
+    var cArguments = arguments.map { strdup($0) }
+    cArguments.append(nil)
+    defer { cArguments.forEach { free($0) } }
+    var child: pid_t = 0
+    let status = posix_spawn(&child, arguments[0], &fileActions, nil, cArguments, environ)
+    return (child, status)
 }
