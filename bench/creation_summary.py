@@ -28,7 +28,7 @@ def mbps(label):
 
 def cpu_per_gib(label):
     return median(label, lambda r: r["server_cpu_seconds"] / (r["MBps"] * 1e6 * r["wall_seconds"] / 2**30)
-                  if r["server_cpu_seconds"] is not None and r["MBps"] else None)
+                  if r.get("server_cpu_seconds") is not None and r["MBps"] else None)
 
 
 def us_per_post(label):
@@ -51,18 +51,26 @@ def runs(label, key):
 print("# Concurrent uploads (tus-server --fsync none), medians over rounds\n")
 print("| scenario | server | MB/s (median) | MB/s per round | server CPU s/GiB | vs nginx (best of w1, w2) | vs tusd |")
 print("|---|---|---|---|---|---|---|")
-for scenario, title in (("c256", "256 x 8 MiB"), ("c1024", "1024 x 2 MiB")):
+titles = (("single", "1 upload"), ("c32", "32 at once"), ("c256", "256 x 8 MiB"), ("c1024", "1024 x 2 MiB"))
+for scenario, title in titles:
     nginx = max((v for v in (mbps(f"nginx-w1-{scenario}"), mbps(f"nginx-w2-{scenario}")) if v), default=None)
     tusd = mbps(f"tusd-{scenario}")
-    for name in servers + ["nginx-w1", "nginx-w2", "tusd"]:
-        label = f"{name}-{scenario}"
+    # tus-bench rows, then --durable's (--fsync commit, dd) and --python's rows (-py: ratios against -py peers)
+    names = [f"{name}-{scenario}" for name in servers + ["nginx-w1", "nginx-w2", "tusd"]]
+    names += [f"{name}-{scenario}-fsync-commit" for name in servers] + [f"dd-fdatasync-{scenario}"]
+    names += [f"{name}-{scenario}-py" for name in servers + ["nginx-w1", "nginx-w2", "tusd"]]
+    for label in names:
         if label not in samples:
             continue
+        if label.endswith("-py"):
+            nginx = max((v for v in (mbps(f"nginx-w1-{scenario}-py"), mbps(f"nginx-w2-{scenario}-py")) if v),
+                        default=None)
+            tusd = mbps(f"tusd-{scenario}-py")
         value = mbps(label)
-        print(f"| {title} | {name} | {fmt(value, 1)} | {runs(label, lambda r: r['MBps'])} | "
+        print(f"| {title} | {label} | {fmt(value, 1)} | {runs(label, lambda r: r['MBps'])} | "
               f"{fmt(cpu_per_gib(label))} | {fmt(ratio(value, nginx))} | {fmt(ratio(value, tusd))} |")
 
-print("\n# Creation (POST, 32 connections, 3 s): server CPU per request, medians over rounds\n")
+print("\n# Creation (POST, 32 connections): server CPU per request, medians over rounds\n")
 print("| file system | server | fsync | us per POST | POST/s | vs tusd's us per POST (target <= 0.33 with none) |")
 print("|---|---|---|---|---|---|")
 for fs in (disk, "tmpfs"):
