@@ -1,5 +1,6 @@
 public import TusCrypto
-public import TusHTTP1
+public import TusCore
+import TusHTTP1
 public import TusLoop
 import Synchronization
 

@@ -6,6 +6,7 @@ import Glibc
 #endif
 public import Logging
 import TusCrypto
+import TusCore
 import TusHTTP1
 import TusHTTPServer
 import TusHooks

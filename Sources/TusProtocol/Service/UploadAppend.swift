@@ -1,4 +1,5 @@
 import TusCrypto
+import TusCore
 import TusHTTP1
 
 /// The service's append engine: streams one body (an append, or the body of a creation) into the store and reports

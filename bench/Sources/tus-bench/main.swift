@@ -9,6 +9,7 @@ import Glibc
 import Synchronization
 import TusClient
 import TusCrypto
+import TusCore
 import TusHTTP1
 import TusLoop
 
