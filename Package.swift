@@ -94,7 +94,7 @@ let package = Package(
             swiftSettings: strict),
 
         .executableTarget(
-            name: "tus-redis-bench", dependencies: ["TusRedis", "TusLoop"], path: "bench/Sources/tus-redis-bench",
+            name: "tus-redis-bench", dependencies: ["TusCore", "TusRedis", "TusLoop"], path: "bench/Sources/tus-redis-bench",
             swiftSettings: strict),
 
         .testTarget(name: "TusCoreTests", dependencies: ["TusCore"]),

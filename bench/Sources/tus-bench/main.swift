@@ -214,11 +214,7 @@ struct Target: Sendable {
 
 // MARK: clocks and process accounting
 
-func now() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
+func now() -> Double { MonotonicClock.seconds }
 
 func ownCPUSeconds() -> Double {
     var usage = rusage()
