@@ -170,17 +170,9 @@ struct Options: Sendable {
     var extraHeaders: [(String, String)] = []
 }
 
-/// `1GiB`, `8M`, `4096`: powers of 1024.
+/// `1GiB`, `8M`, `4096`: powers of 1024 (TusCore's `ByteCount`, as every size flag).
 func size(_ text: String) throws -> Int64 {
-    let units: [(String, Int64)] = [
-        ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10),
-    ]
-    for (suffix, scale) in units where text.hasSuffix(suffix) {
-        guard let count = Int64(text.dropLast(suffix.count)), count >= 0 else { break }
-        return count * scale
-    }
-    guard let count = Int64(text), count >= 0 else { throw ValidationError("'\(text)' is not a size (e.g. 8MiB)") }
-    return count
+    do { return try ByteCount(parsing: text).bytes } catch { throw ValidationError("\(error)") }
 }
 
 func fail(_ message: String) -> Never {
