@@ -37,6 +37,25 @@ final class LoopLocalTests: XCTestCase {
         XCTAssertNil(local[first])
     }
 
+    /// The thread slot that spares a loop the mutex never hands out a value that was forgotten or replaced.
+    func testTheThreadSlotFollowsRemovalAndReplacement() {
+        let local = LoopLocal<Counter>()
+        let loop = IdleExecutor()
+        let first = local.value(on: loop) { Counter() }
+        XCTAssert(local.value(on: loop) { Counter() } === first, "found again (through the slot)")
+        local.removeValue(on: loop)
+        XCTAssertNil(local[loop], "removed, though this thread's slot still points at it")
+        let second = local.value(on: loop) { Counter() }
+        XCTAssert(second !== first, "a new value after removal")
+        let third = Counter()
+        local.set(third, on: loop)
+        XCTAssert(local[loop] === third)
+        XCTAssert(local.value(on: loop) { Counter() } === third, "set replaces what the slot remembered")
+        let other = IdleExecutor()
+        XCTAssert(local.value(on: other) { Counter() } !== third, "another loop on the same thread has its own")
+        XCTAssert(local.value(on: loop) { Counter() } === third)
+    }
+
     /// A value is never found through a later object at the address of a dead loop, and dead loops' values go.
     func testADeadLoopsValueIsNotInherited() {
         let local = LoopLocal<Int>()
