@@ -10,7 +10,7 @@
 //   TusLoop + TusTransport <- TusRedis (RESP2 client for shared cluster state, plain or TLS)
 //   TusProtocol <- TusOperations (request ids, health, metrics, bearer auth) <- tus-server
 //   TusProtocol + TusClient <- TusHooks (tusd-compatible HTTP and exec hooks) <- tus-server
-//   TusProtocol + TusClient <- TusS3Store (S3 data and state stores over HTTPClientConnection, SigV4)
+//   TusProtocol + TusClient <- TusS3Store (S3 data and state stores over HTTPClientConnection, SigV4; no other store)
 import PackageDescription
 
 let strict: [SwiftSetting] = [
@@ -62,7 +62,7 @@ let package = Package(
             swiftSettings: strict),
         .target(name: "TusOperations", dependencies: ["TusCore", "TusHTTP1", "TusProtocol", "TusCrypto"], swiftSettings: strict),
         .target(
-            name: "TusS3Store", dependencies: ["TusCore", "TusProtocol", "TusStore", "TusClient", "TusCrypto", "TusLoop", "TusHTTP1"],
+            name: "TusS3Store", dependencies: ["TusCore", "TusProtocol", "TusClient", "TusCrypto", "TusLoop", "TusHTTP1"],
             swiftSettings: strict),
         .target(
             name: "TusTestSupport", dependencies: ["TusCore", "TusHTTP1", "TusProtocol", "TusLoop", "TusHTTPServer"],

@@ -2,7 +2,6 @@ import FoundationEssentials
 public import TusCore
 import TusLoop
 public import TusProtocol
-import TusStore
 
 #if canImport(Glibc)
     import Glibc
