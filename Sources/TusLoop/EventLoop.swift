@@ -291,13 +291,19 @@ private func collectHandle(_ handle: UnsafeMutablePointer<uv_handle_t>?, _ conte
     context!.assumingMemoryBound(to: [UnsafeMutablePointer<uv_handle_t>].self).pointee.append(handle!)
 }
 
+/// Held weakly: the executor keeps its loop alive, this map must not (an executor's entry lingers until the next
+/// `bind` after the executor is gone, and would otherwise keep a stopped loop's memory that long).
+private struct WeakEventLoop {
+    weak var loop: EventLoop?
+}
+
 extension EventLoop {
     /// The loop behind each executor that runs its work on one (`bind(_:)`).
-    static let executors = LoopLocal<EventLoop>()
+    fileprivate static let executors = LoopLocal<WeakEventLoop>()
 
     /// Makes this loop `executor.eventLoop`: called by an executor that runs its work here, once.
     public func bind(_ executor: any LoopExecutor) {
-        Self.executors.set(self, on: executor)
+        Self.executors.set(WeakEventLoop(loop: self), on: executor)
     }
 }
 
@@ -305,7 +311,7 @@ extension LoopExecutor {
     /// The loop a store or client issues its libuv requests on, named by the executor the caller passed: typed,
     /// without asking what the executor is or which loop the current thread happens to run. Nil for an executor
     /// that runs no libuv loop (a test's `ManualExecutor`).
-    public var boundEventLoop: EventLoop? { EventLoop.executors[self] }
+    public var boundEventLoop: EventLoop? { EventLoop.executors[self]?.loop }
 
     /// `boundEventLoop` for the layers that cannot work without libuv (file, S3 and Redis stores): wiring one of
     /// them to an executor without a loop is a bug.

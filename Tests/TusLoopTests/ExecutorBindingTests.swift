@@ -25,4 +25,20 @@ final class ExecutorBindingTests: XCTestCase {
             XCTAssertEqual(loop.liveHandleCount, 0)
         }
     }
+
+    /// The binding does not keep a loop alive: the executor does (LoopExecutorAdapter holds its loop).
+    func testTheBindingHoldsNoLoop() throws {
+        let executor = ManualExecutor()
+        weak var gone: EventLoop?
+        do {
+            let loop = try EventLoop()
+            loop.bind(executor)
+            XCTAssert(executor.boundEventLoop === loop)
+            gone = loop
+            loop.stop()
+            loop.run()
+        }
+        XCTAssertNil(gone, "the loop was freed though its executor lives")
+        XCTAssertNil(executor.boundEventLoop)
+    }
 }
