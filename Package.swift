@@ -46,11 +46,14 @@ let package = Package(
         .target(name: "TusHTTP1", dependencies: ["TusCore"], swiftSettings: strict),
         .target(name: "TusTransport", dependencies: ["TusLoop", "TusCrypto"], swiftSettings: strict),
         .target(
-            name: "TusHTTPServer", dependencies: ["TusCore", "TusLoop", "TusHTTP1", "TusCrypto", "TusTransport", "CNghttp2"],
+            name: "TusHTTPServer",
+            dependencies: ["TusCore", "TusLoop", "TusHTTP1", "TusCrypto", "TusTransport", "CNghttp2"],
             swiftSettings: strict),
         .target(name: "TusProtocol", dependencies: ["TusCore", "TusHTTP1", "TusCrypto"], swiftSettings: strict),
-        .target(name: "TusStore", dependencies: ["TusCore", "TusProtocol", "TusLoop", "TusCrypto"], swiftSettings: strict),
-        .target(name: "TusRedis", dependencies: ["TusCore", "TusLoop", "TusCrypto", "TusTransport"], swiftSettings: strict),
+        .target(
+            name: "TusStore", dependencies: ["TusCore", "TusProtocol", "TusLoop", "TusCrypto"], swiftSettings: strict),
+        .target(
+            name: "TusRedis", dependencies: ["TusCore", "TusLoop", "TusCrypto", "TusTransport"], swiftSettings: strict),
         .target(
             name: "TusRedisStore", dependencies: ["TusCore", "TusProtocol", "TusRedis", "TusLoop", "TusCrypto"],
             swiftSettings: strict),
@@ -60,9 +63,12 @@ let package = Package(
         .target(
             name: "TusHooks", dependencies: ["TusCore", "TusProtocol", "TusHTTP1", "TusClient", "TusLoop", "TusCrypto"],
             swiftSettings: strict),
-        .target(name: "TusOperations", dependencies: ["TusCore", "TusHTTP1", "TusProtocol", "TusCrypto"], swiftSettings: strict),
         .target(
-            name: "TusS3Store", dependencies: ["TusCore", "TusProtocol", "TusClient", "TusCrypto", "TusLoop", "TusHTTP1"],
+            name: "TusOperations", dependencies: ["TusCore", "TusHTTP1", "TusProtocol", "TusCrypto"],
+            swiftSettings: strict),
+        .target(
+            name: "TusS3Store",
+            dependencies: ["TusCore", "TusProtocol", "TusClient", "TusCrypto", "TusLoop", "TusHTTP1"],
             swiftSettings: strict),
         .target(
             name: "TusTestSupport", dependencies: ["TusCore", "TusHTTP1", "TusProtocol", "TusLoop", "TusHTTPServer"],
@@ -71,8 +77,8 @@ let package = Package(
         .executableTarget(
             name: "tus-server",
             dependencies: [
-                "TusCore", "TusLoop", "TusHTTPServer", "TusProtocol", "TusStore", "TusRedis", "TusRedisStore", "TusOperations", "TusHooks",
-                "TusS3Store",
+                "TusCore", "TusLoop", "TusHTTPServer", "TusProtocol", "TusStore", "TusRedis", "TusRedisStore",
+                "TusOperations", "TusHooks", "TusS3Store",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -94,7 +100,8 @@ let package = Package(
             swiftSettings: strict),
 
         .executableTarget(
-            name: "tus-redis-bench", dependencies: ["TusCore", "TusRedis", "TusLoop"], path: "bench/Sources/tus-redis-bench",
+            name: "tus-redis-bench", dependencies: ["TusCore", "TusRedis", "TusLoop"],
+            path: "bench/Sources/tus-redis-bench",
             swiftSettings: strict),
 
         .testTarget(name: "TusCoreTests", dependencies: ["TusCore"]),
@@ -113,7 +120,8 @@ let package = Package(
         .testTarget(
             name: "TusRedisStoreTests",
             dependencies: [
-                "TusCore", "TusRedisStore", "TusRedis", "TusStore", "TusProtocol", "TusHTTPServer", "TusHTTP1", "TusLoop",
+                "TusCore", "TusRedisStore", "TusRedis", "TusStore", "TusProtocol", "TusHTTPServer", "TusHTTP1",
+                "TusLoop",
                 "TusTestSupport",
             ]),
         .testTarget(
@@ -123,7 +131,8 @@ let package = Package(
             dependencies: ["TusOperations", "TusProtocol", "TusHTTP1", "TusCrypto", "TusHTTPServer", "TusTestSupport"]),
         .testTarget(name: "TusProtocolTests", dependencies: ["TusCore", "TusProtocol", "TusHTTP1", "TusTestSupport"]),
         .testTarget(
-            name: "TusStoreTests", dependencies: ["TusCore", "TusStore", "TusProtocol", "TusLoop", "TusHTTPServer", "TusTestSupport"]),
+            name: "TusStoreTests",
+            dependencies: ["TusCore", "TusStore", "TusProtocol", "TusLoop", "TusHTTPServer", "TusTestSupport"]),
         .testTarget(
             name: "TusHTTPServerTests",
             dependencies: ["TusCore", "TusHTTPServer", "TusHTTP1", "TusLoop", "TusCrypto", "TusTestSupport"]),
@@ -132,6 +141,8 @@ let package = Package(
             dependencies: ["TusCore", "TusClient", "TusHTTPServer", "TusProtocol", "TusLoop", "TusTestSupport"]),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["TusCore", "TusTestSupport", "TusHTTPServer", "TusProtocol", "TusStore", "TusHTTP1", "TusLoop"]),
+            dependencies: [
+                "TusCore", "TusTestSupport", "TusHTTPServer", "TusProtocol", "TusStore", "TusHTTP1", "TusLoop",
+            ]),
     ]
 )
