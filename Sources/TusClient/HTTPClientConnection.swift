@@ -37,6 +37,7 @@
 /// - Host names other than IP literals are resolved by `TCPStream.connect` on libuv's threadpool (the loop never
 ///   blocks); bench resolves once up front with `HTTPClientConnection.resolve(host:)` and passes the literal, so
 ///   that the resolver stays out of its measurements.
+public import TusCore
 public import TusHTTP1
 public import TusLoop
 public import TusCrypto

@@ -1,5 +1,6 @@
 public import TusCrypto
-public import TusHTTP1
+public import TusCore
+import TusHTTP1
 public import TusLoop
 import Synchronization
 
@@ -339,46 +340,23 @@ public final class HTTPClientPool {
 }
 
 /// One pool per loop for one origin, found from whichever loop asks. Safe from any thread; each pool stays on
-/// its loop. The loop's pool is found with one `pthread_getspecific`.
+/// its loop. The loop's pool is a `LoopLocal` (no lock on the loop's own thread).
 public final class HTTPClientPoolGroup: @unchecked Sendable {
     public let configuration: HTTPClientPoolConfiguration
-    private var key = pthread_key_t()
-    private let pools = Mutex<[PoolBox]>([])
+    private let pools = LoopLocal<HTTPClientPool>()
 
     public init(configuration: HTTPClientPoolConfiguration) {
         self.configuration = configuration
-        pthread_key_create(&key, nil)
     }
-
-    deinit { pthread_key_delete(key) }
 
     /// The calling loop's pool (loop thread only).
     public func pool(on loop: EventLoop) -> HTTPClientPool {
-        if let raw = pthread_getspecific(key) { return Unmanaged<HTTPClientPool>.fromOpaque(raw).takeUnretainedValue() }
-        let pool = HTTPClientPool(loop: loop, configuration: configuration)
-        pools.withLock { $0.append(PoolBox(pool)) }
-        pthread_setspecific(key, Unmanaged.passUnretained(pool).toOpaque())
-        return pool
+        pools.value(on: loop) { HTTPClientPool(loop: loop, configuration: configuration) }
     }
 
     /// Closes `loop`'s pool, if it has one (called on that loop as it shuts down); a later request from that loop
     /// starts a new pool.
     public func close(on loop: EventLoop) {
-        let mine = pools.withLock { boxes in
-            let mine = boxes.filter { $0.pool.loop === loop }
-            boxes.removeAll { $0.pool.loop === loop }
-            return mine
-        }
-        if let raw = pthread_getspecific(key),
-            mine.contains(where: { Unmanaged.passUnretained($0.pool).toOpaque() == raw })
-        {
-            pthread_setspecific(key, nil)
-        }
-        for box in mine { box.pool.close() }
+        pools.removeValue(on: loop)?.close()
     }
-}
-
-private struct PoolBox: @unchecked Sendable {
-    let pool: HTTPClientPool
-    init(_ pool: HTTPClientPool) { self.pool = pool }
 }

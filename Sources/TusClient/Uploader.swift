@@ -1,4 +1,5 @@
 public import TusCrypto
+import TusCore
 import TusHTTP1
 import Glibc
 

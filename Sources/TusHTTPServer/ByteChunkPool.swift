@@ -1,4 +1,5 @@
 import Synchronization
+import TusCore
 import TusHTTP1
 
 /// Body buffers of one loop, handed back and lent out again instead of freed and allocated.

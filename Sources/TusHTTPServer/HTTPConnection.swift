@@ -1,3 +1,4 @@
+import TusCore
 import TusHTTP1
 import TusLoop
 import TusTransport

@@ -1,4 +1,5 @@
 public import TusCrypto
+public import TusCore
 public import TusHTTP1
 import TusLoop
 import Dispatch

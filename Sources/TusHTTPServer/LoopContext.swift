@@ -1,5 +1,6 @@
 import TusCrypto
-public import TusHTTP1
+public import TusCore
+import TusHTTP1
 public import TusLoop
 import TusTransport
 #if canImport(Glibc)
@@ -215,15 +216,16 @@ final class LoopContext {
 ///
 /// It keeps track of the timers it hands out, so that shutdown can close the application's timers (the
 /// expiry sweep, lock timeouts) too: libuv's loop only ends when no handle is left.
-public final class LoopExecutorAdapter: LoopExecutor, EventLoopBound, @unchecked Sendable {
+public final class LoopExecutorAdapter: LoopExecutor, @unchecked Sendable {
     private let loop: EventLoop
     /// Loop-thread only.
     private var liveTimers: [ObjectIdentifier: TimerCancellable] = [:]
     private var isShutDown = false
 
-    public init(_ loop: EventLoop) { self.loop = loop }
-
-    public var eventLoop: EventLoop { loop }
+    public init(_ loop: EventLoop) {
+        self.loop = loop
+        loop.bind(self)
+    }
 
     public func execute(_ work: @escaping @Sendable () -> Void) { loop.execute(work) }
 

@@ -1,3 +1,4 @@
+public import TusCore
 public import TusHTTP1
 import Synchronization
 
@@ -95,11 +96,11 @@ public final class ExecHookTransport: HookTransport {
             close(writeFD)
             writeFD = -1
         }
-        let deadline = monotonicMilliseconds() + timeoutMilliseconds
+        let deadline = Int(MonotonicClock.milliseconds) + timeoutMilliseconds
         var timedOut = false
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         readLoop: while true {
-            let remaining = deadline - monotonicMilliseconds()
+            let remaining = deadline - Int(MonotonicClock.milliseconds)
             if remaining <= 0 {
                 timedOut = true
                 break
@@ -133,7 +134,7 @@ public final class ExecHookTransport: HookTransport {
         while !timedOut {
             let reaped = waitpid(pid, &status, WNOHANG)
             if reaped == pid || (reaped < 0 && errno != EINTR) { break }
-            if monotonicMilliseconds() >= deadline { timedOut = true } else { usleep(1000) }
+            if Int(MonotonicClock.milliseconds) >= deadline { timedOut = true } else { usleep(1000) }
         }
         if timedOut {
             kill(pid, SIGKILL)
@@ -181,10 +182,4 @@ public final class ExecHookTransport: HookTransport {
     }
 
     private static func errnoText() -> String { String(cString: strerror(errno)) }
-
-    private static func monotonicMilliseconds() -> Int {
-        var spec = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &spec)
-        return Int(spec.tv_sec) * 1000 + Int(spec.tv_nsec) / 1_000_000
-    }
 }

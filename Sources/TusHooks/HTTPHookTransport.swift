@@ -1,5 +1,6 @@
 public import TusClient
 import TusCrypto
+public import TusCore
 public import TusHTTP1
 import TusLoop
 
@@ -30,7 +31,7 @@ public final class HTTPHookTransport: HookTransport {
         _ type: String, payload: [UInt8], subject: HookSubject, forwardedHeaders: HTTPHeaders, retrySafe: Bool,
         on executor: any LoopExecutor, completion: @escaping (Result<[UInt8], HookFailure>) -> Void
     ) {
-        guard let loop = (executor as? any EventLoopBound)?.eventLoop else {
+        guard let loop = executor.boundEventLoop else {
             return completion(.failure(HookFailure("HTTP hooks need a libuv loop")))
         }
         var head = HTTPClientRequestHead(method: .POST, path: endpoint.path)
@@ -50,6 +51,6 @@ public final class HTTPHookTransport: HookTransport {
 
     /// Closes the calling loop's connections (at shutdown, on that loop).
     public func close(on executor: any LoopExecutor) {
-        if let loop = (executor as? any EventLoopBound)?.eventLoop { pools.close(on: loop) }
+        if let loop = executor.boundEventLoop { pools.close(on: loop) }
     }
 }

@@ -1,4 +1,5 @@
-public import TusHTTP1
+public import TusCore
+import TusHTTP1
 public import TusProtocol
 import Synchronization
 
@@ -138,7 +139,7 @@ public final class HookDispatcher: UploadEventHandler, @unchecked Sendable {
     }
 
     private func cachedAccess(_ key: String) -> EventVerdict? {
-        let now = Self.monotonicMilliseconds()
+        let now = MonotonicClock.milliseconds
         return accessCache.withLock { cache in
             guard let entry = cache[key], entry.expires > now else { return nil }
             return entry.verdict
@@ -146,7 +147,7 @@ public final class HookDispatcher: UploadEventHandler, @unchecked Sendable {
     }
 
     private func remember(_ key: String, _ verdict: EventVerdict) {
-        let expires = Self.monotonicMilliseconds() + configuration.accessCacheMilliseconds
+        let expires = MonotonicClock.milliseconds + configuration.accessCacheMilliseconds
         accessCache.withLock { cache in
             // Bounded: past 10,000 callers × uploads, start over rather than grow.
             if cache.count >= 10_000 { cache.removeAll(keepingCapacity: true) }
@@ -234,11 +235,5 @@ public final class HookDispatcher: UploadEventHandler, @unchecked Sendable {
             // The next one may belong to another loop (a later request on another connection).
             if let next { next.executor.execute { [self] in deliver(next) } }
         }
-    }
-
-    static func monotonicMilliseconds() -> UInt64 {
-        var spec = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &spec)
-        return UInt64(spec.tv_sec) * 1000 + UInt64(spec.tv_nsec) / 1_000_000
     }
 }

@@ -1,3 +1,4 @@
+public import TusCore
 public import TusHTTP1
 
 public struct HookFailure: Error, Sendable, CustomStringConvertible {

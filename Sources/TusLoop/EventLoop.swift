@@ -1,6 +1,7 @@
 internal import CLibuv
 import Glibc
 import Synchronization
+public import TusCore
 
 /// Created once per process; holds the loop `run()` is running on each thread.
 private let currentLoopKey: pthread_key_t = {
@@ -290,9 +291,34 @@ private func collectHandle(_ handle: UnsafeMutablePointer<uv_handle_t>?, _ conte
     context!.assumingMemoryBound(to: [UnsafeMutablePointer<uv_handle_t>].self).pointee.append(handle!)
 }
 
-/// Something that runs on one `EventLoop`: how a layer that was handed an executor (say, a store given the
-/// caller's `LoopExecutor`) finds the loop to issue its libuv requests on, without asking which loop the
-/// current thread happens to run.
-public protocol EventLoopBound: AnyObject {
-    var eventLoop: EventLoop { get }
+/// Held weakly: the executor keeps its loop alive, this map must not (an executor's entry lingers until the next
+/// `bind` after the executor is gone, and would otherwise keep a stopped loop's memory that long).
+private struct WeakEventLoop {
+    weak var loop: EventLoop?
+}
+
+extension EventLoop {
+    /// The loop behind each executor that runs its work on one (`bind(_:)`).
+    fileprivate static let executors = LoopLocal<WeakEventLoop>()
+
+    /// Makes this loop `executor.eventLoop`: called by an executor that runs its work here, once.
+    public func bind(_ executor: any LoopExecutor) {
+        Self.executors.set(WeakEventLoop(loop: self), on: executor)
+    }
+}
+
+extension LoopExecutor {
+    /// The loop a store or client issues its libuv requests on, named by the executor the caller passed: typed,
+    /// without asking what the executor is or which loop the current thread happens to run. Nil for an executor
+    /// that runs no libuv loop (a test's `ManualExecutor`).
+    public var boundEventLoop: EventLoop? { EventLoop.executors[self]?.loop }
+
+    /// `boundEventLoop` for the layers that cannot work without libuv (file, S3 and Redis stores): wiring one of
+    /// them to an executor without a loop is a bug.
+    public var eventLoop: EventLoop {
+        guard let loop = boundEventLoop else {
+            preconditionFailure("\(type(of: self)) runs no libuv loop; this store needs one (bind it with EventLoop.bind)")
+        }
+        return loop
+    }
 }

@@ -1,5 +1,6 @@
 internal import CLibuv
 import Glibc
+import TusCore
 
 /// What the owner of a listener hears about running out of descriptors: once when an episode starts, once when
 /// it ends, never per failed accept.
@@ -40,12 +41,11 @@ public final class TCPListener: LoopOwnedHandle {
     private var reserveDescriptor: Int32 = -1
     private var isPolling = false
     private var retryTimer: Timer?
-    private var pause: (since: UInt64, backoff: UInt64, dropped: Int)?
+    private var pause: (since: UInt64, failures: Int, dropped: Int)?
 
-    /// Back-off bounds of the retries while descriptors are exhausted: short enough that a freed descriptor is
-    /// used soon, long enough that a server stuck at its limit spends next to no CPU on retrying.
-    static let firstRetryMilliseconds: UInt64 = 50
-    static let maximumRetryMilliseconds: UInt64 = 1_000
+    /// Retries while descriptors are exhausted: soon enough that a freed descriptor is used soon, rare enough
+    /// that a server stuck at its limit spends next to no CPU on retrying.
+    static let retryBackoff = Backoff(initialMilliseconds: 50, maximumMilliseconds: 1_000)
     /// Accepts per readiness callback; the socket stays readable (level-triggered), so the rest come on the next
     /// iteration, after the loop has served its connections' reads and closes.
     static let acceptsPerWakeup = 128
@@ -186,14 +186,13 @@ public final class TCPListener: LoopOwnedHandle {
         stopPolling()
         let dropped = dropWaitingConnections()
         let now = loop.nowMilliseconds
-        var backoff = Self.firstRetryMilliseconds
         if let previous = pause {
-            backoff = min(previous.backoff * 2, Self.maximumRetryMilliseconds)
-            pause = (previous.since, backoff, previous.dropped + dropped)
+            pause = (previous.since, previous.failures + 1, previous.dropped + dropped)
         } else {
-            pause = (now, backoff, dropped)
+            pause = (now, 1, dropped)
             onPause?(.began(error))
         }
+        let backoff = Self.retryBackoff.delay(afterFailures: pause!.failures)
         let timer = retryTimer ?? Timer(loop: loop)
         retryTimer = timer
         timer.start(afterMilliseconds: backoff) { [unowned self] in

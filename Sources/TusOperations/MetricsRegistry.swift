@@ -1,4 +1,5 @@
-public import TusHTTP1
+public import TusCore
+import TusHTTP1
 public import TusProtocol
 import Synchronization
 
@@ -19,11 +20,10 @@ final class LoopMetrics {
 /// The server's metrics: per-loop counters, an `UploadEventHandler` that counts what the tus handler reports,
 /// and the Prometheus rendering of their sum.
 ///
-/// Finding the current loop's counters costs one `pthread_getspecific`: each loop thread gets its own
-/// `LoopMetrics` the first time it records something, and registers it once (the only lock, once per thread).
+/// Each loop gets its own `LoopMetrics` (a `LoopLocal`, keyed by its executor) the first time it records
+/// something; finding it again on that loop takes no lock.
 public final class MetricsRegistry: UploadEventHandler, @unchecked Sendable {
-    private var key = pthread_key_t()
-    private let registered = Mutex<[LoopBox<LoopMetrics>]>([])
+    private let registered = LoopLocal<LoopMetrics>()
     /// Read at scrape time (open connections live in the HTTP server).
     private let connectionsOpen: @Sendable () -> Int
     /// How long a scrape waits for a busy loop before answering without it.
@@ -32,19 +32,11 @@ public final class MetricsRegistry: UploadEventHandler, @unchecked Sendable {
     public init(scrapeTimeoutMilliseconds: UInt64 = 2000, connectionsOpen: @escaping @Sendable () -> Int = { 0 }) {
         self.connectionsOpen = connectionsOpen
         self.scrapeTimeoutMilliseconds = scrapeTimeoutMilliseconds
-        pthread_key_create(&key, nil)
     }
 
-    deinit { pthread_key_delete(key) }
-
-    /// This thread's counters; `executor` must be the loop the caller runs on.
+    /// The counters of `executor`'s loop; the caller runs on that loop.
     func loop(_ executor: any LoopExecutor) -> LoopMetrics {
-        if let raw = pthread_getspecific(key) { return Unmanaged<LoopMetrics>.fromOpaque(raw).takeUnretainedValue() }
-        let metrics = LoopMetrics(executor: executor)
-        // The registry's list keeps it alive; the thread slot only points at it.
-        registered.withLock { $0.append(LoopBox(metrics)) }
-        pthread_setspecific(key, Unmanaged.passUnretained(metrics).toOpaque())
-        return metrics
+        registered.value(on: executor) { LoopMetrics(executor: executor) }
     }
 
     // MARK: Recording (loop thread)
@@ -93,7 +85,7 @@ public final class MetricsRegistry: UploadEventHandler, @unchecked Sendable {
     /// Collects every loop's counters, each copied on its own loop, and renders the sum on `executor`
     /// (the scraping request's loop). A loop that does not answer within the scrape timeout is left out.
     public func scrape(on executor: any LoopExecutor, completion: @escaping (String) -> Void) {
-        let loops = registered.withLock { $0 }
+        let loops = registered.values.map(LoopBox.init)
         let collector = ScrapeCollector(expected: loops.count, completion: completion, render: render)
         let collectorBox = LoopBox(collector)
         for box in loops {

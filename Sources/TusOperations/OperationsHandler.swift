@@ -1,3 +1,4 @@
+import TusCore
 public import TusHTTP1
 import TusProtocol
 
@@ -101,7 +102,7 @@ final class ObservedExchange: HTTPExchange {
         self.requestID = requestID
         self.metrics = metrics
         self.method = method
-        self.started = metrics == nil ? 0 : Self.monotonicNanoseconds()
+        self.started = metrics == nil ? 0 : MonotonicClock.nanoseconds
     }
 
     var executor: any LoopExecutor { inner.executor }
@@ -126,15 +127,9 @@ final class ObservedExchange: HTTPExchange {
         var response = response
         response.headers.set(RequestID.headerName, requestID)
         if let metrics {
-            let seconds = Double(Self.monotonicNanoseconds() &- started) / 1e9
+            let seconds = Double(MonotonicClock.nanoseconds &- started) / 1e9
             metrics.recordRequest(method, seconds: seconds, on: inner.executor)
         }
         return response
-    }
-
-    static func monotonicNanoseconds() -> UInt64 {
-        var spec = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &spec)
-        return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
     }
 }

@@ -1,4 +1,5 @@
-public import TusHTTP1
+public import TusCore
+import TusHTTP1
 
 /// One thing `/readyz` checks: a store the server cannot work without. `check` runs on the scraping
 /// request's loop and must complete exactly once there, with nil (fine) or what is wrong.

@@ -1,3 +1,4 @@
+import TusCore
 import TusHTTP1
 
 /// Free and total bytes of the file system that holds the uploads.
@@ -19,7 +20,7 @@ public enum FreeSpaceRequirement: Sendable, Equatable {
     /// Percent of the file system's size, 0...100.
     case percent(Double)
 
-    /// "0" (nil: no check), "500M", "10G", "1048576", "5%". Suffixes K, M, G, T are powers of 1024.
+    /// "0" (nil: no check), "500M", "10G", "1048576", "5%". Sizes as every size flag takes them (`ByteCount`).
     public init?(parsing text: String) {
         let trimmed = text.trimmingOWS()
         if trimmed.hasSuffix("%") {
@@ -27,16 +28,8 @@ public enum FreeSpaceRequirement: Sendable, Equatable {
             self = .percent(value)
             return
         }
-        var digits = Substring(trimmed)
-        var multiplier: Int64 = 1
-        if let last = digits.last?.uppercased(), let power = ["K", "M", "G", "T"].firstIndex(of: last) {
-            multiplier = Int64(1) << (10 * (power + 1))
-            digits = digits.dropLast()
-        }
-        guard let value = DecimalInteger.parse(digits.utf8) else { return nil }
-        let (bytes, overflow) = value.multipliedReportingOverflow(by: multiplier)
-        guard !overflow else { return nil }
-        self = .bytes(bytes)
+        guard let size = try? ByteCount(parsing: text) else { return nil }
+        self = .bytes(size.bytes)
     }
 
     public func isMet(by space: DiskSpace) -> Bool {

@@ -1,4 +1,5 @@
-public import TusHTTP1
+public import TusCore
+import TusHTTP1
 
 extension TusHandler {
     /// What a request that finished an upload answers instead of its success when pre-finish did not accept: a hook

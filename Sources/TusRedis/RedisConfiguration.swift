@@ -1,3 +1,4 @@
+public import TusCore
 public import TusCrypto
 
 /// TLS to Redis (`rediss://`): which CA to trust and, for a Redis with `tls-auth-clients yes`, the client
@@ -50,6 +51,9 @@ public struct RedisConfiguration: Sendable, Equatable {
     /// and starts over once a reply arrives.
     public var reconnectInitialDelayMilliseconds: UInt64 = 100
     public var reconnectMaxDelayMilliseconds: UInt64 = 2000
+    public var reconnectBackoff: Backoff {
+        Backoff(initialMilliseconds: reconnectInitialDelayMilliseconds, maximumMilliseconds: reconnectMaxDelayMilliseconds)
+    }
     /// How often an idle subscriber connection sends `PING`: a subscription otherwise never notices that a
     /// silent Redis (paused, or cut off without a reset) stopped delivering messages.
     public var subscriberPingIntervalMilliseconds: UInt64 = 1000

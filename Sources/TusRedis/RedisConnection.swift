@@ -111,7 +111,7 @@ final class RedisConnection: SecureStreamDelegate {
     private var flushTimer: TusLoop.Timer?
     private var isFlushScheduled = false
     private var reconnectTimer: TusLoop.Timer?
-    private var reconnectDelay: UInt64
+    private var reconnectFailures = 0
     private var isDown = false
     private var hasRepliedSinceConnect = false
     private var lastReadAt: UInt64 = 0
@@ -147,7 +147,6 @@ final class RedisConnection: SecureStreamDelegate {
         self.tls = tls
         self.outageLog = outageLog
         decoder = RESPDecoder(limits: configuration.decoderLimits)
-        reconnectDelay = configuration.reconnectInitialDelayMilliseconds
     }
 
     deinit {
@@ -394,8 +393,8 @@ final class RedisConnection: SecureStreamDelegate {
             outageLog.connectionWentDown(reason: reason)
         }
         deadlineTimer?.stop()
-        let delay = reconnectDelay
-        reconnectDelay = min(reconnectDelay * 2, configuration.reconnectMaxDelayMilliseconds)
+        reconnectFailures += 1
+        let delay = configuration.reconnectBackoff.delay(afterFailures: reconnectFailures)
         if reconnectTimer == nil { reconnectTimer = TusLoop.Timer(loop: loop) }
         reconnectTimer!.start(afterMilliseconds: delay) { [self] in
             guard case .backingOff = state else { return }
@@ -539,7 +538,7 @@ final class RedisConnection: SecureStreamDelegate {
         }
         if !hasRepliedSinceConnect {
             hasRepliedSinceConnect = true
-            reconnectDelay = configuration.reconnectInitialDelayMilliseconds
+            reconnectFailures = 0
             if isDown {
                 isDown = false
                 outageLog.connectionCameBack()
@@ -582,7 +581,7 @@ final class RedisConnection: SecureStreamDelegate {
             return
         }
         reconnectTimer?.stop()
-        reconnectDelay = configuration.reconnectInitialDelayMilliseconds
+        reconnectFailures = 0
         connect()
     }
 

@@ -1,9 +1,8 @@
-public import TusHTTP1
+public import TusCore
 import TusCrypto
 import TusLoop
 public import TusProtocol
 public import TusRedis
-import TusStore
 import Synchronization
 
 /// Upload locks shared by every instance of a cluster: a lease in Redis (`SET lock token NX PX lease`), renewed

@@ -1,8 +1,7 @@
-public import TusHTTP1
+public import TusCore
 import TusLoop
 public import TusProtocol
 public import TusRedis
-import TusStore
 
 /// Upload records in Redis, shared by every tus-server instance started with the same `--redis` (one cluster).
 ///
@@ -22,7 +21,7 @@ import TusStore
 /// Failures: a Redis that cannot be reached or answers too slowly (the client's command timeout) fails the call
 /// with `.unavailable`, which clients see as `503` with `Retry-After`. Nothing is guessed from a local copy.
 ///
-/// Threading: calls run on the executor's loop (which must be `EventLoopBound`); the client keeps one pipelined
+/// Threading: calls run on the executor's loop (`LoopExecutor.eventLoop`); the client keeps one pipelined
 /// connection per loop, and completions come back on that loop.
 public final class RedisStateStore: UploadStateStore {
     public let client: RedisClient

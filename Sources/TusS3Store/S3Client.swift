@@ -1,5 +1,6 @@
 public import TusClient
 import TusCrypto
+import TusCore
 public import TusHTTP1
 public import TusLoop
 

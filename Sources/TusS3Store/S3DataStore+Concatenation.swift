@@ -1,6 +1,6 @@
 import TusClient
 import TusCrypto
-public import TusHTTP1
+public import TusCore
 import TusLoop
 public import TusProtocol
 

@@ -1,4 +1,4 @@
-public import TusHTTP1
+public import TusCore
 import TusLoop
 public import TusProtocol
 import TusClient
@@ -168,10 +168,7 @@ public final class S3DataStore: TruncatingUploadDataStore, ReadableUploadDataSto
     // MARK: Helpers shared with the writer and reader
 
     func loop(of executor: any LoopExecutor) -> EventLoop {
-        guard let bound = executor as? any EventLoopBound else {
-            preconditionFailure("the S3 store needs an executor backed by a TusLoop EventLoop, got \(type(of: executor))")
-        }
-        return bound.eventLoop
+        executor.eventLoop
     }
 
     func storeError(_ error: S3Error, _ what: String) -> StoreError {

@@ -1,5 +1,5 @@
 import TusClient
-import TusHTTP1
+import TusCore
 import TusLoop
 import TusProtocol
 

@@ -1,8 +1,7 @@
 import FoundationEssentials
-public import TusHTTP1
+public import TusCore
 import TusLoop
 public import TusProtocol
-import TusStore
 
 #if canImport(Glibc)
     import Glibc
@@ -66,10 +65,7 @@ public final class S3StateStore: UploadStateStore {
     }
 
     private func loop(of executor: any LoopExecutor) -> EventLoop {
-        guard let bound = executor as? any EventLoopBound else {
-            preconditionFailure("the S3 store needs an executor backed by a TusLoop EventLoop")
-        }
-        return bound.eventLoop
+        executor.eventLoop
     }
 
     private func fetch(_ id: String, on loop: EventLoop, _ completion: @escaping (Result<Stored, StoreError>) -> Void) {

@@ -1,4 +1,4 @@
-import TusHTTP1
+import TusCore
 import TusLoop
 import TusProtocol
 

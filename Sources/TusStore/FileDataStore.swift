@@ -1,5 +1,5 @@
-public import TusHTTP1
-public import TusLoop
+public import TusCore
+import TusLoop
 public import TusProtocol
 import Synchronization
 

@@ -1,6 +1,5 @@
 import Glibc
-public import TusHTTP1
-public import TusLoop
+import TusLoop
 
 /// What the file state and data stores share about their directory.
 enum FileDirectory {
@@ -106,16 +105,6 @@ final class DirectorySyncGroup: @unchecked Sendable {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return runs
-    }
-}
-
-extension LoopExecutor {
-    /// The loop a store issues its libuv requests on: the caller's, named by the executor it passed.
-    public var eventLoop: EventLoop {
-        guard let bound = self as? any EventLoopBound else {
-            preconditionFailure("file stores need an executor backed by a TusLoop EventLoop, got \(type(of: self))")
-        }
-        return bound.eventLoop
     }
 }
 

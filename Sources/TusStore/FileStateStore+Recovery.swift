@@ -1,5 +1,5 @@
 import FoundationEssentials
-import TusHTTP1
+import TusCore
 import TusProtocol
 import TusLoop
 

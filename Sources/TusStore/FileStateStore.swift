@@ -1,6 +1,6 @@
 import Synchronization
-public import TusHTTP1
-public import TusLoop
+public import TusCore
+import TusLoop
 public import TusProtocol
 
 /// Upload records as files: `<id>.info` (format: `UploadRecord`) next to the data file `<id>` that a
@@ -25,7 +25,7 @@ public import TusProtocol
 /// `.everyWrite`): recovery finds it again in the data file.
 ///
 /// Threading: record writes run as libuv threadpool requests of the executor's loop (which must be
-/// `EventLoopBound`), so completions come back on the caller's thread.
+/// `LoopExecutor.eventLoop`), so completions come back on the caller's thread.
 ///
 /// Concurrency between requests is the handler's (the upload lock); a record is rewritten by one operation
 /// at a time per upload, which is what makes the fixed `<id>.info.tmp` name safe. A new upload's first record

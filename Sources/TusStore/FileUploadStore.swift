@@ -1,4 +1,3 @@
-public import TusHTTP1
 public import TusProtocol
 
 /// The embedded default: records and data as files in one directory (`<id>.info` + `<id>`), restart-safe.

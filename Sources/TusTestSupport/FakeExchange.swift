@@ -1,3 +1,4 @@
+public import TusCore
 public import TusHTTP1
 
 /// An `HTTPExchange` without a connection, for driving `HTTPRequestHandler`s in tests.

@@ -1,4 +1,5 @@
-public import TusHTTP1
+public import TusCore
+import TusHTTP1
 import Synchronization
 
 /// A `LoopExecutor` driven by the test: `execute` queues work until `runPending()`, and `schedule` uses

@@ -1,5 +1,6 @@
 import TusClient
 import Glibc
+import TusCore
 
 /// A progress bar on a terminal (redrawn at most 10 times a second), plain lines (at most one a second)
 /// otherwise. Called from the client's loop thread and the main thread; a mutex keeps lines whole.
@@ -7,7 +8,7 @@ final class ProgressMeter: @unchecked Sendable {
     private let isTerminal: Bool
     private let isQuiet: Bool
     private var mutex = pthread_mutex_t()
-    private var startTime = ProgressMeter.now()
+    private var startTime = MonotonicClock.seconds
     private var startOffset: Int64?
     private var lastDraw = 0.0
     private var lastProgress = UploadProgress(offset: 0, total: 0)
@@ -19,22 +20,16 @@ final class ProgressMeter: @unchecked Sendable {
         pthread_mutex_init(&mutex, nil)
     }
 
-    static func now() -> Double {
-        var spec = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &spec)
-        return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
-    }
-
     func update(_ progress: UploadProgress) {
         guard !isQuiet else { return }
         pthread_mutex_lock(&mutex)
         defer { pthread_mutex_unlock(&mutex) }
         if startOffset == nil {
             startOffset = progress.offset
-            startTime = Self.now()
+            startTime = MonotonicClock.seconds
         }
         lastProgress = progress
-        let now = Self.now()
+        let now = MonotonicClock.seconds
         let interval = isTerminal ? 0.1 : 1.0
         guard now - lastDraw >= interval || progress.offset >= progress.total else { return }
         lastDraw = now

@@ -1,6 +1,7 @@
 import ArgumentParser
 import TusClient
 import TusCrypto
+import TusCore
 import TusHTTP1
 import Glibc
 
@@ -93,21 +94,12 @@ func parseURL(_ text: String) throws -> TusURL {
     try TusURL(string: text)
 }
 
-/// "1048576", "64K", "5M", "1G" (binary multiples).
+/// "1048576", "64K", "5M", "1G", "8MiB" (binary multiples; TusCore's `ByteCount`, as every size flag).
 func parseSize(_ text: String, option: String) throws -> Int64 {
-    var lower = text.lowercased()
-    if lower.hasSuffix("ib") { lower.removeLast(2) } else if lower.hasSuffix("b") { lower.removeLast() }
-    let multipliers: [Character: Int64] = ["k": 1 << 10, "m": 1 << 20, "g": 1 << 30]
-    var digits = Substring(lower)
-    var multiplier: Int64 = 1
-    if let last = digits.last, let value = multipliers[last] {
-        multiplier = value
-        digits = digits.dropLast()
-    }
-    guard let number = Int64(digits), number > 0 else {
+    guard let size = try? ByteCount(parsing: text), size.bytes > 0 else {
         throw TusClientError.usage("bad \(option) '\(text)': expected a positive size like 1048576, 64K or 5M")
     }
-    return number * multiplier
+    return size.bytes
 }
 
 func parseMetadata(_ pairs: [String]) throws -> [(key: String, value: String)] {

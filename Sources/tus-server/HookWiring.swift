@@ -1,5 +1,6 @@
 import Logging
 import TusClient
+import TusCore
 import TusHTTP1
 import TusHooks
 import TusOperations
@@ -54,13 +55,9 @@ struct HookWiring {
     }
 }
 
-/// "1s", "500ms", "2.5s" or bare seconds (tusd takes Go durations).
+/// "1s", "500ms", "2.5s" or bare seconds (TusCore's `Duration(parsing:)`; tusd takes Go durations).
 func parseDuration(_ text: String) throws -> UInt64 {
-    let trimmed = text.trimmingCharacters(in: " ")
-    if trimmed.hasSuffix("ms"), let value = Double(trimmed.dropLast(2)) { return UInt64(max(0, value)) }
-    if trimmed.hasSuffix("s"), let value = Double(trimmed.dropLast()) { return UInt64(max(0, value) * 1000) }
-    if let value = Double(trimmed) { return UInt64(max(0, value) * 1000) }
-    throw HookFlagError("not a duration: \(text) (use 1s or 500ms)")
+    do { return try Duration(parsing: text).wholeMilliseconds } catch { throw HookFlagError("--hooks-http-backoff: \(error)") }
 }
 
 struct HookFlagError: Error, CustomStringConvertible {

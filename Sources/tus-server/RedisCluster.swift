@@ -1,4 +1,5 @@
 import Logging
+import TusCore
 import TusHTTP1
 import TusLoop
 import TusProtocol

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Logging
 import TusCrypto
+import TusCore
 import TusHTTP1
 import TusLoop
 import TusProtocol
@@ -51,7 +52,7 @@ struct S3Backend: Sendable {
     /// Each loop closes its idle S3 connections (and its Redis connections with --redis) before it ends.
     var closeConnections: @Sendable (any LoopExecutor, @escaping () -> Void) -> Void {
         { [client, cluster] executor, done in
-            if let bound = executor as? any EventLoopBound { client.shutdown(on: bound.eventLoop) }
+            if let loop = executor.boundEventLoop { client.shutdown(on: loop) }
             if let cluster { cluster.closeConnections(executor, done) } else { done() }
         }
     }

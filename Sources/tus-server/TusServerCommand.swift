@@ -6,6 +6,7 @@ import Glibc
 #endif
 public import Logging
 import TusCrypto
+import TusCore
 import TusHTTP1
 import TusHTTPServer
 import TusHooks
@@ -49,7 +50,7 @@ struct TusServerCommand: ParsableCommand {
     @Option(name: .customLong("s3-prefix"), help: "--store s3: prefix of every object key (P<id>, P<id>.info, P<id>.part.N).")
     var s3Prefix = ""
 
-    @Option(name: .customLong("s3-part-size"), help: "--store s3: bytes per multipart part, at least 5 MiB (5242880); uploads are limited to 10,000 parts.")
+    @Option(name: .customLong("s3-part-size"), help: "--store s3: bytes per multipart part (suffix K, M, G = powers of 1024), at least 5 MiB (5242880 or 5M); uploads are limited to 10,000 parts.", transform: parseByteCount)
     var s3PartSize: Int64 = 8 << 20
 
     @Option(name: .customLong("s3-concurrency"), help: "--store s3: part uploads in flight per upload.")
@@ -67,7 +68,7 @@ struct TusServerCommand: ParsableCommand {
     @Option(help: "Event loops (threads) serving the port; default: the number of cores.")
     var loops: Int?
 
-    @Option(name: .customLong("max-size"), help: "Largest upload in bytes (Tus-Max-Size); 0 = unlimited.")
+    @Option(name: .customLong("max-size"), help: "Largest upload in bytes (Tus-Max-Size; suffix K, M, G, T = powers of 1024); 0 = unlimited.", transform: parseByteCount)
     var maxSize: Int64 = 0
 
     @Option(help: "Seconds an unfinished upload lives after its last PATCH; 0 = never expire.")
@@ -586,4 +587,9 @@ private func closeOutbound(
         guard let store else { return done() }
         store(executor, done)
     }
+}
+
+/// Size flags take what every size flag takes (TusCore's `ByteCount`: 1048576, 64K, 5M, 8MiB).
+func parseByteCount(_ text: String) throws -> Int64 {
+    do { return try ByteCount(parsing: text).bytes } catch { throw ValidationError("\(error)") }
 }

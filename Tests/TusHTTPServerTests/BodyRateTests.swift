@@ -1,4 +1,5 @@
 import Glibc
+import TusCore
 import TusHTTP1
 import TusHTTPServer
 import TusTestSupport
@@ -17,24 +18,18 @@ final class BodyRateTests: XCTestCase {
         }
     }
 
-    private func monotonicSeconds() -> Double {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
-    }
-
     func testTricklingBodyIsCutAndKeepsItsBytes() throws {
         let handler = EchoHandler()
         try withServer(handler, configure: rateLimited(1000)) { server in
             let client = try RawHTTPClient(port: server.port)
             client.send("PATCH /u HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
-            let started = monotonicSeconds()
+            let started = MonotonicClock.seconds
             // 10 bytes/s, far below 1000: one byte every 100 ms until the server gives up (or 5 s pass).
             for _ in 0..<50 where handler.stats.withLock({ $0.aborted.isEmpty }) {
                 guard client.send("x") else { break }
                 usleep(100_000)
             }
-            let elapsed = monotonicSeconds() - started
+            let elapsed = MonotonicClock.seconds - started
             XCTAssertEqual(handler.stats.withLock { $0.aborted }, [.timeout], "the sink hears a timeout")
             XCTAssertLessThan(elapsed, 3.0, "cut after about one window (1 s) plus a sweep (0.5 s)")
             let kept = handler.stats.withLock { $0.bodyBytes }

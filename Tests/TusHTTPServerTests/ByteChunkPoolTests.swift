@@ -1,4 +1,5 @@
 import Dispatch
+import TusCore
 import TusHTTP1
 @testable import TusHTTPServer
 import XCTest

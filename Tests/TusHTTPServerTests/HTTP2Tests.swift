@@ -1,5 +1,6 @@
 import Glibc
 import Synchronization
+import TusCore
 import TusHTTP1
 import TusHTTPServer
 import TusTestSupport

@@ -1,4 +1,5 @@
 import Synchronization
+import TusCore
 import TusHTTP1
 import TusHTTPServer
 import TusTestSupport

@@ -1,5 +1,6 @@
 import Synchronization
 import TusCrypto
+import TusCore
 import TusHTTP1
 import TusHTTPServer
 import TusTestSupport

@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import TusCrypto
+import TusCore
 import TusHTTP1
 import TusHTTPServer
 import XCTest

@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import TusCore
 import TusHTTP1
 import TusProtocol
 import TusTestSupport

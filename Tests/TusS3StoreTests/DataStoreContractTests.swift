@@ -1,5 +1,6 @@
 import Foundation
 import TusCrypto
+import TusCore
 import TusHTTP1
 import TusProtocol
 import TusS3Store

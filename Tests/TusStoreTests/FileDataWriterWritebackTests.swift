@@ -1,4 +1,5 @@
 import Foundation
+import TusCore
 import TusHTTP1
 import TusLoop
 import TusProtocol

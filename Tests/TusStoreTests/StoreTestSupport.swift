@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import TusCore
 import TusHTTP1
 import TusLoop
 import TusProtocol

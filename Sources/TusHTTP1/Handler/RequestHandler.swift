@@ -1,3 +1,4 @@
+public import TusCore
 /// The contract between the connection (TusHTTPServer) and the application (TusProtocol).
 ///
 /// Threading: every call in either direction happens on the loop thread that owns the connection, except
@@ -75,24 +76,6 @@ public protocol HTTPBodySink: AnyObject {
     func bodyAborted(_ reason: BodyAbortReason)
 }
 
-/// Where body bytes may be written without passing through the connection's memory: an open file and the offset
-/// of the next body byte in it, for at most `maxCount` bytes.
-public struct DirectBodyTarget: Sendable, Equatable {
-    public var descriptor: Int32
-    public var offset: Int64
-    public var maxCount: Int64
-    /// The descriptor may also be read (pread), so bytes written through it can be read back, e.g. to hash a
-    /// checksummed body from the page cache.
-    public var isReadable: Bool
-
-    public init(descriptor: Int32, offset: Int64, maxCount: Int64, isReadable: Bool = false) {
-        self.descriptor = descriptor
-        self.offset = offset
-        self.maxCount = maxCount
-        self.isReadable = isReadable
-    }
-}
-
 /// A sink that can also take body bytes written straight into its file by the connection (splice(2), cleartext
 /// Content-Length bodies only). Progress then comes as counts instead of fragments, in body order, and the sink
 /// treats it exactly like fragments whose writes completed (offsets, progress, checkpoints, limits).
@@ -129,22 +112,5 @@ public protocol HTTPBodySource: AnyObject {
     /// a fragment, nil at the end, or an error (the connection is then closed).
     func next(maxLength: Int, completion: @escaping (Result<BodyFragment?, any Error>) -> Void)
     /// The connection went away; release resources (close files).
-    func cancel()
-}
-
-/// An event loop as the layers above the loop see it.
-public protocol LoopExecutor: AnyObject, Sendable {
-    /// Runs `work` on this loop. Safe from any thread.
-    func execute(_ work: @escaping @Sendable () -> Void)
-    /// Runs `work` on this loop after `milliseconds`. Loop thread only.
-    func schedule(afterMilliseconds milliseconds: UInt64, _ work: @escaping () -> Void) -> any Cancellable
-    /// Whether the caller is on this loop's thread.
-    var inLoop: Bool { get }
-    /// Runs CPU-heavy `work` off the loop (a worker thread), then `completion` back on this loop. Loop
-    /// thread only. `work` must not touch loop-confined state that the loop may use meanwhile.
-    func offload(_ work: @escaping @Sendable () -> Void, completion: @escaping () -> Void)
-}
-
-public protocol Cancellable: AnyObject {
     func cancel()
 }

@@ -1,4 +1,5 @@
 internal import CNghttp2
+import TusCore
 import TusHTTP1
 import TusLoop
 import TusTransport

@@ -1,3 +1,4 @@
+import TusCore
 import TusHTTP1
 
 /// One HTTP/2 stream: a request head being collected, then one `HTTPExchange`. Owned by its `HTTP2Connection`

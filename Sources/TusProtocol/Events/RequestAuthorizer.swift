@@ -1,3 +1,4 @@
+public import TusCore
 public import TusHTTP1
 
 /// What an authorizer learned about the caller.

@@ -1,3 +1,4 @@
+public import TusCore
 public import TusHTTP1
 
 /// The request behind an event, as hooks and authorizers see it (the shape of tusd's `HTTPRequest`).

@@ -1,4 +1,5 @@
-public import TusHTTP1
+public import TusCore
+import TusHTTP1
 
 /// Exclusive access to one upload, held by one request at a time (a PATCH, a DELETE, a creation-with-upload).
 public protocol UploadLock: AnyObject, Sendable {

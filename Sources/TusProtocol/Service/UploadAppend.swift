@@ -1,4 +1,5 @@
 import TusCrypto
+import TusCore
 import TusHTTP1
 
 /// The service's append engine: streams one body (an append, or the body of a creation) into the store and reports
@@ -72,7 +73,7 @@ final class UploadAppend: HTTPDirectBodySink {
     private let upload: UploadInfo
     /// Offset after the last completed write, for progress events.
     private var writtenOffset: Int64
-    private var lastProgressNanoseconds = UploadService.monotonicNanoseconds()
+    private var lastProgressNanoseconds = MonotonicClock.nanoseconds
     private var lastReportedOffset: Int64
 
     private var received: Int64 = 0
@@ -385,7 +386,7 @@ final class UploadAppend: HTTPDirectBodySink {
         // A checksummed request's bytes (header or trailer checksum) may still be rolled back: its progress is
         // reported once, at commit.
         guard digest == nil else { return }
-        let now = UploadService.monotonicNanoseconds()
+        let now = MonotonicClock.nanoseconds
         guard now &- lastProgressNanoseconds >= service.configuration.progressIntervalMilliseconds * 1_000_000 else {
             return
         }

@@ -1,4 +1,5 @@
 import TusCrypto
+import TusCore
 import TusHTTP1
 
 /// concatenation and concatenation-unfinished.

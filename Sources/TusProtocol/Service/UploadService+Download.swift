@@ -1,3 +1,4 @@
+import TusCore
 public import TusHTTP1
 
 extension UploadService {

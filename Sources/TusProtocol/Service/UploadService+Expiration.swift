@@ -1,4 +1,5 @@
-public import TusHTTP1
+public import TusCore
+import TusHTTP1
 
 extension UploadService {
     /// Removes unfinished uploads whose expiry has passed (data and state; the store remembers them as gone,

@@ -1,3 +1,4 @@
+public import TusCore
 public import TusHTTP1
 
 #if canImport(Glibc)
@@ -174,7 +175,7 @@ public final class UploadService: Sendable {
         _ id: String, for caller: UploadCaller, onReleaseRequested: @escaping () -> Void,
         completion: @escaping (Result<any UploadLock, UploadServiceError>) -> Void
     ) {
-        let waitStarted = Self.monotonicNanoseconds()
+        let waitStarted = MonotonicClock.nanoseconds
         locker.lock(
             id: id, executor: caller.executor, timeoutMilliseconds: configuration.lockReleaseTimeoutMilliseconds,
             onReleaseRequested: onReleaseRequested
@@ -243,14 +244,8 @@ public final class UploadService: Sendable {
     }
 
     func measureLockWait(since started: UInt64, on executor: any LoopExecutor) {
-        let waited = Self.monotonicNanoseconds() &- started
+        let waited = MonotonicClock.nanoseconds &- started
         events.measure(.lockWait(nanoseconds: waited), on: executor)
-    }
-
-    static func monotonicNanoseconds() -> UInt64 {
-        var spec = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &spec)
-        return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
     }
 }
 

@@ -1,4 +1,5 @@
-public import TusHTTP1
+public import TusCore
+import TusHTTP1
 
 /// The `UploadStore` the handler talks to, composed of a state store (records) and a data store (bytes), like
 /// tusd's `StoreComposer`. It owns the orders that keep the two consistent:

@@ -1,4 +1,5 @@
-public import TusHTTP1
+public import TusCore
+import TusHTTP1
 
 /// Upload bytes: one append-only stream per upload id, replaceable (local files by default). Records are an
 /// `UploadStateStore`'s business; the data store never decides what the offset is.

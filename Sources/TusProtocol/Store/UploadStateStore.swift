@@ -1,4 +1,5 @@
-public import TusHTTP1
+public import TusCore
+import TusHTTP1
 
 /// How a state store wants to hear about bytes that landed during a non-discardable write.
 public enum UploadProgressPolicy: Sendable, Equatable {

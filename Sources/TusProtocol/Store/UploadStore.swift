@@ -1,4 +1,5 @@
-public import TusHTTP1
+public import TusCore
+import TusHTTP1
 
 /// What the server knows about one upload. Persisted by stores (hence `Codable`), and copied freely.
 public struct UploadInfo: Codable, Sendable, Equatable {

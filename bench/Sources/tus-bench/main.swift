@@ -9,6 +9,7 @@ import Glibc
 import Synchronization
 import TusClient
 import TusCrypto
+import TusCore
 import TusHTTP1
 import TusLoop
 
@@ -169,17 +170,9 @@ struct Options: Sendable {
     var extraHeaders: [(String, String)] = []
 }
 
-/// `1GiB`, `8M`, `4096`: powers of 1024.
+/// `1GiB`, `8M`, `4096`: powers of 1024 (TusCore's `ByteCount`, as every size flag).
 func size(_ text: String) throws -> Int64 {
-    let units: [(String, Int64)] = [
-        ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10),
-    ]
-    for (suffix, scale) in units where text.hasSuffix(suffix) {
-        guard let count = Int64(text.dropLast(suffix.count)), count >= 0 else { break }
-        return count * scale
-    }
-    guard let count = Int64(text), count >= 0 else { throw ValidationError("'\(text)' is not a size (e.g. 8MiB)") }
-    return count
+    do { return try ByteCount(parsing: text).bytes } catch { throw ValidationError("\(error)") }
 }
 
 func fail(_ message: String) -> Never {
@@ -213,11 +206,7 @@ struct Target: Sendable {
 
 // MARK: clocks and process accounting
 
-func now() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
+func now() -> Double { MonotonicClock.seconds }
 
 func ownCPUSeconds() -> Double {
     var usage = rusage()

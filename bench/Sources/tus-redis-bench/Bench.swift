@@ -1,4 +1,5 @@
 import Glibc
+import TusCore
 import TusLoop
 import TusRedis
 
@@ -50,7 +51,7 @@ private final class TestRun {
     var completed = 0
     var failures = 0
     var outstanding = 0
-    var start = timespec()
+    var start = 0.0
 
     init(
         test: String, client: RedisClient, loop: EventLoop, options: BenchOptions,
@@ -63,7 +64,7 @@ private final class TestRun {
         self.finished = finished
         // redis-benchmark's defaults: key "key:__rand_int__" (no -r) and a 3-byte value.
         command = test == "set" ? ["SET", "key:__rand_int__", "xxx"] : ["GET", "key:__rand_int__"]
-        clock_gettime(CLOCK_MONOTONIC, &start)
+        start = MonotonicClock.seconds
     }
 
     func sendBatch() {
@@ -81,9 +82,7 @@ private final class TestRun {
         outstanding -= 1
         guard outstanding == 0 else { return }
         if sent < options.requests { return sendBatch() }
-        var end = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &end)
-        let seconds = Double(end.tv_sec - start.tv_sec) + Double(end.tv_nsec - start.tv_nsec) / 1e9
+        let seconds = MonotonicClock.seconds - start
         print("\(test) \(Int(Double(completed) / seconds))")
         if failures > 0 { printError("\(test): \(failures) of \(completed) commands failed\n") }
         finished(failures)

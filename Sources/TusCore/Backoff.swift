@@ -1,10 +1,9 @@
 /// How long to wait before the next attempt, after `failures` failed ones: the one backoff rule of the outbound
-/// client (pool retries, S3 requests, hooks) and of the tus uploader, so that "how we back off" is written once.
+/// client (pool retries, S3 requests, hooks), the tus uploader, `TCPListener`'s accept pause and `RedisConnection`'s
+/// reconnects, so that "how we back off" is written once.
 ///
 /// `initialMilliseconds × growth^(failures - 1)`, capped at `maximumMilliseconds`; with `jitter` the wait is drawn
 /// from the upper half of that, so that many clients hit by one outage do not come back in lockstep.
-/// (`TCPListener`'s accept pause and `RedisConnection`'s reconnect double their waits in layers below TusClient
-/// and keep their own two lines.)
 public struct Backoff: Sendable, Equatable {
     public var initialMilliseconds: UInt64
     public var maximumMilliseconds: UInt64

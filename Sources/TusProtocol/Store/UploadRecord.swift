@@ -1,7 +1,7 @@
-public import TusProtocol
 import TusCrypto
 
-/// The `<id>.info` file: one JSON object. Created at its final name with `O_EXCL`; every later change is written
+/// The `<id>.info` file (and S3StateStore's `P<id>.info` object, so that neither store imports the other): one
+/// JSON object. Created at its final name with `O_EXCL`; every later change is written
 /// whole to `<id>.info.tmp` and renamed over `<id>.info`, so a reader (recovery) sees either the old record or the
 /// new one, never a mix.
 ///
@@ -130,7 +130,7 @@ public struct UploadRecord: Codable, Sendable, Equatable {
     }
 
     /// Whether the numbers make sense together; recovery quarantines records that fail this.
-    var isConsistent: Bool {
+    public var isConsistent: Bool {
         guard offset >= 0, createdAt >= 0 else { return false }
         if let length, length < 0 || offset > length { return false }
         if let pendingDiscardFrom, pendingDiscardFrom < 0 || pendingDiscardFrom > offset { return false }

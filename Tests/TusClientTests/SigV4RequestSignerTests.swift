@@ -5,30 +5,6 @@ import XCTest
 
 @testable import TusClient
 
-final class BackoffTests: XCTestCase {
-    func testConstantWaitsTheSameEveryTime() {
-        let backoff = Backoff.constant(250)
-        XCTAssertEqual((1...6).map { backoff.delay(afterFailures: $0) }, [250, 250, 250, 250, 250, 250])
-    }
-
-    func testExponentialDoublesUpToTheCap() {
-        let backoff = Backoff(initialMilliseconds: 500, maximumMilliseconds: 10_000)
-        XCTAssertEqual((1...7).map { backoff.delay(afterFailures: $0) }, [500, 1000, 2000, 4000, 8000, 10_000, 10_000])
-        XCTAssertEqual(backoff.delay(afterFailures: 10_000), 10_000, "no overflow after many failures")
-    }
-
-    func testJitterStaysInTheUpperHalf() {
-        let backoff = Backoff(initialMilliseconds: 100, maximumMilliseconds: 5_000, jitter: true)
-        var seen = Set<UInt64>()
-        for _ in 0..<200 {
-            let delay = backoff.delay(afterFailures: 3)
-            XCTAssert((200...400).contains(delay), "\(delay)")
-            seen.insert(delay)
-        }
-        XCTAssertGreaterThan(seen.count, 1, "jitter varies the wait")
-    }
-}
-
 final class SigV4RequestSignerTests: XCTestCase {
     /// The S3 "GET object" example of the S3 SigV4 documentation, signed through the pool's signer seam.
     func testS3GetObjectExample() {
