@@ -97,6 +97,7 @@ public final class RedisClient: Sendable {
         let parameters = [RedisArgument(keys.count)] + keys + arguments
         connections.send(["EVALSHA", RedisArgument(script.sha1)] + parameters) { result in
             if case .failure(.server(let message)) = result, message.hasPrefix("NOSCRIPT") {
+                connections.scriptResends += 1
                 connections.send(["EVAL", RedisArgument(script.source)] + parameters, completion)
             } else {
                 completion(result)
@@ -134,6 +135,14 @@ public final class RedisClient: Sendable {
                 confirm(result, receipt)
             }
         }
+    }
+
+    /// How many scripts `loop` has sent again as `EVAL` after a `NOSCRIPT` (a server whose script cache is empty:
+    /// restarted, or a replica just promoted). Such a resend leaves after any `WAIT` pipelined behind the
+    /// `EVALSHA`, so that `WAIT` does not cover it: a caller that compares this count before and after its change
+    /// knows it must wait once more.
+    public func scriptResendCount(on loop: EventLoop) -> Int {
+        connections(of: loop).scriptResends
     }
 
     /// `WAIT count timeout` on `loop`'s connection: the number of replicas that acknowledged every write sent from
@@ -266,6 +275,8 @@ private final class LoopConnections: @unchecked Sendable {
     /// The `+switch-master` subscription, on the first loop only.
     var sentinelWatch: RedisConnection?
     var isShutDown = false
+    /// `RedisClient.scriptResendCount(on:)`.
+    var scriptResends = 0
 
     init(loop: EventLoop, configuration: RedisConfiguration, tls: Result<TLSContext, TLSError>?, outageLog: OutageLog) {
         self.loop = loop

@@ -333,7 +333,10 @@ public final class RedisStateStore: UploadStateStore {
     // MARK: helpers
 
     /// Runs `change`, which must send its writes before it returns, then sends one `WAIT` behind them on the same
-    /// connection (pipelined: one round trip plus the replicas' acknowledgement). `completion` gets the change's
+    /// connection (pipelined: one round trip plus the replicas' acknowledgement), and one more after the change's
+    /// reply if a script of this loop was resent as `EVAL` meanwhile (`RedisClient.scriptResendCount(on:)`): a
+    /// promoted replica's script cache is empty, and the resend leaves behind the first `WAIT`, uncovered by it.
+    /// `completion` gets the change's
     /// result once both replies are in; a success that fewer than `minimumReplicas` replicas confirmed becomes
     /// `.unavailable`.
     private func acknowledged<Value>(
@@ -342,12 +345,27 @@ public final class RedisStateStore: UploadStateStore {
     ) {
         guard minimumReplicas > 0, !confirmsPerScript else { return change(completion) }
         let needed = minimumReplicas
+        let loop = executor.eventLoop
+        let resendsBefore = client.scriptResendCount(on: loop)
         var changed: Result<Value, StoreError>?
         var replicas: Result<Int, RedisError>?
-        let finish = {
-            guard let result = changed, let replicas else { return }
+        var hasWaitedAgain = false
+        func finish() {
+            guard let result = changed, let confirmed = replicas else { return }
             guard case .success = result else { return completion(result) }
-            switch replicas {
+            if case .success(let count) = confirmed, count >= needed, !hasWaitedAgain,
+                client.scriptResendCount(on: loop) != resendsBefore
+            {
+                // A script of this loop went out again as EVAL after a NOSCRIPT, behind the WAIT: maybe this
+                // change's. Once more, now that the change has been answered.
+                hasWaitedAgain = true
+                replicas = nil
+                return client.waitForReplicas(needed, on: loop) { reply in
+                    replicas = reply
+                    finish()
+                }
+            }
+            switch confirmed {
             case .failure(let error): completion(.failure(Self.storeError(error)))
             case .success(let count) where count < needed:
                 completion(.failure(.unavailable("redis: the change reached \(count) of \(needed) replicas in time")))
