@@ -311,7 +311,12 @@ def test_redis_restarted_empty(cluster, redis_server):
     assert streamed in (503, 404, 409, 400), f"the streaming PATCH ends without a 500 or a 204: {streamed}"
     for path in (idle, live):
         for server in (a, b, c):
+            # 503 until each of the instance's loops has reconnected (its backoff is at most 2 s), then 404.
+            deadline = time.monotonic() + 5
             response = request(server.port, "HEAD", path)
+            while response is not None and response.status == 503 and time.monotonic() < deadline:
+                time.sleep(0.1)
+                response = request(server.port, "HEAD", path)
             assert response is not None and response.status == 404, (path, response)
     assert a.data_file(idle).stat().st_size == 64 * KiB, "the idle upload's bytes are kept"
     assert a.data_file(live).exists(), "the streaming upload's data file is kept"

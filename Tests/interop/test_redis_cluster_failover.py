@@ -231,6 +231,11 @@ def test_one_master_restarted_empty(masters_only, instances):
     assert not [s for s in statuses if s[1] >= 500 and s[1] != 503], statuses
     for path in paths:
         assert servers[0].data_file(path).stat().st_size == len(chunk), "no data file is deleted"
+        # 503 until each loop of the instance has reconnected to the restarted master (backoff at most 2 s).
+        deadline = time.monotonic() + 5
         response = patch(servers[2].port, path, len(chunk), chunk)
+        while response is not None and response.status == 503 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            response = patch(servers[2].port, path, len(chunk), chunk)
         assert response is not None
         assert response.status == (404 if path in on_victim else 204), (path, response)
