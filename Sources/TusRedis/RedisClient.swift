@@ -40,7 +40,8 @@ import Glibc
 /// (`ClusterRouter`); a command goes to the master of its first key's slot, following `MOVED` and `ASK`, so
 /// the keys of one command or script must share a slot (a hash tag). Subscriptions are sharded
 /// (`SSUBSCRIBE`, one subscriber connection per master that serves a channel); `publish` uses `SPUBLISH`.
-/// `waitForReplicas` is not offered there (it fails with `.server`): `WAIT` counts one node's replicas only.
+/// `WAIT` counts one node's replicas for one socket only, so writes are confirmed per script there
+/// (`evaluate(_:keys:arguments:on:confirmedBy:_:)`), at the master that ran it.
 public final class RedisClient: Sendable {
     public let configuration: RedisConfiguration
     private let outageLog: OutageLog
@@ -96,6 +97,7 @@ public final class RedisClient: Sendable {
         let parameters = [RedisArgument(keys.count)] + keys + arguments
         connections.send(["EVALSHA", RedisArgument(script.sha1)] + parameters) { result in
             if case .failure(.server(let message)) = result, message.hasPrefix("NOSCRIPT") {
+                connections.scriptResends += 1
                 connections.send(["EVAL", RedisArgument(script.source)] + parameters, completion)
             } else {
                 completion(result)
@@ -103,11 +105,52 @@ public final class RedisClient: Sendable {
         }
     }
 
+    /// `evaluate`, then `WAIT count` on the socket that ran the script, once its reply is in: `confirmed` gets
+    /// how many replicas have the script's writes (nil when the script failed). On Redis Cluster this is the way to
+    /// confirm a write, since each master counts its own replicas for each of its sockets; the `WAIT` waits
+    /// for the script's reply (one more round trip than the pipelined `waitForReplicas`) so that it goes to the
+    /// master that really ran it, after any `MOVED`, `ASK` or `NOSCRIPT`. A socket replaced in between fails the
+    /// confirmation with `.connectionLost`. Calls on one socket share one `WAIT` at a time.
+    public func evaluate(
+        _ script: RedisScript, keys: [RedisArgument], arguments: [RedisArgument], on loop: EventLoop,
+        confirmedBy replicas: Int,
+        _ completion: @escaping (Result<RESPValue, RedisError>, _ confirmed: Result<Int, RedisError>?) -> Void
+    ) {
+        let connections = connections(of: loop)
+        guard let router = connections.router else {
+            return evaluate(script, keys: keys, arguments: arguments, on: loop) { [self] result in
+                guard case .success = result else { return completion(result, nil) }
+                waitForReplicas(replicas, on: loop) { completion(result, $0) }
+            }
+        }
+        let parameters = [RedisArgument(keys.count)] + keys + arguments
+        let confirm: (Result<RESPValue, RedisError>, ClusterRouter.Receipt?) -> Void = { result, receipt in
+            guard case .success = result, let receipt else { return completion(result, nil) }
+            router.waitForReplicas(replicas, after: receipt) { completion(result, $0) }
+        }
+        router.sendForReceipt(["EVALSHA", RedisArgument(script.sha1)] + parameters) { result, receipt in
+            if case .failure(.server(let message)) = result, message.hasPrefix("NOSCRIPT") {
+                router.sendForReceipt(["EVAL", RedisArgument(script.source)] + parameters, confirm)
+            } else {
+                confirm(result, receipt)
+            }
+        }
+    }
+
+    /// How many scripts `loop` has sent again as `EVAL` after a `NOSCRIPT` (a server whose script cache is empty:
+    /// restarted, or a replica just promoted). Such a resend leaves after any `WAIT` pipelined behind the
+    /// `EVALSHA`, so that `WAIT` does not cover it: a caller that compares this count before and after its change
+    /// knows it must wait once more.
+    public func scriptResendCount(on loop: EventLoop) -> Int {
+        connections(of: loop).scriptResends
+    }
+
     /// `WAIT count timeout` on `loop`'s connection: the number of replicas that acknowledged every write sent from
     /// `loop` before this call (Redis counts per connection, and a loop's commands share one). At most one `WAIT`
     /// per loop is outstanding: calls made meanwhile share the next one, so a stalled replica costs each caller
     /// one `replicaTimeoutMilliseconds`, not one per caller queued ahead of it. While a `WAIT` blocks, Redis runs
     /// nothing else from this loop's connection: that is the price of acknowledging only what a failover keeps.
+    /// Not on Redis Cluster (it fails with `.server`): there, `evaluate(_:keys:arguments:on:confirmedBy:_:)`.
     public func waitForReplicas(
         _ count: Int, on loop: EventLoop, _ completion: @escaping (Result<Int, RedisError>) -> Void
     ) {
@@ -232,9 +275,8 @@ private final class LoopConnections: @unchecked Sendable {
     /// The `+switch-master` subscription, on the first loop only.
     var sentinelWatch: RedisConnection?
     var isShutDown = false
-    /// Callers of `waitForReplicas` for the next `WAIT`, and whether one is outstanding.
-    private var replicaWaiters: [(count: Int, completion: (Result<Int, RedisError>) -> Void)] = []
-    private var isWaitingForReplicas = false
+    /// `RedisClient.scriptResendCount(on:)`.
+    var scriptResends = 0
 
     init(loop: EventLoop, configuration: RedisConfiguration, tls: Result<TLSContext, TLSError>?, outageLog: OutageLog) {
         self.loop = loop
@@ -273,27 +315,6 @@ private final class LoopConnections: @unchecked Sendable {
     func waitForReplicas(
         _ count: Int, timeoutMilliseconds: UInt64, _ completion: @escaping (Result<Int, RedisError>) -> Void
     ) {
-        replicaWaiters.append((count, completion))
-        if !isWaitingForReplicas { sendWait(timeoutMilliseconds: timeoutMilliseconds) }
-    }
-
-    /// One `WAIT` for everyone who asked since the last one was sent: it covers their writes too, since they were
-    /// sent on this connection before it.
-    private func sendWait(timeoutMilliseconds: UInt64) {
-        let waiters = replicaWaiters
-        replicaWaiters = []
-        isWaitingForReplicas = true
-        let count = waiters.map(\.count).max() ?? 0
-        commands.send(["WAIT", RedisArgument(count), RedisArgument(String(timeoutMilliseconds))]) { [self] reply in
-            isWaitingForReplicas = false
-            let acknowledged = reply.flatMap { value -> Result<Int, RedisError> in
-                guard let replicas = value.integer else { return .failure(.server("unexpected WAIT reply: \(value)")) }
-                return .success(Int(replicas))
-            }
-            for waiter in waiters { waiter.completion(acknowledged) }
-            if !replicaWaiters.isEmpty && !isWaitingForReplicas {
-                sendWait(timeoutMilliseconds: timeoutMilliseconds)
-            }
-        }
+        commands.waitForReplicas(count, timeoutMilliseconds: timeoutMilliseconds, completion)
     }
 }

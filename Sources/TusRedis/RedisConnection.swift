@@ -125,12 +125,20 @@ final class RedisConnection: SecureStreamDelegate {
     private var handlers: [String: [(String, [UInt8]) -> Void]] = [:]
     private var confirmedChannels: Set<String> = []
     private var subscribeWaiters: [(channels: [String], completion: (Result<Void, RedisError>) -> Void)] = []
+    /// Callers of `waitForReplicas` for the next `WAIT` (with the generation their writes went out in), and
+    /// whether one is outstanding.
+    private var replicaWaiters: [(count: Int, generation: Int, completion: (Result<Int, RedisError>) -> Void)] = []
+    private var isWaitingForReplicas = false
+
     /// Redis Cluster: `SSUBSCRIBE` (sharded pub/sub, served by the master of the channel's slot) instead of
     /// `SUBSCRIBE`, whose messages every node of a cluster would have to relay.
     let isSharded: Bool
     /// A sharded channel this node no longer serves (its slot moved: Redis pushes `sunsubscribe`, or answers the
     /// subscription with `MOVED`), with its handlers, so that the cluster router subscribes it at the new owner.
     var onChannelRevoked: ((String, [(String, [UInt8]) -> Void]) -> Void)?
+    /// Called whenever the connection (or a connection attempt) fails: the cluster router then refreshes its slot
+    /// map, since a node that stopped answering may have been replaced by its replica.
+    var onDrop: (() -> Void)?
 
     /// `target` defaults to what `configuration` names: its sentinels' master, or its host and port.
     init(
@@ -193,6 +201,47 @@ final class RedisConnection: SecureStreamDelegate {
         flushTimer!.start(afterMilliseconds: 0) { [self] in
             isFlushScheduled = false
             flush()
+        }
+    }
+
+    /// Identifies the current socket (or connection attempt): a reply received now came over the socket this
+    /// names, and `waitForReplicas(_:timeoutMilliseconds:writtenIn:_:)` can later check that it is still the one.
+    var currentGeneration: Int { generation }
+
+    /// `WAIT count timeout`: how many replicas acknowledged every write sent on this socket before the call. At
+    /// most one `WAIT` is outstanding: callers that come meanwhile share the next one (it covers their writes too),
+    /// so a stalled replica costs each caller one `timeoutMilliseconds`, not one per caller queued ahead of it.
+    ///
+    /// Redis counts per socket, so a `WAIT` proves nothing about writes that went out on an earlier one: a caller
+    /// whose writes went out in `writtenIn` (default: now, for writes sent just before this call) fails with
+    /// `.connectionLost` if the connection was replaced before its `WAIT` could be sent.
+    func waitForReplicas(
+        _ count: Int, timeoutMilliseconds: UInt64, writtenIn writeGeneration: Int? = nil,
+        _ completion: @escaping (Result<Int, RedisError>) -> Void
+    ) {
+        replicaWaiters.append((count, writeGeneration ?? generation, completion))
+        if !isWaitingForReplicas { sendWait(timeoutMilliseconds: timeoutMilliseconds) }
+    }
+
+    private func sendWait(timeoutMilliseconds: UInt64) {
+        var waiters: [(count: Int, generation: Int, completion: (Result<Int, RedisError>) -> Void)] = []
+        var stale: [(Result<Int, RedisError>) -> Void] = []
+        for waiter in replicaWaiters {
+            if waiter.generation == generation { waiters.append(waiter) } else { stale.append(waiter.completion) }
+        }
+        replicaWaiters = []
+        for completion in stale { completion(.failure(.connectionLost)) }
+        guard !waiters.isEmpty else { return }
+        isWaitingForReplicas = true
+        let count = waiters.map(\.count).max() ?? 0
+        send(["WAIT", RedisArgument(count), RedisArgument(String(timeoutMilliseconds))]) { [self] reply in
+            isWaitingForReplicas = false
+            let acknowledged = reply.flatMap { value -> Result<Int, RedisError> in
+                guard let replicas = value.integer else { return .failure(.server("unexpected WAIT reply: \(value)")) }
+                return .success(Int(replicas))
+            }
+            for waiter in waiters { waiter.completion(acknowledged) }
+            if !replicaWaiters.isEmpty && !isWaitingForReplicas { sendWait(timeoutMilliseconds: timeoutMilliseconds) }
         }
     }
 
@@ -401,6 +450,7 @@ final class RedisConnection: SecureStreamDelegate {
             connect()
         }
         failEverythingWaiting(with: error)
+        onDrop?()
     }
 
     private func failEverythingWaiting(with error: RedisError) {

@@ -17,6 +17,11 @@ public import TusRedis
 /// replication is asynchronous, so without this a failover could promote a replica that never got an offset the
 /// client was told about, and HEAD would then report less than was acknowledged. Checkpoints during a PATCH are
 /// not waited for: nobody was told about them, and a lost one only makes a takeover rewrite a few bytes.
+/// On a single Redis or Sentinel one `WAIT` is pipelined behind the change's commands; on Redis Cluster, where
+/// each master counts its own replicas per socket, the record's script is confirmed by a `WAIT` at the master
+/// that ran it (`RedisClient.evaluate(_:keys:arguments:on:confirmedBy:_:)`), once its reply is in. The index
+/// entries and a partial's set of finals live on other slots there and are not waited for: they are advisory
+/// (the sweep re-reads records) or re-checked (a final whose partials' sets lost it still lists its parts).
 ///
 /// Failures: a Redis that cannot be reached or answers too slowly (the client's command timeout) fails the call
 /// with `.unavailable`, which clients see as `503` with `Retry-After`. Nothing is guessed from a local copy.
@@ -102,7 +107,10 @@ public final class RedisStateStore: UploadStateStore {
             case .success(let value): completion(.failure(Self.unexpected(value)))
             }
         }
-        run(RedisScripts.create, keys: [keys.info(info.id), keys.gone(info.id)], arguments: fields, on: executor) {
+        run(
+            RedisScripts.create, keys: [keys.info(info.id), keys.gone(info.id)], arguments: fields, confirmed: true,
+            on: executor
+        ) {
             reply in
             created = reply
             finish()
@@ -130,7 +138,7 @@ public final class RedisStateStore: UploadStateStore {
         acknowledged(on: executor, completion) { completion in
             run(
                 RedisScripts.declareLength, keys: [keys.info(id), keys.gone(id)],
-                arguments: [RedisArgument(String(length))], on: executor
+                arguments: [RedisArgument(String(length))], confirmed: true, on: executor
             ) { reply in
                 completion(Self.record(id: id, reply, statuses: ["set": .lengthAlreadySet, "below": .exceedsLength]))
             }
@@ -188,7 +196,7 @@ public final class RedisStateStore: UploadStateStore {
             guard leftInIndex else { return completion(advanced) }
             unindex(id, on: executor) { _ in completion(advanced) }
         }
-        advance(id: id, offset: offset, expiry: expiry, lock: lock, on: executor) { result in
+        advance(id: id, offset: offset, expiry: expiry, lock: lock, confirmed: true, on: executor) { result in
             advanced = result
             finish()
         }
@@ -202,7 +210,8 @@ public final class RedisStateStore: UploadStateStore {
     }
 
     private func advance(
-        id: String, offset: Int64, expiry: ExpiryUpdate, lock: any UploadLock, on executor: any LoopExecutor,
+        id: String, offset: Int64, expiry: ExpiryUpdate, lock: any UploadLock, confirmed: Bool = false,
+        on executor: any LoopExecutor,
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void
     ) {
         var arguments = [RedisArgument(lock.token), RedisArgument(String(offset))]
@@ -211,7 +220,10 @@ public final class RedisStateStore: UploadStateStore {
         case .set(nil): arguments += ["never", ""]
         case .set(let expiresAt?): arguments += ["set", RedisArgument(String(expiresAt))]
         }
-        run(RedisScripts.advance, keys: [keys.info(id), keys.gone(id), keys.lock(id)], arguments: arguments, on: executor) {
+        run(
+            RedisScripts.advance, keys: [keys.info(id), keys.gone(id), keys.lock(id)], arguments: arguments,
+            confirmed: confirmed, on: executor
+        ) {
             reply in
             completion(Self.record(id: id, reply, statuses: [:]))
         }
@@ -233,7 +245,8 @@ public final class RedisStateStore: UploadStateStore {
         let reasonText = reason == .terminated ? "terminated" : "expired"
         run(
             RedisScripts.remove, keys: [keys.info(id), keys.gone(id), keys.finals(id)],
-            arguments: [RedisArgument(reasonText), RedisArgument(String(goneMarkerMilliseconds))], on: executor
+            arguments: [RedisArgument(reasonText), RedisArgument(String(goneMarkerMilliseconds))], confirmed: true,
+            on: executor
         ) { [self] reply in
             switch reply {
             case .failure(let error): completion(.failure(error))
@@ -280,7 +293,7 @@ public final class RedisStateStore: UploadStateStore {
     ) {
         run(
             RedisScripts.completeFinal, keys: [keys.info(id), keys.gone(id)], arguments: [RedisArgument(String(length))],
-            on: executor
+            confirmed: true, on: executor
         ) { [self] reply in
             let completed = Self.record(id: id, reply, statuses: ["notfinal": .conflict])
             guard case .success = completed else { return completion(completed) }
@@ -319,21 +332,39 @@ public final class RedisStateStore: UploadStateStore {
     // MARK: helpers
 
     /// Runs `change`, which must send its writes before it returns, then sends one `WAIT` behind them on the same
-    /// connection (pipelined: one round trip plus the replicas' acknowledgement). `completion` gets the change's
+    /// connection (pipelined: one round trip plus the replicas' acknowledgement), and one more after the change's
+    /// reply if a script of this loop was resent as `EVAL` meanwhile (`RedisClient.scriptResendCount(on:)`): a
+    /// promoted replica's script cache is empty, and the resend leaves behind the first `WAIT`, uncovered by it.
+    /// `completion` gets the change's
     /// result once both replies are in; a success that fewer than `minimumReplicas` replicas confirmed becomes
     /// `.unavailable`.
     private func acknowledged<Value>(
         on executor: any LoopExecutor, _ completion: @escaping (Result<Value, StoreError>) -> Void,
         _ change: (@escaping (Result<Value, StoreError>) -> Void) -> Void
     ) {
-        guard minimumReplicas > 0 else { return change(completion) }
+        guard minimumReplicas > 0, !confirmsPerScript else { return change(completion) }
         let needed = minimumReplicas
+        let loop = executor.eventLoop
+        let resendsBefore = client.scriptResendCount(on: loop)
         var changed: Result<Value, StoreError>?
         var replicas: Result<Int, RedisError>?
-        let finish = {
-            guard let result = changed, let replicas else { return }
+        var hasWaitedAgain = false
+        func finish() {
+            guard let result = changed, let confirmed = replicas else { return }
             guard case .success = result else { return completion(result) }
-            switch replicas {
+            if case .success(let count) = confirmed, count >= needed, !hasWaitedAgain,
+                client.scriptResendCount(on: loop) != resendsBefore
+            {
+                // A script of this loop went out again as EVAL after a NOSCRIPT, behind the WAIT: maybe this
+                // change's. Once more, now that the change has been answered.
+                hasWaitedAgain = true
+                replicas = nil
+                return client.waitForReplicas(needed, on: loop) { reply in
+                    replicas = reply
+                    finish()
+                }
+            }
+            switch confirmed {
             case .failure(let error): completion(.failure(Self.storeError(error)))
             case .success(let count) where count < needed:
                 completion(.failure(.unavailable("redis: the change reached \(count) of \(needed) replicas in time")))
@@ -349,6 +380,9 @@ public final class RedisStateStore: UploadStateStore {
             finish()
         }
     }
+
+    /// Redis Cluster: `acknowledged` leaves the confirmation to the record's script (`run(confirmed: true)`).
+    private var confirmsPerScript: Bool { client.configuration.cluster != nil }
 
     private func index(_ id: String, expiresAt: Int64, on executor: any LoopExecutor, completion: @escaping (StoreError?) -> Void) {
         let index = RedisArgument(keys.expiryIndex(shard: keys.shard(of: id)))
@@ -367,10 +401,28 @@ public final class RedisStateStore: UploadStateStore {
         }
     }
 
+    /// `confirmed`: the script's change is one a client will be told about; on Redis Cluster with
+    /// `minimumReplicas` > 0 it succeeds only once that many replicas of its master have it.
     private func run(
-        _ script: RedisScript, keys: [String], arguments: [RedisArgument] = [], on executor: any LoopExecutor,
-        completion: @escaping (Result<RESPValue, StoreError>) -> Void
+        _ script: RedisScript, keys: [String], arguments: [RedisArgument] = [], confirmed: Bool = false,
+        on executor: any LoopExecutor, completion: @escaping (Result<RESPValue, StoreError>) -> Void
     ) {
+        if confirmed && confirmsPerScript && minimumReplicas > 0 {
+            let needed = minimumReplicas
+            return client.evaluate(
+                script, keys: keys.map { RedisArgument($0) }, arguments: arguments, on: executor.eventLoop,
+                confirmedBy: needed
+            ) { reply, replicas in
+                switch (reply, replicas) {
+                case (.failure(let error), _): completion(.failure(Self.storeError(error)))
+                case (.success, .failure(let error)?): completion(.failure(Self.storeError(error)))
+                case (.success, .success(let count)?) where count < needed:
+                    let reason = "redis: the change reached \(count) of \(needed) replicas in time"
+                    completion(.failure(.unavailable(reason)))
+                case (.success(let value), _): completion(.success(value))
+                }
+            }
+        }
         client.evaluate(script, keys: keys.map { RedisArgument($0) }, arguments: arguments, on: executor.eventLoop) {
             reply in
             completion(reply.mapError(Self.storeError))

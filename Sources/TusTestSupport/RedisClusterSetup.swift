@@ -1,7 +1,8 @@
 import Glibc
 
 /// Three cluster-enabled masters on 127.0.0.1 (each its own `RedisServerProcess`), joined by
-/// `redis-cli --cluster create ... --cluster-replicas 0`, ready when every node reports `cluster_state:ok`.
+/// `redis-cli --cluster create ... --cluster-replicas 0`, ready when every node reports `cluster_state:ok`; with
+/// `replicasPerMaster: 1`, six nodes (`--cluster-replicas 1`), ready once every replica's link is up too.
 /// `migrate(slot:to:)` moves one slot the way `redis-cli --cluster reshard` does, step by step, so a test can
 /// act between the steps (while the slot is MIGRATING/IMPORTING clients see `ASK`, afterwards `MOVED`).
 public final class RedisClusterSetup {
@@ -16,21 +17,25 @@ public final class RedisClusterSetup {
         }
     }
 
-    public init() throws {
+    public init(replicasPerMaster: Int = 0) throws {
         guard access("/usr/bin/redis-cli", X_OK) == 0 else { throw RedisServerProcess.StartError.notInstalled }
-        servers = try (0..<3).map { _ in
+        let nodeCount = 3 * (1 + replicasPerMaster)
+        servers = try (0..<nodeCount).map { _ in
             try RedisServerProcess(port: Self.nodePort(), extraArguments: [
                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
             ])
         }
         let status = Self.run(
             ["/usr/bin/redis-cli", "--cluster", "create"] + servers.map { "127.0.0.1:\($0.port)" }
-                + ["--cluster-replicas", "0", "--cluster-yes"])
+                + ["--cluster-replicas", String(replicasPerMaster), "--cluster-yes"])
         guard status == 0 else { throw SetupError.notReady("redis-cli --cluster create exited with \(status)") }
         for server in servers {
             guard RedisServerProcess.await("CLUSTER INFO\r\n", port: server.port, seconds: 15, until: {
-                $0.contains("cluster_state:ok") && $0.contains("cluster_known_nodes:3")
+                $0.contains("cluster_state:ok") && $0.contains("cluster_known_nodes:\(nodeCount)")
             }) else { throw SetupError.notReady("node \(server.port) does not see an ok cluster") }
+            guard RedisServerProcess.await("INFO replication\r\n", port: server.port, seconds: 15, until: {
+                $0.contains("role:master") || $0.contains("master_link_status:up")
+            }) else { throw SetupError.notReady("replica \(server.port) not in sync") }
         }
     }
 

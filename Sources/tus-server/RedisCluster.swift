@@ -54,7 +54,8 @@ struct RedisCluster: Sendable {
     }
 
     /// `--redis-min-replicas`, by default 1 with Sentinel: a deployment that has failover is one whose master can be
-    /// replaced by a replica, so an acknowledgement is only safe once a replica has the change. 0 without.
+    /// replaced by a replica, so an acknowledgement is only safe once a replica has the change. 0 without, and 0 on
+    /// Redis Cluster, which is as often run without replicas (where 1 would refuse every change) as with them.
     static func replicas(_ flag: Int?, _ configuration: RedisConfiguration) -> Int {
         flag ?? (configuration.sentinel == nil ? 0 : 1)
     }

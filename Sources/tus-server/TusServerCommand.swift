@@ -126,7 +126,7 @@ struct TusServerCommand: ParsableCommand {
     @Option(help: "redis://[:password@]HOST:PORT[/DB] or redis+sentinel://[:password@]HOST:PORT[,HOST:PORT...]/MASTER-NAME[/DB] or redis+cluster://[:password@]HOST:PORT[,HOST:PORT...] (Redis Cluster; seeds for the slot map) (rediss://, rediss+sentinel://, rediss+cluster:// for TLS): keep upload state and locks in Redis, shared by every instance started with the same --redis and the same data (one cluster). Data stays under --upload-dir (a shared file system). With Sentinel the master is found through the sentinels and followed across failovers.")
     var redis: String?
 
-    @Option(name: .customLong("redis-min-replicas"), help: "Replicas that must confirm a change (WAIT) before the client is told it is stored (201/204), so that a failover cannot lose it; 503 when fewer confirm within 1 s. Default: 1 with redis+sentinel://, 0 (the master's word is enough) with redis://.")
+    @Option(name: .customLong("redis-min-replicas"), help: "Replicas that must confirm a change (WAIT) before the client is told it is stored (201/204), so that a failover cannot lose it; 503 when fewer confirm within 1 s. Default: 1 with redis+sentinel://, 0 (the master's word is enough) with redis:// and redis+cluster:// (there, the replicas of the master that holds the upload).")
     var redisMinReplicas: Int?
 
     @Option(name: .customLong("redis-ca"), help: "With rediss://: PEM CA bundle to verify Redis's certificate (default: the system's CAs).")
@@ -239,10 +239,6 @@ struct TusServerCommand: ParsableCommand {
         if redis != nil && lockLease < 1 { throw ValidationError("--lock-lease must be at least 1 second") }
         if let redisMinReplicas, redisMinReplicas < 0 {
             throw ValidationError("--redis-min-replicas must be 0 or more")
-        }
-        if let redisMinReplicas, redisMinReplicas > 0, redis?.contains("+cluster://") == true {
-            throw ValidationError(
-                "--redis-min-replicas is not supported with Redis Cluster (WAIT counts one node's replicas)")
         }
         if redisCA != nil || redisCertificate != nil || redisKey != nil {
             guard redis?.hasPrefix("rediss://") == true || redis?.hasPrefix("rediss+sentinel://") == true

@@ -80,6 +80,52 @@ final class RedisFailoverTests: XCTestCase {
         XCTAssertEqual(try unsafe.get().offset, 30, "with 0 replicas required the master's word is enough")
     }
 
+    /// A master whose script cache is empty (a promoted replica, a restart) answers the change's `EVALSHA` with
+    /// `NOSCRIPT`, and the script goes out again as `EVAL` behind the `WAIT` already pipelined. That `WAIT` only
+    /// covers the writes before it, which the replica has: the change must be waited for once more. With the
+    /// replica paused, it is then refused (503) instead of acknowledged unreplicated.
+    func testAScriptResentAfterNOSCRIPTIsWaitedForAgain() throws {
+        let master = try RedisServerProcess()
+        let replica = try RedisServerProcess(extraArguments: ["--replicaof", "127.0.0.1", String(master.port)])
+        XCTAssertTrue(RedisServerProcess.await("INFO replication\r\n", port: replica.port, seconds: 10) {
+            $0.contains("master_link_status:up")
+        })
+        var configuration = RedisConfiguration(host: "127.0.0.1", port: master.port)
+        configuration.replicaTimeoutMilliseconds = 300
+        let store = RedisStateStore(client: client(configuration), keys: RedisKeys(prefix: "ack:"), minimumReplicas: 1)
+        let lock = StaticLock(token: "t")
+        setLock("n", token: "t", port: master.port)
+        let executor = driver.executor
+        XCTAssertEqual(driver.run { done in store.create(self.info("n"), on: executor, completion: done) }.failure, nil)
+        let moved = driver.run { done in
+            store.finishWrite(id: "n", offset: 10, expiry: .keep, lock: lock, on: executor, completion: done)
+        }
+        XCTAssertEqual(try moved.get().offset, 10, "acknowledged: the replica has every write so far")
+
+        XCTAssertEqual(RedisServerProcess.command("SCRIPT FLUSH\r\n", port: master.port), "+OK\r\n")
+        // The replica acknowledges everything so far (SCRIPT FLUSH included: it is replicated), so a WAIT for
+        // writes up to now returns 1 at once; only what comes after the pause is unreplicated.
+        XCTAssertTrue(RedisServerProcess.await("INFO replication\r\n", port: master.port, seconds: 10) { text in
+            let fields = text.split(whereSeparator: { $0.isNewline || $0 == "," || $0 == ":" })
+            guard let masterAt = fields.firstIndex(of: "master_repl_offset").map({ fields[$0 + 1] }),
+                let replicaAt = fields.first(where: { $0.hasPrefix("offset=") })?.dropFirst(7)
+            else { return false }
+            return masterAt == replicaAt
+        })
+        replica.pause()
+        defer { replica.resume() }
+        let resent = driver.run { done in
+            store.finishWrite(id: "n", offset: 20, expiry: .keep, lock: lock, on: executor, completion: done)
+        }
+        guard case .failure(.unavailable(let reason)) = resent else {
+            return XCTFail("expected 503 for a change the replica never got, got \(resent)")
+        }
+        XCTAssertTrue(reason.contains("0 of 1 replicas"), reason)
+        XCTAssertEqual(
+            RedisServerProcess.command("HGET ack:{n}:info offset\r\n", port: master.port), "$2\r\n20\r\n",
+            "the master ran the resent script")
+    }
+
     /// A lease granted by the old master that never reached the replica is gone after the failover: another
     /// writer gets the upload, the old holder's offset moves are refused by the token check in the scripts, and
     /// its renewal tells it to stop.

@@ -6,9 +6,9 @@ import XCTest
 /// Redis Cluster: slot arithmetic, and a real 3-master cluster (`RedisClusterSetup`) with a slot migrated under
 /// the client's feet.
 final class RedisClusterTests: XCTestCase {
-    private func makeSetup() throws -> RedisClusterSetup {
+    private func makeSetup(replicasPerMaster: Int = 0) throws -> RedisClusterSetup {
         do {
-            return try RedisClusterSetup()
+            return try RedisClusterSetup(replicasPerMaster: replicasPerMaster)
         } catch RedisServerProcess.StartError.notInstalled {
             throw XCTSkip("redis-server or redis-cli is not installed (scripts/bootstrap.sh installs them)")
         }
@@ -174,5 +174,68 @@ final class RedisClusterTests: XCTestCase {
         XCTAssertEqual(subscribed.map { (try? $0.get()) != nil }, true, "\(String(describing: subscribed))")
         XCTAssertEqual(Set(heard.prefix(channels.count)), Set(channels.map { $0 + "=hello" }))
         XCTAssertEqual(heard.last, moving + "=after", "\(heard)")
+    }
+
+    /// Scripts on keys of every master, each confirmed by a `WAIT` at the master that ran it: with one replica
+    /// per master each confirmation counts 1; on the masters-only cluster each counts 0 (after the replica
+    /// timeout), so the count really comes from the script's own master.
+    func testScriptsAreConfirmedByTheReplicasOfTheirMaster() throws {
+        for replicas in [1, 0] {
+            let setup = try makeSetup(replicasPerMaster: replicas)
+            defer { setup.stop() }
+            var configuration = try RedisConfiguration(url: setup.url)
+            configuration.replicaTimeoutMilliseconds = 200
+            let client = RedisClient(configuration: configuration)
+            let script = RedisScript(source: "return redis.call('INCR', KEYS[1])")
+            let keys = (0..<12).map { "c:{k\($0)}:n" }
+            var confirmed: [Result<Int, RedisError>?] = []
+            try withLoop(timeoutMilliseconds: 20_000) { loop, finish in
+                loop.schedule(afterMilliseconds: 0) {
+                    for key in keys {
+                        client.evaluate(script, keys: [RedisArgument(key)], arguments: [], on: loop, confirmedBy: 1) {
+                            result, count in
+                            XCTAssertEqual(result, .success(.integer(1)))
+                            confirmed.append(count)
+                            if confirmed.count == keys.count { client.shutdown(on: loop, finish) }
+                        }
+                    }
+                }
+            }
+            let owners = Set(keys.compactMap { setup.owner(ofSlot: ClusterSlots.slot(of: $0))?.port })
+            XCTAssertEqual(owners.count, 3, "the keys cover every master")
+            XCTAssertEqual(confirmed, Array(repeating: .success(replicas), count: keys.count), "replicas: \(replicas)")
+        }
+    }
+
+    /// A confirmation asked for writes that went out on a socket since replaced fails instead of counting the
+    /// new socket's (empty) writes.
+    func testAConfirmationForAReplacedSocketFails() throws {
+        let server: RedisServerProcess
+        do {
+            server = try RedisServerProcess()
+        } catch RedisServerProcess.StartError.notInstalled {
+            throw XCTSkip("redis-server is not installed")
+        }
+        defer { server.stop() }
+        let configuration = RedisConfiguration(host: "127.0.0.1", port: server.port)
+        var results: [Result<Int, RedisError>] = []
+        try withLoop { loop, finish in
+            let connection = RedisConnection(
+                loop: loop, role: .commands, configuration: configuration, tls: nil,
+                outageLog: OutageLog(endpoint: "test", log: { _ in }))
+            loop.schedule(afterMilliseconds: 0) {
+                connection.send(["SET", "a", "1"]) { _ in
+                    let written = connection.currentGeneration
+                    connection.waitForReplicas(0, timeoutMilliseconds: 100, writtenIn: written) { first in
+                        results.append(first)
+                        connection.waitForReplicas(0, timeoutMilliseconds: 100, writtenIn: written - 1) { stale in
+                            results.append(stale)
+                            connection.shutdown(finish)
+                        }
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(results, [.success(0), .failure(.connectionLost)])
     }
 }

@@ -309,14 +309,17 @@ def cluster_port() -> int:
 class RedisClusterSetup:
     """3 cluster-enabled masters joined by `redis-cli --cluster create --cluster-replicas 0`, ready when every
     node reports cluster_state:ok. `migrate_slot` moves one slot step by step (IMPORTING/MIGRATING, MIGRATE,
-    SETSLOT NODE), the way `redis-cli --cluster reshard` does."""
+    SETSLOT NODE), the way `redis-cli --cluster reshard` does. With `replicas=1`, 3 masters + 3 replicas
+    (`--cluster-replicas 1`), ready once every replica's link to its master is up: a master killed (-9) is
+    replaced by its replica about `cluster-node-timeout` (2 s) later."""
 
-    def __init__(self, directory: pathlib.Path):
+    def __init__(self, directory: pathlib.Path, replicas: int = 0):
         self.directory = directory
+        self.replicas = replicas
         self.nodes: list[RedisServer] = []
 
     def start(self, timeout: float = 20.0) -> "RedisClusterSetup":
-        for index in range(3):
+        for index in range(3 * (1 + self.replicas)):
             node = RedisServer(self.directory / f"node-{index}", "--cluster-enabled", "yes",
                                "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
             node.port = cluster_port()
@@ -326,7 +329,7 @@ class RedisClusterSetup:
 
     def create(self, timeout: float = 20.0) -> None:
         subprocess.run(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{n.port}" for n in self.nodes],
-                        "--cluster-replicas", "0", "--cluster-yes"], check=True, timeout=30,
+                        "--cluster-replicas", str(self.replicas), "--cluster-yes"], check=True, timeout=30,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         for node in self.nodes:
@@ -334,6 +337,77 @@ class RedisClusterSetup:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"cluster node {node.port} not ok")
                 time.sleep(0.05)
+        for replica in [node for node in self.nodes if self.is_replica(node)]:
+            self.await_link(replica, deadline)
+
+    @staticmethod
+    def await_link(replica: RedisServer, deadline: float) -> None:
+        while b"master_link_status:up" not in (replica.command_raw("INFO", "replication") or b""):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"replica {replica.port} not in sync")
+            time.sleep(0.05)
+
+    def live_nodes(self) -> list[RedisServer]:
+        return [node for node in self.nodes if node.process is not None]
+
+    def cluster_nodes(self) -> list[list[str]]:
+        """`CLUSTER NODES` as a live node sees it, one list of fields per node."""
+        for node in self.live_nodes():
+            text = (node.command_raw("CLUSTER", "NODES") or b"").decode()
+            if text:
+                return [line.split(" ") for line in text.splitlines() if line.count(" ") >= 7]
+        return []
+
+    def _node_at(self, address: str) -> RedisServer | None:
+        port = int(address.split(":")[1].split("@")[0])
+        return next((n for n in self.nodes if n.port == port), None)
+
+    def is_replica(self, node: RedisServer) -> bool:
+        return b"role:slave" in (node.command_raw("INFO", "replication") or b"")
+
+    def masters(self) -> list[RedisServer]:
+        """The nodes that serve slots now (flagged master, not failed), as a live node sees it."""
+        found = []
+        for fields in self.cluster_nodes():
+            if "master" in fields[2] and "fail" not in fields[2] and len(fields) > 8:
+                node = self._node_at(fields[1])
+                if node is not None:
+                    found.append(node)
+        return found
+
+    def replica_of(self, master: RedisServer) -> RedisServer:
+        rows = self.cluster_nodes()
+        master_id = self.node_id(master)
+        for fields in rows:
+            if fields[3] == master_id:
+                node = self._node_at(fields[1])
+                if node is not None:
+                    return node
+        raise LookupError(f"no replica of {master.port}")
+
+    def await_promotion(self, replica: RedisServer, timeout: float = 20.0) -> float:
+        """Until `replica` says it is a master and every live node reports cluster_state:ok; the seconds waited."""
+        started = time.monotonic()
+        deadline = started + timeout
+        while not (b"role:master" in (replica.command_raw("INFO", "replication") or b"")
+                   and all(b"cluster_state:ok" in (n.command_raw("CLUSTER", "INFO") or b"")
+                           for n in self.live_nodes())):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"replica {replica.port} not promoted")
+            time.sleep(0.05)
+        return time.monotonic() - started
+
+    def restart(self, node: RedisServer, timeout: float = 20.0) -> None:
+        """Starts a stopped node again on its port and directory: it keeps its nodes.conf (so it rejoins with its
+        old identity) but, without persistence, none of its data."""
+        node.start()
+        deadline = time.monotonic() + timeout
+        while b"cluster_state:ok" not in (node.command_raw("CLUSTER", "INFO") or b""):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"restarted node {node.port} not ok")
+            time.sleep(0.05)
+        if self.is_replica(node):
+            self.await_link(node, deadline)
 
     def stop_all_and_forget(self) -> None:
         """Every node stopped and its cluster configuration deleted: started again, they know nothing."""
@@ -353,9 +427,7 @@ class RedisClusterSetup:
         return (node.command_raw("CLUSTER", "MYID") or b"").split(b"\r\n")[1].decode()
 
     def owner(self, slot: int) -> RedisServer:
-        text = (self.nodes[0].command_raw("CLUSTER", "NODES") or b"").decode()
-        for line in text.splitlines():
-            fields = line.split(" ")
+        for fields in self.cluster_nodes():
             if len(fields) < 9 or "master" not in fields[2]:
                 continue
             port = int(fields[1].split(":")[1].split("@")[0])

@@ -273,6 +273,55 @@ def test_paused_redis_gives_503_then_full_service(cluster, redis_server):
     assert 1 <= len(outage_lines) <= 3, f"the outage is logged once per episode, not per request: {outage_lines}"
 
 
+@pytest.mark.time_limit(60)
+def test_redis_restarted_empty(cluster, redis_server):
+    """Redis (no persistence) stopped and started again empty while a PATCH streams into one upload and clients
+    poll: they get 503 while it is away and 404 for the forgotten uploads afterwards, never a 500; the streaming
+    PATCH ends without a 500; no data file is deleted; new uploads succeed within seconds (README: persistence)."""
+    a, b, c = cluster()
+    data = os.urandom(256 * KiB)
+    idle = create_upload(a.port, len(data))
+    assert patch(b.port, idle, 0, data[:64 * KiB]).status == 204
+    live = create_upload(a.port, len(data))
+    streaming = start_slow_patch(c, live, 0, len(data), data[:100 * KiB])
+    statuses: list[tuple[str, int]] = []
+    try:
+        time.sleep(1.3)  # a checkpoint of the streamed bytes
+        redis_server.stop()
+        for server in (a, b):
+            response = request(server.port, "HEAD", idle)
+            statuses.append(("HEAD", 0 if response is None else response.status))
+        redis_server.start()
+        restarted_at = time.monotonic()
+        first_created = None
+        while time.monotonic() < restarted_at + 15:
+            response = request(b.port, "POST", "/files/", {"Upload-Length": "1"})
+            statuses.append(("POST", 0 if response is None else response.status))
+            if response is not None and response.status == 201:
+                first_created = time.monotonic() - restarted_at
+                break
+            time.sleep(0.05)
+        streaming.sendall(data[100 * KiB:])
+        streamed = read_status(streaming, 10)
+    finally:
+        streaming.close()
+    assert first_created is not None and first_created < 5, first_created
+    assert ("HEAD", 503) in statuses, statuses
+    assert not [s for s in statuses if s[1] >= 500 and s[1] != 503], statuses
+    assert streamed in (503, 404, 409, 400), f"the streaming PATCH ends without a 500 or a 204: {streamed}"
+    for path in (idle, live):
+        for server in (a, b, c):
+            # 503 until each of the instance's loops has reconnected (its backoff is at most 2 s), then 404.
+            deadline = time.monotonic() + 5
+            response = request(server.port, "HEAD", path)
+            while response is not None and response.status == 503 and time.monotonic() < deadline:
+                time.sleep(0.1)
+                response = request(server.port, "HEAD", path)
+            assert response is not None and response.status == 404, (path, response)
+    assert a.data_file(idle).stat().st_size == 64 * KiB, "the idle upload's bytes are kept"
+    assert a.data_file(live).exists(), "the streaming upload's data file is kept"
+
+
 @pytest.mark.time_limit(90)
 def test_tuspy_and_aiotus_through_a_round_robin_proxy(cluster, tmp_path):
     servers = cluster(3, "--behind-proxy", "--log-level", "debug")
