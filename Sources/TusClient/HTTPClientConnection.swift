@@ -528,7 +528,7 @@ public final class HTTPClientConnection: SecureStreamDelegate {
         touch()
         switch event {
         case .received:
-            break
+            if exchange != nil { acknowledgeNow() }
         case .closed:
             handleEndOfStream(error: nil)
         case .failed(let error):
@@ -542,6 +542,18 @@ public final class HTTPClientConnection: SecureStreamDelegate {
                 fail(.tls(error))
             }
         }
+    }
+
+    /// Sends the ACK of what was just read now, while a response is still awaited (TCP_QUICKACK). A server
+    /// that writes a response's head and body separately with Nagle's algorithm on (Ceph RGW's beast) holds the
+    /// body until the head is acknowledged, and Linux delays that ACK by up to 40 ms on a keep-alive connection:
+    /// every S3 request with a response body (GET of a record, ListParts, CompleteMultipartUpload) took 40 ms
+    /// more, a dozen times per upload (bench/results/2026-12-07-s3speed). The option lasts until the kernel sees
+    /// request-response traffic again, so it is set after each read.
+    private func acknowledgeNow() {
+        var on: Int32 = 1
+        let size = socklen_t(MemoryLayout<Int32>.size)
+        _ = setsockopt(stream.tcp.descriptor, Int32(IPPROTO_TCP), TCP_QUICKACK, &on, size)
     }
 
     private func handleEndOfStream(error: UVError?) {
