@@ -374,7 +374,7 @@ public final class HTTPClientConnection: SecureStreamDelegate {
     /// sendfile resumes after it.
     private func sendFile(_ region: FileRegion, from producer: any FileRegionBodyProducer, of exchange: Exchange) {
         let socket = stream.tcp.descriptor
-        let count = Int(min(Int64(region.count), exchange.remainingBodyBytes))
+        let count = Int(min(Int64(region.count), exchange.remainingBodyBytes, Int64(Self.sendfileTurnBytes)))
         var offset = off_t(region.offset)
         var sent = 0
         var failure: Int32 = 0
@@ -399,10 +399,12 @@ public final class HTTPClientConnection: SecureStreamDelegate {
         }
         if failure == -1 { return fail(.bodyProducer(FileChangedError(message: "file ended early at byte \(offset)"))) }
         if failure != 0 { return writeFailed(UVError(code: -failure), exchange) }
-        guard sent < count else { return sendNextFragment(of: exchange) }
-        // Full socket: a small uv_write of the following bytes waits for it to drain.
+        let left = Int(min(Int64(region.count - sent), exchange.remainingBodyBytes))
+        guard left > 0 else { return sendNextFragment(of: exchange) }
+        // A full socket, or this turn's share sent: a small uv_write of the following bytes waits for the socket
+        // to drain and lets the loop serve others meanwhile.
         let probe = probeBuffer()
-        let want = min(probe.capacity, count - sent)
+        let want = min(probe.capacity, left)
         let read = pread(region.descriptor, probe.base, want, offset)
         guard read > 0 else {
             if read == 0 { return fail(.bodyProducer(FileChangedError(message: "file ended early at byte \(offset)"))) }
@@ -416,6 +418,10 @@ public final class HTTPClientConnection: SecureStreamDelegate {
             self.sendNextFragment(of: exchange)
         }
     }
+
+    /// What one `sendFile` sends at most before the loop gets a turn: a peer that drains as fast as sendfile fills
+    /// (tus-cli's whole file to a local server) would otherwise keep the loop from its timers and other connections.
+    static let sendfileTurnBytes = 4 << 20
 
     /// The buffer of `sendFile`'s waiting writes, made on first use (16 KiB: most bytes go by sendfile).
     private func probeBuffer() -> ByteChunk {
