@@ -138,6 +138,8 @@ public final class HTTPClientConnection: SecureStreamDelegate {
     /// Bytes of request head and body handed to the socket, over the connection's life (for bench).
     public private(set) var bytesSent: Int64 = 0
     public private(set) var bytesReceived: Int64 = 0
+    /// Of `bytesSent`, the body bytes sendfile(2) moved from a file (`FileRegionBodyProducer`), for bench and tests.
+    public private(set) var bytesSentFromFiles: Int64 = 0
 
     /// Plain or TLS: this class sees plaintext only.
     private let stream: SecureStream
@@ -149,6 +151,7 @@ public final class HTTPClientConnection: SecureStreamDelegate {
     private var timer: TusLoop.Timer?
     private var lastProgress: UInt64 = 0
     private var pendingResumes = 0
+    private var sendfileProbe: ByteChunk?
 
     /// Whether a new `send` may go on this connection now.
     public var isReusable: Bool { !isClosed && exchange == nil && keepsAlive }
@@ -354,6 +357,82 @@ public final class HTTPClientConnection: SecureStreamDelegate {
             exchange.isRequestSent = true
             return
         }
+        if let regions = producer as? any FileRegionBodyProducer, !stream.isSecure, stream.writeQueueSize == 0 {
+            regions.nextFileRegion { [weak self] region in
+                guard let self, self.exchange === exchange else { return }
+                guard let region else { return self.sendFragment(from: producer, of: exchange) }
+                self.sendFile(region, from: regions, of: exchange)
+            }
+            return
+        }
+        sendFragment(from: producer, of: exchange)
+    }
+
+    /// Sends what the socket takes of `region` now with sendfile(2), on the loop thread. It does not wait: the
+    /// socket is non-blocking, and the bytes are in the page cache (a spill file written moments ago; tus-cli's
+    /// file, unless it is not cached, see `FileBodyProducer`). When the socket is full, the next few KiB go through
+    /// `uv_write` instead, since libuv tells a stream's user when the socket drained only by completing a write;
+    /// sendfile resumes after it.
+    private func sendFile(_ region: FileRegion, from producer: any FileRegionBodyProducer, of exchange: Exchange) {
+        let socket = stream.tcp.descriptor
+        let count = Int(min(Int64(region.count), exchange.remainingBodyBytes, Int64(Self.sendfileTurnBytes)))
+        var offset = off_t(region.offset)
+        var sent = 0
+        var failure: Int32 = 0
+        while sent < count {
+            let moved = Glibc.sendfile(socket, region.descriptor, &offset, count - sent)
+            if moved > 0 {
+                sent += moved
+            } else if moved == 0 {
+                failure = -1
+                break
+            } else if errno != EINTR {
+                if errno != EAGAIN { failure = errno }
+                break
+            }
+        }
+        if sent > 0 {
+            producer.didSendFileRegionBytes(sent)
+            exchange.remainingBodyBytes -= Int64(sent)
+            bytesSent += Int64(sent)
+            bytesSentFromFiles += Int64(sent)
+            touch()
+        }
+        if failure == -1 { return fail(.bodyProducer(FileChangedError(message: "file ended early at byte \(offset)"))) }
+        if failure != 0 { return writeFailed(UVError(code: -failure), exchange) }
+        let left = Int(min(Int64(region.count - sent), exchange.remainingBodyBytes))
+        guard left > 0 else { return sendNextFragment(of: exchange) }
+        // A full socket, or this turn's share sent: a small uv_write of the following bytes waits for the socket
+        // to drain and lets the loop serve others meanwhile.
+        let probe = probeBuffer()
+        let want = min(probe.capacity, left)
+        let read = pread(region.descriptor, probe.base, want, offset)
+        guard read > 0 else {
+            if read == 0 { return fail(.bodyProducer(FileChangedError(message: "file ended early at byte \(offset)"))) }
+            return fail(.bodyProducer(UVError(code: -errno)))
+        }
+        producer.didSendFileRegionBytes(read)
+        exchange.remainingBodyBytes -= Int64(read)
+        write(UnsafeRawBufferPointer(start: probe.base, count: read), owner: probe) { [weak self] error in
+            guard let self, self.exchange === exchange else { return }
+            if let error { return self.writeFailed(error, exchange) }
+            self.sendNextFragment(of: exchange)
+        }
+    }
+
+    /// What one `sendFile` sends at most before the loop gets a turn: a peer that drains as fast as sendfile fills
+    /// (tus-cli's whole file to a local server) would otherwise keep the loop from its timers and other connections.
+    static let sendfileTurnBytes = 4 << 20
+
+    /// The buffer of `sendFile`'s waiting writes, made on first use (16 KiB: most bytes go by sendfile).
+    private func probeBuffer() -> ByteChunk {
+        if let sendfileProbe { return sendfileProbe }
+        let chunk = ByteChunk(capacity: 16 * 1024)
+        sendfileProbe = chunk
+        return chunk
+    }
+
+    private func sendFragment(from producer: any HTTPBodyProducer, of exchange: Exchange) {
         producer.nextFragment { [weak self] result in
             guard let self, self.exchange === exchange else { return }
             switch result {
@@ -456,7 +535,7 @@ public final class HTTPClientConnection: SecureStreamDelegate {
         touch()
         switch event {
         case .received:
-            break
+            if exchange != nil { acknowledgeNow() }
         case .closed:
             handleEndOfStream(error: nil)
         case .failed(let error):
@@ -470,6 +549,18 @@ public final class HTTPClientConnection: SecureStreamDelegate {
                 fail(.tls(error))
             }
         }
+    }
+
+    /// Sends the ACK of what was just read now, while a response is still awaited (TCP_QUICKACK). A server
+    /// that writes a response's head and body separately with Nagle's algorithm on (Ceph RGW's beast) holds the
+    /// body until the head is acknowledged, and Linux delays that ACK by up to 40 ms on a keep-alive connection:
+    /// every S3 request with a response body (GET of a record, ListParts, CompleteMultipartUpload) took 40 ms
+    /// more, a dozen times per upload (bench/results/2026-12-07-s3speed). The option lasts until the kernel sees
+    /// request-response traffic again, so it is set after each read.
+    private func acknowledgeNow() {
+        var on: Int32 = 1
+        let size = socklen_t(MemoryLayout<Int32>.size)
+        _ = setsockopt(stream.tcp.descriptor, Int32(IPPROTO_TCP), TCP_QUICKACK, &on, size)
     }
 
     private func handleEndOfStream(error: UVError?) {

@@ -133,8 +133,8 @@ public final class TCPStream: LoopOwnedHandle {
 
     var isWatchingReadable: Bool { readinessHandler != nil && isReading }
 
-    /// `uv_fileno`: the socket's descriptor, for syscalls libuv has no wrapper for (splice).
-    var descriptor: Int32 {
+    /// `uv_fileno`: the socket's descriptor, for syscalls libuv has no wrapper for (splice, sendfile).
+    public var descriptor: Int32 {
         var fd: uv_os_fd_t = -1
         uv_fileno(CLibuv_tcp_as_handle(handle), &fd)
         return fd

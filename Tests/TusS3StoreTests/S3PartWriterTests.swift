@@ -176,6 +176,40 @@ final class S3PartWriterTests: XCTestCase {
         XCTAssertGreaterThan(try read.get().count, 300)
     }
 
+    /// A confirmed part's spill file is written again by a later part (no file created and unlinked per part);
+    /// none is left once the writer is closed. Writes go one after the other, as a connection sends them.
+    func testSpillFilesAreReusedAcrossParts() throws {
+        let (fake, store) = try makeStore(concurrency: 1)
+        let data = bytes(8 * part)
+        create(store, "reuse")
+        var seen = Set<String>()
+        let fragment = 1 << 20
+        let end: Result<Int64, StoreError> = driver.run { [driver, spill] done in
+            store.openWriter(id: "reuse", at: 0, length: Int64(data.count), on: driver!.executor) { opened in
+                guard case .success(let writer) = opened else { return done(.failure(.io("open"))) }
+                func write(from start: Int) {
+                    guard start < data.count else {
+                        return writer.finish { result in
+                            writer.close()
+                            done(result)
+                        }
+                    }
+                    let piece = Array(data[start..<min(start + fragment, data.count)])
+                    writer.write(BodyFragment(copying: piece)) { result in
+                        seen.formUnion((try? FileManagerless.list(spill!)) ?? [])
+                        guard case .success = result else { return done(result) }
+                        write(from: start + piece.count)
+                    }
+                }
+                write(from: 0)
+            }
+        }
+        XCTAssertEqual(try end.get(), Int64(data.count))
+        XCTAssertEqual(fake.objects["reuse"], data, "the reused files carried every part's own bytes")
+        XCTAssertLessThanOrEqual(seen.count, 4, "8 parts went through at most 4 files: \(seen.sorted())")
+        XCTAssertEqual(try FileManagerless.list(spill), [], "no spill file is left")
+    }
+
     func testDeferredLengthDeclaredOnAPartBoundaryOfTheTail() throws {
         let (fake, store) = try makeStore()
         let data = bytes(part + 3 * (1 << 20))

@@ -72,6 +72,52 @@ final class TailFollowingProducerTests: XCTestCase {
         XCTAssertTrue(collected.bytes == content, "the fragments are the file, in order")
         XCTAssertGreaterThanOrEqual(collected.synchronousDeliveries, 3, "later fragments were read ahead")
     }
+
+    /// For sendfile: the producer offers what was spilled as a file range, waits at its end until more is
+    /// spilled, and ends at the part's length; nothing is read into memory.
+    func testOffersTheSpilledBytesAsFileRegionsAndWaitsForMore() throws {
+        let length = 300_000
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(count: length)))
+        let part = S3PartStream(number: 2, start: 5 << 20, length: Int64(length), path: path)
+        part.spilled = 100_000
+        final class Seen: @unchecked Sendable { var regions: [(offset: Int64, count: Int)] = [] }
+        let seen = Seen()
+        let outcome: Result<Void, any Error> = driver.run { done in
+            AsyncFile.open(loop: self.driver.loop, path: self.path, flags: .readOnly) { opened in
+                guard case .success(let file) = opened else { return done(.failure(opened.failureError!)) }
+                part.file = file
+                let producer = TailFollowingProducer(part: part)
+                var answered = false
+                producer.nextFileRegion { region in
+                    XCTAssertEqual(region?.descriptor, file.descriptor)
+                    seen.regions.append((region!.offset, region!.count))
+                    // The connection sent 60_000 of them, then asks again.
+                    producer.didSendFileRegionBytes(60_000)
+                    producer.nextFileRegion { region in
+                        seen.regions.append((region!.offset, region!.count))
+                        producer.didSendFileRegionBytes(region!.count)
+                        producer.nextFileRegion { region in
+                            answered = true
+                            seen.regions.append((region!.offset, region!.count))
+                            producer.didSendFileRegionBytes(region!.count)
+                            producer.nextFileRegion { region in
+                                XCTAssertNil(region, "the part's length was sent: the rest is nextFragment's end")
+                                file.close()
+                                done(.success(()))
+                            }
+                        }
+                        XCTAssertFalse(answered, "caught up with the spill: it waits")
+                        XCTAssertNotNil(part.parked)
+                        part.spilled = Int64(length)
+                        part.wakeProducer()
+                    }
+                }
+            }
+        }
+        try outcome.get()
+        XCTAssertEqual(seen.regions.map(\.offset), [0, 60_000, 100_000])
+        XCTAssertEqual(seen.regions.map(\.count), [100_000, 40_000, 200_000])
+    }
 }
 
 extension Result {

@@ -90,6 +90,8 @@ def main() -> None:
             remaining -= len(block)
     digest = hashlib.sha256(payload.read_bytes()).hexdigest()
 
+    # Every object stays (RGW frees deleted multipart data only at its garbage collection, hours later): a full
+    # memstore OSD stalls every write. Four S3 uploads a round, and the OSD's memory is RAM.
     os.environ.setdefault("CEPH_MEMSTORE_BYTES", str(max(12 << 30, options.bytes * options.rounds * 4)))
     rgw = CephRGW(work / "ceph").start()
     try:
@@ -102,6 +104,7 @@ def main() -> None:
 
         def record(row: dict) -> None:
             row["mb_per_s"] = round(options.bytes / row["seconds"] / 1e6, 1)
+            row["load1"] = round(os.getloadavg()[0], 1)  # other processes on the box, after the run
             with open(results, "a") as file:
                 file.write(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)
@@ -174,6 +177,16 @@ def main() -> None:
         speeds = ", ".join(str(row["mb_per_s"]) for row in rows if row["run"] == kind)
         peaks = ", ".join(str(row["peak_rss_mib"]) for row in rows if row["run"] == kind and "peak_rss_mib" in row)
         lines.append(f"| {kind} | {speeds} | {median(kind, 'mb_per_s')} | {peaks or '-'} |")
+    loads = [row["load1"] for row in rows]
+    lines += ["", f"1-minute load average after each run: {min(loads)}-{max(loads)} "
+              f"(median {statistics.median(loads)})"]
+    rounds = sorted({row["round"] for row in rows})
+    def speed(kind: str, number: int) -> float:
+        return next(row["mb_per_s"] for row in rows if row["run"] == kind and row["round"] == number)
+    for peer in ("boto3", "boto3-nocrc"):
+        ratios = sorted(speed("tus-s3", n) / speed(peer, n) for n in rounds)
+        lines.append(f"tus-s3 / {peer} per round: min {ratios[0]:.2f}x, median {statistics.median(ratios):.2f}x, "
+                     f"max {ratios[-1]:.2f}x")
     lines += ["", f"tus-s3 / boto3 (median): {ours / boto:.2f}x", f"tus-s3 / boto3-nocrc (median): {ours / nocrc:.2f}x",
               f"tus-s3 / tus-file (median): {ours / local:.2f}x", ""]
     if options.base_server_bin:
