@@ -224,7 +224,9 @@ extension UploadService {
         }
     }
 
-    private func completeFinals(referencing partial: UploadInfo, for caller: UploadCaller, on executor: any LoopExecutor) {
+    private func completeFinals(
+        referencing partial: UploadInfo, for caller: UploadCaller, on executor: any LoopExecutor
+    ) {
         store.finals(referencing: partial.id, on: executor) { [self] listed in
             guard case .success(let finalIDs) = listed else { return }
             for finalID in finalIDs {
