@@ -288,4 +288,31 @@ final class HTTP2ConnectionStateMachineTests: XCTestCase {
         machine.responseFinished(1)
         XCTAssertEqual(expired(&machine, at: start + 60_000), [:])
     }
+
+    /// A handler that stopped the body (a hook's StopUpload) owes its answer within the body timeout, as a stopped
+    /// read on HTTP/1.1 is cut after that long without bytes: past it the stream is reported once (the connection
+    /// resets it, and its close frees the slot). An answer in time owes nothing.
+    func testStoppedStreamWithoutAnAnswerIsGivenUpAfterTheBodyTimeout() {
+        var machine = makeMachine {
+            $0.bodyTimeoutMilliseconds = 2_000
+            $0.minBodyBytesPerSecond = 0
+            $0.http2.maxConcurrentStreams = 1
+        }
+        XCTAssertEqual(machine.requestStreamOpened(1, now: start), .accept)
+        machine.bodyReadStarted(1, now: start)
+        machine.bodyReceived(1, byteCount: 100, now: start + 500)
+        machine.bodyStopped(1, now: start + 1_000)
+        XCTAssertEqual(expired(&machine, at: start + 2_999), [:], "the body deadline ended with the stop")
+        machine.bodyReceived(1, byteCount: 100, now: start + 2_999)  // in flight before the stop: not progress
+        XCTAssertEqual(expired(&machine, at: start + 3_000), [1: .unanswered])
+        XCTAssertEqual(expired(&machine, at: start + 9_000), [:], "reported once")
+        XCTAssertEqual(machine.admittedStreamCount, 1, "the slot is held until the reset closes the stream")
+        machine.streamClosed(1, now: start + 9_000)
+        XCTAssertEqual(machine.requestStreamOpened(3, now: start + 9_000), .accept)
+        machine.bodyReadStarted(3, now: start + 9_000)
+        machine.bodyStopped(3, now: start + 9_000)
+        machine.responseStarted(3)
+        machine.responseFinished(3)
+        XCTAssertEqual(expired(&machine, at: start + 60_000), [:], "answered in time")
+    }
 }

@@ -226,6 +226,52 @@ final class HTTP2Tests: XCTestCase {
             XCTAssertNil(client.goAwayCode)
         }
     }
+
+    /// A handler that stops the body and then withholds its answer: the body timeout after the stop the stream is
+    /// reset (INTERNAL_ERROR: the server failed it) and its slot is free again, so with one concurrent stream
+    /// allowed the next request on the same connection is served; the connection stays.
+    func testStoppedStreamNeverAnsweredIsResetAndFreesItsSlot() throws {
+        let handler = StopOnFirstFragment(answerAfterMilliseconds: 3_000)  // after the test has its answer
+        try withServer(handler, configure: {
+            $0.http2.cleartextPriorKnowledge = true
+            $0.http2.maxConcurrentStreams = 1
+            $0.bodyTimeoutMilliseconds = 600
+            $0.minBodyBytesPerSecond = 0
+        }) { server in
+            let client = try FrameClient(port: server.port)
+            defer { client.close() }
+            func put(_ id: Int32, _ path: String, _ length: Int) throws {
+                try client.sendHeaders(
+                    streamID: id,
+                    fields: [
+                        (":method", "PUT"), (":scheme", "http"), (":path", path), (":authority", "localhost"),
+                        ("content-length", String(length)),
+                    ], endStream: false)
+            }
+            let stopped = patternBytes(count: 1 << 20)
+            try put(1, "/stop", stopped.count)
+            _ = try client.sendAllowed(streamID: 1, body: stopped, from: 0, limit: 64 * 1024)  // the request stays open
+            let start = Date()
+            while client.resets[1] == nil && Date().timeIntervalSince(start) < 10 {
+                try client.readFrames(timeout: 0.05)
+            }
+            let waited = Date().timeIntervalSince(start)
+            XCTAssertEqual(client.resets[1], 2, "RST_STREAM INTERNAL_ERROR")
+            XCTAssertNil(client.responseStatusByte[1], "no answer came")
+            XCTAssertGreaterThanOrEqual(waited, 0.5, "not before the body timeout")
+            XCTAssertLessThan(waited, 2.5, "within the body timeout and one sweep (500 ms)")
+            let other = patternBytes(count: 4096)
+            try put(3, "/other", other.count)
+            _ = try client.sendAllowed(streamID: 3, body: other, from: 0)
+            let deadline = Date().addingTimeInterval(10)
+            while !client.ended.contains(3) && client.resets[3] == nil && Date() < deadline {
+                try client.readFrames(timeout: 0.05)
+            }
+            XCTAssertNil(client.resets[3], "not refused: the stopped stream's slot is free")
+            XCTAssertEqual(client.responseStatusByte[3], 0x88, "200")
+            XCTAssertNil(client.goAwayCode)
+        }
+    }
 }
 
 /// On `/stop`: takes the first fragment, stops the body and answers 400 later (as the upload handler does after a

@@ -10,6 +10,8 @@ import XCTest
 final class RecordingEvents: UploadEventHandler, @unchecked Sendable {
     var log: [String] = []
     var events: [UploadEvent] = []
+    /// Decisions and notifications with their events, in order (`log` also has post-receive, which `events` lacks).
+    var sent: [(name: String, event: UploadEvent)] = []
     var verdicts: [DecisionPoint: EventVerdict] = [:]
     var heldDecisions: [(EventVerdict) -> Void] = []
     var holdDecisions = false
@@ -29,6 +31,7 @@ final class RecordingEvents: UploadEventHandler, @unchecked Sendable {
     ) {
         log.append(point.rawValue)
         events.append(event)
+        sent.append((point.rawValue, event))
         let verdict = verdicts[point] ?? .proceed
         if holdDecisions { heldDecisions.append { _ in completion(verdict) } } else { completion(verdict) }
     }
@@ -36,6 +39,7 @@ final class RecordingEvents: UploadEventHandler, @unchecked Sendable {
     func notify(_ notification: UploadNotification, _ event: UploadEvent, on executor: any LoopExecutor) {
         log.append(notification.rawValue)
         events.append(event)
+        sent.append((notification.rawValue, event))
         onNotify?(notification)
     }
 
@@ -256,6 +260,60 @@ final class EventTests: TusTestCase {
         let last = client.patch(path, offset: 1, body: [2, 3])
         XCTAssertEqual(last.status, 204)
         XCTAssertEqual(last.header("X-Processed"), "1")
+    }
+
+    /// concatenation-unfinished: a final completed after its creation, by the PATCH that completed its last partial,
+    /// is finished once (pre-finish, then post-finish) with the final as the upload and that PATCH as the request;
+    /// the looks that follow send nothing more.
+    func testFinalCompletedByItsLastPartialIsFinishedOnce() {
+        events.verdicts[.preFinish] = .proceed
+        let first = client.create(length: 2, headers: ["Upload-Concat": "partial"])!
+        XCTAssertEqual(client.patch(first, offset: 0, body: [1, 2]).status, 204)
+        let last = client.create(length: 3, headers: ["Upload-Concat": "partial"])!
+        let created = client.send(.POST, "/files/", headers: ["Upload-Concat": "final;\(first) \(last)"])
+        XCTAssertEqual(created.status, 201)
+        let final = ConformanceRunner.path(of: created.header("Location") ?? "")
+        let finalID = String(final.split(separator: "/").last!)
+        XCTAssertEqual(client.patch(last, offset: 0, body: [3, 4, 5]).status, 204)
+        client.executor.runPending()
+        XCTAssertEqual(head(final).header("Upload-Offset"), "5")
+        XCTAssertEqual(client.send(.GET, final).streamedBody, [1, 2, 3, 4, 5])
+        let finishes = events.sent.filter { $0.event.upload.id == finalID && $0.name.hasSuffix("finish") }
+        XCTAssertEqual(finishes.map(\.name), ["pre-finish", "post-finish"])
+        guard let posted = finishes.last?.event else { return }
+        XCTAssertEqual(posted.upload.length, 5)
+        XCTAssertEqual(posted.upload.offset, 5)
+        XCTAssertTrue(posted.upload.isFinal)
+        XCTAssertEqual(posted.upload.partialIDs, [first, last].map { String($0.split(separator: "/").last!) })
+        XCTAssertEqual(posted.request.method, .PATCH)
+        XCTAssertEqual(posted.request.uri, last)
+    }
+
+    /// A final whose partials completed while nobody assembled it (a crash in between) is finished by the HEAD that
+    /// assembles it, without the HEAD waiting on or answering for the hook: a refused pre-finish only withholds
+    /// post-finish. A second look finishes nothing again.
+    func testFinalAssembledByALookIsFinishedByItAndARefusalOnlyWithholdsPostFinish() {
+        let part = client.create(length: 1, headers: ["Upload-Concat": "partial"])!
+        XCTAssertEqual(client.patch(part, offset: 0, body: [7]).status, 204)
+        let partID = String(part.split(separator: "/").last!)
+        for (finalID, verdict) in [("f0", EventVerdict.proceed), ("f1", EventVerdict(isRejected: true))] {
+            events.verdicts[.preFinish] = verdict
+            var created: Result<UploadInfo, StoreError>?
+            store.create(
+                UploadInfo(id: finalID, length: 1, createdAt: 0, concat: "final;\(part)", partialIDs: [partID]),
+                on: client.executor
+            ) { created = $0 }
+            client.executor.runPending()
+            XCTAssertNotNil(try created?.get())
+            let seen = head("/files/\(finalID)")
+            XCTAssertEqual(seen.status, 200)
+            XCTAssertEqual(seen.header("Upload-Offset"), "1")
+            XCTAssertEqual(head("/files/\(finalID)").header("Upload-Offset"), "1")
+            let finishes = events.sent.filter { $0.event.upload.id == finalID }
+            let expected = verdict.isRejected ? ["pre-finish"] : ["pre-finish", "post-finish"]
+            XCTAssertEqual(finishes.map(\.name), expected, finalID)
+            XCTAssertEqual(finishes.first?.event.request.method, .HEAD)
+        }
     }
 
     func testPreAccessGuardsEveryUploadRequest() {

@@ -10,6 +10,7 @@ final class UploadServiceTests: XCTestCase {
     var clock = TestClock()
     var store = MemoryUploadStore()
     var events = RecordingEvents()
+    var locker = MemoryLocker()
     var service: UploadService!
     let executor = ManualExecutor()
 
@@ -24,9 +25,10 @@ final class UploadServiceTests: XCTestCase {
         clock = TestClock()
         self.store = store
         events = RecordingEvents()
+        locker = MemoryLocker()
         let clock = clock
         service = UploadService(
-            configuration: configuration, store: store, locker: MemoryLocker(), events: events, now: { clock.now })
+            configuration: configuration, store: store, locker: locker, events: events, now: { clock.now })
     }
 
     func caller(_ principal: String? = nil) -> UploadCaller {
@@ -371,6 +373,59 @@ final class UploadServiceTests: XCTestCase {
         executor.runPending()  // the append that completed the partial assembles its finals on the next turn
         guard case .success(.upload(let assembled))? = status(final.upload.id) else { return XCTFail("status") }
         XCTAssertTrue(assembled.isComplete)
+    }
+
+    /// A final completed after its creation is finished once, with the final as the upload: the append that
+    /// completed its last partial assembles it (on the next turn) and sends pre-finish, then post-finish.
+    func testFinalCompletedAfterItsCreationIsFinishedOnce() {
+        events.verdicts[.preFinish] = .proceed
+        let done = partial([1, 2])
+        let pending = partial([], length: 3)
+        guard case .success(let created)? = createFinal([done, pending]) else { return XCTFail("final") }
+        XCTAssertFalse(created.isAssembledByCreation)
+        let finalID = created.upload.id
+        _ = append(pending, .init(offset: 0), [3, 4, 5])
+        executor.runPending()
+        guard case .success(.upload(let assembled))? = status(finalID) else { return XCTFail("status") }
+        XCTAssertTrue(assembled.isComplete)
+        XCTAssertEqual(read(finalID), [1, 2, 3, 4, 5])
+        let finishes = events.sent.filter { $0.event.upload.id == finalID && $0.name.hasSuffix("finish") }
+        XCTAssertEqual(finishes.map(\.name), ["pre-finish", "post-finish"])
+        guard let posted = finishes.last?.event.upload else { return }
+        XCTAssertEqual(posted.length, 5)
+        XCTAssertEqual(posted.offset, 5)
+        XCTAssertTrue(posted.isFinal)
+        XCTAssertEqual(posted.partialIDs, [done, pending])
+    }
+
+    /// Several instances (services sharing the stores and the locker) look at a final whose partials are complete at
+    /// the same moment: each finds it unfinished, the lock lets one assemble it, and only that one finishes it.
+    func testInstancesRacingToAssembleAFinalFinishItOnce() {
+        let other = RecordingEvents()
+        let clock = clock
+        let second = UploadService(store: store, locker: locker, events: other, now: { clock.now })
+        for sink in [events, other] { sink.verdicts[.preFinish] = .proceed }
+        let parts = [partial([1, 2]), partial([3, 4, 5])]
+        put(UploadInfo(id: "f", length: 5, createdAt: clock.now, concat: "final;", partialIDs: parts))
+        // Held here until every look has found the partials complete and waits to assemble.
+        var held: (any UploadLock)?
+        locker.lock(id: "f", executor: executor, timeoutMilliseconds: 60_000, onReleaseRequested: {}) {
+            held = try? $0.get()
+        }
+        var complete = 0
+        for instance in [service!, second, service!, second] {
+            instance.status(of: "f", for: caller()) { result in
+                if case .success(.upload(let info)) = result, info.isComplete { complete += 1 }
+            }
+        }
+        executor.runPending()
+        XCTAssertEqual(complete, 0, "all four wait for the final's lock")
+        held?.release()
+        for _ in 0..<100 where complete < 4 { executor.runPending() }
+        XCTAssertEqual(complete, 4)
+        let finishes = (events.sent + other.sent).filter { $0.event.upload.id == "f" }.map(\.name)
+        XCTAssertEqual(finishes.sorted(), ["post-finish", "pre-finish"])
+        XCTAssertEqual(locker.heldIDs, [])
     }
 
     // MARK: download

@@ -8,12 +8,14 @@ import os
 import re
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
 import requests
 
 from cluster_helpers import NginxRoundRobin, RedisServer
+from hook_receiver import HookReceiver
 from tus_helpers import (
     OFFSET_STREAM, TUS_HEADERS, TusServer, create_upload, head_offset, patch, request, sha256, wait_until)
 
@@ -396,6 +398,58 @@ def test_final_created_on_one_instance_completes_when_another_finishes_its_last_
     assert done.header("Upload-Offset") == done.header("Upload-Length") == str(len(first) + len(second))
     for server in (a, b, c):
         assert sha256(get_body(server, final)) == sha256(first + second)
+
+
+def test_a_final_completed_later_is_finished_once_across_instances(cluster):
+    """concatenation-unfinished with hooks: the final is created on A while partial b is unfinished; b's last PATCH
+    lands on B while HEADs and GETs of the final race it on A and C. Whoever assembles the final finishes it: exactly
+    one pre-finish, then one post-finish, reach the receiver, and the post-finish describes the final."""
+    receiver = HookReceiver().start()
+    try:
+        a, b, c = cluster(3, "--hooks-http", receiver.url, "--hooks-enabled-events", "pre-finish,post-finish")
+        first, second = os.urandom(300 * KiB), os.urandom(200 * KiB)
+        paths = []
+        for length in (len(first), len(second)):
+            response = request(a.port, "POST", "/files/", {"Upload-Concat": "partial", "Upload-Length": str(length)})
+            assert response is not None and response.status == 201
+            paths.append("/" + response.header("Location").split("/", 3)[3])
+        assert patch(a.port, paths[0], 0, first).status == 204
+        assert patch(b.port, paths[1], 0, second[:100 * KiB]).status == 204
+        created = request(a.port, "POST", "/files/", {"Upload-Concat": f"final;{paths[0]} {paths[1]}"})
+        assert created is not None and created.status == 201
+        final = "/" + created.header("Location").split("/", 3)[3]
+        final_id = final.rsplit("/", 1)[1]
+        total = len(first) + len(second)
+        stop = threading.Event()
+
+        def look(server: TusServer, method: str) -> None:
+            while not stop.is_set():
+                response = request(server.port, method, final)
+                assert response is not None and response.status == 200
+                if response.header("Upload-Offset") == str(total) or (method == "GET" and response.body):
+                    return
+        lookers = [threading.Thread(target=look, args=(a, "HEAD")), threading.Thread(target=look, args=(c, "GET"))]
+        for looker in lookers:
+            looker.start()
+        try:
+            assert patch(b.port, paths[1], 100 * KiB, second[100 * KiB:]).status == 204
+        finally:
+            for looker in lookers:
+                looker.join(timeout=10)
+            stop.set()
+        receiver.wait_for(lambda: "post-finish" in receiver.for_upload(final_id))
+        time.sleep(1.0)  # a second finish from another instance would arrive meanwhile
+        assert receiver.for_upload(final_id) == ["pre-finish", "post-finish"]
+        upload = [call for call in receiver.of_type("post-finish")
+                  if call["Event"]["Upload"]["ID"] == final_id][0]["Event"]["Upload"]
+        assert (upload["Size"], upload["Offset"], upload["SizeIsDeferred"]) == (total, total, False)
+        assert (upload["IsFinal"], upload["IsPartial"]) == (True, False)
+        assert upload["PartialUploads"] == [path.rsplit("/", 1)[1] for path in paths]
+        assert sha256(get_body(b, final)) == sha256(first + second)
+        time.sleep(0.3)
+        assert receiver.for_upload(final_id) == ["pre-finish", "post-finish"], "later looks finish nothing again"
+    finally:
+        receiver.stop()
 
 
 def test_unfinished_final_lives_with_its_partials_and_expires_after_them(cluster, redis_server):

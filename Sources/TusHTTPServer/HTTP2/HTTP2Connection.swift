@@ -598,12 +598,13 @@ final class HTTP2Connection: SecureStreamDelegate {
     /// The handler stops the body to clean up before it answers (a hook's StopUpload): the sink hears nothing
     /// more, and the stream gets no more window, so the client stops sending after at most one window while the
     /// other streams go on. The late response then resets the stream (NO_ERROR) if the request is still open
-    /// (`frameSent`, RFC 9113 §8.1); HTTP/1.1 has to read and drop the rest, or close, instead.
+    /// (`frameSent`, RFC 9113 §8.1); HTTP/1.1 has to read and drop the rest, or close, instead. A response that
+    /// never comes is given up after the body timeout (`checkDeadline`).
     func streamStopBody(_ stream: HTTP2Stream) {
         guard !isFinalClosed, stream.lifecycle.stopBodyRequested() == .stop else { return }
         perform {
             stream.sink = nil
-            machine.bodyFinished(stream.id)
+            machine.bodyStopped(stream.id, now: context.loop.nowMilliseconds)
             markDirty(stream)
         }
     }
@@ -618,6 +619,7 @@ final class HTTP2Connection: SecureStreamDelegate {
             return
         }
         perform {
+            machine.responseStarted(stream.id)
             // The handler answered before the body ended (413, lock takeover): stop feeding it, and let the
             // remaining bytes go (they are consumed as they arrive; the stream is reset once the answer is out).
             if endsBody {
@@ -822,6 +824,13 @@ final class HTTP2Connection: SecureStreamDelegate {
                     context.logAbuse(
                         .responseStalled, "HTTP/2 stream \(id): response write timeout; resetting stream")
                     abortStream(stream, reason: .clientClosed)
+                case .unanswered:
+                    // The handler's failure, not the peer's: INTERNAL_ERROR tells the client the request may not
+                    // have been processed (RFC 9113 §8.7 promises nothing for it), so it may retry.
+                    context.logAbuse(
+                        .bodyStalled, "HTTP/2 stream \(id): body stopped and no answer within the body timeout; "
+                            + "resetting stream")
+                    abortStream(stream, reason: .timeout, code: .internalError)
                 }
             }
         }
@@ -840,15 +849,15 @@ final class HTTP2Connection: SecureStreamDelegate {
         stream.outstandingFragments > 0 || stream.bufferedByteCount > 0
     }
 
-    /// Ends one stream (RST_STREAM CANCEL); its sink hears `reason`, the connection carries on.
-    private func abortStream(_ stream: HTTP2Stream, reason: BodyAbortReason) {
+    /// Ends one stream (RST_STREAM `code`); its sink hears `reason`, the connection carries on.
+    private func abortStream(_ stream: HTTP2Stream, reason: BodyAbortReason, code: HTTP2ErrorCode = .cancel) {
         if stream.lifecycle.bodyAborted(), let sink = stream.sink {
             stream.sink = nil
             sink.bodyAborted(reason)
         }
         machine.bodyFinished(stream.id)
         machine.responseFinished(stream.id)
-        pendingResets.append((stream.id, NGHTTP2_CANCEL.rawValue))
+        pendingResets.append((stream.id, code.rawValue))
         markDirty(stream)
     }
 

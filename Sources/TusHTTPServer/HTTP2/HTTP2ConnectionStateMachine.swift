@@ -136,6 +136,9 @@ struct HTTP2ConnectionStateMachine {
         case bodyTooSlow
         /// A response body made no progress for `bodyTimeout` while the peer kept its windows shut.
         case responseStalled
+        /// The handler stopped the body and gave no answer within `bodyTimeout`. The stream would otherwise hold a
+        /// slot of `maxConcurrentStreams` for good: the peer may send nothing more on it and waits for the answer.
+        case unanswered
     }
 
     /// A request stream as far as the limits care: its header block, and its progress deadlines.
@@ -155,6 +158,10 @@ struct HTTP2ConnectionStateMachine {
         /// that never opens its window, or opens it a few bytes at a time, cannot hold the piece, the open file
         /// and the stream forever.
         var responseDeadline: UInt64 = .max
+        /// When a handler that stopped the body must have answered (loop ms). HTTP/1.1 bounds a stopped read by the
+        /// body timeout (its bytes are read and dropped, and a peer that sends none for that long is cut off); here
+        /// the peer cannot send (the stream's window stays shut), so the same timeout runs from the stop.
+        var answerDeadline: UInt64 = .max
     }
 
     let limits: Limits
@@ -341,6 +348,21 @@ struct HTTP2ConnectionStateMachine {
         streams[id] = record
     }
 
+    /// The handler stopped the body (`HTTP2Stream.stopBody`): no body deadline any more, and its answer is due
+    /// within the body timeout.
+    mutating func bodyStopped(_ id: Int32, now: UInt64) {
+        guard var record = streams[id] else { return }
+        record.isReadingBody = false
+        record.bodyDeadline = .max
+        record.answerDeadline = now + limits.bodyTimeout
+        streams[id] = record
+    }
+
+    /// The handler answered (the response head is submitted): nothing is owed any more.
+    mutating func responseStarted(_ id: Int32) {
+        streams[id]?.answerDeadline = .max
+    }
+
     /// A response body started, or one of its pieces went out whole into DATA frames.
     mutating func responseProgressed(_ id: Int32, now: UInt64) {
         streams[id]?.responseDeadline = now + limits.bodyTimeout
@@ -367,6 +389,8 @@ struct HTTP2ConnectionStateMachine {
                 && record.bodyRate.isTooSlow(now: now, isHoldingBodyBack: isHoldingBodyBack(id))
             {
                 expired.append((id, .bodyTooSlow))
+            } else if now >= record.answerDeadline {
+                expired.append((id, .unanswered))
             } else if now >= record.responseDeadline {
                 if peerLetsUsSend(id) {
                     record.responseDeadline = now + limits.bodyTimeout
@@ -381,6 +405,7 @@ struct HTTP2ConnectionStateMachine {
                 record.isReadingBody = false
                 record.bodyDeadline = .max
                 record.responseDeadline = .max
+                record.answerDeadline = .max
             }
             streams[id] = record
         }

@@ -33,7 +33,7 @@ extension TusHandler {
                     id: created.upload.id, head: request.head, isSecure: request.exchange.isSecure,
                     configuration: configuration)
                 var headers: HTTPHeaders = ["Location": location]
-                guard created.isAssembled else {
+                guard created.isAssembledByCreation else {
                     addExpiry(created.expiresAt, to: &headers)
                     return send(request, HTTPResponse(status: .created, headers: headers))
                 }

@@ -347,10 +347,8 @@ final class UploadAppend: HTTPDirectBodySink {
                 return service.finish(caller, upload: info) { [self] _ in fail(outcome) }
             }
             if case .append = purpose, info.isPartial && info.isComplete {
-                // concatenation-unfinished: this append may have been the last one some final waited for. On the
-                // next turn of the loop, so that this request's answer goes out first.
-                let executor = caller.executor
-                executor.execute { [service] in service.completeFinals(referencing: info, on: executor) }
+                // concatenation-unfinished: this append may have been the last one some final waited for.
+                service.completeFinals(referencing: info, for: caller)
             }
             guard finishesUpload else { return report(.success(UploadService.Appended(upload: info))) }
             // The bytes are stored and the upload is complete whatever pre-finish says; it shapes the answer, and

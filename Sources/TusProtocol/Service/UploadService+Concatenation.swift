@@ -13,6 +13,13 @@ import TusHTTP1
 /// was terminated or expired answers 410 (`partialGone`); an assembled final keeps its bytes whatever happens to the
 /// partials later.
 ///
+/// Whoever assembles a final finishes it, once: the lock serializes the assemblers and each re-reads the record under
+/// it, so exactly one of them sees it unfinished and moves it to complete. That one sends pre-finish, then
+/// post-finish on a yes, with the final as the upload and its own request (the HEAD, the GET, the creating POST,
+/// or the PATCH that completed the last partial) as the request. At creation the answer waits for pre-finish,
+/// as an append's does; a later assembly's answer does not (it is not the request that completed anything), so a
+/// refusal there only withholds post-finish. The sweep's assembly (after a crash) sends none: it has no request.
+///
 /// An unfinished final expires like any unfinished upload, or a final whose partial is gone would stay forever. Its
 /// record gets creation + `expirationSeconds`; what counts is the later of that and its partials' expiries
 /// (`finalExpiry`), so a final lives while any partial it waits for is still being uploaded, without each PATCH of a
@@ -25,6 +32,9 @@ extension UploadService {
         /// Assembled if its partials were all complete already, else as stored.
         public var upload: UploadInfo
         public var isAssembled: Bool
+        /// Assembled by this creation, whose answer then owes the finish events (pre-finish, post-finish on a yes).
+        /// False when an append on another instance assembled it in between: that one finished it.
+        public var isAssembledByCreation: Bool
         /// When it goes if nothing completes it (nil = never): the later of its own expiry and its partials'.
         public var expiresAt: Int64?
     }
@@ -58,16 +68,20 @@ extension UploadService {
                 case .failure(let error): completion(.failure(UploadServiceError(error)))
                 case .success(let created):
                     notify(.created, caller, upload: created)
-                    resolveFinal(created, on: executor) { resolved in
+                    resolveFinal(created, for: caller, sendsFinishEvents: false) { resolved in
                         let final: CreatedFinal =
                             switch resolved {
-                            case .success(.complete(let complete)):
-                                CreatedFinal(upload: complete, isAssembled: true, expiresAt: nil)
+                            case .success(.complete(let complete, let assembledHere)):
+                                CreatedFinal(
+                                    upload: complete, isAssembled: true, isAssembledByCreation: assembledHere,
+                                    expiresAt: nil)
                             case .success(.unfinished(_, let expiresAt)):
-                                CreatedFinal(upload: created, isAssembled: false, expiresAt: expiresAt)
+                                CreatedFinal(
+                                    upload: created, isAssembled: false, isAssembledByCreation: false,
+                                    expiresAt: expiresAt)
                             case .failure:
                                 CreatedFinal(
-                                    upload: created, isAssembled: false,
+                                    upload: created, isAssembled: false, isAssembledByCreation: false,
                                     expiresAt: created.isComplete ? nil : created.expiresAt)
                             }
                         completion(.success(final))
@@ -79,8 +93,8 @@ extension UploadService {
 
     /// What a final upload is right now.
     enum FinalState {
-        /// Assembled (possibly just now): `offset == length`.
-        case complete(UploadInfo)
+        /// Assembled: `offset == length`. `assembledHere`: by this look, which finished it unless told not to.
+        case complete(UploadInfo, assembledHere: Bool)
         /// Some partial is still being uploaded. `length` is the sum once every partial's length is known;
         /// `expiresAt` is `finalExpiry` (nil = never).
         case unfinished(length: Int64?, expiresAt: Int64?)
@@ -115,12 +129,15 @@ extension UploadService {
         next(0)
     }
 
-    /// The final as clients should see it now, assembling it if its partials are all complete.
+    /// The final as clients should see it now, assembling it if its partials are all complete. A look that assembles
+    /// it sends its finish events (without waiting for them) unless `sendsFinishEvents` is false: the creation
+    /// sends them itself, since its answer carries pre-finish's.
     func resolveFinal(
-        _ final: UploadInfo, on executor: any LoopExecutor,
+        _ final: UploadInfo, for caller: UploadCaller, sendsFinishEvents: Bool = true,
         completion: @escaping (Result<FinalState, UploadServiceError>) -> Void
     ) {
-        if final.isComplete { return completion(.success(.complete(final))) }
+        if final.isComplete { return completion(.success(.complete(final, assembledHere: false))) }
+        let executor = caller.executor
         lookUpPartials(final.partialIDs, owner: final.owner, on: executor) { [self] looked in
             let partials: [UploadInfo]
             switch looked {
@@ -138,8 +155,11 @@ extension UploadService {
                 let expiresAt = finalExpiry(final, partials: partials)
                 return completion(.success(.unfinished(length: length, expiresAt: expiresAt)))
             }
-            assemble(final, partials: partials, on: executor) { result in
-                completion(result.map { .complete($0) })
+            assemble(final, partials: partials, on: executor) { [self] result in
+                if sendsFinishEvents, case .success((let assembled, true)) = result {
+                    finish(caller, upload: assembled) { _ in }
+                }
+                completion(result.map { .complete($0.upload, assembledHere: $0.assembledHere) })
             }
         }
     }
@@ -153,10 +173,10 @@ extension UploadService {
     }
 
     /// Under the final's lock (the file state store rewrites one record at a time per upload, and a cluster should
-    /// link once), re-read, then assemble unless somebody already did.
+    /// link once), re-read, then assemble unless somebody already did; `assembledHere` tells which.
     private func assemble(
         _ final: UploadInfo, partials: [UploadInfo], on executor: any LoopExecutor,
-        completion: @escaping (Result<UploadInfo, UploadServiceError>) -> Void
+        completion: @escaping (Result<(upload: UploadInfo, assembledHere: Bool), UploadServiceError>) -> Void
     ) {
         locker.lock(
             id: final.id, executor: executor, timeoutMilliseconds: configuration.lockReleaseTimeoutMilliseconds,
@@ -178,17 +198,36 @@ extension UploadService {
                     return completion(.failure(.gone))
                 case .success(.found(let found)): current = found
                 }
+                if current.isComplete {
+                    lock.release()
+                    return completion(.success((current, false)))
+                }
                 store.completeConcatenation(current, partials: partials, on: executor) { result in
                     lock.release()
-                    completion(result.mapError { $0 == .gone ? .partialGone : UploadServiceError($0) })
+                    completion(
+                        result.map { ($0, true) }.mapError { $0 == .gone ? .partialGone : UploadServiceError($0) })
                 }
             }
         }
     }
 
-    /// Called once a PATCH completed the partial `partial` (and was answered): assembles every final listing it whose
-    /// other partials are complete too. Failures are left to the next look at the final.
-    func completeFinals(referencing partial: UploadInfo, on executor: any LoopExecutor) {
+    /// Called once a PATCH completed the partial `partial`: on the next turn of the loop, so that the PATCH's answer
+    /// goes out first, assembles every final listing it whose other partials are complete too, and finishes those it
+    /// assembled with that PATCH as their request. Failures are left to the next look at the final.
+    func completeFinals(referencing partial: UploadInfo, for appender: UploadCaller) {
+        // The request is described now, while it is still this request's; only Sendable parts cross the hop.
+        let executor = appender.executor
+        let principal = appender.principal
+        let request = appender.describe()
+        executor.execute { [self] in
+            let caller = UploadCaller(executor: executor, principal: principal) { request }
+            completeFinals(referencing: partial, for: caller, on: executor)
+        }
+    }
+
+    private func completeFinals(
+        referencing partial: UploadInfo, for caller: UploadCaller, on executor: any LoopExecutor
+    ) {
         store.finals(referencing: partial.id, on: executor) { [self] listed in
             guard case .success(let finalIDs) = listed else { return }
             for finalID in finalIDs {
@@ -196,7 +235,7 @@ extension UploadService {
                     guard case .success(.found(let final)) = looked, final.partialIDs.contains(partial.id),
                         !final.isComplete
                     else { return }
-                    resolveFinal(final, on: executor) { _ in }
+                    resolveFinal(final, for: caller) { _ in }
                 }
             }
         }

@@ -12,11 +12,11 @@ extension UploadService {
             guard case .success(let info) = accessed, info.isFinal, !info.isComplete else {
                 return completion(accessed)
             }
-            resolveFinal(info, on: caller.executor) { resolved in
+            resolveFinal(info, for: caller) { resolved in
                 completion(
                     resolved.map { state in
                         switch state {
-                        case .complete(let complete): complete
+                        case .complete(let complete, _): complete
                         case .unfinished: info
                         }
                     })

@@ -79,11 +79,11 @@ public final class UploadService: Sendable {
             guard case .success(let info) = accessed, info.isFinal, !info.isComplete else {
                 return completion(accessed.map { .upload($0) })
             }
-            resolveFinal(info, on: caller.executor) { resolved in
+            resolveFinal(info, for: caller) { resolved in
                 completion(
                     resolved.map { state in
                         switch state {
-                        case .complete(let complete): .upload(complete)
+                        case .complete(let complete, _): .upload(complete)
                         case .unfinished(let length, let expiresAt):
                             .unfinishedFinal(info, length: length, expiresAt: expiresAt)
                         }
