@@ -72,6 +72,8 @@ final class UploadAppend: HTTPDirectBodySink {
     private let upload: UploadInfo
     /// `AppendRequest.completesAtBodyEnd`.
     private let completesAtBodyEnd: Bool
+    /// The upload was complete before this request (and before any length it declares), so it finishes nothing.
+    private let startedComplete: Bool
     /// `AppendRequest.progress`.
     private let progressObserver: ((Int64) -> Void)?
     /// Offset after the last completed write, for progress events.
@@ -96,10 +98,12 @@ final class UploadAppend: HTTPDirectBodySink {
     init(
         service: UploadService, caller: UploadCaller, body: any UploadBodySource, writer: any UploadWriter,
         lock: any UploadLock, holder: LockHolder, limit: Int64?, checksum: Checksum, purpose: Purpose,
-        upload: UploadInfo, completesAtBodyEnd: Bool = false, progress: ((Int64) -> Void)? = nil,
+        upload: UploadInfo, startedComplete: Bool? = nil, completesAtBodyEnd: Bool = false,
+        progress: ((Int64) -> Void)? = nil,
         completion: @escaping (Result<UploadService.Appended, UploadServiceError>) -> Void
     ) {
         self.upload = upload
+        self.startedComplete = startedComplete ?? upload.isComplete
         self.completesAtBodyEnd = completesAtBodyEnd
         self.progressObserver = progress
         self.writtenOffset = upload.offset
@@ -362,8 +366,8 @@ final class UploadAppend: HTTPDirectBodySink {
             // Only the request that moved the upload to its end finishes it: post-finish once per upload.
             let finishesUpload: Bool
             if case .creation = purpose { finishesUpload = info.isComplete } else {
-                // An empty body that completed a deferred upload (`completesAtBodyEnd`) finishes it too.
-                finishesUpload = info.isComplete && (upload.offset < (info.length ?? 0) || upload.length == nil)
+                // An empty body that completed a deferred upload (declaring its length) finishes it too.
+                finishesUpload = info.isComplete && !startedComplete
             }
             if let outcome {
                 // tusd finishes a complete upload even when the request failed after its last byte; the answer is

@@ -138,7 +138,7 @@ extension UploadService {
                     UploadAppend(
                         service: self, caller: caller, body: body, writer: writer, lock: lock, holder: holder,
                         limit: limit, checksum: request.checksum, purpose: .append, upload: declared,
-                        completesAtBodyEnd: request.completesAtBodyEnd, progress: request.progress,
+                        startedComplete: info.isComplete, completesAtBodyEnd: request.completesAtBodyEnd, progress: request.progress,
                         completion: Self.outcome(completion)
                     ).start()
                 }
