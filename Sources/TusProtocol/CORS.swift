@@ -19,7 +19,9 @@ extension TusHandler {
         + "Upload-Limit"
 
     /// The `Access-Control-Allow-Origin` value for this request, or nil when CORS does not apply.
-    func allowedOrigin(_ request: TusRequest) -> String? { Self.allowedOrigin(request.head, configuration: configuration) }
+    func allowedOrigin(_ request: TusRequest) -> String? {
+        Self.allowedOrigin(request.head, configuration: configuration)
+    }
 
     static func allowedOrigin(_ head: RequestHead, configuration: TusConfiguration) -> String? {
         guard let origin = head.headers["Origin"], !origin.isEmpty else { return nil }

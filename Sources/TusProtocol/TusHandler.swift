@@ -89,7 +89,9 @@ public final class TusHandler: HTTPRequestHandler {
 
     public func handle(_ head: RequestHead, exchange: any HTTPExchange) {
         // The draft's requests are known by their interop version alone (rows D1-D4), even beside `Tus-Resumable`.
-        if head.headers.contains(DraftUploadHandler.interopVersionField) { return draft.handle(head, exchange: exchange) }
+        if head.headers.contains(DraftUploadHandler.interopVersionField) {
+            return draft.handle(head, exchange: exchange)
+        }
         // Before anything reads a header: every later check would otherwise see only the first value.
         if let repeated = SingletonFields.firstRepeated(in: head.headers) {
             let request = TusRequest(head: head, exchange: exchange, method: head.method)

@@ -87,7 +87,9 @@ public enum DraftConformanceCases {
         chunked: Bool = false
     ) -> ConformanceRequest {
         ConformanceRequest(
-            method, "/files/", headers: [("Upload-Draft-Interop-Version", String(version)), completion(version, complete: complete)] + extra,
+            method, "/files/",
+            headers: [("Upload-Draft-Interop-Version", String(version)), completion(version, complete: complete)]
+                + extra,
             body: body, chunked: chunked, omitTusResumable: true)
     }
 
@@ -109,7 +111,8 @@ public enum DraftConformanceCases {
         _ version: Int, _ method: String, _ target: String = "$U", extra: [(String, String)] = []
     ) -> ConformanceRequest {
         ConformanceRequest(
-            method, target, headers: [("Upload-Draft-Interop-Version", String(version))] + extra, omitTusResumable: true)
+            method, target, headers: [("Upload-Draft-Interop-Version", String(version))] + extra, omitTusResumable: true
+        )
     }
 
     /// Every row, for every version.
@@ -124,7 +127,8 @@ public enum DraftConformanceCases {
         let limits = v >= 6
         let maxSize = ConformanceSettings.maxSize
         // The lifetime's tail counts down with the clock (the default expiration is on in every run).
-        let limit: HeaderExpectation = limits ? .startsWith("max-size=\(maxSize), \(v == 6 ? "expires" : "max-age")=") : .absent
+        let limit: HeaderExpectation =
+            limits ? .startsWith("max-size=\(maxSize), \(v == 6 ? "expires" : "max-age")=") : .absent
         let versionHeader: (String, HeaderExpectation) = ("Upload-Draft-Interop-Version", .equals(vText))
         let creation104: [(String, HeaderExpectation)] =
             [("Location", .present), versionHeader, ("Upload-Limit", limit)]
@@ -136,14 +140,18 @@ public enum DraftConformanceCases {
             DraftConformanceCase(
                 "D1 D5 D6 C4 C5 C9 C10", "v\(v): creation with ?0 and content: 104 with Location, 201",
                 creation(v, complete: false, body: hello), status: 201,
-                headers: [("Location", .present), ("Upload-Offset", .equals("5")), versionHeader,
-                    completionExpectation(v, complete: false), ("Upload-Limit", limit)],
+                headers: [
+                    ("Location", .present), ("Upload-Offset", .equals("5")), versionHeader,
+                    completionExpectation(v, complete: false), ("Upload-Limit", limit),
+                ],
                 informational: [creation104],
                 steps: [
                     ConformanceStep(
                         request(v, "HEAD", "$L"), status: 204,
-                        headers: [("Upload-Offset", .equals("5")), completionExpectation(v, complete: false),
-                            ("Cache-Control", .equals("no-store"))])
+                        headers: [
+                            ("Upload-Offset", .equals("5")), completionExpectation(v, complete: false),
+                            ("Cache-Control", .equals("no-store")),
+                        ])
                 ]))
         rows.append(
             DraftConformanceCase(
@@ -158,7 +166,8 @@ public enum DraftConformanceCases {
                         "POST", "/files/",
                         headers: [("Upload-Draft-Interop-Version", bad), completion(v, complete: false)],
                         body: hello, omitTusResumable: true),
-                    status: 400, headers: [("Location", .absent), ("Content-Type", .equals("application/problem+json"))],
+                    status: 400,
+                    headers: [("Location", .absent), ("Content-Type", .equals("application/problem+json"))],
                     informational: [], bodyContains: "supported-versions"))
         }
         rows.append(
@@ -178,8 +187,10 @@ public enum DraftConformanceCases {
             DraftConformanceCase(
                 "C11 C12 C13", "v\(v): creation with the whole content: 201, complete",
                 creation(v, complete: true, body: helloWorld), status: 201,
-                headers: [("Location", .present), ("Upload-Offset", .equals("11")),
-                    completionExpectation(v, complete: true)],
+                headers: [
+                    ("Location", .present), ("Upload-Offset", .equals("11")),
+                    completionExpectation(v, complete: true),
+                ],
                 informational: [creation104],
                 steps: [
                     ConformanceStep(
@@ -202,8 +213,10 @@ public enum DraftConformanceCases {
             DraftConformanceCase(
                 "C14", "v\(v): careful creation (no content, incomplete)",
                 creation(v, complete: false), status: 201,
-                headers: [("Location", .present), ("Upload-Offset", .equals("0")),
-                    completionExpectation(v, complete: false)],
+                headers: [
+                    ("Location", .present), ("Upload-Offset", .equals("0")),
+                    completionExpectation(v, complete: false),
+                ],
                 informational: [creation104]))
         rows.append(
             DraftConformanceCase(
@@ -211,8 +224,10 @@ public enum DraftConformanceCases {
                 headers: [("Upload-Offset", .equals("0")), completionExpectation(v, complete: true)],
                 // Complete at once: no lifetime left to announce.
                 informational: [
-                    [("Location", .present), versionHeader,
-                        ("Upload-Limit", limits ? .equals("max-size=\(maxSize)") : .absent)]
+                    [
+                        ("Location", .present), versionHeader,
+                        ("Upload-Limit", limits ? .equals("max-size=\(maxSize)") : .absent),
+                    ]
                 ],
                 steps: [
                     ConformanceStep(
@@ -271,9 +286,11 @@ public enum DraftConformanceCases {
             DraftConformanceCase(
                 "R1 R2 R3 R5", "v\(v): HEAD of an incomplete upload", upload: .incomplete(hello),
                 request(v, "HEAD"), status: 204,
-                headers: [("Upload-Offset", .equals("5")), completionExpectation(v, complete: false),
+                headers: [
+                    ("Upload-Offset", .equals("5")), completionExpectation(v, complete: false),
                     ("Cache-Control", .equals("no-store")), ("Upload-Limit", limit),
-                    versionHeader]))
+                    versionHeader,
+                ]))
         if v >= 6 {
             rows.append(
                 DraftConformanceCase(
@@ -345,12 +362,15 @@ public enum DraftConformanceCases {
                 DraftConformanceCase(
                     "A7", "v\(v): PATCH without Upload-Complete is refused", upload: .incomplete(hello),
                     append(v, offset: 5, complete: nil, body: world), status: 400,
-                    steps: [ConformanceStep(request(v, "HEAD"), status: 204, headers: [("Upload-Offset", .equals("5"))])]))
+                    steps: [
+                        ConformanceStep(request(v, "HEAD"), status: 204, headers: [("Upload-Offset", .equals("5"))])
+                    ]))
         }
         rows.append(
             DraftConformanceCase(
                 "A2", "v\(v): PATCH media type", upload: .incomplete(hello),
-                append(v, offset: 5, complete: false, body: world, extra: [("Content-Type", "application/octet-stream")]),
+                append(
+                    v, offset: 5, complete: false, body: world, extra: [("Content-Type", "application/octet-stream")]),
                 status: v >= 6 ? 415 : incompleteAnswerStatus))
         rows.append(
             DraftConformanceCase(
@@ -401,7 +421,9 @@ public enum DraftConformanceCases {
                     upload: .incompleteWithLength(8, hello), append(v, offset: 5, complete: true, body: world),
                     status: 400,
                     bodyContains: v >= 7 ? problemBase + "inconsistent-upload-length" : nil,
-                    steps: [ConformanceStep(request(v, "HEAD"), status: 204, headers: [("Upload-Offset", .equals("5"))])]))
+                    steps: [
+                        ConformanceStep(request(v, "HEAD"), status: 204, headers: [("Upload-Offset", .equals("5"))])
+                    ]))
             rows.append(
                 DraftConformanceCase(
                     "A16", "v\(v): chunked content past the recorded length",
@@ -424,7 +446,9 @@ public enum DraftConformanceCases {
                     "H4", "v\(v): PATCH declaring Upload-Length on a deferred upload", upload: .incomplete(hello),
                     append(v, offset: 5, complete: false, body: world, extra: [("Upload-Length", "20")]),
                     status: incompleteAnswerStatus,
-                    steps: [ConformanceStep(request(v, "HEAD"), status: 204, headers: [("Upload-Length", .equals("20"))])]))
+                    steps: [
+                        ConformanceStep(request(v, "HEAD"), status: 204, headers: [("Upload-Length", .equals("20"))])
+                    ]))
         }
         rows.append(
             DraftConformanceCase(
@@ -455,7 +479,9 @@ public enum DraftConformanceCases {
             DraftConformanceCase(
                 "G4", "v\(v): Content-Digest with only an unsupported algorithm is ignored",
                 upload: .incomplete(hello),
-                append(v, offset: 5, complete: false, body: world, extra: [("Content-Digest", "md5=:AAAAAAAAAAAAAAAAAAAAAA==:")]),
+                append(
+                    v, offset: 5, complete: false, body: world,
+                    extra: [("Content-Digest", "md5=:AAAAAAAAAAAAAAAAAAAAAA==:")]),
                 status: incompleteAnswerStatus, headers: [("Upload-Offset", .equals("11"))]))
 
         // MARK: Cancellation
@@ -477,8 +503,10 @@ public enum DraftConformanceCases {
         rows.append(
             DraftConformanceCase(
                 "L1 L2 L4", "v\(v): OPTIONS", request(v, "OPTIONS", "/files/"), status: 204,
-                headers: [("Upload-Limit", limit),
-                    ("Accept-Patch", v >= 8 ? .equals("application/partial-upload") : .absent), versionHeader]))
+                headers: [
+                    ("Upload-Limit", limit),
+                    ("Accept-Patch", v >= 8 ? .equals("application/partial-upload") : .absent), versionHeader,
+                ]))
         rows.append(
             DraftConformanceCase(
                 "L3", "v\(v): OPTIONS *", request(v, "OPTIONS", "*"), status: 204,
@@ -524,26 +552,33 @@ public struct DraftConformanceRunner {
         case .terminated:
             let path = try tusUpload(length: 10, bytes: [])
             let deleted = try send(ConformanceRequest("DELETE", path, headers: [("Tus-Resumable", "1.0.0")]))
-            guard deleted.response.status == 204 else { return ["\(label): setup DELETE answered \(deleted.response.status)"] }
+            guard deleted.response.status == 204 else {
+                return ["\(label): setup DELETE answered \(deleted.response.status)"]
+            }
             names["$U"] = path
         }
         let first = try send(substituted(row.request, names))
         var failures = check(first.response, row.request, row.status, row.headers, label)
         if let body = row.bodyContains, !String(decoding: first.response.body, as: UTF8.self).contains(body) {
-            failures.append("\(label): body \(String(decoding: first.response.body, as: UTF8.self).debugDescription) lacks \(body)")
+            failures.append(
+                "\(label): body \(String(decoding: first.response.body, as: UTF8.self).debugDescription) lacks \(body)")
         }
         if let expected = row.informational {
             if first.informational.count != expected.count {
-                failures.append("\(label): \(first.informational.count) informational responses, expected \(expected.count)")
+                failures.append(
+                    "\(label): \(first.informational.count) informational responses, expected \(expected.count)")
             }
             for (index, (response, headers)) in zip(first.informational, expected).enumerated() {
                 if response.status != 104 { failures.append("\(label): informational \(index) is \(response.status)") }
                 for (name, expectation) in headers where !expectation.matches(response.header(name)) {
-                    failures.append("\(label): 104 #\(index + 1) \(name) is \(response.header(name) ?? "absent"), expected \(expectation)")
+                    failures.append(
+                        "\(label): 104 #\(index + 1) \(name) is \(response.header(name) ?? "absent"), expected \(expectation)"
+                    )
                 }
             }
             // The 104's Location is the final response's (row C6, v9).
-            if let announced = first.informational.first?.header("Location"), let final = first.response.header("Location"),
+            if let announced = first.informational.first?.header("Location"),
+                let final = first.response.header("Location"),
                 announced != final
             {
                 failures.append("\(label): 104 Location \(announced) differs from the final \(final)")
@@ -553,7 +588,8 @@ public struct DraftConformanceRunner {
         for (index, step) in row.steps.enumerated() {
             let request = substituted(step.request, names)
             let response = try send(request).response
-            failures += check(response, request, step.status, step.headers, "\(label) (step \(index + 1): \(request.method))")
+            failures += check(
+                response, request, step.status, step.headers, "\(label) (step \(index + 1): \(request.method))")
         }
         return failures
     }
@@ -564,10 +600,14 @@ public struct DraftConformanceRunner {
     ) -> [String] {
         var failures: [String] = []
         if response.status != status {
-            failures.append("\(label): status \(response.status), expected \(status) \(String(decoding: response.body.prefix(200), as: UTF8.self))")
+            failures.append(
+                "\(label): status \(response.status), expected \(status) \(String(decoding: response.body.prefix(200), as: UTF8.self))"
+            )
         }
         for (name, expectation) in headers where !expectation.matches(response.header(name)) {
-            failures.append("\(label): \(name) is \(response.header(name).map { "\"\($0)\"" } ?? "absent"), expected \(expectation)")
+            failures.append(
+                "\(label): \(name) is \(response.header(name).map { "\"\($0)\"" } ?? "absent"), expected \(expectation)"
+            )
         }
         if request.method == "HEAD", !response.body.isEmpty { failures.append("\(label): HEAD response has a body") }
         if [201, 204].contains(response.status), !response.body.isEmpty {
@@ -593,7 +633,8 @@ public struct DraftConformanceRunner {
     private func tusUpload(length: Int64?, bytes: [UInt8]) throws -> String {
         let lengthHeader = length.map { ("Upload-Length", String($0)) } ?? ("Upload-Defer-Length", "1")
         let created = try send(
-            ConformanceRequest("POST", "/files/", headers: [("Tus-Resumable", "1.0.0"), lengthHeader])).response
+            ConformanceRequest("POST", "/files/", headers: [("Tus-Resumable", "1.0.0"), lengthHeader])
+        ).response
         guard created.status == 201, let location = created.header("Location") else {
             throw ConformanceSetupError.creationFailed(created.status)
         }
@@ -602,8 +643,11 @@ public struct DraftConformanceRunner {
         let written = try send(
             ConformanceRequest(
                 "PATCH", path,
-                headers: [("Tus-Resumable", "1.0.0"), ("Upload-Offset", "0"),
-                    ("Content-Type", "application/offset+octet-stream")], body: bytes)).response
+                headers: [
+                    ("Tus-Resumable", "1.0.0"), ("Upload-Offset", "0"),
+                    ("Content-Type", "application/offset+octet-stream"),
+                ], body: bytes)
+        ).response
         guard written.status == 204 else { throw ConformanceSetupError.creationFailed(written.status) }
         return path
     }
@@ -643,7 +687,9 @@ public struct SocketDraftConformanceTransport: DraftConformanceTransport {
         while true {
             let response = try client.readResponse(forHead: isHead)
             let converted = ConformanceResponse(status: response.status, headers: response.headers, body: response.body)
-            guard response.status < 200 else { return DraftConformanceExchange(response: converted, informational: informational) }
+            guard response.status < 200 else {
+                return DraftConformanceExchange(response: converted, informational: informational)
+            }
             if response.status == 100 {
                 if waitsForContinue { client.send(body) }
             } else {

@@ -30,7 +30,8 @@ final class DraftConformanceOverSocketTests: XCTestCase {
     }
 
     func testEveryRowOverASocketWithTheFileStore() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("draft-conformance-\(UUID().uuidString)")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "draft-conformance-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         let store = try FileUploadStore(directory: directory.path, fsync: .none)
         try withServer(store: store) { port in

@@ -10,7 +10,8 @@ final class DraftConformanceTableTests: XCTestCase {
             let handler = TusHandler(
                 configuration: TusConfiguration(maxSize: ConformanceSettings.maxSize), store: MemoryUploadStore())
             let transport = HandlerDraftConformanceTransport(client: TusTestClient(handler: handler))
-            let failures = DraftConformanceRunner(transport: transport).run(DraftConformanceCases.cases(version: version))
+            let failures = DraftConformanceRunner(transport: transport).run(
+                DraftConformanceCases.cases(version: version))
             XCTAssertEqual(failures, [], "interop version \(version):\n" + failures.joined(separator: "\n"))
         }
     }

@@ -35,10 +35,12 @@ final class DraftUploadTests: TusTestCase {
     }
 
     private func appendHeaders(_ version: Int, offset: Int64, complete: Bool) -> HTTPHeaders {
-        draftHeaders(version, [
-            ("Upload-Offset", String(offset)), ("Upload-Complete", complete ? "?1" : "?0"),
-            ("Content-Type", "application/partial-upload"),
-        ])
+        draftHeaders(
+            version,
+            [
+                ("Upload-Offset", String(offset)), ("Upload-Complete", complete ? "?1" : "?0"),
+                ("Content-Type", "application/partial-upload"),
+            ])
     }
 
     private func path(of exchange: FakeExchange) -> String {
@@ -131,13 +133,15 @@ final class DraftUploadTests: TusTestCase {
     func testANewAppendTakesOverAStaleOneAtTheOffsetHEADReported() {  // R8, A20
         let creation = client.send(.POST, "/files/", headers: draftHeaders(8, [("Upload-Complete", "?0")]))
         let path = path(of: creation)
-        let stale = client.start(.PATCH, path, headers: appendHeaders(8, offset: 0, complete: true), framing: .contentLength(50))
+        let stale = client.start(
+            .PATCH, path, headers: appendHeaders(8, offset: 0, complete: true), framing: .contentLength(50))
         stale.deliver([UInt8](repeating: 1, count: 10))
         client.executor.runPending()
         let head = client.send(.HEAD, path, headers: draftHeaders(8))
         XCTAssertEqual(head.header("Upload-Offset"), "10", "HEAD never waits for the stale append's lock")
         // The stale request's Content-Length made the upload 50 bytes long (row C16): the resume brings the rest.
-        let fresh = client.start(.PATCH, path, headers: appendHeaders(8, offset: 10, complete: true), framing: .contentLength(40))
+        let fresh = client.start(
+            .PATCH, path, headers: appendHeaders(8, offset: 10, complete: true), framing: .contentLength(40))
         client.executor.runPending()
         XCTAssertTrue(stale.hasResponded, "the stale append was asked to let go")
         XCTAssertEqual(stale.header("Upload-Complete"), "?0")
@@ -152,7 +156,8 @@ final class DraftUploadTests: TusTestCase {
     func testCancellationStopsARunningAppend() {  // X7
         let creation = client.send(.POST, "/files/", headers: draftHeaders(6, [("Upload-Complete", "?0")]))
         let path = path(of: creation)
-        let running = client.start(.PATCH, path, headers: appendHeaders(6, offset: 0, complete: false), framing: .contentLength(50))
+        let running = client.start(
+            .PATCH, path, headers: appendHeaders(6, offset: 0, complete: false), framing: .contentLength(50))
         running.deliver([1, 2, 3])
         let cancel = client.send(.DELETE, path, headers: draftHeaders(6))
         XCTAssertEqual(cancel.status, 204)
@@ -162,7 +167,8 @@ final class DraftUploadTests: TusTestCase {
     }
 
     func testEveryDraftRequestIsAuthorized() {  // O1
-        configureDraft(authorizer: StaticAuthorizer(["alice": AccessGrant(subject: "alice"), "bob": AccessGrant(subject: "bob")]))
+        configureDraft(
+            authorizer: StaticAuthorizer(["alice": AccessGrant(subject: "alice"), "bob": AccessGrant(subject: "bob")]))
         let anonymous = client.send(.POST, "/files/", headers: draftHeaders(9, [("Upload-Complete", "?0")]))
         XCTAssertEqual(anonymous.status, 401)
         XCTAssertTrue(anonymous.informationalResponses.isEmpty, "nothing announced to a stranger")
@@ -170,8 +176,10 @@ final class DraftUploadTests: TusTestCase {
             .POST, "/files/", headers: draftHeaders(9, [("Upload-Complete", "?0"), ("Authorization", "Bearer alice")]))
         XCTAssertEqual(created.status, 201)
         let path = path(of: created)
-        XCTAssertEqual(client.send(.HEAD, path, headers: draftHeaders(9, [("Authorization", "Bearer bob")])).status, 404)
-        XCTAssertEqual(client.send(.HEAD, path, headers: draftHeaders(9, [("Authorization", "Bearer alice")])).status, 204)
+        XCTAssertEqual(
+            client.send(.HEAD, path, headers: draftHeaders(9, [("Authorization", "Bearer bob")])).status, 404)
+        XCTAssertEqual(
+            client.send(.HEAD, path, headers: draftHeaders(9, [("Authorization", "Bearer alice")])).status, 204)
         XCTAssertEqual(client.send(.HEAD, path, headers: draftHeaders(9)).status, 401)
     }
 
@@ -191,17 +199,20 @@ final class DraftUploadTests: TusTestCase {
     func testRepresentationMetadataIsKeptFromCreation() {  // C21, A23
         let creation = client.send(
             .POST, "/files/",
-            headers: draftHeaders(6, [
-                ("Upload-Complete", "?0"), ("Content-Type", "image/png"),
-                ("Content-Disposition", "attachment; filename=\"cat.png\""),
-            ]))
+            headers: draftHeaders(
+                6,
+                [
+                    ("Upload-Complete", "?0"), ("Content-Type", "image/png"),
+                    ("Content-Disposition", "attachment; filename=\"cat.png\""),
+                ]))
         let path = path(of: creation)
         _ = client.send(
             .PATCH, path,
             headers: appendHeaders(6, offset: 0, complete: true), body: [1, 2, 3])
         let tusHead = client.send(.HEAD, path, headers: ["Tus-Resumable": "1.0.0"])
         XCTAssertEqual(
-            tusHead.header("Upload-Metadata"), UploadMetadata.encode([("filetype", "image/png"), ("filename", "cat.png")]))
+            tusHead.header("Upload-Metadata"),
+            UploadMetadata.encode([("filetype", "image/png"), ("filename", "cat.png")]))
     }
 
     func testRepeatedDraftFieldsAreRefused() {

@@ -12,7 +12,8 @@ extension DraftUploadHandler {
                 return appendFailed(request, .unsupportedMediaType, "an append carries \(mediaType)")
             }
         }
-        guard let offsetText = head.headers["Upload-Offset"], let offset = StructuredField.integer(offsetText[...]) else {
+        guard let offsetText = head.headers["Upload-Offset"], let offset = StructuredField.integer(offsetText[...])
+        else {
             return appendFailed(request, .badRequest, "Upload-Offset must be a non-negative integer")
         }
         let completes: Bool
@@ -56,7 +57,8 @@ extension DraftUploadHandler {
             case .refused(.offsetMismatch):
                 answerOffsetMismatch(request, id: id, provided: offset)
             case .refused(let error):
-                fail(request, because: error, headers: appendErrorHeaders(request),
+                fail(
+                    request, because: error, headers: appendErrorHeaders(request),
                     closeConnection: head.bodyFraming.hasBody && Self.closesUnreadBody(error))
             case .failed(let error):
                 fail(request, because: error, headers: appendErrorHeaders(request), closeConnection: true)

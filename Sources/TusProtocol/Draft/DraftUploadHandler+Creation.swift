@@ -42,7 +42,9 @@ extension DraftUploadHandler {
         if let length, let refusal = service.refusal(ofLength: length, for: request.caller) {
             return fail(request, because: refusal, closeConnection: framing.hasBody)
         }
-        if length == nil, let known = framing.knownLength, let refusal = service.refusal(ofLength: known, for: request.caller) {
+        if length == nil, let known = framing.knownLength,
+            let refusal = service.refusal(ofLength: known, for: request.caller)
+        {
             return fail(request, because: refusal, closeConnection: true)
         }
         if let refusal = service.refusalOfNewUploads() {
@@ -61,7 +63,8 @@ extension DraftUploadHandler {
             if let limit = uploadLimit(request, upload: upload) { announcement.add("Upload-Limit", limit) }
             sendInformational(request, announcement)
             guard framing.hasBody || (completes && length == nil) else {
-                return answerCreation(request, location: location, outcome: .appended(.init(upload: upload)),
+                return answerCreation(
+                    request, location: location, outcome: .appended(.init(upload: upload)),
                     finishes: upload.isComplete, override: created.response)
             }
             let digest: UploadService.AppendChecksum = checksum.map { .digest($0) } ?? .none
@@ -69,7 +72,8 @@ extension DraftUploadHandler {
                 to: upload, checksum: digest, for: request.caller, body: ExchangeBody(exchange: request.exchange),
                 completesAtBodyEnd: completes, progress: progressReporter(request)
             ) { [self] outcome in
-                answerCreation(request, location: location, outcome: outcome, finishes: false, override: created.response)
+                answerCreation(
+                    request, location: location, outcome: outcome, finishes: false, override: created.response)
             }
         }
     }
@@ -83,7 +87,9 @@ extension DraftUploadHandler {
     ) {
         switch outcome {
         case .refused(let error):
-            fail(request, because: error, headers: ["Location": location], closeConnection: request.head.bodyFraming.hasBody)
+            fail(
+                request, because: error, headers: ["Location": location],
+                closeConnection: request.head.bodyFraming.hasBody)
         case .failed(let error):
             fail(request, because: error, headers: ["Location": location], closeConnection: true)
         case .appended(let appended):

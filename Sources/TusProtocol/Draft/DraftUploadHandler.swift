@@ -68,7 +68,8 @@ public final class DraftUploadHandler: Sendable {
         case (.upload(let id), .PATCH): handleAppend(request, id: id)
         case (.upload(let id), .DELETE): handleCancellation(request, id: id)
         case (.upload, _):
-            let allow = request.version.retrievesWithGet ? "HEAD, GET, PATCH, DELETE, OPTIONS" : "HEAD, PATCH, DELETE, OPTIONS"
+            let allow =
+                request.version.retrievesWithGet ? "HEAD, GET, PATCH, DELETE, OPTIONS" : "HEAD, PATCH, DELETE, OPTIONS"
             fail(request, .methodNotAllowed, "an upload answers HEAD, PATCH and DELETE", headers: ["Allow": allow])
         }
     }
@@ -123,7 +124,10 @@ public final class DraftUploadHandler: Sendable {
             switch scalar {
             case "\"": out += "\\\""
             case "\\": out += "\\\\"
-            case _ where scalar.value < 0x20: out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
+            case _ where scalar.value < 0x20:
+                out +=
+                    "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
+                    + String(scalar.value, radix: 16)
             default: out.unicodeScalars.append(scalar)
             }
         }
@@ -141,16 +145,20 @@ public final class DraftUploadHandler: Sendable {
             fail(request, .notFound, "no such upload", headers: headers, closeConnection: closeConnection)
         case .tooLarge:
             if let limit = uploadLimit(request, upload: nil) { headers.set("Upload-Limit", limit) }
-            fail(request, .payloadTooLarge, "larger than this server's max-size", headers: headers,
+            fail(
+                request, .payloadTooLarge, "larger than this server's max-size", headers: headers,
                 closeConnection: closeConnection)
         case .exceedsLength, .lengthMismatch, .lengthAlreadySet, .lengthBelowOffset:
-            fail(request, .badRequest, "the request does not agree with the upload's length",
+            fail(
+                request, .badRequest, "the request does not agree with the upload's length",
                 problem: .inconsistentUploadLength, headers: headers, closeConnection: closeConnection)
         case .finalNotWritable:
-            fail(request, .badRequest, "a concatenated upload takes no appends", headers: headers,
+            fail(
+                request, .badRequest, "a concatenated upload takes no appends", headers: headers,
                 closeConnection: closeConnection)
         case .checksumMismatch:
-            fail(request, .badRequest, "Content-Digest does not match the content", headers: headers,
+            fail(
+                request, .badRequest, "Content-Digest does not match the content", headers: headers,
                 closeConnection: closeConnection)
         case .notOffered:
             fail(request, .methodNotAllowed, "not offered by this server", headers: headers)

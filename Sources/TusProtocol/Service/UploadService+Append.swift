@@ -25,8 +25,8 @@ extension UploadService {
         public var progress: ((Int64) -> Void)?
 
         public init(
-            offset: Int64, declaredLength: Int64? = nil, knownBodyLength: Int64? = nil, checksum: AppendChecksum = .none,
-            completesAtBodyEnd: Bool = false, mayRepeatLength: Bool = false, refusesCompleteUpload: Bool = false,
+            offset: Int64, declaredLength: Int64? = nil, knownBodyLength: Int64? = nil,
+            checksum: AppendChecksum = .none, completesAtBodyEnd: Bool = false, mayRepeatLength: Bool = false, refusesCompleteUpload: Bool = false,
             progress: ((Int64) -> Void)? = nil
         ) {
             self.offset = offset
@@ -138,7 +138,8 @@ extension UploadService {
                     UploadAppend(
                         service: self, caller: caller, body: body, writer: writer, lock: lock, holder: holder,
                         limit: limit, checksum: request.checksum, purpose: .append, upload: declared,
-                        startedComplete: info.isComplete, completesAtBodyEnd: request.completesAtBodyEnd, progress: request.progress,
+                        startedComplete: info.isComplete, completesAtBodyEnd: request.completesAtBodyEnd,
+                        progress: request.progress,
                         completion: Self.outcome(completion)
                     ).start()
                 }
