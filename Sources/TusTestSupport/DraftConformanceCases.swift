@@ -256,6 +256,11 @@ public enum DraftConformanceCases {
         }
         rows.append(
             DraftConformanceCase(
+                "C22", "v\(v): Expect: 100-continue still gets its 100 beside the 104",
+                creation(v, complete: true, body: hello, extra: [("Expect", "100-continue")]), status: 201,
+                headers: [("Upload-Offset", .equals("5"))], informational: [creation104]))
+        rows.append(
+            DraftConformanceCase(
                 "C1 C2", "v\(v): PUT creates too", creation(v, complete: false, body: hello, method: "PUT"),
                 status: 201, headers: [("Upload-Offset", .equals("5"))], informational: [creation104]))
         if v >= 6 {
@@ -428,7 +433,23 @@ public enum DraftConformanceCases {
                 DraftConformanceCase(
                     "A16", "v\(v): chunked content past the recorded length",
                     upload: .incompleteWithLength(8, hello),
-                    append(v, offset: 5, complete: false, body: world, chunked: true), status: 400))
+                    append(v, offset: 5, complete: false, body: world, chunked: true), status: 400,
+                    // v7 on (-08): the upload is invalid afterwards; before, the bytes up to the length are kept.
+                    steps: [
+                        ConformanceStep(
+                            request(v, "HEAD"), status: v >= 7 ? 404 : 204,
+                            headers: v >= 7 ? [] : [("Upload-Offset", .equals("8"))])
+                    ]))
+            rows.append(
+                DraftConformanceCase(
+                    "A16", "v\(v): Content-Length past the recorded length",
+                    upload: .incompleteWithLength(8, hello),
+                    append(v, offset: 5, complete: false, body: world), status: 400,
+                    steps: [
+                        ConformanceStep(
+                            request(v, "HEAD"), status: v >= 7 ? 404 : 204,
+                            headers: v >= 7 ? [] : [("Upload-Offset", .equals("5"))])
+                    ]))
         }
         if v >= 6 {
             rows.append(

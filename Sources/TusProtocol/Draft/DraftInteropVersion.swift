@@ -50,49 +50,51 @@ public struct DraftInteropVersion: Sendable, Equatable {
     let sendsAcceptPatch: Bool
     /// Every answer to a PATCH carries `Upload-Complete` (v7+, rows A9, A10, A11): errors say `?0`.
     let completionFieldOnEveryAppendAnswer: Bool
+    /// Content past the upload's length makes the upload invalid: it is cancelled (-08 on, row A16).
+    let invalidatesOnExcess: Bool
 
     public static let all: [DraftInteropVersion] = [
         DraftInteropVersion(
             number: 3, drafts: "-01", completionField: .uploadIncomplete, appendRequiresCompletionField: false,
             appendMediaType: nil, sendsProgress: false, sendsLimits: false, lifetimeKey: nil, hasUploadLength: false,
             problemTypes: [], completedAppend: .badRequest, verifiesContentDigest: false, retrievesWithGet: false,
-            sendsAcceptPatch: false, completionFieldOnEveryAppendAnswer: false),
+            sendsAcceptPatch: false, completionFieldOnEveryAppendAnswer: false, invalidatesOnExcess: false),
         DraftInteropVersion(
             number: 4, drafts: "-02", completionField: .uploadComplete, appendRequiresCompletionField: false,
             appendMediaType: nil, sendsProgress: false, sendsLimits: false, lifetimeKey: nil, hasUploadLength: false,
             problemTypes: [], completedAppend: .badRequest, verifiesContentDigest: false, retrievesWithGet: false,
-            sendsAcceptPatch: false, completionFieldOnEveryAppendAnswer: false),
+            sendsAcceptPatch: false, completionFieldOnEveryAppendAnswer: false, invalidatesOnExcess: false),
         DraftInteropVersion(
             number: 5, drafts: "-03", completionField: .uploadComplete, appendRequiresCompletionField: false,
             appendMediaType: nil, sendsProgress: true, sendsLimits: false, lifetimeKey: nil, hasUploadLength: false,
             problemTypes: [], completedAppend: .badRequest, verifiesContentDigest: false, retrievesWithGet: false,
-            sendsAcceptPatch: false, completionFieldOnEveryAppendAnswer: false),
+            sendsAcceptPatch: false, completionFieldOnEveryAppendAnswer: false, invalidatesOnExcess: false),
         DraftInteropVersion(
             number: 6, drafts: "-04/-05", completionField: .uploadComplete, appendRequiresCompletionField: false,
             appendMediaType: partialUpload, sendsProgress: true, sendsLimits: true, lifetimeKey: "expires",
             hasUploadLength: true, problemTypes: [.mismatchingUploadOffset, .completedUpload],
             completedAppend: .badRequest, verifiesContentDigest: true, retrievesWithGet: false, sendsAcceptPatch: false,
-            completionFieldOnEveryAppendAnswer: false),
+            completionFieldOnEveryAppendAnswer: false, invalidatesOnExcess: false),
         DraftInteropVersion(
             number: 7, drafts: "-06/-07/-08", completionField: .uploadComplete, appendRequiresCompletionField: true,
             appendMediaType: partialUpload, sendsProgress: true, sendsLimits: true, lifetimeKey: "max-age",
             hasUploadLength: true,
             problemTypes: [.mismatchingUploadOffset, .completedUpload, .inconsistentUploadLength],
             completedAppend: .badRequest, verifiesContentDigest: true, retrievesWithGet: false, sendsAcceptPatch: false,
-            completionFieldOnEveryAppendAnswer: true),
+            completionFieldOnEveryAppendAnswer: true, invalidatesOnExcess: true),
         DraftInteropVersion(
             number: 8, drafts: "-09/-10/-11", completionField: .uploadComplete, appendRequiresCompletionField: true,
             appendMediaType: partialUpload, sendsProgress: true, sendsLimits: true, lifetimeKey: "max-age",
             hasUploadLength: true,
             problemTypes: [.mismatchingUploadOffset, .completedUpload, .inconsistentUploadLength],
             completedAppend: .inconsistentOrGone, verifiesContentDigest: true, retrievesWithGet: false,
-            sendsAcceptPatch: true, completionFieldOnEveryAppendAnswer: true),
+            sendsAcceptPatch: true, completionFieldOnEveryAppendAnswer: true, invalidatesOnExcess: true),
         DraftInteropVersion(
             number: 9, drafts: "-12", completionField: .uploadComplete, appendRequiresCompletionField: true,
             appendMediaType: partialUpload, sendsProgress: true, sendsLimits: true, lifetimeKey: "max-age",
             hasUploadLength: true, problemTypes: [.mismatchingUploadOffset, .inconsistentUploadLength],
             completedAppend: .replayCompletion, verifiesContentDigest: false, retrievesWithGet: true,
-            sendsAcceptPatch: true, completionFieldOnEveryAppendAnswer: true),
+            sendsAcceptPatch: true, completionFieldOnEveryAppendAnswer: true, invalidatesOnExcess: true),
     ]
 
     public static let partialUpload = "application/partial-upload"

@@ -56,6 +56,9 @@ extension DraftUploadHandler {
                 answerAppendToComplete(request, id: id, offset: offset, length: length, completes: completes)
             case .refused(.offsetMismatch):
                 answerOffsetMismatch(request, id: id, provided: offset)
+            case .refused(.exceedsLength) where version.invalidatesOnExcess,
+                .failed(.exceedsLength) where version.invalidatesOnExcess:
+                invalidate(request, id: id)
             case .refused(let error):
                 fail(
                     request, because: error, headers: appendErrorHeaders(request),
@@ -63,6 +66,18 @@ extension DraftUploadHandler {
             case .failed(let error):
                 fail(request, because: error, headers: appendErrorHeaders(request), closeConnection: true)
             }
+        }
+    }
+
+    /// Row A16 (-08 on): content past the upload's length makes the upload invalid, so a client that lost track of
+    /// its length cannot go on appending to it. It is cancelled (through the service: hooks and the lock as for a
+    /// DELETE) before the 400 goes out, so the next request finds it gone.
+    private func invalidate(_ request: DraftRequest, id: String) {
+        service.cancel(id, for: request.caller) { [self] _ in
+            // Whether or not the store could remove it, the answer is the length violation.
+            fail(
+                request, because: .exceedsLength, headers: appendErrorHeaders(request),
+                closeConnection: request.head.bodyFraming.hasBody)
         }
     }
 
