@@ -343,7 +343,28 @@ final class UploadAppend: HTTPDirectBodySink {
                 outcome = UploadServiceError(error)
                 // Nothing is known to be wrong with the bytes: kept, as for any failure after the body.
             }
-            writer.commit(expiresAt: service.nextExpiry()) { [self] result in complete(result, outcome) }
+            writer.commit(expiresAt: service.nextExpiry()) { [self] committed in
+                guard case .success(let info) = committed, outcome == nil, info.isComplete else {
+                    return complete(committed, outcome)
+                }
+                finishDeclaredUpload(at: info.offset) { [self] finished in complete(finished, outcome) }
+            }
+        }
+    }
+
+    /// This writer was opened while the length was deferred; a store may finish an upload's data only in a writer
+    /// that knows the upload ends where it starts (S3 uploads its last part then, as after tus's empty PATCH that
+    /// declares `Upload-Length`). One more writer, empty, under the same lock, gives it that chance.
+    private func finishDeclaredUpload(
+        at offset: Int64, completion: @escaping (Result<UploadInfo, StoreError>) -> Void
+    ) {
+        service.store.openWriter(
+            id: upload.id, startingAt: offset, discardable: false, lock: lock, on: caller.executor
+        ) { [service] opened in
+            switch opened {
+            case .failure(let error): completion(.failure(error))
+            case .success(let finisher): finisher.commit(expiresAt: service.nextExpiry(), completion: completion)
+            }
         }
     }
 
