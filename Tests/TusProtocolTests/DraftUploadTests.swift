@@ -215,6 +215,29 @@ final class DraftUploadTests: TusTestCase {
             UploadMetadata.encode([("filetype", "image/png"), ("filename", "cat.png")]))
     }
 
+    func testAnUploadCreatedUnderOneVersionIsResumedUnderAnother() {  // D1: the engine state is version-free
+        let creation = client.send(
+            .POST, "/files/", headers: draftHeaders(3, [("Upload-Incomplete", "?1")]), body: Array("abc".utf8))
+        XCTAssertEqual(creation.status, 201)
+        XCTAssertEqual(creation.header("Upload-Incomplete"), "?1")
+        let path = path(of: creation)
+        let v5 = client.send(.HEAD, path, headers: draftHeaders(5))
+        XCTAssertEqual(v5.header("Upload-Complete"), "?0")
+        XCTAssertEqual(v5.header("Upload-Offset"), "3")
+        let v6 = client.send(.PATCH, path, headers: appendHeaders(6, offset: 3, complete: false), body: Array("de".utf8))
+        XCTAssertEqual(v6.status, 201)
+        let v9 = client.send(.PATCH, path, headers: appendHeaders(9, offset: 5, complete: true), body: Array("f".utf8))
+        XCTAssertEqual(v9.status, 201)
+        XCTAssertEqual(store.storedBytes(id(path)), Array("abcdef".utf8))
+        XCTAssertEqual(client.send(.HEAD, path, headers: draftHeaders(3)).header("Upload-Incomplete"), "?0")
+    }
+
+    func testAnUnservedVersionOnHEADHasNoBody() {  // D3
+        let response = client.send(.HEAD, "/files/abc", headers: ["Upload-Draft-Interop-Version": "2"])
+        XCTAssertEqual(response.status, 400)
+        XCTAssertEqual(response.response?.body, [])
+    }
+
     func testRepeatedDraftFieldsAreRefused() {
         var headers = appendHeaders(6, offset: 0, complete: false)
         headers.add("Upload-Offset", "5")

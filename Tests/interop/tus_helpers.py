@@ -294,9 +294,12 @@ def draft_request(port: int, method: str, path: str, headers: dict[str, str], bo
         if method not in ("GET", "HEAD", "DELETE", "OPTIONS") or body:
             fields.append(("Content-Length", str(len(body))))
         sock.sendall(conn.send(h11.Request(method=method, target=path, headers=fields)))
-        if body:
-            sock.sendall(conn.send(h11.Data(data=body)))
-        sock.sendall(conn.send(h11.EndOfMessage()))
+        try:
+            if body:
+                sock.sendall(conn.send(h11.Data(data=body)))
+            sock.sendall(conn.send(h11.EndOfMessage()))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused before the body was wanted: the answer is already there to read
         informational, status, final_headers, received = [], 0, {}, b""
         while True:
             event = conn.next_event()

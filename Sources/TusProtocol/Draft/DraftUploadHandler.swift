@@ -36,6 +36,7 @@ public final class DraftUploadHandler: Sendable {
                 detail: "this server serves interop versions \(supported)",
                 members: ["supported-versions": "[\(supported)]"])
             response.headers.add("X-Content-Type-Options", "nosniff")
+            if head.method == .HEAD { response.body = [] }
             return exchange.respond(response)
         }
         let request = DraftRequest(head: head, exchange: exchange, version: version)
