@@ -496,6 +496,18 @@ public enum DraftConformanceCases {
                 "G2", "v\(v): Content-Digest that matches", upload: .incomplete(hello),
                 append(v, offset: 5, complete: false, body: world, extra: [("Content-Digest", worldSHA256)]),
                 status: incompleteAnswerStatus, headers: [("Upload-Offset", .equals("11"))]))
+        let helloWorldSHA512 =
+            "sha-512=:MJ7MSJwS1utMxA9QyQLytNDtd+5RGnx6m808qG1M2G+YndNbxf9JlnDaNCVbRbDP2DDoH2Bdz33FVC6TrpzXbw==:"
+        rows.append(
+            DraftConformanceCase(
+                "G1", "v\(v): Repr-Digest of a one-request upload that does not match",
+                creation(v, complete: true, body: hello, extra: [("Repr-Digest", helloWorldSHA512)]),
+                status: (6...8).contains(v) ? 400 : 201, informational: nil))
+        rows.append(
+            DraftConformanceCase(
+                "G1", "v\(v): Repr-Digest of a one-request upload that matches",
+                creation(v, complete: true, body: helloWorld, extra: [("Repr-Digest", helloWorldSHA512)]),
+                status: 201, headers: [("Upload-Offset", .equals("11"))], informational: nil))
         rows.append(
             DraftConformanceCase(
                 "G4", "v\(v): Content-Digest with only an unsupported algorithm is ignored",

@@ -27,7 +27,7 @@ extension DraftUploadHandler {
         case .success(let declared): length = declared
         }
         let checksum: UploadChecksum?
-        switch contentDigest(request) {
+        switch contentDigest(request, carriesWholeRepresentation: completes && offset == 0) {
         case .failure(let error): return appendFailed(request, .badRequest, error.message)
         case .success(let parsed): checksum = parsed
         }

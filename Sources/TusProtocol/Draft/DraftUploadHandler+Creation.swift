@@ -22,7 +22,7 @@ extension DraftUploadHandler {
         case .success(let declared): length = declared
         }
         let checksum: UploadChecksum?
-        switch contentDigest(request) {
+        switch contentDigest(request, carriesWholeRepresentation: completes) {
         case .failure(let error): return fail(request, .badRequest, error.message)
         case .success(let parsed): checksum = parsed
         }

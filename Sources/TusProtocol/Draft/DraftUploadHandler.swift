@@ -159,7 +159,7 @@ public final class DraftUploadHandler: Sendable {
                 closeConnection: closeConnection)
         case .checksumMismatch:
             fail(
-                request, .badRequest, "Content-Digest does not match the content", headers: headers,
+                request, .badRequest, "the content does not match its digest: none of it was kept", headers: headers,
                 closeConnection: closeConnection)
         case .notOffered:
             fail(request, .methodNotAllowed, "not offered by this server", headers: headers)
@@ -244,14 +244,27 @@ public final class DraftUploadHandler: Sendable {
 
     /// `Content-Digest` where the version verifies it and the store can roll an append back: nil when there is none
     /// or it names no algorithm we hash (row G4).
-    func contentDigest(_ request: DraftRequest) -> Result<UploadChecksum?, DraftFieldError> {
-        guard request.version.verifiesContentDigest, service.capabilities.contains(.discardableWrites),
-            let text = request.head.headers["Content-Digest"]
-        else { return .success(nil) }
+    ///
+    /// A request whose content is the whole representation (it starts at 0 and completes the upload) is checked
+    /// against `Repr-Digest` too, when it has no `Content-Digest` (row G1 for uploads made in one request; the
+    /// digest of a representation sent in several requests is not checked).
+    func contentDigest(
+        _ request: DraftRequest, carriesWholeRepresentation: Bool
+    ) -> Result<UploadChecksum?, DraftFieldError> {
+        guard request.version.verifiesContentDigest, service.capabilities.contains(.discardableWrites) else {
+            return .success(nil)
+        }
+        var field = "Content-Digest"
+        var text = request.head.headers[field]
+        if text == nil, carriesWholeRepresentation {
+            field = "Repr-Digest"
+            text = request.head.headers[field]
+        }
+        guard let text else { return .success(nil) }
         switch StructuredField.digest(text[...]) {
         case nil: return .success(nil)
         case .success(let checksum): return .success(checksum)
-        case .failure: return .failure(DraftFieldError("Content-Digest is malformed"))
+        case .failure: return .failure(DraftFieldError("\(field) is malformed"))
         }
     }
 
