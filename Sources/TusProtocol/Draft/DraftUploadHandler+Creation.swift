@@ -61,15 +61,20 @@ extension DraftUploadHandler {
             let location = location(request, id: upload.id)
             var announcement: HTTPHeaders = ["Location": location]
             if let limit = uploadLimit(request, upload: upload) { announcement.add("Upload-Limit", limit) }
-            sendInformational(request, announcement)
             guard framing.hasBody || (completes && length == nil) else {
+                sendInformational(request, announcement)
                 return answerCreation(
                     request, location: location, outcome: .appended(.init(upload: upload)),
                     finishes: upload.isComplete, override: created.response)
             }
             let digest: UploadService.AppendChecksum = checksum.map { .digest($0) } ?? .none
+            // The 104 goes out in the same turn of the loop as the body's first read: a client that hears it and
+            // is cut off at once (an h2 RST_STREAM right behind its DATA) finds every byte that arrived stored.
+            let body = AnnouncedBody(exchange: request.exchange) { [self] in
+                sendInformational(request, announcement)
+            }
             service.appendCreationBody(
-                to: upload, checksum: digest, for: request.caller, body: ExchangeBody(exchange: request.exchange),
+                to: upload, checksum: digest, for: request.caller, body: body,
                 completesAtBodyEnd: completes, progress: progressReporter(request)
             ) { [self] outcome in
                 answerCreation(
@@ -150,4 +155,17 @@ extension DraftUploadHandler {
         }
         return nil
     }
+}
+
+/// The creation's body, announced (the 104 with `Location`) just before it is read.
+struct AnnouncedBody: UploadBodySource {
+    let exchange: any HTTPExchange
+    let announce: () -> Void
+
+    func readBody(into sink: any HTTPBodySink) {
+        announce()
+        exchange.readBody(into: sink)
+    }
+
+    func stopBody() { exchange.stopBody() }
 }
