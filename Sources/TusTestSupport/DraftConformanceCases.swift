@@ -532,6 +532,20 @@ public enum DraftConformanceCases {
                 "X5", "v\(v): DELETE of an unknown upload",
                 request(v, "DELETE", "/files/0123456789abcdef0123456789abcdef"), status: 404))
 
+        // MARK: Routing errors
+        rows.append(
+            DraftConformanceCase(
+                "D7", "v\(v): GET on the creation URL", request(v, "GET", "/files/"), status: 405,
+                headers: [("Allow", .listContains("POST"))]))
+        rows.append(
+            DraftConformanceCase(
+                "D7", "v\(v): POST to an upload", upload: .incomplete(hello),
+                creation(v, complete: false, body: world).retargeted("$U"), status: 405,
+                headers: [("Allow", .listContains("PATCH"))], informational: []))
+        rows.append(
+            DraftConformanceCase(
+                "D7", "v\(v): a path outside the base path", request(v, "HEAD", "/elsewhere/x"), status: 404))
+
         // MARK: OPTIONS
         rows.append(
             DraftConformanceCase(
@@ -549,6 +563,13 @@ public enum DraftConformanceCases {
 }
 
 extension ConformanceRequest {
+    /// The same request to another target.
+    public func retargeted(_ target: String) -> ConformanceRequest {
+        var request = self
+        request.target = target
+        return request
+    }
+
     /// The same request with `name` set to `value` (replacing every field of that name).
     public func replacing(_ name: String, with value: String) -> ConformanceRequest {
         var request = self

@@ -135,7 +135,7 @@ public final class DraftUploadHandler: Sendable {
         return out + "\""
     }
 
-    /// A service error in the draft's words (rows R6, A11-A17, C19). `offset` fills the 409's `Upload-Offset`.
+    /// A service error in the draft's words (rows R6, A11-A17, C19); what tus answers for the rest (lock, store, hook).
     func fail(
         _ request: DraftRequest, because error: UploadServiceError, headers: HTTPHeaders = [:],
         closeConnection: Bool = false
