@@ -24,12 +24,18 @@ struct HookRequestBody: Encodable {
         case type = "Type", event = "Event"
     }
 
+    /// Beside tusd's two members, `Protocol` says which wire protocol the request spoke (`tus`, `ietf-draft`), and
+    /// `InteropVersion` the draft's `Upload-Draft-Interop-Version` (absent for tus): a receiver written for tusd
+    /// ignores both.
     struct EventBody: Encodable {
         let upload: FileInfoBody
         let httpRequest: HTTPRequestBody
+        let uploadProtocol: String
+        let interopVersion: Int?
 
         enum CodingKeys: String, CodingKey {
-            case upload = "Upload", httpRequest = "HTTPRequest"
+            case upload = "Upload", httpRequest = "HTTPRequest", uploadProtocol = "Protocol"
+            case interopVersion = "InteropVersion"
         }
     }
 
@@ -94,7 +100,13 @@ struct HookRequestBody: Encodable {
                 partialUploads: upload.isFinal ? upload.partialIDs : nil, storage: upload.id.isEmpty ? nil : storage),
             httpRequest: HTTPRequestBody(
                 method: event.request.method.rawValue, uri: event.request.uri, remoteAddr: event.request.remoteAddress,
-                header: header))
+                header: header),
+            uploadProtocol: event.request.uploadProtocol.name, interopVersion: Self.interopVersion(event.request))
+    }
+
+    static func interopVersion(_ request: EventRequest) -> Int? {
+        if case .ietfDraft(let version) = request.uploadProtocol { return version }
+        return nil
     }
 
     /// Go's `http.CanonicalHeaderKey` ("x-request-id" → "X-Request-Id"): receivers written for tusd look

@@ -41,8 +41,11 @@ public final class MetricsRegistry: UploadEventHandler, @unchecked Sendable {
 
     // MARK: Recording (loop thread)
 
-    func recordRequest(_ method: HTTPMethod, seconds: Double, on executor: any LoopExecutor) {
+    func recordRequest(
+        _ method: HTTPMethod, uploadProtocol: UploadProtocol, seconds: Double, on executor: any LoopExecutor
+    ) {
         let metrics = loop(executor)
+        metrics.values.requestsByProtocol[MetricsSnapshot.protocolIndex(uploadProtocol)] += 1
         let index = MetricsSnapshot.methodIndex(method)
         metrics.values.requests[index] += 1
         metrics.values.durations[index].observe(seconds: seconds)
@@ -65,8 +68,12 @@ public final class MetricsRegistry: UploadEventHandler, @unchecked Sendable {
     public func notify(_ notification: UploadNotification, _ event: UploadEvent, on executor: any LoopExecutor) {
         let metrics = loop(executor)
         switch notification {
-        case .created: metrics.values.uploadsCreated += 1
-        case .finished: metrics.values.uploadsFinished += 1
+        case .created:
+            metrics.values.uploadsCreated += 1
+            metrics.values.uploadsCreatedByProtocol[MetricsSnapshot.protocolIndex(event.request.uploadProtocol)] += 1
+        case .finished:
+            metrics.values.uploadsFinished += 1
+            metrics.values.uploadsFinishedByProtocol[MetricsSnapshot.protocolIndex(event.request.uploadProtocol)] += 1
         case .terminated: metrics.values.uploadsTerminated += 1
         }
     }

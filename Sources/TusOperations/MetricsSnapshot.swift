@@ -1,11 +1,18 @@
 import TusHTTP1
+import TusProtocol
 
 /// Every counter of one loop (or, after `add`, of all loops) at one moment.
 public struct MetricsSnapshot: Sendable {
     /// Methods tusd labels requests with; anything else counts as "OTHER".
     static let methods = ["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS", "OTHER"]
 
+    /// The wire protocols of one upload service (`UploadProtocol.name`), so both can be compared on one server.
+    static let protocols = ["tus", "ietf-draft"]
+
     var requests = [UInt64](repeating: 0, count: MetricsSnapshot.methods.count)
+    var requestsByProtocol = [UInt64](repeating: 0, count: MetricsSnapshot.protocols.count)
+    var uploadsCreatedByProtocol = [UInt64](repeating: 0, count: MetricsSnapshot.protocols.count)
+    var uploadsFinishedByProtocol = [UInt64](repeating: 0, count: MetricsSnapshot.protocols.count)
     var durations = [Histogram](repeating: Histogram(), count: MetricsSnapshot.methods.count)
     /// Keyed by "status code" pairs.
     var errors: [ErrorKey: UInt64] = [:]
@@ -26,7 +33,16 @@ public struct MetricsSnapshot: Sendable {
         methods.firstIndex(of: method.rawValue) ?? methods.count - 1
     }
 
+    static func protocolIndex(_ uploadProtocol: UploadProtocol) -> Int {
+        protocols.firstIndex(of: uploadProtocol.name) ?? 0
+    }
+
     mutating func add(_ other: MetricsSnapshot) {
+        for index in requestsByProtocol.indices {
+            requestsByProtocol[index] += other.requestsByProtocol[index]
+            uploadsCreatedByProtocol[index] += other.uploadsCreatedByProtocol[index]
+            uploadsFinishedByProtocol[index] += other.uploadsFinishedByProtocol[index]
+        }
         for index in requests.indices {
             requests[index] += other.requests[index]
             durations[index].add(other.durations[index])

@@ -128,7 +128,12 @@ final class ObservedExchange: HTTPExchange {
         response.headers.set(RequestID.headerName, requestID)
         if let metrics {
             let seconds = Double(MonotonicClock.nanoseconds &- started) / 1e9
-            metrics.recordRequest(method, seconds: seconds, on: inner.executor)
+            // The draft's requests are known by this field alone, as `TusHandler` dispatches them.
+            let uploadProtocol: UploadProtocol =
+                head.headers[DraftUploadHandler.interopVersionField].map {
+                    .ietfDraft(interopVersion: Int($0.trimmingOWS()) ?? 0)
+                } ?? .tus
+            metrics.recordRequest(method, uploadProtocol: uploadProtocol, seconds: seconds, on: inner.executor)
         }
         return response
     }

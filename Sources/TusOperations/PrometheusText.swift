@@ -59,6 +59,22 @@ public enum PrometheusText {
         for (index, method) in MetricsSnapshot.methods.enumerated() {
             histogram("tus_request_duration_seconds", snapshot.durations[index], labels: [("method", method)])
         }
+        family("tus_requests_by_protocol_total", "counter", "Requests per wire protocol (tus, ietf-draft).")
+        for (index, name) in MetricsSnapshot.protocols.enumerated() {
+            sample("tus_requests_by_protocol_total", [("protocol", name)], String(snapshot.requestsByProtocol[index]))
+        }
+        family("tus_uploads_created_by_protocol_total", "counter", "Uploads created per wire protocol.")
+        for (index, name) in MetricsSnapshot.protocols.enumerated() {
+            sample(
+                "tus_uploads_created_by_protocol_total", [("protocol", name)],
+                String(snapshot.uploadsCreatedByProtocol[index]))
+        }
+        family("tus_uploads_finished_by_protocol_total", "counter", "Uploads finished per wire protocol.")
+        for (index, name) in MetricsSnapshot.protocols.enumerated() {
+            sample(
+                "tus_uploads_finished_by_protocol_total", [("protocol", name)],
+                String(snapshot.uploadsFinishedByProtocol[index]))
+        }
         family("tus_lock_wait_seconds", "histogram", "Time requests waited for an upload's lock.")
         histogram("tus_lock_wait_seconds", snapshot.lockWait, labels: [])
         return out

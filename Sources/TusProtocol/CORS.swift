@@ -10,23 +10,34 @@ extension TusHandler {
     static let corsAllowedHeaders =
         "Authorization, Origin, X-Requested-With, X-Request-ID, X-HTTP-Method-Override, Content-Type, "
         + "Upload-Length, Upload-Offset, Tus-Resumable, Upload-Metadata, Upload-Defer-Length, Upload-Concat, "
-        + "Upload-Checksum"
+        + "Upload-Checksum, Upload-Draft-Interop-Version, Upload-Complete, Upload-Incomplete, Content-Digest, "
+        + "Repr-Digest"
     static let corsExposedHeaders =
         "Location, Upload-Offset, Upload-Length, Upload-Defer-Length, Upload-Metadata, Upload-Concat, "
         + "Upload-Expires, Tus-Version, Tus-Resumable, Tus-Max-Size, Tus-Extension, Tus-Checksum-Algorithm, "
-        + "X-Request-ID, WWW-Authenticate"
+        + "X-Request-ID, WWW-Authenticate, Upload-Draft-Interop-Version, Upload-Complete, Upload-Incomplete, "
+        + "Upload-Limit"
 
     /// The `Access-Control-Allow-Origin` value for this request, or nil when CORS does not apply.
     func allowedOrigin(_ request: TusRequest) -> String? {
-        guard let origin = request.head.headers["Origin"], !origin.isEmpty else { return nil }
+        Self.allowedOrigin(request.head, configuration: configuration)
+    }
+
+    static func allowedOrigin(_ head: RequestHead, configuration: TusConfiguration) -> String? {
+        guard let origin = head.headers["Origin"], !origin.isEmpty else { return nil }
         let anyOrigin = configuration.corsOrigins == nil || configuration.corsOrigins!.contains("*")
         if anyOrigin { return configuration.corsAllowCredentials ? origin : "*" }
         return configuration.corsOrigins!.contains(origin) ? origin : nil
     }
 
     func addCORSHeaders(_ request: TusRequest, to headers: inout HTTPHeaders) {
-        guard request.head.headers["Origin"] != nil else { return }
-        let allowed = allowedOrigin(request)
+        Self.addCORSHeaders(request.head, configuration: configuration, to: &headers)
+    }
+
+    /// Also for the draft adapter's responses (same origins, same exposed fields).
+    static func addCORSHeaders(_ head: RequestHead, configuration: TusConfiguration, to headers: inout HTTPHeaders) {
+        guard head.headers["Origin"] != nil else { return }
+        let allowed = allowedOrigin(head, configuration: configuration)
         if allowed != "*" { headers.set("Vary", "Origin") }
         guard let allowed else { return }
         headers.set("Access-Control-Allow-Origin", allowed)

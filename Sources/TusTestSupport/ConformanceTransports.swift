@@ -8,13 +8,17 @@ public struct HandlerConformanceTransport: ConformanceTransport {
 
     public enum Failure: Error { case unknownMethod(String), responseCount(Int) }
 
-    public func send(_ request: ConformanceRequest) throws -> ConformanceResponse {
+    public func send(_ request: ConformanceRequest) throws -> ConformanceResponse { try send(request) { _ in } }
+
+    /// `inspect` sees the exchange once the response is in (its informational responses, say).
+    public func send(_ request: ConformanceRequest, inspect: (FakeExchange) -> Void) throws -> ConformanceResponse {
         guard let method = HTTPMethod(rawValue: request.method) else { throw Failure.unknownMethod(request.method) }
         var headers = HTTPHeaders()
         for (name, value) in request.headers { headers.add(name, value) }
         let exchange = client.send(
             method, request.target, headers: headers, body: request.body, chunked: request.chunked,
             includeDefaultHeaders: false, trailers: HTTPHeaders(request.trailers.map { (name: $0.0, value: $0.1) }))
+        inspect(exchange)
         guard exchange.responses.count == 1, let response = exchange.response else {
             throw Failure.responseCount(exchange.responses.count)
         }
@@ -31,8 +35,8 @@ public struct SocketConformanceTransport: ConformanceTransport {
 
     public init(port: Int) { self.port = port }
 
-    public func send(_ request: ConformanceRequest) throws -> ConformanceResponse {
-        let client = try RawHTTPClient(port: port, timeoutSeconds: 5)
+    /// The request's head and its body as framed on the wire.
+    static func encode(_ request: ConformanceRequest) -> (head: String, body: [UInt8]) {
         var head = "\(request.method) \(request.target) HTTP/1.1\r\n"
         for (name, value) in request.headers { head += "\(name): \(value)\r\n" }
         var body = request.body
@@ -43,6 +47,12 @@ public struct SocketConformanceTransport: ConformanceTransport {
             head += "Content-Length: \(request.body.count)\r\n"
         }
         head += "\r\n"
+        return (head, body)
+    }
+
+    public func send(_ request: ConformanceRequest) throws -> ConformanceResponse {
+        let client = try RawHTTPClient(port: port, timeoutSeconds: 5)
+        let (head, body) = Self.encode(request)
         let isHead = request.method == "HEAD" || request.header("X-HTTP-Method-Override") == "HEAD"
         if request.header("Expect")?.lowercased() == "100-continue" {
             client.send(head)

@@ -19,6 +19,8 @@ public enum HeaderExpectation: Sendable, CustomStringConvertible {
     case httpDate
     /// A comma-separated list that contains this item.
     case listContains(String)
+    /// A value that starts with this text (a field whose tail is a clock reading).
+    case startsWith(String)
 
     public func matches(_ value: String?) -> Bool {
         switch self {
@@ -28,6 +30,7 @@ public enum HeaderExpectation: Sendable, CustomStringConvertible {
         case .httpDate: return value.map(isIMFFixdate) ?? false
         case .listContains(let item):
             return value?.split(separator: ",").contains { $0.trimmingOWS() == item } ?? false
+        case .startsWith(let prefix): return value?.hasPrefix(prefix) ?? false
         }
     }
 
@@ -38,6 +41,7 @@ public enum HeaderExpectation: Sendable, CustomStringConvertible {
         case .present: "present"
         case .httpDate: "an IMF-fixdate"
         case .listContains(let item): "a list containing \(item)"
+        case .startsWith(let prefix): "starting with \(prefix)"
         }
     }
 }

@@ -120,6 +120,31 @@ final class OperationsHandlerTests: XCTestCase {
         }
     }
 
+    func testMetricsCountRequestsAndUploadsPerProtocol() throws {
+        let metrics = MetricsRegistry(connectionsOpen: { 1 })
+        let tus = TusHandler(store: MemoryUploadStore(), events: metrics)
+        let client = TusTestClient(handler: OperationsHandler(next: tus, metrics: metrics))
+        let path = try XCTUnwrap(client.create(length: 5))
+        client.patch(path, offset: 0, body: [1, 2, 3, 4, 5])
+        let draft = client.send(
+            .POST, "/files/", headers: ["Upload-Draft-Interop-Version": "9", "Upload-Complete": "?1"], body: [1, 2],
+            includeDefaultHeaders: false)
+        XCTAssertEqual(draft.status, 201)
+        XCTAssertEqual(draft.informationalResponses.count, 1, "the 104 passes the operations layer")
+        client.send(.HEAD, path, headers: ["Upload-Draft-Interop-Version": "9"], includeDefaultHeaders: false)
+
+        let text = String(decoding: client.send(.GET, "/metrics").response!.body, as: UTF8.self)
+        for line in [
+            "tus_requests_by_protocol_total{protocol=\"tus\"} 2",
+            "tus_requests_by_protocol_total{protocol=\"ietf-draft\"} 2",
+            "tus_uploads_created_by_protocol_total{protocol=\"tus\"} 1",
+            "tus_uploads_created_by_protocol_total{protocol=\"ietf-draft\"} 1",
+            "tus_uploads_finished_by_protocol_total{protocol=\"ietf-draft\"} 1", "tusd_uploads_created 2",
+        ] {
+            XCTAssertTrue(text.contains(line + "\n"), "missing \(line) in\n\(text)")
+        }
+    }
+
     func testLabelValuesAreEscaped() {
         XCTAssertEqual(PrometheusText.escapeForTesting("a\"b\\c\nd"), "a\\\"b\\\\c\\nd")
     }

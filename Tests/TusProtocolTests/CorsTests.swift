@@ -13,7 +13,7 @@ final class CorsTests: TusTestCase {
                     expectHeaders: [
                         "Access-Control-Allow-Origin": "*", "Vary": nil, "Access-Control-Allow-Credentials": nil,
                         "Access-Control-Expose-Headers":
-                            "Location, Upload-Offset, Upload-Length, Upload-Defer-Length, Upload-Metadata, Upload-Concat, Upload-Expires, Tus-Version, Tus-Resumable, Tus-Max-Size, Tus-Extension, Tus-Checksum-Algorithm, X-Request-ID, WWW-Authenticate",
+                            "Location, Upload-Offset, Upload-Length, Upload-Defer-Length, Upload-Metadata, Upload-Concat, Upload-Expires, Tus-Version, Tus-Resumable, Tus-Max-Size, Tus-Extension, Tus-Checksum-Algorithm, X-Request-ID, WWW-Authenticate, Upload-Draft-Interop-Version, Upload-Complete, Upload-Incomplete, Upload-Limit",
                     ]),
                 Row(name: "no origin", method: .HEAD, status: 200, expectHeaders: ["Access-Control-Allow-Origin": nil]),
                 Row(
@@ -26,7 +26,7 @@ final class CorsTests: TusTestCase {
                         "Access-Control-Allow-Origin": "*",
                         "Access-Control-Allow-Methods": "POST, HEAD, PATCH, OPTIONS, GET, DELETE",
                         "Access-Control-Allow-Headers":
-                            "Authorization, Origin, X-Requested-With, X-Request-ID, X-HTTP-Method-Override, Content-Type, Upload-Length, Upload-Offset, Tus-Resumable, Upload-Metadata, Upload-Defer-Length, Upload-Concat, Upload-Checksum",
+                            "Authorization, Origin, X-Requested-With, X-Request-ID, X-HTTP-Method-Override, Content-Type, Upload-Length, Upload-Offset, Tus-Resumable, Upload-Metadata, Upload-Defer-Length, Upload-Concat, Upload-Checksum, Upload-Draft-Interop-Version, Upload-Complete, Upload-Incomplete, Content-Digest, Repr-Digest",
                         "Access-Control-Max-Age": "86400",
                     ]),
             ], path: path)

@@ -266,6 +266,64 @@ final class UploadServiceTests: XCTestCase {
         XCTAssertEqual(events.log, ["post-create", "post-receive 5", "post-finish"])
     }
 
+    // MARK: append flags of the draft adapter
+
+    func testCompletingAtBodyEndDeclaresTheLengthWhereTheBodyEnded() {
+        let upload = created(length: nil)
+        let (outcome, _) = append(upload.id, .init(offset: 0, completesAtBodyEnd: true), [1, 2, 3])
+        guard case .appended(let appended)? = outcome else { return XCTFail("\(String(describing: outcome))") }
+        XCTAssertEqual(appended.upload.length, 3)
+        XCTAssertTrue(appended.upload.isComplete)
+        XCTAssertNil(appended.upload.expiresAt, "a complete upload does not expire")
+        XCTAssertEqual(events.log.filter { $0 == "post-finish" }.count, 1)
+        guard case .success(.upload(let info))? = status(upload.id) else { return XCTFail("status") }
+        XCTAssertEqual(info.length, 3)
+    }
+
+    func testCompletingShortOfAKnownLengthKeepsTheBytesAndSaysSo() {
+        let upload = created(length: 10)
+        let (outcome, _) = append(upload.id, .init(offset: 0, completesAtBodyEnd: true), [1, 2, 3])
+        guard case .failed(.lengthMismatch)? = outcome else { return XCTFail("\(String(describing: outcome))") }
+        XCTAssertEqual(store.storedBytes(upload.id), [1, 2, 3])
+        XCTAssertEqual(events.log.filter { $0 == "post-finish" }.count, 0)
+    }
+
+    func testAnEmptyCompletingAppendFinishesADeferredUploadOnce() {
+        let upload = created(length: nil)
+        _ = append(upload.id, .init(offset: 0), [1, 2])
+        let (outcome, _) = append(upload.id, .init(offset: 2, declaredLength: 2, knownBodyLength: 0), [])
+        guard case .appended(let appended)? = outcome else { return XCTFail("\(String(describing: outcome))") }
+        XCTAssertTrue(appended.upload.isComplete)
+        XCTAssertEqual(events.log.filter { $0 == "post-finish" }.count, 1)
+    }
+
+    func testRepeatedLengthAndCompleteUploadFlags() {
+        let upload = created(length: 4)
+        var (outcome, _) = append(upload.id, .init(offset: 0, declaredLength: 5, mayRepeatLength: true), [1])
+        guard case .refused(.lengthMismatch)? = outcome else { return XCTFail("\(String(describing: outcome))") }
+        (outcome, _) = append(upload.id, .init(offset: 0, declaredLength: 4, mayRepeatLength: true), [1, 2, 3, 4])
+        guard case .appended? = outcome else { return XCTFail("\(String(describing: outcome))") }
+        (outcome, _) = append(upload.id, .init(offset: 4, knownBodyLength: 0, refusesCompleteUpload: true), [])
+        guard case .refused(.alreadyComplete(let length))? = outcome else {
+            return XCTFail("\(String(describing: outcome))")
+        }
+        XCTAssertEqual(length, 4)
+        (outcome, _) = append(upload.id, .init(offset: 4, knownBodyLength: 0), [])
+        guard case .appended? = outcome else { return XCTFail("without the flag, tus's empty PATCH is fine") }
+    }
+
+    func testProgressIsReportedWhileTheBodyStreams() {
+        var configuration = TusConfiguration()
+        configuration.progressIntervalMilliseconds = 0
+        configure(configuration)
+        let upload = created(length: nil)
+        var reported: [Int64] = []
+        let (outcome, _) = append(
+            upload.id, .init(offset: 0, progress: { reported.append($0) }), [1, 2, 3])
+        guard case .appended? = outcome else { return XCTFail("\(String(describing: outcome))") }
+        XCTAssertEqual(reported, [3])
+    }
+
     func testAppendRefusedBeforeTheBodyIsRead() {
         let upload = created(length: 5)
         var (outcome, body) = append(upload.id, .init(offset: 2), [1])

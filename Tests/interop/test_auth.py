@@ -78,3 +78,27 @@ def test_only_the_owner_sees_an_upload_and_max_size_caps(server_factory, keys, t
     restarted = server_factory("--auth-jwt-key", str(keys["secret"]), upload_dir=server.upload_dir)
     assert request(restarted.port, "HEAD", path, bearer(bob)).status == 404
     assert request(restarted.port, "HEAD", path, bearer(alice)).status == 200
+
+
+def test_draft_requests_are_authorized_like_tus(server_factory, keys):
+    """draft-ietf-httpbis-resumable-upload: the same tokens, owners and caps; a refused creation announces nothing."""
+    from tus_helpers import draft_request
+
+    secret = keys["secret"].read_bytes().rstrip(b"\n")
+    server = server_factory("--auth-jwt-key", str(keys["secret"]))
+    alice = make_token({"sub": "alice", "exp": int(time.time()) + HOUR}, "HS256", secret)
+    bob = make_token({"sub": "bob", "exp": int(time.time()) + HOUR, "max_size": 100}, "HS256", secret)
+    draft = {"Upload-Draft-Interop-Version": "9"}
+    status, headers, _, informational = draft_request(
+        server.port, "POST", "/files/", {**draft, "Upload-Complete": "?0"}, b"x" * 5)
+    assert status == 401 and informational == [] and "www-authenticate" in headers
+    status, headers, _, informational = draft_request(
+        server.port, "POST", "/files/", {**draft, "Upload-Complete": "?0", **bearer(alice)}, b"x" * 5)
+    assert status == 201 and [code for code, _ in informational] == [104]
+    path = "/files/" + headers["location"].rsplit("/", 1)[1]
+    assert draft_request(server.port, "HEAD", path, {**draft, **bearer(bob)})[0] == 404
+    assert draft_request(server.port, "HEAD", path, {**draft, **bearer(alice)})[0] == 204
+    assert request(server.port, "HEAD", path, bearer(alice)).status == 200, "tus sees alice's draft upload"
+    status, headers, _, informational = draft_request(
+        server.port, "POST", "/files/", {**draft, "Upload-Complete": "?1", **bearer(bob)}, b"x" * 101)
+    assert status == 413 and informational == [] and headers["upload-limit"].startswith("max-size=100,")

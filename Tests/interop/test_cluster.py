@@ -518,3 +518,42 @@ def test_a_patch_whose_lease_was_lost_answers_503_not_500(cluster, redis_server)
     finally:
         stalled.close()
     assert head_offset(b.port, path) == 0, "the refused commit moved nothing"
+
+
+def test_a_draft_creation_stalled_on_one_instance_is_resumed_on_another(cluster):
+    """draft-ietf-httpbis-resumable-upload on the same cluster: the creation's 104 names the upload before its body
+    is read; the client stalls, asks another instance for the offset, and that instance's PATCH takes the upload over
+    from the stalled creation (across instances, through Redis) and completes it byte-exact."""
+    a, b, _ = cluster()
+    data = os.urandom(2 * MiB)
+    first = data[:600 * KiB]
+    connection = socket.create_connection(("127.0.0.1", a.port), timeout=10)
+    try:
+        connection.sendall(
+            (f"POST /files/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpload-Draft-Interop-Version: 6\r\n"
+             f"Upload-Complete: ?1\r\nContent-Length: {len(data)}\r\n\r\n").encode() + first)
+        received = b""
+        while b"\r\n\r\n" not in received:
+            piece = connection.recv(4096)
+            assert piece, "closed before the 104"
+            received += piece
+        assert received.startswith(b"HTTP/1.1 104 "), received[:100]
+        location = re.search(rb"(?i)\r\nlocation: ([^\r]+)", received).group(1).decode()
+        path = "/files/" + location.rsplit("/", 1)[1]
+        time.sleep(0.5)  # let A write what it received
+        draft = {"Upload-Draft-Interop-Version": "6"}
+        response = None
+        for _ in range(3):
+            status = requests.head(b.url(path), headers=draft, timeout=10)
+            assert status.status_code == 204 and status.headers["Upload-Length"] == str(len(data))
+            offset = int(status.headers["Upload-Offset"])
+            response = requests.patch(b.url(path), data=data[offset:], timeout=30, headers={
+                **draft, "Upload-Offset": str(offset), "Upload-Complete": "?1",
+                "Content-Type": "application/partial-upload"})
+            if response.status_code != 409:  # A committed more when it let go: read the offset again
+                break
+        assert response is not None and response.status_code == 201, (response.status_code, response.text)
+        assert response.headers["Upload-Complete"] == "?1"
+    finally:
+        connection.close()
+    assert sha256(get_body(a, path)) == sha256(data)

@@ -341,3 +341,26 @@ def test_executable_hooks_get_tusds_environment(server_factory, tmp_path):
         assert record["id"] == record["json_id"], "the environment names the upload of the JSON"
         assert os.path.realpath(record["cwd"]) == os.path.realpath(hooks), "runs in the hooks directory"
         assert record["inherited"] == "from-the-server", "the server's own environment is passed on"
+
+
+def test_draft_uploads_fire_the_same_hooks_naming_their_protocol(server_factory, receiver):
+    """draft-ietf-httpbis-resumable-upload uploads get tusd's events and payload, plus `Protocol` and
+    `InteropVersion`; tus events say `Protocol: tus` and carry no `InteropVersion`."""
+    from tus_helpers import draft_request
+
+    server = server_factory("--hooks-http", receiver.url)
+    status, headers, _, _ = draft_request(
+        server.port, "POST", "/files/", {"Upload-Draft-Interop-Version": "6", "Upload-Complete": "?1"}, b"hello")
+    assert status == 201
+    uid = headers["location"].rsplit("/", 1)[1]
+    receiver.wait_for(lambda: "post-finish" in receiver.for_upload(uid))
+    assert receiver.for_upload(uid).count("post-create") == 1 and receiver.for_upload(uid).count("post-finish") == 1
+    finish = [call for call in receiver.of_type("post-finish") if call["Event"]["Upload"]["ID"] == uid][0]
+    assert finish["Event"]["Protocol"] == "ietf-draft" and finish["Event"]["InteropVersion"] == 6
+    assert (finish["Event"]["Upload"]["Size"], finish["Event"]["Upload"]["Offset"]) == (5, 5)
+    assert set(finish["Event"]["HTTPRequest"]) == {"Method", "URI", "RemoteAddr", "Header"}
+    tus_path = create_upload(server.port, 0)
+    receiver.wait_for(lambda: "post-finish" in receiver.for_upload(tus_path.rsplit("/", 1)[1]))
+    tus_finish = [call for call in receiver.of_type("post-finish")
+                  if call["Event"]["Upload"]["ID"] == tus_path.rsplit("/", 1)[1]][0]
+    assert tus_finish["Event"]["Protocol"] == "tus" and "InteropVersion" not in tus_finish["Event"]

@@ -278,3 +278,42 @@ def wait_until(predicate, timeout: float, interval: float = 0.02, message: str =
         if time.monotonic() > deadline:
             raise TimeoutError(f"{message} not reached within {timeout}s")
         time.sleep(interval)
+
+
+def draft_request(port: int, method: str, path: str, headers: dict[str, str], body: bytes = b"",
+                  timeout: float = 30.0) -> tuple[int, dict[str, str], bytes, list[tuple[int, dict[str, str]]]]:
+    """One request of draft-ietf-httpbis-resumable-upload over `h11`, which, unlike `http.client` (and so `requests`),
+    reads 1xx heads other than 100 as informational: returns the final status, its headers (lower-case names), its
+    body and every informational (status, headers) before it."""
+    import h11
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        conn = h11.Connection(h11.CLIENT)
+        fields = [("Host", f"127.0.0.1:{port}"), *headers.items()]
+        if method not in ("GET", "HEAD", "DELETE", "OPTIONS") or body:
+            fields.append(("Content-Length", str(len(body))))
+        sock.sendall(conn.send(h11.Request(method=method, target=path, headers=fields)))
+        try:
+            if body:
+                sock.sendall(conn.send(h11.Data(data=body)))
+            sock.sendall(conn.send(h11.EndOfMessage()))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused before the body was wanted: the answer is already there to read
+        informational, status, final_headers, received = [], 0, {}, b""
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = sock.recv(65536)
+                conn.receive_data(data)
+            elif isinstance(event, h11.InformationalResponse):
+                informational.append((event.status_code, {n.decode().lower(): v.decode() for n, v in event.headers}))
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+                final_headers = {n.decode().lower(): v.decode() for n, v in event.headers}
+            elif isinstance(event, h11.Data):
+                received += event.data
+            elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+                return status, final_headers, received, informational
+    finally:
+        sock.close()

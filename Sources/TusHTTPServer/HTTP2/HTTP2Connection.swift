@@ -539,6 +539,18 @@ final class HTTP2Connection: SecureStreamDelegate {
     private func finishClosedStream(_ stream: HTTP2Stream) {
         guard streams[stream.id] === stream else { return }
         streams[stream.id] = nil
+        // DATA that arrived intact before the reset still goes to a sink that is reading: a resumable upload keeps
+        // every byte it can (the draft's C18; a reset in the same read as the last DATA frames lost them before).
+        if stream.lifecycle.body == .reading, let sink = stream.sink {
+            var fragments = stream.queued
+            stream.queued = []
+            if let current = stream.takeCurrent() { fragments.append(current) }
+            for fragment in fragments {
+                stream.outstandingFragments += 1
+                let count = fragment.count
+                sink.bodyFragment(fragment) { [weak self] in self?.fragmentDone(stream, count: count) }
+            }
+        }
         let dropped = stream.dropBuffered()
         if dropped > 0 { pendingConsumption.append((stream.id, dropped)) }
         let sink = stream.lifecycle.bodyAborted() ? stream.sink : nil

@@ -14,17 +14,35 @@ public struct EventRequest: Sendable {
     public var requestID: String
     /// Who the authorizer says is asking (`sub` of a token); nil without authentication.
     public var principal: String?
+    /// The wire protocol of the request (hook payloads and metrics say which).
+    public var uploadProtocol: UploadProtocol
 
     public init(
         method: HTTPMethod, uri: String, remoteAddress: String = "", headers: HTTPHeaders = [:], requestID: String = "",
-        principal: String? = nil
+        principal: String? = nil, uploadProtocol: UploadProtocol = .tus
     ) {
+        self.uploadProtocol = uploadProtocol
         self.method = method
         self.uri = uri
         self.remoteAddress = remoteAddress
         self.headers = headers
         self.requestID = requestID
         self.principal = principal
+    }
+}
+
+/// The wire protocols served on one upload service.
+public enum UploadProtocol: Sendable, Equatable {
+    case tus
+    /// draft-ietf-httpbis-resumable-upload at this `Upload-Draft-Interop-Version`.
+    case ietfDraft(interopVersion: Int)
+
+    /// How hook payloads and metric labels name it.
+    public var name: String {
+        switch self {
+        case .tus: "tus"
+        case .ietfDraft: "ietf-draft"
+        }
     }
 }
 

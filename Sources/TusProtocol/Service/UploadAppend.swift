@@ -71,6 +71,12 @@ final class UploadAppend: HTTPDirectBodySink {
     private let purpose: Purpose
     /// The upload as it stood when this request took it (the length already declared).
     private let upload: UploadInfo
+    /// `AppendRequest.completesAtBodyEnd`.
+    private let completesAtBodyEnd: Bool
+    /// The upload was complete before this request (and before any length it declares), so it finishes nothing.
+    private let startedComplete: Bool
+    /// `AppendRequest.progress`.
+    private let progressObserver: ((Int64) -> Void)?
     /// Offset after the last completed write, for progress events.
     private var writtenOffset: Int64
     private var lastProgressNanoseconds = MonotonicClock.nanoseconds
@@ -93,9 +99,14 @@ final class UploadAppend: HTTPDirectBodySink {
     init(
         service: UploadService, caller: UploadCaller, body: any UploadBodySource, writer: any UploadWriter,
         lock: any UploadLock, holder: LockHolder, limit: Int64?, checksum: Checksum, purpose: Purpose,
-        upload: UploadInfo, completion: @escaping (Result<UploadService.Appended, UploadServiceError>) -> Void
+        upload: UploadInfo, startedComplete: Bool? = nil, completesAtBodyEnd: Bool = false,
+        progress: ((Int64) -> Void)? = nil,
+        completion: @escaping (Result<UploadService.Appended, UploadServiceError>) -> Void
     ) {
         self.upload = upload
+        self.startedComplete = startedComplete ?? upload.isComplete
+        self.completesAtBodyEnd = completesAtBodyEnd
+        self.progressObserver = progress
         self.writtenOffset = upload.offset
         self.lastReportedOffset = upload.offset
         self.service = service
@@ -314,8 +325,47 @@ final class UploadAppend: HTTPDirectBodySink {
         }
         if discard {
             writer.rollback { [self] result in complete(result, outcome) }
-        } else {
+            return
+        }
+        let commit = { [self] in
             writer.commit(expiresAt: service.nextExpiry()) { [self] result in complete(result, outcome) }
+        }
+        guard completesAtBodyEnd, case .ended = stop, outcome == nil else { return commit() }
+        let reached = upload.offset + received
+        if let length = upload.length {
+            // The body said it was the rest of the upload and stopped short: its bytes are kept, the answer says so.
+            if reached != length { outcome = .lengthMismatch }
+            return commit()
+        }
+        // Declared before the commit, so the commit finds the upload complete (and clears its expiry) as if the length
+        // had been known from the start.
+        service.store.declareLength(id: upload.id, length: reached, on: caller.executor) { [self] declared in
+            if case .failure(let error) = declared {
+                outcome = UploadServiceError(error)
+                // Nothing is known to be wrong with the bytes: kept, as for any failure after the body.
+            }
+            writer.commit(expiresAt: service.nextExpiry()) { [self] committed in
+                guard case .success(let info) = committed, outcome == nil, info.isComplete else {
+                    return complete(committed, outcome)
+                }
+                finishDeclaredUpload(at: info.offset) { [self] finished in complete(finished, outcome) }
+            }
+        }
+    }
+
+    /// This writer was opened while the length was deferred; a store may finish an upload's data only in a writer
+    /// that knows the upload ends where it starts (S3 uploads its last part then, as after tus's empty PATCH that
+    /// declares `Upload-Length`). One more writer, empty, under the same lock, gives it that chance.
+    private func finishDeclaredUpload(
+        at offset: Int64, completion: @escaping (Result<UploadInfo, StoreError>) -> Void
+    ) {
+        service.store.openWriter(
+            id: upload.id, startingAt: offset, discardable: false, lock: lock, on: caller.executor
+        ) { [service] opened in
+            switch opened {
+            case .failure(let error): completion(.failure(error))
+            case .success(let finisher): finisher.commit(expiresAt: service.nextExpiry(), completion: completion)
+            }
         }
     }
 
@@ -338,7 +388,8 @@ final class UploadAppend: HTTPDirectBodySink {
             // Only the request that moved the upload to its end finishes it: post-finish once per upload.
             let finishesUpload: Bool
             if case .creation = purpose { finishesUpload = info.isComplete } else {
-                finishesUpload = info.isComplete && upload.offset < (info.length ?? 0)
+                // An empty body that completed a deferred upload (declaring its length) finishes it too.
+                finishesUpload = info.isComplete && !startedComplete
             }
             if let outcome {
                 // tusd finishes a complete upload even when the request failed after its last byte; the answer is
@@ -391,6 +442,8 @@ final class UploadAppend: HTTPDirectBodySink {
         lastProgressNanoseconds = now
         var info = upload
         info.offset = writtenOffset
+        // Only while the body streams: at the commit the final answer says the offset.
+        if !hasReported { progressObserver?(writtenOffset) }
         reportProgress(info)
     }
 

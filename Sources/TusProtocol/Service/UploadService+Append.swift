@@ -11,14 +11,32 @@ extension UploadService {
         /// The body's length when the framing says it in advance, so an oversized body is refused unread.
         public var knownBodyLength: Int64?
         public var checksum: AppendChecksum
+        /// The body is the rest of the upload (the draft's `Upload-Complete: ?1`): when it ends as framed, the upload
+        /// is complete at the offset it reached, declaring the length then if it is still deferred, and a length
+        /// already known that the body did not reach is `lengthMismatch`.
+        public var completesAtBodyEnd: Bool
+        /// `declaredLength` may repeat the length already set (the draft's `Upload-Length` on every request); a
+        /// different one is `lengthMismatch`. Without it any second declaration is `lengthAlreadySet` (tus).
+        public var mayRepeatLength: Bool
+        /// A complete upload takes no append at all, not even an empty one (`alreadyComplete`).
+        public var refusesCompleteUpload: Bool
+        /// Told the committed offset as the body streams in, at most once per progress interval (the draft's
+        /// progress 104s), on the caller's loop.
+        public var progress: ((Int64) -> Void)?
 
         public init(
-            offset: Int64, declaredLength: Int64? = nil, knownBodyLength: Int64? = nil, checksum: AppendChecksum = .none
+            offset: Int64, declaredLength: Int64? = nil, knownBodyLength: Int64? = nil,
+            checksum: AppendChecksum = .none, completesAtBodyEnd: Bool = false, mayRepeatLength: Bool = false, refusesCompleteUpload: Bool = false,
+            progress: ((Int64) -> Void)? = nil
         ) {
             self.offset = offset
             self.declaredLength = declaredLength
             self.knownBodyLength = knownBodyLength
             self.checksum = checksum
+            self.completesAtBodyEnd = completesAtBodyEnd
+            self.mayRepeatLength = mayRepeatLength
+            self.refusesCompleteUpload = refusesCompleteUpload
+            self.progress = progress
         }
     }
 
@@ -58,6 +76,9 @@ extension UploadService {
             }
             // A final's bytes are its partials'; nothing may append to it.
             if info.isFinal { return completion(.refused(.finalNotWritable)) }
+            if request.refusesCompleteUpload, info.isComplete {
+                return completion(.refused(.alreadyComplete(length: info.offset)))
+            }
             lock(id, for: caller, onReleaseRequested: { holder.requestRelease() }) { [self] locked in
                 let lock: any UploadLock
                 switch locked {
@@ -87,8 +108,14 @@ extension UploadService {
             completion(.refused(error))
         }
         if holder.isReleaseRequested { return refuse(.interrupted) }
+        if request.refusesCompleteUpload, info.isComplete { return refuse(.alreadyComplete(length: info.offset)) }
         guard offset == info.offset else { return refuse(.offsetMismatch) }
         var length = info.length
+        var request = request
+        if request.mayRepeatLength, let declaredLength = request.declaredLength, let known = info.length {
+            guard declaredLength == known else { return refuse(.lengthMismatch) }
+            request.declaredLength = nil
+        }
         if let declaredLength = request.declaredLength {
             // "Once set the length MUST NOT be changed", not even to the same value (tusd does the same).
             guard info.isLengthDeferred else { return refuse(.lengthAlreadySet) }
@@ -111,6 +138,8 @@ extension UploadService {
                     UploadAppend(
                         service: self, caller: caller, body: body, writer: writer, lock: lock, holder: holder,
                         limit: limit, checksum: request.checksum, purpose: .append, upload: declared,
+                        startedComplete: info.isComplete, completesAtBodyEnd: request.completesAtBodyEnd,
+                        progress: request.progress,
                         completion: Self.outcome(completion)
                     ).start()
                 }
@@ -127,8 +156,10 @@ extension UploadService {
 
     /// Streams the body of a creation into `upload`, which `create` made a moment ago (so nobody else can hold its
     /// lock, and its offset is 0). The adapter has announced the upload (a tus 201 comes after, a draft's 104 before).
+    /// `completesAtBodyEnd` and `progress` as for `AppendRequest`.
     public func appendCreationBody(
         to upload: UploadInfo, checksum: AppendChecksum, for caller: UploadCaller, body: any UploadBodySource,
+        completesAtBodyEnd: Bool = false, progress: ((Int64) -> Void)? = nil,
         completion: @escaping (AppendOutcome) -> Void
     ) {
         let id = upload.id
@@ -152,7 +183,8 @@ extension UploadService {
                     UploadAppend(
                         service: self, caller: caller, body: body, writer: writer, lock: lock, holder: holder,
                         limit: byteLimit(length: upload.length, offset: 0), checksum: checksum, purpose: .creation,
-                        upload: upload, completion: Self.outcome(completion)
+                        upload: upload, completesAtBodyEnd: completesAtBodyEnd, progress: progress,
+                        completion: Self.outcome(completion)
                     ).start()
                 }
             }

@@ -22,6 +22,11 @@ public enum UploadServiceError: Error, Sendable {
     case exceedsLength
     /// The write did not start at the upload's offset (another writer moved it).
     case offsetMismatch
+    /// The upload is complete (at `length`) and the request would append to it anyway.
+    case alreadyComplete(length: Int64)
+    /// The request's idea of the upload's length (declared again, or implied by where its completing body ended)
+    /// is not the length recorded; what the body brought is kept.
+    case lengthMismatch
     /// Larger than the server's maximum upload size.
     case tooLarge
     /// The operation needs an ability the store lacks or the operator withholds.
