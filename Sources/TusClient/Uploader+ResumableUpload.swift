@@ -63,7 +63,9 @@ extension Uploader {
                                 announced.value = url
                                 store.remember(key, url: url.description)
                             },
-                            onSent: { count in progress?(UploadProgress(offset: sent.add(Int64(count)), total: total)) })
+                            onSent: { count in
+                                progress?(UploadProgress(offset: sent.add(Int64(count)), total: total))
+                            })
                         uploadURL = creation.state.url
                         offset = creation.state.offset
                         isComplete = creation.state.isComplete
@@ -128,7 +130,8 @@ extension Uploader {
     /// The draft has no `Upload-Metadata`: the representation's own fields carry the name and type (C21), from
     /// `filename`/`filetype` metadata when given, else from the path.
     func representationHeaders(_ path: String) -> HTTPHeaders {
-        let name = options.metadata.first { $0.key == "filename" }?.value ?? String(path.split(separator: "/").last ?? "")
+        let name =
+            options.metadata.first { $0.key == "filename" }?.value ?? String(path.split(separator: "/").last ?? "")
         let type = options.metadata.first { $0.key == "filetype" }?.value ?? MediaType.guess(forFileName: name)
         var headers: HTTPHeaders = ["Content-Type": type]
         headers.add("Content-Disposition", Self.contentDisposition(filename: name))

@@ -63,7 +63,8 @@ final class FakeResumableUploadHandler: HTTPRequestHandler, @unchecked Sendable 
             }
         case (.HEAD, false):
             guard let upload = takeOver(id) else { return exchange.respond(HTTPResponse(status: .notFound)) }
-            exchange.respond(HTTPResponse(status: .noContent, headers: stateHeaders(upload, version: version, common: common)))
+            let headers = stateHeaders(upload, version: version, common: common)
+            exchange.respond(HTTPResponse(status: .noContent, headers: headers))
         case (.PATCH, false):
             guard let upload = takeOver(id) else { return exchange.respond(HTTPResponse(status: .notFound)) }
             let offset = head.headers["Upload-Offset"].flatMap { Int64($0) }
@@ -73,7 +74,8 @@ final class FakeResumableUploadHandler: HTTPRequestHandler, @unchecked Sendable 
             }
             readBody(of: exchange, into: id, writer: upload.writer, version: version, head: head) { upload in
                 let status: HTTPStatus = upload.isComplete ? .created : .noContent
-                exchange.respond(HTTPResponse(status: status, headers: self.stateHeaders(upload, version: version, common: common)))
+                let headers = self.stateHeaders(upload, version: version, common: common)
+                exchange.respond(HTTPResponse(status: status, headers: headers))
             }
         case (.DELETE, false):
             let removed = state.withLock { $0.uploads.removeValue(forKey: id) }
@@ -195,7 +197,10 @@ final class CuttingProxy: @unchecked Sendable {
         var cutAt: UInt64? = nil
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
-            var fds = [pollfd(fd: client, events: Int16(POLLIN), revents: 0), pollfd(fd: upstream, events: Int16(POLLIN), revents: 0)]
+            var fds = [
+                pollfd(fd: client, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: upstream, events: Int16(POLLIN), revents: 0),
+            ]
             if cutAt != nil { fds[0].events = 0 }  // stop taking the client's bytes
             let ready = poll(&fds, 2, 20)
             if let cutAt, Self.nowMicroseconds() - cutAt >= UInt64(graceMicroseconds) { return }

@@ -57,7 +57,8 @@ final class ResumableUploadClientTests: XCTestCase {
             XCTAssertFalse(state.isComplete, "v\(version)")
 
             let done = try client.appendResumableUpload(
-                creation.state.url, draft: draft, offset: 50_000, range: FileRange(path: path, offset: 50_000, length: 70_000),
+                creation.state.url, draft: draft, offset: 50_000,
+                range: FileRange(path: path, offset: 50_000, length: 70_000),
                 complete: true)
             XCTAssertEqual(done.offset, 120_000)
             XCTAssertTrue(done.isComplete, "v\(version)")
@@ -121,7 +122,8 @@ final class ResumableUploadClientTests: XCTestCase {
         XCTAssertLessThan(state.offset, 150_000, "the cut request's head counts in the 150000 bytes")
         XCTAssertFalse(state.isComplete)
         let done = try client.appendResumableUpload(
-            url, offset: state.offset, range: FileRange(path: path, offset: state.offset, length: 400_000 - state.offset),
+            url, offset: state.offset,
+            range: FileRange(path: path, offset: state.offset, length: 400_000 - state.offset),
             complete: true)
         XCTAssertTrue(done.isComplete)
         XCTAssertEqual(handler.upload(id(of: url))?.bytes, bytes)
@@ -146,7 +148,8 @@ final class ResumableUploadClientTests: XCTestCase {
             XCTAssertTrue(messages.values.contains { $0.contains("retry 1/") }, "\(messages.values)")
             let patch = try XCTUnwrap(handler.requests.last)
             XCTAssertEqual(patch.method, .PATCH, "resumed by an append, not a second creation")
-            XCTAssertEqual(handler.requests.filter { $0.method == .POST }.count, [3, 5, 6, 9].firstIndex(of: version)! + 1)
+            let creations = handler.requests.filter { $0.method == .POST }.count
+            XCTAssertEqual(creations, [3, 5, 6, 9].firstIndex(of: version)! + 1)
             let post = try XCTUnwrap(handler.requests.last { $0.method == .POST })
             XCTAssertEqual(post.headers["Content-Disposition"], "inline; filename=\"data.bin\"")
             XCTAssertEqual(post.headers["Content-Type"], "application/octet-stream")
