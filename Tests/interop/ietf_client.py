@@ -77,11 +77,13 @@ class DraftClient:
         return sf_boolean(response.header("Upload-Complete"))
 
     def create(self, target: str, body: bytes, complete: bool, length: int | None = None,
-               cut_after: int | None = None, extra: dict[str, str] | None = None) -> DraftResponse:
+               cut_after: int | None = None, extra: dict[str, str] | None = None,
+               reset_stream: bool = False) -> DraftResponse:
         headers = {**self.completion(complete), "Content-Type": "application/octet-stream"}
         if length is not None and int(self.version) >= 6:
             headers["Upload-Length"] = str(length)
-        return self.send("POST", target, {**headers, **(extra or {})}, body, cut_after=cut_after)
+        return self.send("POST", target, {**headers, **(extra or {})}, body, cut_after=cut_after,
+                         reset_stream=reset_stream)
 
     def offset(self, url: str) -> DraftResponse:
         return self.send("HEAD", path_of(url), {})
@@ -99,13 +101,15 @@ class DraftClient:
     # --- transport ------------------------------------------------------------------------------------------
 
     def send(self, method: str, path: str, headers: dict[str, str], body: bytes = b"",
-             cut_after: int | None = None, hold: float = 0.3) -> DraftResponse:
+             cut_after: int | None = None, hold: float = 0.3, reset_stream: bool = False) -> DraftResponse:
         """One request on a new connection. With `cut_after`, only that many body bytes are sent; once a 104 came
-        (or 5 s passed) and `hold` more seconds, the connection is dropped and the response has status None."""
+        (or 5 s passed) and `hold` more seconds, the connection is dropped and the response has status None.
+        `reset_stream` (HTTP/2) cancels the stream with RST_STREAM first, as a client abandoning one request on a
+        connection it keeps does."""
         all_headers = {"Upload-Draft-Interop-Version": str(self.version), **headers}
         if self.transport == "h1":
             return self._http1(method, path, all_headers, body, cut_after, hold)
-        return self._http2(method, path, all_headers, body, cut_after, hold)
+        return self._http2(method, path, all_headers, body, cut_after, hold, reset_stream)
 
     def _http1(self, method, path, headers, body, cut_after, hold) -> DraftResponse:
         sock = socket.create_connection(("127.0.0.1", self.port), timeout=self.timeout)
@@ -170,7 +174,7 @@ class DraftClient:
             elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
                 return
 
-    def _http2(self, method, path, headers, body, cut_after, hold) -> DraftResponse:
+    def _http2(self, method, path, headers, body, cut_after, hold, reset_stream=False) -> DraftResponse:
         with H2Client(self.port, cafile=self.cafile, timeout=self.timeout) as client:
             has_body = method in ("POST", "PATCH", "PUT")
             fields = dict(headers)
@@ -190,6 +194,9 @@ class DraftClient:
                 while not stream.informational and not stream.headers and time.monotonic() < deadline:
                     if not client.pump(0.1):
                         break
+                if reset_stream and not client.done(stream_id):
+                    client.conn.reset_stream(stream_id, error_code=0x8)  # CANCEL
+                    client.flush()
                 time.sleep(hold)
                 response.status = stream.status  # an early final answer, else None: cut
             else:

@@ -199,6 +199,22 @@ def test_connection_cut_mid_creation_body_resumes_byte_exact(make_client, versio
     assert stored(server, url) == body
 
 
+@pytest.mark.parametrize("version", [5, 9])
+def test_stream_reset_mid_creation_body_resumes_byte_exact(make_client, version):
+    """C18 over HTTP/2: RST_STREAM (CANCEL) mid-body instead of a dead connection keeps the bytes as well."""
+    client, server = make_client(version, "h2")
+    body = pattern(1_000_000, seed=version + 13)
+    cut = client.create("/files/", body, complete=True, length=len(body), cut_after=400_000, reset_stream=True)
+    assert cut.status is None, cut
+    url = check_announcement(cut, version)
+    head = client.offset(url)
+    resumed_at = int(head.header("Upload-Offset"))
+    assert 0 < resumed_at <= 400_000, resumed_at
+    rest = client.append(url, resumed_at, body[resumed_at:], complete=True)
+    assert 200 <= rest.status < 300, rest
+    assert stored(server, url) == body
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("version", [3, 6, 9])
 def test_connection_cut_mid_append_resumes_byte_exact(make_client, version, transport):
