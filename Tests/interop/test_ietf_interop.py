@@ -373,9 +373,14 @@ class Relay:
                     time.sleep(len(data) / self.rate)
         except OSError:
             pass
+        # The client's side is reset (its request fails at once); the server's is closed (FIN), so it reads every
+        # byte forwarded before it finds the body cut short.
+        try:
+            source.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        except OSError:
+            pass
         for sock in (source, target):
             try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
                 sock.close()
             except OSError:
                 pass
