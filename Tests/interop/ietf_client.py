@@ -77,12 +77,12 @@ class DraftClient:
 
     def create(self, target: str, body: bytes, complete: bool, length: int | None = None,
                cut_after: int | None = None, extra: dict[str, str] | None = None,
-               reset_stream: bool = False) -> DraftResponse:
+               reset_stream: bool = False, hold: float = 0.3) -> DraftResponse:
         headers = {**self.completion(complete), "Content-Type": "application/octet-stream"}
         if length is not None and int(self.version) >= 6:
             headers["Upload-Length"] = str(length)
         return self.send("POST", target, {**headers, **(extra or {})}, body, cut_after=cut_after,
-                         reset_stream=reset_stream)
+                         reset_stream=reset_stream, hold=hold)
 
     def offset(self, url: str) -> DraftResponse:
         return self.send("HEAD", path_of(url), {})
