@@ -300,5 +300,16 @@ final class CLIProcessTests: XCTestCase {
         let downloaded = directory + "/downloaded.bin"
         XCTAssertEqual(try client.download(uploadURL, to: downloaded), Int64(size))
         XCTAssertTrue(readFile(downloaded) == bytes, "stored bytes differ from the file")
+
+        // -v shows the 104 ahead of the final response.
+        let small = directory + "/small.txt"
+        _ = writeRandomFile(small, size: 1000)
+        let traced = try runCLI(["upload", small, endpoint, "--protocol", "ietf", "-v", "-q"])
+        XCTAssertEqual(traced.status, 0, traced.error)
+        let lines = traced.error.split(separator: "\n")
+        let interim = try XCTUnwrap(lines.firstIndex { $0.hasPrefix("< HTTP/1.1 104") }, traced.error)
+        let final = try XCTUnwrap(lines.firstIndex { $0.hasPrefix("< HTTP/1.1 201") }, traced.error)
+        XCTAssertLessThan(interim, final)
+        XCTAssertTrue(traced.error.contains("> Upload-Draft-Interop-Version: 9"), traced.error)
     }
 }
