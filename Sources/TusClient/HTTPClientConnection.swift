@@ -27,9 +27,10 @@
 ///   and `Host` are added unless the head already has them; `.none` on POST/PATCH/PUT sends `Content-Length: 0`.
 /// - Responses: `Content-Length`, chunked, or read-until-close bodies (none for HEAD, 1xx, 204, 304); interim
 ///   1xx responses go to `informational` when given (the resumable-upload draft's 104 carries the upload URL before
-///   the body is sent, the one thing a client whose connection breaks mid-body needs) and are skipped otherwise. The body is collected into `HTTPClientResponse.body` (bounded by
-///   `maxCollectedBodyBytes`), or streamed with `responseBody: .stream { head, bytes, resume in ... }`: the connection
-///   stops reading until every `resume` was called.
+///   the body is sent, the one thing a client whose connection breaks mid-body needs) and are skipped otherwise.
+///   The body is collected into `HTTPClientResponse.body` (bounded by `maxCollectedBodyBytes`), or streamed with
+///   `responseBody: .stream { head, bytes, resume in ... }`: the connection stops reading until every `resume` was
+///   called.
 /// - A response that arrives while the request body is still being sent (e.g. 460 checksum or 409) completes the
 ///   exchange at once; the connection is then closed, since the rest of the body can no longer be framed.
 /// - Timeouts: `idleTimeoutMilliseconds` (0 = none) fails the exchange with `.timedOut` when neither a read nor
