@@ -175,14 +175,15 @@ extension TusClient {
     }
 
     /// Throws unless `response.statusCode` is one of `accepted`. A draft server need not mark its final responses
-    /// (the 104 is the draft's signal), so only a 404/405 that says nothing of the draft is "not a server for it".
+    /// (the 104 is the draft's signal), so only a 405 that says nothing of the draft is "not a server for it"; a 404
+    /// stays a server answer (an upload that is gone, which `Uploader` replaces with a new one).
     static func expectDraft(
         _ response: HTTPClientResponse, _ accepted: [Int], draft: ResumableUploadDraft
     ) throws(TusClientError) {
         if accepted.contains(response.statusCode) { return }
         let text = String(String(decoding: response.body.prefix(300), as: UTF8.self).trimming { "\n\r ".contains($0) })
-        let speaksDraft = response.headers.contains("Upload-Draft-Interop-Version")
-            || response.headers.contains("Upload-Offset")
+        let speaksDraft =
+            response.headers.contains("Upload-Draft-Interop-Version") || response.headers.contains("Upload-Offset")
         if !speaksDraft && response.statusCode == 405 {
             throw .notTusServer("\(response.status): the URL takes no resumable uploads (\(draft))")
         }
