@@ -26,9 +26,11 @@
 ///   `FileBodyProducer` that streams a file range through `AsyncFile` with one reused buffer). `Content-Length`
 ///   and `Host` are added unless the head already has them; `.none` on POST/PATCH/PUT sends `Content-Length: 0`.
 /// - Responses: `Content-Length`, chunked, or read-until-close bodies (none for HEAD, 1xx, 204, 304); interim
-///   1xx responses are skipped. The body is collected into `HTTPClientResponse.body` (bounded by
-///   `maxCollectedBodyBytes`), or streamed with `responseBody: .stream { head, bytes, resume in ... }`: the connection
-///   stops reading until every `resume` was called.
+///   1xx responses go to `informational` when given (the resumable-upload draft's 104 carries the upload URL before
+///   the body is sent, the one thing a client whose connection breaks mid-body needs) and are skipped otherwise.
+///   The body is collected into `HTTPClientResponse.body` (bounded by `maxCollectedBodyBytes`), or streamed with
+///   `responseBody: .stream { head, bytes, resume in ... }`: the connection stops reading until every `resume` was
+///   called.
 /// - A response that arrives while the request body is still being sent (e.g. 460 checksum or 409) completes the
 ///   exchange at once; the connection is then closed, since the rest of the body can no longer be framed.
 /// - Timeouts: `idleTimeoutMilliseconds` (0 = none) fails the exchange with `.timedOut` when neither a read nor
@@ -289,6 +291,7 @@ public final class HTTPClientConnection: SecureStreamDelegate {
         let head: HTTPClientRequestHead
         let completion: (Result<HTTPClientResponse, HTTPClientError>) -> Void
         let bodyHandling: HTTPResponseBodyHandling
+        let informational: ((HTTPResponseHead) -> Void)?
         var producer: (any HTTPBodyProducer)?
         var remainingBodyBytes: Int64 = 0
         var isRequestSent = false
@@ -302,23 +305,29 @@ public final class HTTPClientConnection: SecureStreamDelegate {
 
         init(
             head: HTTPClientRequestHead, bodyHandling: HTTPResponseBodyHandling,
+            informational: ((HTTPResponseHead) -> Void)?,
             completion: @escaping (Result<HTTPClientResponse, HTTPClientError>) -> Void
         ) {
             self.head = head
             self.bodyHandling = bodyHandling
+            self.informational = informational
             self.completion = completion
         }
     }
 
     /// Sends one request and reports its response. See the file's doc comment for framing and backpressure.
+    /// `informational` hears each 1xx head (but 101) in arrival order, before `completion`, also while the body is
+    /// still being sent.
     public func send(
         _ head: HTTPClientRequestHead, body: HTTPClientRequestBody, responseBody: HTTPResponseBodyHandling = .collect,
+        informational: ((HTTPResponseHead) -> Void)? = nil,
         _ completion: @escaping (Result<HTTPClientResponse, HTTPClientError>) -> Void
     ) {
         loop.assertOnLoopThreadForClient()
         precondition(exchange == nil, "HTTPClientConnection.send while a request is outstanding")
         guard !isClosed else { return completion(.failure(.io(.cancelled))) }
-        let exchange = Exchange(head: head, bodyHandling: responseBody, completion: completion)
+        let exchange = Exchange(
+            head: head, bodyHandling: responseBody, informational: informational, completion: completion)
         self.exchange = exchange
         var headers = head.headers
         if !headers.contains("Host") { headers.add("Host", authority) }
@@ -596,8 +605,11 @@ public final class HTTPClientConnection: SecureStreamDelegate {
                 case .head(let head, let consumed):
                     offset += consumed
                     exchange.receivedBytes -= rest.count - consumed
-                    if (100..<200).contains(head.status.code) {
+                    if head.isInformational {
                         exchange.headParser = ResponseHeadParser()
+                        if head.status.code != 101 { exchange.informational?(head) }
+                        // The callback may have closed the connection (a client giving up once it knows the URL).
+                        guard self.exchange === exchange, !isClosed else { return }
                         continue
                     }
                     if let error = begin(head, for: exchange) { return fail(error) }

@@ -12,6 +12,9 @@ public struct HTTPResponseHead: Sendable {
         self.headers = headers
     }
 
+    /// A 1xx interim response: a head without a body, followed by more heads up to the final one (RFC 9110 §15.2).
+    public var isInformational: Bool { (100..<200).contains(status.code) }
+
     /// RFC 9112 §9.3: HTTP/1.1 keeps the connection unless told `close`; HTTP/1.0 only with `keep-alive`.
     public var keepsAlive: Bool {
         let tokens = headers.values(for: "Connection").flatMap { $0.split(separator: ",") }.map {
@@ -23,6 +26,9 @@ public struct HTTPResponseHead: Sendable {
 }
 
 /// Incremental response-head parser: bytes in, `needMoreData | head(consumed:) | failure` out.
+///
+/// Each call yields at most one head; an informational (1xx) head is followed by more heads, so the caller resets
+/// the parser and feeds it the bytes after `consumed` until a final head comes (HTTPClientConnection does).
 ///
 /// TusHTTP1 only parses requests (the server's side). A client sees a handful of small heads per upload, so
 /// this one simply buffers until the blank line (bounded by `maxHeadBytes`) and then splits lines; speed here

@@ -95,10 +95,12 @@ public final class TusClient: @unchecked Sendable {
     }
 
     /// One request with keep-alive reuse. A reused connection the server closed meanwhile is retried once on a
-    /// new connection (the request had not reached the server).
+    /// new connection (the request had not reached the server). `informational` hears each 1xx head on the loop
+    /// thread as it arrives, so a caller learns a 104's upload URL even when the request then fails.
     public func perform(
         _ method: HTTPMethod, _ url: TusURL, headers: HTTPHeaders = HTTPHeaders(), body: Body = .none,
-        responseBody: HTTPResponseBodyHandling = .collect
+        responseBody: HTTPResponseBodyHandling = .collect,
+        informational: (@Sendable (HTTPResponseHead) -> Void)? = nil
     ) throws(TusClientError) -> HTTPClientResponse {
         var head = HTTPClientRequestHead(method: method, path: url.path)
         for field in configuration.headers { head.headers.add(field.name, field.value) }
@@ -109,7 +111,9 @@ public final class TusClient: @unchecked Sendable {
         }
         let requestHead = head
         let result: Result<HTTPClientResponse, TusClientError> = runOnLoop { finish in
-            self.attempt(requestHead, url: url, body: body, responseBody: responseBody, mayRetry: true, finish)
+            self.attempt(
+                requestHead, url: url, body: body, responseBody: responseBody, informational: informational,
+                mayRetry: true, finish)
         }
         return try result.get()
     }
@@ -130,7 +134,8 @@ public final class TusClient: @unchecked Sendable {
 
     private func attempt(
         _ head: HTTPClientRequestHead, url: TusURL, body: Body, responseBody: HTTPResponseBodyHandling,
-        mayRetry: Bool, _ finish: @escaping (Result<HTTPClientResponse, TusClientError>) -> Void
+        informational: (@Sendable (HTTPResponseHead) -> Void)?, mayRetry: Bool,
+        _ finish: @escaping (Result<HTTPClientResponse, TusClientError>) -> Void
     ) {
         obtainConnection(for: url) { result in
             switch result {
@@ -143,7 +148,13 @@ public final class TusClient: @unchecked Sendable {
                         return finish(.failure(error))
                     case .success(let (requestBody, file)):
                         self.traceRequest(head, connection: connection, body: requestBody)
-                        connection.send(head, body: requestBody, responseBody: responseBody) { result in
+                        let interim: (HTTPResponseHead) -> Void = { interimHead in
+                            self.traceResponseHead(interimHead)
+                            informational?(interimHead)
+                        }
+                        connection.send(
+                            head, body: requestBody, responseBody: responseBody, informational: interim
+                        ) { result in
                             file?.close()
                             switch result {
                             case .success(let response):
@@ -152,7 +163,8 @@ public final class TusClient: @unchecked Sendable {
                             case .failure(.closedBeforeResponse(receivedBytes: 0)) where isReused && mayRetry,
                                 .failure(.io) where isReused && mayRetry:
                                 self.attempt(
-                                    head, url: url, body: body, responseBody: responseBody, mayRetry: false, finish)
+                                    head, url: url, body: body, responseBody: responseBody,
+                                    informational: informational, mayRetry: false, finish)
                             case .failure(.bodyProducer(let error)):
                                 if let changed = error as? FileChangedError {
                                     finish(.failure(.fileChanged(changed.message)))
@@ -245,9 +257,13 @@ public final class TusClient: @unchecked Sendable {
     }
 
     private func traceResponse(_ response: HTTPClientResponse) {
+        traceResponseHead(response.head)
+    }
+
+    private func traceResponseHead(_ head: HTTPResponseHead) {
         guard let trace = configuration.trace else { return }
-        trace("< HTTP/\(response.head.version.major).\(response.head.version.minor) \(response.status)")
-        for field in response.headers { trace("< \(field.name): \(field.value)") }
+        trace("< HTTP/\(head.version.major).\(head.version.minor) \(head.status)")
+        for field in head.headers { trace("< \(field.name): \(field.value)") }
         trace("<")
     }
 

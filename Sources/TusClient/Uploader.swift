@@ -35,6 +35,8 @@ public struct UploadOptions: Sendable {
     public var metadata: [(key: String, value: String)] = []
     /// Defaults to $XDG_CACHE_HOME/tus-cli or ~/.cache/tus-cli.
     public var cacheDirectory: String?
+    /// tus 1.0.0 unless told otherwise; the draft path ignores `checksum` (it has no per-request checksum).
+    public var uploadProtocol: UploadProtocol = .tus
     public init() {}
 }
 
@@ -52,6 +54,9 @@ public final class Uploader {
 
     /// Uploads `path` to the creation endpoint `endpoint`; returns the upload URL.
     public func upload(file path: String, to endpoint: TusURL) throws(TusClientError) -> TusURL {
+        if case .ietf(let draft) = options.uploadProtocol {
+            return try uploadResumable(file: path, to: endpoint, draft: draft)
+        }
         let absolute = Self.absolutePath(path)
         let size = try Self.fileSize(absolute)
         let key = try Self.fingerprint(path: absolute, size: size, endpoint: endpoint)
@@ -85,7 +90,7 @@ public final class Uploader {
                     store.remember(key, url: created.url.description)
                 }
                 guard let url = uploadURL else { continue }
-                try checkUnchanged(absolute, size: size, key: key, store: store)
+                try checkUnchanged(absolute, size: size)
                 if offset >= size {
                     onProgress?(UploadProgress(offset: size, total: size))
                     store.forget(key)
@@ -141,7 +146,7 @@ public final class Uploader {
         return created
     }
 
-    private func checkUnchanged(_ path: String, size: Int64, key: String, store: ResumeStore) throws(TusClientError) {
+    func checkUnchanged(_ path: String, size: Int64) throws(TusClientError) {
         let current: Int64
         do {
             current = try Self.fileSize(path)
@@ -171,9 +176,13 @@ public final class Uploader {
     }
 
     /// sha256 over endpoint, absolute path, size and the first and last 64 KiB: cheap for huge files, and any
-    /// truncation, append or rewrite of either end changes it.
-    public static func fingerprint(path: String, size: Int64, endpoint: TusURL) throws(TusClientError) -> String {
+    /// truncation, append or rewrite of either end changes it. `protocolName` keeps another wire format's record
+    /// apart (nil for tus, so records written before the draft existed still match).
+    public static func fingerprint(
+        path: String, size: Int64, endpoint: TusURL, protocolName: String? = nil
+    ) throws(TusClientError) -> String {
         let digest = StreamingDigest(.sha256)
+        if let protocolName { digest.update(Array("\(protocolName)\n".utf8)) }
         digest.update(Array("\(endpoint)\n\(path)\n\(size)\n".utf8))
         let sample: Int64 = 64 * 1024
         try digest.update(fileRange: FileRange(path: path, offset: 0, length: min(sample, size)))

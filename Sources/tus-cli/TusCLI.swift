@@ -246,6 +246,11 @@ extension TusCLI {
                 a crash or Ctrl-C to continue the same upload. Network errors, 5xx, 409 and 423 are retried with \
                 backoff (then HEAD and continue); --retries bounds consecutive failures.
 
+                --protocol ietf speaks Resumable Uploads for HTTP (the IETF draft) instead of tus 1.0.0: the file \
+                goes in the creation request (or its first --chunk-size bytes, the rest in appends), the upload URL \
+                comes from the 104 before the body is sent, and filename and filetype travel as Content-Disposition \
+                and Content-Type. Resuming and retrying work as for tus.
+
                 \(exitCodesHelp)
                 """)
         @Argument(help: "The file to upload.") var file: String
@@ -262,10 +267,31 @@ extension TusCLI {
                 Send the file as N partial uploads over N connections at once, then join them into one final upload                 (the server must offer the concatenation extension).
                 """)
         var parallel = 1
+        @Option(name: .customLong("protocol"), help: "tus (tus 1.0.0) or ietf (Resumable Uploads for HTTP).")
+        var uploadProtocol = "tus"
+        @Option(help: "Upload-Draft-Interop-Version for --protocol ietf, 3 to 9 (default: 9, the latest).")
+        var interop: Int?
         @OptionGroup var common: CommonOptions
 
         func validate() throws {
             guard parallel >= 1 else { throw ValidationError("--parallel must be at least 1") }
+            guard ["tus", "ietf"].contains(uploadProtocol) else {
+                throw ValidationError("--protocol must be tus or ietf")
+            }
+            guard uploadProtocol == "ietf" else {
+                if interop != nil { throw ValidationError("--interop needs --protocol ietf") }
+                return
+            }
+            if let interop, ResumableUploadDraft(interop) == nil {
+                let versions = ResumableUploadDraft.supportedVersions
+                throw ValidationError(
+                    "--interop \(interop) is not supported: \(versions.lowerBound) to \(versions.upperBound)")
+            }
+            if parallel > 1 { throw ValidationError("--parallel needs --protocol tus (concatenation is tus's)") }
+            if checksum != nil { throw ValidationError("--checksum needs --protocol tus (Upload-Checksum is tus's)") }
+            for pair in metadata where !pair.hasPrefix("filename=") && !pair.hasPrefix("filetype=") {
+                throw ValidationError("--protocol ietf sends only filename and filetype metadata, not '\(pair)'")
+            }
         }
 
         func run() throws {
@@ -277,6 +303,9 @@ extension TusCLI {
             options.retryDelayMilliseconds = retryDelayMs
             options.resume = !noResume
             options.metadata = try parseMetadata(metadata)
+            if uploadProtocol == "ietf" {
+                options.uploadProtocol = .ietf(interop.flatMap(ResumableUploadDraft.init) ?? .latest)
+            }
             let client = try common.makeClient()
             let uploader = Uploader(client: client, options: options)
             let meter = ProgressMeter(isTerminal: isatty(2) == 1, isQuiet: quiet)

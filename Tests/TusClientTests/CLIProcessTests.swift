@@ -235,4 +235,81 @@ final class CLIProcessTests: XCTestCase {
         XCTAssertEqual(help.status, 0)
         XCTAssertTrue(help.output.contains("Exit codes"), help.output)
     }
+
+    func testProtocolIETFArgumentsAreCheckedBeforeAnyRequest() throws {
+        let path = directory + "/small.bin"
+        _ = writeRandomFile(path, size: 100)
+        let endpoint = "http://127.0.0.1:1/files/"
+        for arguments in [
+            ["--protocol", "ietf", "--interop", "2"], ["--protocol", "ietf", "--interop", "10"], ["--interop", "9"],
+            ["--protocol", "http3"], ["--protocol", "ietf", "--parallel", "2"],
+            ["--protocol", "ietf", "--checksum", "sha1"], ["--protocol", "ietf", "--metadata", "owner=me"],
+        ] {
+            let result = try runCLI(["upload", path, endpoint] + arguments)
+            XCTAssertEqual(result.status, 1, "\(arguments): \(result.error)")
+        }
+        // Valid arguments reach the network (nothing listens on port 1): exit 2.
+        let unreachable = try runCLI(
+            ["upload", path, endpoint, "--protocol", "ietf", "--interop", "3", "--retries", "0"])
+        XCTAssertEqual(unreachable.status, 2, unreachable.error)
+    }
+
+    /// Needs a tus-server that serves the draft (issue 22); one that does not answers the probe without a 104.
+    func testIETFUploadKilledMidwayResumesTheSameUpload() throws {
+        let endpoint = try startServer(["--port", "0", "--store", "memory", "--upload-dir", directory + "/up"])
+        let client = try TusClient()
+        defer { client.shutdown() }
+        let probe = try? client.createResumableUpload(
+            at: try TusURL(string: endpoint), body: nil, complete: true, length: 0)
+        guard let probe, probe.informationalCount > 0 else {
+            throw XCTSkip("this tus-server does not serve Resumable Uploads for HTTP")
+        }
+        let path = directory + "/big.bin"
+        let size = 12 * 1024 * 1024
+        let bytes = writeRandomFile(path, size: size, seed: 3)
+        let first = try SpawnedProcess(
+            cli, ["upload", path, endpoint, "--protocol", "ietf", "--interop", "6", "--chunk-size", "16K"],
+            environment: ["XDG_CACHE_HOME": directory + "/cache"], logDirectory: directory)
+        let draft = ResumableUploadDraft(6)!
+        let records = directory + "/cache/tus-cli/uploads"
+        var url: TusURL? = nil
+        let deadline = Date().addingTimeInterval(20)
+        while url == nil, Date() < deadline, first.process.isRunning {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: records)) ?? []
+            if let name = names.first(where: { !$0.contains(".tmp") }),
+                let text = try? String(contentsOfFile: records + "/" + name, encoding: .utf8),
+                let candidate = try? TusURL(string: text.trimmingCharacters(in: .whitespacesAndNewlines)),
+                let state = try? client.resumableUploadState(candidate, draft: draft), state.offset >= 64 * 1024
+            {
+                url = candidate
+            }
+            usleep(5_000)
+        }
+        first.signal(SIGKILL)
+        first.wait()
+        let uploadURL = try XCTUnwrap(url, "no progress: \(first.errorOutput)")
+        XCTAssertLessThan(try client.resumableUploadState(uploadURL, draft: draft).offset, Int64(size))
+
+        let second = try runCLI(
+            ["upload", path, endpoint, "--protocol", "ietf", "--interop", "6", "--chunk-size", "1M"])
+        XCTAssertEqual(second.status, 0, second.error)
+        XCTAssertEqual(second.output.trimmingCharacters(in: .whitespacesAndNewlines), uploadURL.description)
+        XCTAssertTrue(second.error.contains("resuming"), second.error)
+        let state = try client.resumableUploadState(uploadURL, draft: draft)
+        XCTAssertTrue(state.isComplete)
+        let downloaded = directory + "/downloaded.bin"
+        XCTAssertEqual(try client.download(uploadURL, to: downloaded), Int64(size))
+        XCTAssertTrue(readFile(downloaded) == bytes, "stored bytes differ from the file")
+
+        // -v shows the 104 ahead of the final response.
+        let small = directory + "/small.txt"
+        _ = writeRandomFile(small, size: 1000)
+        let traced = try runCLI(["upload", small, endpoint, "--protocol", "ietf", "-v", "-q"])
+        XCTAssertEqual(traced.status, 0, traced.error)
+        let lines = traced.error.split(separator: "\n")
+        let interim = try XCTUnwrap(lines.firstIndex { $0.hasPrefix("< HTTP/1.1 104") }, traced.error)
+        let final = try XCTUnwrap(lines.firstIndex { $0.hasPrefix("< HTTP/1.1 201") }, traced.error)
+        XCTAssertLessThan(interim, final)
+        XCTAssertTrue(traced.error.contains("> Upload-Draft-Interop-Version: 9"), traced.error)
+    }
 }

@@ -21,6 +21,8 @@ class Stream:
     data: bytearray = field(default_factory=bytearray)
     ended: bool = False
     reset: int | None = None
+    # Every informational (1xx) head before the final one, in order, pseudo-headers included.
+    informational: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def status(self) -> int | None:
@@ -111,6 +113,8 @@ class H2Client:
             stream = self.streams.setdefault(event.stream_id, Stream())
             if isinstance(event, h2.events.ResponseReceived):
                 stream.headers = {k: v for k, v in event.headers}
+            else:
+                stream.informational.append({k: v for k, v in event.headers})
         elif isinstance(event, h2.events.DataReceived):
             self.streams.setdefault(event.stream_id, Stream()).data += event.data
             if self.opens_windows:

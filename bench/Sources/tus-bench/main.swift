@@ -37,6 +37,10 @@ struct Arguments: ParsableCommand {
               idle        hold --concurrency idle keep-alive connections (one OPTIONS or
                           HEAD each): the server's memory per connection
 
+            --protocol ietf runs single, concurrent, head and create as Resumable Uploads for HTTP (the IETF draft, \
+            --interop 3 to 9): an upload is one creation request carrying the whole body (with --chunk: the first \
+            chunk, then appends), and every creation must be answered by a 104 with Location first.
+
             --checksum turns single and concurrent into the checksum scenario, an https URL into the TLS one. Results: \
             a markdown table on stdout, and one JSON object per run appended to --json-out. Sizes take the suffixes \
             K, M, G or KiB, MiB, GiB (powers of 1024).
@@ -98,7 +102,18 @@ struct Arguments: ParsableCommand {
     @Option(name: .customLong("header"), help: "Extra request header 'Name: value' (repeatable), e.g. a bearer token.")
     var headers: [String] = []
 
+    @Option(name: .customLong("protocol"), help: "tus (tus 1.0.0) or ietf (Resumable Uploads for HTTP).")
+    var uploadProtocol = "tus"
+
+    @Option(help: "Upload-Draft-Interop-Version with --protocol ietf (3 to 9).")
+    var interop = ResumableUploadDraft.latest.interopVersion
+
     func validate() throws {
+        guard ["tus", "ietf"].contains(uploadProtocol) else { throw ValidationError("--protocol must be tus or ietf") }
+        guard ResumableUploadDraft(interop) != nil else { throw ValidationError("--interop must be 3 to 9") }
+        if uploadProtocol == "ietf", checksum != nil {
+            throw ValidationError("--checksum needs --protocol tus (Upload-Checksum is tus's)")
+        }
         guard Self.scenarios.contains(scenario) else {
             throw ValidationError("unknown scenario '\(scenario)': \(Self.scenarios.joined(separator: ", "))")
         }
@@ -138,6 +153,7 @@ struct Arguments: ParsableCommand {
         options.fragment = Int(fragment)
         options.timeout = timeout
         options.repeats = repeats
+        options.draft = uploadProtocol == "ietf" ? ResumableUploadDraft(interop) : nil
         options.extraHeaders = headers.map { text in
             let colon = text.firstIndex(of: ":")!  // validate() checked
             return (String(text[..<colon]), String(text[text.index(after: colon)...].drop { $0 == " " }))
@@ -168,6 +184,8 @@ struct Options: Sendable {
     var repeats = 1
     /// `--header "Name: value"`, repeatable: added to every tus request (a bearer token for auth runs).
     var extraHeaders: [(String, String)] = []
+    /// `--protocol ietf`: the draft at this interop version instead of tus 1.0.0.
+    var draft: ResumableUploadDraft?
 }
 
 /// `1GiB`, `8M`, `4096`: powers of 1024 (TusCore's `ByteCount`, as every size flag).
@@ -412,13 +430,18 @@ final class Worker: @unchecked Sendable {
 
     func head(_ method: HTTPMethod, _ path: String) -> HTTPClientRequestHead {
         var head = HTTPClientRequestHead(method: method, path: path)
-        if !options.plain { head.headers.add("Tus-Resumable", "1.0.0") }
+        if let draft = options.draft, !options.plain {
+            head.headers.add("Upload-Draft-Interop-Version", String(draft.interopVersion))
+        } else if !options.plain {
+            head.headers.add("Tus-Resumable", "1.0.0")
+        }
         for (name, value) in options.extraHeaders { head.headers.add(name, value) }
         return head
     }
 
     func run(_ connection: HTTPClientConnection, index: Int) {
         switch options.scenario {
+        case "single" where options.draft != nil, "concurrent" where options.draft != nil: createWithBody(connection)
         case "single", "concurrent": create(connection, length: options.bytes) { [self] path in
                 guard let path else { return connectionDone(connection) }
                 patch(connection, path: path, offset: 0)
@@ -438,10 +461,11 @@ final class Worker: @unchecked Sendable {
 
     func timed(
         _ connection: HTTPClientConnection, _ head: HTTPClientRequestHead, body: HTTPClientRequestBody,
-        expect: ClosedRange<Int>, bytes: Int64 = 0, _ next: @escaping (HTTPClientResponse?) -> Void
+        expect: ClosedRange<Int>, bytes: Int64 = 0, informational: ((HTTPResponseHead) -> Void)? = nil,
+        _ next: @escaping (HTTPClientResponse?) -> Void
     ) {
         let started = now()
-        connection.send(head, body: body) { [self] result in
+        connection.send(head, body: body, informational: informational) { [self] result in
             let elapsed = now() - started
             switch result {
             case .success(let response) where expect.contains(response.statusCode):
@@ -460,6 +484,7 @@ final class Worker: @unchecked Sendable {
     }
 
     func create(_ connection: HTTPClientConnection, length: Int64, _ next: @escaping (String?) -> Void) {
+        if let draft = options.draft { return createDraft(connection, draft: draft, length: length, next) }
         var request = head(.POST, target.path)
         request.headers.add("Upload-Length", String(length))
         let started = now()
@@ -472,6 +497,84 @@ final class Worker: @unchecked Sendable {
             }
             if options.scenario == "create" { stats.latencies.append(now() - started) }
             next(Worker.pathOf(location))
+        }
+    }
+
+    /// Draft creation without content (`Upload-Complete: ?0`), as a client that sends the body in appends does:
+    /// the request the create scenario measures against tus's POST. Counts as an error without its 104.
+    func createDraft(
+        _ connection: HTTPClientConnection, draft: ResumableUploadDraft, length: Int64,
+        _ next: @escaping (String?) -> Void
+    ) {
+        var request = head(.POST, target.path)
+        for field in draft.headers(complete: false) where field.name != "Upload-Draft-Interop-Version" {
+            request.headers.add(field.name, field.value)
+        }
+        if draft.sendsLength { request.headers.add("Upload-Length", String(length)) }
+        let started = now()
+        var announced: String? = nil
+        connection.send(request, body: .none, informational: { head in
+            if head.status.code == 104, announced == nil { announced = head.headers["Location"] }
+        }) { [self] result in
+            guard case .success(let response) = result, response.statusCode == 201,
+                let location = response.headers["Location"]
+            else {
+                stats.error("POST: \((try? result.get().statusCode).map { "HTTP \($0)" } ?? "\(result)")")
+                return next(nil)
+            }
+            guard announced == location else {
+                stats.error("POST: 104 Location \(announced ?? "missing"), final Location \(location)")
+                return next(nil)
+            }
+            if options.scenario == "create" { stats.latencies.append(now() - started) }
+            next(Worker.pathOf(location))
+        }
+    }
+
+    /// A draft upload of --bytes: one creation request with the body (`Upload-Complete: ?1`), or with --chunk the
+    /// first chunk (`?0`) and appends after it. Timed like tus's PATCHes; the 104 must come first.
+    func createWithBody(_ connection: HTTPClientConnection) {
+        guard let draft = options.draft else { return connectionDone(connection) }
+        let size = options.chunk > 0 ? min(options.chunk, options.bytes) : options.bytes
+        var request = head(.POST, target.path)
+        for field in draft.headers(complete: size == options.bytes) where field.name != "Upload-Draft-Interop-Version" {
+            request.headers.add(field.name, field.value)
+        }
+        if draft.sendsLength { request.headers.add("Upload-Length", String(options.bytes)) }
+        request.headers.add("Content-Type", "application/octet-stream")
+        var announced: String? = nil
+        timed(
+            connection, request, body: .stream(length: size, PayloadProducer(length: size, fragment: options.fragment)),
+            expect: 200...201, bytes: size,
+            informational: { head in
+                if head.status.code == 104, announced == nil { announced = head.headers["Location"] }
+            }
+        ) { [self] response in
+            guard let response else { return connectionDone(connection) }
+            guard let location = announced, response.headers["Location"] ?? location == location else {
+                stats.error("POST: no 104 with the upload's Location before the final response")
+                return connectionDone(connection)
+            }
+            append(connection, draft: draft, path: Worker.pathOf(location), offset: size)
+        }
+    }
+
+    func append(_ connection: HTTPClientConnection, draft: ResumableUploadDraft, path: String, offset: Int64) {
+        guard offset < options.bytes else { return connectionDone(connection) }
+        let size = min(options.chunk, options.bytes - offset)
+        var request = head(.PATCH, path)
+        for field in draft.headers(complete: offset + size == options.bytes)
+        where field.name != "Upload-Draft-Interop-Version" {
+            request.headers.add(field.name, field.value)
+        }
+        request.headers.add("Upload-Offset", String(offset))
+        if let type = draft.appendContentType { request.headers.add("Content-Type", type) }
+        timed(
+            connection, request, body: .stream(length: size, PayloadProducer(length: size, fragment: options.fragment)),
+            expect: 200...204, bytes: size
+        ) { [self] response in
+            guard response != nil else { return connectionDone(connection) }
+            append(connection, draft: draft, path: path, offset: offset + size)
         }
     }
 
