@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Synchronization
+import TusCore
 import TusHTTP1
 import TusHTTPServer
 import TusTestSupport
