@@ -21,10 +21,11 @@ extension FileStateStore {
         let recordPath: String
         let dataPath: String?
         let bytes: [UInt8]
-        let completion: (StoreError?) -> Void
+        /// Its error, or nil and the record log's segment that holds its record (nil: `<id>.info`).
+        let completion: (StoreError?, Int?) -> Void
     }
 
-    func createRecord(_ record: UploadRecord, loop: EventLoop, completion: @escaping (StoreError?) -> Void) {
+    func createRecord(_ record: UploadRecord, loop: EventLoop, completion: @escaping (StoreError?, Int?) -> Void) {
         let creation = Creation(
             recordPath: recordPath(record.id), dataPath: createsDataFiles ? directory + "/" + record.id : nil,
             bytes: record.encodedJSON, completion: completion)
@@ -58,35 +59,69 @@ extension FileStateStore {
         let files = batch.map { (recordPath: $0.recordPath, dataPath: $0.dataPath, bytes: $0.bytes) }
         let syncs = fsyncPolicy.syncsAtCommit
         let directorySync = directorySync
-        loop.runBlocking({ () -> [BlockingFileSystem.Failure?] in
-            var failures = files.map {
-                Self.createFiles(recordPath: $0.recordPath, dataPath: $0.dataPath, bytes: $0.bytes, syncs: syncs)
+        let recordLog = logsCreations ? recordLog : nil
+        loop.runBlocking({ () -> [Result<Int?, BlockingFileSystem.Failure>] in
+            var results = files.map { file -> Result<Int?, BlockingFileSystem.Failure> in
+                if let recordLog, let dataPath = file.dataPath {
+                    return Self.createLogged(dataPath: dataPath, bytes: file.bytes, in: recordLog, syncs: syncs)
+                        .map { $0 }
+                }
+                let failure = Self.createFiles(
+                    recordPath: file.recordPath, dataPath: file.dataPath, bytes: file.bytes, syncs: syncs)
+                return failure.map { .failure($0) } ?? .success(nil)
             }
-            guard syncs, failures.contains(where: { $0 == nil }), let failure = directorySync.sync() else {
-                return failures
+            let created = results.contains { if case .success = $0 { true } else { false } }
+            guard syncs, created, let failure = directorySync.sync() else {
+                return results
             }
-            for (index, file) in files.enumerated() where failures[index] == nil {
-                Self.removeFiles(recordPath: file.recordPath, dataPath: file.dataPath)
-                failures[index] = failure
+            for (index, file) in files.enumerated() {
+                guard case .success(let segment) = results[index] else { continue }
+                if let segment, let recordLog, let dataPath = file.dataPath {
+                    // Its entry stays in the log; without the data file recovery drops it.
+                    _ = BlockingFileSystem.unlink(dataPath)
+                    recordLog.releaseDeletingDead(segment)
+                } else {
+                    Self.removeFiles(recordPath: file.recordPath, dataPath: file.dataPath)
+                }
+                results[index] = .failure(failure)
             }
-            return failures
-        }, completion: { [self] failures in
+            return results
+        }, completion: { [self] results in
             if let queue {
                 queue.isRunning = false
                 if !queue.waiting.isEmpty { submit(queue, loop: loop) }
             }
-            for (creation, failure) in zip(batch, failures) {
-                guard let failure else {
-                    creation.completion(nil)
-                    continue
-                }
-                if failure.error == .alreadyExists {
-                    creation.completion(.alreadyExists)
-                } else {
-                    creation.completion(ioError("\(failure.operation) \(failure.path)", failure.error))
+            for (creation, result) in zip(batch, results) {
+                switch result {
+                case .success(let segment):
+                    creation.completion(nil, segment)
+                case .failure(let failure) where failure.error == .alreadyExists:
+                    creation.completion(.alreadyExists, nil)
+                case .failure(let failure):
+                    creation.completion(ioError("\(failure.operation) \(failure.path)", failure.error), nil)
                 }
             }
         })
+    }
+
+    /// Data file, then the record's entry in the log (synced when `syncs`; the directory sync that makes the data
+    /// file's entry durable follows in `run`). On failure the data file is unlinked again: a log entry without
+    /// its data file is dropped by recovery.
+    private static func createLogged(
+        dataPath: String, bytes: [UInt8], in recordLog: RecordLog, syncs: Bool
+    ) -> Result<Int, BlockingFileSystem.Failure> {
+        if let failure = BlockingFileSystem.writeFile(dataPath, bytes: [], exclusive: true, sync: false) {
+            return .failure(failure)
+        }
+        let appended = recordLog.append(bytes, counted: true)
+        guard case .success(let segment) = appended else {
+            _ = BlockingFileSystem.unlink(dataPath)
+            return appended
+        }
+        guard syncs, let failure = recordLog.sync(segment) else { return appended }
+        _ = BlockingFileSystem.unlink(dataPath)
+        recordLog.releaseDeletingDead(segment)
+        return .failure(failure)
     }
 
     /// Data file, then record (fdatasynced when `syncs`); on failure, whatever it made is unlinked again.
