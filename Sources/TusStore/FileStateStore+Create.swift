@@ -16,6 +16,9 @@ import TusProtocol
 /// loop -> worker -> loop crossings (the first one never waits: a loop with no job in flight submits at once).
 /// Under `commit` each creation keeps a job of its own, so that their fdatasyncs run in parallel on the
 /// threadpool (and the file system merges their journal commits) instead of one after another in one job.
+///
+/// With the record log (`RecordLog`, `--records log`) a creation makes only its data file, and a batch's records go
+/// to the log in one append.
 extension FileStateStore {
     struct Creation {
         let recordPath: String
@@ -61,14 +64,15 @@ extension FileStateStore {
         let directorySync = directorySync
         let recordLog = logsCreations ? recordLog : nil
         loop.runBlocking({ () -> [Result<Int?, BlockingFileSystem.Failure>] in
-            var results = files.map { file -> Result<Int?, BlockingFileSystem.Failure> in
-                if let recordLog, let dataPath = file.dataPath {
-                    return Self.createLogged(dataPath: dataPath, bytes: file.bytes, in: recordLog, syncs: syncs)
-                        .map { $0 }
+            var results: [Result<Int?, BlockingFileSystem.Failure>]
+            if let recordLog {
+                results = Self.createLogged(files.map { ($0.dataPath ?? "", $0.bytes) }, in: recordLog, syncs: syncs)
+            } else {
+                results = files.map { file in
+                    let failure = Self.createFiles(
+                        recordPath: file.recordPath, dataPath: file.dataPath, bytes: file.bytes, syncs: syncs)
+                    return failure.map { .failure($0) } ?? .success(nil)
                 }
-                let failure = Self.createFiles(
-                    recordPath: file.recordPath, dataPath: file.dataPath, bytes: file.bytes, syncs: syncs)
-                return failure.map { .failure($0) } ?? .success(nil)
             }
             let created = results.contains { if case .success = $0 { true } else { false } }
             guard syncs, created, let failure = directorySync.sync() else {
@@ -104,24 +108,36 @@ extension FileStateStore {
         })
     }
 
-    /// Data file, then the record's entry in the log (synced when `syncs`; the directory sync that makes the data
-    /// file's entry durable follows in `run`). On failure the data file is unlinked again: a log entry without
-    /// its data file is dropped by recovery.
+    /// Each data file, then the batch's records in one append to the log (synced when `syncs`; the directory sync
+    /// that makes the data files' entries durable follows in `run`). Whatever fails takes its data file back: a
+    /// log entry without its data file is dropped by recovery.
     private static func createLogged(
-        dataPath: String, bytes: [UInt8], in recordLog: RecordLog, syncs: Bool
-    ) -> Result<Int, BlockingFileSystem.Failure> {
-        if let failure = BlockingFileSystem.writeFile(dataPath, bytes: [], exclusive: true, sync: false) {
-            return .failure(failure)
+        _ files: [(dataPath: String, bytes: [UInt8])], in recordLog: RecordLog, syncs: Bool
+    ) -> [Result<Int?, BlockingFileSystem.Failure>] {
+        var results = [Result<Int?, BlockingFileSystem.Failure>](repeating: .success(nil), count: files.count)
+        var made: [Int] = []
+        for (index, file) in files.enumerated() {
+            if let failure = BlockingFileSystem.writeFile(file.dataPath, bytes: [], exclusive: true, sync: false) {
+                results[index] = .failure(failure)
+            } else {
+                made.append(index)
+            }
         }
-        let appended = recordLog.append(bytes, counted: true)
-        guard case .success(let segment) = appended else {
-            _ = BlockingFileSystem.unlink(dataPath)
-            return appended
+        guard !made.isEmpty else { return results }
+        var appended = recordLog.append(made.map { files[$0].bytes }, counted: true)
+        if syncs, case .success(let segment) = appended, let failure = recordLog.sync(segment) {
+            for _ in made { recordLog.releaseDeletingDead(segment) }
+            appended = .failure(failure)
         }
-        guard syncs, let failure = recordLog.sync(segment) else { return appended }
-        _ = BlockingFileSystem.unlink(dataPath)
-        recordLog.releaseDeletingDead(segment)
-        return .failure(failure)
+        for index in made {
+            switch appended {
+            case .success(let segment): results[index] = .success(segment)
+            case .failure(let failure):
+                _ = BlockingFileSystem.unlink(files[index].dataPath)
+                results[index] = .failure(failure)
+            }
+        }
+        return results
     }
 
     /// Data file, then record (fdatasynced when `syncs`); on failure, whatever it made is unlinked again.

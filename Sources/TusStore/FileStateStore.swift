@@ -4,7 +4,9 @@ public import TusLoop
 public import TusProtocol
 
 /// Upload records as files: `<id>.info` (format: `UploadRecord`) next to the data file `<id>` that a
-/// `FileDataStore` on the same directory keeps. The embedded default; `FileUploadStore` pairs the two.
+/// `FileDataStore` on the same directory keeps. The embedded default; `FileUploadStore` pairs the two. With
+/// `recordsInLog`, a creation appends its record to the record log (`RecordLog`) instead, and only later changes
+/// write `<id>.info`.
 ///
 /// Restart safety: `init` recovers the directory (see `FileStateStore+Recovery.swift`) before anything is
 /// served: it loads every record, quarantines unreadable ones as `<id>.info.corrupt`, deletes leftover

@@ -74,7 +74,18 @@ final class RecordLog: Sendable {
     /// Appends `entry` (one JSON line) and returns the segment it went to. `counted`: a creation record, live until
     /// `release`d. Blocking: call it inside a threadpool job.
     func append(_ entry: [UInt8], counted: Bool) -> Result<Int, BlockingFileSystem.Failure> {
-        state.withLock { state in
+        append([entry], counted: counted)
+    }
+
+    /// `entries` in one write (a batch of creations, `FileStateStore+Create`), all in one segment.
+    func append(_ entries: [[UInt8]], counted: Bool) -> Result<Int, BlockingFileSystem.Failure> {
+        var line = [UInt8]()
+        line.reserveCapacity(entries.reduce(0) { $0 + $1.count + 1 })
+        for entry in entries {
+            line.append(UInt8(ascii: "\n"))
+            line.append(contentsOf: entry)
+        }
+        return state.withLock { state in
             if state.descriptor >= 0 && state.size >= segmentLimit {
                 close(state.descriptor)
                 state.descriptor = -1
@@ -89,14 +100,10 @@ final class RecordLog: Sendable {
                 case .success(let descriptor): state.descriptor = descriptor
                 }
             }
-            var line = [UInt8]()
-            line.reserveCapacity(entry.count + 1)
-            line.append(UInt8(ascii: "\n"))
-            line.append(contentsOf: entry)
             // Counted even when it fails: whatever part landed stays in the file until the segment goes.
             state.size += Int64(line.count)
             if let failure = BlockingFileSystem.append(line, to: state.descriptor, path: path) { return .failure(failure) }
-            if counted { state.live[state.current, default: 0] += 1 }
+            if counted { state.live[state.current, default: 0] += entries.count }
             return .success(state.current)
         }
     }

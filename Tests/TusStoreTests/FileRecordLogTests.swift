@@ -96,6 +96,34 @@ final class FileRecordLogTests: FileStoreTestCase {
         XCTAssertEqual(try FileUploadStore(directory: directory).lookup("b").info?.expiresAt, 50)
     }
 
+    /// Under `--fsync none` the creations that queue on a loop while its job runs share the next job and one append;
+    /// one whose data file cannot be made fails alone.
+    func testBatchedCreationsShareOneAppend() throws {
+        let store = try logStore()
+        XCTAssertTrue(FileManager.default.createFile(atPath: directory + "/b7", contents: Data([9])))
+        final class Answers: @unchecked Sendable { var all: [String: Result<UploadInfo, StoreError>] = [:] }
+        let answers: Answers = driver.run { done in
+            let answers = Answers()
+            for index in 0..<10 {
+                let id = "b\(index)"
+                store.create(UploadInfo(id: id, length: 3, createdAt: 1), on: self.driver.executor) { result in
+                    answers.all[id] = result
+                    if answers.all.count == 10 { done(answers) }
+                }
+            }
+        }
+        let made = (0..<10).filter { $0 != 7 }.map { "b\($0)" }
+        for id in made { XCTAssertEqual(try answers.all[id]?.unwrap().id, id) }
+        XCTAssertEqual(answers.all["b7"], .failure(.alreadyExists))
+        XCTAssertEqual(fileBytes("b7"), [9], "not ours: left alone")
+        XCTAssertEqual(store.state.creationQueues.withLock { $0.values.map(\.batches) }, [2])
+        XCTAssertEqual(try entries("records.1.log").map { $0["id"] as? String }, made)
+        XCTAssertEqual(store.state.recordLog?.liveEntries, [1: 9])
+        let restarted = try logStore()
+        for id in made { XCTAssertNotNil(restarted.lookup(id).info, id) }
+        XCTAssertEqual(restarted.lookup("b7"), .notFound)
+    }
+
     // MARK: removal
 
     /// A removal appends its entry: after a restart the upload stays removed, even when the crash came before its
