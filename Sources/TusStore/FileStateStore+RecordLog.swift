@@ -171,7 +171,9 @@ extension FileStateStore {
             if let failure = BlockingFileSystem.unlink(recordPath) { return failure }
             return syncs ? directorySync.sync() : nil
         }, completion: { [self] failure in
-            if let failure { return completion(.failure(ioError("\(failure.operation) \(failure.path)", failure.error))) }
+            if let failure {
+                return completion(.failure(ioError("\(failure.operation) \(failure.path)", failure.error)))
+            }
             removed()
             completion(.success(()))
         })

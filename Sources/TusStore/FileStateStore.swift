@@ -292,7 +292,9 @@ public final class FileStateStore: UploadStateStore {
             }
             if let segment { releaseLogged(segment, loop: loop) }
         }
-        if let recordLog { return removeLogged(id, from: recordLog, loop: loop, removed: removed, completion: completion) }
+        if let recordLog {
+            return removeLogged(id, from: recordLog, loop: loop, removed: removed, completion: completion)
+        }
         FileSystem.unlink(loop: loop, path: recordPath(id)) { [self] error in
             if let error, error != .notFound { return completion(.failure(ioError("unlink record of \(id)", error))) }
             removed()

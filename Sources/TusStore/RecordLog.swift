@@ -69,7 +69,9 @@ final class RecordLog: Sendable {
 
     func segmentPath(_ number: Int) -> String { directory + "/" + Self.segmentName(number) }
 
-    static func removalEntry(_ id: String) -> [UInt8] { Array(#"{"removed":""#.utf8) + Array(id.utf8) + Array("\"}\n".utf8) }
+    static func removalEntry(_ id: String) -> [UInt8] {
+        Array(#"{"removed":""#.utf8) + Array(id.utf8) + Array("\"}\n".utf8)
+    }
 
     /// Appends `entry` (one JSON line) and returns the segment it went to. `counted`: a creation record, live until
     /// `release`d. Blocking: call it inside a threadpool job.
@@ -102,7 +104,9 @@ final class RecordLog: Sendable {
             }
             // Counted even when it fails: whatever part landed stays in the file until the segment goes.
             state.size += Int64(line.count)
-            if let failure = BlockingFileSystem.append(line, to: state.descriptor, path: path) { return .failure(failure) }
+            if let failure = BlockingFileSystem.append(line, to: state.descriptor, path: path) {
+                return .failure(failure)
+            }
             if counted { state.live[state.current, default: 0] += entries.count }
             return .success(state.current)
         }

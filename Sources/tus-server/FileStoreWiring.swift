@@ -15,7 +15,9 @@ enum RecordsFlag: String, ExpressibleByArgument, CaseIterable {
 }
 
 /// Opens (and recovers) the upload directory before the server accepts anything.
-func makeFileStore(directory: String, fsync: FsyncFlag, records: RecordsFlag, logger: Logger) throws -> any UploadStore {
+func makeFileStore(
+    directory: String, fsync: FsyncFlag, records: RecordsFlag, logger: Logger
+) throws -> any UploadStore {
     let policy = FsyncPolicy(rawValue: fsync.rawValue) ?? .commit
     return try FileUploadStore(
         directory: directory, fsync: policy, recordsInLog: records == .log, log: { logger.warning("\($0)") })
