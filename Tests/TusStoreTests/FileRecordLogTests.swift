@@ -204,6 +204,23 @@ final class FileRecordLogTests: FileStoreTestCase {
         }
     }
 
+    /// Under `commit` the data file's directory entry is made durable too: when the directory fsync fails, the
+    /// creation fails and nothing of it is served, now or after a restart.
+    func testFailedDirectorySyncFailsTheCreation() throws {
+        let store = try logStore(.commit)
+        let directory = directory
+        BlockingFileSystem.injectFaults { called, path in called == "fsync" && path == directory ? .ioError : nil }
+        defer { BlockingFileSystem.injectFaults(nil) }
+        guard case .failure(.io) = create(store, UploadInfo(id: "unsynced", length: 5, createdAt: 1)) else {
+            return XCTFail("the creation must fail")
+        }
+        BlockingFileSystem.injectFaults(nil)
+        XCTAssertNil(fileBytes("unsynced"), "its data file is unlinked again")
+        XCTAssertEqual(store.lookup("unsynced"), .notFound)
+        XCTAssertEqual(store.state.recordLog?.liveEntries, [1: 0], "its entry is not counted live")
+        XCTAssertEqual(try logStore(.commit).lookup("unsynced"), .notFound)
+    }
+
     /// A removal whose entry cannot be written fails and leaves the upload as it was.
     func testFailedRemovalEntryKeepsTheUpload() throws {
         let store = try logStore(.commit)
