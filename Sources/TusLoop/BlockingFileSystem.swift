@@ -96,6 +96,39 @@ public enum BlockingFileSystem {
         return Glibc.unlink(path) == 0 || errno == ENOENT ? nil : failure("unlink", path)
     }
 
+    /// Opens (creating it if needed) `path` for appending: every write lands at the end, so writers of one log
+    /// never overwrite each other. The caller closes the descriptor.
+    public static func openForAppending(_ path: String) -> Result<Int32, Failure> {
+        if let injected = injected("open", path) { return .failure(injected) }
+        let descriptor = retryingInterrupts { open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644) }
+        return descriptor >= 0 ? .success(descriptor) : .failure(failure("open", path))
+    }
+
+    /// Writes all of `bytes` to `descriptor` (opened by `openForAppending`; `path` names it in failures). A failure
+    /// may leave part of `bytes` written.
+    public static func append(_ bytes: [UInt8], to descriptor: Int32, path: String) -> Failure? {
+        var written = 0
+        while written < bytes.count {
+            if let injected = injected("write", path) { return injected }
+            let count = bytes.withUnsafeBytes { buffer in
+                retryingInterrupts { write(descriptor, buffer.baseAddress! + written, buffer.count - written) }
+            }
+            if count == 0 { return Failure(operation: "write", path: path, error: .ioError) }
+            guard count > 0 else { return failure("write", path) }
+            written += count
+        }
+        return nil
+    }
+
+    /// fdatasync of the file at `path` (whatever descriptor wrote it: the page cache is the file's).
+    public static func syncFile(_ path: String) -> Failure? {
+        if let injected = injected("open", path) { return injected }
+        let descriptor = retryingInterrupts { open(path, O_WRONLY | O_CLOEXEC) }
+        guard descriptor >= 0 else { return failure("open", path) }
+        defer { close(descriptor) }
+        return datasync(descriptor, path)
+    }
+
     /// fsync of a directory: what makes a creation, rename or unlink inside it durable.
     public static func syncDirectory(_ path: String) -> Failure? {
         if let injected = injected("open", path) { return injected }

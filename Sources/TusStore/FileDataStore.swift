@@ -59,8 +59,8 @@ public final class FileDataStore: TruncatingUploadDataStore, ConcatenatingUpload
     /// The empty file and its directory entry in one threadpool job: one loop crossing per creation instead of
     /// three. Nothing when the state store creates the file with the record (`filesCreatedByRecords`).
     public func create(id: String, on executor: any LoopExecutor, completion: @escaping (StoreError?) -> Void) {
-        precondition(UploadID.isValid(id), "the handler validates ids")
         if filesCreatedByRecords { return completion(nil) }
+        precondition(UploadID.isValid(id), "the handler validates ids")
         let path = dataPath(id)
         let directorySync = directorySync
         let syncsDirectory = fsyncPolicy.syncsAtCommit

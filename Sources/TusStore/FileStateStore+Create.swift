@@ -16,15 +16,19 @@ import TusProtocol
 /// loop -> worker -> loop crossings (the first one never waits: a loop with no job in flight submits at once).
 /// Under `commit` each creation keeps a job of its own, so that their fdatasyncs run in parallel on the
 /// threadpool (and the file system merges their journal commits) instead of one after another in one job.
+///
+/// With the record log (`RecordLog`, `--records log`) a creation makes only its data file, and a batch's records go
+/// to the log in one append.
 extension FileStateStore {
     struct Creation {
         let recordPath: String
         let dataPath: String?
         let bytes: [UInt8]
-        let completion: (StoreError?) -> Void
+        /// Its error, or nil and the record log's segment that holds its record (nil: `<id>.info`).
+        let completion: (StoreError?, Int?) -> Void
     }
 
-    func createRecord(_ record: UploadRecord, loop: EventLoop, completion: @escaping (StoreError?) -> Void) {
+    func createRecord(_ record: UploadRecord, loop: EventLoop, completion: @escaping (StoreError?, Int?) -> Void) {
         let creation = Creation(
             recordPath: recordPath(record.id), dataPath: createsDataFiles ? directory + "/" + record.id : nil,
             bytes: record.encodedJSON, completion: completion)
@@ -58,35 +62,82 @@ extension FileStateStore {
         let files = batch.map { (recordPath: $0.recordPath, dataPath: $0.dataPath, bytes: $0.bytes) }
         let syncs = fsyncPolicy.syncsAtCommit
         let directorySync = directorySync
-        loop.runBlocking({ () -> [BlockingFileSystem.Failure?] in
-            var failures = files.map {
-                Self.createFiles(recordPath: $0.recordPath, dataPath: $0.dataPath, bytes: $0.bytes, syncs: syncs)
+        let recordLog = logsCreations ? recordLog : nil
+        loop.runBlocking({ () -> [Result<Int?, BlockingFileSystem.Failure>] in
+            var results: [Result<Int?, BlockingFileSystem.Failure>]
+            if let recordLog {
+                results = Self.createLogged(files.map { ($0.dataPath ?? "", $0.bytes) }, in: recordLog, syncs: syncs)
+            } else {
+                results = files.map { file in
+                    let failure = Self.createFiles(
+                        recordPath: file.recordPath, dataPath: file.dataPath, bytes: file.bytes, syncs: syncs)
+                    return failure.map { .failure($0) } ?? .success(nil)
+                }
             }
-            guard syncs, failures.contains(where: { $0 == nil }), let failure = directorySync.sync() else {
-                return failures
+            let created = results.contains { if case .success = $0 { true } else { false } }
+            guard syncs, created, let failure = directorySync.sync() else {
+                return results
             }
-            for (index, file) in files.enumerated() where failures[index] == nil {
-                Self.removeFiles(recordPath: file.recordPath, dataPath: file.dataPath)
-                failures[index] = failure
+            for (index, file) in files.enumerated() {
+                guard case .success(let segment) = results[index] else { continue }
+                if let segment, let recordLog, let dataPath = file.dataPath {
+                    // Its entry stays in the log; without the data file recovery drops it.
+                    _ = BlockingFileSystem.unlink(dataPath)
+                    recordLog.releaseDeletingDead(segment)
+                } else {
+                    Self.removeFiles(recordPath: file.recordPath, dataPath: file.dataPath)
+                }
+                results[index] = .failure(failure)
             }
-            return failures
-        }, completion: { [self] failures in
+            return results
+        }, completion: { [self] results in
             if let queue {
                 queue.isRunning = false
                 if !queue.waiting.isEmpty { submit(queue, loop: loop) }
             }
-            for (creation, failure) in zip(batch, failures) {
-                guard let failure else {
-                    creation.completion(nil)
-                    continue
-                }
-                if failure.error == .alreadyExists {
-                    creation.completion(.alreadyExists)
-                } else {
-                    creation.completion(ioError("\(failure.operation) \(failure.path)", failure.error))
+            for (creation, result) in zip(batch, results) {
+                switch result {
+                case .success(let segment):
+                    creation.completion(nil, segment)
+                case .failure(let failure) where failure.error == .alreadyExists:
+                    creation.completion(.alreadyExists, nil)
+                case .failure(let failure):
+                    creation.completion(ioError("\(failure.operation) \(failure.path)", failure.error), nil)
                 }
             }
         })
+    }
+
+    /// Each data file, then the batch's records in one append to the log (synced when `syncs`; the directory sync
+    /// that makes the data files' entries durable follows in `run`). Whatever fails takes its data file back: a
+    /// log entry without its data file is dropped by recovery.
+    private static func createLogged(
+        _ files: [(dataPath: String, bytes: [UInt8])], in recordLog: RecordLog, syncs: Bool
+    ) -> [Result<Int?, BlockingFileSystem.Failure>] {
+        var results = [Result<Int?, BlockingFileSystem.Failure>](repeating: .success(nil), count: files.count)
+        var made: [Int] = []
+        for (index, file) in files.enumerated() {
+            if let failure = BlockingFileSystem.writeFile(file.dataPath, bytes: [], exclusive: true, sync: false) {
+                results[index] = .failure(failure)
+            } else {
+                made.append(index)
+            }
+        }
+        guard !made.isEmpty else { return results }
+        var appended = recordLog.append(made.map { files[$0].bytes }, counted: true)
+        if syncs, case .success(let segment) = appended, let failure = recordLog.sync(segment) {
+            for _ in made { recordLog.releaseDeletingDead(segment) }
+            appended = .failure(failure)
+        }
+        for index in made {
+            switch appended {
+            case .success(let segment): results[index] = .success(segment)
+            case .failure(let failure):
+                _ = BlockingFileSystem.unlink(files[index].dataPath)
+                results[index] = .failure(failure)
+            }
+        }
+        return results
     }
 
     /// Data file, then record (fdatasynced when `syncs`); on failure, whatever it made is unlinked again.

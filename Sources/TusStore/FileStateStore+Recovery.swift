@@ -11,9 +11,19 @@ import TusLoop
 /// change (issue 21). Only an unreadable record, or a missing data file that cannot be recreated, leaves an upload
 /// out, and the next start tries again.
 extension FileStateStore {
+    /// What recovery found: the uploads to serve, those to repair first, and the record log's state.
+    struct Recovered {
+        var uploads: [String: UploadInfo] = [:]
+        var repairs: [String: PendingRepair] = [:]
+        /// Uploads whose record is a creation entry of a log segment (no `<id>.info`), and which segment.
+        var logged: [String: Int] = [:]
+        /// The log to keep appending to, when creations go to it or segments are left on disk.
+        var log: RecordLog?
+    }
+
     static func recover(
-        directory: String, policy: FsyncPolicy, log: @escaping @Sendable (String) -> Void
-    ) throws -> (uploads: [String: UploadInfo], repairs: [String: PendingRepair]) {
+        directory: String, policy: FsyncPolicy, recordsInLog: Bool, log: @escaping @Sendable (String) -> Void
+    ) throws -> Recovered {
         let fileManager = FileManager.default
         let names: [String]
         do {
@@ -24,14 +34,21 @@ extension FileStateStore {
         }
         let present = Set(names)
         var recovery = Recovery(directory: directory, policy: policy, log: log)
-        for name in names where name.hasSuffix(".info.tmp") {
-            // A record rewrite that crashed before its rename: the old record is still in place.
+        for name in names where name.hasSuffix(".info.tmp") || name.hasSuffix(".log.tmp") {
+            // A record rewrite (or a log compaction) that crashed before its rename: the old one is still in place.
             recovery.removeFile(name, reason: "leftover temporary record")
         }
-        var uploads: [String: UploadInfo] = [:]
-        var repairs: [String: PendingRepair] = [:]
+        var replayed = recovery.replayLog(names: names)
+        var recovered = Recovered()
         for name in names where name.hasSuffix(".info") {
             let id = String(name.dropLast(".info".count))
+            if replayed.removed.contains(id) {
+                // A removal logged its entry and crashed before unlinking the record.
+                recovery.removeFile(name, reason: "record of a removed upload")
+                continue
+            }
+            // Every change after creation is written to `<id>.info`: newer than the log's creation entry.
+            replayed.records[id] = nil
             let record: UploadRecord
             do {
                 guard let readable = try recovery.readRecord(id: id) else {
@@ -44,33 +61,39 @@ extension FileStateStore {
                 log("FileUploadStore: skipping upload \(id) until a restart can read its record: \(error)")
                 continue
             }
-            do {
-                let (served, failure) = try recovery.reconcile(record, rewritingRecord: false)
-                uploads[id] = served.info
-                if let failure {
-                    repairs[id] = .recover(record)
-                    log(
-                        "FileUploadStore: upload \(id) served at offset \(served.offset), its files repaired before "
-                            + "its next change: \(failure)")
-                }
-            } catch {
-                log("FileUploadStore: skipping upload \(id): \(error)")
+            recovery.serve(record, into: &recovered)
+        }
+        var fromLog: [(record: UploadRecord, segment: Int)] = []
+        for (id, entry) in replayed.records.sorted(by: { $0.key < $1.key }) {
+            // The data file is made before the entry and removed after the removal entry: without it, the upload
+            // was deleted outside the server (as operators delete processed uploads), or its creation never
+            // answered.
+            if case .failure(let failure) = BlockingFileSystem.size(of: recovery.path(id)), failure.error == .notFound {
+                log("FileUploadStore: upload \(id) has a log record but no data file; dropped")
+                continue
             }
+            recovery.serve(entry.record, into: &recovered)
+            guard let served = recovered.uploads[id], !recovery.recordsWritten.contains(id) else { continue }
+            fromLog.append((UploadRecord(served), entry.segment))
         }
         for name in names where UploadID.isValid(name) {
-            if !present.contains(name + ".info") && !present.contains(name + ".info.corrupt") {
+            let hasRecord =
+                (present.contains(name + ".info") && !replayed.removed.contains(name))
+                || present.contains(name + ".info.corrupt") || replayed.records[name] != nil
+            if !hasRecord {
                 // Left by a crash between the two unlinks of a removal, or mid-creation. Not deleted: the
                 // directory might be shared, and a name that merely looks like an id is not proof it is ours.
                 log("FileUploadStore: \(directory)/\(name) has no record; ignored")
             }
         }
+        recovery.compactLog(replayed, live: fromLog, recordsInLog: recordsInLog, into: &recovered)
         if recovery.changedDirectory && policy.syncsAtCommit, let failure = recovery.syncDirectory() {
             // Not fatal: every change recovery made is one the next start would make again from what is durable
             // (removals, quarantines, re-created empty files, records rewritten from their data), and the next
             // record write of each upload syncs the directory itself.
             log("FileUploadStore: \(failure); recovery's changes to the directory may not be durable yet")
         }
-        return (uploads, repairs)
+        return recovered
     }
 
     /// Brings an upload listed in `state.repairs` in line before a change to it runs; `retry` then runs that
@@ -120,6 +143,7 @@ extension FileStateStore {
                     state.discardPending.remove(id)
                     if state.index.uploads[id] != nil { state.index.uploads[id] = repaired.info }
                 }
+                releaseLogged(id, loop: executor.eventLoop)
                 log("FileStateStore: upload \(id) repaired: record rewritten at offset \(repaired.offset)")
                 retry()
             }
@@ -143,6 +167,8 @@ struct Recovery {
     let policy: FsyncPolicy
     let log: @Sendable (String) -> Void
     var changedDirectory = false
+    /// Uploads whose record this pass wrote as `<id>.info` (it is no longer the log's entry).
+    var recordsWritten: Set<String> = []
 
     init(directory: String, policy: FsyncPolicy, log: @escaping @Sendable (String) -> Void) {
         self.directory = directory
@@ -261,6 +287,7 @@ struct Recovery {
         }
         if let failure = BlockingFileSystem.rename(temporaryPath, to: path(record.id + ".info")) { return failure }
         changedDirectory = true
+        recordsWritten.insert(record.id)
         return nil
     }
 

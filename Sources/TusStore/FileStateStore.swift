@@ -4,7 +4,9 @@ import TusLoop
 public import TusProtocol
 
 /// Upload records as files: `<id>.info` (format: `UploadRecord`) next to the data file `<id>` that a
-/// `FileDataStore` on the same directory keeps. The embedded default; `FileUploadStore` pairs the two.
+/// `FileDataStore` on the same directory keeps. The embedded default; `FileUploadStore` pairs the two. With
+/// `recordsInLog`, a creation appends its record to the record log (`RecordLog`) instead, and only later changes
+/// write `<id>.info`.
 ///
 /// Restart safety: `init` recovers the directory (see `FileStateStore+Recovery.swift`) before anything is
 /// served: it loads every record, quarantines unreadable ones as `<id>.info.corrupt`, deletes leftover
@@ -40,6 +42,8 @@ public final class FileStateStore: UploadStateStore {
         /// Ids whose record on disk carries `pendingDiscardFrom` (a discardable write is running): their
         /// `finishWrite` must rewrite it.
         var discardPending: Set<String> = []
+        /// Uploads whose record is their creation entry in the record log, and its segment (`RecordLog`).
+        var logged: [String: Int] = [:]
     }
 
     public let directory: String
@@ -47,6 +51,11 @@ public final class FileStateStore: UploadStateStore {
     /// `create` makes the data file `<id>` too, in the record's threadpool job (`FileUploadStore`; the paired
     /// `FileDataStore` then leaves creation to us).
     let createsDataFiles: Bool
+    /// Where creations write their record when `logsCreations`; also kept, for removals, when segments written
+    /// under `--records log` are still on disk.
+    let recordLog: RecordLog?
+    /// A creation appends its record to `recordLog` instead of making `<id>.info` (`--records log`).
+    let logsCreations: Bool
     let directorySync: DirectorySyncGroup
     /// Per loop: creations waiting for that loop's batch on the threadpool to finish (`FileStateStore+Create`).
     let creationQueues = Mutex<[ObjectIdentifier: CreationQueue]>([:])
@@ -59,20 +68,28 @@ public final class FileStateStore: UploadStateStore {
     /// - Parameters:
     ///   - fsync: see `FsyncPolicy`; `.commit` unless you know why not.
     ///   - rememberedGoneIDs: how many terminated/expired ids `lookup` keeps answering `.gone` for.
+    ///   - recordsInLog: new uploads' records go to the record log (`RecordLog`) instead of `<id>.info` files; only
+    ///     with `createsDataFiles` (the log relies on the data file to tell a live upload from one deleted outside
+    ///     the server). Either way, records of both kinds found on disk are read.
     ///   - log: recovery findings (quarantined records, truncated data) and I/O errors, one line each.
     /// - Throws: `StoreError.io` when the directory cannot be created or listed.
     public init(
         directory: String, fsync: FsyncPolicy = .commit, rememberedGoneIDs: Int = 100_000,
-        createsDataFiles: Bool = false, log: @escaping @Sendable (String) -> Void = { _ in }
+        createsDataFiles: Bool = false, recordsInLog: Bool = false, log: @escaping @Sendable (String) -> Void = { _ in }
     ) throws {
         self.directory = Self.normalized(directory)
         self.fsyncPolicy = fsync
         self.createsDataFiles = createsDataFiles
+        logsCreations = recordsInLog && createsDataFiles
         directorySync = DirectorySyncGroup(path: self.directory)
         self.log = log
-        let (uploads, repairs) = try Self.recover(directory: self.directory, policy: fsync, log: log)
+        let recovered = try Self.recover(
+            directory: self.directory, policy: fsync, recordsInLog: logsCreations, log: log)
+        recordLog = recovered.log
         state = Mutex(
-            State(index: UploadIndex(uploads: uploads, rememberedGoneIDs: rememberedGoneIDs), repairs: repairs))
+            State(
+                index: UploadIndex(uploads: recovered.uploads, rememberedGoneIDs: rememberedGoneIDs),
+                repairs: recovered.repairs, logged: recovered.logged))
     }
 
     static func normalized(_ directory: String) -> String {
@@ -119,10 +136,11 @@ public final class FileStateStore: UploadStateStore {
             return true
         }
         guard reserved else { return completion(.failure(.alreadyExists)) }
-        createRecord(UploadRecord(info), loop: loop) { [self] error in
+        createRecord(UploadRecord(info), loop: loop) { [self] error, segment in
             state.withLock { state in
                 state.creating.remove(id)
                 if error == nil { state.index.uploads[id] = info }
+                if error == nil, let segment { state.logged[id] = segment }
             }
             completion(error.map { .failure($0) } ?? .success(info))
         }
@@ -265,13 +283,21 @@ public final class FileStateStore: UploadStateStore {
         let loop = executor.eventLoop
         let known: StoreError? = state.withLock { state in state.index.uploads[id] != nil ? nil : state.index.missing(id) }
         if let known { return completion(.failure(known)) }
-        FileSystem.unlink(loop: loop, path: recordPath(id)) { [self] error in
-            if let error, error != .notFound { return completion(.failure(ioError("unlink record of \(id)", error))) }
-            state.withLock { state in
+        let removed = { [self] in
+            let segment = state.withLock { state in
                 state.index.remove(id)
                 state.repairs[id] = nil
                 state.discardPending.remove(id)
+                return state.logged.removeValue(forKey: id)
             }
+            if let segment { releaseLogged(segment, loop: loop) }
+        }
+        if let recordLog {
+            return removeLogged(id, from: recordLog, loop: loop, removed: removed, completion: completion)
+        }
+        FileSystem.unlink(loop: loop, path: recordPath(id)) { [self] error in
+            if let error, error != .notFound { return completion(.failure(ioError("unlink record of \(id)", error))) }
+            removed()
             syncDirectory(loop: loop) { error in
                 completion(error.map { .failure($0) } ?? .success(()))
             }
@@ -299,6 +325,9 @@ public final class FileStateStore: UploadStateStore {
                 state.withLock { state in
                     if state.index.uploads[record.id] != nil { state.repairs[record.id] = .matchMemory }
                 }
+            } else {
+                // `<id>.info` now wins over the log's creation entry.
+                releaseLogged(record.id, loop: loop)
             }
             completion(failure.map { ioError("\($0.operation) \($0.path)", $0.error) })
         })

@@ -5,13 +5,15 @@ public typealias FileUploadStore = ComposedUploadStore<FileStateStore, FileDataS
 
 extension ComposedUploadStore where State == FileStateStore, Data == FileDataStore {
     /// Opens (creating it if needed) and recovers `directory`; synchronous, so call it before serving.
-    /// See `FileStateStore` for recovery and `FsyncPolicy` for durability.
+    /// See `FileStateStore` for recovery and `FsyncPolicy` for durability; `recordsInLog`: new uploads' records go
+    /// to `records.<n>.log` instead of `<id>.info` files (`RecordLog`).
     public convenience init(
-        directory: String, fsync: FsyncPolicy = .commit, rememberedGoneIDs: Int = 100_000,
+        directory: String, fsync: FsyncPolicy = .commit, rememberedGoneIDs: Int = 100_000, recordsInLog: Bool = false,
         log: @escaping @Sendable (String) -> Void = { _ in }
     ) throws {
         let state = try FileStateStore(
-            directory: directory, fsync: fsync, rememberedGoneIDs: rememberedGoneIDs, createsDataFiles: true, log: log)
+            directory: directory, fsync: fsync, rememberedGoneIDs: rememberedGoneIDs, createsDataFiles: true,
+            recordsInLog: recordsInLog, log: log)
         let data = try FileDataStore(directory: directory, fsync: fsync, filesCreatedByRecords: true, log: log)
         self.init(state: state, data: data)
     }

@@ -10,10 +10,17 @@ enum FsyncFlag: String, ExpressibleByArgument, CaseIterable {
     case none, commit, always
 }
 
+enum RecordsFlag: String, ExpressibleByArgument, CaseIterable {
+    case files, log
+}
+
 /// Opens (and recovers) the upload directory before the server accepts anything.
-func makeFileStore(directory: String, fsync: FsyncFlag, logger: Logger) throws -> any UploadStore {
+func makeFileStore(
+    directory: String, fsync: FsyncFlag, records: RecordsFlag, logger: Logger
+) throws -> any UploadStore {
     let policy = FsyncPolicy(rawValue: fsync.rawValue) ?? .commit
-    return try FileUploadStore(directory: directory, fsync: policy, log: { logger.warning("\($0)") })
+    return try FileUploadStore(
+        directory: directory, fsync: policy, recordsInLog: records == .log, log: { logger.warning("\($0)") })
 }
 
 /// `statvfs` of the upload directory, for `--min-free-space`: blocks available to unprivileged users (what an

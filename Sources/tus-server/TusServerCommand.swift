@@ -65,6 +65,9 @@ struct TusServerCommand: ParsableCommand {
     @Option(help: "Durability of acknowledged bytes: none (survives a process crash), commit (also power loss; default), always.")
     var fsync: FsyncFlag = .commit
 
+    @Option(help: "--store file without --redis: where a new upload's record goes: 'files' (<id>.info next to <id>; default) or 'log' (appended to records.<n>.log: one file per upload instead of two). Both kinds are read at start.")
+    var records: RecordsFlag = .files
+
     @Option(help: "Event loops (threads) serving the port; default: the number of cores.")
     var loops: Int?
 
@@ -309,7 +312,7 @@ struct TusServerCommand: ParsableCommand {
             uploadStore = MemoryUploadStore()
         case (.file, nil):
             do {
-                uploadStore = try makeFileStore(directory: uploadDir, fsync: fsync, logger: logger)
+                uploadStore = try makeFileStore(directory: uploadDir, fsync: fsync, records: records, logger: logger)
             } catch {
                 logger.critical("cannot open upload directory \(uploadDir): \(error)")
                 throw ExitCode.failure

@@ -195,3 +195,41 @@ def test_kill_9_after_many_concurrent_uploads_keeps_each_one(server_factory, fsy
             assert expiries[index] is not None
     records_after = {name: (server.upload_dir / name).read_bytes() for name in records_before}
     assert records_after == records_before, "recovery rewrote records it could derive"
+
+
+@pytest.mark.time_limit(90)
+@pytest.mark.parametrize("fsync", FSYNC_MODES)
+def test_records_log_layout_survives_kill_9_and_upgrades_in_place(server_factory, fsync):
+    """`--records log`: one file per upload (the record is a line of records.<n>.log). An upload made by the
+    `.info` layout keeps working under it, a kill -9 loses nothing acknowledged nor brings back a DELETEd upload,
+    and going back to the default layout turns the log into `.info` files."""
+    data = os.urandom(2 * MiB)
+    server = server_factory("--fsync", fsync)
+    old = create_upload(server.port, len(data), "n b2xk")
+    assert patch(server.port, old, 0, data[:MiB]).status == 204
+    assert server.stop() == 0
+
+    logged = server_factory("--fsync", fsync, "--records", "log", upload_dir=server.upload_dir)
+    new = create_upload(logged.port, len(data), "n bmV3")
+    deleted = create_upload(logged.port, len(data))
+    assert patch(logged.port, new, 0, data[:MiB // 2]).status == 204
+    assert request(logged.port, "DELETE", deleted).status == 204
+    names = sorted(entry.name for entry in server.upload_dir.iterdir())
+    new_id, old_id = server.data_file(new).name, server.data_file(old).name
+    assert names == sorted([old_id, old_id + ".info", new_id, "records.1.log"]), names
+    logged.kill()
+
+    restarted = server_factory("--fsync", fsync, "--records", "log", upload_dir=server.upload_dir)
+    assert head_offset(restarted.port, old) == MiB
+    assert head_offset(restarted.port, new) == MiB // 2
+    assert request(restarted.port, "HEAD", new).header("Upload-Metadata") == "n bmV3"
+    assert request(restarted.port, "HEAD", deleted).status in (404, 410)
+    finish(restarted.port, old, data, MiB)
+    assert_stored(restarted, old, data)
+    assert restarted.stop() == 0
+
+    files = server_factory("--fsync", fsync, upload_dir=server.upload_dir)
+    assert not list(server.upload_dir.glob("records.*")), "the log became .info files"
+    assert (server.upload_dir / (new_id + ".info")).exists()
+    finish(files.port, new, data, MiB // 2)
+    assert_stored(files, new, data)

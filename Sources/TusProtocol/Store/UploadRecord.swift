@@ -3,7 +3,8 @@ import TusCrypto
 /// The `<id>.info` file (and S3StateStore's `P<id>.info` object, so that neither store imports the other): one
 /// JSON object. Created at its final name with `O_EXCL`; every later change is written
 /// whole to `<id>.info.tmp` and renamed over `<id>.info`, so a reader (recovery) sees either the old record or the
-/// new one, never a mix.
+/// new one, never a mix. With `--records log` a new upload's record is instead one line of the record log
+/// (`RecordLog`), in the same encoding.
 ///
 /// ```json
 /// {"id":"a1b2c3","length":1048576,"offset":524288,"metadata":"filename bXkuYmlu","createdAt":1732690000,
