@@ -419,6 +419,32 @@ public enum DraftConformanceCases {
                 append(v, offset: 5, complete: true), status: v == 8 ? 410 : (v == 9 ? 201 : 400),
                 headers: v >= 8 ? [("Location", .present)] : [],
                 bodyContains: v == 6 || v == 7 || v == 8 ? problemBase + "completed-upload" : nil))
+        // Section 12: offset == Upload-Length is not completion; only a request saying so completes (created under
+        // v6 where the version has no Upload-Length: the version is per request, row D1).
+        let heldOpenCreation = creation(max(v, 6), complete: false, body: helloWorld, extra: [("Upload-Length", "11")])
+        rows.append(
+            DraftConformanceCase(
+                "C9 C10 R1-R4 A3 A5 A8", "v\(v): content up to Upload-Length without ?1 leaves the upload incomplete",
+                heldOpenCreation, status: 201,
+                headers: [("Upload-Offset", .equals("11")), completionExpectation(max(v, 6), complete: false)],
+                informational: nil,
+                steps: [
+                    ConformanceStep(
+                        request(v, "HEAD", "$L"), status: 204,
+                        headers: [("Upload-Offset", .equals("11")), completionExpectation(v, complete: false)]),
+                    ConformanceStep(
+                        append(v, offset: 11, complete: false, target: "$L"), status: incompleteAnswerStatus,
+                        headers: [("Upload-Offset", .equals("11")), completionExpectation(v, complete: false)]),
+                    ConformanceStep(
+                        append(v, offset: 11, complete: true, target: "$L"), status: 201,
+                        headers: [
+                            ("Upload-Offset", .equals("11")), completionExpectation(v, complete: true),
+                            ("Location", .present),
+                        ]),
+                    ConformanceStep(
+                        request(v, "HEAD", "$L"), status: 204,
+                        headers: [("Upload-Offset", .equals("11")), completionExpectation(v, complete: true)]),
+                ]))
         if v >= 4 {
             rows.append(
                 DraftConformanceCase(

@@ -50,7 +50,8 @@ extension DraftUploadHandler {
         if let refusal = service.refusalOfNewUploads() {
             return fail(request, because: refusal, closeConnection: framing.hasBody)
         }
-        let new = UploadService.NewUpload(length: length, metadata: Self.metadata(of: head))
+        let new = UploadService.NewUpload(
+            length: length, metadata: Self.metadata(of: head), awaitsCompletion: !completes)
         service.create(new, for: request.caller) { [self] result in
             let created: UploadService.Created
             switch result {

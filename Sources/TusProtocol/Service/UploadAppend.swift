@@ -335,7 +335,12 @@ final class UploadAppend: HTTPDirectBodySink {
         if let length = upload.length {
             // The body said it was the rest of the upload and stopped short: its bytes are kept, the answer says so.
             if reached != length { outcome = .lengthMismatch }
-            return commit()
+            guard outcome == nil, upload.awaitsCompletion else { return commit() }
+            // A draft upload held open at its length: this request is the one that says it is complete.
+            return service.store.declareLength(id: upload.id, length: length, on: caller.executor) { [self] ended in
+                if case .failure(let error) = ended { outcome = UploadServiceError(error) }
+                commit()
+            }
         }
         // Declared before the commit, so the commit finds the upload complete (and clears its expiry) as if the length
         // had been known from the start.

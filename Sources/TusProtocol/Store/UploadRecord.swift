@@ -32,6 +32,9 @@ import TusCrypto
 /// - `partialIDs`: for a final, its partials' ids in list order. A final's `offset` is 0 until it is assembled,
 ///   then equals `length`; its data file stays empty (the bytes are hard links `<id>.part-<n>`).
 ///
+/// An IETF-draft upload still waiting for the request that completes it (`UploadInfo.awaitsCompletion`) carries
+/// `"awaitsCompletion":true` last; no other record has the key, so older readers and records are unaffected.
+///
 /// Unknown fields are ignored when reading, and missing optional fields read as `null`.
 public struct UploadRecord: Codable, Sendable, Equatable {
     public var id: String
@@ -45,6 +48,7 @@ public struct UploadRecord: Codable, Sendable, Equatable {
     public var isPartial: Bool?
     public var partialIDs: [String]?
     public var owner: String?
+    public var awaitsCompletion: Bool?
 
     public init(_ info: UploadInfo, pendingDiscardFrom: Int64? = nil) {
         id = info.id
@@ -58,12 +62,14 @@ public struct UploadRecord: Codable, Sendable, Equatable {
         concat = info.concat
         isPartial = info.concat == nil ? nil : info.isPartial
         partialIDs = info.isFinal ? info.partialIDs : nil
+        awaitsCompletion = info.awaitsCompletion ? true : nil
     }
 
     public var info: UploadInfo {
         UploadInfo(
             id: id, length: length, offset: offset, metadata: metadata, createdAt: createdAt, expiresAt: expiresAt,
-            owner: owner, concat: concat, isPartial: isPartial ?? false, partialIDs: partialIDs ?? [])
+            owner: owner, concat: concat, isPartial: isPartial ?? false, partialIDs: partialIDs ?? [],
+            awaitsCompletion: awaitsCompletion ?? false)
     }
 
     public var isFinal: Bool { !(partialIDs ?? []).isEmpty }
@@ -104,6 +110,7 @@ public struct UploadRecord: Codable, Sendable, Equatable {
             out.append(contentsOf: #","owner":"#.utf8)
             Self.appendString(owner, to: &out)
         }
+        if awaitsCompletion == true { out.append(contentsOf: #","awaitsCompletion":true"#.utf8) }
         out.append(contentsOf: "}\n".utf8)
         return out
     }
