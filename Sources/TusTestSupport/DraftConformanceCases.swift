@@ -534,6 +534,44 @@ public enum DraftConformanceCases {
                 "G1", "v\(v): Repr-Digest of a one-request upload that matches",
                 creation(v, complete: true, body: helloWorld, extra: [("Repr-Digest", helloWorldSHA512)]),
                 status: 201, headers: [("Upload-Offset", .equals("11"))], informational: nil))
+        // Row G1 across requests: the creation's Repr-Digest is checked when a later request completes the upload.
+        let digests = (6...8).contains(v)
+        let helloWorldSHA256 = "sha-256=:uU0nuZNNPgilLlLX2n2r+sSE7+N6U4DukIj3rOLvzek=:"
+        rows.append(
+            DraftConformanceCase(
+                "G1", "v\(v): Repr-Digest from creation, matched by the upload completed later",
+                creation(v, complete: false, body: hello, extra: [("Repr-Digest", helloWorldSHA256)]), status: 201,
+                informational: nil,
+                steps: [
+                    ConformanceStep(
+                        append(v, offset: 5, complete: true, body: world, target: "$L"), status: 201,
+                        headers: [completionExpectation(v, complete: true)])
+                ]))
+        rows.append(
+            DraftConformanceCase(
+                "G1", "v\(v): Repr-Digest from creation, not matched by the upload completed later",
+                creation(v, complete: false, body: hello, extra: [("Repr-Digest", helloWorldSHA256)]), status: 201,
+                informational: nil,
+                steps: [
+                    ConformanceStep(
+                        append(v, offset: 5, complete: true, body: Array(" WORLD".utf8), target: "$L"),
+                        status: digests ? 400 : 201,
+                        // v7 on: ?1 on the refusal too, so that the client does not send it again.
+                        headers: v == 6 ? [] : [completionExpectation(v, complete: true)]),
+                    // Failed: nothing processes it any more.
+                    ConformanceStep(request(v, "HEAD", "$L"), status: digests ? 404 : 204),
+                ]))
+        // Row G3: Want-Repr-Digest at creation, answered by the completing response.
+        rows.append(
+            DraftConformanceCase(
+                "G3", "v\(v): Want-Repr-Digest from creation: the completing response carries Repr-Digest",
+                creation(v, complete: false, body: hello, extra: [("Want-Repr-Digest", "sha-512=0, sha-256=7")]),
+                status: 201, informational: nil,
+                steps: [
+                    ConformanceStep(
+                        append(v, offset: 5, complete: true, body: world, target: "$L"), status: 201,
+                        headers: [("Repr-Digest", digests ? .equals(helloWorldSHA256) : .absent)])
+                ]))
         rows.append(
             DraftConformanceCase(
                 "G4", "v\(v): Content-Digest with only an unsupported algorithm is ignored",

@@ -15,11 +15,16 @@ extension UploadService {
         public var isPartial: Bool
         /// `UploadInfo.awaitsCompletion`: a draft upload whose creation did not say it is complete.
         public var awaitsCompletion: Bool
+        /// `UploadInfo.representationDigest` and `wantedDigest`.
+        public var representationDigest: String?
+        public var wantedDigest: String?
 
         public init(
             length: Int64?, metadata: String? = nil, concat: String? = nil, isPartial: Bool = false,
-            awaitsCompletion: Bool = false
+            awaitsCompletion: Bool = false, representationDigest: String? = nil, wantedDigest: String? = nil
         ) {
+            self.representationDigest = representationDigest
+            self.wantedDigest = wantedDigest
             self.length = length
             self.awaitsCompletion = awaitsCompletion
             self.metadata = metadata
@@ -59,7 +64,8 @@ extension UploadService {
         let proposed = UploadInfo(
             id: "", length: new.length, metadata: new.metadata, createdAt: now(),
             expiresAt: new.length == 0 && !new.awaitsCompletion ? nil : nextExpiry(), owner: caller.principal,
-            concat: new.concat, isPartial: new.isPartial, awaitsCompletion: new.awaitsCompletion)
+            concat: new.concat, isPartial: new.isPartial, awaitsCompletion: new.awaitsCompletion,
+            representationDigest: new.representationDigest, wantedDigest: new.wantedDigest)
         decide(.preAccess, for: caller, upload: proposed) { [self] accessed in
             if case .failure(let error) = accessed { return completion(.failure(error)) }
             decide(.preCreate, for: caller, upload: proposed) { [self] decided in

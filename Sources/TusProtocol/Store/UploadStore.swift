@@ -32,12 +32,20 @@ public struct UploadInfo: Codable, Sendable, Equatable {
     /// neither complete nor finished. Set at a draft creation that does not complete; cleared by
     /// `UploadStateStore.declareLength` of the same length. Always false for tus.
     public var awaitsCompletion: Bool
+    /// The draft's representation digests from creation (v6..v8, RFC 9530), checked or answered when a later
+    /// request completes the upload: `Repr-Digest` to verify (`sha-256=:base64:`) and `Want-Repr-Digest`'s chosen
+    /// algorithm (`sha-256`). nil for tus and for drafts that sent none.
+    public var representationDigest: String?
+    public var wantedDigest: String?
 
     public init(
         id: String, length: Int64?, offset: Int64 = 0, metadata: String? = nil, createdAt: Int64,
         expiresAt: Int64? = nil, owner: String? = nil, concat: String? = nil, isPartial: Bool = false,
-        partialIDs: [String] = [], awaitsCompletion: Bool = false
+        partialIDs: [String] = [], awaitsCompletion: Bool = false, representationDigest: String? = nil,
+        wantedDigest: String? = nil
     ) {
+        self.representationDigest = representationDigest
+        self.wantedDigest = wantedDigest
         self.owner = owner
         self.awaitsCompletion = awaitsCompletion
         self.id = id
@@ -66,6 +74,8 @@ public struct UploadInfo: Codable, Sendable, Equatable {
         partialIDs = try container.decodeIfPresent([String].self, forKey: .partialIDs) ?? []
         owner = try container.decodeIfPresent(String.self, forKey: .owner)
         awaitsCompletion = try container.decodeIfPresent(Bool.self, forKey: .awaitsCompletion) ?? false
+        representationDigest = try container.decodeIfPresent(String.self, forKey: .representationDigest)
+        wantedDigest = try container.decodeIfPresent(String.self, forKey: .wantedDigest)
     }
 
     public var isLengthDeferred: Bool { length == nil }
