@@ -60,7 +60,7 @@ final class HTTPConnection: SecureStreamDelegate {
     private var hasUnprocessedRead = false
     /// Encoded 1xx heads not yet written: they ride with the next write (the final response, when it follows in
     /// the same turn: a draft creation's 104 and 201 then cost one socket write), or go out on their own at the
-    /// loop's next wakeup, so none waits on anything but the loop.
+    /// end of the loop's turn, so none waits on anything but the loop.
     private var heldInformational: [UInt8] = []
 
     init(stream: SecureStream, context: LoopContext) {
@@ -184,7 +184,7 @@ final class HTTPConnection: SecureStreamDelegate {
         stream.write(fragment.bytes, owner: fragment.chunk, completion: completion)
     }
 
-    private func flushHeldInformational() {
+    func flushHeldInformational() {
         guard !heldInformational.isEmpty else { return }
         send([]) { [self] error in
             if error != nil { close() }
@@ -473,17 +473,14 @@ final class HTTPConnection: SecureStreamDelegate {
     }
 
     /// Held until the end of this turn of the loop (`heldInformational`): a final response written in the same
-    /// turn carries it in front, in one write; otherwise the loop's next wakeup writes it, before any byte read
-    /// after this turn is handled, so a client waiting for the 104 (its `Location`) before the body is not kept
-    /// waiting. libuv (and the TLS session) keep writes in order, so nothing overtakes it. Reading and the
+    /// turn carries it in front, in one write; otherwise a zero-delay timer writes it before the loop polls again,
+    /// so a client waiting for the 104 (its `Location`) before sending the body is not kept waiting. libuv (and the TLS session) keep writes in order, so nothing overtakes it. Reading and the
     /// splicer are left alone: a splice only reads the socket and this only writes it, so a 1xx may go out mid-body.
     func exchangeSendInformational(_ response: HTTPResponse) {
         guard let exchange, machine.phase.isOpen, exchange.head.version != .http1_0 else { return }
         let isFirst = heldInformational.isEmpty
         heldInformational.append(contentsOf: ResponseEncoder.encodeInformational(response))
-        guard isFirst else { return }
-        let bound = LoopBound(self)
-        context.loop.execute { bound.value.flushHeldInformational() }
+        if isFirst { context.flushAtEndOfTurn(self) }
     }
 
     func exchangeRespond(_ response: HTTPResponse, bodyLength: Int64?, source: (any HTTPBodySource)?) {

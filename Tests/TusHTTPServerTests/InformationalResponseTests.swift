@@ -53,8 +53,8 @@ final class InformationalResponseTests: XCTestCase {
     }
 
     /// A 104 and a final response sent in the same loop turn (a draft creation without content) share one socket
-    /// write; a 104 whose final response comes in a later turn is written at the loop's next wakeup on its own, so
-    /// a client that waits for it before sending the body is not kept waiting.
+    /// write; a 104 whose final response comes in a later turn is written on its own at the end of its turn, so a
+    /// client that waits for it before sending the body is not kept waiting.
     func testA104ShareTheWriteOfAFinalResponseOfTheSameTurnOnly() throws {
         try withServer(AnnouncingHandler()) { server in
             let client = try RawHTTPClient(port: server.port)
