@@ -260,8 +260,8 @@ public final class DraftUploadHandler: Sendable {
     /// or it names no algorithm we hash (row G4).
     ///
     /// A request whose content is the whole representation (it starts at 0 and completes the upload) is checked
-    /// against `Repr-Digest` too, when it has no `Content-Digest` (row G1 for uploads made in one request; the
-    /// digest of a representation sent in several requests is not checked).
+    /// against `Repr-Digest` too, when it has no `Content-Digest` (row G1 for uploads made in one request; one sent
+    /// in several requests is checked over the stored bytes when it completes: `representationCheck`).
     func contentDigest(
         _ request: DraftRequest, carriesWholeRepresentation: Bool
     ) -> Result<UploadChecksum?, DraftFieldError> {
