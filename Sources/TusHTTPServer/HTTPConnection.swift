@@ -58,6 +58,10 @@ final class HTTPConnection: SecureStreamDelegate {
 
     /// Whether plaintext arrived since the last `didFinishRead` (a read may yield none: a handshake record).
     private var hasUnprocessedRead = false
+    /// Encoded 1xx heads not yet written: they ride with the next write (the final response, when it follows in
+    /// the same turn: a draft creation's 104 and 201 then cost one socket write), or go out on their own at the
+    /// end of the loop's turn, so none waits on anything but the loop.
+    private var heldInformational: [UInt8] = []
 
     init(stream: SecureStream, context: LoopContext) {
         self.stream = stream
@@ -167,11 +171,24 @@ final class HTTPConnection: SecureStreamDelegate {
 
     /// Every byte to the peer goes through here (and `send(fragment:)`); the stream encrypts when it is TLS.
     private func send(_ bytes: [UInt8], _ completion: @escaping (UVError?) -> Void) {
-        stream.write(bytes, completion: completion)
+        guard !heldInformational.isEmpty else { return stream.write(bytes, completion: completion) }
+        var joined = heldInformational
+        heldInformational = []
+        if !bytes.isEmpty { context.server.joinedInformationalCount.add(1, ordering: .relaxed) }
+        joined.append(contentsOf: bytes)
+        stream.write(joined, completion: completion)
     }
 
     private func send(_ fragment: BodyFragment, _ completion: @escaping (UVError?) -> Void) {
+        flushHeldInformational()
         stream.write(fragment.bytes, owner: fragment.chunk, completion: completion)
+    }
+
+    func flushHeldInformational() {
+        guard !heldInformational.isEmpty else { return }
+        send([]) { [self] error in
+            if error != nil { close() }
+        }
     }
 
     /// Runs the state machine over the buffered bytes until it needs more input or waits for the handler.
@@ -455,14 +472,15 @@ final class HTTPConnection: SecureStreamDelegate {
         process()
     }
 
-    /// Written at once, behind whatever is queued: libuv (and the TLS session) keep writes in order, so the final
-    /// response, written the same way, cannot overtake it. Reading and the splicer are left alone: a splice only
-    /// reads the socket and this only writes it, so a 1xx may go out mid-body.
+    /// Held until the end of this turn of the loop (`heldInformational`): a final response written in the same
+    /// turn carries it in front, in one write; otherwise a zero-delay timer writes it before the loop polls again,
+    /// so a client waiting for the 104 (its `Location`) before sending the body is not kept waiting. libuv (and the TLS session) keep writes in order, so nothing overtakes it. Reading and the
+    /// splicer are left alone: a splice only reads the socket and this only writes it, so a 1xx may go out mid-body.
     func exchangeSendInformational(_ response: HTTPResponse) {
         guard let exchange, machine.phase.isOpen, exchange.head.version != .http1_0 else { return }
-        send(ResponseEncoder.encodeInformational(response)) { [self] error in
-            if error != nil { close() }
-        }
+        let isFirst = heldInformational.isEmpty
+        heldInformational.append(contentsOf: ResponseEncoder.encodeInformational(response))
+        if isFirst { context.flushAtEndOfTurn(self) }
     }
 
     func exchangeRespond(_ response: HTTPResponse, bodyLength: Int64?, source: (any HTTPBodySource)?) {
@@ -667,6 +685,7 @@ final class HTTPConnection: SecureStreamDelegate {
         stopDirectBody()
         guard machine.closeNow() else { return }
         pendingBody = nil
+        heldInformational = []
         exchange = nil
         stream.close { [self] in
             chunk = nil

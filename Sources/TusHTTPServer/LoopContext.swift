@@ -23,6 +23,11 @@ final class LoopContext {
     private var http2Connections: [ObjectIdentifier: HTTP2Connection] = [:]
     private var sweepTimer: TusLoop.Timer?
     private var shutdownTimer: TusLoop.Timer?
+    /// Connections holding 1xx heads until the end of this turn of the loop (`HTTPConnection.heldInformational`),
+    /// and the zero-delay timer that writes them before the loop polls again. A timer, not `execute`: that would
+    /// cost an eventfd write per 104, the very syscall the hold saves.
+    private var heldInformational: [HTTPConnection] = []
+    private var informationalTimer: TusLoop.Timer?
     private(set) var isShuttingDown = false
     private var cachedDate: (second: Int, value: String) = (-1, "")
     private var abuseLog = AbuseLogLimiter()
@@ -33,6 +38,19 @@ final class LoopContext {
         let now = time(nil)
         if now != cachedDate.second { cachedDate = (now, HTTPDate.format(unixSeconds: Int64(now))) }
         return cachedDate.value
+    }
+
+    /// `connection` holds 1xx heads: written at the end of this loop turn unless its final response takes them first.
+    func flushAtEndOfTurn(_ connection: HTTPConnection) {
+        heldInformational.append(connection)
+        guard heldInformational.count == 1 else { return }
+        let timer = informationalTimer ?? TusLoop.Timer(loop: loop)
+        informationalTimer = timer
+        timer.start(afterMilliseconds: 0) { [unowned self] in
+            let held = heldInformational
+            heldInformational = []
+            for connection in held { connection.flushHeldInformational() }
+        }
     }
 
     /// Connections of this loop currently streaming a request body.

@@ -83,7 +83,13 @@ public final class MetricsRegistry: UploadEventHandler, @unchecked Sendable {
         switch measurement {
         case .bodyBytes(let count): metrics.values.bytesReceived += UInt64(count)
         case .lockWait(let nanoseconds): metrics.values.lockWait.observe(seconds: Double(nanoseconds) / 1e9)
-        case .error(let error): metrics.values.errors[.init(status: error.status.code, code: error.code), default: 0] += 1
+        case .error(let error):
+            metrics.values.errors[.init(status: error.status.code, code: error.code), default: 0] += 1
+            let key = MetricsSnapshot.ProtocolErrorKey(protocol: "tus", status: error.status.code, code: error.code)
+            metrics.values.errorsByProtocol[key, default: 0] += 1
+        case .protocolError(let uploadProtocol, let status, let code):
+            metrics.values.errorsByProtocol[
+                .init(protocol: uploadProtocol.name, status: status, code: code), default: 0] += 1
         }
     }
 

@@ -16,6 +16,8 @@ public struct MetricsSnapshot: Sendable {
     var durations = [Histogram](repeating: Histogram(), count: MetricsSnapshot.methods.count)
     /// Keyed by "status code" pairs.
     var errors: [ErrorKey: UInt64] = [:]
+    /// Every adapter's errors, tus's included (with its codes): `tusd_errors_total` stays tus-only, as tusd's.
+    var errorsByProtocol: [ProtocolErrorKey: UInt64] = [:]
     var bytesReceived: UInt64 = 0
     var uploadsCreated: UInt64 = 0
     var uploadsFinished: UInt64 = 0
@@ -25,6 +27,12 @@ public struct MetricsSnapshot: Sendable {
     var lockWait = Histogram()
 
     struct ErrorKey: Hashable, Sendable {
+        var status: Int
+        var code: String
+    }
+
+    struct ProtocolErrorKey: Hashable, Sendable {
+        var `protocol`: String
         var status: Int
         var code: String
     }
@@ -48,6 +56,7 @@ public struct MetricsSnapshot: Sendable {
             durations[index].add(other.durations[index])
         }
         errors.merge(other.errors, uniquingKeysWith: +)
+        errorsByProtocol.merge(other.errorsByProtocol, uniquingKeysWith: +)
         bytesReceived += other.bytesReceived
         uploadsCreated += other.uploadsCreated
         uploadsFinished += other.uploadsFinished

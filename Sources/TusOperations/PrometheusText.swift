@@ -35,6 +35,15 @@ public enum PrometheusText {
         for (key, count) in snapshot.errors.sorted(by: { ($0.key.status, $0.key.code) < ($1.key.status, $1.key.code) }) {
             sample("tusd_errors_total", [("status", String(key.status)), ("code", key.code)], String(count))
         }
+        family("tus_errors_by_protocol_total", "counter", "Errors per wire protocol, status and that protocol's code.")
+        let byProtocol = snapshot.errorsByProtocol.sorted {
+            ($0.key.protocol, $0.key.status, $0.key.code) < ($1.key.protocol, $1.key.status, $1.key.code)
+        }
+        for (key, count) in byProtocol {
+            sample(
+                "tus_errors_by_protocol_total",
+                [("protocol", key.protocol), ("status", String(key.status)), ("code", key.code)], String(count))
+        }
         family("tusd_bytes_received", "counter", "Number of bytes received for uploads.")
         sample("tusd_bytes_received", [], String(snapshot.bytesReceived))
         family("tusd_uploads_created", "counter", "Number of created uploads.")

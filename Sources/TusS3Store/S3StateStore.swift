@@ -156,9 +156,14 @@ public final class S3StateStore: UploadStateStore {
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void
     ) {
         update(id, on: executor, { info in
+            var changed = info
+            if info.awaitsCompletion, info.length == length {
+                changed.awaitsCompletion = false
+                if changed.isComplete { changed.expiresAt = nil }
+                return .success(changed)
+            }
             guard info.length == nil else { return .failure(.lengthAlreadySet) }
             guard length >= info.offset else { return .failure(.exceedsLength) }
-            var changed = info
             changed.length = length
             if changed.isComplete { changed.expiresAt = nil }
             return .success(changed)

@@ -155,6 +155,10 @@ public final class FileStateStore: UploadStateStore {
         }) { return }
         let checked: Result<UploadInfo, StoreError> = state.withLock { state in
             guard var info = state.index.uploads[id] else { return .failure(state.index.missing(id)) }
+            if info.awaitsCompletion, info.length == length {
+                info.awaitsCompletion = false
+                return .success(info)
+            }
             guard info.length == nil else { return .failure(.lengthAlreadySet) }
             guard length >= info.offset else { return .failure(.exceedsLength) }
             info.length = length
@@ -165,6 +169,7 @@ public final class FileStateStore: UploadStateStore {
             if let error { return completion(.failure(error)) }
             let info: UploadInfo? = state.withLock { state in
                 state.index.uploads[id]?.length = length
+                state.index.uploads[id]?.awaitsCompletion = updated.awaitsCompletion
                 return state.index.uploads[id]
             }
             completion(info.map { .success($0) } ?? .failure(.notFound))

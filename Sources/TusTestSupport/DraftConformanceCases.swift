@@ -419,6 +419,32 @@ public enum DraftConformanceCases {
                 append(v, offset: 5, complete: true), status: v == 8 ? 410 : (v == 9 ? 201 : 400),
                 headers: v >= 8 ? [("Location", .present)] : [],
                 bodyContains: v == 6 || v == 7 || v == 8 ? problemBase + "completed-upload" : nil))
+        // Section 12: offset == Upload-Length is not completion; only a request saying so completes (created under
+        // v6 where the version has no Upload-Length: the version is per request, row D1).
+        let heldOpenCreation = creation(max(v, 6), complete: false, body: helloWorld, extra: [("Upload-Length", "11")])
+        rows.append(
+            DraftConformanceCase(
+                "C9 C10 R1-R4 A3 A5 A8", "v\(v): content up to Upload-Length without ?1 leaves the upload incomplete",
+                heldOpenCreation, status: 201,
+                headers: [("Upload-Offset", .equals("11")), completionExpectation(max(v, 6), complete: false)],
+                informational: nil,
+                steps: [
+                    ConformanceStep(
+                        request(v, "HEAD", "$L"), status: 204,
+                        headers: [("Upload-Offset", .equals("11")), completionExpectation(v, complete: false)]),
+                    ConformanceStep(
+                        append(v, offset: 11, complete: false, target: "$L"), status: incompleteAnswerStatus,
+                        headers: [("Upload-Offset", .equals("11")), completionExpectation(v, complete: false)]),
+                    ConformanceStep(
+                        append(v, offset: 11, complete: true, target: "$L"), status: 201,
+                        headers: [
+                            ("Upload-Offset", .equals("11")), completionExpectation(v, complete: true),
+                            ("Location", .present),
+                        ]),
+                    ConformanceStep(
+                        request(v, "HEAD", "$L"), status: 204,
+                        headers: [("Upload-Offset", .equals("11")), completionExpectation(v, complete: true)]),
+                ]))
         if v >= 4 {
             rows.append(
                 DraftConformanceCase(
@@ -508,6 +534,44 @@ public enum DraftConformanceCases {
                 "G1", "v\(v): Repr-Digest of a one-request upload that matches",
                 creation(v, complete: true, body: helloWorld, extra: [("Repr-Digest", helloWorldSHA512)]),
                 status: 201, headers: [("Upload-Offset", .equals("11"))], informational: nil))
+        // Row G1 across requests: the creation's Repr-Digest is checked when a later request completes the upload.
+        let digests = (6...8).contains(v)
+        let helloWorldSHA256 = "sha-256=:uU0nuZNNPgilLlLX2n2r+sSE7+N6U4DukIj3rOLvzek=:"
+        rows.append(
+            DraftConformanceCase(
+                "G1", "v\(v): Repr-Digest from creation, matched by the upload completed later",
+                creation(v, complete: false, body: hello, extra: [("Repr-Digest", helloWorldSHA256)]), status: 201,
+                informational: nil,
+                steps: [
+                    ConformanceStep(
+                        append(v, offset: 5, complete: true, body: world, target: "$L"), status: 201,
+                        headers: [completionExpectation(v, complete: true)])
+                ]))
+        rows.append(
+            DraftConformanceCase(
+                "G1", "v\(v): Repr-Digest from creation, not matched by the upload completed later",
+                creation(v, complete: false, body: hello, extra: [("Repr-Digest", helloWorldSHA256)]), status: 201,
+                informational: nil,
+                steps: [
+                    ConformanceStep(
+                        append(v, offset: 5, complete: true, body: Array(" WORLD".utf8), target: "$L"),
+                        status: digests ? 400 : 201,
+                        // v7 on: ?1 on the refusal too, so that the client does not send it again.
+                        headers: v == 6 ? [] : [completionExpectation(v, complete: true)]),
+                    // Failed: nothing processes it any more.
+                    ConformanceStep(request(v, "HEAD", "$L"), status: digests ? 404 : 204),
+                ]))
+        // Row G3: Want-Repr-Digest at creation, answered by the completing response.
+        rows.append(
+            DraftConformanceCase(
+                "G3", "v\(v): Want-Repr-Digest from creation: the completing response carries Repr-Digest",
+                creation(v, complete: false, body: hello, extra: [("Want-Repr-Digest", "sha-512=0, sha-256=7")]),
+                status: 201, informational: nil,
+                steps: [
+                    ConformanceStep(
+                        append(v, offset: 5, complete: true, body: world, target: "$L"), status: 201,
+                        headers: [("Repr-Digest", digests ? .equals(helloWorldSHA256) : .absent)])
+                ]))
         rows.append(
             DraftConformanceCase(
                 "G4", "v\(v): Content-Digest with only an unsupported algorithm is ignored",

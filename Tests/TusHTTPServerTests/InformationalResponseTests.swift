@@ -52,6 +52,29 @@ final class InformationalResponseTests: XCTestCase {
         }
     }
 
+    /// A 104 and a final response sent in the same loop turn (a draft creation without content) share one socket
+    /// write; a 104 whose final response comes in a later turn is written on its own at the end of its turn, so a
+    /// client that waits for it before sending the body is not kept waiting.
+    func testA104ShareTheWriteOfAFinalResponseOfTheSameTurnOnly() throws {
+        try withServer(AnnouncingHandler()) { server in
+            let client = try RawHTTPClient(port: server.port)
+            client.send("POST /now HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+            XCTAssertEqual(try client.readResponse().status, 104)
+            XCTAssertEqual(try client.readResponse().status, 201)
+            XCTAssertEqual(server.joinedInformationalWrites, 1, "104 and 201 in one write")
+
+            client.send("POST /later HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")
+            let hint = try client.readResponse()
+            XCTAssertEqual(hint.status, 104, "the 104 arrives before the client sent any body byte")
+            XCTAssertEqual(hint.header("Location"), "/files/later")
+            client.send("hello")
+            let final = try client.readResponse()
+            XCTAssertEqual(final.status, 201)
+            XCTAssertEqual(final.bodyText, "bytes=5 sum=\(rollingSum(Array("hello".utf8)))\n")
+            XCTAssertEqual(server.joinedInformationalWrites, 1, "the second 104 went out alone")
+        }
+    }
+
     /// RFC 9110 §15.2: a server MUST NOT send a 1xx response to an HTTP/1.0 client.
     func testHTTP10ClientGetsOnlyTheFinalResponse() throws {
         try withServer(HintingHandler(hintsBeforeBody: 2, hintsDuringBody: true)) { server in
@@ -219,6 +242,18 @@ final class HintingHandler: HTTPRequestHandler {
         } else {
             exchange.readBody(into: HintingSink(exchange: exchange, handler: self))
         }
+    }
+}
+
+/// `/now`: a 104 then 201 at once (no body). Anything else: a 104 with `Location`, then the body, then 201.
+final class AnnouncingHandler: HTTPRequestHandler {
+    private let hints = HintingHandler(hintsBeforeBody: 0)
+
+    func handle(_ head: RequestHead, exchange: any HTTPExchange) {
+        exchange.sendInformational(
+            HTTPResponse(status: .uploadResumptionSupported, headers: ["Location": "/files" + head.target]))
+        guard head.target != "/now" else { return exchange.respond(HTTPResponse(status: .created)) }
+        exchange.readBody(into: HintingSink(exchange: exchange, handler: hints))
     }
 }
 

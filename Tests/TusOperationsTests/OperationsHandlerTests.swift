@@ -145,6 +145,40 @@ final class OperationsHandlerTests: XCTestCase {
         }
     }
 
+    func testDraftErrorsAreCountedUnderTheirProtocolNotAsTusErrors() throws {
+        let metrics = MetricsRegistry(connectionsOpen: { 1 })
+        let tus = TusHandler(store: MemoryUploadStore(), events: metrics)
+        let client = TusTestClient(handler: OperationsHandler(next: tus, metrics: metrics))
+        let draftHeaders: HTTPHeaders = ["Upload-Draft-Interop-Version": "9"]
+        let missing = client.send(.HEAD, "/files/missing", headers: draftHeaders, includeDefaultHeaders: false)
+        XCTAssertEqual(missing.status, 404)
+        let created = client.send(
+            .POST, "/files/", headers: ["Upload-Draft-Interop-Version": "9", "Upload-Complete": "?0"], body: [1, 2],
+            includeDefaultHeaders: false)
+        let location = try XCTUnwrap(created.header("Location"))
+        let path = ConformanceRunner.path(of: location)
+        let mismatch = client.send(
+            .PATCH, path,
+            headers: [
+                "Upload-Draft-Interop-Version": "9", "Upload-Complete": "?0", "Upload-Offset": "1",
+                "Content-Type": "application/partial-upload",
+            ],
+            body: [3], includeDefaultHeaders: false)
+        XCTAssertEqual(mismatch.status, 409)
+        client.send(.HEAD, "/files/missing")
+
+        let text = String(decoding: client.send(.GET, "/metrics").response!.body, as: UTF8.self)
+        for line in [
+            "tus_errors_by_protocol_total{protocol=\"ietf-draft\",status=\"404\",code=\"not-found\"} 1",
+            "tus_errors_by_protocol_total{protocol=\"ietf-draft\",status=\"409\",code=\"mismatching-upload-offset\"} 1",
+            "tus_errors_by_protocol_total{protocol=\"tus\",status=\"404\",code=\"ERR_UPLOAD_NOT_FOUND\"} 1",
+            "tusd_errors_total{status=\"404\",code=\"ERR_UPLOAD_NOT_FOUND\"} 1",
+        ] {
+            XCTAssertTrue(text.contains(line + "\n"), "missing \(line) in\n\(text)")
+        }
+        XCTAssertFalse(text.contains("tusd_errors_total{status=\"409\""), "a draft error is no tus error:\n\(text)")
+    }
+
     func testLabelValuesAreEscaped() {
         XCTAssertEqual(PrometheusText.escapeForTesting("a\"b\\c\nd"), "a\\\"b\\\\c\\nd")
     }

@@ -17,6 +17,7 @@ final class RecordingEvents: UploadEventHandler, @unchecked Sendable {
     var holdDecisions = false
     var stopOnProgress: ResponseOverride?
     var bodyBytes = 0
+    var protocolErrors: [Int] = []
     var errors: [TusError] = []
     var lockWaits = 0
     /// Runs at each notification, before the request goes on (what the request had done by then).
@@ -53,6 +54,7 @@ final class RecordingEvents: UploadEventHandler, @unchecked Sendable {
         case .bodyBytes(let count): bodyBytes += count
         case .error(let error): errors.append(error)
         case .lockWait: lockWaits += 1
+        case .protocolError(_, let status, _): protocolErrors.append(status)
         }
     }
 }

@@ -233,3 +233,78 @@ def test_creation_reset_mid_body_over_h2c_is_resumed_byte_exact(tmp_path):
         assert status == 200 and data == body
     finally:
         server.stop(grace=5)
+
+
+def h1_request(server: TusServer, method: str, path: str, headers: dict[str, str], body: bytes = b""):
+    """One request over h11, which skips the 104s (urllib's http.client would take a 104 for the answer)."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    conn = h11.Connection(h11.CLIENT)
+    fields = [("Host", "localhost"), ("Content-Length", str(len(body)))] + list(headers.items())
+    sock.sendall(conn.send(h11.Request(method=method, target=path, headers=fields)) + conn.send(h11.Data(data=body))
+                 + conn.send(h11.EndOfMessage()))
+    response, content = None, b""
+    try:
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = sock.recv(65536)
+                assert data, "connection closed before the response ended"
+                conn.receive_data(data)
+            elif isinstance(event, h11.Response):
+                response = event
+            elif isinstance(event, h11.Data):
+                content += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                return response.status_code, {n.decode().lower(): v.decode() for n, v in response.headers}, content
+    finally:
+        sock.close()
+
+
+def draft_patch(server: TusServer, path: str, version: int, offset: int, complete: str, body: bytes):
+    return h1_request(server, "PATCH", path, {
+        "Upload-Draft-Interop-Version": str(version), "Upload-Offset": str(offset), "Upload-Complete": complete,
+        "Content-Type": "application/partial-upload"}, body)
+
+
+@pytest.mark.parametrize("version", [6, 7, 8])
+def test_content_up_to_the_length_waits_for_completion_then_answers_its_digest(server, version):
+    """Section 12 and rows G1/G3 on the real binary (file store): content up to `Upload-Length` sent with `?0` leaves
+    the upload incomplete; an empty `?1` PATCH completes it, verified against the creation's `Repr-Digest` over the
+    stored bytes and answered with the `Repr-Digest` that `Want-Repr-Digest` asked for."""
+    import base64
+    import hashlib
+    whole = pattern(70_000)
+    digest = "sha-256=:" + base64.b64encode(hashlib.sha256(whole).digest()).decode() + ":"
+    status, headers, _ = h1_request(server, "POST", "/files/", {
+        "Upload-Draft-Interop-Version": str(version), "Upload-Complete": "?0", "Upload-Length": str(len(whole)),
+        "Repr-Digest": digest, "Want-Repr-Digest": "sha-256=5"}, whole[:40_000])
+    assert status == 201 and headers["upload-complete"] == "?0", (status, headers)
+    path = "/files/" + headers["location"].rsplit("/", 1)[1]
+    status, headers, _ = draft_patch(server, path, version, 40_000, "?0", whole[40_000:])
+    assert status in (201, 204) and headers["upload-offset"] == str(len(whole)), (status, headers)
+    assert headers["upload-complete"] == "?0"
+    status, headers, _ = request(server, "HEAD", path, {"Upload-Draft-Interop-Version": str(version)})
+    assert (headers["upload-offset"], headers["upload-complete"]) == (str(len(whole)), "?0")
+    status, headers, _ = draft_patch(server, path, version, len(whole), "?1", b"")
+    assert status == 201 and headers["upload-complete"] == "?1", (status, headers)
+    assert headers["repr-digest"] == digest
+    status, headers, _ = request(server, "HEAD", path, {"Upload-Draft-Interop-Version": str(version)})
+    assert headers["upload-complete"] == "?1"
+
+
+def test_a_representation_that_misses_its_digest_is_dropped_and_counted(server):
+    """Row G1 across requests: the completing PATCH finds the stored bytes unlike the creation's `Repr-Digest`: 400
+    with `Upload-Complete: ?1` (v7), the upload is gone, and the error is counted under the draft's protocol label."""
+    import hashlib
+    import base64
+    digest = "sha-256=:" + base64.b64encode(hashlib.sha256(b"hello world").digest()).decode() + ":"
+    status, headers, _ = h1_request(server, "POST", "/files/", {
+        "Upload-Draft-Interop-Version": "7", "Upload-Complete": "?0", "Repr-Digest": digest}, b"hello")
+    assert status == 201
+    path = "/files/" + headers["location"].rsplit("/", 1)[1]
+    status, headers, _ = draft_patch(server, path, 7, 5, "?1", b" WORLD")
+    assert status == 400 and headers["upload-complete"] == "?1", (status, headers)
+    status, _, _ = request(server, "HEAD", path, {"Upload-Draft-Interop-Version": "7"})
+    assert status == 404
+    _, _, metrics = request(server, "GET", "/metrics", {})
+    assert b'tus_errors_by_protocol_total{protocol="ietf-draft",status="400",code="bad-request"} 1' in metrics

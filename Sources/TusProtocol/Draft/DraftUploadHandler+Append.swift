@@ -1,3 +1,4 @@
+import TusCrypto
 import TusHTTP1
 
 extension DraftUploadHandler {
@@ -31,6 +32,15 @@ extension DraftUploadHandler {
         case .failure(let error): return appendFailed(request, .badRequest, error.message)
         case .success(let parsed): checksum = parsed
         }
+        let representation: (expected: UploadChecksum?, wanted: DigestAlgorithm?)
+        switch representationFields(request) {
+        case .failure(let error): return appendFailed(request, .badRequest, error.message)
+        case .success(let fields): representation = fields
+        }
+        let check = RepresentationCheck()
+        let beforeFinish = representationCheck(
+            request, expected: representation.expected, wanted: representation.wanted,
+            checkedInStream: checksum != nil && head.headers["Content-Digest"] == nil, into: check)
         let known = head.bodyFraming.knownLength
         if completes, let known {
             if let length, length != offset + known {
@@ -40,18 +50,22 @@ extension DraftUploadHandler {
             }
             length = offset + known
         }
-        let append = UploadService.AppendRequest(
+        var append = UploadService.AppendRequest(
             offset: offset, declaredLength: length, knownBodyLength: known,
             checksum: checksum.map { .digest($0) } ?? .none, completesAtBodyEnd: completes, mayRepeatLength: true,
             refusesCompleteUpload: true, progress: progressReporter(request))
+        append.beforeFinish = beforeFinish
         service.append(to: id, append, for: request.caller, body: ExchangeBody(exchange: request.exchange)) {
             [self] outcome in
             switch outcome {
             case .appended(let appended):
                 let location = appended.upload.isComplete ? self.location(request, id: id) : nil
                 var response = uploadResponse(request, upload: appended.upload, location: location)
+                if let digest = check.answerDigest { response.headers.set("Repr-Digest", digest) }
                 response.apply(appended.response)
                 send(request, response)
+            case .failed(.checksumMismatch) where check.mismatched:
+                answerRepresentationMismatch(request, id: id)
             case .refused(.alreadyComplete(let length)):
                 answerAppendToComplete(request, id: id, offset: offset, length: length, completes: completes)
             case .refused(.offsetMismatch):

@@ -1,3 +1,4 @@
+import TusCrypto
 import TusHTTP1
 
 extension DraftUploadHandler {
@@ -26,6 +27,11 @@ extension DraftUploadHandler {
         case .failure(let error): return fail(request, .badRequest, error.message)
         case .success(let parsed): checksum = parsed
         }
+        let representation: (expected: UploadChecksum?, wanted: DigestAlgorithm?)
+        switch representationFields(request) {
+        case .failure(let error): return fail(request, .badRequest, error.message)
+        case .success(let fields): representation = fields
+        }
         if completes, let known = framing.knownLength {
             // Rows C16/C17: the content is the whole representation, so its length is the upload's.
             if let length, length != known {
@@ -50,7 +56,12 @@ extension DraftUploadHandler {
         if let refusal = service.refusalOfNewUploads() {
             return fail(request, because: refusal, closeConnection: framing.hasBody)
         }
-        let new = UploadService.NewUpload(length: length, metadata: Self.metadata(of: head))
+        // Rows G1/G3: what a later request that completes the upload is checked against and answered with.
+        let new = UploadService.NewUpload(
+            length: length, metadata: Self.metadata(of: head), awaitsCompletion: !completes,
+            representationDigest: completes
+                ? nil : representation.expected.map { Self.encodedDigest($0.algorithm, $0.expected) },
+            wantedDigest: completes ? nil : representation.wanted.map(Self.fieldName))
         service.create(new, for: request.caller) { [self] result in
             let created: UploadService.Created
             switch result {
@@ -68,6 +79,10 @@ extension DraftUploadHandler {
                     finishes: upload.isComplete, override: created.response)
             }
             let digest: UploadService.AppendChecksum = checksum.map { .digest($0) } ?? .none
+            let check = RepresentationCheck()
+            let beforeFinish = representationCheck(
+                request, expected: representation.expected, wanted: representation.wanted,
+                checkedInStream: checksum != nil && head.headers["Content-Digest"] == nil, into: check)
             // The 104 goes out in the same turn of the loop as the body's first read: a client that hears it and
             // is cut off at once (an h2 RST_STREAM right behind its DATA) finds every byte that arrived stored.
             let body = AnnouncedBody(exchange: request.exchange) { [self] in
@@ -75,10 +90,14 @@ extension DraftUploadHandler {
             }
             service.appendCreationBody(
                 to: upload, checksum: digest, for: request.caller, body: body,
-                completesAtBodyEnd: completes, progress: progressReporter(request)
+                completesAtBodyEnd: completes, progress: progressReporter(request), beforeFinish: beforeFinish
             ) { [self] outcome in
+                if case .failed(.checksumMismatch) = outcome, check.mismatched {
+                    return answerRepresentationMismatch(request, id: upload.id)
+                }
                 answerCreation(
-                    request, location: location, outcome: outcome, finishes: false, override: created.response)
+                    request, location: location, outcome: outcome, finishes: false, override: created.response,
+                    digest: check.answerDigest)
             }
         }
     }
@@ -88,7 +107,7 @@ extension DraftUploadHandler {
     /// finish events the answer waits for.
     private func answerCreation(
         _ request: DraftRequest, location: String, outcome: UploadService.AppendOutcome, finishes: Bool,
-        override: ResponseOverride
+        override: ResponseOverride, digest: String? = nil
     ) {
         switch outcome {
         case .refused(let error):
@@ -99,6 +118,7 @@ extension DraftUploadHandler {
             fail(request, because: error, headers: ["Location": location], closeConnection: true)
         case .appended(let appended):
             var response = uploadResponse(request, upload: appended.upload, location: location)
+            if let digest { response.headers.set("Repr-Digest", digest) }
             response.apply(override)
             response.apply(appended.response)
             guard finishes else { return send(request, response) }

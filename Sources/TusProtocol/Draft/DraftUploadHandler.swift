@@ -98,13 +98,24 @@ public final class DraftUploadHandler: Sendable {
     /// `about:blank` otherwise.
     func fail(
         _ request: DraftRequest, _ status: HTTPStatus, _ detail: String, problem: DraftProblemType? = nil,
-        headers: HTTPHeaders = [:], members: [String: String] = [:], closeConnection: Bool = false
+        headers: HTTPHeaders = [:], members: [String: String] = [:], closeConnection: Bool = false,
+        code: String? = nil
     ) {
         let type = problem.flatMap { request.version.problemTypes.contains($0) ? $0 : nil }
         var response = Self.problem(status, type: type, title: status.reason, detail: detail, members: members)
         for field in headers { response.headers.set(field.name, field.value) }
         response.closeConnection = closeConnection
+        measureError(request, status: status, code: code ?? type?.rawValue)
         send(request, response)
+    }
+
+    /// Counted under the draft's label (`tus_errors_by_protocol_total`): its problem type, the tus code of a
+    /// service failure tus would report the same way, or else the status's reason (`bad-request`).
+    func measureError(_ request: DraftRequest, status: HTTPStatus, code: String?) {
+        let code = code ?? status.reason.lowercased().split(separator: " ").joined(separator: "-")
+        service.events.measure(
+            .protocolError(.ietfDraft(interopVersion: request.version.number), status: status.code, code: code),
+            on: request.exchange.executor)
     }
 
     static func problem(
@@ -170,12 +181,15 @@ public final class DraftUploadHandler: Sendable {
             for field in headers { response.headers.set(field.name, field.value) }
             response.apply(override)
             response.closeConnection = closeConnection || response.closeConnection
+            measureError(request, status: response.status, code: tusError.code)
             send(request, response)
         default:
             // Lock, store, hook and body failures: the same status tus gives them.
             let tusError = TusHandler.tusError(error)
             if tusError == .storeUnavailable || tusError == .hookUnavailable { headers.set("Retry-After", "1") }
-            fail(request, tusError.status, tusError.message, headers: headers, closeConnection: closeConnection)
+            fail(
+                request, tusError.status, tusError.message, headers: headers, closeConnection: closeConnection,
+                code: tusError.code)
         }
     }
 
@@ -246,8 +260,8 @@ public final class DraftUploadHandler: Sendable {
     /// or it names no algorithm we hash (row G4).
     ///
     /// A request whose content is the whole representation (it starts at 0 and completes the upload) is checked
-    /// against `Repr-Digest` too, when it has no `Content-Digest` (row G1 for uploads made in one request; the
-    /// digest of a representation sent in several requests is not checked).
+    /// against `Repr-Digest` too, when it has no `Content-Digest` (row G1 for uploads made in one request; one sent
+    /// in several requests is checked over the stored bytes when it completes: `representationCheck`).
     func contentDigest(
         _ request: DraftRequest, carriesWholeRepresentation: Bool
     ) -> Result<UploadChecksum?, DraftFieldError> {

@@ -87,6 +87,9 @@ public enum RequestMeasurement: Sendable {
     case lockWait(nanoseconds: UInt64)
     /// The handler answered with this protocol error.
     case error(TusError)
+    /// Another wire protocol's adapter (the IETF draft) answered with an error: its status and a code of that
+    /// protocol's (a problem type, or the status's reason), so tus's own error counters keep tus's codes.
+    case protocolError(UploadProtocol, status: Int, code: String)
 }
 
 /// What a decision hook wants done to the response. Fields left nil keep the handler's own values; headers

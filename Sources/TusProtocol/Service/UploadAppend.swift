@@ -94,15 +94,17 @@ final class UploadAppend: HTTPDirectBodySink {
     /// must not be reported as if its bytes were stored.
     private var writeFailedAfterEnd: StoreError?
     private var isFinishing = false
+    private let beforeFinish: UploadService.BeforeFinish?
     private var hasReported = false
 
     init(
         service: UploadService, caller: UploadCaller, body: any UploadBodySource, writer: any UploadWriter,
         lock: any UploadLock, holder: LockHolder, limit: Int64?, checksum: Checksum, purpose: Purpose,
         upload: UploadInfo, startedComplete: Bool? = nil, completesAtBodyEnd: Bool = false,
-        progress: ((Int64) -> Void)? = nil,
+        progress: ((Int64) -> Void)? = nil, beforeFinish: UploadService.BeforeFinish? = nil,
         completion: @escaping (Result<UploadService.Appended, UploadServiceError>) -> Void
     ) {
+        self.beforeFinish = beforeFinish
         self.upload = upload
         self.startedComplete = startedComplete ?? upload.isComplete
         self.completesAtBodyEnd = completesAtBodyEnd
@@ -335,7 +337,12 @@ final class UploadAppend: HTTPDirectBodySink {
         if let length = upload.length {
             // The body said it was the rest of the upload and stopped short: its bytes are kept, the answer says so.
             if reached != length { outcome = .lengthMismatch }
-            return commit()
+            guard outcome == nil, upload.awaitsCompletion else { return commit() }
+            // A draft upload held open at its length: this request is the one that says it is complete.
+            return service.store.declareLength(id: upload.id, length: length, on: caller.executor) { ended in
+                if case .failure(let error) = ended { outcome = UploadServiceError(error) }
+                commit()
+            }
         }
         // Declared before the commit, so the commit finds the upload complete (and clears its expiry) as if the length
         // had been known from the start.
@@ -404,10 +411,17 @@ final class UploadAppend: HTTPDirectBodySink {
             guard finishesUpload else { return report(.success(UploadService.Appended(upload: info))) }
             // The bytes are stored and the upload is complete whatever pre-finish says; it shapes the answer, and
             // only its yes is followed by post-finish.
-            service.finish(caller, upload: info) { [self] verdict in
-                if verdict.isUnavailable { return fail(.hookUnavailable) }
-                if verdict.isRejected { return fail(.rejected(.preFinish, response: verdict.response)) }
-                report(.success(UploadService.Appended(upload: info, response: verdict.response)))
+            let finish = { [self] in
+                service.finish(caller, upload: info) { [self] verdict in
+                    if verdict.isUnavailable { return fail(.hookUnavailable) }
+                    if verdict.isRejected { return fail(.rejected(.preFinish, response: verdict.response)) }
+                    report(.success(UploadService.Appended(upload: info, response: verdict.response)))
+                }
+            }
+            guard let beforeFinish else { return finish() }
+            beforeFinish(info) { [self] refusal in
+                if let refusal { return fail(refusal) }
+                finish()
             }
         }
     }

@@ -23,6 +23,9 @@ extension UploadService {
         /// Told the committed offset as the body streams in, at most once per progress interval (the draft's
         /// progress 104s), on the caller's loop.
         public var progress: ((Int64) -> Void)?
+        /// Run once the upload is complete through this request, before pre-finish: an error fails the request
+        /// (`.failed`) and the upload is not finished (the draft's `Repr-Digest` over several requests).
+        public var beforeFinish: BeforeFinish?
 
         public init(
             offset: Int64, declaredLength: Int64? = nil, knownBodyLength: Int64? = nil,
@@ -39,6 +42,10 @@ extension UploadService {
             self.progress = progress
         }
     }
+
+    /// See `AppendRequest.beforeFinish`; `completion` on the caller's loop.
+    public typealias BeforeFinish =
+        (_ upload: UploadInfo, _ completion: @escaping (UploadServiceError?) -> Void) -> Void
 
     /// What to verify an append's body against: a digest known before it, or one that comes after it, whose
     /// algorithm is known only then, so the body is hashed with each candidate and `verify` (the adapter's parser)
@@ -139,7 +146,7 @@ extension UploadService {
                         service: self, caller: caller, body: body, writer: writer, lock: lock, holder: holder,
                         limit: limit, checksum: request.checksum, purpose: .append, upload: declared,
                         startedComplete: info.isComplete, completesAtBodyEnd: request.completesAtBodyEnd,
-                        progress: request.progress,
+                        progress: request.progress, beforeFinish: request.beforeFinish,
                         completion: Self.outcome(completion)
                     ).start()
                 }
@@ -159,7 +166,7 @@ extension UploadService {
     /// `completesAtBodyEnd` and `progress` as for `AppendRequest`.
     public func appendCreationBody(
         to upload: UploadInfo, checksum: AppendChecksum, for caller: UploadCaller, body: any UploadBodySource,
-        completesAtBodyEnd: Bool = false, progress: ((Int64) -> Void)? = nil,
+        completesAtBodyEnd: Bool = false, progress: ((Int64) -> Void)? = nil, beforeFinish: BeforeFinish? = nil,
         completion: @escaping (AppendOutcome) -> Void
     ) {
         let id = upload.id
@@ -184,7 +191,7 @@ extension UploadService {
                         service: self, caller: caller, body: body, writer: writer, lock: lock, holder: holder,
                         limit: byteLimit(length: upload.length, offset: 0), checksum: checksum, purpose: .creation,
                         upload: upload, completesAtBodyEnd: completesAtBodyEnd, progress: progress,
-                        completion: Self.outcome(completion)
+                        beforeFinish: beforeFinish, completion: Self.outcome(completion)
                     ).start()
                 }
             }

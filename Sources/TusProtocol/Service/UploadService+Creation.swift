@@ -13,9 +13,20 @@ extension UploadService {
         public var concat: String?
         /// A partial of a later concatenation.
         public var isPartial: Bool
+        /// `UploadInfo.awaitsCompletion`: a draft upload whose creation did not say it is complete.
+        public var awaitsCompletion: Bool
+        /// `UploadInfo.representationDigest` and `wantedDigest`.
+        public var representationDigest: String?
+        public var wantedDigest: String?
 
-        public init(length: Int64?, metadata: String? = nil, concat: String? = nil, isPartial: Bool = false) {
+        public init(
+            length: Int64?, metadata: String? = nil, concat: String? = nil, isPartial: Bool = false,
+            awaitsCompletion: Bool = false, representationDigest: String? = nil, wantedDigest: String? = nil
+        ) {
+            self.representationDigest = representationDigest
+            self.wantedDigest = wantedDigest
             self.length = length
+            self.awaitsCompletion = awaitsCompletion
             self.metadata = metadata
             self.concat = concat
             self.isPartial = isPartial
@@ -52,8 +63,9 @@ extension UploadService {
         // The id stays empty until the decisions are made (tusd: pre-create sees no id).
         let proposed = UploadInfo(
             id: "", length: new.length, metadata: new.metadata, createdAt: now(),
-            expiresAt: new.length == 0 ? nil : nextExpiry(), owner: caller.principal, concat: new.concat,
-            isPartial: new.isPartial)
+            expiresAt: new.length == 0 && !new.awaitsCompletion ? nil : nextExpiry(), owner: caller.principal,
+            concat: new.concat, isPartial: new.isPartial, awaitsCompletion: new.awaitsCompletion,
+            representationDigest: new.representationDigest, wantedDigest: new.wantedDigest)
         decide(.preAccess, for: caller, upload: proposed) { [self] accessed in
             if case .failure(let error) = accessed { return completion(.failure(error)) }
             decide(.preCreate, for: caller, upload: proposed) { [self] decided in

@@ -59,6 +59,10 @@ public final class MemoryStateStore: UploadStateStore {
     ) {
         completion(
             update(id) { info in
+                if info.awaitsCompletion, info.length == length {
+                    info.awaitsCompletion = false
+                    return nil
+                }
                 guard info.length == nil else { return .lengthAlreadySet }
                 guard length >= info.offset else { return .exceedsLength }
                 info.length = length

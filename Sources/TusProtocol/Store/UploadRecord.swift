@@ -33,6 +33,11 @@ import TusCrypto
 /// - `partialIDs`: for a final, its partials' ids in list order. A final's `offset` is 0 until it is assembled,
 ///   then equals `length`; its data file stays empty (the bytes are hard links `<id>.part-<n>`).
 ///
+/// An IETF-draft upload still waiting for the request that completes it (`UploadInfo.awaitsCompletion`) carries
+/// `"awaitsCompletion":true`, and one created with the draft's `Repr-Digest` / `Want-Repr-Digest` carries
+/// `"reprDigest"` / `"wantReprDigest"` (strings) after everything else; no other record has these keys, so older
+/// readers and records are unaffected.
+///
 /// Unknown fields are ignored when reading, and missing optional fields read as `null`.
 public struct UploadRecord: Codable, Sendable, Equatable {
     public var id: String
@@ -46,6 +51,9 @@ public struct UploadRecord: Codable, Sendable, Equatable {
     public var isPartial: Bool?
     public var partialIDs: [String]?
     public var owner: String?
+    public var awaitsCompletion: Bool?
+    public var reprDigest: String?
+    public var wantReprDigest: String?
 
     public init(_ info: UploadInfo, pendingDiscardFrom: Int64? = nil) {
         id = info.id
@@ -59,12 +67,16 @@ public struct UploadRecord: Codable, Sendable, Equatable {
         concat = info.concat
         isPartial = info.concat == nil ? nil : info.isPartial
         partialIDs = info.isFinal ? info.partialIDs : nil
+        awaitsCompletion = info.awaitsCompletion ? true : nil
+        reprDigest = info.representationDigest
+        wantReprDigest = info.wantedDigest
     }
 
     public var info: UploadInfo {
         UploadInfo(
             id: id, length: length, offset: offset, metadata: metadata, createdAt: createdAt, expiresAt: expiresAt,
-            owner: owner, concat: concat, isPartial: isPartial ?? false, partialIDs: partialIDs ?? [])
+            owner: owner, concat: concat, isPartial: isPartial ?? false, partialIDs: partialIDs ?? [],
+            awaitsCompletion: awaitsCompletion ?? false, representationDigest: reprDigest, wantedDigest: wantReprDigest)
     }
 
     public var isFinal: Bool { !(partialIDs ?? []).isEmpty }
@@ -104,6 +116,15 @@ public struct UploadRecord: Codable, Sendable, Equatable {
         if let owner {
             out.append(contentsOf: #","owner":"#.utf8)
             Self.appendString(owner, to: &out)
+        }
+        if awaitsCompletion == true { out.append(contentsOf: #","awaitsCompletion":true"#.utf8) }
+        if let reprDigest {
+            out.append(contentsOf: #","reprDigest":"#.utf8)
+            Self.appendString(reprDigest, to: &out)
+        }
+        if let wantReprDigest {
+            out.append(contentsOf: #","wantReprDigest":"#.utf8)
+            Self.appendString(wantReprDigest, to: &out)
         }
         out.append(contentsOf: "}\n".utf8)
         return out

@@ -40,6 +40,9 @@ public protocol UploadStateStore: AnyObject, Sendable {
         _ info: UploadInfo, on executor: any LoopExecutor,
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void)
 
+    /// Sets a deferred length (`lengthAlreadySet` once set). Declaring the same length again ends an upload that
+    /// `awaitsCompletion` (the draft's completing request): the flag is cleared, so the upload is complete if its
+    /// offset is there.
     func declareLength(
         id: String, length: Int64, on executor: any LoopExecutor,
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void)

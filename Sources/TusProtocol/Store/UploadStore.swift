@@ -27,13 +27,27 @@ public struct UploadInfo: Codable, Sendable, Equatable {
 
     /// Who created it (the authorizer's subject); nil = anyone may use it. Set once, at creation.
     public var owner: String?
+    /// The IETF draft's upload is complete only when a request says so (`Upload-Complete: ?1`), not when its offset
+    /// reaches a length declared earlier: until then it awaits that request, and even at offset == length it is
+    /// neither complete nor finished. Set at a draft creation that does not complete; cleared by
+    /// `UploadStateStore.declareLength` of the same length. Always false for tus.
+    public var awaitsCompletion: Bool
+    /// The draft's representation digests from creation (v6..v8, RFC 9530), checked or answered when a later
+    /// request completes the upload: `Repr-Digest` to verify (`sha-256=:base64:`) and `Want-Repr-Digest`'s chosen
+    /// algorithm (`sha-256`). nil for tus and for drafts that sent none.
+    public var representationDigest: String?
+    public var wantedDigest: String?
 
     public init(
         id: String, length: Int64?, offset: Int64 = 0, metadata: String? = nil, createdAt: Int64,
         expiresAt: Int64? = nil, owner: String? = nil, concat: String? = nil, isPartial: Bool = false,
-        partialIDs: [String] = []
+        partialIDs: [String] = [], awaitsCompletion: Bool = false, representationDigest: String? = nil,
+        wantedDigest: String? = nil
     ) {
+        self.representationDigest = representationDigest
+        self.wantedDigest = wantedDigest
         self.owner = owner
+        self.awaitsCompletion = awaitsCompletion
         self.id = id
         self.length = length
         self.offset = offset
@@ -45,8 +59,8 @@ public struct UploadInfo: Codable, Sendable, Equatable {
         self.partialIDs = partialIDs
     }
 
-    /// Records persisted before concatenation or owners existed have none of their keys; they read as plain
-    /// uploads that anyone may use.
+    /// Records persisted before concatenation, owners or the draft's completion existed have none of their keys;
+    /// they read as plain uploads that anyone may use.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         id = try container.decode(String.self, forKey: .id)
@@ -59,10 +73,13 @@ public struct UploadInfo: Codable, Sendable, Equatable {
         isPartial = try container.decodeIfPresent(Bool.self, forKey: .isPartial) ?? false
         partialIDs = try container.decodeIfPresent([String].self, forKey: .partialIDs) ?? []
         owner = try container.decodeIfPresent(String.self, forKey: .owner)
+        awaitsCompletion = try container.decodeIfPresent(Bool.self, forKey: .awaitsCompletion) ?? false
+        representationDigest = try container.decodeIfPresent(String.self, forKey: .representationDigest)
+        wantedDigest = try container.decodeIfPresent(String.self, forKey: .wantedDigest)
     }
 
     public var isLengthDeferred: Bool { length == nil }
-    public var isComplete: Bool { length == offset }
+    public var isComplete: Bool { length == offset && !awaitsCompletion }
     /// A final upload: its bytes are its partials' bytes, and it is never PATCHed.
     public var isFinal: Bool { !partialIDs.isEmpty }
 }
