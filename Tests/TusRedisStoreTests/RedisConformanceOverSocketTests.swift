@@ -36,7 +36,8 @@ final class RedisConformanceOverSocketTests: XCTestCase {
         configuration.host = "127.0.0.1"
         configuration.port = 0
         configuration.loops = 1
-        let handler = TusHandler(configuration: TusConfiguration(maxSize: ConformanceSettings.maxSize), store: store, locker: locker)
+        let handler = TusHandler(
+            configuration: TusConfiguration(maxSize: ConformanceSettings.maxSize), store: store, locker: locker)
         let server = HTTPServer(
             configuration: configuration, handler: handler,
             loopWillStop: { executor, done in client.shutdown(on: executor.eventLoop, done) })
