@@ -32,7 +32,9 @@ public struct RedisKeys: Sendable, Equatable {
 
     /// Hash: `offset`, `length` (absent while deferred), `metadata` (absent when none), `created`, `expires`
     /// (absent = never); with `Upload-Concat` also `concat` (the header as received), `partial` (`1` for a
-    /// partial) and `parts` (a final's partial ids, space-separated, in list order).
+    /// partial) and `parts` (a final's partial ids, space-separated, in list order). A draft upload may carry
+    /// `awaits` (`1` while it waits for the request that completes it), `reprdigest` and `wantdigest` (its
+    /// creation's `Repr-Digest` / `Want-Repr-Digest`); absent otherwise, so older records read the same.
     func info(_ id: String) -> String { prefix + "{" + id + "}:info" }
     /// String with a TTL: `terminated` or `expired`. Answers 410 instead of 404 while it lives.
     func gone(_ id: String) -> String { prefix + "{" + id + "}:gone" }

@@ -20,12 +20,18 @@ enum RedisScripts {
             return 1
             """)
 
-    /// KEYS: info, gone. ARGV: length. → the record, or `gone` / `missing` / `set` / `below`.
+    /// KEYS: info, gone. ARGV: length. → the record, or `gone` / `missing` / `set` / `below`. The same length
+    /// again ends a draft upload's `awaits` (its completing request), as in every other state store; both lengths
+    /// are Swift's decimal text, so comparing strings compares numbers.
     static let declareLength = RedisScript(
         source: """
             if redis.call('EXISTS', KEYS[1]) == 0 then
               if redis.call('EXISTS', KEYS[2]) == 1 then return 'gone' end
               return 'missing'
+            end
+            if redis.call('HEXISTS', KEYS[1], 'awaits') == 1 and redis.call('HGET', KEYS[1], 'length') == ARGV[1] then
+              redis.call('HDEL', KEYS[1], 'awaits')
+              return redis.call('HGETALL', KEYS[1])
             end
             if redis.call('HEXISTS', KEYS[1], 'length') == 1 then return 'set' end
             if tonumber(redis.call('HGET', KEYS[1], 'offset')) > tonumber(ARGV[1]) then return 'below' end
@@ -49,7 +55,8 @@ enum RedisScripts {
 
     /// KEYS: info, gone, lock. ARGV: token, offset, expiry mode (`keep`, `set`, `never`), expires.
     /// Moves the offset only for the lock's current holder: a writer whose lease lapsed gets `lock`.
-    /// A complete upload loses its expiry. → the record, or `lock` / `gone` / `missing`.
+    /// A complete upload loses its expiry; one that `awaits` its completing request is not complete at its length.
+    /// → the record, or `lock` / `gone` / `missing`.
     static let advance = RedisScript(
         source: """
             if redis.call('GET', KEYS[3]) ~= ARGV[1] then return 'lock' end
@@ -63,7 +70,9 @@ enum RedisScripts {
             elseif ARGV[3] == 'never' then
               redis.call('HDEL', KEYS[1], 'expires')
             end
-            if redis.call('HGET', KEYS[1], 'length') == ARGV[2] then redis.call('HDEL', KEYS[1], 'expires') end
+            if redis.call('HGET', KEYS[1], 'length') == ARGV[2] and redis.call('HEXISTS', KEYS[1], 'awaits') == 0 then
+              redis.call('HDEL', KEYS[1], 'expires')
+            end
             return redis.call('HGETALL', KEYS[1])
             """)
 

@@ -86,6 +86,9 @@ public final class RedisStateStore: UploadStateStore {
             // Ids are [A-Za-z0-9_-]: a space separates them unambiguously.
             if info.isFinal { fields += ["parts", RedisArgument(info.partialIDs.joined(separator: " "))] }
         }
+        if info.awaitsCompletion { fields += ["awaits", "1"] }
+        if let digest = info.representationDigest { fields += ["reprdigest", RedisArgument(digest)] }
+        if let wanted = info.wantedDigest { fields += ["wantdigest", RedisArgument(wanted)] }
         // The index entry is sent right behind the script, pipelined: one round trip. It can only be wrong when
         // the create fails, i.e. on a collision of 128-bit random ids; the sweep re-reads records anyway.
         var indexed: StoreError?? = info.expiresAt == nil ? .some(nil) : nil
@@ -459,7 +462,9 @@ public final class RedisStateStore: UploadStateStore {
                 id: id, length: fields["length"].flatMap { Int64($0) }, offset: offset, metadata: fields["metadata"],
                 createdAt: created, expiresAt: fields["expires"].flatMap { Int64($0) }, owner: fields["owner"],
                 concat: fields["concat"], isPartial: fields["partial"] == "1",
-                partialIDs: fields["parts"].map { $0.split(separator: " ").map(String.init) } ?? []))
+                partialIDs: fields["parts"].map { $0.split(separator: " ").map(String.init) } ?? [],
+                awaitsCompletion: fields["awaits"] == "1", representationDigest: fields["reprdigest"],
+                wantedDigest: fields["wantdigest"]))
     }
 
     static func storeError(_ error: RedisError) -> StoreError {

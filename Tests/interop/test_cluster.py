@@ -557,3 +557,102 @@ def test_a_draft_creation_stalled_on_one_instance_is_resumed_on_another(cluster)
     finally:
         connection.close()
     assert sha256(get_body(a, path)) == sha256(data)
+
+
+def draft_upload_id(headers: dict[str, str]) -> str:
+    return headers["location"].rsplit("/", 1)[1]
+
+
+def test_a_draft_upload_at_its_length_waits_on_one_instance_and_is_completed_by_another(cluster):
+    """Section 12 on Redis: content up to `Upload-Length` sent with `Upload-Complete: ?0` on A leaves the upload
+    incomplete for every instance (no finish, HEAD says ?0); the empty `?1` PATCH on B completes it, as on the file
+    store, and it is finished exactly once."""
+    from test_ietf_draft import draft_patch, h1_request
+    receiver = HookReceiver().start()
+    try:
+        a, b, c = cluster(3, "--hooks-http", receiver.url, "--hooks-enabled-events", "pre-finish,post-finish")
+        whole = os.urandom(70_000)
+        draft = {"Upload-Draft-Interop-Version": "8"}
+        status, headers, _ = h1_request(a, "POST", "/files/", {
+            **draft, "Upload-Complete": "?0", "Upload-Length": str(len(whole))}, whole)
+        assert status == 201 and headers["upload-complete"] == "?0", (status, headers)
+        upload_id = draft_upload_id(headers)
+        path = "/files/" + upload_id
+        for server in (a, b, c):
+            status, headers, _ = h1_request(server, "HEAD", path, draft)
+            assert (status, headers["upload-offset"], headers["upload-complete"]) == (204, str(len(whole)), "?0")
+        time.sleep(0.5)  # a finish fired at the length would reach the receiver meanwhile
+        assert receiver.for_upload(upload_id) == [], "not complete until a request says so"
+        status, headers, _ = draft_patch(b, path, 8, len(whole), "?1", b"")
+        assert status == 201 and headers["upload-complete"] == "?1", (status, headers)
+        for server in (a, c):
+            status, headers, _ = h1_request(server, "HEAD", path, draft)
+            assert (status, headers["upload-complete"]) == (204, "?1")
+        receiver.wait_for(lambda: "post-finish" in receiver.for_upload(upload_id))
+        time.sleep(0.5)
+        assert receiver.for_upload(upload_id) == ["pre-finish", "post-finish"]
+        assert sha256(get_body(c, path)) == sha256(whole)
+    finally:
+        receiver.stop()
+
+
+def test_a_repr_digest_declared_at_creation_is_verified_at_completion_on_another_instance(cluster):
+    """Rows G1/G3 across instances: the creation's `Repr-Digest` and `Want-Repr-Digest` live in Redis, so B's
+    completing PATCH checks the stored bytes against the digest A was given, and answers the `Repr-Digest` asked
+    for; a representation unlike its digest is refused there (400, `?1` from v7) and gone everywhere."""
+    import base64
+    import hashlib
+    from test_ietf_draft import draft_patch, h1_request
+    a, b, c = cluster()
+    whole = os.urandom(90_000)
+    digest = "sha-256=:" + base64.b64encode(hashlib.sha256(whole).digest()).decode() + ":"
+    draft = {"Upload-Draft-Interop-Version": "7"}
+    status, headers, _ = h1_request(a, "POST", "/files/", {
+        **draft, "Upload-Complete": "?0", "Repr-Digest": digest, "Want-Repr-Digest": "sha-256=5"}, whole[:30_000])
+    assert status == 201 and headers["upload-complete"] == "?0", (status, headers)
+    path = "/files/" + draft_upload_id(headers)
+    status, headers, _ = draft_patch(b, path, 7, 30_000, "?1", whole[30_000:])
+    assert status == 201 and headers["upload-complete"] == "?1", (status, headers)
+    assert headers["repr-digest"] == digest
+    assert sha256(get_body(c, path)) == sha256(whole)
+
+    status, headers, _ = h1_request(a, "POST", "/files/", {
+        **draft, "Upload-Complete": "?0", "Repr-Digest": digest}, whole[:30_000])
+    assert status == 201
+    wrong = "/files/" + draft_upload_id(headers)
+    status, headers, _ = draft_patch(b, wrong, 7, 30_000, "?1", bytes(60_000))
+    assert status == 400 and headers["upload-complete"] == "?1", (status, headers)
+    status, _, _ = h1_request(c, "HEAD", wrong, draft)
+    assert status in (404, 410), "the refused representation is gone on every instance"
+
+
+def test_an_empty_draft_creation_of_length_zero_waits_then_finishes_once(cluster):
+    """`Upload-Length: 0` with `Upload-Complete: ?0` and no content on Redis: the upload is at its length but not
+    complete (`?0` on every instance, no finish), until an empty `?1` PATCH on another instance completes it; then
+    pre-finish and post-finish fire once, for a zero-byte upload."""
+    from test_ietf_draft import draft_patch, h1_request
+    receiver = HookReceiver().start()
+    try:
+        a, b, c = cluster(3, "--hooks-http", receiver.url, "--hooks-enabled-events", "pre-finish,post-finish")
+        draft = {"Upload-Draft-Interop-Version": "8"}
+        status, headers, _ = h1_request(a, "POST", "/files/", {**draft, "Upload-Complete": "?0", "Upload-Length": "0"})
+        assert status == 201 and headers["upload-complete"] == "?0", (status, headers)
+        upload_id = draft_upload_id(headers)
+        path = "/files/" + upload_id
+        for server in (a, b, c):
+            status, headers, _ = h1_request(server, "HEAD", path, draft)
+            assert (status, headers["upload-offset"], headers["upload-complete"]) == (204, "0", "?0")
+        time.sleep(0.5)
+        assert receiver.for_upload(upload_id) == []
+        status, headers, _ = draft_patch(b, path, 8, 0, "?1", b"")
+        assert status == 201 and headers["upload-complete"] == "?1", (status, headers)
+        status, headers, _ = h1_request(c, "HEAD", path, draft)
+        assert (status, headers["upload-complete"]) == (204, "?1")
+        receiver.wait_for(lambda: "post-finish" in receiver.for_upload(upload_id))
+        time.sleep(0.5)
+        assert receiver.for_upload(upload_id) == ["pre-finish", "post-finish"]
+        upload = [call for call in receiver.of_type("post-finish")
+                  if call["Event"]["Upload"]["ID"] == upload_id][0]["Event"]["Upload"]
+        assert (upload["Size"], upload["Offset"]) == (0, 0)
+    finally:
+        receiver.stop()
