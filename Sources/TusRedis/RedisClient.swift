@@ -187,6 +187,9 @@ public final class RedisClient: Sendable {
     public func shutdown(on loop: EventLoop, _ completion: @escaping () -> Void) {
         let connections = connections(of: loop)
         connections.isShutDown = true
+        let actions = connections.shutdownActions
+        connections.shutdownActions = []
+        for action in actions { action() }
         let opened = [connections.subscriberIfOpened, connections.sentinelWatch].compactMap { $0 }
         var remaining = 1 + opened.count + (connections.router == nil ? 0 : 1)
         let oneClosed = {
@@ -196,6 +199,15 @@ public final class RedisClient: Sendable {
         for connection in opened { connection.shutdown(oneClosed) }
         connections.router?.shutdown(oneClosed)
         connections.commands.shutdown(oneClosed)
+    }
+
+    /// Runs `action` on `loop` when `shutdown(on:)` runs for it (at once if it already has), so that timers a user
+    /// of the client keeps on that loop for its Redis work (the locker's release retries) end with its sockets
+    /// instead of holding the loop open after them.
+    public func atShutdown(of loop: EventLoop, _ action: @escaping () -> Void) {
+        let connections = connections(of: loop)
+        if connections.isShutDown { return action() }
+        connections.shutdownActions.append(action)
     }
 
     private func connections(of loop: EventLoop) -> LoopConnections {
@@ -275,6 +287,8 @@ private final class LoopConnections: @unchecked Sendable {
     /// The `+switch-master` subscription, on the first loop only.
     var sentinelWatch: RedisConnection?
     var isShutDown = false
+    /// `RedisClient.atShutdown(of:_:)`.
+    var shutdownActions: [() -> Void] = []
     /// `RedisClient.scriptResendCount(on:)`.
     var scriptResends = 0
 

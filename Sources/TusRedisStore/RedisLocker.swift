@@ -19,6 +19,10 @@ import Synchronization
 /// Like `MemoryLocker`, the newest request wins: a waiter that fails to take the lock asks the new holder to
 /// let go too.
 ///
+/// A release that fails (Redis unreachable, a demoted master answering `READONLY`, `CLUSTERDOWN` mid-failover)
+/// is sent again with `releaseBackoff` until it goes through or the lease would have lapsed anyway: the lease was
+/// replicated, so left alone it would make the client's next request wait for it and get 423.
+///
 /// Threading: the lock table is shared by every loop behind one `Mutex`; callbacks run on their own loop
 /// through `LoopExecutor.execute`. Subscriptions live on one loop (`start(on:)`).
 public final class RedisLocker: UploadLocker {
@@ -62,6 +66,27 @@ public final class RedisLocker: UploadLocker {
     }
 
     private let state = Mutex(State())
+
+    /// The release retries waiting on one loop; touched on that loop only. `RedisClient.shutdown(on:)` cancels
+    /// them (through `atShutdown`), so a retry never holds a stopping loop open.
+    private final class PendingReleases: @unchecked Sendable {
+        var timers: [Int: any Cancellable] = [:]
+        var nextKey = 0
+        var isShutDown = false
+
+        func shutDown() {
+            isShutDown = true
+            for timer in timers.values { timer.cancel() }
+            timers = [:]
+        }
+    }
+
+    private let pendingReleases = LoopLocal<PendingReleases>()
+
+    /// Short first waits (a connection being replaced is back within milliseconds), then about once a second
+    /// through a failover; jittered so that the releases of many uploads hit by one outage do not come back
+    /// in lockstep.
+    public static let releaseBackoff = Backoff(initialMilliseconds: 50, maximumMilliseconds: 1000, jitter: true)
 
     public init(client: RedisClient, keys: RedisKeys = RedisKeys(), leaseMilliseconds: UInt64 = 10_000) {
         self.client = client
@@ -118,6 +143,7 @@ public final class RedisLocker: UploadLocker {
         completion: @escaping (Result<Handle?, UploadLockError>) -> Void
     ) {
         let token = SecureRandom.uploadID()
+        let sentAt = executor.eventLoop.nowMilliseconds
         let command: [RedisArgument] = [
             "SET", RedisArgument(keys.lock(id)), RedisArgument(token), "NX", "PX", RedisArgument(String(leaseMilliseconds)),
         ]
@@ -126,7 +152,7 @@ public final class RedisLocker: UploadLocker {
             case .failure(let error): completion(.failure(.unavailable(error.description)))
             case .success(.null): completion(.success(nil))
             case .success:
-                let handle = Handle(locker: self, id: id, token: token, executor: executor)
+                let handle = Handle(locker: self, id: id, token: token, executor: executor, leaseSentAt: sentAt)
                 state.withLock { state in
                     state.holders[id, default: [:]][token] = LoopBound(executor: executor, value: onReleaseRequested)
                 }
@@ -223,8 +249,17 @@ public final class RedisLocker: UploadLocker {
         }
     }
 
-    fileprivate func releaseLease(id: String, token: String, on executor: any LoopExecutor) {
+    /// `mayLiveUntil`: the loop time after which the lease has lapsed whatever became of the release (the last
+    /// `SET` or renewal sent, plus the lease); retrying is pointless from then on.
+    fileprivate func releaseLease(id: String, token: String, on executor: any LoopExecutor, mayLiveUntil: UInt64) {
         forget(id: id, token: token)
+        sendRelease(id: id, token: token, on: executor, mayLiveUntil: mayLiveUntil, failures: 0)
+    }
+
+    /// Repeating the release is safe: the script deletes the lease only while it still holds `token`.
+    private func sendRelease(
+        id: String, token: String, on executor: any LoopExecutor, mayLiveUntil: UInt64, failures: Int
+    ) {
         let channel = keys.releasedChannel(shard: keys.shard(of: id))
         // On Redis Cluster a script may publish only to its keys' slot, which the channel is not in: the message
         // goes right behind the script instead (pipelined, no extra wait). Unconditionally: should the lease have
@@ -234,12 +269,40 @@ public final class RedisLocker: UploadLocker {
             RedisScripts.releaseLock, keys: [RedisArgument(keys.lock(id))],
             arguments: [RedisArgument(token), RedisArgument(isCluster ? "" : channel), RedisArgument(id)],
             on: executor.eventLoop
-        ) { _ in }
+        ) { [self] reply in
+            guard case .failure(let error) = reply, error != .shutDown else { return }
+            retryRelease(id: id, token: token, on: executor, mayLiveUntil: mayLiveUntil, failures: failures + 1)
+        }
         if isCluster { client.publish(channel, RedisArgument(id), on: executor.eventLoop) }
     }
 
+    private func retryRelease(
+        id: String, token: String, on executor: any LoopExecutor, mayLiveUntil: UInt64, failures: Int
+    ) {
+        let loop = executor.eventLoop
+        let delay = Self.releaseBackoff.delay(afterFailures: failures)
+        guard loop.nowMilliseconds + delay < mayLiveUntil else { return }
+        let pending: PendingReleases
+        if let existing = pendingReleases[loop] {
+            pending = existing
+        } else {
+            pending = PendingReleases()
+            pendingReleases.set(pending, on: loop)
+            client.atShutdown(of: loop) { pending.shutDown() }
+        }
+        guard !pending.isShutDown else { return }
+        let key = pending.nextKey
+        pending.nextKey += 1
+        pending.timers[key] = executor.schedule(afterMilliseconds: delay) { [weak self] in
+            pending.timers[key] = nil
+            self?.sendRelease(id: id, token: token, on: executor, mayLiveUntil: mayLiveUntil, failures: failures)
+        }
+    }
+
     /// Renews the lease; nil when it could not be confirmed.
-    fileprivate func renew(id: String, token: String, on executor: any LoopExecutor, completion: @escaping (Bool?) -> Void) {
+    fileprivate func renew(
+        id: String, token: String, on executor: any LoopExecutor, completion: @escaping (Bool?) -> Void
+    ) {
         client.evaluate(
             RedisScripts.renewLock, keys: [RedisArgument(keys.lock(id))],
             arguments: [RedisArgument(token), RedisArgument(String(leaseMilliseconds))], on: executor.eventLoop
@@ -265,18 +328,23 @@ public final class RedisLocker: UploadLocker {
         let executor: any LoopExecutor
         /// Loop-only.
         private var renewal: (any Cancellable)?
+        /// Loop-only: when the last `SET` or renewal left (loop time). Sent is what counts: one that timed out may
+        /// still have run.
+        private var leaseSentAt: UInt64
         private let released = Atomic(false)
 
-        init(locker: RedisLocker, id: String, token: String, executor: any LoopExecutor) {
+        init(locker: RedisLocker, id: String, token: String, executor: any LoopExecutor, leaseSentAt: UInt64) {
             self.locker = locker
             self.id = id
             self.token = token
             self.executor = executor
+            self.leaseSentAt = leaseSentAt
         }
 
         func scheduleRenewal() {
             renewal = executor.schedule(afterMilliseconds: max(1, locker.leaseMilliseconds / 3)) { [weak self] in
                 guard let self, !self.released.load(ordering: .acquiring) else { return }
+                self.leaseSentAt = self.executor.eventLoop.nowMilliseconds
                 self.locker.renew(id: self.id, token: self.token, on: self.executor) { renewed in
                     guard !self.released.load(ordering: .acquiring) else { return }
                     if renewed == false { return self.locker.leaseLost(id: self.id, token: self.token) }
@@ -293,7 +361,8 @@ public final class RedisLocker: UploadLocker {
         private func finishRelease() {
             renewal?.cancel()
             renewal = nil
-            locker.releaseLease(id: id, token: token, on: executor)
+            locker.releaseLease(
+                id: id, token: token, on: executor, mayLiveUntil: leaseSentAt + locker.leaseMilliseconds)
         }
     }
 }

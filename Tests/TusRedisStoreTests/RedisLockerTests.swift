@@ -148,6 +148,94 @@ class RedisLockerTests: XCTestCase {
         }
         XCTAssertEqual(result, "unavailable")
     }
+
+    // MARK: releases during a failover
+
+    /// Takes `id`'s lock with `locker`, then makes the server a replica of nothing (port 1): it keeps its data and
+    /// answers every write `READONLY`, as a demoted master does in a failover.
+    func holdThenDemote(_ id: String, locker: RedisLocker) -> (any UploadLock)? {
+        let executor = driver.executor
+        let lock: (any UploadLock)? = driver.run { done in
+            locker.lock(id: id, executor: executor, timeoutMilliseconds: 1000, onReleaseRequested: {}) { done(try? $0.get()) }
+        }
+        XCTAssertNotNil(lock)
+        XCTAssertTrue(RedisServerProcess.command("REPLICAOF 127.0.0.1 1\r\n", port: redis.port)?.hasPrefix("+OK") == true)
+        return lock
+    }
+
+    func leaseExists(_ id: String) -> Bool {
+        RedisServerProcess.command("EXISTS locks:{\(id)}:lock\r\n", port: port(of: id))?.hasPrefix(":1") == true
+    }
+
+    /// Scripts the server was asked to run, refused ones included.
+    func scriptCalls() -> Int {
+        let info = RedisServerProcess.command("INFO commandstats\r\n", port: redis.port) ?? ""
+        var total = 0
+        for line in info.split(whereSeparator: \.isNewline) where line.hasPrefix("cmdstat_evalsha:") || line.hasPrefix("cmdstat_eval:") {
+            for field in line.split(separator: ":")[1].split(separator: ",") {
+                let pair = field.split(separator: "=")
+                if ["calls", "rejected_calls"].contains(pair[0]) { total += Int(pair[1]) ?? 0 }
+            }
+        }
+        return total
+    }
+
+    /// A release refused while the master is being replaced is sent again once there is a master, instead of
+    /// leaving the (replicated) lease to make the client's next request wait for it and get 423.
+    func testAReleaseRefusedDuringAFailoverIsRetried() throws {
+        try XCTSkipIf(redis == nil, "REPLICAOF: the single-server case")
+        let locker = makeLocker(lease: 20_000)
+        let lock = holdThenDemote("ro", locker: locker)
+        let _: Void = driver.run { done in
+            lock?.release()
+            done(())
+        }
+        Thread.sleep(forTimeInterval: 0.3)
+        XCTAssertTrue(leaseExists("ro"), "the demoted server refused the release")
+        XCTAssertTrue(RedisServerProcess.command("REPLICAOF NO ONE\r\n", port: redis.port)?.hasPrefix("+OK") == true)
+        let promoted = Date()
+        while leaseExists("ro"), Date().timeIntervalSince(promoted) < 3 { Thread.sleep(forTimeInterval: 0.05) }
+        XCTAssertFalse(leaseExists("ro"), "released by a retry, long before the 20 s lease")
+        XCTAssertLessThan(Date().timeIntervalSince(promoted), 1.5, "within about one retry interval")
+    }
+
+    /// Retries end when the lease would have lapsed anyway: nothing is sent for a lock that no longer exists.
+    func testReleaseRetriesStopWhenTheLeaseWouldHaveLapsed() throws {
+        try XCTSkipIf(redis == nil, "REPLICAOF: the single-server case")
+        let locker = makeLocker(lease: 1000)
+        let lock = holdThenDemote("lapsing", locker: locker)
+        let before = scriptCalls()
+        let _: Void = driver.run { done in
+            lock?.release()
+            done(())
+        }
+        Thread.sleep(forTimeInterval: 1.5)
+        let retried = scriptCalls()
+        XCTAssertGreaterThanOrEqual(retried - before, 3, "sent again (the first attempt is EVALSHA, refused NOSCRIPT, EVAL)")
+        Thread.sleep(forTimeInterval: 1.2)
+        XCTAssertEqual(scriptCalls(), retried, "no retry after the lease's end")
+    }
+
+    /// A retry waiting on its timer when the client shuts the loop's Redis work down is cancelled with it, so the
+    /// loop can end at once (a live timer would hold it open, uncounted by the teardown's leftover check).
+    func testShutdownCancelsAWaitingReleaseRetry() throws {
+        try XCTSkipIf(redis == nil, "REPLICAOF: the single-server case")
+        let own = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: redis.port))
+        let locker = RedisLocker(client: own, keys: keys, leaseMilliseconds: 30_000)
+        let lock = holdThenDemote("closing", locker: locker)
+        let _: Void = driver.run { done in
+            lock?.release()
+            done(())
+        }
+        Thread.sleep(forTimeInterval: 0.2)  // refused, and waiting to try again (50, 100, 200 ms...)
+        let _: Void = driver.run { done in own.shutdown(on: self.driver.loop) { done(()) } }
+        let loop = driver.loop
+        let open: Int = driver.run { done in
+            let reply = UncheckedBox(done)
+            loop.execute { reply.value(loop.liveHandleCount) }  // next turn: closed handles are gone by then
+        }
+        XCTAssertEqual(open, 0, "the retry timer was closed with the connections")
+    }
 }
 
 extension Result {
