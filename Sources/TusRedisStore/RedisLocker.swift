@@ -3,6 +3,7 @@ import TusCrypto
 import TusLoop
 public import TusProtocol
 public import TusRedis
+import Glibc
 import Synchronization
 
 /// Upload locks shared by every instance of a cluster: a lease in Redis (`SET lock token NX PX lease`), renewed
@@ -16,8 +17,11 @@ import Synchronization
 /// again when the lease it saw would lapse (at most a second later), which covers a dead holder and a message
 /// lost while Redis was briefly unreachable. A waiter gives up after the caller's timeout (423).
 ///
-/// Like `MemoryLocker`, the newest request wins: a waiter that fails to take the lock asks the new holder to
-/// let go too.
+/// Like `MemoryLocker`, the newest request wins, and only that way round: a lease's token starts with the time its
+/// request began waiting (wall clock, so comparable across instances up to their clock skew), `SET NX GET` tells a
+/// waiter that failed whose lease is in the way, and the waiter asks that holder to let go only if it began
+/// earlier. An older waiter (one whose client may have given up on it long ago) would otherwise interrupt a newer,
+/// live PATCH with 400 when it re-tries after the lease it waited for went.
 ///
 /// A release that fails (Redis unreachable, a demoted master answering `READONLY`, `CLUSTERDOWN` mid-failover)
 /// is sent again with `releaseBackoff` until it goes through or the lease would have lapsed anyway: the lease was
@@ -38,6 +42,8 @@ public final class RedisLocker: UploadLocker {
 
     private final class Waiter: @unchecked Sendable {
         let id: String
+        /// When the request began waiting (`wallClockMilliseconds`); newer requests win.
+        let startedAt = RedisLocker.wallClockMilliseconds()
         let executor: any LoopExecutor
         let onReleaseRequested: () -> Void
         let completion: (Result<any UploadLock, UploadLockError>) -> Void
@@ -130,34 +136,37 @@ public final class RedisLocker: UploadLocker {
         id: String, executor: any LoopExecutor, onReleaseRequested: @escaping () -> Void,
         completion: @escaping (Result<(any UploadLock)?, UploadLockError>) -> Void
     ) {
-        acquire(id: id, executor: executor, onReleaseRequested: onReleaseRequested) { result in
+        acquire(
+            id: id, startedAt: Self.wallClockMilliseconds(), executor: executor, onReleaseRequested: onReleaseRequested
+        ) { result, _ in
             completion(result.map { acquired in acquired.map { $0 } })
         }
     }
 
     // MARK: acquiring
 
-    /// `SET NX PX`: the lease, or nil when somebody holds it.
+    /// `SET NX GET PX`: the lease, or nil and the token of the lease in the way (nil if that is not known).
     private func acquire(
-        id: String, executor: any LoopExecutor, onReleaseRequested: @escaping () -> Void,
-        completion: @escaping (Result<Handle?, UploadLockError>) -> Void
+        id: String, startedAt: UInt64, executor: any LoopExecutor, onReleaseRequested: @escaping () -> Void,
+        completion: @escaping (Result<Handle?, UploadLockError>, _ holder: String?) -> Void
     ) {
-        let token = SecureRandom.uploadID()
+        let token = "\(startedAt).\(SecureRandom.uploadID())"
         let sentAt = executor.eventLoop.nowMilliseconds
         let command: [RedisArgument] = [
-            "SET", RedisArgument(keys.lock(id)), RedisArgument(token), "NX", "PX", RedisArgument(String(leaseMilliseconds)),
+            "SET", RedisArgument(keys.lock(id)), RedisArgument(token), "NX", "GET", "PX",
+            RedisArgument(String(leaseMilliseconds)),
         ]
         client.send(command, on: executor.eventLoop) { [self] reply in
             switch reply {
-            case .failure(let error): completion(.failure(.unavailable(error.description)))
-            case .success(.null): completion(.success(nil))
+            case .failure(let error): completion(.failure(.unavailable(error.description)), nil)
+            case .success(let value) where value != .null: completion(.success(nil), value.string)
             case .success:
                 let handle = Handle(locker: self, id: id, token: token, executor: executor, leaseSentAt: sentAt)
                 state.withLock { state in
                     state.holders[id, default: [:]][token] = LoopBound(executor: executor, value: onReleaseRequested)
                 }
                 handle.scheduleRenewal()
-                completion(.success(handle))
+                completion(.success(handle), nil)
             }
         }
     }
@@ -167,8 +176,10 @@ public final class RedisLocker: UploadLocker {
         waiter.isAttempting = true
         waiter.retry?.cancel()
         waiter.retry = nil
-        acquire(id: waiter.id, executor: waiter.executor, onReleaseRequested: waiter.onReleaseRequested) {
-            [self] result in
+        acquire(
+            id: waiter.id, startedAt: waiter.startedAt, executor: waiter.executor,
+            onReleaseRequested: waiter.onReleaseRequested
+        ) { [self] result, holder in
             waiter.isAttempting = false
             switch result {
             case .failure(let error):
@@ -181,7 +192,9 @@ public final class RedisLocker: UploadLocker {
                 }
             case .success(nil):
                 guard !waiter.isFinished else { return }
-                if askHolder { requestRelease(of: waiter.id, on: waiter.executor) }
+                if askHolder, Self.startedAt(ofToken: holder).map({ $0 <= waiter.startedAt }) ?? true {
+                    requestRelease(of: waiter.id, on: waiter.executor)
+                }
                 retryWhenLeaseLapses(waiter)
             }
         }
@@ -207,14 +220,25 @@ public final class RedisLocker: UploadLocker {
         waiter.retry?.cancel()
         waiter.timeout = nil
         waiter.retry = nil
-        let othersWaiting = state.withLock { state -> Bool in
+        let newerWaiting = state.withLock { state -> Bool in
             state.waiters[waiter.id]?.removeAll { $0 === waiter }
             if state.waiters[waiter.id]?.isEmpty == true { state.waiters[waiter.id] = nil }
-            return state.waiters[waiter.id] != nil
+            return state.waiters[waiter.id]?.contains { $0.startedAt > waiter.startedAt } == true
         }
         waiter.completion(result)
-        // The newest request wins: whoever still waits asks the new holder to let go as well.
-        if case .success = result, othersWaiting { requestRelease(of: waiter.id, on: waiter.executor) }
+        // The newest request wins: a newer one still waiting here asks the new holder to let go as well.
+        if case .success = result, newerWaiting { requestRelease(of: waiter.id, on: waiter.executor) }
+    }
+
+    /// The start written into a token by `acquire`; nil for a token of another form (older releases, tests).
+    static func startedAt(ofToken token: String?) -> UInt64? {
+        token?.split(separator: ".", maxSplits: 1).first.flatMap { UInt64($0) }
+    }
+
+    static func wallClockMilliseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return UInt64(now.tv_sec) * 1000 + UInt64(now.tv_nsec) / 1_000_000
     }
 
     private func requestRelease(of id: String, on executor: any LoopExecutor) {

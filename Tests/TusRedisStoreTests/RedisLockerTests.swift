@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import TusHTTP1
 import TusLoop
 import TusProtocol
@@ -149,6 +150,39 @@ class RedisLockerTests: XCTestCase {
         XCTAssertEqual(result, "unavailable")
     }
 
+    /// Newest request wins, and only that way round: a request that has waited since before the current holder
+    /// took the lock (its client may have given up on it long ago) does not make that newer holder let go, which
+    /// would answer the newer, live PATCH 400.
+    func testAnOlderWaiterDoesNotInterruptANewerHolder() throws {
+        let instanceA = makeLocker()
+        let instanceB = makeLocker()
+        let executor = driver.executor
+        let events = Events()
+        // A lease nobody will release: the older request waits on it (re-trying about once a second).
+        XCTAssertTrue(RedisServerProcess.command("SET locks:{aged}:lock stale PX 60000\r\n", port: port(of: "aged"))?.hasPrefix("+OK") == true)
+        let _: Void = driver.run { done in
+            instanceA.lock(id: "aged", executor: executor, timeoutMilliseconds: 2500, onReleaseRequested: {}) { result in
+                events.add(result.isSuccess ? "older holds" : "older gave up")
+            }
+            done(())
+        }
+        Thread.sleep(forTimeInterval: 0.2)
+        // The lease goes without a release message (it lapsed); a newer request takes the upload at once.
+        XCTAssertTrue(RedisServerProcess.command("DEL locks:{aged}:lock\r\n", port: port(of: "aged"))?.hasPrefix(":1") == true)
+        let newer: (any UploadLock)? = driver.run { done in
+            instanceB.lock(id: "aged", executor: executor, timeoutMilliseconds: 1000, onReleaseRequested: {
+                events.add("newer asked to let go")
+            }) { done(try? $0.get()) }
+        }
+        XCTAssertNotNil(newer)
+        Thread.sleep(forTimeInterval: 2.6)  // the older one re-tried, found the newer holder, and timed out
+        XCTAssertEqual(events.all, ["older gave up"])
+        let _: Void = driver.run { done in
+            newer?.release()
+            done(())
+        }
+    }
+
     // MARK: releases during a failover
 
     /// Takes `id`'s lock with `locker`, then makes the server a replica of nothing (port 1): it keeps its data and
@@ -238,6 +272,13 @@ class RedisLockerTests: XCTestCase {
     }
 }
 
+/// What happened, in order, from any loop.
+final class Events: Sendable {
+    private let list = Mutex<[String]>([])
+    func add(_ event: String) { list.withLock { $0.append(event) } }
+    var all: [String] { list.withLock { $0 } }
+}
+
 extension Result {
     var isSuccess: Bool {
         if case .success = self { return true }
@@ -278,6 +319,9 @@ final class RedisClusterLockerTests: RedisLockerTests {
         try super.testDeadHoldersLeaseLapsesAndTheWaiterProceeds()
     }
     override func testHeldLeaseIsRenewed() throws { try super.testHeldLeaseIsRenewed() }
+    override func testAnOlderWaiterDoesNotInterruptANewerHolder() throws {
+        try super.testAnOlderWaiterDoesNotInterruptANewerHolder()
+    }
 
     override func port(of id: String) -> Int {
         cluster?.owner(ofSlot: ClusterSlots.slot(of: id))?.port ?? 0
