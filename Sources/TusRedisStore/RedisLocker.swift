@@ -294,7 +294,9 @@ public final class RedisLocker: UploadLocker {
             arguments: [RedisArgument(token), RedisArgument(isCluster ? "" : channel), RedisArgument(id)],
             on: executor.eventLoop
         ) { [self] reply in
-            guard case .failure(let error) = reply, error != .shutDown else { return }
+            // `.shutDown` too: on Redis Cluster it also fails what waited on the connection to a master that was
+            // replaced; `retryRelease` tells that from the client's shutdown of this loop.
+            guard case .failure = reply else { return }
             retryRelease(id: id, token: token, on: executor, mayLiveUntil: mayLiveUntil, failures: failures + 1)
         }
         if isCluster { client.publish(channel, RedisArgument(id), on: executor.eventLoop) }
@@ -305,6 +307,7 @@ public final class RedisLocker: UploadLocker {
     ) {
         let loop = executor.eventLoop
         let delay = Self.releaseBackoff.delay(afterFailures: failures)
+        // Registering after `shutdown(on:)` ran for this loop runs `shutDown()` at once: no retry then.
         guard loop.nowMilliseconds + delay < mayLiveUntil else { return }
         let pending: PendingReleases
         if let existing = pendingReleases[loop] {

@@ -159,16 +159,18 @@ class RedisLockerTests: XCTestCase {
         let executor = driver.executor
         let events = Events()
         // A lease nobody will release: the older request waits on it (re-trying about once a second).
-        XCTAssertTrue(RedisServerProcess.command("SET locks:{aged}:lock stale PX 60000\r\n", port: port(of: "aged"))?.hasPrefix("+OK") == true)
+        let aged = port(of: "aged")
+        let set = RedisServerProcess.command("SET locks:{aged}:lock stale PX 60000\r\n", port: aged)
+        XCTAssertTrue(set?.hasPrefix("+OK") == true)
         let _: Void = driver.run { done in
-            instanceA.lock(id: "aged", executor: executor, timeoutMilliseconds: 2500, onReleaseRequested: {}) { result in
-                events.add(result.isSuccess ? "older holds" : "older gave up")
+            instanceA.lock(id: "aged", executor: executor, timeoutMilliseconds: 2500, onReleaseRequested: {}) {
+                events.add($0.isSuccess ? "older holds" : "older gave up")
             }
             done(())
         }
         Thread.sleep(forTimeInterval: 0.2)
         // The lease goes without a release message (it lapsed); a newer request takes the upload at once.
-        XCTAssertTrue(RedisServerProcess.command("DEL locks:{aged}:lock\r\n", port: port(of: "aged"))?.hasPrefix(":1") == true)
+        XCTAssertTrue(RedisServerProcess.command("DEL locks:{aged}:lock\r\n", port: aged)?.hasPrefix(":1") == true)
         let newer: (any UploadLock)? = driver.run { done in
             instanceB.lock(id: "aged", executor: executor, timeoutMilliseconds: 1000, onReleaseRequested: {
                 events.add("newer asked to let go")
@@ -190,10 +192,13 @@ class RedisLockerTests: XCTestCase {
     func holdThenDemote(_ id: String, locker: RedisLocker) -> (any UploadLock)? {
         let executor = driver.executor
         let lock: (any UploadLock)? = driver.run { done in
-            locker.lock(id: id, executor: executor, timeoutMilliseconds: 1000, onReleaseRequested: {}) { done(try? $0.get()) }
+            locker.lock(id: id, executor: executor, timeoutMilliseconds: 1000, onReleaseRequested: {}) {
+                done(try? $0.get())
+            }
         }
         XCTAssertNotNil(lock)
-        XCTAssertTrue(RedisServerProcess.command("REPLICAOF 127.0.0.1 1\r\n", port: redis.port)?.hasPrefix("+OK") == true)
+        let demoted = RedisServerProcess.command("REPLICAOF 127.0.0.1 1\r\n", port: redis.port)
+        XCTAssertTrue(demoted?.hasPrefix("+OK") == true)
         return lock
     }
 
@@ -205,7 +210,10 @@ class RedisLockerTests: XCTestCase {
     func scriptCalls() -> Int {
         let info = RedisServerProcess.command("INFO commandstats\r\n", port: redis.port) ?? ""
         var total = 0
-        for line in info.split(whereSeparator: \.isNewline) where line.hasPrefix("cmdstat_evalsha:") || line.hasPrefix("cmdstat_eval:") {
+        let scripts = info.split(whereSeparator: \.isNewline).filter {
+            $0.hasPrefix("cmdstat_evalsha:") || $0.hasPrefix("cmdstat_eval:")
+        }
+        for line in scripts {
             for field in line.split(separator: ":")[1].split(separator: ",") {
                 let pair = field.split(separator: "=")
                 if ["calls", "rejected_calls"].contains(pair[0]) { total += Int(pair[1]) ?? 0 }
@@ -245,7 +253,7 @@ class RedisLockerTests: XCTestCase {
         }
         Thread.sleep(forTimeInterval: 1.5)
         let retried = scriptCalls()
-        XCTAssertGreaterThanOrEqual(retried - before, 3, "sent again (the first attempt is EVALSHA, refused NOSCRIPT, EVAL)")
+        XCTAssertGreaterThanOrEqual(retried - before, 3, "sent again (the first try is EVALSHA, NOSCRIPT, then EVAL)")
         Thread.sleep(forTimeInterval: 1.2)
         XCTAssertEqual(scriptCalls(), retried, "no retry after the lease's end")
     }
