@@ -307,7 +307,6 @@ public final class RedisLocker: UploadLocker {
     ) {
         let loop = executor.eventLoop
         let delay = Self.releaseBackoff.delay(afterFailures: failures)
-        // Registering after `shutdown(on:)` ran for this loop runs `shutDown()` at once: no retry then.
         guard loop.nowMilliseconds + delay < mayLiveUntil else { return }
         let pending: PendingReleases
         if let existing = pendingReleases[loop] {
@@ -315,6 +314,7 @@ public final class RedisLocker: UploadLocker {
         } else {
             pending = PendingReleases()
             pendingReleases.set(pending, on: loop)
+            // After `shutdown(on:)` ran for this loop this calls `shutDown()` at once: no retry then.
             client.atShutdown(of: loop) { pending.shutDown() }
         }
         guard !pending.isShutDown else { return }
