@@ -4,7 +4,9 @@ their own, every request to the next instance; all four uploads are on the same 
 (-9). Its replica takes over after cluster-node-timeout. With RESTART=1 (for --redis-min-replicas 1: the promoted
 master has no replica left to confirm anything) the killed node is started again once its replica is the master,
 as a supervisor would, and rejoins as that master's replica. Prints one markdown table row: first 503 -> first HEAD
-200 and -> first PATCH 204, over the clients of the killed master.
+200 and -> first PATCH 204, over the clients of the killed master. Every request carries an X-Request-ID
+(`c<client>-<sequence>-<method>`), which the servers' debug log prints next to the status; each answer other than
+200/204/409/503 is listed on stderr with its id, instance, time since the kill and body, to be found in those logs.
 
     cluster_failover.py "URL URL URL" "NODE_PORT ..." LABEL RESTART
 """
@@ -12,6 +14,7 @@ as a supervisor would, and rejoins as that master's replica. Prints one markdown
 from __future__ import annotations
 
 import http.client
+import itertools
 import os
 import signal
 import subprocess
@@ -32,17 +35,33 @@ def redis(port: str, *arguments: str) -> str:
         return ""
 
 
-def call(turn: int, method: str, path: str, headers: dict | None = None, body: bytes | None = None):
+unusual: list[str] = []
+killed_at = None
+sequence = itertools.count()
+
+
+def call(turn: int, method: str, path: str, headers: dict | None = None, body: bytes | None = None,
+         client_index: int = -1):
     target = targets[turn % len(targets)]
+    request_id = f"c{client_index}-{next(sequence)}-{method}"
     try:
         connection = http.client.HTTPConnection(target.hostname, target.port, timeout=5)
-        connection.request(method, path, body=body, headers={"Tus-Resumable": "1.0.0", **(headers or {})})
+        connection.request(method, path, body=body, headers={"Tus-Resumable": "1.0.0", "X-Request-ID": request_id,
+                                                             **(headers or {})})
         response = connection.getresponse()
-        response.read()
+        text = response.read()
         connection.close()
-        return response.status, response.getheader("Location"), response.getheader("Upload-Offset")
-    except OSError:
+    except OSError as error:
+        unusual.append(f"{request_id} {target.port} {path} {moment()}: no answer ({error})")
         return None, None, None
+    if response.status not in (200, 201, 204, 409, 503):
+        unusual.append(f"{request_id} {target.port} {path} {moment()}: {response.status} "
+                       f"{text[:200].decode(errors='replace')!r}")
+    return response.status, response.getheader("Location"), response.getheader("Upload-Offset")
+
+
+def moment() -> str:
+    return f"{time.monotonic() - killed_at:+.3f} s after the kill" if killed_at else "before the kill"
 
 
 def slot_owner_port(path: str) -> str:
@@ -87,12 +106,12 @@ def client(index: int, path: str) -> None:
     acknowledged_after_kill = False
     while not done.is_set():
         turn += 1
-        status, _, _ = call(turn, "HEAD", path)
+        status, _, _ = call(turn, "HEAD", path, client_index=index)
         with lock:
             seen.append((time.monotonic(), "HEAD", status))
         turn += 1
         status, _, reported = call(turn, "PATCH", path, {"Content-Type": "application/offset+octet-stream",
-                                                        "Upload-Offset": str(offset)}, b"x")
+                                                        "Upload-Offset": str(offset)}, b"x", client_index=index)
         with lock:
             seen.append((time.monotonic(), "PATCH", status))
         if status == 204:
@@ -100,7 +119,7 @@ def client(index: int, path: str) -> None:
             if killed.is_set():
                 acknowledged_after_kill = True
         elif status in (409, 503, 423):
-            head = call(turn + 1, "HEAD", path)
+            head = call(turn + 1, "HEAD", path, client_index=index)
             if head[0] == 200:
                 offset = int(head[2])
         if acknowledged_after_kill and (restarted_at is not None or not restart):
@@ -133,6 +152,8 @@ if restarted is not None:  # stopped here: run-cluster's clean-up only knows the
     restarted.terminate()
     restarted.wait(timeout=10)
 
+for line in unusual:
+    print(f"{label}: {line}", file=sys.stderr)
 after = sorted(r for r in seen if r[0] >= killed_at)
 first_503 = next((t for t, _, s in after if s == 503), None)
 first_head = next((t for t, m, s in after if first_503 and t > first_503 and m == "HEAD" and s == 200), None)

@@ -1,6 +1,7 @@
 public import TusLoop
+import TusCore
 import TusCrypto
-import Glibc
+import Synchronization
 
 /// TusRedis: a RESP2 Redis client on TusLoop's event loops, for state and locks shared by a cluster of
 /// tus-server instances.
@@ -15,7 +16,8 @@ import Glibc
 /// connection. Every method must be called on the thread of the loop it names, and its completion runs on that
 /// thread: at once (before the method returns) when the command cannot be sent (`.unavailable`, `.shutDown`),
 /// later otherwise. Nothing of a connection is touched from another thread; the only shared state is the map
-/// from loop to connections (one mutex, taken once per call) and the outage counter behind the log.
+/// from loop to connections (a `LoopLocal`: a loop finds its own without a lock) and the outage counter behind
+/// the log.
 ///
 /// Lifetime: a loop's connections keep reconnecting until `shutdown(on:)` ran for that loop (dropping the last
 /// reference to the client does not stop them); call it on every loop that used the client before the loop ends.
@@ -46,7 +48,9 @@ public final class RedisClient: Sendable {
     public let configuration: RedisConfiguration
     private let outageLog: OutageLog
     private let log: @Sendable (String) -> Void
-    private let connectionsByLoop = ConnectionsByLoop()
+    private let connectionsByLoop = LoopLocal<LoopConnections>()
+    /// Whether a loop has made its connections yet: the first one also starts the Sentinel watch, once per client.
+    private let hasFirstLoop = Atomic(false)
     /// Made once for every connection (`rediss://`); a failure is kept and reported by each connection attempt.
     private let tls: Result<TLSContext, TLSError>?
 
@@ -187,6 +191,9 @@ public final class RedisClient: Sendable {
     public func shutdown(on loop: EventLoop, _ completion: @escaping () -> Void) {
         let connections = connections(of: loop)
         connections.isShutDown = true
+        let actions = connections.shutdownActions
+        connections.shutdownActions = []
+        for action in actions { action() }
         let opened = [connections.subscriberIfOpened, connections.sentinelWatch].compactMap { $0 }
         var remaining = 1 + opened.count + (connections.router == nil ? 0 : 1)
         let oneClosed = {
@@ -198,10 +205,20 @@ public final class RedisClient: Sendable {
         connections.commands.shutdown(oneClosed)
     }
 
+    /// Runs `action` on `loop` when `shutdown(on:)` runs for it (at once if it already has), so that timers a user
+    /// of the client keeps on that loop for its Redis work (the locker's release retries) end with its sockets
+    /// instead of holding the loop open after them.
+    public func atShutdown(of loop: EventLoop, _ action: @escaping () -> Void) {
+        let connections = connections(of: loop)
+        if connections.isShutDown { return action() }
+        connections.shutdownActions.append(action)
+    }
+
     private func connections(of loop: EventLoop) -> LoopConnections {
         precondition(loop.inLoop, "RedisClient: called off the thread of the loop it names")
-        return connectionsByLoop.connections(of: loop) { isFirst in
+        return connectionsByLoop.value(on: loop) {
             let made = LoopConnections(loop: loop, configuration: configuration, tls: tls, outageLog: outageLog)
+            let isFirst = !hasFirstLoop.exchange(true, ordering: .acquiringAndReleasing)
             if isFirst, let sentinel = configuration.sentinel { watchSentinels(sentinel, from: made) }
             return made
         }
@@ -220,48 +237,15 @@ public final class RedisClient: Sendable {
         watch.subscribe(["+switch-master"], handler: { [connectionsByLoop, log] _, message in
             guard let master = SentinelQuery.switchedMaster(message, masterName: sentinel.masterName) else { return }
             log("redis sentinels switched master \(sentinel.masterName) to \(master); reconnecting")
-            for connections in connectionsByLoop.all() {
+            for connections in connectionsByLoop.values {
                 connections.loop.execute { connections.followMaster(to: master) }
             }
         }, completion: nil)
     }
 }
 
-/// The map from loop to its connections, the one piece of the client that every loop thread reads. Guarded by a
-/// pthread mutex rather than Synchronization.Mutex, whose futex TSan cannot see (it then reports false races;
-/// EventLoop does the same for its job queue).
-private final class ConnectionsByLoop: @unchecked Sendable {
-    private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private var map: [ObjectIdentifier: LoopConnections] = [:]
-
-    init() {
-        pthread_mutex_init(lock, nil)
-    }
-
-    deinit {
-        pthread_mutex_destroy(lock)
-        lock.deallocate()
-    }
-
-    /// `make` learns whether it makes the first loop's connections.
-    func connections(of loop: EventLoop, orMake make: (_ isFirst: Bool) -> LoopConnections) -> LoopConnections {
-        pthread_mutex_lock(lock)
-        defer { pthread_mutex_unlock(lock) }
-        if let existing = map[ObjectIdentifier(loop)] { return existing }
-        let created = make(map.isEmpty)
-        map[ObjectIdentifier(loop)] = created
-        return created
-    }
-
-    func all() -> [LoopConnections] {
-        pthread_mutex_lock(lock)
-        defer { pthread_mutex_unlock(lock) }
-        return Array(map.values)
-    }
-}
-
 /// The connections of one loop; touched only on that loop's thread (the map hands it out there only), which is
-/// why it may sit in the shared map. It keeps its loop alive, so the `ObjectIdentifier` key is never reused.
+/// why it may sit in the shared map. It keeps its loop alive, so its entry in the map never lapses.
 private final class LoopConnections: @unchecked Sendable {
     /// The one connection of a single Redis or Sentinel set-up (never opened on Redis Cluster).
     let commands: RedisConnection
@@ -275,6 +259,8 @@ private final class LoopConnections: @unchecked Sendable {
     /// The `+switch-master` subscription, on the first loop only.
     var sentinelWatch: RedisConnection?
     var isShutDown = false
+    /// `RedisClient.atShutdown(of:_:)`.
+    var shutdownActions: [() -> Void] = []
     /// `RedisClient.scriptResendCount(on:)`.
     var scriptResends = 0
 

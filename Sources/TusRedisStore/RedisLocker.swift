@@ -3,6 +3,7 @@ import TusCrypto
 import TusLoop
 public import TusProtocol
 public import TusRedis
+import Glibc
 import Synchronization
 
 /// Upload locks shared by every instance of a cluster: a lease in Redis (`SET lock token NX PX lease`), renewed
@@ -16,8 +17,15 @@ import Synchronization
 /// again when the lease it saw would lapse (at most a second later), which covers a dead holder and a message
 /// lost while Redis was briefly unreachable. A waiter gives up after the caller's timeout (423).
 ///
-/// Like `MemoryLocker`, the newest request wins: a waiter that fails to take the lock asks the new holder to
-/// let go too.
+/// Like `MemoryLocker`, the newest request wins, and only that way round: a lease's token starts with the time its
+/// request began waiting (wall clock, so comparable across instances up to their clock skew), `SET NX GET` tells a
+/// waiter that failed whose lease is in the way, and the waiter asks that holder to let go only if it began
+/// earlier. An older waiter (one whose client may have given up on it long ago) would otherwise interrupt a newer,
+/// live PATCH with 400 when it re-tries after the lease it waited for went.
+///
+/// A release that fails (Redis unreachable, a demoted master answering `READONLY`, `CLUSTERDOWN` mid-failover)
+/// is sent again with `releaseBackoff` until it goes through or the lease would have lapsed anyway: the lease was
+/// replicated, so left alone it would make the client's next request wait for it and get 423.
 ///
 /// Threading: the lock table is shared by every loop behind one `Mutex`; callbacks run on their own loop
 /// through `LoopExecutor.execute`. Subscriptions live on one loop (`start(on:)`).
@@ -34,6 +42,8 @@ public final class RedisLocker: UploadLocker {
 
     private final class Waiter: @unchecked Sendable {
         let id: String
+        /// When the request began waiting (`wallClockMilliseconds`); newer requests win.
+        let startedAt = RedisLocker.wallClockMilliseconds()
         let executor: any LoopExecutor
         let onReleaseRequested: () -> Void
         let completion: (Result<any UploadLock, UploadLockError>) -> Void
@@ -62,6 +72,27 @@ public final class RedisLocker: UploadLocker {
     }
 
     private let state = Mutex(State())
+
+    /// The release retries waiting on one loop; touched on that loop only. `RedisClient.shutdown(on:)` cancels
+    /// them (through `atShutdown`), so a retry never holds a stopping loop open.
+    private final class PendingReleases: @unchecked Sendable {
+        var timers: [Int: any Cancellable] = [:]
+        var nextKey = 0
+        var isShutDown = false
+
+        func shutDown() {
+            isShutDown = true
+            for timer in timers.values { timer.cancel() }
+            timers = [:]
+        }
+    }
+
+    private let pendingReleases = LoopLocal<PendingReleases>()
+
+    /// Short first waits (a connection being replaced is back within milliseconds), then about once a second
+    /// through a failover; jittered so that the releases of many uploads hit by one outage do not come back
+    /// in lockstep.
+    public static let releaseBackoff = Backoff(initialMilliseconds: 50, maximumMilliseconds: 1000, jitter: true)
 
     public init(client: RedisClient, keys: RedisKeys = RedisKeys(), leaseMilliseconds: UInt64 = 10_000) {
         self.client = client
@@ -105,33 +136,37 @@ public final class RedisLocker: UploadLocker {
         id: String, executor: any LoopExecutor, onReleaseRequested: @escaping () -> Void,
         completion: @escaping (Result<(any UploadLock)?, UploadLockError>) -> Void
     ) {
-        acquire(id: id, executor: executor, onReleaseRequested: onReleaseRequested) { result in
+        acquire(
+            id: id, startedAt: Self.wallClockMilliseconds(), executor: executor, onReleaseRequested: onReleaseRequested
+        ) { result, _ in
             completion(result.map { acquired in acquired.map { $0 } })
         }
     }
 
     // MARK: acquiring
 
-    /// `SET NX PX`: the lease, or nil when somebody holds it.
+    /// `SET NX GET PX`: the lease, or nil and the token of the lease in the way (nil if that is not known).
     private func acquire(
-        id: String, executor: any LoopExecutor, onReleaseRequested: @escaping () -> Void,
-        completion: @escaping (Result<Handle?, UploadLockError>) -> Void
+        id: String, startedAt: UInt64, executor: any LoopExecutor, onReleaseRequested: @escaping () -> Void,
+        completion: @escaping (Result<Handle?, UploadLockError>, _ holder: String?) -> Void
     ) {
-        let token = SecureRandom.uploadID()
+        let token = "\(startedAt).\(SecureRandom.uploadID())"
+        let sentAt = executor.eventLoop.nowMilliseconds
         let command: [RedisArgument] = [
-            "SET", RedisArgument(keys.lock(id)), RedisArgument(token), "NX", "PX", RedisArgument(String(leaseMilliseconds)),
+            "SET", RedisArgument(keys.lock(id)), RedisArgument(token), "NX", "GET", "PX",
+            RedisArgument(String(leaseMilliseconds)),
         ]
         client.send(command, on: executor.eventLoop) { [self] reply in
             switch reply {
-            case .failure(let error): completion(.failure(.unavailable(error.description)))
-            case .success(.null): completion(.success(nil))
+            case .failure(let error): completion(.failure(.unavailable(error.description)), nil)
+            case .success(let value) where value != .null: completion(.success(nil), value.string)
             case .success:
-                let handle = Handle(locker: self, id: id, token: token, executor: executor)
+                let handle = Handle(locker: self, id: id, token: token, executor: executor, leaseSentAt: sentAt)
                 state.withLock { state in
                     state.holders[id, default: [:]][token] = LoopBound(executor: executor, value: onReleaseRequested)
                 }
                 handle.scheduleRenewal()
-                completion(.success(handle))
+                completion(.success(handle), nil)
             }
         }
     }
@@ -141,8 +176,10 @@ public final class RedisLocker: UploadLocker {
         waiter.isAttempting = true
         waiter.retry?.cancel()
         waiter.retry = nil
-        acquire(id: waiter.id, executor: waiter.executor, onReleaseRequested: waiter.onReleaseRequested) {
-            [self] result in
+        acquire(
+            id: waiter.id, startedAt: waiter.startedAt, executor: waiter.executor,
+            onReleaseRequested: waiter.onReleaseRequested
+        ) { [self] result, holder in
             waiter.isAttempting = false
             switch result {
             case .failure(let error):
@@ -155,7 +192,9 @@ public final class RedisLocker: UploadLocker {
                 }
             case .success(nil):
                 guard !waiter.isFinished else { return }
-                if askHolder { requestRelease(of: waiter.id, on: waiter.executor) }
+                if askHolder, Self.startedAt(ofToken: holder).map({ $0 <= waiter.startedAt }) ?? true {
+                    requestRelease(of: waiter.id, on: waiter.executor)
+                }
                 retryWhenLeaseLapses(waiter)
             }
         }
@@ -181,14 +220,25 @@ public final class RedisLocker: UploadLocker {
         waiter.retry?.cancel()
         waiter.timeout = nil
         waiter.retry = nil
-        let othersWaiting = state.withLock { state -> Bool in
+        let newerWaiting = state.withLock { state -> Bool in
             state.waiters[waiter.id]?.removeAll { $0 === waiter }
             if state.waiters[waiter.id]?.isEmpty == true { state.waiters[waiter.id] = nil }
-            return state.waiters[waiter.id] != nil
+            return state.waiters[waiter.id]?.contains { $0.startedAt > waiter.startedAt } == true
         }
         waiter.completion(result)
-        // The newest request wins: whoever still waits asks the new holder to let go as well.
-        if case .success = result, othersWaiting { requestRelease(of: waiter.id, on: waiter.executor) }
+        // The newest request wins: a newer one still waiting here asks the new holder to let go as well.
+        if case .success = result, newerWaiting { requestRelease(of: waiter.id, on: waiter.executor) }
+    }
+
+    /// The start written into a token by `acquire`; nil for a token of another form (older releases, tests).
+    static func startedAt(ofToken token: String?) -> UInt64? {
+        token?.split(separator: ".", maxSplits: 1).first.flatMap { UInt64($0) }
+    }
+
+    static func wallClockMilliseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return UInt64(now.tv_sec) * 1000 + UInt64(now.tv_nsec) / 1_000_000
     }
 
     private func requestRelease(of id: String, on executor: any LoopExecutor) {
@@ -223,8 +273,17 @@ public final class RedisLocker: UploadLocker {
         }
     }
 
-    fileprivate func releaseLease(id: String, token: String, on executor: any LoopExecutor) {
+    /// `mayLiveUntil`: the loop time after which the lease has lapsed whatever became of the release (the last
+    /// `SET` or renewal sent, plus the lease); retrying is pointless from then on.
+    fileprivate func releaseLease(id: String, token: String, on executor: any LoopExecutor, mayLiveUntil: UInt64) {
         forget(id: id, token: token)
+        sendRelease(id: id, token: token, on: executor, mayLiveUntil: mayLiveUntil, failures: 0)
+    }
+
+    /// Repeating the release is safe: the script deletes the lease only while it still holds `token`.
+    private func sendRelease(
+        id: String, token: String, on executor: any LoopExecutor, mayLiveUntil: UInt64, failures: Int
+    ) {
         let channel = keys.releasedChannel(shard: keys.shard(of: id))
         // On Redis Cluster a script may publish only to its keys' slot, which the channel is not in: the message
         // goes right behind the script instead (pipelined, no extra wait). Unconditionally: should the lease have
@@ -234,12 +293,43 @@ public final class RedisLocker: UploadLocker {
             RedisScripts.releaseLock, keys: [RedisArgument(keys.lock(id))],
             arguments: [RedisArgument(token), RedisArgument(isCluster ? "" : channel), RedisArgument(id)],
             on: executor.eventLoop
-        ) { _ in }
+        ) { [self] reply in
+            // `.shutDown` too: on Redis Cluster it also fails what waited on the connection to a master that was
+            // replaced; `retryRelease` tells that from the client's shutdown of this loop.
+            guard case .failure = reply else { return }
+            retryRelease(id: id, token: token, on: executor, mayLiveUntil: mayLiveUntil, failures: failures + 1)
+        }
         if isCluster { client.publish(channel, RedisArgument(id), on: executor.eventLoop) }
     }
 
+    private func retryRelease(
+        id: String, token: String, on executor: any LoopExecutor, mayLiveUntil: UInt64, failures: Int
+    ) {
+        let loop = executor.eventLoop
+        let delay = Self.releaseBackoff.delay(afterFailures: failures)
+        guard loop.nowMilliseconds + delay < mayLiveUntil else { return }
+        let pending: PendingReleases
+        if let existing = pendingReleases[loop] {
+            pending = existing
+        } else {
+            pending = PendingReleases()
+            pendingReleases.set(pending, on: loop)
+            // After `shutdown(on:)` ran for this loop this calls `shutDown()` at once: no retry then.
+            client.atShutdown(of: loop) { pending.shutDown() }
+        }
+        guard !pending.isShutDown else { return }
+        let key = pending.nextKey
+        pending.nextKey += 1
+        pending.timers[key] = executor.schedule(afterMilliseconds: delay) { [weak self] in
+            pending.timers[key] = nil
+            self?.sendRelease(id: id, token: token, on: executor, mayLiveUntil: mayLiveUntil, failures: failures)
+        }
+    }
+
     /// Renews the lease; nil when it could not be confirmed.
-    fileprivate func renew(id: String, token: String, on executor: any LoopExecutor, completion: @escaping (Bool?) -> Void) {
+    fileprivate func renew(
+        id: String, token: String, on executor: any LoopExecutor, completion: @escaping (Bool?) -> Void
+    ) {
         client.evaluate(
             RedisScripts.renewLock, keys: [RedisArgument(keys.lock(id))],
             arguments: [RedisArgument(token), RedisArgument(String(leaseMilliseconds))], on: executor.eventLoop
@@ -265,18 +355,23 @@ public final class RedisLocker: UploadLocker {
         let executor: any LoopExecutor
         /// Loop-only.
         private var renewal: (any Cancellable)?
+        /// Loop-only: when the last `SET` or renewal left (loop time). Sent is what counts: one that timed out may
+        /// still have run.
+        private var leaseSentAt: UInt64
         private let released = Atomic(false)
 
-        init(locker: RedisLocker, id: String, token: String, executor: any LoopExecutor) {
+        init(locker: RedisLocker, id: String, token: String, executor: any LoopExecutor, leaseSentAt: UInt64) {
             self.locker = locker
             self.id = id
             self.token = token
             self.executor = executor
+            self.leaseSentAt = leaseSentAt
         }
 
         func scheduleRenewal() {
             renewal = executor.schedule(afterMilliseconds: max(1, locker.leaseMilliseconds / 3)) { [weak self] in
                 guard let self, !self.released.load(ordering: .acquiring) else { return }
+                self.leaseSentAt = self.executor.eventLoop.nowMilliseconds
                 self.locker.renew(id: self.id, token: self.token, on: self.executor) { renewed in
                     guard !self.released.load(ordering: .acquiring) else { return }
                     if renewed == false { return self.locker.leaseLost(id: self.id, token: self.token) }
@@ -293,7 +388,8 @@ public final class RedisLocker: UploadLocker {
         private func finishRelease() {
             renewal?.cancel()
             renewal = nil
-            locker.releaseLease(id: id, token: token, on: executor)
+            locker.releaseLease(
+                id: id, token: token, on: executor, mayLiveUntil: leaseSentAt + locker.leaseMilliseconds)
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import TusHTTP1
 import TusLoop
 import TusProtocol
@@ -148,6 +149,142 @@ class RedisLockerTests: XCTestCase {
         }
         XCTAssertEqual(result, "unavailable")
     }
+
+    /// Newest request wins, and only that way round: a request that has waited since before the current holder
+    /// took the lock (its client may have given up on it long ago) does not make that newer holder let go, which
+    /// would answer the newer, live PATCH 400.
+    func testAnOlderWaiterDoesNotInterruptANewerHolder() throws {
+        let instanceA = makeLocker()
+        let instanceB = makeLocker()
+        let executor = driver.executor
+        let events = Events()
+        // A lease nobody will release: the older request waits on it (re-trying about once a second).
+        let aged = port(of: "aged")
+        let set = RedisServerProcess.command("SET locks:{aged}:lock stale PX 60000\r\n", port: aged)
+        XCTAssertTrue(set?.hasPrefix("+OK") == true)
+        let _: Void = driver.run { done in
+            instanceA.lock(id: "aged", executor: executor, timeoutMilliseconds: 2500, onReleaseRequested: {}) {
+                events.add($0.isSuccess ? "older holds" : "older gave up")
+            }
+            done(())
+        }
+        Thread.sleep(forTimeInterval: 0.2)
+        // The lease goes without a release message (it lapsed); a newer request takes the upload at once.
+        XCTAssertTrue(RedisServerProcess.command("DEL locks:{aged}:lock\r\n", port: aged)?.hasPrefix(":1") == true)
+        let newer: (any UploadLock)? = driver.run { done in
+            instanceB.lock(id: "aged", executor: executor, timeoutMilliseconds: 1000, onReleaseRequested: {
+                events.add("newer asked to let go")
+            }) { done(try? $0.get()) }
+        }
+        XCTAssertNotNil(newer)
+        Thread.sleep(forTimeInterval: 2.6)  // the older one re-tried, found the newer holder, and timed out
+        XCTAssertEqual(events.all, ["older gave up"])
+        let _: Void = driver.run { done in
+            newer?.release()
+            done(())
+        }
+    }
+
+    // MARK: releases during a failover
+
+    /// Takes `id`'s lock with `locker`, then makes the server a replica of nothing (port 1): it keeps its data and
+    /// answers every write `READONLY`, as a demoted master does in a failover.
+    func holdThenDemote(_ id: String, locker: RedisLocker) -> (any UploadLock)? {
+        let executor = driver.executor
+        let lock: (any UploadLock)? = driver.run { done in
+            locker.lock(id: id, executor: executor, timeoutMilliseconds: 1000, onReleaseRequested: {}) {
+                done(try? $0.get())
+            }
+        }
+        XCTAssertNotNil(lock)
+        let demoted = RedisServerProcess.command("REPLICAOF 127.0.0.1 1\r\n", port: redis.port)
+        XCTAssertTrue(demoted?.hasPrefix("+OK") == true)
+        return lock
+    }
+
+    func leaseExists(_ id: String) -> Bool {
+        RedisServerProcess.command("EXISTS locks:{\(id)}:lock\r\n", port: port(of: id))?.hasPrefix(":1") == true
+    }
+
+    /// Scripts the server was asked to run, refused ones included.
+    func scriptCalls() -> Int {
+        let info = RedisServerProcess.command("INFO commandstats\r\n", port: redis.port) ?? ""
+        var total = 0
+        let scripts = info.split(whereSeparator: \.isNewline).filter {
+            $0.hasPrefix("cmdstat_evalsha:") || $0.hasPrefix("cmdstat_eval:")
+        }
+        for line in scripts {
+            for field in line.split(separator: ":")[1].split(separator: ",") {
+                let pair = field.split(separator: "=")
+                if ["calls", "rejected_calls"].contains(pair[0]) { total += Int(pair[1]) ?? 0 }
+            }
+        }
+        return total
+    }
+
+    /// A release refused while the master is being replaced is sent again once there is a master, instead of
+    /// leaving the (replicated) lease to make the client's next request wait for it and get 423.
+    func testAReleaseRefusedDuringAFailoverIsRetried() throws {
+        try XCTSkipIf(redis == nil, "REPLICAOF: the single-server case")
+        let locker = makeLocker(lease: 20_000)
+        let lock = holdThenDemote("ro", locker: locker)
+        let _: Void = driver.run { done in
+            lock?.release()
+            done(())
+        }
+        Thread.sleep(forTimeInterval: 0.3)
+        XCTAssertTrue(leaseExists("ro"), "the demoted server refused the release")
+        XCTAssertTrue(RedisServerProcess.command("REPLICAOF NO ONE\r\n", port: redis.port)?.hasPrefix("+OK") == true)
+        let promoted = Date()
+        while leaseExists("ro"), Date().timeIntervalSince(promoted) < 3 { Thread.sleep(forTimeInterval: 0.05) }
+        XCTAssertFalse(leaseExists("ro"), "released by a retry, long before the 20 s lease")
+        XCTAssertLessThan(Date().timeIntervalSince(promoted), 1.5, "within about one retry interval")
+    }
+
+    /// Retries end when the lease would have lapsed anyway: nothing is sent for a lock that no longer exists.
+    func testReleaseRetriesStopWhenTheLeaseWouldHaveLapsed() throws {
+        try XCTSkipIf(redis == nil, "REPLICAOF: the single-server case")
+        let locker = makeLocker(lease: 1000)
+        let lock = holdThenDemote("lapsing", locker: locker)
+        let before = scriptCalls()
+        let _: Void = driver.run { done in
+            lock?.release()
+            done(())
+        }
+        Thread.sleep(forTimeInterval: 1.5)
+        let retried = scriptCalls()
+        XCTAssertGreaterThanOrEqual(retried - before, 3, "sent again (the first try is EVALSHA, NOSCRIPT, then EVAL)")
+        Thread.sleep(forTimeInterval: 1.2)
+        XCTAssertEqual(scriptCalls(), retried, "no retry after the lease's end")
+    }
+
+    /// A retry waiting on its timer when the client shuts the loop's Redis work down is cancelled with it, so the
+    /// loop can end at once (a live timer would hold it open, uncounted by the teardown's leftover check).
+    func testShutdownCancelsAWaitingReleaseRetry() throws {
+        try XCTSkipIf(redis == nil, "REPLICAOF: the single-server case")
+        let own = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: redis.port))
+        let locker = RedisLocker(client: own, keys: keys, leaseMilliseconds: 30_000)
+        let lock = holdThenDemote("closing", locker: locker)
+        let _: Void = driver.run { done in
+            lock?.release()
+            done(())
+        }
+        Thread.sleep(forTimeInterval: 0.2)  // refused, and waiting to try again (50, 100, 200 ms...)
+        let _: Void = driver.run { done in own.shutdown(on: self.driver.loop) { done(()) } }
+        let loop = driver.loop
+        let open: Int = driver.run { done in
+            let reply = UncheckedBox(done)
+            loop.execute { reply.value(loop.liveHandleCount) }  // next turn: closed handles are gone by then
+        }
+        XCTAssertEqual(open, 0, "the retry timer was closed with the connections")
+    }
+}
+
+/// What happened, in order, from any loop.
+final class Events: Sendable {
+    private let list = Mutex<[String]>([])
+    func add(_ event: String) { list.withLock { $0.append(event) } }
+    var all: [String] { list.withLock { $0 } }
 }
 
 extension Result {
@@ -190,6 +327,9 @@ final class RedisClusterLockerTests: RedisLockerTests {
         try super.testDeadHoldersLeaseLapsesAndTheWaiterProceeds()
     }
     override func testHeldLeaseIsRenewed() throws { try super.testHeldLeaseIsRenewed() }
+    override func testAnOlderWaiterDoesNotInterruptANewerHolder() throws {
+        try super.testAnOlderWaiterDoesNotInterruptANewerHolder()
+    }
 
     override func port(of id: String) -> Int {
         cluster?.owner(ofSlot: ClusterSlots.slot(of: id))?.port ?? 0

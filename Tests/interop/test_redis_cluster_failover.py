@@ -17,7 +17,7 @@ import pytest
 
 from cluster_helpers import RedisClusterSetup, cluster_slot
 from failover_helpers import KiB, MiB, Observations, check_final_offsets, stream_uploads
-from tus_helpers import TusServer, create_upload, patch, request, sha256
+from tus_helpers import TusServer, create_upload, patch, request, sha256, wait_until
 
 LEASE_SECONDS = 2
 
@@ -36,10 +36,10 @@ def masters_only(tmp_path):
     setup.stop()
 
 
-def start_instances(tmp_path, url: str, count: int, *extra: str) -> list[TusServer]:
+def start_instances(tmp_path, url: str, count: int, *extra: str, lease: int = LEASE_SECONDS) -> list[TusServer]:
     upload_dir = tmp_path / "shared"
     upload_dir.mkdir(exist_ok=True)
-    return [TusServer(upload_dir, "--redis", url, "--redis-prefix", "test:", "--lock-lease", str(LEASE_SECONDS),
+    return [TusServer(upload_dir, "--redis", url, "--redis-prefix", "test:", "--lock-lease", str(lease),
                       "--loops", "2", *extra, log_path=tmp_path / f"instance-{index}.log").start()
             for index in range(count)]
 
@@ -48,8 +48,8 @@ def start_instances(tmp_path, url: str, count: int, *extra: str) -> list[TusServ
 def instances(tmp_path):
     started: list[TusServer] = []
 
-    def make(url: str, count: int, *extra: str) -> list[TusServer]:
-        started.extend(start_instances(tmp_path, url, count, *extra))
+    def make(url: str, count: int, *extra: str, lease: int = LEASE_SECONDS) -> list[TusServer]:
+        started.extend(start_instances(tmp_path, url, count, *extra, lease=lease))
         return started[-count:]
 
     yield make
@@ -129,6 +129,74 @@ def test_master_killed_while_uploads_stream(replicated_cluster, instances):
           f" after the kill)")
     assert reconnects == 0, f"{reconnects} connections to the dead node after its replica took over"
     check_uploads_whole(servers, uploads)
+
+
+def uploads_on_one_master(cluster: RedisClusterSetup, servers: list[TusServer], count: int, size: int) -> list[str]:
+    """Creates uploads until `count` have their records on the first one's master (ids are random)."""
+    first = create_upload(servers[0].port, size)
+    victim = cluster.owner(cluster_slot(upload_id(first)))
+    paths = [first]
+    while len(paths) < count:
+        path = create_upload(servers[len(paths) % len(servers)].port, size)
+        if cluster.owner(cluster_slot(upload_id(path))).port == victim.port:
+            paths.append(path)
+    return paths
+
+
+@pytest.mark.time_limit(60)
+def test_no_423_once_the_replica_took_over(replicated_cluster, instances):
+    """With the lease (10 s) longer than the lock timeout (3 s), as by default, 4 clients PATCH 1 byte in turn over
+    3 instances on uploads of one master, which is killed. A PATCH whose lock release failed in the switch
+    (connection lost, CLUSTERDOWN) sends it again until the promoted replica takes it, so once PATCHes succeed
+    again none waits for a lease nobody holds: no 423 (with the release left failed, the replicated lease made
+    the clients' PATCHes answer 423 until it lapsed, up to 10 s after the kill)."""
+    servers = instances(replicated_cluster.url, 3, lease=10)
+    paths = uploads_on_one_master(replicated_cluster, servers, 4, 1 << 20)
+    victim = replicated_cluster.owner(cluster_slot(upload_id(paths[0])))
+    replica = replicated_cluster.replica_of(victim)
+    seen = Observations()
+    stop = threading.Event()
+
+    def client(index: int, path: str) -> None:
+        offset, turn = 0, index
+        while not stop.is_set():
+            turn += 1
+            response = patch(servers[turn % len(servers)].port, path, offset, b"x")
+            status = response.status if response is not None else 0
+            seen.saw("PATCH", status, path)
+            if response is not None and status == 204:
+                offset = int(response.header("Upload-Offset") or offset)
+            elif status in (0, 409, 423, 503):
+                head = request(servers[(turn + 1) % len(servers)].port, "HEAD", path)
+                if head is not None and head.status == 200:
+                    offset = int(head.header("Upload-Offset") or offset)
+            time.sleep(0.002)
+
+    threads = [threading.Thread(target=client, args=(index, path)) for index, path in enumerate(paths)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1)
+        killed_at = time.monotonic()
+        victim.kill()
+        replicated_cluster.await_promotion(replica, timeout=25)
+
+        def served_again() -> float | None:
+            with seen.lock:
+                return next((t for t, m, status in seen.responses if t > killed_at and status == 204), None)
+
+        wait_until(lambda: served_again() is not None, 15, message="a PATCH acknowledged after the switch")
+        time.sleep(max(0.0, killed_at + 12 - time.monotonic()))  # past the lease of anything from before the kill
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=15)
+    back = served_again()
+    after = [(round(t - killed_at, 2), status) for t, _, status in seen.responses if t > back]
+    assert after, "PATCHes went on after the switch"
+    locked = [entry for entry in after if entry[1] == 423]
+    assert not locked, f"423 after the switch (seconds after the kill, status): {locked}"
+    assert 500 not in {status for _, status in after}
 
 
 @pytest.mark.time_limit(60)
