@@ -1,4 +1,7 @@
 import Glibc
+public import TusCore
+public import TusHTTP1
+public import TusHTTPServer
 
 /// A listening TCP socket on 127.0.0.1 on a port the kernel picked, for tests that play the peer by hand (a scripted
 /// HTTP server, a fake sentinel). The caller owns the descriptor and closes it.
@@ -16,4 +19,24 @@ public func listeningLoopbackSocket(backlog: Int32 = 16) -> (descriptor: Int32, 
     }
     precondition(bound && listen(descriptor, backlog) == 0, "bind/listen on 127.0.0.1: errno \(errno)")
     return (descriptor, Int(UInt16(bigEndian: address.sin_port)))
+}
+
+/// Runs `body` against a one-loop `HTTPServer` on 127.0.0.1 (an ephemeral port) serving `handler`, and stops the
+/// server after it, thrown or not: the conformance tables over a socket each need exactly this and nothing more.
+public func withLoopbackServer(
+    handler: any HTTPRequestHandler,
+    loopWillStop: (@Sendable (_ executor: any LoopExecutor, _ done: @escaping () -> Void) -> Void)? = nil,
+    _ body: (HTTPServer) throws -> Void
+) throws {
+    var configuration = HTTPServerConfiguration()
+    configuration.host = "127.0.0.1"
+    configuration.port = 0
+    configuration.loops = 1
+    let server = HTTPServer(configuration: configuration, handler: handler, loopWillStop: loopWillStop)
+    try server.start()
+    defer {
+        server.shutdown()
+        server.wait()
+    }
+    try body(server)
 }

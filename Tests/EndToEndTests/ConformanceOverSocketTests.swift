@@ -9,18 +9,8 @@ import XCTest
 /// in-process `HTTPServer` on 127.0.0.1, with both stores.
 final class ConformanceOverSocketTests: XCTestCase {
     private func withServer(store: any UploadStore, _ body: (Int) throws -> Void) throws {
-        var configuration = HTTPServerConfiguration()
-        configuration.host = "127.0.0.1"
-        configuration.port = 0
-        configuration.loops = 1
         let handler = TusHandler(configuration: TusConfiguration(maxSize: ConformanceSettings.maxSize), store: store)
-        let server = HTTPServer(configuration: configuration, handler: handler)
-        try server.start()
-        defer {
-            server.shutdown()
-            server.wait()
-        }
-        try body(server.port)
+        try withLoopbackServer(handler: handler) { try body($0.port) }
     }
 
     func testEveryRowOverASocketWithTheMemoryStore() throws {

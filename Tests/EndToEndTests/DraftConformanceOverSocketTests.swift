@@ -8,18 +8,8 @@ import XCTest
 /// The draft conformance table through a real socket to an in-process `HTTPServer`: the 104s are read off the wire.
 final class DraftConformanceOverSocketTests: XCTestCase {
     private func withServer(store: any UploadStore, _ body: (Int) throws -> Void) throws {
-        var configuration = HTTPServerConfiguration()
-        configuration.host = "127.0.0.1"
-        configuration.port = 0
-        configuration.loops = 1
         let handler = TusHandler(configuration: TusConfiguration(maxSize: ConformanceSettings.maxSize), store: store)
-        let server = HTTPServer(configuration: configuration, handler: handler)
-        try server.start()
-        defer {
-            server.shutdown()
-            server.wait()
-        }
-        try body(server.port)
+        try withLoopbackServer(handler: handler) { try body($0.port) }
     }
 
     func testEveryRowOverASocketWithTheMemoryStore() throws {

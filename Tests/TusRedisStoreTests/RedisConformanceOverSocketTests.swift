@@ -32,32 +32,24 @@ final class RedisConformanceOverSocketTests: XCTestCase {
             data: try FileDataStore(directory: directory.path, fsync: .none))
         // The Redis store moves an offset only for the holder of the upload's lease in Redis.
         let locker = RedisLocker(client: client, keys: keys)
-        var configuration = HTTPServerConfiguration()
-        configuration.host = "127.0.0.1"
-        configuration.port = 0
-        configuration.loops = 1
         let handler = TusHandler(
             configuration: TusConfiguration(maxSize: ConformanceSettings.maxSize), store: store, locker: locker)
-        let server = HTTPServer(
-            configuration: configuration, handler: handler,
-            loopWillStop: { executor, done in client.shutdown(on: executor.eventLoop, done) })
-        try server.start()
-        let subscribed = DispatchSemaphore(value: 0)
-        let outcome = Mutex<Result<Void, RedisError>?>(nil)
-        let executor = try XCTUnwrap(server.executors.first)
-        executor.execute {
-            locker.start(on: executor) { result in
-                outcome.withLock { $0 = result }
-                subscribed.signal()
+        try withLoopbackServer(
+            handler: handler, loopWillStop: { executor, done in client.shutdown(on: executor.eventLoop, done) }
+        ) { server in
+            let subscribed = DispatchSemaphore(value: 0)
+            let outcome = Mutex<Result<Void, RedisError>?>(nil)
+            let executor = try XCTUnwrap(server.executors.first)
+            executor.execute {
+                locker.start(on: executor) { result in
+                    outcome.withLock { $0 = result }
+                    subscribed.signal()
+                }
             }
+            XCTAssertEqual(subscribed.wait(timeout: .now() + 10), .success)
+            XCTAssertNoThrow(try outcome.withLock { $0 }?.get())
+            try body(server.port)
         }
-        XCTAssertEqual(subscribed.wait(timeout: .now() + 10), .success)
-        XCTAssertNoThrow(try outcome.withLock { $0 }?.get())
-        defer {
-            server.shutdown()
-            server.wait()
-        }
-        try body(server.port)
     }
 
     func testEveryDraftRowOverASocketWithTheRedisStore() throws {

@@ -59,13 +59,23 @@ final class RedisClusterTests: XCTestCase {
         var script: Result<RESPValue, RedisError>?
         try withLoop(timeoutMilliseconds: 20_000) { loop, finish in
             loop.schedule(afterMilliseconds: 0) {
+                // Replies come back per master, in no order across masters: shut down after the last of them, not
+                // after the script's (a SET still in flight on another master would fail with "shut down").
+                var outstanding = keys.count + 1
+                func answered() {
+                    outstanding -= 1
+                    if outstanding == 0 { client.shutdown(on: loop, finish) }
+                }
                 for key in keys {
-                    client.send(["SET", RedisArgument(key), RedisArgument("v-" + key)], on: loop) { replies.append($0) }
+                    client.send(["SET", RedisArgument(key), RedisArgument("v-" + key)], on: loop) {
+                        replies.append($0)
+                        answered()
+                    }
                 }
                 let sum = RedisScript(source: "redis.call('SET', KEYS[1], ARGV[1]); return redis.call('INCR', KEYS[2])")
                 client.evaluate(sum, keys: ["s:{tag}:a", "s:{tag}:b"], arguments: ["1"], on: loop) { result in
                     script = result
-                    client.shutdown(on: loop, finish)
+                    answered()
                 }
             }
         }
