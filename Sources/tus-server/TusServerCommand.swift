@@ -208,10 +208,10 @@ struct TusServerCommand: ParsableCommand {
     var h2c = false
 
     @Option(name: .customLong("http2-stream-window"), help: "HTTP/2 per-stream receive window in bytes (SETTINGS_INITIAL_WINDOW_SIZE): what one upload stream may have in flight before its bytes are written.")
-    var http2StreamWindow: Int32 = 1 << 20
+    var http2StreamWindow: Int32 = 4 << 20
 
     @Option(name: .customLong("http2-connection-window"), help: "HTTP/2 connection receive window in bytes: bounds the body bytes one connection holds across all its streams.")
-    var http2ConnectionWindow: Int32 = 4 << 20
+    var http2ConnectionWindow: Int32 = 8 << 20
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info

@@ -15,7 +15,10 @@ final class HTTP2Tests: XCTestCase {
     /// the window. Then the window reopens and the 4 MiB body completes.
     func testSlowSinkHoldsTheClientAtTheStreamWindow() throws {
         let handler = EchoHandler(writeDelayMilliseconds: 1500)
-        try withServer(handler, configure: { $0.http2.cleartextPriorKnowledge = true }) { server in
+        try withServer(handler, configure: {
+            $0.http2.cleartextPriorKnowledge = true
+            $0.http2.initialStreamWindow = 1 << 20  // below the body, whatever the default
+        }) { server in
             let client = try FrameClient(port: server.port)
             defer { client.close() }
             let body = patternBytes(count: 4 << 20)
@@ -145,7 +148,11 @@ final class HTTP2Tests: XCTestCase {
     /// 40 MiB.
     func testConnectionWindowBoundsBytesHeldAcrossManyStreams() throws {
         let handler = EchoHandler(writeDelayMilliseconds: 2000)
-        try withServer(handler, configure: { $0.http2.cleartextPriorKnowledge = true }) { server in
+        try withServer(handler, configure: {
+            $0.http2.cleartextPriorKnowledge = true
+            $0.http2.initialStreamWindow = 1 << 20
+            $0.http2.connectionWindow = 4 << 20
+        }) { server in
             let client = try FrameClient(port: server.port)
             defer { client.close() }
             let body = patternBytes(count: 2 << 20)
@@ -183,6 +190,7 @@ final class HTTP2Tests: XCTestCase {
         let handler = StopOnFirstFragment(answerAfterMilliseconds: 1500)
         try withServer(handler, configure: {
             $0.http2.cleartextPriorKnowledge = true
+            $0.http2.initialStreamWindow = 1 << 20
             $0.http2.connectionWindow = 1 << 20
         }) { server in
             let client = try FrameClient(port: server.port)

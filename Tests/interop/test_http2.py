@@ -133,11 +133,11 @@ def test_settings_and_windows_are_sized_for_uploads(h2_server, pki):
         client.wait(lambda: client.remote_settings_seen, what="server SETTINGS")
         client.wait(lambda: any(sid == 0 for sid, _ in client.window_updates), what="connection WINDOW_UPDATE")
         remote = client.conn.remote_settings
-        assert remote.initial_window_size == 1 * MiB
+        assert remote.initial_window_size == 4 * MiB
         assert remote.max_concurrent_streams == 100
         assert remote.max_frame_size == 64 * 1024
         assert remote.max_header_list_size == 16 * 1024
-        assert client.conn.outbound_flow_control_window == 4 * MiB
+        assert client.conn.outbound_flow_control_window == 8 * MiB
 
 
 def test_upload_larger_than_the_windows_reopens_them_as_bytes_are_written(h2_server, pki):
@@ -147,10 +147,10 @@ def test_upload_larger_than_the_windows_reopens_them_as_bytes_are_written(h2_ser
         stream_id = client.request("PATCH", path, {**PATCH_HEADERS, "upload-offset": "0"}, body=data)
         response = client.get(stream_id, timeout=60)
         assert response.status == 204 and response.headers["upload-offset"] == str(len(data))
-        # The window never exceeded what the server granted: 1 MiB up front, the rest by WINDOW_UPDATE.
-        granted = 1 * MiB + sum(delta for sid, delta in client.window_updates if sid == stream_id)
+        # The window never exceeded what the server granted: 4 MiB up front, the rest by WINDOW_UPDATE.
+        granted = 4 * MiB + sum(delta for sid, delta in client.window_updates if sid == stream_id)
         assert granted >= len(data)
-        assert granted <= len(data) + 1 * MiB
+        assert granted <= len(data) + 4 * MiB
 
 
 def test_lock_takeover_ends_the_first_stream_with_the_http11_answer(h2_server, pki):

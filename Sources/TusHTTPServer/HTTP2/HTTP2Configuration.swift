@@ -14,17 +14,16 @@ public struct HTTP2Configuration: Sendable {
     public var refusalHeadroom: UInt32 = 4096
     /// SETTINGS_INITIAL_WINDOW_SIZE: how many body bytes a client may send on one stream before the server
     /// reopens the window. The window reopens only as the upload's fragments are written (their `done`), so
-    /// this is also the most one stream buffers. 1 MiB: HTTP/1.1 keeps up to 4 outstanding fragments + the one
-    /// being filled (≤ 1.25 MiB) in flight; with 1 MiB one h2 stream reached 0.9x the HTTP/1.1-over-TLS PATCH
-    /// throughput on loopback with less server CPU (bench/results/2026-11-29-h2, same client for both). With curl
-    /// as the client a 4 MiB window helped somewhat (256 MiB: 1.28 s vs 1.46 s median of 4; HTTP/1.1 0.87 s) at
-    /// four times the memory a stalled stream may pin; `--http2-stream-window` sets it. 1 MiB covers 100 Mbit/s
-    /// at 80 ms of round trip, where the 64 KiB default window would cap an upload near 6.5 Mbit/s.
-    public var initialStreamWindow: Int32 = 1 << 20
+    /// this is also the most one stream buffers. 4 MiB: with 1 MiB one upload over h2 + TLS kept running dry
+    /// (the client waits for a WINDOW_UPDATE, the loop sleeps and wakes per window: epoll_wait 7% of its profile
+    /// against 1% over HTTP/1.1) and cost 10-25% more server CPU per GiB than with 4 MiB; 8 MiB was worse again
+    /// (bench/results/2026-12-07-h2tls). HTTP/1.1 holds ≤ 1.25 MiB per upload: a stalled h2 stream may pin up
+    /// to this much. `--http2-stream-window`.
+    public var initialStreamWindow: Int32 = 4 << 20
     /// The connection-level receive window (raised from 64 KiB by a WINDOW_UPDATE on stream 0 at start). It
     /// bounds the unconsumed body bytes, hence the body memory, of one connection however many streams are
-    /// open: 4 MiB lets four streams run at full window while a thousand open streams still cost ≤ 4 MiB of data.
-    public var connectionWindow: Int32 = 4 << 20
+    /// open: 8 MiB lets two streams run at full window while a thousand open streams still cost ≤ 8 MiB of data.
+    public var connectionWindow: Int32 = 8 << 20
     /// SETTINGS_MAX_FRAME_SIZE we accept: bigger DATA frames mean fewer frame headers and callbacks per byte.
     public var maxFrameSize: Int32 = 64 * 1024
     /// Rapid reset (CVE-2023-44487): a token bucket of stream resets received from the peer (nghttp2's
