@@ -196,6 +196,41 @@ final class DraftUploadTests: TusTestCase {
         XCTAssertEqual(refused.header("Upload-Limit"), "max-size=10")
     }
 
+    func testARepeatedSingletonFieldIsNamedInTheFieldsOrderWhateverItsCaseAndArrivalOrder() {
+        let repeated = client.send(
+            .POST, "/files/",
+            headers: draftHeaders(
+                9,
+                [
+                    ("Content-Type", "a/b"), ("content-type", "c/d"), ("Upload-Complete", "?0"),
+                    ("upload-length", "5"), ("UPLOAD-LENGTH", "5"),
+                ]))
+        XCTAssertEqual(repeated.status, 400)
+        let detail = String(decoding: repeated.response?.body ?? [], as: UTF8.self)
+        XCTAssertTrue(detail.contains("\"Upload-Length given more than once\""), detail)
+        XCTAssertTrue(repeated.informationalResponses.isEmpty, "refused before anything is created")
+        // Repeated fields that are not singletons (one as long as a singleton's name) are no reason to refuse.
+        let other = client.send(
+            .POST, "/files/",
+            headers: draftHeaders(
+                9,
+                [("Upload-Complete", "?0"), ("Upload-Length", "5"), ("X-Upload-Len", "1"), ("X-Upload-Len", "2")]))
+        XCTAssertEqual(other.status, 201)
+    }
+
+    func testTheCreation201CarriesTheSameLimitsAsIts104() {  // L1, C8
+        configureDraft(
+            TusConfiguration(maxSize: 1000, expirationSeconds: 60),
+            authorizer: StaticAuthorizer(["small": AccessGrant(subject: "s", maxUploadLength: 10)]))
+        let creation = client.send(
+            .POST, "/files/",
+            headers: draftHeaders(
+                9, [("Upload-Complete", "?0"), ("Upload-Length", "5"), ("Authorization", "Bearer small")]))
+        XCTAssertEqual(creation.status, 201)
+        XCTAssertEqual(creation.informationalResponses.first?.headers["Upload-Limit"], "max-size=10, max-age=60")
+        XCTAssertEqual(creation.header("Upload-Limit"), "max-size=10, max-age=60")
+    }
+
     func testRepresentationMetadataIsKeptFromCreation() {  // C21, A23
         let creation = client.send(
             .POST, "/files/",

@@ -79,7 +79,10 @@ public enum ResponseEncoder {
     }
 
     private static func appendSanitizedValue(_ value: String, to out: inout [UInt8]) {
-        for b in value.utf8 { out.append(HTTPSyntax.isFieldValueByte(b) ? b : HTTPSyntax.space) }
+        // Nearly every value is clean: one bulk copy, then the rare control byte replaced in place.
+        let start = out.count
+        out.append(contentsOf: value.utf8)
+        for index in start..<out.count where !HTTPSyntax.isFieldValueByte(out[index]) { out[index] = HTTPSyntax.space }
     }
 
     private static func appendDecimal(_ value: Int64, to out: inout [UInt8]) {

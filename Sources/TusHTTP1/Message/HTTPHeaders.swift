@@ -35,6 +35,9 @@ public struct HTTPHeaders: Sendable, Sequence, ExpressibleByDictionaryLiteral {
     }
 
     public mutating func remove(_ name: String) {
+        // Looked for first: `removeAll` copies a shared array even when nothing matches, and responses are
+        // passed down by value, so most `set`s would pay an allocation for a field that is not there.
+        guard fields.contains(where: { $0.name.equalsIgnoringASCIICase(name) }) else { return }
         fields.removeAll { $0.name.equalsIgnoringASCIICase(name) }
     }
 }

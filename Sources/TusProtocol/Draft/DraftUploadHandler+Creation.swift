@@ -71,12 +71,14 @@ extension DraftUploadHandler {
             let upload = created.upload
             let location = location(request, id: upload.id)
             var announcement: HTTPHeaders = ["Location": location]
-            if let limit = uploadLimit(request, upload: upload) { announcement.add("Upload-Limit", limit) }
+            let limit = uploadLimit(request, upload: upload)
+            if let limit { announcement.add("Upload-Limit", limit) }
             guard framing.hasBody || (completes && length == nil) else {
                 sendInformational(request, announcement)
+                // Answered in the same instant as the 104: the same limits, computed once.
                 return answerCreation(
                     request, location: location, outcome: .appended(.init(upload: upload)),
-                    finishes: upload.isComplete, override: created.response)
+                    finishes: upload.isComplete, override: created.response, limit: limit)
             }
             let digest: UploadService.AppendChecksum = checksum.map { .digest($0) } ?? .none
             let check = RepresentationCheck()
@@ -107,7 +109,7 @@ extension DraftUploadHandler {
     /// finish events the answer waits for.
     private func answerCreation(
         _ request: DraftRequest, location: String, outcome: UploadService.AppendOutcome, finishes: Bool,
-        override: ResponseOverride, digest: String? = nil
+        override: ResponseOverride, digest: String? = nil, limit: String? = nil
     ) {
         switch outcome {
         case .refused(let error):
@@ -117,7 +119,7 @@ extension DraftUploadHandler {
         case .failed(let error):
             fail(request, because: error, headers: ["Location": location], closeConnection: true)
         case .appended(let appended):
-            var response = uploadResponse(request, upload: appended.upload, location: location)
+            var response = uploadResponse(request, upload: appended.upload, location: location, limit: limit)
             if let digest { response.headers.set("Repr-Digest", digest) }
             response.apply(override)
             response.apply(appended.response)
@@ -135,11 +137,16 @@ extension DraftUploadHandler {
 
     /// The answer to a request that created or completed an upload, or appended to it (rows C8-C13, A3-A10):
     /// `201 Created` with `Location`, except a v7+ incomplete append (`204`).
-    func uploadResponse(_ request: DraftRequest, upload: UploadInfo, location: String?) -> HTTPResponse {
+    /// `limit`: this upload's `Upload-Limit` when the caller already has it; computed here otherwise.
+    func uploadResponse(
+        _ request: DraftRequest, upload: UploadInfo, location: String?, limit: String? = nil
+    ) -> HTTPResponse {
         var headers: HTTPHeaders = ["Upload-Offset": String(upload.offset)]
         let (name, value) = completionHeader(request, isComplete: upload.isComplete)
         headers.add(name, value)
-        if !upload.isComplete, let limit = uploadLimit(request, upload: upload) { headers.add("Upload-Limit", limit) }
+        if !upload.isComplete, let limit = limit ?? uploadLimit(request, upload: upload) {
+            headers.add("Upload-Limit", limit)
+        }
         var status = HTTPStatus.created
         if let location {
             headers.add("Location", location)

@@ -26,6 +26,27 @@ public final class DraftUploadHandler: Sendable {
         "Content-Digest",
     ]
 
+    /// Bit n set: some singleton field's name is n bytes long (all are shorter than 64).
+    private static let singletonLengths: UInt64 = singletonFields.reduce(0) { $0 | 1 << $1.utf8.count }
+
+    /// The first of `singletonFields` (in their order) on more than one field line: one pass over the fields,
+    /// nothing allocated, since every request of the draft asks.
+    static func repeatedSingleton(in headers: HTTPHeaders) -> String? {
+        var seen = 0, repeated = 0
+        for field in headers {
+            // Most fields are ruled out by their length alone, before any name is compared.
+            let length = field.name.utf8.count
+            guard length < 64, singletonLengths & (1 << length) != 0 else { continue }
+            guard let index = singletonFields.firstIndex(where: { field.name.equalsIgnoringASCIICase($0) }) else {
+                continue
+            }
+            if seen & (1 << index) != 0 { repeated |= 1 << index }
+            seen |= 1 << index
+        }
+        guard repeated != 0 else { return nil }
+        return singletonFields[repeated.trailingZeroBitCount]
+    }
+
     public func handle(_ head: RequestHead, exchange: any HTTPExchange) {
         let field = head.headers[Self.interopVersionField] ?? ""
         guard let version = DraftInteropVersion.named(field[...]) else {
@@ -40,7 +61,7 @@ public final class DraftUploadHandler: Sendable {
             return exchange.respond(response)
         }
         let request = DraftRequest(head: head, exchange: exchange, version: version)
-        for name in Self.singletonFields where head.headers.values(for: name).count > 1 {
+        if let name = Self.repeatedSingleton(in: head.headers) {
             return fail(request, .badRequest, "\(name) given more than once")
         }
         if head.method == .OPTIONS { return handleOptions(request) }
@@ -200,19 +221,22 @@ public final class DraftUploadHandler: Sendable {
     /// append-size limits: the server has none. nil for versions without limits.
     func uploadLimit(_ request: DraftRequest, upload: UploadInfo?) -> String? {
         guard request.version.sendsLimits else { return nil }
-        var items: [String] = []
-        if let maxSize = service.maxUploadLength(for: request.caller) { items.append("max-size=\(maxSize)") }
+        // Written straight into one string (no list of items to join): every creation answer carries it twice.
+        var value = ""
+        if let maxSize = service.maxUploadLength(callerCap: request.grant?.maxUploadLength) {
+            value = "max-size=" + String(maxSize)
+        }
         if let key = request.version.lifetimeKey, configuration.expirationSeconds > 0 {
+            var lifetime: Int64?
             if let upload {
-                if !upload.isComplete, let expiresAt = upload.expiresAt {
-                    items.append("\(key)=\(max(0, expiresAt - service.now()))")
-                }
+                if !upload.isComplete, let expiresAt = upload.expiresAt { lifetime = max(0, expiresAt - service.now()) }
             } else {
-                items.append("\(key)=\(configuration.expirationSeconds)")
+                lifetime = configuration.expirationSeconds
             }
+            if let lifetime { value += (value.isEmpty ? "" : ", ") + key + "=" + String(lifetime) }
         }
         // Never empty (row L2): an empty dictionary would say nothing at all.
-        return items.isEmpty ? "min-size=0" : items.joined(separator: ", ")
+        return value.isEmpty ? "min-size=0" : value
     }
 
     /// The version's completion field for an upload that is (or is not) complete.

@@ -211,7 +211,12 @@ extension UploadService {
 
     /// The server's maximum, lowered by the caller's own cap (a token's `max_size`).
     public func maxUploadLength(for caller: UploadCaller) -> Int64? {
-        switch (configuration.maxSize, caller.maxUploadLength) {
+        maxUploadLength(callerCap: caller.maxUploadLength)
+    }
+
+    /// As `maxUploadLength(for:)`, from the caller's cap alone (no `UploadCaller` to build per answer).
+    public func maxUploadLength(callerCap: Int64?) -> Int64? {
+        switch (configuration.maxSize, callerCap) {
         case (let server?, let caller?): min(server, caller)
         case (let server, nil): server
         case (nil, let caller): caller
