@@ -353,6 +353,20 @@ public enum DraftConformanceCases {
                 headers: [("Upload-Offset", .equals("11")), completionExpectation(v, complete: true)]))
         rows.append(
             DraftConformanceCase(
+                "A3 A5 A8 O3", "v\(v): a draft creation without a length, completed by a chunked append",
+                creation(v, complete: false, body: hello), status: 201,
+                headers: [("Upload-Offset", .equals("5")), completionExpectation(v, complete: false)],
+                informational: [creation104],
+                steps: [
+                    ConformanceStep(
+                        append(v, offset: 5, complete: true, body: world, target: "$L", chunked: true), status: 201,
+                        headers: [("Upload-Offset", .equals("11")), completionExpectation(v, complete: true)]),
+                    ConformanceStep(
+                        request(v, "HEAD", "$L"), status: 204,
+                        headers: [("Upload-Offset", .equals("11")), completionExpectation(v, complete: true)]),
+                ]))
+        rows.append(
+            DraftConformanceCase(
                 "A3 A5 A8", "v\(v): empty completing append", upload: .incomplete(hello),
                 append(v, offset: 5, complete: true), status: 201,
                 headers: [("Upload-Offset", .equals("5")), completionExpectation(v, complete: true)]))

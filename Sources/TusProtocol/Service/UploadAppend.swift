@@ -347,16 +347,30 @@ final class UploadAppend: HTTPDirectBodySink {
         // Declared before the commit, so the commit finds the upload complete (and clears its expiry) as if the length
         // had been known from the start.
         service.store.declareLength(id: upload.id, length: reached, on: caller.executor) { [self] declared in
-            if case .failure(let error) = declared {
-                outcome = UploadServiceError(error)
-                // Nothing is known to be wrong with the bytes: kept, as for any failure after the body.
-            }
-            writer.commit(expiresAt: service.nextExpiry()) { [self] committed in
-                guard case .success(let info) = committed, outcome == nil, info.isComplete else {
-                    return complete(committed, outcome)
+            // A draft upload created without a length still awaits its completing request after the length is set;
+            // this request is that one, so the same length is declared once more, which ends the wait.
+            if case .success(let info) = declared, info.awaitsCompletion {
+                return service.store.declareLength(id: upload.id, length: reached, on: caller.executor) {
+                    [self] completed in
+                    commitDeclared(completed, outcome: outcome)
                 }
-                finishDeclaredUpload(at: info.offset) { [self] finished in complete(finished, outcome) }
             }
+            commitDeclared(declared, outcome: outcome)
+        }
+    }
+
+    /// The commit after a body of unknown length ended the upload and its length was declared (`declared`).
+    private func commitDeclared(_ declared: Result<UploadInfo, StoreError>, outcome: UploadServiceError?) {
+        var outcome = outcome
+        if case .failure(let error) = declared {
+            outcome = UploadServiceError(error)
+            // Nothing is known to be wrong with the bytes: kept, as for any failure after the body.
+        }
+        writer.commit(expiresAt: service.nextExpiry()) { [self, outcome] committed in
+            guard case .success(let info) = committed, outcome == nil, info.isComplete else {
+                return complete(committed, outcome)
+            }
+            finishDeclaredUpload(at: info.offset) { [self] finished in complete(finished, outcome) }
         }
     }
 
