@@ -1,4 +1,5 @@
 import FoundationEssentials
+import Synchronization
 public import TusCore
 import TusLoop
 public import TusProtocol
@@ -30,6 +31,10 @@ public final class S3StateStore: UploadStateStore {
     public let goneLifetimeSeconds: Int64
     /// Unix seconds; injected so marker lifetimes are testable.
     let now: @Sendable () -> Int64
+    /// Record updates waiting for an earlier one of the same upload to finish. A record is read, changed and written
+    /// back with two requests, so two updates of one upload in flight at once (a write's checkpoint beside the length
+    /// a completing request declares) would each write back what it read, and the later would undo the other.
+    private let queuedUpdates = Mutex<[String: [@Sendable () -> Void]]>([:])
 
     public static let defaultGoneLifetimeSeconds: Int64 = 86_400
 
@@ -98,8 +103,48 @@ public final class S3StateStore: UploadStateStore {
         }
     }
 
-    /// Reads the record, lets `change` compute the new one (or refuse), writes it back.
+    /// Reads the record, lets `change` compute the new one (or refuse), writes it back; one update of an upload at a
+    /// time in this process (`queuedUpdates`), in the order they were asked for. Across instances the upload's lock
+    /// keeps writers apart.
     private func update(
+        _ id: String, on executor: any LoopExecutor,
+        _ change: @escaping (UploadInfo) -> Result<UploadInfo, StoreError>,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void
+    ) {
+        nonisolated(unsafe) let change = change
+        nonisolated(unsafe) let completion = completion
+        let run: @Sendable () -> Void = { [self] in
+            updateNow(id, on: executor, change) { [self] result in
+                completion(result)
+                startNextUpdate(of: id)
+            }
+        }
+        let startsNow = queuedUpdates.withLock { queued in
+            if queued[id] != nil {
+                // Run on the asker's own loop when its turn comes, not on the loop that finished the one before.
+                queued[id]!.append { executor.execute(run) }
+                return false
+            }
+            queued[id] = []
+            return true
+        }
+        if startsNow { run() }
+    }
+
+    private func startNextUpdate(of id: String) {
+        let next = queuedUpdates.withLock { queued -> (@Sendable () -> Void)? in
+            guard var waiting = queued[id], !waiting.isEmpty else {
+                queued[id] = nil
+                return nil
+            }
+            let first = waiting.removeFirst()
+            queued[id] = waiting
+            return first
+        }
+        next?()
+    }
+
+    private func updateNow(
         _ id: String, on executor: any LoopExecutor,
         _ change: @escaping (UploadInfo) -> Result<UploadInfo, StoreError>,
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void

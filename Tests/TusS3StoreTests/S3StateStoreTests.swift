@@ -53,6 +53,23 @@ final class S3StateStoreTests: XCTestCase {
         XCTAssertEqual(driver.run { done in self.store.declareLength(id: "x", length: 1, on: self.driver.executor, completion: done) }, .failure(.notFound))
     }
 
+    /// A write's checkpoint and a declared length asked for at once (a chunked completing request) both land: each
+    /// update reads the record, so one running beside the other would write back a record without the other's change.
+    func testUpdatesOfOneUploadAskedAtOnceBothLand() throws {
+        let lock = Lock()
+        _ = driver.run { done in self.store.create(self.info("r", length: nil), on: self.driver.executor, completion: done) }
+        let declared = driver.run { (done: @escaping (Result<UploadInfo, StoreError>) -> Void) in
+            self.store.recordProgress(id: "r", offset: 30, lock: lock, on: self.driver.executor) { _ in }
+            self.store.declareLength(id: "r", length: 42, on: self.driver.executor, completion: done)
+        }
+        XCTAssertEqual(try declared.get().length, 42)
+        guard case .success(.found(let record)) = driver.run({ done in self.store.lookup("r", on: self.driver.executor, completion: done) }) else {
+            return XCTFail("lookup")
+        }
+        XCTAssertEqual(record.offset, 30, "the checkpoint asked first is not undone by the declaration")
+        XCTAssertEqual(record.length, 42)
+    }
+
     func testWriteLifecycleMovesOffsetAndExpiry() throws {
         let lock = Lock()
         _ = driver.run { done in self.store.create(self.info("w", expiresAt: 5), on: self.driver.executor, completion: done) }
