@@ -136,10 +136,14 @@ class RedisServer:
 
 
 class SentinelSetup:
-    """1 master + 1 replica + 3 sentinels (quorum 2; 1 s to call the master down, 3 s failover timeout), ready
+    """1 master + 1 replica + 3 sentinels (quorum 2; 3 s to call the master down, 3 s failover timeout), ready
     once the replica is in sync and every sentinel sees the replica and the two other sentinels."""
 
     NAME = "mymaster"
+    # Not 1000: after a switch a sentinel rebuilds its link to the new master, reconnects at most once per second
+    # and only then pings, so a down-after of 1 s can call the fresh master down before its first reply (seen on a
+    # loaded 2-core box) and fail over again, promoting the restarted, empty old master.
+    DOWN_AFTER_MS = 3000
 
     def __init__(self, directory: pathlib.Path):
         self.directory = directory
@@ -154,7 +158,7 @@ class SentinelSetup:
         self._await(lambda: b"master_link_status:up" in (self.replica.command_raw("INFO", "replication") or b""),
                     timeout, "replica in sync")
         config = (f"sentinel monitor {self.NAME} 127.0.0.1 {self.master.port} 2\n"
-                  f"sentinel down-after-milliseconds {self.NAME} 1000\n"
+                  f"sentinel down-after-milliseconds {self.NAME} {self.DOWN_AFTER_MS}\n"
                   f"sentinel failover-timeout {self.NAME} 3000\n"
                   f"sentinel parallel-syncs {self.NAME} 1\n")
         for index in range(3):
