@@ -359,6 +359,9 @@ public final class RedisLocker: UploadLocker {
         /// still have run.
         private var leaseSentAt: UInt64
         private let released = Atomic(false)
+        private let leaseLost = Atomic(false)
+
+        var isLeaseLost: Bool { leaseLost.load(ordering: .acquiring) }
 
         init(locker: RedisLocker, id: String, token: String, executor: any LoopExecutor, leaseSentAt: UInt64) {
             self.locker = locker
@@ -374,7 +377,10 @@ public final class RedisLocker: UploadLocker {
                 self.leaseSentAt = self.executor.eventLoop.nowMilliseconds
                 self.locker.renew(id: self.id, token: self.token, on: self.executor) { renewed in
                     guard !self.released.load(ordering: .acquiring) else { return }
-                    if renewed == false { return self.locker.leaseLost(id: self.id, token: self.token) }
+                    if renewed == false {
+                        self.leaseLost.store(true, ordering: .releasing)
+                        return self.locker.leaseLost(id: self.id, token: self.token)
+                    }
                     self.scheduleRenewal()
                 }
             }

@@ -151,6 +151,73 @@ final class LockTests: TusTestCase {
     }
 }
 
+/// A `MemoryLocker` whose holders can be told their lease is gone, as `RedisLocker` tells them when a renewal finds
+/// the lease lapsed (Redis unreachable for longer than the lease, or a failover lost it).
+final class LeaseLosingLocker: UploadLocker, @unchecked Sendable {
+    final class Lock: UploadLock, @unchecked Sendable {
+        let inner: any UploadLock
+        var isLeaseLost = false
+        init(_ inner: any UploadLock) { self.inner = inner }
+        var token: String { inner.token }
+        func release() { inner.release() }
+    }
+
+    let inner = MemoryLocker()
+    var held: [(lock: Lock, onReleaseRequested: () -> Void)] = []
+
+    func lock(
+        id: String, executor: any LoopExecutor, timeoutMilliseconds: UInt64, onReleaseRequested: @escaping () -> Void,
+        completion: @escaping (Result<any UploadLock, UploadLockError>) -> Void
+    ) {
+        inner.lock(
+            id: id, executor: executor, timeoutMilliseconds: timeoutMilliseconds, onReleaseRequested: onReleaseRequested
+        ) { [self] result in
+            completion(result.map { inner in
+                let lock = Lock(inner)
+                held.append((lock, onReleaseRequested))
+                return lock
+            })
+        }
+    }
+
+    func tryLock(
+        id: String, executor: any LoopExecutor, onReleaseRequested: @escaping () -> Void,
+        completion: @escaping (Result<(any UploadLock)?, UploadLockError>) -> Void
+    ) {
+        inner.tryLock(id: id, executor: executor, onReleaseRequested: onReleaseRequested, completion: completion)
+    }
+
+    /// What a renewal that found the lease gone does: mark it lost, then tell the holder to stop.
+    func loseLeases() {
+        for (lock, onReleaseRequested) in held {
+            lock.isLeaseLost = true
+            onReleaseRequested()
+        }
+    }
+}
+
+final class LeaseLostTests: TusTestCase {
+    /// A PATCH whose lease went mid-body was not taken over by another request: 503 with `Retry-After` (the client
+    /// resumes from HEAD soon), not tus's 400 for an upload another client took.
+    func testPatchWhoseLeaseIsLostAnswers503() {
+        let locker = LeaseLosingLocker()
+        handler = TusHandler(configuration: TusConfiguration(), store: store, locker: locker, now: { [clock] in clock.now })
+        client = TusTestClient(handler: handler)
+        let path = createUpload(length: 100)
+        let patch = client.start(.PATCH, path, headers: patchHeaders(offset: 0), framing: .contentLength(100))
+        _ = patch.deliver([1, 2, 3])
+        client.executor.runPending()
+        XCTAssertFalse(patch.hasResponded)
+        locker.loseLeases()
+        client.executor.runPending()
+        XCTAssertEqual(patch.status, 503)
+        XCTAssertEqual(patch.header("Retry-After"), "1")
+        let text = String(decoding: patch.response?.body ?? [], as: UTF8.self)
+        XCTAssertTrue(text.hasPrefix("ERR_UPLOAD_LOCK_LOST: "), text)
+        XCTAssertEqual(offset(path), 3, "what arrived was kept (the memory store has no token check)")
+    }
+}
+
 import Dispatch
 import Synchronization
 

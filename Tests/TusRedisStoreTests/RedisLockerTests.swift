@@ -136,6 +136,30 @@ class RedisLockerTests: XCTestCase {
         XCTAssertTrue(RedisServerProcess.command("EXISTS locks:{long}:lock\r\n", port: port(of: "long"))?.hasPrefix(":0") == true, "released")
     }
 
+    /// A renewal that finds the lease gone (it lapsed while Redis was unreachable, or a failover lost it) tells the
+    /// holder to stop and says why: the lease is lost, which the PATCH answers 503, not a takeover's 400.
+    func testRenewalThatFindsTheLeaseGoneMarksItLost() throws {
+        let locker = makeLocker(lease: 600)
+        let executor = driver.executor
+        let toldToStop = Atomic(false)
+        let lock: (any UploadLock)? = driver.run { done in
+            locker.lock(id: "lapsed", executor: executor, timeoutMilliseconds: 1000, onReleaseRequested: {
+                toldToStop.store(true, ordering: .relaxed)
+            }) { done(try? $0.get()) }
+        }
+        let held = try XCTUnwrap(lock)
+        XCTAssertFalse(held.isLeaseLost)
+        XCTAssertEqual(RedisServerProcess.command("DEL locks:{lapsed}:lock\r\n", port: port(of: "lapsed")), ":1\r\n")
+        let deadline = Date().addingTimeInterval(2)
+        while !toldToStop.load(ordering: .relaxed) && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        XCTAssertTrue(toldToStop.load(ordering: .relaxed), "the renewal found the lease gone")
+        XCTAssertTrue(held.isLeaseLost)
+        let _: Void = driver.run { done in
+            held.release()
+            done(())
+        }
+    }
+
     func testRedisDownIsUnavailableNotLocked() throws {
         let locker = makeLocker()
         try XCTSkipIf(redis == nil, "one Redis paused: the single-server case")

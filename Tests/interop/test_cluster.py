@@ -520,6 +520,52 @@ def test_a_patch_whose_lease_was_lost_answers_503_not_500(cluster, redis_server)
     assert head_offset(b.port, path) == 0, "the refused commit moved nothing"
 
 
+
+def read_response(connection: socket.socket, timeout: float) -> bytes:
+    """One response (head and its `Content-Length` body) as raw bytes, or what arrived before a close or `timeout`."""
+    connection.settimeout(timeout)
+    received = b""
+    try:
+        while True:
+            head, separator, body = received.partition(b"\r\n\r\n")
+            if separator:
+                length = re.search(rb"(?i)\r\ncontent-length: (\d+)", head)
+                if len(body) >= (int(length.group(1)) if length else 0):
+                    return received
+            piece = connection.recv(4096)
+            if not piece:
+                return received
+            received += piece
+    except OSError:
+        return received
+
+
+def test_a_patch_whose_lease_lapsed_answers_503_to_retry(cluster, redis_server):
+    """The lease went while nobody else took it (it lapsed while Redis was unreachable): the holder's next renewal
+    finds it gone. That is no other request taking the upload over (tus's 400), but a transient condition of the
+    server: 503 with Retry-After, and the client resumes from HEAD."""
+    (a,) = cluster(1)
+    data = os.urandom(400 * KiB)
+    path = create_upload(a.port, len(data))
+    stalled = start_slow_patch(a, path, 0, len(data), data[:100 * KiB])
+    try:
+        time.sleep(0.3)
+        key = f"test:{{{path.rsplit('/', 1)[1]}}}:lock"
+        deleted = subprocess.run(["redis-cli", "-p", str(redis_server.port), "DEL", key],
+                                 capture_output=True, text=True, timeout=5)
+        assert deleted.stdout.strip() == "1"
+        # The next renewal (every lease/3) finds it gone.
+        answer = read_response(stalled, LEASE_SECONDS + 3)
+    finally:
+        stalled.close()
+    assert answer.startswith(b"HTTP/1.1 503 "), answer[:200]
+    assert re.search(rb"(?i)\r\nretry-after: 1\r\n", answer), answer[:300]
+    assert b"ERR_UPLOAD_LOCK_LOST" in answer, answer[:300]
+    offset = head_offset(a.port, path)
+    response = patch(a.port, path, offset, data[offset:])
+    assert response.status == 204, response
+
+
 def test_a_draft_creation_stalled_on_one_instance_is_resumed_on_another(cluster):
     """draft-ietf-httpbis-resumable-upload on the same cluster: the creation's 104 names the upload before its body
     is read; the client stalls, asks another instance for the offset, and that instance's PATCH takes the upload over

@@ -280,7 +280,8 @@ final class UploadAppend: HTTPDirectBodySink {
         stop = reason
         switch reason {
         case .overflow: fail(.exceedsLength)
-        case .takenOver: fail(.interrupted)
+        // Told to let go because its lease went (`leaseLost`), not by another request: the client may retry soon.
+        case .takenOver: fail(lock.isLeaseLost ? .lockLost : .interrupted)
         case .writeFailed(let error): fail(Self.answer(toWriteFailure: error))
         case .stopped: body.stopBody()
         case .ended, .aborted: break
