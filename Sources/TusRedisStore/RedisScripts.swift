@@ -112,6 +112,17 @@ enum RedisScripts {
             return 0
             """)
 
+    /// KEYS: lock. ARGV: the orphaned token, the new token, lease ms. → 1 the lease is now the new token's, 0 it no
+    /// longer held the orphaned one.
+    static let takeOverLock = RedisScript(
+        source: """
+            if redis.call('GET', KEYS[1]) == ARGV[1] then
+              redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+              return 1
+            end
+            return 0
+            """)
+
     /// KEYS: lock. ARGV: token, released channel (empty: the caller publishes), upload id. Deletes only our own
     /// lease, then tells the waiters.
     static let releaseLock = RedisScript(
