@@ -62,6 +62,8 @@ public final class FileStateStore: UploadStateStore {
     public var progressPolicy: UploadProgressPolicy { .everyWrite }
     let state: Mutex<State>
     let log: @Sendable (String) -> Void
+    /// Set by `watchRemovals`; stopped with the store.
+    let removalWatcher = Mutex<RemovalWatcher?>(nil)
 
     /// Opens (creating it if needed) and recovers `directory`; synchronous, so call it before serving.
     ///
@@ -90,6 +92,10 @@ public final class FileStateStore: UploadStateStore {
             State(
                 index: UploadIndex(uploads: recovered.uploads, rememberedGoneIDs: rememberedGoneIDs),
                 repairs: recovered.repairs, logged: recovered.logged))
+    }
+
+    deinit {
+        removalWatcher.withLock { $0?.stop() }
     }
 
     static func normalized(_ directory: String) -> String {
