@@ -9,10 +9,12 @@ final class StallingStore: UploadStore, @unchecked Sendable {
     let inner = MemoryUploadStore()
     var stallWrites = true
     var stalled: [() -> Void] = []
+    /// Each `declareLength` asked for, by whether it was a completing one.
+    var declarations: [Bool] = []
     var capabilities: UploadStoreCapabilities { inner.capabilities }
     func lookup(_ id: String, on executor: any LoopExecutor, completion: @escaping (Result<UploadLookup, StoreError>) -> Void) { inner.lookup(id, on: executor, completion: completion) }
     func create(_ info: UploadInfo, on executor: any LoopExecutor, completion: @escaping (Result<UploadInfo, StoreError>) -> Void) { inner.create(info, on: executor, completion: completion) }
-    func declareLength(id: String, length: Int64, on executor: any LoopExecutor, completion: @escaping (Result<UploadInfo, StoreError>) -> Void) { inner.declareLength(id: id, length: length, on: executor, completion: completion) }
+    func declareLength(id: String, length: Int64, completing: Bool, on executor: any LoopExecutor, completion: @escaping (Result<UploadInfo, StoreError>) -> Void) { declarations.append(completing); inner.declareLength(id: id, length: length, completing: completing, on: executor, completion: completion) }
     func remove(id: String, reason: UploadRemovalReason, on executor: any LoopExecutor, completion: @escaping (Result<Void, StoreError>) -> Void) { inner.remove(id: id, reason: reason, on: executor, completion: completion) }
     func openReader(id: String, on executor: any LoopExecutor, completion: @escaping (Result<any UploadReader, StoreError>) -> Void) { inner.openReader(id: id, on: executor, completion: completion) }
     func listExpired(now: Int64, on executor: any LoopExecutor, completion: @escaping (Result<[String], StoreError>) -> Void) { inner.listExpired(now: now, on: executor, completion: completion) }
