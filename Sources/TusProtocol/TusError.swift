@@ -71,7 +71,9 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
     case hookUnavailable
 
     /// Transient server-side conditions: answered with `Retry-After: 1` (tus and draft alike).
-    public var asksToRetrySoon: Bool { self == .storeUnavailable || self == .hookUnavailable || self == .uploadLockLost }
+    public var asksToRetrySoon: Bool {
+        self == .storeUnavailable || self == .hookUnavailable || self == .uploadLockLost
+    }
 
     public var status: HTTPStatus {
         switch self {

@@ -183,7 +183,9 @@ public final class RedisLocker: UploadLocker {
                 }
                 // Our own lease that nobody here holds: an earlier acquire whose reply was lost. Ours to take.
                 sentAt = executor.eventLoop.nowMilliseconds
-                takeOver(id: id, orphan: holder, token: token, on: executor) { reply in acquired(reply, orphan: holder) }
+                takeOver(id: id, orphan: holder, token: token, on: executor) { reply in
+                    acquired(reply, orphan: holder)
+                }
             case .success(let value) where orphan != nil && value.integer != 1:
                 state.withLock { _ = $0.acquiring.remove(token) }
                 completion(.success(nil), nil)

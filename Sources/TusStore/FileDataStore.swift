@@ -29,7 +29,8 @@ public final class FileDataStore: TruncatingUploadDataStore, ConcatenatingUpload
     public init(
         directory: String, fsync: FsyncPolicy = .commit, filesCreatedByRecords: Bool = false,
         writebackInterval: Int64 = FileDataStore.defaultWritebackInterval, waitsForEarlierWriteback: Bool = true,
-        log: @escaping @Sendable (String) -> Void = { _ in }, onVanished: (@Sendable (String, any LoopExecutor) -> Void)? = nil
+        log: @escaping @Sendable (String) -> Void = { _ in },
+        onVanished: (@Sendable (String, any LoopExecutor) -> Void)? = nil
     ) throws {
         self.onVanished = onVanished
         self.directory = FileStateStore.normalized(directory)

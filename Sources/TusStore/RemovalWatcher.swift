@@ -17,7 +17,10 @@ final class RemovalWatcher: Sendable {
     private let isStopped = Atomic(false)
 
     /// nil when inotify is unavailable (out of instances or watches): open-time detection still works.
-    init?(directory: String, onRemoved: @escaping @Sendable (String) -> Void, onOverflow: @escaping @Sendable () -> Void) {
+    init?(
+        directory: String, onRemoved: @escaping @Sendable (String) -> Void,
+        onOverflow: @escaping @Sendable () -> Void
+    ) {
         let descriptor = inotify_init1(Int32(IN_CLOEXEC))
         guard descriptor >= 0 else { return nil }
         guard inotify_add_watch(descriptor, directory, UInt32(IN_DELETE) | UInt32(IN_MOVED_FROM)) >= 0 else {
