@@ -28,6 +28,9 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
     /// Another request took the upload over (its client is probably gone). 400, not 5xx, so that two live
     /// clients sharing an upload do not keep retrying and taking it from each other.
     case uploadInterrupted
+    /// The PATCH's lease on the upload's lock lapsed while the lock service (Redis) was unreachable: a transient
+    /// server-side condition, so 503 with `Retry-After`; the client resumes from the offset HEAD reports.
+    case uploadLockLost
     /// Read timeout and connection reset are 5xx on purpose: clients retry 5xx, not 4xx (tusd).
     case readTimeout
     case connectionLost
@@ -67,6 +70,11 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
     /// A gating hook could not be asked: fail closed, retry soon.
     case hookUnavailable
 
+    /// Transient server-side conditions: answered with `Retry-After: 1` (tus and draft alike).
+    public var asksToRetrySoon: Bool {
+        self == .storeUnavailable || self == .hookUnavailable || self == .uploadLockLost
+    }
+
     public var status: HTTPStatus {
         switch self {
         case .unsupportedVersion: .preconditionFailed
@@ -85,7 +93,7 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .checksumMismatch: .checksumMismatch
         case .uploadLocked: .locked
         case .readTimeout, .connectionLost, .storeFailure: .internalServerError
-        case .serverShuttingDown, .storeUnavailable: .serviceUnavailable
+        case .serverShuttingDown, .storeUnavailable, .uploadLockLost: .serviceUnavailable
         case .insufficientStorage: .insufficientStorage
         case .rangeNotSatisfiable: .rangeNotSatisfiable
         case .invalidConcat, .finalWithLength, .partialNotFound, .notPartial: .badRequest
@@ -123,6 +131,7 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .checksumMismatch: "ERR_CHECKSUM_MISMATCH"
         case .uploadLocked: "ERR_UPLOAD_LOCKED"
         case .uploadInterrupted: "ERR_UPLOAD_INTERRUPTED"
+        case .uploadLockLost: "ERR_UPLOAD_LOCK_LOST"
         case .readTimeout: "ERR_READ_TIMEOUT"
         case .connectionLost: "ERR_CONNECTION_LOST"
         case .malformedBody: "ERR_MALFORMED_BODY"
@@ -171,6 +180,9 @@ public enum TusError: Error, Sendable, Equatable, CaseIterable {
         case .checksumMismatch: "checksum mismatch; the request's bytes were discarded"
         case .uploadLocked: "upload is in use by another request"
         case .uploadInterrupted: "upload was taken over by another request for this upload"
+        case .uploadLockLost:
+            "the request's lock on the upload lapsed while the lock service was unreachable; resume from the offset "
+                + "a HEAD reports"
         case .readTimeout: "timed out reading the request body"
         case .connectionLost: "connection lost while reading the request body"
         case .malformedBody: "malformed request body"

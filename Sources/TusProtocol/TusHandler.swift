@@ -169,7 +169,7 @@ public final class TusHandler: HTTPRequestHandler {
     ) {
         var headers = headers
         if error == .unsupportedVersion { headers.add("Tus-Version", Self.version) }
-        if error == .storeUnavailable || error == .hookUnavailable { headers.set("Retry-After", "1") }
+        if error.asksToRetrySoon { headers.set("Retry-After", "1") }
         let text = "\(error.code): \(error.message)" + (detail.map { ": \($0)" } ?? "")
         var response = HTTPResponse(
             status: error.status, headers: headers, text: text,
@@ -240,6 +240,7 @@ public final class TusHandler: HTTPRequestHandler {
         case .partialGone: .partialGone
         case .hookUnavailable: .hookUnavailable
         case .interrupted: .uploadInterrupted
+        case .lockLost: .uploadLockLost
         case .checksumMismatch: .checksumMismatch
         case .checksumMissing: .missingChecksumTrailer
         case .checksumMalformed: .invalidChecksumHeader

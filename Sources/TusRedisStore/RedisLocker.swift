@@ -23,6 +23,12 @@ import Synchronization
 /// earlier. An older waiter (one whose client may have given up on it long ago) would otherwise interrupt a newer,
 /// live PATCH with 400 when it re-tries after the lease it waited for went.
 ///
+/// An acquire whose reply is lost (the connection dropped after Redis ran the `SET`) leaves a lease nobody holds.
+/// Tokens name the instance that made them (`instanceID`), so the next acquire here that meets such a lease (ours,
+/// neither held nor in flight) takes it over at once (`takeOverLock`) instead of waiting a lease for it; and the
+/// lost acquire's token is released like a holder's (below), which frees it for every other instance too, once
+/// Redis answers again.
+///
 /// A release that fails (Redis unreachable, a demoted master answering `READONLY`, `CLUSTERDOWN` mid-failover)
 /// is sent again with `releaseBackoff` until it goes through or the lease would have lapsed anyway: the lease was
 /// replicated, so left alone it would make the client's next request wait for it and get 423.
@@ -68,6 +74,8 @@ public final class RedisLocker: UploadLocker {
         /// Locks held by this instance: id → token → how to ask the holder to let go.
         var holders: [String: [String: LoopBound<() -> Void>]] = [:]
         var waiters: [String: [Waiter]] = [:]
+        /// Tokens whose `SET` (or takeover) was sent and whose reply is not handled yet: not orphans.
+        var acquiring: Set<String> = []
         var isSubscribed = false
     }
 
@@ -93,6 +101,9 @@ public final class RedisLocker: UploadLocker {
     /// through a failover; jittered so that the releases of many uploads hit by one outage do not come back
     /// in lockstep.
     public static let releaseBackoff = Backoff(initialMilliseconds: 50, maximumMilliseconds: 1000, jitter: true)
+
+    /// Random per locker (one per instance): the second part of every token it makes (`ownsOrphan`).
+    let instanceID = SecureRandom.uploadID()
 
     public init(client: RedisClient, keys: RedisKeys = RedisKeys(), leaseMilliseconds: UInt64 = 10_000) {
         self.client = client
@@ -150,25 +161,62 @@ public final class RedisLocker: UploadLocker {
         id: String, startedAt: UInt64, executor: any LoopExecutor, onReleaseRequested: @escaping () -> Void,
         completion: @escaping (Result<Handle?, UploadLockError>, _ holder: String?) -> Void
     ) {
-        let token = "\(startedAt).\(SecureRandom.uploadID())"
-        let sentAt = executor.eventLoop.nowMilliseconds
+        let token = "\(startedAt).\(instanceID).\(SecureRandom.uploadID())"
+        var sentAt = executor.eventLoop.nowMilliseconds
         let command: [RedisArgument] = [
             "SET", RedisArgument(keys.lock(id)), RedisArgument(token), "NX", "GET", "PX",
             RedisArgument(String(leaseMilliseconds)),
         ]
-        client.send(command, on: executor.eventLoop) { [self] reply in
+        state.withLock { _ = $0.acquiring.insert(token) }
+        /// The reply to the `SET`, or (`orphan` set) to the takeover of that orphaned lease.
+        func acquired(_ reply: Result<RESPValue, RedisError>, orphan: String?) {
             switch reply {
-            case .failure(let error): completion(.failure(.unavailable(error.description)), nil)
-            case .success(let value) where value != .null: completion(.success(nil), value.string)
+            case .failure(let error):
+                state.withLock { _ = $0.acquiring.remove(token) }
+                // Redis may have run the `SET` before the reply was lost: release it as soon as Redis answers.
+                releaseLease(id: id, token: token, on: executor, mayLiveUntil: sentAt + leaseMilliseconds)
+                completion(.failure(.unavailable(error.description)), nil)
+            case .success(let value) where orphan == nil && value != .null:
+                guard let holder = value.string, ownsOrphan(holder, of: id) else {
+                    state.withLock { _ = $0.acquiring.remove(token) }
+                    return completion(.success(nil), value.string)
+                }
+                // Our own lease that nobody here holds: an earlier acquire whose reply was lost. Ours to take.
+                sentAt = executor.eventLoop.nowMilliseconds
+                takeOver(id: id, orphan: holder, token: token, on: executor) { reply in
+                    acquired(reply, orphan: holder)
+                }
+            case .success(let value) where orphan != nil && value.integer != 1:
+                state.withLock { _ = $0.acquiring.remove(token) }
+                completion(.success(nil), nil)
             case .success:
                 let handle = Handle(locker: self, id: id, token: token, executor: executor, leaseSentAt: sentAt)
                 state.withLock { state in
+                    state.acquiring.remove(token)
                     state.holders[id, default: [:]][token] = LoopBound(executor: executor, value: onReleaseRequested)
                 }
                 handle.scheduleRenewal()
                 completion(.success(handle), nil)
             }
         }
+        client.send(command, on: executor.eventLoop) { reply in acquired(reply, orphan: nil) }
+    }
+
+    /// A token this locker made for `id` that no holder here has and no acquire here is waiting on.
+    private func ownsOrphan(_ token: String, of id: String) -> Bool {
+        let parts = token.split(separator: ".")
+        guard parts.count == 3, parts[1] == instanceID else { return false }
+        return state.withLock { state in state.holders[id]?[token] == nil && !state.acquiring.contains(token) }
+    }
+
+    private func takeOver(
+        id: String, orphan: String, token: String, on executor: any LoopExecutor,
+        completion: @escaping (Result<RESPValue, RedisError>) -> Void
+    ) {
+        client.evaluate(
+            RedisScripts.takeOverLock, keys: [RedisArgument(keys.lock(id))],
+            arguments: [RedisArgument(orphan), RedisArgument(token), RedisArgument(String(leaseMilliseconds))],
+            on: executor.eventLoop, completion)
     }
 
     private func attempt(_ waiter: Waiter, askHolder: Bool) {
@@ -359,6 +407,9 @@ public final class RedisLocker: UploadLocker {
         /// still have run.
         private var leaseSentAt: UInt64
         private let released = Atomic(false)
+        private let leaseLost = Atomic(false)
+
+        var isLeaseLost: Bool { leaseLost.load(ordering: .acquiring) }
 
         init(locker: RedisLocker, id: String, token: String, executor: any LoopExecutor, leaseSentAt: UInt64) {
             self.locker = locker
@@ -374,7 +425,10 @@ public final class RedisLocker: UploadLocker {
                 self.leaseSentAt = self.executor.eventLoop.nowMilliseconds
                 self.locker.renew(id: self.id, token: self.token, on: self.executor) { renewed in
                     guard !self.released.load(ordering: .acquiring) else { return }
-                    if renewed == false { return self.locker.leaseLost(id: self.id, token: self.token) }
+                    if renewed == false {
+                        self.leaseLost.store(true, ordering: .releasing)
+                        return self.locker.leaseLost(id: self.id, token: self.token)
+                    }
                     self.scheduleRenewal()
                 }
             }

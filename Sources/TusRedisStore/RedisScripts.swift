@@ -20,22 +20,25 @@ enum RedisScripts {
             return 1
             """)
 
-    /// KEYS: info, gone. ARGV: length. → the record, or `gone` / `missing` / `set` / `below`. The same length
-    /// again ends a draft upload's `awaits` (its completing request), as in every other state store; both lengths
-    /// are Swift's decimal text, so comparing strings compares numbers.
+    /// KEYS: info, gone. ARGV: length, completing (`1`/`0`). → the record, or `gone` / `missing` / `set` / `below`.
+    /// `UploadInfo.declaringLength`'s rule: a completing declaration also ends a draft upload's `awaits`, and may
+    /// name the length already declared. Both lengths are Swift's decimal text, so comparing strings compares numbers.
     static let declareLength = RedisScript(
         source: """
             if redis.call('EXISTS', KEYS[1]) == 0 then
               if redis.call('EXISTS', KEYS[2]) == 1 then return 'gone' end
               return 'missing'
             end
-            if redis.call('HEXISTS', KEYS[1], 'awaits') == 1 and redis.call('HGET', KEYS[1], 'length') == ARGV[1] then
-              redis.call('HDEL', KEYS[1], 'awaits')
-              return redis.call('HGETALL', KEYS[1])
+            local length = redis.call('HGET', KEYS[1], 'length')
+            if length then
+              if ARGV[2] ~= '1' or redis.call('HEXISTS', KEYS[1], 'awaits') == 0 or length ~= ARGV[1] then
+                return 'set'
+              end
+            else
+              if tonumber(redis.call('HGET', KEYS[1], 'offset')) > tonumber(ARGV[1]) then return 'below' end
+              redis.call('HSET', KEYS[1], 'length', ARGV[1])
             end
-            if redis.call('HEXISTS', KEYS[1], 'length') == 1 then return 'set' end
-            if tonumber(redis.call('HGET', KEYS[1], 'offset')) > tonumber(ARGV[1]) then return 'below' end
-            redis.call('HSET', KEYS[1], 'length', ARGV[1])
+            if ARGV[2] == '1' then redis.call('HDEL', KEYS[1], 'awaits') end
             return redis.call('HGETALL', KEYS[1])
             """)
 
@@ -107,6 +110,17 @@ enum RedisScripts {
         source: """
             if redis.call('GET', KEYS[1]) == ARGV[1] then
               redis.call('PEXPIRE', KEYS[1], ARGV[2])
+              return 1
+            end
+            return 0
+            """)
+
+    /// KEYS: lock. ARGV: the orphaned token, the new token, lease ms. → 1 the lease is now the new token's, 0 it no
+    /// longer held the orphaned one.
+    static let takeOverLock = RedisScript(
+        source: """
+            if redis.call('GET', KEYS[1]) == ARGV[1] then
+              redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
               return 1
             end
             return 0

@@ -135,13 +135,14 @@ public final class RedisStateStore: UploadStateStore {
     }
 
     public func declareLength(
-        id: String, length: Int64, on executor: any LoopExecutor,
+        id: String, length: Int64, completing: Bool, on executor: any LoopExecutor,
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void
     ) {
         acknowledged(on: executor, completion) { completion in
             run(
                 RedisScripts.declareLength, keys: [keys.info(id), keys.gone(id)],
-                arguments: [RedisArgument(String(length))], confirmed: true, on: executor
+                arguments: [RedisArgument(String(length)), RedisArgument(completing ? "1" : "0")], confirmed: true,
+                on: executor
             ) { reply in
                 completion(Self.record(id: id, reply, statuses: ["set": .lengthAlreadySet, "below": .exceedsLength]))
             }

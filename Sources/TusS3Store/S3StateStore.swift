@@ -197,21 +197,15 @@ public final class S3StateStore: UploadStateStore {
     }
 
     public func declareLength(
-        id: String, length: Int64, on executor: any LoopExecutor,
+        id: String, length: Int64, completing: Bool, on executor: any LoopExecutor,
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void
     ) {
         update(id, on: executor, { info in
-            var changed = info
-            if info.awaitsCompletion, info.length == length {
-                changed.awaitsCompletion = false
+            info.declaringLength(length, completing: completing).map { declared in
+                var changed = declared
                 if changed.isComplete { changed.expiresAt = nil }
-                return .success(changed)
+                return changed
             }
-            guard info.length == nil else { return .failure(.lengthAlreadySet) }
-            guard length >= info.offset else { return .failure(.exceedsLength) }
-            changed.length = length
-            if changed.isComplete { changed.expiresAt = nil }
-            return .success(changed)
         }, completion: completion)
     }
 

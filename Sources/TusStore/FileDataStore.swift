@@ -23,12 +23,16 @@ public final class FileDataStore: TruncatingUploadDataStore, ConcatenatingUpload
     let waitsForEarlierWriteback: Bool
     private let writebacksStartedCount = Atomic<Int>(0)
     let log: @Sendable (String) -> Void
+    /// Told when opening `<id>` finds it missing: deleted outside the server (`FileStateStore.dataFileVanished`).
+    let onVanished: (@Sendable (String, any LoopExecutor) -> Void)?
 
     public init(
         directory: String, fsync: FsyncPolicy = .commit, filesCreatedByRecords: Bool = false,
         writebackInterval: Int64 = FileDataStore.defaultWritebackInterval, waitsForEarlierWriteback: Bool = true,
-        log: @escaping @Sendable (String) -> Void = { _ in }
+        log: @escaping @Sendable (String) -> Void = { _ in },
+        onVanished: (@Sendable (String, any LoopExecutor) -> Void)? = nil
     ) throws {
+        self.onVanished = onVanished
         self.directory = FileStateStore.normalized(directory)
         self.fsyncPolicy = fsync
         self.filesCreatedByRecords = filesCreatedByRecords
@@ -81,8 +85,11 @@ public final class FileDataStore: TruncatingUploadDataStore, ConcatenatingUpload
         // Read and write: a checksummed body spliced into the file is hashed by reading it back (`isReadable`).
         AsyncFile.open(loop: loop, path: dataPath(id), flags: [.readWrite]) { [self] opened in
             switch opened {
+            case .failure(let error) where error == .notFound:
+                onVanished?(id, executor)
+                completion(.failure(.notFound))
             case .failure(let error):
-                completion(.failure(error == .notFound ? .gone : ioError("open \(dataPath(id))", error)))
+                completion(.failure(ioError("open \(dataPath(id))", error)))
             case .success(let file):
                 completion(.success(FileDataWriter(store: self, file: file, id: id, start: offset, length: length)))
             }
@@ -97,8 +104,11 @@ public final class FileDataStore: TruncatingUploadDataStore, ConcatenatingUpload
         let loop = executor.eventLoop
         AsyncFile.open(loop: loop, path: dataPath(id), flags: [.readOnly]) { [self] opened in
             switch opened {
+            case .failure(let error) where error == .notFound:
+                onVanished?(id, executor)
+                completion(.failure(.notFound))
             case .failure(let error):
-                completion(.failure(error == .notFound ? .notFound : ioError("open \(dataPath(id))", error)))
+                completion(.failure(ioError("open \(dataPath(id))", error)))
             case .success(let file):
                 file.stat { [self] status in
                     guard case .success(let status) = status, status.size == 0 else {

@@ -265,8 +265,10 @@ struct Recovery {
                     "FileUploadStore: upload \(record.id) offset \(record.offset) -> \(reconciled.offset) from its data")
             }
         }
-        // A complete upload never expires (`finishingWrite`), and its last PATCH need not have said so on disk.
-        if reconciled.offset == reconciled.length { reconciled.expiresAt = nil }
+        // A complete upload never expires (`finishingWrite`), and its last PATCH need not have said so on disk. A draft
+        // upload that holds all its bytes but still awaits its completing request is not complete: it keeps its
+        // expiry, or a restart would let it live forever.
+        if reconciled.offset == reconciled.length, reconciled.awaitsCompletion != true { reconciled.expiresAt = nil }
         // A record's offset is where it was last written (creation, a discardable write, an expiry change), not
         // where the upload is: a data file with more bytes is the normal case (`finishWrite`), and needs no
         // rewrite. Less data than the record says, or a discard mark to clear, is news.

@@ -62,6 +62,8 @@ public final class FileStateStore: UploadStateStore {
     public var progressPolicy: UploadProgressPolicy { .everyWrite }
     let state: Mutex<State>
     let log: @Sendable (String) -> Void
+    /// Set by `watchRemovals`; stopped with the store.
+    let removalWatcher = Mutex<RemovalWatcher?>(nil)
 
     /// Opens (creating it if needed) and recovers `directory`; synchronous, so call it before serving.
     ///
@@ -90,6 +92,10 @@ public final class FileStateStore: UploadStateStore {
             State(
                 index: UploadIndex(uploads: recovered.uploads, rememberedGoneIDs: rememberedGoneIDs),
                 repairs: recovered.repairs, logged: recovered.logged))
+    }
+
+    deinit {
+        removalWatcher.withLock { $0?.stop() }
     }
 
     static func normalized(_ directory: String) -> String {
@@ -147,22 +153,15 @@ public final class FileStateStore: UploadStateStore {
     }
 
     public func declareLength(
-        id: String, length: Int64, on executor: any LoopExecutor,
+        id: String, length: Int64, completing: Bool, on executor: any LoopExecutor,
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void
     ) {
         if repairingFirst(id, on: executor, failing: completion, retry: { [self] in
-            declareLength(id: id, length: length, on: executor, completion: completion)
+            declareLength(id: id, length: length, completing: completing, on: executor, completion: completion)
         }) { return }
         let checked: Result<UploadInfo, StoreError> = state.withLock { state in
-            guard var info = state.index.uploads[id] else { return .failure(state.index.missing(id)) }
-            if info.awaitsCompletion, info.length == length {
-                info.awaitsCompletion = false
-                return .success(info)
-            }
-            guard info.length == nil else { return .failure(.lengthAlreadySet) }
-            guard length >= info.offset else { return .failure(.exceedsLength) }
-            info.length = length
-            return .success(info)
+            guard let info = state.index.uploads[id] else { return .failure(state.index.missing(id)) }
+            return info.declaringLength(length, completing: completing)
         }
         guard case .success(let updated) = checked else { return completion(checked) }
         persist(UploadRecord(updated), loop: executor.eventLoop) { [self] error in

@@ -20,7 +20,8 @@ func makeFileStore(
 ) throws -> any UploadStore {
     let policy = FsyncPolicy(rawValue: fsync.rawValue) ?? .commit
     return try FileUploadStore(
-        directory: directory, fsync: policy, recordsInLog: records == .log, log: { logger.warning("\($0)") })
+        directory: directory, fsync: policy, recordsInLog: records == .log, watchesRemovals: true,
+        log: { logger.warning("\($0)") })
 }
 
 /// `statvfs` of the upload directory, for `--min-free-space`: blocks available to unprivileged users (what an

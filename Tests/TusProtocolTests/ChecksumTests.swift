@@ -99,9 +99,9 @@ final class DirectFileStore: UploadStore, @unchecked Sendable {
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void) {
         inner.create(info, on: executor, completion: completion)
     }
-    func declareLength(id: String, length: Int64, on executor: any LoopExecutor,
+    func declareLength(id: String, length: Int64, completing: Bool, on executor: any LoopExecutor,
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void) {
-        inner.declareLength(id: id, length: length, on: executor, completion: completion)
+        inner.declareLength(id: id, length: length, completing: completing, on: executor, completion: completion)
     }
     func remove(id: String, reason: UploadRemovalReason, on executor: any LoopExecutor,
         completion: @escaping (Result<Void, StoreError>) -> Void) {

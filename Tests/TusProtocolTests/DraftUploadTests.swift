@@ -87,6 +87,31 @@ final class DraftUploadTests: TusTestCase {
         XCTAssertEqual(events.events.last?.upload.length, 2)
     }
 
+    /// A draft upload created without a length and completed by a chunked append: one completing declaration sets the
+    /// length and ends the wait, one record update (it was two declarations, one S3 object write or Redis round trip
+    /// each).
+    func testAChunkedCompletingAppendDeclaresTheLengthOnce() {  // A3, A8
+        let counting = StallingStore()
+        counting.stallWrites = false
+        handler = TusHandler(configuration: TusConfiguration(), store: counting, locker: locker, now: { [clock] in clock.now })
+        client = TusTestClient(handler: handler)
+        client.defaultHeaders = ["Host": "tus.example"]
+        let creation = client.send(
+            .POST, "/files/", headers: draftHeaders(6, [("Upload-Complete", "?0")]), body: Array("hello".utf8),
+            chunked: true)
+        XCTAssertEqual(creation.status, 201)
+        let path = path(of: creation)
+        XCTAssertEqual(counting.declarations, [])
+        let completed = client.send(
+            .PATCH, path, headers: appendHeaders(6, offset: 5, complete: true), body: Array(" world".utf8), chunked: true)
+        XCTAssertEqual(completed.status, 201)
+        XCTAssertEqual(completed.header("Upload-Complete"), "?1")
+        XCTAssertEqual(counting.declarations, [true], "one completing declaration")
+        let head = client.send(.HEAD, path, headers: draftHeaders(6))
+        XCTAssertEqual(head.header("Upload-Length"), "11")
+        XCTAssertEqual(head.header("Upload-Complete"), "?1")
+    }
+
     func testAnEmptyCompletingAppendFinishesADeferredUpload() {  // A5, A8
         let creation = client.send(
             .POST, "/files/", headers: draftHeaders(9, [("Upload-Complete", "?0")]), body: Array("abc".utf8))

@@ -9,10 +9,12 @@ final class StallingStore: UploadStore, @unchecked Sendable {
     let inner = MemoryUploadStore()
     var stallWrites = true
     var stalled: [() -> Void] = []
+    /// Each `declareLength` asked for, by whether it was a completing one.
+    var declarations: [Bool] = []
     var capabilities: UploadStoreCapabilities { inner.capabilities }
     func lookup(_ id: String, on executor: any LoopExecutor, completion: @escaping (Result<UploadLookup, StoreError>) -> Void) { inner.lookup(id, on: executor, completion: completion) }
     func create(_ info: UploadInfo, on executor: any LoopExecutor, completion: @escaping (Result<UploadInfo, StoreError>) -> Void) { inner.create(info, on: executor, completion: completion) }
-    func declareLength(id: String, length: Int64, on executor: any LoopExecutor, completion: @escaping (Result<UploadInfo, StoreError>) -> Void) { inner.declareLength(id: id, length: length, on: executor, completion: completion) }
+    func declareLength(id: String, length: Int64, completing: Bool, on executor: any LoopExecutor, completion: @escaping (Result<UploadInfo, StoreError>) -> Void) { declarations.append(completing); inner.declareLength(id: id, length: length, completing: completing, on: executor, completion: completion) }
     func remove(id: String, reason: UploadRemovalReason, on executor: any LoopExecutor, completion: @escaping (Result<Void, StoreError>) -> Void) { inner.remove(id: id, reason: reason, on: executor, completion: completion) }
     func openReader(id: String, on executor: any LoopExecutor, completion: @escaping (Result<any UploadReader, StoreError>) -> Void) { inner.openReader(id: id, on: executor, completion: completion) }
     func listExpired(now: Int64, on executor: any LoopExecutor, completion: @escaping (Result<[String], StoreError>) -> Void) { inner.listExpired(now: now, on: executor, completion: completion) }
@@ -148,6 +150,73 @@ final class LockTests: TusTestCase {
             }
         }
         XCTAssertEqual(locker.heldIDs, [])
+    }
+}
+
+/// A `MemoryLocker` whose holders can be told their lease is gone, as `RedisLocker` tells them when a renewal finds
+/// the lease lapsed (Redis unreachable for longer than the lease, or a failover lost it).
+final class LeaseLosingLocker: UploadLocker, @unchecked Sendable {
+    final class Lock: UploadLock, @unchecked Sendable {
+        let inner: any UploadLock
+        var isLeaseLost = false
+        init(_ inner: any UploadLock) { self.inner = inner }
+        var token: String { inner.token }
+        func release() { inner.release() }
+    }
+
+    let inner = MemoryLocker()
+    var held: [(lock: Lock, onReleaseRequested: () -> Void)] = []
+
+    func lock(
+        id: String, executor: any LoopExecutor, timeoutMilliseconds: UInt64, onReleaseRequested: @escaping () -> Void,
+        completion: @escaping (Result<any UploadLock, UploadLockError>) -> Void
+    ) {
+        inner.lock(
+            id: id, executor: executor, timeoutMilliseconds: timeoutMilliseconds, onReleaseRequested: onReleaseRequested
+        ) { [self] result in
+            completion(result.map { inner in
+                let lock = Lock(inner)
+                held.append((lock, onReleaseRequested))
+                return lock
+            })
+        }
+    }
+
+    func tryLock(
+        id: String, executor: any LoopExecutor, onReleaseRequested: @escaping () -> Void,
+        completion: @escaping (Result<(any UploadLock)?, UploadLockError>) -> Void
+    ) {
+        inner.tryLock(id: id, executor: executor, onReleaseRequested: onReleaseRequested, completion: completion)
+    }
+
+    /// What a renewal that found the lease gone does: mark it lost, then tell the holder to stop.
+    func loseLeases() {
+        for (lock, onReleaseRequested) in held {
+            lock.isLeaseLost = true
+            onReleaseRequested()
+        }
+    }
+}
+
+final class LeaseLostTests: TusTestCase {
+    /// A PATCH whose lease went mid-body was not taken over by another request: 503 with `Retry-After` (the client
+    /// resumes from HEAD soon), not tus's 400 for an upload another client took.
+    func testPatchWhoseLeaseIsLostAnswers503() {
+        let locker = LeaseLosingLocker()
+        handler = TusHandler(configuration: TusConfiguration(), store: store, locker: locker, now: { [clock] in clock.now })
+        client = TusTestClient(handler: handler)
+        let path = createUpload(length: 100)
+        let patch = client.start(.PATCH, path, headers: patchHeaders(offset: 0), framing: .contentLength(100))
+        _ = patch.deliver([1, 2, 3])
+        client.executor.runPending()
+        XCTAssertFalse(patch.hasResponded)
+        locker.loseLeases()
+        client.executor.runPending()
+        XCTAssertEqual(patch.status, 503)
+        XCTAssertEqual(patch.header("Retry-After"), "1")
+        let text = String(decoding: patch.response?.body ?? [], as: UTF8.self)
+        XCTAssertTrue(text.hasPrefix("ERR_UPLOAD_LOCK_LOST: "), text)
+        XCTAssertEqual(offset(path), 3, "what arrived was kept (the memory store has no token check)")
     }
 }
 

@@ -32,7 +32,8 @@ final class UploadRecordCompletionTests: XCTestCase {
         XCTAssertFalse(viaInfo.awaitsCompletion)
     }
 
-    /// The memory store ends the wait on `declareLength` of the same length, and refuses another length as before.
+    /// The memory store ends the wait on a completing `declareLength` of the same length, and refuses another length
+    /// (or a plain declaration) as before.
     func testDeclaringTheSameLengthAgainEndsTheWait() throws {
         let store = MemoryUploadStore()
         let executor = ManualExecutor()
@@ -42,15 +43,18 @@ final class UploadRecordCompletionTests: XCTestCase {
         }
         XCTAssertEqual(try XCTUnwrap(created).get().isComplete, false)
         var other: Result<UploadInfo, StoreError>?
-        store.declareLength(id: "x", length: 1, on: executor) { other = $0 }
+        store.declareLength(id: "x", length: 1, completing: true, on: executor) { other = $0 }
         XCTAssertEqual(other, .failure(.lengthAlreadySet))
+        var plain: Result<UploadInfo, StoreError>?
+        store.declareLength(id: "x", length: 0, on: executor) { plain = $0 }
+        XCTAssertEqual(plain, .failure(.lengthAlreadySet))
         var same: Result<UploadInfo, StoreError>?
-        store.declareLength(id: "x", length: 0, on: executor) { same = $0 }
+        store.declareLength(id: "x", length: 0, completing: true, on: executor) { same = $0 }
         let ended = try XCTUnwrap(same).get()
         XCTAssertFalse(ended.awaitsCompletion)
         XCTAssertTrue(ended.isComplete)
         var again: Result<UploadInfo, StoreError>?
-        store.declareLength(id: "x", length: 0, on: executor) { again = $0 }
+        store.declareLength(id: "x", length: 0, completing: true, on: executor) { again = $0 }
         XCTAssertEqual(again, .failure(.lengthAlreadySet), "once complete, a length is never declared again")
     }
 }

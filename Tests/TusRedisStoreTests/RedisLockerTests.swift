@@ -136,6 +136,75 @@ class RedisLockerTests: XCTestCase {
         XCTAssertTrue(RedisServerProcess.command("EXISTS locks:{long}:lock\r\n", port: port(of: "long"))?.hasPrefix(":0") == true, "released")
     }
 
+    /// A renewal that finds the lease gone (it lapsed while Redis was unreachable, or a failover lost it) tells the
+    /// holder to stop and says why: the lease is lost, which the PATCH answers 503, not a takeover's 400.
+    func testRenewalThatFindsTheLeaseGoneMarksItLost() throws {
+        let locker = makeLocker(lease: 600)
+        let executor = driver.executor
+        let toldToStop = Atomic(false)
+        let lock: (any UploadLock)? = driver.run { done in
+            locker.lock(id: "lapsed", executor: executor, timeoutMilliseconds: 1000, onReleaseRequested: {
+                toldToStop.store(true, ordering: .relaxed)
+            }) { done(try? $0.get()) }
+        }
+        let held = try XCTUnwrap(lock)
+        XCTAssertFalse(held.isLeaseLost)
+        XCTAssertEqual(RedisServerProcess.command("DEL locks:{lapsed}:lock\r\n", port: port(of: "lapsed")), ":1\r\n")
+        let deadline = Date().addingTimeInterval(2)
+        while !toldToStop.load(ordering: .relaxed) && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        XCTAssertTrue(toldToStop.load(ordering: .relaxed), "the renewal found the lease gone")
+        XCTAssertTrue(held.isLeaseLost)
+        let _: Void = driver.run { done in
+            held.release()
+            done(())
+        }
+    }
+
+    /// What an acquire whose reply was lost leaves: Redis ran the `SET`, and nobody here holds its token. The next
+    /// request for the upload on this instance recognises the lease as its own and takes it over at once, instead of
+    /// waiting for it to lapse (a minute here); another instance leaves it alone.
+    func testOwnLeaseLeftByALostReplyIsTakenOverAtOnce() throws {
+        let locker = makeLocker(lease: 60_000)
+        let other = makeLocker(lease: 60_000)
+        let executor = driver.executor
+        let probe: (any UploadLock)? = driver.run { done in
+            locker.tryLock(id: "probe", executor: executor, onReleaseRequested: {}) { done((try? $0.get()) ?? nil) }
+        }
+        // "$<n>\r\n<started>.<instance>.<random>\r\n": the instance part is what makes a token this locker's.
+        let reply = try XCTUnwrap(RedisServerProcess.command("GET locks:{probe}:lock\r\n", port: port(of: "probe")))
+        let parts = try XCTUnwrap(reply.split(separator: "\r\n").dropFirst().first).split(separator: ".")
+        XCTAssertEqual(parts.count, 3, reply)
+        let _: Void = driver.run { done in
+            probe?.release()
+            done(())
+        }
+        let orphan = "1.\(parts[1]).lost"
+        XCTAssertEqual(
+            RedisServerProcess.command("SET locks:{lost}:lock \(orphan) PX 60000\r\n", port: port(of: "lost")), "+OK\r\n")
+
+        let byOther: String = driver.run { done in
+            other.lock(id: "lost", executor: executor, timeoutMilliseconds: 300, onReleaseRequested: {}) { result in
+                if case .failure(.timedOut) = result { done("timed out") } else { done("\(result)") }
+            }
+        }
+        XCTAssertEqual(byOther, "timed out", "not the other instance's lease")
+
+        let started = Date()
+        let taken: (any UploadLock)? = driver.run { done in
+            locker.lock(id: "lost", executor: executor, timeoutMilliseconds: 3000, onReleaseRequested: {}) {
+                done(try? $0.get())
+            }
+        }
+        let mine = try XCTUnwrap(taken, "the orphaned lease was taken over")
+        XCTAssertLessThan(Date().timeIntervalSince(started), 1.0, "at once, not when the lease lapses")
+        let now = RedisServerProcess.command("GET locks:{lost}:lock\r\n", port: port(of: "lost")) ?? ""
+        XCTAssertTrue(now.contains(mine.token), now)
+        let _: Void = driver.run { done in
+            mine.release()
+            done(())
+        }
+    }
+
     func testRedisDownIsUnavailableNotLocked() throws {
         let locker = makeLocker()
         try XCTSkipIf(redis == nil, "one Redis paused: the single-server case")

@@ -166,7 +166,7 @@ class StateStoreContract: XCTestCase {
     }
 
     /// A draft upload's fields: kept through writes and a reopen; at its length it is not complete (and keeps its
-    /// expiry) until the same length is declared again, which clears `awaitsCompletion` and nothing else.
+    /// expiry) until a completing declaration of the same length, which clears `awaitsCompletion` and nothing else.
     func testDraftFieldsAreKeptAndTheSameLengthEndsAwaitingCompletion() throws {
         let store = try makeStore()
         let lock = StaticLock(token: "t4")
@@ -185,12 +185,13 @@ class StateStoreContract: XCTestCase {
         XCTAssertEqual(atLength, expected)
         XCTAssertFalse(atLength.isComplete, "at its length, still waiting for the request that completes it")
         XCTAssertEqual(driver.run { done in store.listExpired(now: 100, on: self.driver.executor, completion: done) }, .success(["dr"]))
-        XCTAssertEqual(driver.run { done in store.declareLength(id: "dr", length: 11, on: self.driver.executor, completion: done) }.failure, .lengthAlreadySet)
-        let ended = try driver.run { done in store.declareLength(id: "dr", length: 10, on: self.driver.executor, completion: done) }.get()
+        XCTAssertEqual(driver.run { done in store.declareLength(id: "dr", length: 11, completing: true, on: self.driver.executor, completion: done) }.failure, .lengthAlreadySet)
+        XCTAssertEqual(driver.run { done in store.declareLength(id: "dr", length: 10, on: self.driver.executor, completion: done) }.failure, .lengthAlreadySet, "only a completing declaration ends the wait")
+        let ended = try driver.run { done in store.declareLength(id: "dr", length: 10, completing: true, on: self.driver.executor, completion: done) }.get()
         expected.awaitsCompletion = false
         XCTAssertEqual(ended, expected)
         XCTAssertTrue(ended.isComplete)
-        XCTAssertEqual(driver.run { done in store.declareLength(id: "dr", length: 10, on: self.driver.executor, completion: done) }.failure, .lengthAlreadySet, "once only")
+        XCTAssertEqual(driver.run { done in store.declareLength(id: "dr", length: 10, completing: true, on: self.driver.executor, completion: done) }.failure, .lengthAlreadySet, "once only")
         let committed = try driver.run { done in store.finishWrite(id: "dr", offset: 10, expiry: .set(70), lock: lock, on: self.driver.executor, completion: done) }.get()
         expected.expiresAt = nil
         XCTAssertEqual(committed, expected, "complete now: the expiry goes, the digests stay")
@@ -205,7 +206,8 @@ class StateStoreContract: XCTestCase {
     }
 
     /// A draft upload created empty and deferred (`Upload-Length` unknown) keeps waiting once its length is
-    /// declared; an empty one (`Upload-Length: 0`) ends with a declaration of 0.
+    /// declared, until a completing declaration; one whose length is still deferred ends with a single completing
+    /// declaration (a chunked completing append); an empty one (`Upload-Length: 0`) ends with a completing 0.
     func testDraftDeclaredLengthKeepsAwaitingAndZeroLengthEnds() throws {
         let store = try makeStore()
         var deferred = info("dd", length: nil)
@@ -215,13 +217,20 @@ class StateStoreContract: XCTestCase {
         XCTAssertEqual(declared.length, 0)
         XCTAssertTrue(declared.awaitsCompletion, "a first declaration sets the length only")
         XCTAssertFalse(declared.isComplete)
-        let ended = try driver.run { done in store.declareLength(id: "dd", length: 0, on: self.driver.executor, completion: done) }.get()
+        let ended = try driver.run { done in store.declareLength(id: "dd", length: 0, completing: true, on: self.driver.executor, completion: done) }.get()
         XCTAssertTrue(ended.isComplete)
+        var chunked = info("dc", length: nil)
+        chunked.awaitsCompletion = true
+        _ = try driver.run { done in store.create(chunked, on: self.driver.executor, completion: done) }.get()
+        XCTAssertEqual(driver.run { done in store.declareLength(id: "dc", length: 0, completing: true, on: self.driver.executor, completion: done) }.failure, nil)
+        let once = try XCTUnwrap(try driver.run { done in store.lookup("dc", on: self.driver.executor, completion: done) }.get().info)
+        XCTAssertEqual(once.length, 0)
+        XCTAssertTrue(once.isComplete, "length set and the wait ended in one declaration")
         var empty = info("de", length: 0, expiresAt: 40)
         empty.awaitsCompletion = true
         _ = try driver.run { done in store.create(empty, on: self.driver.executor, completion: done) }.get()
         XCTAssertFalse(try driver.run { done in store.lookup("de", on: self.driver.executor, completion: done) }.get().info?.isComplete ?? true)
-        let emptyEnded = try driver.run { done in store.declareLength(id: "de", length: 0, on: self.driver.executor, completion: done) }.get()
+        let emptyEnded = try driver.run { done in store.declareLength(id: "de", length: 0, completing: true, on: self.driver.executor, completion: done) }.get()
         XCTAssertTrue(emptyEnded.isComplete)
         XCTAssertFalse(try driver.run { done in store.lookup("de", on: self.driver.executor, completion: done) }.get().info?.awaitsCompletion ?? true)
     }

@@ -70,6 +70,27 @@ final class S3StateStoreTests: XCTestCase {
         XCTAssertEqual(record.length, 42)
     }
 
+    /// A draft upload created without a length, completed by a chunked append: one completing declaration sets the
+    /// length and ends the wait (one object written, where two declarations wrote two), and the expiry goes.
+    func testACompletingDeclarationSetsTheLengthAndEndsTheWaitAtOnce() throws {
+        let lock = Lock()
+        var draft = info("c", length: nil, expiresAt: 50)
+        draft.awaitsCompletion = true
+        _ = driver.run { done in self.store.create(draft, on: self.driver.executor, completion: done) }
+        _ = driver.run { done in self.store.recordProgress(id: "c", offset: 11, lock: lock, on: self.driver.executor, completion: done) }
+        let declared = try driver.run { done in
+            self.store.declareLength(id: "c", length: 11, completing: true, on: self.driver.executor, completion: done)
+        }.get()
+        XCTAssertEqual(declared.length, 11)
+        XCTAssertFalse(declared.awaitsCompletion)
+        XCTAssertTrue(declared.isComplete)
+        XCTAssertNil(declared.expiresAt)
+        guard case .success(.found(let record)) = driver.run({ done in self.store.lookup("c", on: self.driver.executor, completion: done) }) else {
+            return XCTFail("lookup")
+        }
+        XCTAssertEqual(record, declared)
+    }
+
     func testWriteLifecycleMovesOffsetAndExpiry() throws {
         let lock = Lock()
         _ = driver.run { done in self.store.create(self.info("w", expiresAt: 5), on: self.driver.executor, completion: done) }

@@ -55,6 +55,26 @@ final class FileUploadStoreRecoveryTests: XCTestCase {
         XCTAssertEqual(try storedRecord("a").offset, 10, "more data than the record says is normal: no rewrite")
     }
 
+    /// All bytes present but the draft's completing request not made yet: not complete, so its expiry stays and
+    /// the sweep still finds it, while a plain upload at its length loses its expiry as before.
+    func testDraftUploadAwaitingCompletionKeepsItsExpiry() throws {
+        var awaiting = UploadInfo(id: "w", length: 8, offset: 0, createdAt: 10, expiresAt: 20, awaitsCompletion: true)
+        putRecord(UploadRecord(awaiting))
+        put("w", patternBytes(count: 8))
+        awaiting.awaitsCompletion = false
+        awaiting.id = "p"
+        putRecord(UploadRecord(awaiting))
+        put("p", patternBytes(count: 8))
+        let store = try FileUploadStore(directory: directory)
+        let recovered = try XCTUnwrap(store.lookup("w").info)
+        XCTAssertEqual(recovered.offset, 8)
+        XCTAssertTrue(recovered.awaitsCompletion)
+        XCTAssertEqual(recovered.expiresAt, 20, "still expires at its original time")
+        XCTAssertNil(store.lookup("p").info?.expiresAt, "a complete upload never expires")
+        XCTAssertEqual(store.listExpired(now: 19), [])
+        XCTAssertEqual(store.listExpired(now: 20), ["w"])
+    }
+
     func testPendingDiscardTruncatesBackToStart() throws {
         putRecord(record("b", length: 100, offset: 12, pendingDiscardFrom: 12))
         put("b", patternBytes(count: 60))

@@ -520,6 +520,157 @@ def test_a_patch_whose_lease_was_lost_answers_503_not_500(cluster, redis_server)
     assert head_offset(b.port, path) == 0, "the refused commit moved nothing"
 
 
+
+def read_response(connection: socket.socket, timeout: float) -> bytes:
+    """One response (head and its `Content-Length` body) as raw bytes, or what arrived before a close or `timeout`."""
+    connection.settimeout(timeout)
+    received = b""
+    try:
+        while True:
+            head, separator, body = received.partition(b"\r\n\r\n")
+            if separator:
+                length = re.search(rb"(?i)\r\ncontent-length: (\d+)", head)
+                if len(body) >= (int(length.group(1)) if length else 0):
+                    return received
+            piece = connection.recv(4096)
+            if not piece:
+                return received
+            received += piece
+    except OSError:
+        return received
+
+
+def test_a_patch_whose_lease_lapsed_answers_503_to_retry(cluster, redis_server):
+    """The lease went while nobody else took it (it lapsed while Redis was unreachable): the holder's next renewal
+    finds it gone. That is no other request taking the upload over (tus's 400), but a transient condition of the
+    server: 503 with Retry-After, and the client resumes from HEAD."""
+    (a,) = cluster(1)
+    data = os.urandom(400 * KiB)
+    path = create_upload(a.port, len(data))
+    stalled = start_slow_patch(a, path, 0, len(data), data[:100 * KiB])
+    try:
+        time.sleep(0.3)
+        key = f"test:{{{path.rsplit('/', 1)[1]}}}:lock"
+        deleted = subprocess.run(["redis-cli", "-p", str(redis_server.port), "DEL", key],
+                                 capture_output=True, text=True, timeout=5)
+        assert deleted.stdout.strip() == "1"
+        # The next renewal (every lease/3) finds it gone.
+        answer = read_response(stalled, LEASE_SECONDS + 3)
+    finally:
+        stalled.close()
+    assert answer.startswith(b"HTTP/1.1 503 "), answer[:200]
+    assert re.search(rb"(?i)\r\nretry-after: 1\r\n", answer), answer[:300]
+    assert b"ERR_UPLOAD_LOCK_LOST" in answer, answer[:300]
+    offset = head_offset(a.port, path)
+    response = patch(a.port, path, offset, data[offset:])
+    assert response.status == 204, response
+
+
+class ReplyDroppingProxy:
+    """TCP between tus-server and Redis that, once armed, forwards the first lock acquisition (`SET <lock> ... NX`)
+    to Redis and then closes both sides before the reply comes back: Redis ran the command, the server never
+    learns. Every other connection and command is forwarded unchanged. Bounded: threads are daemons, sockets time
+    out, `stop` closes everything."""
+
+    def __init__(self, upstream_port: int):
+        self.upstream_port = upstream_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.armed = threading.Event()
+        self.dropped = threading.Event()
+        self.sockets: list[socket.socket] = []
+        self.stopped = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.stopped:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
+            self.sockets += [client, upstream]
+            muted = threading.Event()  # set: what Redis answers on this connection is dropped
+            threading.Thread(target=self._pump, args=(client, upstream, True, muted), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False, muted), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket, from_server: bool, muted: threading.Event) -> None:
+        source.settimeout(None)
+        while True:
+            try:
+                data = source.recv(65536)
+            except OSError:
+                return
+            if not data:
+                break
+            is_acquire = from_server and b"\r\nSET\r\n" in data and b":lock\r\n" in data and b"\r\nNX\r\n" in data
+            drop = is_acquire and self.armed.is_set() and not self.dropped.is_set()
+            if drop:
+                muted.set()
+            if muted.is_set() and not from_server:
+                continue
+            try:
+                target.sendall(data)
+            except OSError:
+                return
+            if drop:
+                self.dropped.set()
+                time.sleep(0.2)  # Redis runs it; its reply waits in our socket, unread
+                for sock in (source, target):
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                    sock.close()
+                return
+        for sock in (source, target):
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.listener.close()
+        for sock in self.sockets:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
+def test_a_lock_whose_acquire_reply_was_lost_does_not_block_the_retry(tmp_path, redis_server):
+    """The connection to Redis drops after Redis set the lock but before its reply arrived: the PATCH gets 503. Its
+    client's retry must get the upload at once, not wait until that lease (30 s here) lapses, answering 423 meanwhile:
+    the instance recognises the lease as its own and takes it over (and releases the lost one once Redis answers)."""
+    proxy = ReplyDroppingProxy(redis_server.port)
+    server = TusServer(
+        tmp_path / "uploads", "--redis", f"redis://127.0.0.1:{proxy.port}", "--redis-prefix", "test:",
+        "--lock-lease", "30", "--loops", "1", log_path=tmp_path / "server.log").start()
+    try:
+        data = os.urandom(64 * KiB)
+        path = create_upload(server.port, len(data))
+        proxy.armed.set()
+        first = patch(server.port, path, 0, data[:KiB])
+        assert proxy.dropped.is_set(), "the acquisition went through the proxy"
+        assert first.status == 503, first
+        key = f"test:{{{path.rsplit('/', 1)[1]}}}:lock"
+        assert redis_server.command("PTTL", key) not in (b":-2", None), "Redis did set the lock"
+        started = time.monotonic()
+        statuses = []
+        while time.monotonic() - started < 10:
+            response = patch(server.port, path, 0, data)
+            statuses.append(response.status if response is not None else None)
+            if statuses[-1] == 204:
+                break
+            time.sleep(0.2)
+        assert statuses[-1] == 204, statuses
+        assert time.monotonic() - started < 5, statuses
+        assert head_offset(server.port, path) == len(data)
+    finally:
+        server.stop(grace=5)
+        proxy.stop()
+
 def test_a_draft_creation_stalled_on_one_instance_is_resumed_on_another(cluster):
     """draft-ietf-httpbis-resumable-upload on the same cluster: the creation's 104 names the upload before its body
     is read; the client stalls, asks another instance for the offset, and that instance's PATCH takes the upload over

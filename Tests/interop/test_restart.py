@@ -12,6 +12,7 @@ import time
 import pytest
 import requests
 
+from ietf_client import DraftClient, path_of
 from tus_helpers import (
     OFFSET_STREAM, TUS_HEADERS, RawConnection, create_upload, head_offset, patch, request, sha256, wait_until)
 
@@ -233,3 +234,23 @@ def test_records_log_layout_survives_kill_9_and_upgrades_in_place(server_factory
     assert (server.upload_dir / (new_id + ".info")).exists()
     finish(files.port, new, data, MiB // 2)
     assert_stored(files, new, data)
+
+
+@pytest.mark.time_limit(60)
+def test_draft_upload_awaiting_completion_still_expires_after_a_restart(server_factory):
+    """All bytes of a draft upload stored, its completion not declared (`Upload-Complete: ?0`): it is unfinished, so
+    it keeps its expiry across a restart (recovery dropped it, as for a complete upload) and the sweep removes it."""
+    server = server_factory("--expiration", "2")
+    client = DraftClient(server.port, 6)
+    created = client.create("/files/", b"x" * 100, complete=False, length=100)
+    assert created.status == 201, created
+    location = created.header("location")
+    assert client.offset(location).header("upload-offset") == "100"
+    data_file = server.data_file(path_of(location))
+    assert server.stop() == 0
+
+    restarted = server_factory("--expiration", "2", upload_dir=server.upload_dir)
+    restarted_client = DraftClient(restarted.port, 6)
+    assert restarted_client.offset(location).status in (200, 204)
+    wait_until(lambda: not data_file.exists(), timeout=15, interval=0.2, message="the sweep removing the upload")
+    assert restarted_client.offset(location).status in (404, 410)

@@ -207,7 +207,7 @@ public final class DraftUploadHandler: Sendable {
         default:
             // Lock, store, hook and body failures: the same status tus gives them.
             let tusError = TusHandler.tusError(error)
-            if tusError == .storeUnavailable || tusError == .hookUnavailable { headers.set("Retry-After", "1") }
+            if tusError.asksToRetrySoon { headers.set("Retry-After", "1") }
             fail(
                 request, tusError.status, tusError.message, headers: headers, closeConnection: closeConnection,
                 code: tusError.code)

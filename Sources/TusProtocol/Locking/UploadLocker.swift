@@ -8,6 +8,15 @@ public protocol UploadLock: AnyObject, Sendable {
     var token: String { get }
     /// Hands the upload to the next waiter, if any. Call once, from the loop that acquired the lock.
     func release()
+    /// True once the holder's lease turned out to be gone (a shared locker's lease that lapsed while its service was
+    /// unreachable, or was lost in a failover), read when the holder is told to let go: then it was no other
+    /// request that asked, and the client should retry soon (503) rather than give the upload up (400).
+    var isLeaseLost: Bool { get }
+}
+
+extension UploadLock {
+    /// A lock held in this process (`MemoryLocker`, tests) has no lease to lose.
+    public var isLeaseLost: Bool { false }
 }
 
 public enum UploadLockError: Error, Sendable, Equatable {

@@ -280,7 +280,8 @@ final class UploadAppend: HTTPDirectBodySink {
         stop = reason
         switch reason {
         case .overflow: fail(.exceedsLength)
-        case .takenOver: fail(.interrupted)
+        // Told to let go because its lease went (`leaseLost`), not by another request: the client may retry soon.
+        case .takenOver: fail(lock.isLeaseLost ? .lockLost : .interrupted)
         case .writeFailed(let error): fail(Self.answer(toWriteFailure: error))
         case .stopped: body.stopBody()
         case .ended, .aborted: break
@@ -339,22 +340,18 @@ final class UploadAppend: HTTPDirectBodySink {
             if reached != length { outcome = .lengthMismatch }
             guard outcome == nil, upload.awaitsCompletion else { return commit() }
             // A draft upload held open at its length: this request is the one that says it is complete.
-            return service.store.declareLength(id: upload.id, length: length, on: caller.executor) { ended in
+            return service.store.declareLength(
+                id: upload.id, length: length, completing: true, on: caller.executor
+            ) { ended in
                 if case .failure(let error) = ended { outcome = UploadServiceError(error) }
                 commit()
             }
         }
         // Declared before the commit, so the commit finds the upload complete (and clears its expiry) as if the length
-        // had been known from the start.
-        service.store.declareLength(id: upload.id, length: reached, on: caller.executor) { [self] declared in
-            // A draft upload created without a length still awaits its completing request after the length is set;
-            // this request is that one, so the same length is declared once more, which ends the wait.
-            if case .success(let info) = declared, info.awaitsCompletion {
-                return service.store.declareLength(id: upload.id, length: reached, on: caller.executor) {
-                    [self] completed in
-                    commitDeclared(completed, outcome: outcome)
-                }
-            }
+        // had been known from the start. Completing: a draft upload created without a length, which awaits its
+        // completing request, is ended by this one in the same change.
+        service.store.declareLength(id: upload.id, length: reached, completing: true, on: caller.executor) {
+            [self] declared in
             commitDeclared(declared, outcome: outcome)
         }
     }

@@ -114,7 +114,7 @@ extension UploadService {
             lock.release()
             completion(.refused(error))
         }
-        if holder.isReleaseRequested { return refuse(.interrupted) }
+        if holder.isReleaseRequested { return refuse(lock.isLeaseLost ? .lockLost : .interrupted) }
         if request.refusesCompleteUpload, info.isComplete { return refuse(.alreadyComplete(length: info.offset)) }
         guard offset == info.offset else { return refuse(.offsetMismatch) }
         var length = info.length

@@ -39,6 +39,9 @@ public enum UploadServiceError: Error, Sendable {
     case partialGone
     /// Another request for the upload asked this append to let go of it.
     case interrupted
+    /// The append's lease on the upload's lock was found gone (`UploadLock.isLeaseLost`): a transient condition of
+    /// the lock service, not another request; the client resumes from the offset a status reports.
+    case lockLost
     /// The body's digest is not the one expected: its bytes were discarded.
     case checksumMismatch
     /// A digest was announced to come after the body and did not: its bytes were discarded.

@@ -66,10 +66,10 @@ public final class ComposedUploadStore<State: UploadStateStore, Data: UploadData
     }
 
     public func declareLength(
-        id: String, length: Int64, on executor: any LoopExecutor,
+        id: String, length: Int64, completing: Bool, on executor: any LoopExecutor,
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void
     ) {
-        state.declareLength(id: id, length: length, on: executor, completion: completion)
+        state.declareLength(id: id, length: length, completing: completing, on: executor, completion: completion)
     }
 
     public func openWriter(

@@ -54,19 +54,17 @@ public final class MemoryStateStore: UploadStateStore {
     }
 
     public func declareLength(
-        id: String, length: Int64, on executor: any LoopExecutor,
+        id: String, length: Int64, completing: Bool, on executor: any LoopExecutor,
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void
     ) {
         completion(
             update(id) { info in
-                if info.awaitsCompletion, info.length == length {
-                    info.awaitsCompletion = false
+                switch info.declaringLength(length, completing: completing) {
+                case .failure(let error): return error
+                case .success(let declared):
+                    info = declared
                     return nil
                 }
-                guard info.length == nil else { return .lengthAlreadySet }
-                guard length >= info.offset else { return .exceedsLength }
-                info.length = length
-                return nil
             })
     }
 

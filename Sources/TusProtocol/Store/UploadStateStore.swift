@@ -40,11 +40,12 @@ public protocol UploadStateStore: AnyObject, Sendable {
         _ info: UploadInfo, on executor: any LoopExecutor,
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void)
 
-    /// Sets a deferred length (`lengthAlreadySet` once set). Declaring the same length again ends an upload that
-    /// `awaitsCompletion` (the draft's completing request): the flag is cleared, so the upload is complete if its
-    /// offset is there.
+    /// Sets a deferred length (`lengthAlreadySet` once set; `exceedsLength` below the offset). With `completing`, the
+    /// declaring request is the draft's completing one: an upload that `awaitsCompletion` stops waiting in the same
+    /// change, whether its length was deferred until now or declared before (then it must be `length`); one change,
+    /// so a chunked completing append costs one record update, not two. Rules: `UploadInfo.declaringLength`.
     func declareLength(
-        id: String, length: Int64, on executor: any LoopExecutor,
+        id: String, length: Int64, completing: Bool, on executor: any LoopExecutor,
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void)
 
     /// A write starts at `offset`: checks that the record is at `offset` (`.conflict` otherwise) and returns it.
@@ -87,7 +88,32 @@ public protocol UploadStateStore: AnyObject, Sendable {
         completion: @escaping (Result<[String], StoreError>) -> Void)
 }
 
+extension UploadStateStore {
+    /// A declaration that does not complete the upload (tus's `Upload-Length`, a draft's length sent ahead).
+    public func declareLength(
+        id: String, length: Int64, on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void
+    ) {
+        declareLength(id: id, length: length, completing: false, on: executor, completion: completion)
+    }
+}
+
 extension UploadInfo {
+    /// The record after a request declared `length` (`UploadStateStore.declareLength`), the one rule every state
+    /// store applies (Redis in its script): a deferred length is set once, never below the offset; `completing` also
+    /// ends the wait for the completing request, and may name a length already declared.
+    public func declaringLength(_ length: Int64, completing: Bool) -> Result<UploadInfo, StoreError> {
+        var info = self
+        if let known = self.length {
+            guard completing, awaitsCompletion, known == length else { return .failure(.lengthAlreadySet) }
+        } else {
+            guard length >= offset else { return .failure(.exceedsLength) }
+            info.length = length
+        }
+        if completing { info.awaitsCompletion = false }
+        return .success(info)
+    }
+
     /// The record after a write finished at `offset`.
     public func finishingWrite(at offset: Int64, expiry: ExpiryUpdate) -> UploadInfo {
         var info = self

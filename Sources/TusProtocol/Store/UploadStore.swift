@@ -30,7 +30,7 @@ public struct UploadInfo: Codable, Sendable, Equatable {
     /// The IETF draft's upload is complete only when a request says so (`Upload-Complete: ?1`), not when its offset
     /// reaches a length declared earlier: until then it awaits that request, and even at offset == length it is
     /// neither complete nor finished. Set at a draft creation that does not complete; cleared by
-    /// `UploadStateStore.declareLength` of the same length. Always false for tus.
+    /// `UploadStateStore.declareLength(completing: true)`. Always false for tus.
     public var awaitsCompletion: Bool
     /// The draft's representation digests from creation (v6..v8, RFC 9530), checked or answered when a later
     /// request completes the upload: `Repr-Digest` to verify (`sha-256=:base64:`) and `Want-Repr-Digest`'s chosen
@@ -174,9 +174,9 @@ public protocol UploadStore: AnyObject, Sendable {
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void)
 
     /// Sets the length of a deferred upload, once (`lengthAlreadySet` otherwise; `exceedsLength` when below
-    /// the offset).
+    /// the offset); `completing`: see `UploadStateStore.declareLength`.
     func declareLength(
-        id: String, length: Int64, on executor: any LoopExecutor,
+        id: String, length: Int64, completing: Bool, on executor: any LoopExecutor,
         completion: @escaping (Result<UploadInfo, StoreError>) -> Void)
 
     /// Starts appending at `offset`, which the handler has checked equals the current offset, under `lock`.
@@ -259,4 +259,14 @@ public protocol UploadReader: AnyObject {
     /// Up to `maxLength` bytes from `offset`; fewer (never zero unless at the end of the data) is fine.
     func read(at offset: Int64, maxLength: Int, completion: @escaping (Result<BodyFragment, StoreError>) -> Void)
     func close()
+}
+
+extension UploadStore {
+    /// A declaration that does not complete the upload.
+    public func declareLength(
+        id: String, length: Int64, on executor: any LoopExecutor,
+        completion: @escaping (Result<UploadInfo, StoreError>) -> Void
+    ) {
+        declareLength(id: id, length: length, completing: false, on: executor, completion: completion)
+    }
 }

@@ -1,0 +1,82 @@
+import Glibc
+import Synchronization
+import TusLoop
+
+/// Tells the file store when a name leaves its directory (deleted or moved away: inotify `IN_DELETE`,
+/// `IN_MOVED_FROM`), so that an upload whose files an operator or a cleanup job deleted answers 404 at once, HEAD
+/// included, without a `stat` per request: HEAD answers from memory, and nothing else would notice before the next
+/// open of the data file (`FileStateStore.dataFileVanished`, which also covers what inotify cannot see, such as a
+/// deletion by another machine on a shared file system).
+///
+/// A thread of its own blocked in `poll` (half a second at a time, to notice `stop`), not a loop handle: the events
+/// are rare (removals only; writes and creations are not watched), and what it does with them is a few blocking
+/// unlinks, which belong off the loops anyway. The server's own removals come through too, after the index let go
+/// of the upload, so they find nothing to forget.
+final class RemovalWatcher: Sendable {
+    private let descriptor: Int32
+    private let isStopped = Atomic(false)
+
+    /// nil when inotify is unavailable (out of instances or watches): open-time detection still works.
+    init?(
+        directory: String, onRemoved: @escaping @Sendable (String) -> Void,
+        onOverflow: @escaping @Sendable () -> Void
+    ) {
+        let descriptor = inotify_init1(Int32(IN_CLOEXEC))
+        guard descriptor >= 0 else { return nil }
+        guard inotify_add_watch(descriptor, directory, UInt32(IN_DELETE) | UInt32(IN_MOVED_FROM)) >= 0 else {
+            close(descriptor)
+            return nil
+        }
+        self.descriptor = descriptor
+        let body = Unmanaged.passRetained(ThreadBody { [self] in run(onRemoved: onRemoved, onOverflow: onOverflow) })
+        var thread = pthread_t()
+        let status = pthread_create(
+            &thread, nil,
+            { argument in
+                Unmanaged<ThreadBody>.fromOpaque(argument!).takeRetainedValue().run()
+                return nil
+            }, body.toOpaque())
+        guard status == 0 else {
+            body.release()
+            close(descriptor)
+            return nil
+        }
+        pthread_detach(thread)
+    }
+
+    /// The thread ends within half a second and closes the descriptor.
+    func stop() { isStopped.store(true, ordering: .releasing) }
+
+    private func run(onRemoved: @Sendable (String) -> Void, onOverflow: @Sendable () -> Void) {
+        defer { close(descriptor) }
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        while !isStopped.load(ordering: .acquiring) {
+            var watched = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+            guard poll(&watched, 1, 500) > 0 else { continue }
+            let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            guard count > 0 else { continue }
+            // `struct inotify_event`: wd, mask, cookie, len (4 bytes each), then `len` bytes of NUL-padded name.
+            var position = 0
+            while position + 16 <= count {
+                let (mask, length) = buffer.withUnsafeBytes { bytes in
+                    (bytes.loadUnaligned(fromByteOffset: position + 4, as: UInt32.self),
+                     Int(bytes.loadUnaligned(fromByteOffset: position + 12, as: UInt32.self)))
+                }
+                let nameBytes = buffer[(position + 16)..<min(count, position + 16 + length)]
+                position += 16 + length
+                if mask & UInt32(IN_Q_OVERFLOW) != 0 {
+                    onOverflow()
+                } else if mask & UInt32(IN_IGNORED) != 0 {
+                    return  // the directory itself went away
+                } else {
+                    onRemoved(String(decoding: nameBytes.prefix { $0 != 0 }, as: UTF8.self))
+                }
+            }
+        }
+    }
+}
+
+private final class ThreadBody {
+    let run: () -> Void
+    init(_ run: @escaping () -> Void) { self.run = run }
+}
