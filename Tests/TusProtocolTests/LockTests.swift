@@ -8,6 +8,8 @@ import XCTest
 final class StallingStore: UploadStore, @unchecked Sendable {
     let inner = MemoryUploadStore()
     var stallWrites = true
+    /// Commits wait in `stalled` too (the record update of a slow state store).
+    var stallCommits = false
     var stalled: [() -> Void] = []
     /// Each `declareLength` asked for, by whether it was a completing one.
     var declarations: [Bool] = []
@@ -35,7 +37,10 @@ final class StallingStore: UploadStore, @unchecked Sendable {
             guard store.stallWrites else { return inner.write(fragment, completion: completion) }
             store.stalled.append { [inner] in inner.write(fragment, completion: completion) }
         }
-        func commit(expiresAt: Int64?, completion: @escaping (Result<UploadInfo, StoreError>) -> Void) { inner.commit(expiresAt: expiresAt, completion: completion) }
+        func commit(expiresAt: Int64?, completion: @escaping (Result<UploadInfo, StoreError>) -> Void) {
+            guard store.stallCommits else { return inner.commit(expiresAt: expiresAt, completion: completion) }
+            store.stalled.append { [inner] in inner.commit(expiresAt: expiresAt, completion: completion) }
+        }
         func rollback(completion: @escaping (Result<UploadInfo, StoreError>) -> Void) { inner.rollback(completion: completion) }
     }
 }

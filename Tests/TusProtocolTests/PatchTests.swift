@@ -49,6 +49,26 @@ final class PatchTests: TusTestCase {
         XCTAssertEqual(store.storedBytes(String(path.dropFirst(7))), [1, 2, 3, 4])
     }
 
+    /// The 413 waits for the record of the bytes it kept, so a HEAD sent right after it (as a client resuming does)
+    /// reports them: answered first, a HEAD on another connection raced the commit (seen on Redis, draft row A16).
+    func testChunkedOverLengthIsAnsweredOnceItsBytesAreRecorded() {  // C24, chunked
+        let stalling = StallingStore()
+        stalling.stallWrites = false
+        handler = TusHandler(
+            configuration: TusConfiguration(), store: stalling, locker: locker, now: { [clock] in clock.now })
+        client = TusTestClient(handler: handler)
+        let path = createUpload(length: 4)
+        stalling.stallCommits = true
+        let exchange = client.patch(path, offset: 0, body: [1, 2, 3, 4, 5, 6], chunked: true, fragmentSize: 3)
+        XCTAssertNil(exchange.response, "not answered while the kept bytes are unrecorded")
+        XCTAssertEqual(stalling.stalled.count, 1)
+        stalling.stalled.removeFirst()()
+        client.executor.runPending()
+        XCTAssertEqual(exchange.status, 413)
+        XCTAssertEqual(exchange.response?.closeConnection, true)
+        XCTAssertEqual(head(path).header("Upload-Offset"), "4")
+    }
+
     func testChunkedAndSplitBodies() {  // C21, C26
         let path = createUpload(length: 100)
         var expected: [UInt8] = []

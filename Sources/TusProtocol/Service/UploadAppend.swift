@@ -15,7 +15,8 @@ import TusHTTP1
 /// 2. input stops for one reason (`Stop`): body end, abort, overflow past the length, a takeover request from
 ///    another request for this upload, a failed write, or a post-receive hook's `StopUpload`; early stops are
 ///    answered at once with `closeConnection`, which makes the connection stop reading, except a hook's stop,
-///    which only stops the body (`stopBody`): tusd answers it after terminating the upload;
+///    which only stops the body (`stopBody`): tusd answers it after terminating the upload, and an overflow,
+///    answered after the commit of the bytes it keeps;
 /// 3. once no write is outstanding: roll back (checksum mismatch, or any stop of a checksummed request, whose
 ///    bytes cannot be verified) or commit (everything else: the spec asks to keep as much as possible);
 /// 4. release the lock, then report. Success is reported only after the commit, so acknowledged bytes are
@@ -34,7 +35,7 @@ import TusHTTP1
 /// the same as for written fragments: nothing of the request is in the offset before the digest matched.
 ///
 /// Overflow of a chunked body: the bytes up to the upload's length are written and kept (unless the
-/// request is checksummed), and the request is answered 413.
+/// request is checksummed), and the request is answered 413 once they are committed.
 final class UploadAppend: HTTPDirectBodySink {
     /// The body of a creation (it completes no final: nobody can name the upload yet) or a later append.
     enum Purpose {
@@ -279,7 +280,9 @@ final class UploadAppend: HTTPDirectBodySink {
         }
         stop = reason
         switch reason {
-        case .overflow: fail(.exceedsLength)
+        // Answered once the bytes up to the length are committed (below), so that a status asked right after the
+        // answer reports them; the rest of the body is discarded meanwhile.
+        case .overflow: body.stopBody()
         // Told to let go because its lease went (`leaseLost`), not by another request: the client may retry soon.
         case .takenOver: fail(lock.isLeaseLost ? .lockLost : .interrupted)
         case .writeFailed(let error): fail(Self.answer(toWriteFailure: error))
@@ -323,7 +326,9 @@ final class UploadAppend: HTTPDirectBodySink {
             }
         case .aborted(let reason):
             outcome = .bodyAborted(reason)
-        case .overflow, .takenOver, .writeFailed, .stopped:
+        case .overflow:
+            outcome = .exceedsLength
+        case .takenOver, .writeFailed, .stopped:
             break  // already answered
         }
         if discard {
