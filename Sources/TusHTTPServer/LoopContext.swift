@@ -75,11 +75,17 @@ final class LoopContext {
     /// Capacity of the next body chunk. One upload gets `readChunkSize` (big writes, few syscalls); many
     /// concurrent uploads share `bodyMemoryPerLoop`, so that the memory a loop pins for bodies stays near that
     /// budget however many clients upload at once, down to a floor below which syscalls would dominate.
-    var bodyChunkSize: Int {
+    /// A TLS body's chunks may be bigger (`secureReadChunkSize`), within the same budget and rounded down to a
+    /// power of two so that the pool keeps few sizes.
+    func bodyChunkSize(secure: Bool) -> Int {
         let configuration = server.configuration
         let perConnection = configuration.bodyMemoryPerLoop / max(1, activeBodies)
         let perChunk = perConnection / (configuration.maxOutstandingFragments + 1)
-        return min(configuration.readChunkSize, max(16 * 1024, perChunk))
+        let plain = min(configuration.readChunkSize, max(16 * 1024, perChunk))
+        guard secure, configuration.secureReadChunkSize > plain, perChunk > plain else { return plain }
+        var size = plain
+        while size * 2 <= min(perChunk, configuration.secureReadChunkSize) { size *= 2 }
+        return size
     }
 
     /// Capacity of each of a spliced body's two pipes, from the same budget: pipe pages are kernel memory that no
