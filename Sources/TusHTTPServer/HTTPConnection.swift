@@ -60,6 +60,8 @@ final class HTTPConnection: SecureStreamDelegate {
     /// This request's sink declined a direct body (or the splicer could not start): fragments until it ends.
     private var directBodyDeclined = false
 
+    /// The chunk size of this TLS request's body, chosen when its first chunk is (`LoopContext.bodyChunkSize`).
+    private var secureBodyChunkSize: Int?
     /// Plaintext bytes that arrived since the last `didFinishRead` (a read may yield none: a handshake record).
     private var unprocessedReadCount = 0
     /// Encoded 1xx heads not yet written: they ride with the next write (the final response, when it follows in
@@ -107,7 +109,13 @@ final class HTTPConnection: SecureStreamDelegate {
         flushPendingBody()
         // A fresh chunk: big for bodies, small for heads so that idle and small-request connections stay light.
         // Heads get a small chunk (a longer head moves to a bigger one below, up to the head limit).
-        let capacity = machine.isReadingBody ? context.bodyChunkSize(secure: stream.isSecure) : 16 * 1024
+        var capacity = 16 * 1024
+        if machine.isReadingBody && stream.isSecure {
+            capacity = secureBodyChunkSize ?? context.bodyChunkSize(secure: true)
+            secureBodyChunkSize = capacity
+        } else if machine.isReadingBody {
+            capacity = context.bodyChunkSize(secure: false)
+        }
         let unconsumed = readEnd - readStart
         if unconsumed == 0, isKnownUniquelyReferenced(&chunk), let reusable = chunk, reusable.capacity >= capacity {
             // No fragment refers to it any more: start over at its beginning instead of allocating.
@@ -251,6 +259,7 @@ final class HTTPConnection: SecureStreamDelegate {
         let (sequence, read) = machine.headReceived(keepAlive: head.keepAlive, hasBody: hasBody)
         bodyTrailers = HTTPHeaders()
         directBodyDeclined = false
+        secureBodyChunkSize = nil
         bodyDecoder = hasBody ? BodyDecoder(framing: head.bodyFraming, limits: configuration.parserLimits) : nil
         requestLogTag = ""
         let exchange = Exchange(head: head, connection: self, sequence: sequence)
