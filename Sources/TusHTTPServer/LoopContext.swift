@@ -70,7 +70,7 @@ final class LoopContext {
         self.server = server
         self.executor = LoopExecutorAdapter(loop)
         // A third of the budget (16 MiB): TLS bodies hold chunks of up to 1 MiB, and at /8 the swings in how many are
-        // lent at once at 32 TLS uploads were freed and faulted in again (15-20 minor faults per MiB; 9-16 at /3).
+        // lent at once at 32 TLS uploads were freed and faulted in again (15-20 minor faults per MiB; 9-17 at /3).
         self.chunkPool = ByteChunkPool(maxFreeBytes: server.configuration.bodyMemoryPerLoop / 3)
     }
 

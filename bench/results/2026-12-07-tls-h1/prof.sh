@@ -35,22 +35,19 @@ esac
 [ "${MODE#ngx}" = "$MODE" ] && $BENCH concurrent --url $URL --bytes 1MiB -c 8 --insecure --timeout 60 >/dev/null 2>&1
 sync
 read u0 s0 < <(awk '{print $14, $15}' /proc/$PID/stat)
-cs0=$(awk '/ctxt/{print}' /proc/$PID/status | awk '{s+=$2} END{print s}')
 if [ -n "$PERF" ] && [ "${PERF#stat}" != "$PERF" ]; then perf stat -e context-switches,syscalls:sys_enter_pwritev,syscalls:sys_enter_pwrite64,syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_read,syscalls:sys_enter_recvfrom,syscalls:sys_enter_futex,syscalls:sys_enter_epoll_wait,page-faults -p $PID -o $WORK/$PERF.txt & PP=$!; sleep 0.3; elif [ -n "$PERF" ]; then perf record -F 2000 ${PERFOPT:--g} -o $PERF -p $PID 2>/dev/null & PP=$!; sleep 0.3; fi
 OUT=$($CMD 2>&1)
 if [ -n "$PERF" ]; then kill -INT $PP; wait $PP 2>/dev/null; fi
 read u1 s1 < <(awk '{print $14, $15}' /proc/$PID/stat)
-# threads' context switches
-cs1=$(awk '/ctxt/{print}' /proc/$PID/status | awk '{s+=$2} END{print s}')
 kill $MPID; wait $MPID 2>/dev/null
 J=$(echo "$OUT" | grep '^{' | tail -1)
-python3 - "$MODE" "$TOT" "$u0" "$s0" "$u1" "$s1" "$J" "$cs0" "$cs1" <<'PY'
+python3 - "$MODE" "$TOT" "$u0" "$s0" "$u1" "$s1" "$J" <<'PY'
 import json,sys
-m,tot,u0,s0,u1,s1,j,c0,c1=sys.argv[1:]
+m,tot,u0,s0,u1,s1,j=sys.argv[1:]
 tot=int(tot); gib=tot/1024
 u=(int(u1)-int(u0))/100; s=(int(s1)-int(s0))/100
 try: d=json.loads(j); mbps=tot*2**20/d["wall_seconds"]/1e6; err=d.get("errors",0)
 except Exception: mbps=0; err="?"
-print(f"{m}: {mbps:.0f} MB/s  cpu {(u+s)/gib:.3f} s/GiB (user {u/gib:.3f} sys {s/gib:.3f}) errors {err} ctxsw(main) {int(c1)-int(c0)}")
+print(f"{m}: {mbps:.0f} MB/s  cpu {(u+s)/gib:.3f} s/GiB (user {u/gib:.3f} sys {s/gib:.3f}) errors {err}")
 PY
 rm -rf $W/data
