@@ -114,7 +114,7 @@ final class HTTPConnection: SecureStreamDelegate {
             capacity = secureBodyChunkSize ?? context.bodyChunkSize(secure: true)
             secureBodyChunkSize = capacity
         } else if machine.isReadingBody {
-            capacity = context.bodyChunkSize(secure: false)
+            capacity = context.bodyChunkSize
         }
         let unconsumed = readEnd - readStart
         if unconsumed == 0, isKnownUniquelyReferenced(&chunk), let reusable = chunk, reusable.capacity >= capacity {

@@ -77,8 +77,10 @@ final class LoopContext {
     /// Capacity of the next body chunk. One upload gets `readChunkSize` (big writes, few syscalls); many
     /// concurrent uploads share `bodyMemoryPerLoop`, so that the memory a loop pins for bodies stays near that
     /// budget however many clients upload at once, down to a floor below which syscalls would dominate.
-    /// A TLS body's chunks may be bigger (`secureReadChunkSize`), within the same budget and rounded down to a
-    /// power of two so that the pool keeps few sizes; the connection keeps the size its body started with
+    var bodyChunkSize: Int { bodyChunkSize(secure: false) }
+
+    /// An HTTP/1.1 TLS body's chunks may be bigger (`secureReadChunkSize`), within the same budget and rounded
+    /// down to a power of two so that the pool keeps few sizes; the connection keeps the size its body started with
     /// (`HTTPConnection.secureBodyChunkSize`), so that uploads ending around it do not switch it to a size the
     /// pool holds none of.
     func bodyChunkSize(secure: Bool) -> Int {
