@@ -16,6 +16,10 @@ import TusTransport
 /// resumes when the count falls to half. Contiguous body bytes that arrive while the handler is busy are
 /// coalesced into one larger fragment, so a slow disk gets fewer, bigger writes.
 ///
+/// TLS bodies are coalesced even while the handler is idle, up to half a chunk (`secureReadChunkSize`): a
+/// decrypted read is small and each fragment costs the writer a threadpool hand-off. Bytes held so go out when a
+/// read was short (a trickle, a pause), at the body's end or abort, or at the next deadline sweep at the latest.
+///
 /// Direct bodies: a large cleartext Content-Length body whose sink offers a file (`HTTPDirectBodySink`) skips user
 /// memory. Once the bytes buffered with the head went out as fragments and came back `done`, a `SocketFileSplicer`
 /// moves the rest socket → pipe → file, and the sink hears counts (`bodyWrittenDirectly`) instead of fragments.
@@ -56,8 +60,10 @@ final class HTTPConnection: SecureStreamDelegate {
     /// This request's sink declined a direct body (or the splicer could not start): fragments until it ends.
     private var directBodyDeclined = false
 
-    /// Whether plaintext arrived since the last `didFinishRead` (a read may yield none: a handshake record).
-    private var hasUnprocessedRead = false
+    /// The chunk size of this TLS request's body, chosen when its first chunk is (`LoopContext.bodyChunkSize`).
+    private var secureBodyChunkSize: Int?
+    /// Plaintext bytes that arrived since the last `didFinishRead` (a read may yield none: a handshake record).
+    private var unprocessedReadCount = 0
     /// Encoded 1xx heads not yet written: they ride with the next write (the final response, when it follows in
     /// the same turn: a draft creation's 104 and 201 then cost one socket write), or go out on their own at the
     /// end of the loop's turn, so none waits on anything but the loop.
@@ -103,7 +109,13 @@ final class HTTPConnection: SecureStreamDelegate {
         flushPendingBody()
         // A fresh chunk: big for bodies, small for heads so that idle and small-request connections stay light.
         // Heads get a small chunk (a longer head moves to a bigger one below, up to the head limit).
-        let capacity = machine.isReadingBody ? context.bodyChunkSize : 16 * 1024
+        var capacity = 16 * 1024
+        if machine.isReadingBody && stream.isSecure {
+            capacity = secureBodyChunkSize ?? context.bodyChunkSize(secure: true)
+            secureBodyChunkSize = capacity
+        } else if machine.isReadingBody {
+            capacity = context.bodyChunkSize
+        }
         let unconsumed = readEnd - readStart
         if unconsumed == 0, isKnownUniquelyReferenced(&chunk), let reusable = chunk, reusable.capacity >= capacity {
             // No fragment refers to it any more: start over at its beginning instead of allocating.
@@ -127,7 +139,7 @@ final class HTTPConnection: SecureStreamDelegate {
 
     func didReceivePlaintext(count: Int) {
         readEnd += count
-        hasUnprocessedRead = true
+        unprocessedReadCount += count
         frameBodyIfChunkIsFull()
     }
 
@@ -141,12 +153,15 @@ final class HTTPConnection: SecureStreamDelegate {
     }
 
     func didFinishRead(_ event: SecureStreamReadEvent) {
-        let hasNewBytes = hasUnprocessedRead
-        hasUnprocessedRead = false
+        let newByteCount = unprocessedReadCount
+        let hasNewBytes = newByteCount > 0
+        unprocessedReadCount = 0
         switch event {
         case .received:
             if hasNewBytes {
                 processNewBytes()
+                // A short read: the sender trickles or paused, so what TLS coalescing holds goes out now.
+                if newByteCount < Self.secureShortRead, machine.outstandingFragments == 0 { flushPendingBody() }
             } else {
                 // A handshake that negotiated "h2" with no plaintext yet: HTTP/2 takes over now, so that its
                 // preface and SETTINGS deadline (not our head timeout) decide how long a silent client may wait.
@@ -244,6 +259,7 @@ final class HTTPConnection: SecureStreamDelegate {
         let (sequence, read) = machine.headReceived(keepAlive: head.keepAlive, hasBody: hasBody)
         bodyTrailers = HTTPHeaders()
         directBodyDeclined = false
+        secureBodyChunkSize = nil
         bodyDecoder = hasBody ? BodyDecoder(framing: head.bodyFraming, limits: configuration.parserLimits) : nil
         requestLogTag = ""
         let exchange = Exchange(head: head, connection: self, sequence: sequence)
@@ -304,8 +320,12 @@ final class HTTPConnection: SecureStreamDelegate {
             flushPendingBody()
             pendingBody = range
         }
-        // Hand bytes over at once when the sink is idle; otherwise let them grow into a bigger write.
-        if machine.outstandingFragments == 0 || (pendingBody?.count ?? 0) >= configuration.readChunkSize / 2 {
+        let pendingCount = pendingBody?.count ?? 0
+        if stream.isSecure {
+            // See the type's doc: half a chunk at a time, whether the sink is idle or not.
+            if pendingCount >= (chunk?.capacity ?? 0) / 2 { flushPendingBody() }
+        } else if machine.outstandingFragments == 0 || pendingCount >= configuration.readChunkSize / 2 {
+            // Hand bytes over at once when the sink is idle; otherwise let them grow into a bigger write.
             flushPendingBody()
         }
     }
@@ -610,6 +630,9 @@ final class HTTPConnection: SecureStreamDelegate {
     /// A chunk with less free space than this is full: reading a few bytes at a time costs more than a new chunk.
     static let minimumReadSpace = 4096
 
+    /// A TLS read that decrypted to less than this ends coalescing: at full speed a read yields ~140 KiB.
+    static let secureShortRead = 16 * 1024
+
     static let http2Preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
 
     // MARK: Errors, timeouts, closing
@@ -629,6 +652,8 @@ final class HTTPConnection: SecureStreamDelegate {
     }
 
     func checkDeadline(now: UInt64) {
+        // TLS body bytes held for coalescing wait at most until this sweep (see the type's doc).
+        if pendingBody != nil, machine.outstandingFragments == 0, !isProcessing { flushPendingBody() }
         switch machine.tick(now: now) {
         case .none:
             break

@@ -36,6 +36,12 @@ public struct HTTPServerConfiguration: Sendable {
     public var parserLimits = HTTPParserLimits()
     /// Size of the chunks body bytes are read into. Each chunk goes to the file writer without a copy.
     public var readChunkSize: Int = 256 * 1024
+    /// Body chunk size of an HTTP/1.1 connection over TLS, and the size its decrypted bytes are coalesced into
+    /// before they go to the writer (half of it at a time): each hand-off to the threadpool writer costs wake-ups
+    /// and context switches, and a TLS read yields only what the socket had (~140 KiB at full speed here), so
+    /// per-read writes cost ~3.5 hand-offs per MiB where nginx, writing its 1 MiB buffer, needs one
+    /// (bench/results/2026-12-07-tls-h1). Capped by `bodyMemoryPerLoop` like `readChunkSize`.
+    public var secureReadChunkSize: Int = 1024 * 1024
     /// Memory a loop aims to spend on body chunks across all its uploads; with many concurrent uploads each
     /// gets smaller chunks (never below 16 KiB), so RSS stays bounded by connections × a small floor rather
     /// than connections × `readChunkSize` × `maxOutstandingFragments`.
