@@ -65,6 +65,9 @@ public final class MetricsRegistry: UploadEventHandler, @unchecked Sendable {
 
     // MARK: UploadEventHandler
 
+    /// Counts read only the request's protocol.
+    public var wantsRequestDetails: Bool { false }
+
     public func notify(_ notification: UploadNotification, _ event: UploadEvent, on executor: any LoopExecutor) {
         let metrics = loop(executor)
         switch notification {

@@ -278,7 +278,7 @@ struct TusRequest {
     var caller: UploadCaller {
         UploadCaller(
             executor: exchange.executor, principal: grant?.subject, maxUploadLength: grant?.maxUploadLength,
-            describe: { [self] in eventRequest })
+            method: method, uploadProtocol: .tus, describe: { [self] in eventRequest })
     }
 
     /// The request as events describe it.

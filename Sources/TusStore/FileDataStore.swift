@@ -69,7 +69,7 @@ public final class FileDataStore: TruncatingUploadDataStore, ConcatenatingUpload
         let directorySync = directorySync
         let syncsDirectory = fsyncPolicy.syncsAtCommit
         executor.eventLoop.runBlocking({ () -> BlockingFileSystem.Failure? in
-            if let failure = BlockingFileSystem.writeFile(path, bytes: [], exclusive: true, sync: false) { return failure }
+            if let failure = BlockingFileSystem.createEmptyFile(path) { return failure }
             return syncsDirectory ? directorySync.sync() : nil
         }, completion: { [self] failure in
             guard let failure else { return completion(nil) }

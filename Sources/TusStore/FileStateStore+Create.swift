@@ -117,7 +117,7 @@ extension FileStateStore {
         var results = [Result<Int?, BlockingFileSystem.Failure>](repeating: .success(nil), count: files.count)
         var made: [Int] = []
         for (index, file) in files.enumerated() {
-            if let failure = BlockingFileSystem.writeFile(file.dataPath, bytes: [], exclusive: true, sync: false) {
+            if let failure = BlockingFileSystem.createEmptyFile(file.dataPath) {
                 results[index] = .failure(failure)
             } else {
                 made.append(index)
@@ -144,9 +144,7 @@ extension FileStateStore {
     private static func createFiles(
         recordPath: String, dataPath: String?, bytes: [UInt8], syncs: Bool
     ) -> BlockingFileSystem.Failure? {
-        if let dataPath,
-            let failure = BlockingFileSystem.writeFile(dataPath, bytes: [], exclusive: true, sync: false)
-        {
+        if let dataPath, let failure = BlockingFileSystem.createEmptyFile(dataPath) {
             return failure
         }
         guard let failure = BlockingFileSystem.writeFile(recordPath, bytes: bytes, exclusive: true, sync: syncs) else {

@@ -1,3 +1,4 @@
+import Dispatch
 import TusCrypto
 import XCTest
 
@@ -10,7 +11,7 @@ final class SecureRandomTests: XCTestCase {
         XCTAssertNotEqual(first, second)
     }
 
-    /// The bytes come 8 at a time from getrandom(2): counts that are not a multiple of 8 end on a partial word.
+    /// Counts around the 8-byte words the kernel's generator and the old word-by-word fill worked in.
     func testCountsAroundWordBoundariesAreFilled() {
         for count in [1, 7, 8, 9, 15, 16, 17, 1000] {
             let draws = (0..<4).map { _ in SecureRandom.bytes(count) }
@@ -39,5 +40,19 @@ final class SecureRandomTests: XCTestCase {
             seen.insert(id)
         }
         XCTAssertEqual(seen.count, 1000)
+    }
+
+    /// Ids come from a per-thread pool refilled every 32 ids: threads drawing at once (each through several
+    /// refills) never hand out the same bytes.
+    func testUploadIDsFromSeveralThreadsAreUnique() {
+        let threads = 4, perThread = 200
+        let ids = UnsafeMutableBufferPointer<String>.allocate(capacity: threads * perThread)
+        ids.initialize(repeating: "")
+        defer { ids.deallocate() }
+        nonisolated(unsafe) let shared = ids
+        DispatchQueue.concurrentPerform(iterations: threads) { thread in
+            for index in 0..<perThread { shared[thread * perThread + index] = SecureRandom.uploadID() }
+        }
+        XCTAssertEqual(Set(ids).count, threads * perThread)
     }
 }

@@ -26,6 +26,18 @@ final class OperationsHandlerTests: XCTestCase {
         XCTAssertNotEqual(RequestID.make(), RequestID.make())
     }
 
+    /// A thread's ids: one random half (16 lowercase hex digits), then its counter in 16 hex digits, one up per id.
+    func testMadeRequestIDsAreTheThreadsPrefixAndACountingSuffix() {
+        let first = RequestID.make(), second = RequestID.make()
+        XCTAssertEqual(first.prefix(16), second.prefix(16))
+        let hexDigits = Set("0123456789abcdef")
+        XCTAssertTrue(first.allSatisfy { hexDigits.contains($0) }, first)
+        guard let a = UInt64(first.suffix(16), radix: 16), let b = UInt64(second.suffix(16), radix: 16) else {
+            return XCTFail("not hex: \(first) \(second)")
+        }
+        XCTAssertEqual(b, a + 1)
+    }
+
     func testEveryResponseCarriesTheRequestIDTheApplicationSaw() {
         let echo = EchoHandler()
         let client = TusTestClient(handler: OperationsHandler(next: echo, metrics: nil))

@@ -23,6 +23,8 @@ final class RecordingEvents: UploadEventHandler, @unchecked Sendable {
     /// Runs at each notification, before the request goes on (what the request had done by then).
     var onNotify: ((UploadNotification) -> Void)?
 
+    var wantsDetails = true
+    var wantsRequestDetails: Bool { wantsDetails }
     var wantsAccessDecisions: Bool { verdicts[.preAccess] != nil }
     func wantsDecision(_ point: DecisionPoint) -> Bool { verdicts[point] != nil }
 
@@ -104,6 +106,28 @@ final class EventTests: TusTestCase {
             events.log, ["post-create", "post-receive 4", "post-receive 10", "post-finish"])
         XCTAssertEqual(events.bodyBytes, 10)
         XCTAssertEqual(events.lockWaits, 3)
+    }
+
+    /// A handler that wants the request described gets target and fields; one that does not (metrics) gets the
+    /// method, protocol and principal only, and the request is not described for it.
+    func testNotificationsDescribeTheRequestOnlyWhenAHandlerWantsIt() {
+        let path = createUpload(length: 3)
+        XCTAssertEqual(client.patch(path, offset: 0, body: [1, 2, 3]).status, 204)
+        let described = events.sent.map(\.event.request)
+        XCTAssertEqual(described.map(\.method), [.POST, .PATCH])
+        XCTAssertEqual(described.map(\.uri), ["/files/", path])
+        XCTAssertEqual(described.first?.headers["Upload-Length"], "3")
+
+        configureEvents()
+        events.wantsDetails = false
+        let bare = createUpload(length: 3)
+        XCTAssertEqual(client.patch(bare, offset: 0, body: [1, 2, 3]).status, 204)
+        XCTAssertEqual(events.log, ["post-create", "post-receive 3", "post-finish"])
+        let bareRequests = events.sent.map(\.event.request)
+        XCTAssertEqual(bareRequests.map(\.method), [.POST, .PATCH])
+        XCTAssertEqual(bareRequests.map(\.uploadProtocol), [.tus, .tus])
+        XCTAssertEqual(bareRequests.map(\.uri), ["", ""])
+        XCTAssertTrue(bareRequests.allSatisfy { $0.headers.count == 0 })
     }
 
     func testEmptyUploadFinishesAtCreation() {

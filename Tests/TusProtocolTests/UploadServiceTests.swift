@@ -32,7 +32,7 @@ final class UploadServiceTests: XCTestCase {
     }
 
     func caller(_ principal: String? = nil) -> UploadCaller {
-        UploadCaller(executor: executor, principal: principal) {
+        UploadCaller(executor: executor, principal: principal, method: .POST, uploadProtocol: .tus) {
             EventRequest(method: .POST, uri: "/service", principal: principal)
         }
     }
@@ -182,7 +182,9 @@ final class UploadServiceTests: XCTestCase {
         configure(TusConfiguration(maxSize: 100))
         XCTAssertNil(service.refusal(ofLength: 100, for: caller()))
         guard case .tooLarge? = service.refusal(ofLength: 101, for: caller()) else { return XCTFail("server max") }
-        let capped = UploadCaller(executor: executor, maxUploadLength: 10) { EventRequest(method: .POST, uri: "/") }
+        let capped = UploadCaller(
+            executor: executor, maxUploadLength: 10, method: .POST, uploadProtocol: .tus
+        ) { EventRequest(method: .POST, uri: "/") }
         guard case .tooLarge? = service.refusal(ofLength: 11, for: capped) else { return XCTFail("caller's cap") }
         XCTAssertNil(service.refusalOfNewUploads())
     }

@@ -1,10 +1,10 @@
 import Foundation
 import TusCore
 import TusHTTP1
-import TusLoop
 import TusProtocol
 import XCTest
 
+@testable import TusLoop
 @testable import TusStore
 
 final class FileUploadStoreTests: FileStoreTestCase {
@@ -104,6 +104,31 @@ final class FileUploadStoreTests: FileStoreTestCase {
         XCTAssertEqual(fileBytes("dat"), [1, 2, 3])
         XCTAssertNil(fileBytes("dat.info"))
         XCTAssertEqual(store.lookup("dat"), .notFound)
+    }
+
+    /// The data file is made by mknod(2), not opened: a regular empty file with the mode open(2) gave it (0644 less
+    /// the umask). A failing mknod fails the creation and leaves neither file nor record.
+    func testDataFileIsAnEmptyRegularFileAndItsFailureLeavesNothing() throws {
+        let store = try FileUploadStore(directory: directory)
+        _ = try create(store, UploadInfo(id: "made", length: 5, createdAt: 1)).unwrap()
+        var status = stat()
+        XCTAssertEqual(stat(directory + "/made", &status), 0)
+        XCTAssertEqual(status.st_mode & S_IFMT, S_IFREG)
+        let mask = umask(0)
+        umask(mask)
+        XCTAssertEqual(status.st_mode & 0o777, 0o644 & ~mask)
+        XCTAssertEqual(status.st_size, 0)
+
+        BlockingFileSystem.injectFaults { called, path in
+            called == "mknod" && path.hasSuffix("/full") ? .noSpaceLeft : nil
+        }
+        defer { BlockingFileSystem.injectFaults(nil) }
+        XCTAssertEqual(create(store, UploadInfo(id: "full", length: 5, createdAt: 1)), .failure(.insufficientStorage))
+        BlockingFileSystem.injectFaults(nil)
+        XCTAssertNil(fileBytes("full"))
+        XCTAssertNil(fileBytes("full.info"))
+        XCTAssertEqual(store.lookup("full"), .notFound)
+        _ = try create(store, UploadInfo(id: "full", length: 5, createdAt: 1)).unwrap()
     }
 
     /// An upload completed by its first PATCH keeps the record written at its creation (expiry included), and a

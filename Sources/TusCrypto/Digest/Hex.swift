@@ -15,7 +15,7 @@ public enum Hex {
         text.append(digit(byte & 0x0F, uppercase: uppercase))
     }
 
-    private static func digit(_ nibble: UInt8, uppercase: Bool) -> UInt8 {
+    static func digit(_ nibble: UInt8, uppercase: Bool = false) -> UInt8 {
         nibble < 10 ? UInt8(ascii: "0") + nibble : (uppercase ? UInt8(ascii: "A") : UInt8(ascii: "a")) + nibble - 10
     }
 }

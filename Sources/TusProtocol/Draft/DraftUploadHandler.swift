@@ -340,6 +340,7 @@ struct DraftRequest {
     var caller: UploadCaller {
         UploadCaller(
             executor: exchange.executor, principal: grant?.subject, maxUploadLength: grant?.maxUploadLength,
+            method: head.method, uploadProtocol: .ietfDraft(interopVersion: version.number),
             describe: { [self] in eventRequest })
     }
 

@@ -182,6 +182,10 @@ public protocol UploadEventHandler: AnyObject, Sendable {
     var wantsAccessDecisions: Bool { get }
     /// Whether `.preCreate`, `.preFinish`, `.preTerminate` are wanted (false skips the round trip).
     func wantsDecision(_ point: DecisionPoint) -> Bool
+    /// Whether notifications need their request described in full (target, peer, headers, request id). When
+    /// false they carry only its method, protocol and principal: describing the peer and copying the fields was
+    /// ~2.5 % of a POST's CPU for a server whose only listener is its metrics (bench/results/2026-12-07-post).
+    var wantsRequestDetails: Bool { get }
 
     func decide(
         _ point: DecisionPoint, _ event: UploadEvent, on executor: any LoopExecutor,
@@ -199,6 +203,7 @@ public protocol UploadEventHandler: AnyObject, Sendable {
 extension UploadEventHandler {
     public var wantsAccessDecisions: Bool { false }
     public func wantsDecision(_ point: DecisionPoint) -> Bool { false }
+    public var wantsRequestDetails: Bool { true }
     public func decide(
         _ point: DecisionPoint, _ event: UploadEvent, on executor: any LoopExecutor,
         completion: @escaping (EventVerdict) -> Void
@@ -211,6 +216,7 @@ extension UploadEventHandler {
 /// The default: nobody listens, everything proceeds.
 public final class NoUploadEvents: UploadEventHandler {
     public init() {}
+    public var wantsRequestDetails: Bool { false }
 }
 
 /// Several handlers as one: decisions are asked in order and the first rejection (or failure) wins, so a
@@ -222,6 +228,7 @@ public final class UploadEventFanOut: UploadEventHandler {
 
     public var wantsAccessDecisions: Bool { handlers.contains { $0.wantsAccessDecisions } }
     public func wantsDecision(_ point: DecisionPoint) -> Bool { handlers.contains { $0.wantsDecision(point) } }
+    public var wantsRequestDetails: Bool { handlers.contains { $0.wantsRequestDetails } }
 
     public func decide(
         _ point: DecisionPoint, _ event: UploadEvent, on executor: any LoopExecutor,

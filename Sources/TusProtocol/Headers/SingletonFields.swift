@@ -11,12 +11,14 @@ public enum SingletonFields {
     ]
 
     /// The first of `names` that appears on more than one field line, spelled as in `names`.
+    /// Seen names as bits of one word: every request runs this, and an array of flags was an allocation each time.
     public static func firstRepeated(in headers: HTTPHeaders) -> String? {
-        var seen = [Bool](repeating: false, count: names.count)
+        var seen: UInt64 = 0
         for field in headers {
             guard let index = names.firstIndex(where: { field.name.equalsIgnoringASCIICase($0) }) else { continue }
-            if seen[index] { return names[index] }
-            seen[index] = true
+            let bit: UInt64 = 1 << UInt64(index)
+            if seen & bit != 0 { return names[index] }
+            seen |= bit
         }
         return nil
     }

@@ -67,7 +67,11 @@ extension TusHandler {
             let location = UploadLocation.make(
                 id: upload.id, head: request.head, isSecure: request.exchange.isSecure, configuration: configuration)
             guard hasUploadBody else {
-                var headers: HTTPHeaders = ["Location": location]
+                // Location and Upload-Expires, then Tus-Resumable, X-Content-Type-Options, X-Request-ID and Date
+                // on the way out: room for them all at once.
+                var headers = HTTPHeaders()
+                headers.reserveCapacity(8)
+                headers.add("Location", location)
                 addExpiry(upload, to: &headers)
                 var response = HTTPResponse(status: .created, headers: headers)
                 response.apply(created.response)

@@ -220,7 +220,9 @@ extension UploadService {
         let principal = appender.principal
         let request = appender.describe()
         executor.execute { [self] in
-            let caller = UploadCaller(executor: executor, principal: principal) { request }
+            let caller = UploadCaller(
+                executor: executor, principal: principal, method: request.method, uploadProtocol: request.uploadProtocol
+            ) { request }
             completeFinals(referencing: partial, for: caller, on: executor)
         }
     }

@@ -226,7 +226,12 @@ public final class UploadService: Sendable {
     }
 
     func notify(_ notification: UploadNotification, _ caller: UploadCaller, upload: UploadInfo) {
-        events.notify(notification, UploadEvent(upload: upload, request: caller.describe()), on: caller.executor)
+        let request =
+            events.wantsRequestDetails
+            ? caller.describe()
+            : EventRequest(
+                method: caller.method, uri: "", principal: caller.principal, uploadProtocol: caller.uploadProtocol)
+        events.notify(notification, UploadEvent(upload: upload, request: request), on: caller.executor)
     }
 
     /// An unfinished final is left to the sweep: it lives as long as the partials it waits for (`finalExpiry`), which
@@ -265,12 +270,17 @@ public struct UploadCaller {
     public let principal: String?
     /// The caller's own cap on an upload's length (a token's `max_size`), below the server's.
     public let maxUploadLength: Int64?
+    /// What a notification tells of its request when no handler wants it described (`wantsRequestDetails`).
+    public let method: HTTPMethod
+    public let uploadProtocol: UploadProtocol
     let describe: () -> EventRequest
 
     public init(
-        executor: any LoopExecutor, principal: String? = nil, maxUploadLength: Int64? = nil,
-        describe: @escaping () -> EventRequest
+        executor: any LoopExecutor, principal: String? = nil, maxUploadLength: Int64? = nil, method: HTTPMethod,
+        uploadProtocol: UploadProtocol, describe: @escaping () -> EventRequest
     ) {
+        self.method = method
+        self.uploadProtocol = uploadProtocol
         self.executor = executor
         self.principal = principal
         self.maxUploadLength = maxUploadLength
