@@ -70,6 +70,8 @@ final class HTTP2Connection: SecureStreamDelegate {
     /// Whether the last buffer handed out was receive-chunk space (else `inputBuffer`).
     private var isReceivingIntoChunk = false
     private var receivedPayloadSinceSweep = false
+    /// The stream the last DATA bytes went to (a lookup saved per piece of a frame); let go of with its stream.
+    private var lastDataStream: HTTP2Stream?
 
     var isSecure: Bool { stream.isSecure }
 
@@ -364,7 +366,9 @@ final class HTTP2Connection: SecureStreamDelegate {
     }
 
     fileprivate func dataReceived(streamID: Int32, bytes: UnsafeRawBufferPointer) {
-        guard let stream = streams[streamID], !stream.isClosed else {
+        // A DATA frame comes in two or three pieces (TLS records and steered reads), mostly of the same stream.
+        let known = lastDataStream?.id == streamID ? lastDataStream : streams[streamID]
+        guard let stream = known, !stream.isClosed else {
             pendingConsumption.append((streamID, bytes.count))
             return
         }
@@ -381,7 +385,9 @@ final class HTTP2Connection: SecureStreamDelegate {
             stream.append(bytes, maxChunk: configuration.readChunkSize, pool: context.chunkPool)
             context.server.copiedHTTP2BodyByteCount.add(Int64(bytes.count), ordering: .relaxed)
         }
-        machine.bodyReceived(streamID, byteCount: bytes.count, now: context.loop.nowMilliseconds)
+        lastDataStream = stream
+        // Told to the state machine once per read (`service`): the clock does not move within a read.
+        stream.unreportedBodyBytes += bytes.count
         markDirty(stream)
     }
 
@@ -570,6 +576,10 @@ final class HTTP2Connection: SecureStreamDelegate {
 
     /// Delivers buffered body bytes and the end, aborts a closed stream's body, starts response fetches.
     private func service(_ stream: HTTP2Stream) {
+        if stream.unreportedBodyBytes > 0 {
+            machine.bodyReceived(stream.id, byteCount: stream.unreportedBodyBytes, now: context.loop.nowMilliseconds)
+            stream.unreportedBodyBytes = 0
+        }
         if stream.isClosed {
             finishClosedStream(stream)
             return
@@ -630,6 +640,7 @@ final class HTTP2Connection: SecureStreamDelegate {
     private func finishClosedStream(_ stream: HTTP2Stream) {
         guard streams[stream.id] === stream else { return }
         streams[stream.id] = nil
+        if lastDataStream === stream { lastDataStream = nil }
         // DATA that arrived intact before the reset still goes to a sink that is reading: a resumable upload keeps
         // every byte it can (the draft's C18; a reset in the same read as the last DATA frames lost them before).
         if stream.lifecycle.body == .reading, let sink = stream.sink {
@@ -1022,6 +1033,7 @@ final class HTTP2Connection: SecureStreamDelegate {
             finishClosedStream(stream)
         }
         streams = [:]
+        lastDataStream = nil
         newStreams = []
         dirtyStreams = []
         stream.close { [self] in context.http2ConnectionDidClose(self) }

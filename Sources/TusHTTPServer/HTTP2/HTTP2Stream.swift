@@ -46,6 +46,8 @@ final class HTTP2Stream {
     private var nextChunkCapacity = 16 * 1024
     /// Fragments handed to the sink whose `done` has not run; their bytes are still unconsumed.
     var outstandingFragments = 0
+    /// Body bytes received since the connection last told its state machine (deadlines and rate).
+    var unreportedBodyBytes = 0
 
     // MARK: Response
     enum ResponseBody {
