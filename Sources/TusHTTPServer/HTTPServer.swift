@@ -25,6 +25,10 @@ public final class HTTPServer: Sendable {
     let splicedBodyByteCount = Atomic<Int64>(0)
     /// How many body bytes took the splice path since start: a zero-copy upload shows here (tests assert it).
     public var splicedBodyBytes: Int64 { splicedBodyByteCount.load(ordering: .relaxed) }
+    /// HTTP/2 DATA payload bytes copied into a stream's own chunk instead of handed on as a slice of the decrypted
+    /// input (h2c, or `HTTP2Connection`'s slice budget spent): a TLS upload of one stream shows none (tests assert it).
+    let copiedHTTP2BodyByteCount = Atomic<Int64>(0)
+    public var copiedHTTP2BodyBytes: Int64 { copiedHTTP2BodyByteCount.load(ordering: .relaxed) }
     /// HTTP/1.1 writes that carried held 1xx heads in front of the response (or `100 Continue`) written in the
     /// same loop turn, instead of a write of their own (tests and benchmarks check the saving).
     let joinedInformationalCount = Atomic<Int64>(0)

@@ -1,6 +1,7 @@
 import Glibc
 import Synchronization
 import TusCore
+import TusCrypto
 import TusHTTP1
 import TusHTTPServer
 import TusTestSupport
@@ -280,6 +281,106 @@ final class HTTP2Tests: XCTestCase {
             XCTAssertNil(client.goAwayCode)
         }
     }
+
+    // MARK: h2 over TLS: DATA payloads handed on without a copy
+
+    private static let certificates: Result<TestCertificates, any Error> = Result { try TestCertificates.generate() }
+
+    override class func tearDown() {
+        if case .success(let certificates) = certificates { certificates.remove() }
+    }
+
+    private func tlsContexts() throws -> (server: TLSContext, client: TLSContext) {
+        let files = try Self.certificates.get()
+        return (
+            try TLSContext.server(
+                certificatePath: files.serverCertificate, keyPath: files.serverKey, mode: .tls12, offersHTTP2: true),
+            try TLSContext.client(caFile: nil, insecure: true, applicationProtocols: ["h2"])
+        )
+    }
+
+    /// One upload over h2 + TLS: each DATA payload is decrypted right after the previous one in the connection's
+    /// receive chunk, so the sink gets ranges spanning many 16 KiB frames (a slow sink lets them grow), no payload
+    /// byte is copied on the way (`copiedHTTP2BodyBytes`), and every byte arrives in order.
+    func testOneTLSStreamReachesTheSinkInRangesOfManyFramesWithoutACopy() throws {
+        let (serverTLS, clientTLS) = try tlsContexts()
+        let handler = EchoHandler(writeDelayMilliseconds: 20)
+        try withServer(handler, tls: serverTLS) { server in
+            let client = try FrameClient(port: server.port, tls: clientTLS)
+            defer { client.close() }
+            // Not periodic: a frame out of place, or a frame header taken for payload, changes the sum.
+            let body = (0..<(8 << 20)).map { UInt8(truncatingIfNeeded: ($0 &* 31) ^ ($0 >> 13)) }
+            try client.sendHeaders(
+                streamID: 1,
+                fields: [
+                    (":method", "PUT"), (":scheme", "https"), (":path", "/upload"), (":authority", "localhost"),
+                    ("content-length", String(body.count)),
+                ], endStream: false)
+            var sent = 0
+            let deadline = Date().addingTimeInterval(60)
+            while client.responseStatusByte[1] == nil && Date() < deadline {
+                if sent < body.count {
+                    sent += try client.sendAllowed(streamID: 1, body: body, from: sent, batched: true)
+                }
+                try client.readFrames(timeout: 0.02)
+            }
+            XCTAssertEqual(client.responseStatusByte[1], 0x88, "200")
+            XCTAssertEqual(
+                String(decoding: client.data[1, default: []], as: UTF8.self),
+                "PUT /upload bytes=\(body.count) sum=\(rollingSum(body)) trailers=\n")
+            XCTAssertEqual(server.copiedHTTP2BodyBytes, 0, "payloads were copied")
+            let fragments = handler.stats.withLock { $0.fragments }
+            // 512 DATA frames of 16 KiB; one fragment per frame would be the old copy-free failure mode.
+            XCTAssertLessThanOrEqual(fragments, body.count / (64 * 1024), "\(fragments) fragments")
+        }
+    }
+
+    /// A stalled stream cannot make the connection pin receive chunks without bound: one byte of it among each
+    /// chunk's worth of another stream's payload would pin every chunk. Past the budget (the connection window
+    /// plus two chunks) payloads are copied instead, so the chunks the stalled sink holds stay within it, while
+    /// the other stream completes.
+    func testAStalledStreamAmongAFastOnePinsNoMoreThanTheBudgetOfReceiveChunks() throws {
+        let (serverTLS, clientTLS) = try tlsContexts()
+        let handler = HoldingHandler()
+        let connectionWindow = 2 << 20
+        try withServer(handler, configure: {
+            $0.http2.initialStreamWindow = 1 << 20
+            $0.http2.connectionWindow = Int32(connectionWindow)
+        }, tls: serverTLS) { server in
+            let client = try FrameClient(port: server.port, tls: clientTLS)
+            defer { client.close() }
+            let chunk = server.configuration.readChunkSize
+            let rounds = 3 * connectionWindow / chunk
+            let fast = patternBytes(count: rounds * chunk)
+            let stalled = patternBytes(count: rounds)
+            for (id, length) in [(Int32(1), stalled.count), (Int32(3), fast.count)] {
+                try client.sendHeaders(
+                    streamID: id,
+                    fields: [
+                        (":method", "PUT"), (":scheme", "https"), (":path", id == 1 ? "/hold" : "/fast"),
+                        (":authority", "localhost"), ("content-length", String(length)),
+                    ], endStream: false)
+            }
+            var fastSent = 0
+            let deadline = Date().addingTimeInterval(60)
+            for round in 0..<rounds {
+                XCTAssertEqual(try client.sendAllowed(streamID: 1, body: stalled, from: round, limit: 1), 1)
+                let end = (round + 1) * chunk
+                while fastSent < end && Date() < deadline {
+                    fastSent += try client.sendAllowed(
+                        streamID: 3, body: fast, from: fastSent, limit: end - fastSent, batched: true)
+                    try client.readFrames(timeout: 0.01)
+                }
+            }
+            while client.responseStatusByte[3] == nil && Date() < deadline { try client.readFrames(timeout: 0.02) }
+            XCTAssertEqual(client.responseStatusByte[3], 0x88, "the fast stream completes")
+            XCTAssertGreaterThan(server.copiedHTTP2BodyBytes, 0, "past the budget, payloads are copied")
+            let pinned = handler.heldChunkBytes()
+            XCTAssertLessThanOrEqual(
+                pinned, connectionWindow + 2 * chunk + 64 * 1024, "chunks held by \(handler.heldCount()) fragments")
+            XCTAssertEqual(handler.heldBytes(), rounds, "every byte of the stalled stream reached its sink")
+        }
+    }
 }
 
 /// On `/stop`: takes the first fragment, stops the body and answers 400 later (as the upload handler does after a
@@ -335,10 +436,55 @@ private final class StopOnFirstFragment: HTTPRequestHandler {
     }
 }
 
+/// On `/hold`: keeps every fragment (never calls `done`), so its chunks stay pinned; counts the distinct chunks they
+/// hold. Any other path: reads the body and answers 200.
+private final class HoldingHandler: HTTPRequestHandler, @unchecked Sendable {
+    private let held = Mutex<[BodyFragment]>([])
+
+    func heldChunkBytes() -> Int {
+        held.withLock { fragments in
+            var seen = Set<ObjectIdentifier>()
+            return fragments.reduce(0) { total, fragment in
+                total + (seen.insert(ObjectIdentifier(fragment.chunk)).inserted ? fragment.chunk.capacity : 0)
+            }
+        }
+    }
+    func heldCount() -> Int { held.withLock { $0.count } }
+    func heldBytes() -> Int { held.withLock { $0.reduce(0) { $0 + $1.count } } }
+
+    func handle(_ head: RequestHead, exchange: any HTTPExchange) {
+        exchange.readBody(into: Sink(exchange, handler: self, holds: head.target == "/hold"))
+    }
+
+    private final class Sink: HTTPBodySink {
+        let exchange: any HTTPExchange
+        let handler: HoldingHandler
+        let holds: Bool
+
+        init(_ exchange: any HTTPExchange, handler: HoldingHandler, holds: Bool) {
+            self.exchange = exchange
+            self.handler = handler
+            self.holds = holds
+        }
+
+        func bodyFragment(_ fragment: BodyFragment, done: @escaping () -> Void) {
+            guard holds else { return done() }
+            handler.held.withLock { $0.append(fragment) }
+        }
+
+        func bodyEnd(trailers: HTTPHeaders) { exchange.respond(HTTPResponse(status: .ok, text: "read")) }
+        func bodyAborted(_ reason: BodyAbortReason) {}
+    }
+}
+
 /// A blocking h2c client that speaks just enough HTTP/2 for the tests: literal (never Huffman) header fields,
 /// DATA within the server's windows, SETTINGS acknowledgement, and a record of WINDOW_UPDATEs and response heads.
+/// Given a client `TLSContext` (ALPN "h2") it speaks h2 over TLS instead.
 final class FrameClient {
     private let socket: Int32
+    private let tls: TLSSession?
+    /// Frames queued by `sendAllowed(..., batched: true)`, sent as one write (so the server reads many at once).
+    private var batch: [UInt8]?
     private var input: [UInt8] = []
     private(set) var serverInitialWindow: Int64 = 65_535
     private var connectionWindow: Int64 = 65_535
@@ -353,8 +499,9 @@ final class FrameClient {
     private(set) var goAwayCode: UInt32?
     private let acknowledgesSettings: Bool
 
-    init(port: Int, acknowledgesSettings: Bool = true) throws {
+    init(port: Int, acknowledgesSettings: Bool = true, tls: TLSContext? = nil) throws {
         self.acknowledgesSettings = acknowledgesSettings
+        self.tls = tls.map { TLSSession(context: $0) }
         socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -366,6 +513,17 @@ final class FrameClient {
             }
         }
         guard status == 0 else { throw POSIXError(.ECONNREFUSED) }
+        if let session = self.tls {
+            session.startHandshake()
+            let deadline = Date().addingTimeInterval(10)
+            while !session.isHandshakeComplete {
+                try sendRaw(session.takeEncryptedOutput())
+                guard Date() < deadline else { throw POSIXError(.ETIMEDOUT) }
+                try receive(timeout: 0.05)
+            }
+            try sendRaw(session.takeEncryptedOutput())
+            guard session.negotiatedALPN == "h2" else { throw POSIXError(.EPROTO) }
+        }
         try send(Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8))
         try sendFrame(type: 0x4, flags: 0, streamID: 0, payload: [])
     }
@@ -373,6 +531,12 @@ final class FrameClient {
     func close() { Glibc.close(socket) }
 
     private func send(_ bytes: [UInt8]) throws {
+        guard let tls else { return try sendRaw(bytes) }
+        try tls.writePlaintext(bytes)
+        try sendRaw(tls.takeEncryptedOutput())
+    }
+
+    private func sendRaw(_ bytes: [UInt8]) throws {
         var offset = 0
         while offset < bytes.count {
             let n = bytes[offset...].withUnsafeBytes { Glibc.send(socket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -385,7 +549,11 @@ final class FrameClient {
         let length = payload.count
         var frame: [UInt8] = [UInt8(length >> 16 & 0xff), UInt8(length >> 8 & 0xff), UInt8(length & 0xff), type, flags]
         frame += [UInt8(streamID >> 24 & 0x7f), UInt8(streamID >> 16 & 0xff), UInt8(streamID >> 8 & 0xff), UInt8(streamID & 0xff)]
-        try send(frame + payload)
+        if batch != nil {
+            batch! += frame + payload
+        } else {
+            try send(frame + payload)
+        }
     }
 
     private static func hpackLength(_ value: Int) -> [UInt8] {
@@ -423,7 +591,16 @@ final class FrameClient {
 
     /// Sends as much of `body[from...]` as both windows allow (in 16 KiB frames, at most `limit`); ends the
     /// stream with the last byte. Returns the bytes sent.
-    func sendAllowed(streamID: Int32, body: [UInt8], from: Int, limit: Int = .max) throws -> Int {
+    func sendAllowed(streamID: Int32, body: [UInt8], from: Int, limit: Int = .max, batched: Bool = false) throws
+        -> Int
+    {
+        if batched { batch = [] }
+        defer {
+            if let frames = batch {
+                batch = nil
+                try? send(frames)
+            }
+        }
         var sent = 0
         while from + sent < body.count && sent < limit {
             let allowed = min(connectionWindow, streamWindow(streamID), 16_384, Int64(limit - sent))
@@ -438,12 +615,7 @@ final class FrameClient {
 
     /// Reads what arrives within `timeout` seconds and handles complete frames.
     func readFrames(timeout: Double) throws {
-        var descriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
-        guard poll(&descriptor, 1, Int32(timeout * 1000)) > 0 else { return }
-        var buffer = [UInt8](repeating: 0, count: 65_536)
-        let n = buffer.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, 0) }
-        guard n > 0 else { throw POSIXError(.ECONNRESET) }
-        input += buffer[0..<n]
+        try receive(timeout: timeout)
         while input.count >= 9 {
             let length = Int(input[0]) << 16 | Int(input[1]) << 8 | Int(input[2])
             guard input.count >= 9 + length else { break }
@@ -454,6 +626,30 @@ final class FrameClient {
             input.removeFirst(9 + length)
             try handle(type: type, flags: flags, streamID: streamID, payload: payload)
         }
+    }
+
+    /// One socket read (within `timeout` seconds), decrypted on TLS, appended to `input`.
+    private func receive(timeout: Double) throws {
+        var descriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+        guard poll(&descriptor, 1, Int32(timeout * 1000)) > 0 else { return }
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        let n = buffer.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, 0) }
+        guard n > 0 else { throw POSIXError(.ECONNRESET) }
+        guard let tls else {
+            input += buffer[0..<n]
+            return
+        }
+        buffer.withUnsafeBytes { tls.feedEncrypted(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+        var plaintext = [UInt8](repeating: 0, count: 65_536)
+        reading: while true {
+            switch plaintext.withUnsafeMutableBytes({ tls.readPlaintext(into: $0) }) {
+            case .bytes(let count): input += plaintext[0..<count]
+            case .wantMore: break reading
+            case .closed, .failed: throw POSIXError(.ECONNRESET)
+            }
+        }
+        // Handshake replies, session tickets.
+        try sendRaw(tls.takeEncryptedOutput())
     }
 
     private func handle(type: UInt8, flags: UInt8, streamID: Int32, payload: [UInt8]) throws {

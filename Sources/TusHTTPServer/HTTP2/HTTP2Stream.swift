@@ -4,10 +4,13 @@ import TusHTTP1
 /// One HTTP/2 stream: a request head being collected, then one `HTTPExchange`. Owned by its `HTTP2Connection`
 /// (loop thread only); the connection drives every transition.
 ///
-/// Body bytes are copied out of nghttp2's input into chunks of this stream (DATA frames of many streams are
-/// interleaved in one read, so the HTTP/1.1 trick of handing out ranges of the read buffer would let one slow
-/// stream pin buffers full of other streams' bytes). The stream's window is reopened only when a fragment's
-/// `done` runs (`nghttp2_session_consume`), so the bytes held here never exceed the window.
+/// Body bytes wait here until the sink takes them, as ranges of chunks: either of the connection's receive chunk
+/// (TLS: DATA payloads are decrypted there back to back, and a payload that lands right after the previous one of
+/// this stream extends the same range, so one stream's frames become one fragment without a copy), or of this
+/// stream's own chunks, into which payloads are copied when they arrived elsewhere (h2c, the bytes a connection
+/// began with, or the receive chunks' budget spent: see `HTTP2Connection.allocatePlaintextBuffer`). The stream's
+/// window is reopened only when a fragment's `done` runs (`nghttp2_session_consume`), so the bytes held here never
+/// exceed the window.
 final class HTTP2Stream {
     let id: Int32
 
@@ -30,15 +33,21 @@ final class HTTP2Stream {
     // MARK: Request body
     /// Where the body goes while `lifecycle.body` is `.reading`.
     var sink: (any HTTPBodySink)?
-    /// Filled chunks not yet handed to the sink, in order.
-    var queued: [BodyFragment] = []
-    var current: ByteChunk?
-    /// `current[deliveredEnd..<filledEnd]` holds bytes not yet handed out.
-    var deliveredEnd = 0
-    var filledEnd = 0
-    var nextChunkCapacity = 16 * 1024
+    /// Complete pieces not yet handed to the sink, in order (`queuedByteCount` bytes).
+    private var queued: [BodyFragment] = []
+    private var queuedHead = 0
+    private(set) var queuedByteCount = 0
+    /// The last piece, which the next bytes may still extend: `tail[tailStart..<tailEnd]` is not handed out yet.
+    private var tail: ByteChunk?
+    private var tailStart = 0
+    private var tailEnd = 0
+    /// Whether `tail` is this stream's own chunk (copied bytes; filled to its end) or a slice of a receive chunk.
+    private var isTailOwn = false
+    private var nextChunkCapacity = 16 * 1024
     /// Fragments handed to the sink whose `done` has not run; their bytes are still unconsumed.
     var outstandingFragments = 0
+    /// Body bytes received since the connection last told its state machine (deadlines and rate).
+    var unreportedBodyBytes = 0
 
     // MARK: Response
     enum ResponseBody {
@@ -55,57 +64,106 @@ final class HTTP2Stream {
         self.id = id
     }
 
-    var bufferedByteCount: Int {
-        queued.reduce(0) { $0 + $1.count } + (filledEnd - deliveredEnd)
-    }
+    var bufferedByteCount: Int { queuedByteCount + (tailEnd - tailStart) }
 
-    /// Copies DATA payload into this stream's chunks. Chunks start small (16 KiB) and double up to `maxChunk`
+    /// Copies DATA payload into this stream's own chunks. Chunks start small (16 KiB) and double up to `maxChunk`
     /// while the stream keeps sending, so a stream that sends a few bytes pins little and a big upload gets
     /// big writes.
     /// Chunks come from `pool` (the loop's) when given, so their pages stay mapped from one chunk to the next.
     func append(_ bytes: UnsafeRawBufferPointer, maxChunk: Int, pool: ByteChunkPool? = nil) {
         var offset = 0
         while offset < bytes.count {
-            if current == nil || filledEnd == current!.capacity {
-                if let current, filledEnd > deliveredEnd {
-                    queued.append(BodyFragment(chunk: current, range: deliveredEnd..<filledEnd))
-                } else if current != nil, isKnownUniquelyReferenced(&current) {
+            if !isTailOwn || tail == nil || tailEnd == tail!.capacity {
+                if isTailOwn, tail != nil, tailEnd == tailStart, isKnownUniquelyReferenced(&tail) {
                     // Every fragment of it is done: start over at its beginning instead of allocating (a fresh
                     // 256 KiB chunk costs page faults each time, measured with perf on a large upload).
-                    deliveredEnd = 0
-                    filledEnd = 0
-                    continue
+                    tailStart = 0
+                    tailEnd = 0
+                } else {
+                    queueTail()
+                    let capacity = nextChunkCapacity
+                    nextChunkCapacity = min(maxChunk, capacity * 2)
+                    tail = pool?.chunk(capacity: capacity) ?? ByteChunk(capacity: capacity)
+                    isTailOwn = true
                 }
-                let capacity = nextChunkCapacity
-                nextChunkCapacity = min(maxChunk, capacity * 2)
-                current = pool?.chunk(capacity: capacity) ?? ByteChunk(capacity: capacity)
-                deliveredEnd = 0
-                filledEnd = 0
             }
-            let chunk = current!
-            let count = min(bytes.count - offset, chunk.capacity - filledEnd)
-            (chunk.base + filledEnd).copyMemory(from: bytes.baseAddress! + offset, byteCount: count)
-            filledEnd += count
+            let chunk = tail!
+            let count = min(bytes.count - offset, chunk.capacity - tailEnd)
+            (chunk.base + tailEnd).copyMemory(from: bytes.baseAddress! + offset, byteCount: count)
+            tailEnd += count
             offset += count
         }
     }
 
-    /// The bytes of `current` not yet handed out, as a fragment (and marks them handed out).
-    func takeCurrent() -> BodyFragment? {
-        guard let current, filledEnd > deliveredEnd else { return nil }
-        let fragment = BodyFragment(chunk: current, range: deliveredEnd..<filledEnd)
-        deliveredEnd = filledEnd
-        if filledEnd == current.capacity { self.current = nil }
+    /// Takes `chunk[range]` (DATA payload decrypted in place) without a copy; it extends the piece before it when
+    /// it continues it in the same chunk.
+    func appendSlice(of chunk: ByteChunk, range: Range<Int>) {
+        if !isTailOwn, tail === chunk, tailEnd == range.lowerBound {
+            tailEnd = range.upperBound
+            return
+        }
+        queueTail()
+        tail = chunk
+        isTailOwn = false
+        tailStart = range.lowerBound
+        tailEnd = range.upperBound
+    }
+
+    /// Closes the growing piece: what is not handed out yet joins the queue.
+    private func queueTail() {
+        if let tail, tailEnd > tailStart {
+            queued.append(BodyFragment(chunk: tail, range: tailStart..<tailEnd))
+            queuedByteCount += tailEnd - tailStart
+        }
+        tail = nil
+        tailStart = 0
+        tailEnd = 0
+    }
+
+    /// The oldest complete piece, if any.
+    func takeQueued() -> BodyFragment? {
+        guard queuedHead < queued.count else { return nil }
+        let fragment = queued[queuedHead]
+        queuedHead += 1
+        queuedByteCount -= fragment.count
+        if queuedHead == queued.count {
+            queued.removeAll(keepingCapacity: true)
+            queuedHead = 0
+        }
         return fragment
+    }
+
+    /// The bytes of the growing piece not yet handed out, as a fragment (and marks them handed out). A slice is let
+    /// go of at once: holding it would keep the connection's receive chunk from being reused.
+    func takeCurrent() -> BodyFragment? {
+        guard let tail, tailEnd > tailStart else { return nil }
+        let fragment = BodyFragment(chunk: tail, range: tailStart..<tailEnd)
+        tailStart = tailEnd
+        if !isTailOwn || tailEnd == tail.capacity {
+            self.tail = nil
+            tailStart = 0
+            tailEnd = 0
+        }
+        return fragment
+    }
+
+    /// Every byte not handed out yet, in order (and marks them handed out).
+    func takeAll() -> [BodyFragment] {
+        var fragments: [BodyFragment] = []
+        while let fragment = takeQueued() { fragments.append(fragment) }
+        if let current = takeCurrent() { fragments.append(current) }
+        return fragments
     }
 
     /// Drops every byte not handed out; returns how many (to be consumed, so the windows reopen).
     func dropBuffered() -> Int {
         let count = bufferedByteCount
         queued = []
-        current = nil
-        deliveredEnd = 0
-        filledEnd = 0
+        queuedHead = 0
+        queuedByteCount = 0
+        tail = nil
+        tailStart = 0
+        tailEnd = 0
         return count
     }
 }
