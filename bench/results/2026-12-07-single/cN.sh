@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# c32.sh ROUNDS OUT.jsonl NAME=BIN ...: 32 x 32 MiB concurrent uploads, alternating, SCHED_FIFO like ab.sh
+# C=N SIZE=S c32.sh ROUNDS OUT.jsonl NAME=BIN ...: C x SIZE (default 32 x 32 MiB) concurrent uploads, alternating, SCHED_FIFO like ab.sh
 ROUNDS=$1; OUTJ=$2; shift 2; WHO=("$@")
 for r in $(seq $ROUNDS); do
   n=${#WHO[@]}
@@ -9,7 +9,7 @@ for r in $(seq $ROUNDS); do
     chrt -f 20 $bin --host 127.0.0.1 --port 0 --upload-dir $D/tus --log-level error --fsync none > $D/out 2>&1 & SP=$!
     for _ in $(seq 100); do grep -q listening $D/out && break; sleep 0.1; done
     URL=$(awk '{print $3}' $D/out); sync
-    chrt -f 20 /tmp/single/tus-bench concurrent -c 32 --url $URL --bytes 32MiB --server-pid $SP --label $name-c32 --json-out $OUTJ | grep "^| $name"
+    chrt -f 20 /tmp/single/tus-bench concurrent -c ${C:-32} --url $URL --bytes ${SIZE:-32MiB} --server-pid $SP --label $name-c${C:-32} --json-out $OUTJ | grep "^| $name"
     kill $SP; wait $SP 2>/dev/null; rm -rf $D
   done
 done
