@@ -387,7 +387,7 @@ final class HTTPConnection: SecureStreamDelegate {
             splicer = try SocketFileSplicer(
                 stream: stream.tcp, file: target.descriptor, offset: target.offset,
                 count: min(remaining, target.maxCount),
-                pipeCapacity: context.splicePipeCapacity
+                pipeCapacity: context.splicePipeCapacity, drainsPerJob: context.spliceDrainsPerJob
             ) { [weak self] event in
                 HTTPConnection.directBodyEvent(event, sink: sink, connection: self, sequence: sequence)
             }

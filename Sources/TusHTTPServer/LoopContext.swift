@@ -101,6 +101,15 @@ final class LoopContext {
         Self.splicePipeCapacity(bodyMemoryPerLoop: server.configuration.bodyMemoryPerLoop, activeBodies: activeBodies)
     }
 
+    /// Pipes a spliced body's threadpool job drains in a row. A few bodies keep a job going (no loop round trip
+    /// between pipes); past libuv's default pool of 4 threads every body's pipes take turns instead, one drain per
+    /// job, or uploads finish unevenly and the last ones run alone (256 x 8 MiB was 0.78x with 16 in a row).
+    var spliceDrainsPerJob: Int { Self.spliceDrainsPerJob(activeBodies: activeBodies) }
+
+    static func spliceDrainsPerJob(activeBodies: Int) -> Int {
+        activeBodies <= 4 ? SocketFileSplicer.preferredDrainsPerJob : 1
+    }
+
     static func splicePipeCapacity(bodyMemoryPerLoop: Int, activeBodies: Int) -> Int {
         let perPipe = bodyMemoryPerLoop / max(1, activeBodies) / 2
         var capacity = SocketFileSplicer.minimumPipeCapacity

@@ -57,4 +57,13 @@ final class SplicePipeBudgetTests: XCTestCase {
             if capacity > 64 << 10 { XCTAssertLessThanOrEqual(capacity * 2 * bodies, budget, "within the budget") }
         }
     }
+
+    /// A few spliced bodies keep their threadpool job for several pipes in a row (no loop round trip between
+    /// pipes); many take turns, one pipe per job, so that all uploads progress evenly (issue 19).
+    func testDrainsPerJobFallToOneWithManyBodies() {
+        XCTAssertGreaterThan(LoopContext.spliceDrainsPerJob(activeBodies: 1), 1)
+        XCTAssertGreaterThan(LoopContext.spliceDrainsPerJob(activeBodies: 4), 1)
+        XCTAssertEqual(LoopContext.spliceDrainsPerJob(activeBodies: 5), 1)
+        XCTAssertEqual(LoopContext.spliceDrainsPerJob(activeBodies: 128), 1)
+    }
 }
