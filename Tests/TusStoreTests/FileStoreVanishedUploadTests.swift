@@ -79,4 +79,24 @@ final class FileStoreVanishedUploadTests: FileStoreTestCase {
                 try FileUploadStore(directory: directory, recordsInLog: recordsInLog).lookup("deleted"), .notFound)
         }
     }
+
+    /// Watching again (a test's call on a store the server already watches) keeps one watcher: the earlier one is
+    /// stopped, so its thread and inotify descriptor do not outlive the store, and no removal is handled twice.
+    func testWatchingAgainStopsTheEarlierWatcher() throws {
+        let before = Self.inotifyDescriptorCount()
+        var store: FileUploadStore? = try FileUploadStore(directory: directory, watchesRemovals: true)
+        XCTAssertEqual(Self.inotifyDescriptorCount(), before + 1)
+        store?.state.watchRemovals()
+        XCTAssertTrue(waitUntil { Self.inotifyDescriptorCount() == before + 1 }, "the earlier watcher is stopped")
+        store = nil
+        XCTAssertTrue(waitUntil { Self.inotifyDescriptorCount() == before }, "nothing outlives the store")
+    }
+
+    static func inotifyDescriptorCount() -> Int {
+        let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        let targets = descriptors.map { name in
+            try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + name)
+        }
+        return targets.filter { $0 == "anon_inode:inotify" }.count
+    }
 }
