@@ -187,8 +187,10 @@ public final class RedisLocker: UploadLocker {
                     acquired(reply, orphan: holder)
                 }
             case .success(let value) where orphan != nil && value.integer != 1:
+                // The orphan went meanwhile: the lease there now, if any, is the one in the way (a newer request's
+                // must not be asked to let go by this older one).
                 state.withLock { _ = $0.acquiring.remove(token) }
-                completion(.success(nil), nil)
+                completion(.success(nil), value.string)
             case .success:
                 let handle = Handle(locker: self, id: id, token: token, executor: executor, leaseSentAt: sentAt)
                 state.withLock { state in

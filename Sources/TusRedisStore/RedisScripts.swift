@@ -115,15 +115,16 @@ enum RedisScripts {
             return 0
             """)
 
-    /// KEYS: lock. ARGV: the orphaned token, the new token, lease ms. → 1 the lease is now the new token's, 0 it no
-    /// longer held the orphaned one.
+    /// KEYS: lock. ARGV: the orphaned token, the new token, lease ms. → 1 the lease is now the new token's; else,
+    /// as `SET NX GET` answers, the token it holds instead (nil: none), so the waiter knows whom it may ask to let go.
     static let takeOverLock = RedisScript(
         source: """
-            if redis.call('GET', KEYS[1]) == ARGV[1] then
+            local current = redis.call('GET', KEYS[1])
+            if current == ARGV[1] then
               redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
               return 1
             end
-            return 0
+            return current
             """)
 
     /// KEYS: lock. ARGV: token, released channel (empty: the caller publishes), upload id. Deletes only our own

@@ -25,7 +25,13 @@ extension FileStateStore {
             log("FileStateStore: cannot watch \(directory) (inotify); uploads deleted outside the server are noticed "
                 + "at their next PATCH or GET")
         }
-        removalWatcher.withLock { $0 = watcher }
+        // A second call replaces the watcher: the earlier one's thread holds it, so it must be told to stop, or its
+        // thread and descriptors would outlive the store and each removal would be handled twice.
+        let earlier = removalWatcher.withLock { current in
+            defer { current = watcher }
+            return current
+        }
+        earlier?.stop()
     }
 
     /// `FileDataStore` found `<id>` missing when it opened it, on `executor`'s loop.

@@ -332,6 +332,14 @@ public final class FileStateStore: UploadStateStore {
             } else {
                 // `<id>.info` now wins over the log's creation entry.
                 releaseLogged(record.id, loop: loop)
+                // Forgotten while this was on the threadpool (its data file deleted outside the server; the watcher
+                // does not wait for the lock): the record just written would bring it back at the next start.
+                let missing = state.withLock { state in
+                    state.index.uploads[record.id] == nil ? state.index.missing(record.id) : nil
+                }
+                if let missing {
+                    return FileSystem.unlink(loop: loop, path: finalPath) { _ in completion(missing) }
+                }
             }
             completion(failure.map { ioError("\($0.operation) \($0.path)", $0.error) })
         })

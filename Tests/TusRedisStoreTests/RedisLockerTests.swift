@@ -4,9 +4,10 @@ import TusHTTP1
 import TusLoop
 import TusProtocol
 import TusRedis
-import TusRedisStore
 import TusTestSupport
 import XCTest
+
+@testable import TusRedisStore
 
 /// Two `RedisLocker`s on one real redis-server play two instances of a cluster.
 class RedisLockerTests: XCTestCase {
@@ -203,6 +204,31 @@ class RedisLockerTests: XCTestCase {
             mine.release()
             done(())
         }
+    }
+
+    /// A takeover that finds its orphaned lease gone names the lease there now (nil: none), as `SET NX GET` does, so
+    /// that the waiter asks that holder to let go only if it is not newer: with no name it asked whoever held it,
+    /// and an older request interrupted a newer PATCH that took the lock in between.
+    func testTakeOverOfALeaseNoLongerOrphanedNamesTheHolder() throws {
+        let port = port(of: "moved")
+        let key = RedisArgument(keys.lock("moved"))
+        let client = client!
+        func takeOver() throws -> RESPValue {
+            let reply: Result<RESPValue, RedisError> = driver.run { done in
+                client.evaluate(
+                    RedisScripts.takeOverLock, keys: [key], arguments: ["1.mine.lost", "2.mine.new", "60000"],
+                    on: self.driver.loop, done)
+            }
+            return try reply.get()
+        }
+        XCTAssertEqual(RedisServerProcess.command("SET locks:{moved}:lock 9.other.newer\r\n", port: port), "+OK\r\n")
+        XCTAssertEqual(try takeOver().string, "9.other.newer", "taken by another request meanwhile")
+        XCTAssertEqual(RedisServerProcess.command("DEL locks:{moved}:lock\r\n", port: port), ":1\r\n")
+        XCTAssertEqual(try takeOver(), .null, "released meanwhile")
+        XCTAssertEqual(RedisServerProcess.command("SET locks:{moved}:lock 1.mine.lost\r\n", port: port), "+OK\r\n")
+        XCTAssertEqual(try takeOver().integer, 1, "still orphaned: taken over")
+        XCTAssertEqual(
+            RedisServerProcess.command("GET locks:{moved}:lock\r\n", port: port), "$10\r\n2.mine.new\r\n")
     }
 
     func testRedisDownIsUnavailableNotLocked() throws {

@@ -3,6 +3,7 @@ import TusLoop
 import TusProtocol
 import XCTest
 
+@testable import TusLoop
 @testable import TusStore
 
 /// Uploads whose files an operator or a cleanup job deleted behind the server's back: the index lets go of them (an
@@ -78,5 +79,53 @@ final class FileStoreVanishedUploadTests: FileStoreTestCase {
             XCTAssertEqual(
                 try FileUploadStore(directory: directory, recordsInLog: recordsInLog).lookup("deleted"), .notFound)
         }
+    }
+
+    /// The watcher forgets an upload while a record write of it is on the threadpool (a PATCH's commit moving its
+    /// expiry): the write must not leave `<id>.info` behind, or a restart brings the upload back (its data file
+    /// recreated empty) although the operator deleted it; and the write reports the upload gone, not success.
+    func testRecordWrittenWhileTheUploadIsForgottenDoesNotBringItBack() throws {
+        let store = try FileUploadStore(directory: directory)
+        _ = try create(store, UploadInfo(id: "racing", length: 10, createdAt: 1, expiresAt: 100)).unwrap()
+        let state = store.state
+        let directory = directory
+        BlockingFileSystem.injectFaults { operation, path in
+            // The deletion and the watcher's turn land between the temporary record's write and its rename.
+            guard operation == "rename", path == directory + "/racing.info.tmp" else { return nil }
+            _ = BlockingFileSystem.unlink(directory + "/racing")
+            state.forgetVanished("racing")?()
+            return nil
+        }
+        defer { BlockingFileSystem.injectFaults(nil) }
+        let finished: Result<UploadInfo, StoreError> = driver.run { done in
+            state.finishWrite(
+                id: "racing", offset: 0, expiry: .set(200), lock: TestLock(), on: self.driver.executor,
+                completion: done)
+        }
+        BlockingFileSystem.injectFaults(nil)
+        XCTAssertEqual(finished.failure, .notFound, "the upload went meanwhile")
+        XCTAssertTrue(waitUntil { fileBytes("racing.info") == nil }, "no record left behind")
+        XCTAssertEqual(store.lookup("racing"), .notFound)
+        XCTAssertEqual(try FileUploadStore(directory: directory).lookup("racing"), .notFound, "a restart agrees")
+    }
+
+    /// Watching again (a test's call on a store the server already watches) keeps one watcher: the earlier one is
+    /// stopped, so its thread and inotify descriptor do not outlive the store, and no removal is handled twice.
+    func testWatchingAgainStopsTheEarlierWatcher() throws {
+        let before = Self.inotifyDescriptorCount()
+        var store: FileUploadStore? = try FileUploadStore(directory: directory, watchesRemovals: true)
+        XCTAssertEqual(Self.inotifyDescriptorCount(), before + 1)
+        store?.state.watchRemovals()
+        XCTAssertTrue(waitUntil { Self.inotifyDescriptorCount() == before + 1 }, "the earlier watcher is stopped")
+        store = nil
+        XCTAssertTrue(waitUntil { Self.inotifyDescriptorCount() == before }, "nothing outlives the store")
+    }
+
+    static func inotifyDescriptorCount() -> Int {
+        let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        let targets = descriptors.map { name in
+            try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + name)
+        }
+        return targets.filter { $0 == "anon_inode:inotify" }.count
     }
 }
