@@ -66,7 +66,9 @@ final class RemovalWatcher: Sendable {
     }
 
     private func run(onRemoved: @Sendable (String) -> Void, onOverflow: @Sendable () -> Void) {
-        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        // 4 KiB: about 60 events of an id-named file per read, and no more private memory than one page (64 KiB
+        // showed in the one-upload RssAnon row).
+        var buffer = [UInt8](repeating: 0, count: 4096)
         var watched = [
             pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0),
             pollfd(fd: stopPipe.read, events: Int16(POLLIN), revents: 0),
