@@ -335,6 +335,75 @@ final class HTTP2Tests: XCTestCase {
         }
     }
 
+    /// An idle sink on h2 + TLS gets a stream's bytes half a receive chunk at a time (as HTTP/1.1 over TLS does),
+    /// not per socket read: with a sink that is done at once, per-read hand-over made one fragment per batch the
+    /// client sent.
+    func testAnIdleTLSSinkGetsCoalescedFragments() throws {
+        let (serverTLS, clientTLS) = try tlsContexts()
+        let handler = EchoHandler()
+        try withServer(handler, tls: serverTLS) { server in
+            let client = try FrameClient(port: server.port, tls: clientTLS)
+            defer { client.close() }
+            let body = patternBytes(count: 8 << 20)
+            try client.sendHeaders(
+                streamID: 1,
+                fields: [
+                    (":method", "PUT"), (":scheme", "https"), (":path", "/upload"), (":authority", "localhost"),
+                    ("content-length", String(body.count)),
+                ], endStream: false)
+            var sent = 0
+            let deadline = Date().addingTimeInterval(60)
+            while client.responseStatusByte[1] == nil && Date() < deadline {
+                if sent < body.count {
+                    sent += try client.sendAllowed(
+                        streamID: 1, body: body, from: sent, limit: 48 * 1024, batched: true)
+                }
+                // Paced, so that each batch is one server read that finds the sink idle.
+                Thread.sleep(forTimeInterval: 0.005)
+                try client.readFrames(timeout: 0.001)
+            }
+            XCTAssertEqual(client.responseStatusByte[1], 0x88, "200")
+            XCTAssertEqual(
+                String(decoding: client.data[1, default: []], as: UTF8.self),
+                "PUT /upload bytes=\(body.count) sum=\(rollingSum(body)) trailers=\n")
+            let fragments = handler.stats.withLock { $0.fragments }
+            // 48 KiB batches, one per read: handed over per read, they would be 171 fragments.
+            XCTAssertLessThanOrEqual(fragments, body.count / (128 * 1024), "\(fragments) fragments")
+        }
+    }
+
+    /// Held bytes are not consumed, so a stream window smaller than half a receive chunk must not make the client
+    /// wait for the deadline sweep (500 ms) each window: bytes go to the sink at once when the window is short.
+    func testCoalescingNeverStallsAClientWithASmallWindow() throws {
+        let (serverTLS, clientTLS) = try tlsContexts()
+        let handler = EchoHandler()
+        try withServer(handler, configure: {
+            $0.http2.initialStreamWindow = 64 * 1024
+        }, tls: serverTLS) { server in
+            let client = try FrameClient(port: server.port, tls: clientTLS)
+            defer { client.close() }
+            let body = patternBytes(count: 2 << 20)
+            try client.sendHeaders(
+                streamID: 1,
+                fields: [
+                    (":method", "PUT"), (":scheme", "https"), (":path", "/upload"), (":authority", "localhost"),
+                    ("content-length", String(body.count)),
+                ], endStream: false)
+            var sent = 0
+            let start = Date()
+            let deadline = start.addingTimeInterval(60)
+            while client.responseStatusByte[1] == nil && Date() < deadline {
+                if sent < body.count {
+                    sent += try client.sendAllowed(streamID: 1, body: body, from: sent, batched: true)
+                }
+                try client.readFrames(timeout: 0.001)
+            }
+            XCTAssertEqual(client.responseStatusByte[1], 0x88, "200")
+            // 32 windows: waiting for the sweep each time would take 5-16 s.
+            XCTAssertLessThan(Date().timeIntervalSince(start), 4, "the client waited for held bytes")
+        }
+    }
+
     /// A stalled stream cannot make the connection pin receive chunks without bound: one byte of it among each
     /// chunk's worth of another stream's payload would pin every chunk. Past the budget (the connection window
     /// plus two chunks) payloads are copied instead, so the chunks the stalled sink holds stay within it, while
@@ -349,7 +418,8 @@ final class HTTP2Tests: XCTestCase {
         }, tls: serverTLS) { server in
             let client = try FrameClient(port: server.port, tls: clientTLS)
             defer { client.close() }
-            let chunk = server.configuration.readChunkSize
+            // The receive chunk of a TLS connection (`LoopContext.bodyChunkSize(secure: true)`).
+            let chunk = server.configuration.secureReadChunkSize
             let rounds = 3 * connectionWindow / chunk
             let fast = patternBytes(count: rounds * chunk)
             let stalled = patternBytes(count: rounds)

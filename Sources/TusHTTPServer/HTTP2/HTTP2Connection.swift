@@ -72,6 +72,10 @@ final class HTTP2Connection: SecureStreamDelegate {
     private var receivedPayloadSinceSweep = false
     /// The stream the last DATA bytes went to (a lookup saved per piece of a frame); let go of with its stream.
     private var lastDataStream: HTTP2Stream?
+    /// Plaintext bytes of the socket read in progress (a short one ends TLS coalescing, see `holdsForCoalescing`).
+    private var plaintextThisRead = 0
+    /// Set while held TLS body bytes go to their sinks whatever their size (a short read, the deadline sweep).
+    private var isHandingOverHeldBodies = false
 
     var isSecure: Bool { stream.isSecure }
 
@@ -197,7 +201,7 @@ final class HTTP2Connection: SecureStreamDelegate {
             retiredChunks.append(WeakChunk(chunk: receiveChunk))
             receiveChunk = nil
         }
-        let capacity = context.bodyChunkSize
+        let capacity = context.bodyChunkSize(secure: true)
         retiredChunks.removeAll { $0.chunk == nil }
         let budget = Int(configuration.http2.connectionWindow) / capacity + 2
         guard retiredChunks.count + 1 <= budget else { return nil }
@@ -207,7 +211,7 @@ final class HTTP2Connection: SecureStreamDelegate {
         return UnsafeMutableRawBufferPointer(start: chunk.base, count: chunk.capacity)
     }
 
-    /// An idle connection keeps no receive chunk (a thousand idle connections must not hold 256 KiB each); one that
+    /// An idle connection keeps no receive chunk (a thousand idle connections must not hold 1 MiB each); one that
     /// slices still hold is only counted on.
     private func releaseReceiveChunksIfIdle() {
         defer { receivedPayloadSinceSweep = false }
@@ -231,6 +235,7 @@ final class HTTP2Connection: SecureStreamDelegate {
             return
         }
         depth += 1
+        plaintextThisRead += count
         if isReceivingIntoChunk, let chunk = receiveChunk {
             let start = receiveEnd
             receiveEnd += count
@@ -248,9 +253,11 @@ final class HTTP2Connection: SecureStreamDelegate {
             if case .received = event { return }
             return finalClose()
         }
+        let isShortRead = plaintextThisRead < HTTPConnection.secureShortRead
+        plaintextThisRead = 0
         switch event {
         case .received:
-            perform {}
+            if isShortRead && isSecure { handOverHeldBodies() } else { perform {} }
         case .closed, .failed:
             abort(reason: .clientClosed)
         case .tlsFailed(let error):
@@ -607,7 +614,7 @@ final class HTTP2Connection: SecureStreamDelegate {
                 fragment = queued
             } else if stream.outstandingFragments == 0 || stream.isRemoteEnded {
                 // Hand the partial chunk over at once when the sink is idle; otherwise let it fill (bigger writes).
-                fragment = stream.takeCurrent()
+                fragment = holdsForCoalescing(stream) ? nil : stream.takeCurrent()
             } else {
                 fragment = nil
             }
@@ -624,6 +631,32 @@ final class HTTP2Connection: SecureStreamDelegate {
                 sink.bodyEnd(trailers: trailers)
             }
             return
+        }
+    }
+
+    /// TLS, as HTTP/1.1 over TLS does: an idle sink gets a stream's bytes half a receive chunk at a time, not per
+    /// socket read (a read yields ~50 KiB at full speed here, and each fragment costs the writer a threadpool
+    /// hand-off). Bytes are held only while the client may still send that much (both its windows stay open for
+    /// half a chunk): held bytes are not consumed, so a client with a smaller window would wait for them. They go
+    /// out at the stream's end, after a short read (a trickle, a pause) and at the deadline sweep at the latest.
+    private func holdsForCoalescing(_ stream: HTTP2Stream) -> Bool {
+        guard isSecure, !isHandingOverHeldBodies, !stream.isRemoteEnded, let session, let chunk = receiveChunk
+        else { return false }
+        let threshold = chunk.capacity / 2
+        guard stream.bufferedByteCount < threshold else { return false }
+        let window = min(
+            nghttp2_session_get_stream_local_window_size(session, stream.id),
+            nghttp2_session_get_local_window_size(session))
+        return Int(window) >= threshold
+    }
+
+    private func handOverHeldBodies() {
+        isHandingOverHeldBodies = true
+        defer { isHandingOverHeldBodies = false }
+        perform {
+            for stream in streams.values where stream.outstandingFragments == 0 && stream.bufferedByteCount > 0 {
+                markDirty(stream)
+            }
         }
     }
 
@@ -903,6 +936,8 @@ final class HTTP2Connection: SecureStreamDelegate {
             return
         }
         releaseReceiveChunksIfIdle()
+        if isSecure { handOverHeldBodies() }
+        guard !isFinalClosed, !isClosing else { return }
         if case .terminate(let code, let reason) = machine.tick(now: now) {
             let line = "HTTP/2: closing connection (\(code)): \(reason)"
             if code == .noError {
