@@ -310,21 +310,7 @@ final class HTTP2Tests: XCTestCase {
             defer { client.close() }
             // Not periodic: a frame out of place, or a frame header taken for payload, changes the sum.
             let body = (0..<(8 << 20)).map { UInt8(truncatingIfNeeded: ($0 &* 31) ^ ($0 >> 13)) }
-            try client.sendHeaders(
-                streamID: 1,
-                fields: [
-                    (":method", "PUT"), (":scheme", "https"), (":path", "/upload"), (":authority", "localhost"),
-                    ("content-length", String(body.count)),
-                ], endStream: false)
-            var sent = 0
-            let deadline = Date().addingTimeInterval(60)
-            while client.responseStatusByte[1] == nil && Date() < deadline {
-                if sent < body.count {
-                    sent += try client.sendAllowed(streamID: 1, body: body, from: sent, batched: true)
-                }
-                try client.readFrames(timeout: 0.02)
-            }
-            XCTAssertEqual(client.responseStatusByte[1], 0x88, "200")
+            try putOnStreamOne(body, through: client, readTimeout: 0.02)
             XCTAssertEqual(
                 String(decoding: client.data[1, default: []], as: UTF8.self),
                 "PUT /upload bytes=\(body.count) sum=\(rollingSum(body)) trailers=\n")
@@ -333,6 +319,30 @@ final class HTTP2Tests: XCTestCase {
             // 512 DATA frames of 16 KiB; one fragment per frame would be the old copy-free failure mode.
             XCTAssertLessThanOrEqual(fragments, body.count / (64 * 1024), "\(fragments) fragments")
         }
+    }
+
+    /// PUTs `body` to /upload on stream 1 as fast as the windows allow (at most `batchLimit` bytes per batch, then
+    /// `pause`), reading frames between batches, until the response came (60 s at most); asserts it is a 200.
+    private func putOnStreamOne(
+        _ body: [UInt8], through client: FrameClient, batchLimit: Int = .max, pause: TimeInterval = 0,
+        readTimeout: TimeInterval = 0.001, file: StaticString = #filePath, line: UInt = #line
+    ) throws {
+        try client.sendHeaders(
+            streamID: 1,
+            fields: [
+                (":method", "PUT"), (":scheme", "https"), (":path", "/upload"), (":authority", "localhost"),
+                ("content-length", String(body.count)),
+            ], endStream: false)
+        var sent = 0
+        let deadline = Date().addingTimeInterval(60)
+        while client.responseStatusByte[1] == nil && Date() < deadline {
+            if sent < body.count {
+                sent += try client.sendAllowed(streamID: 1, body: body, from: sent, limit: batchLimit, batched: true)
+            }
+            if pause > 0 { Thread.sleep(forTimeInterval: pause) }
+            try client.readFrames(timeout: readTimeout)
+        }
+        XCTAssertEqual(client.responseStatusByte[1], 0x88, "200", file: file, line: line)
     }
 
     /// An idle sink on h2 + TLS gets a stream's bytes half a receive chunk at a time (as HTTP/1.1 over TLS does),
@@ -345,24 +355,8 @@ final class HTTP2Tests: XCTestCase {
             let client = try FrameClient(port: server.port, tls: clientTLS)
             defer { client.close() }
             let body = patternBytes(count: 8 << 20)
-            try client.sendHeaders(
-                streamID: 1,
-                fields: [
-                    (":method", "PUT"), (":scheme", "https"), (":path", "/upload"), (":authority", "localhost"),
-                    ("content-length", String(body.count)),
-                ], endStream: false)
-            var sent = 0
-            let deadline = Date().addingTimeInterval(60)
-            while client.responseStatusByte[1] == nil && Date() < deadline {
-                if sent < body.count {
-                    sent += try client.sendAllowed(
-                        streamID: 1, body: body, from: sent, limit: 48 * 1024, batched: true)
-                }
-                // Paced, so that each batch is one server read that finds the sink idle.
-                Thread.sleep(forTimeInterval: 0.005)
-                try client.readFrames(timeout: 0.001)
-            }
-            XCTAssertEqual(client.responseStatusByte[1], 0x88, "200")
+            // Paced, so that each batch is one server read that finds the sink idle.
+            try putOnStreamOne(body, through: client, batchLimit: 48 * 1024, pause: 0.005)
             XCTAssertEqual(
                 String(decoding: client.data[1, default: []], as: UTF8.self),
                 "PUT /upload bytes=\(body.count) sum=\(rollingSum(body)) trailers=\n")
@@ -383,22 +377,8 @@ final class HTTP2Tests: XCTestCase {
             let client = try FrameClient(port: server.port, tls: clientTLS)
             defer { client.close() }
             let body = patternBytes(count: 2 << 20)
-            try client.sendHeaders(
-                streamID: 1,
-                fields: [
-                    (":method", "PUT"), (":scheme", "https"), (":path", "/upload"), (":authority", "localhost"),
-                    ("content-length", String(body.count)),
-                ], endStream: false)
-            var sent = 0
             let start = Date()
-            let deadline = start.addingTimeInterval(60)
-            while client.responseStatusByte[1] == nil && Date() < deadline {
-                if sent < body.count {
-                    sent += try client.sendAllowed(streamID: 1, body: body, from: sent, batched: true)
-                }
-                try client.readFrames(timeout: 0.001)
-            }
-            XCTAssertEqual(client.responseStatusByte[1], 0x88, "200")
+            try putOnStreamOne(body, through: client)
             // 32 windows: waiting for the sweep each time would take 5-16 s.
             XCTAssertLessThan(Date().timeIntervalSince(start), 4, "the client waited for held bytes")
         }
