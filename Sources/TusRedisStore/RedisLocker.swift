@@ -125,8 +125,16 @@ public final class RedisLocker: UploadLocker {
             [keys.releaseRequestChannel(shard: $0), keys.releasedChannel(shard: $0)]
         }
         client.subscribe(channels: channels, on: executor.eventLoop, handler: { [weak self] channel, message in
+            let text = String(decoding: message, as: UTF8.self)
+            guard requests.contains(channel) else {
+                self?.heard(channel: channel, id: text, isRequest: false)
+                return
+            }
+            // "<id> <requester's start>"; a bare id (an instance of an earlier release) asks every holder.
+            let parts = text.split(separator: " ", maxSplits: 1)
             self?.heard(
-                channel: channel, id: String(decoding: message, as: UTF8.self), isRequest: requests.contains(channel))
+                channel: channel, id: parts.first.map(String.init) ?? text, isRequest: true,
+                requesterStartedAt: parts.count == 2 ? UInt64(parts[1]) : nil)
         }, completion: completion)
     }
 
@@ -243,7 +251,7 @@ public final class RedisLocker: UploadLocker {
             case .success(nil):
                 guard !waiter.isFinished else { return }
                 if askHolder, Self.startedAt(ofToken: holder).map({ $0 <= waiter.startedAt }) ?? true {
-                    requestRelease(of: waiter.id, on: waiter.executor)
+                    requestRelease(of: waiter.id, by: waiter.startedAt, on: waiter.executor)
                 }
                 retryWhenLeaseLapses(waiter)
             }
@@ -270,14 +278,16 @@ public final class RedisLocker: UploadLocker {
         waiter.retry?.cancel()
         waiter.timeout = nil
         waiter.retry = nil
-        let newerWaiting = state.withLock { state -> Bool in
+        let newestWaiting = state.withLock { state -> UInt64? in
             state.waiters[waiter.id]?.removeAll { $0 === waiter }
             if state.waiters[waiter.id]?.isEmpty == true { state.waiters[waiter.id] = nil }
-            return state.waiters[waiter.id]?.contains { $0.startedAt > waiter.startedAt } == true
+            return state.waiters[waiter.id]?.map(\.startedAt).max().flatMap { $0 > waiter.startedAt ? $0 : nil }
         }
         waiter.completion(result)
         // The newest request wins: a newer one still waiting here asks the new holder to let go as well.
-        if case .success = result, newerWaiting { requestRelease(of: waiter.id, on: waiter.executor) }
+        if case .success = result, let newestWaiting {
+            requestRelease(of: waiter.id, by: newestWaiting, on: waiter.executor)
+        }
     }
 
     /// The start written into a token by `acquire`; nil for a token of another form (older releases, tests).
@@ -291,16 +301,30 @@ public final class RedisLocker: UploadLocker {
         return UInt64(now.tv_sec) * 1000 + UInt64(now.tv_nsec) / 1_000_000
     }
 
-    private func requestRelease(of id: String, on executor: any LoopExecutor) {
-        client.publish(keys.releaseRequestChannel(shard: keys.shard(of: id)), RedisArgument(id), on: executor.eventLoop)
+    /// The message names the requester's start, so that only a holder that began earlier lets go: pub/sub may deliver
+    /// it after the requester itself got the lock (the lease it asked about went meanwhile), and the requester must
+    /// not interrupt itself, nor a holder newer than it.
+    private func requestRelease(of id: String, by startedAt: UInt64, on executor: any LoopExecutor) {
+        client.publish(
+            keys.releaseRequestChannel(shard: keys.shard(of: id)), RedisArgument("\(id) \(startedAt)"),
+            on: executor.eventLoop)
     }
 
     // MARK: messages
 
     /// On the subscription's loop. Each callback is sent to its own loop.
-    private func heard(channel: String, id: String, isRequest: Bool) {
+    private func heard(channel: String, id: String, isRequest: Bool, requesterStartedAt: UInt64? = nil) {
         if isRequest {
-            let holders = state.withLock { Array(($0.holders[id] ?? [:]).values) }
+            let holders = state.withLock { state in
+                (state.holders[id] ?? [:]).filter { token, _ in
+                    // Strictly earlier: the requester's own lease carries its start (a tie in the same millisecond
+                    // between two requests for one upload is left to the lease).
+                    guard let requesterStartedAt, let holderStartedAt = Self.startedAt(ofToken: token) else {
+                        return true
+                    }
+                    return holderStartedAt < requesterStartedAt
+                }.map(\.value)
+            }
             for holder in holders {
                 let bound = holder
                 holder.executor.execute { bound.value() }

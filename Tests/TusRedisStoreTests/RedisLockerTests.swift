@@ -280,6 +280,46 @@ class RedisLockerTests: XCTestCase {
         }
     }
 
+    /// A release request names its requester's start, and only a holder that began earlier lets go. Pub/sub may
+    /// deliver a waiter's request after that waiter got the lock (the lease it asked about went meanwhile): it
+    /// must not interrupt itself (seen in test_redis_cluster: a client's next PATCH on another instance answered
+    /// 400 ERR_UPLOAD_INTERRUPTED). A request without a start (an instance of an earlier release) still asks.
+    func testAReleaseRequestHeardByItsOwnRequesterDoesNotInterruptIt() throws {
+        let locker = makeLocker()
+        let executor = driver.executor
+        let events = Events()
+        let lock: (any UploadLock)? = driver.run { done in
+            locker.lock(id: "late", executor: executor, timeoutMilliseconds: 1000, onReleaseRequested: {
+                events.add("asked")
+            }) { done(try? $0.get()) }
+        }
+        XCTAssertNotNil(lock)
+        let reply = RedisServerProcess.command("GET locks:{late}:lock\r\n", port: port(of: "late")) ?? ""
+        let token = reply.split(separator: "\r\n").dropFirst().first.map(String.init) ?? ""
+        let start = try XCTUnwrap(RedisLocker.startedAt(ofToken: token), reply)
+        let channel = keys.releaseRequestChannel(shard: keys.shard(of: "late"))
+        // Sharded pub/sub on a cluster, at the master of the channel's own slot.
+        let verb = self is RedisClusterLockerTests ? "SPUBLISH" : "PUBLISH"
+        func publish(_ message: String) {
+            let sent = RedisServerProcess.command(
+                "\(verb) \(channel) \"\(message)\"\r\n", port: port(of: channel))
+            XCTAssertTrue(sent?.hasPrefix(":") == true, sent ?? "no reply")
+        }
+        publish("late \(start)")
+        Thread.sleep(forTimeInterval: 0.3)
+        XCTAssertEqual(events.all, [], "its own request (same start) interrupted the holder")
+        publish("late \(start + 1)")
+        Thread.sleep(forTimeInterval: 0.3)
+        XCTAssertEqual(events.all, ["asked"], "a newer request must be heard")
+        publish("late")
+        Thread.sleep(forTimeInterval: 0.3)
+        XCTAssertEqual(events.all, ["asked", "asked"], "a request without a start asks every holder")
+        let _: Void = driver.run { done in
+            lock?.release()
+            done(())
+        }
+    }
+
     // MARK: releases during a failover
 
     /// Takes `id`'s lock with `locker`, then makes the server a replica of nothing (port 1): it keeps its data and
