@@ -10,8 +10,9 @@ import Synchronization
 /// by its holder while it works, so a holder that dies (kill -9, a lost machine) frees the upload within one
 /// lease without anybody's help.
 ///
-/// Release requests cross instances by pub/sub: a request that finds the upload locked publishes the id on the
-/// release-request channel; the instance holding it calls the holder's `onReleaseRequested` (the PATCH stops,
+/// Release requests cross instances by pub/sub: a request that finds the upload locked publishes the id and its own
+/// start on the release-request channel; the instance holding it calls `onReleaseRequested` of a holder that began
+/// earlier (the PATCH stops,
 /// keeps its bytes, answers 400 and releases); the release script deletes the lease and publishes the id on
 /// the released channel, where waiters on every instance hear it and try again at once. A waiter also tries
 /// again when the lease it saw would lapse (at most a second later), which covers a dead holder and a message
