@@ -106,6 +106,11 @@ def start_slow_patch(server: TusServer, path: str, offset: int, declared: int, f
     return connection
 
 
+def lock_key(path: str) -> str:
+    """The Redis key of an upload's lock lease (prefix `test:` as the cluster fixture sets it)."""
+    return f"test:{{{path.rsplit('/', 1)[1]}}}:lock"
+
+
 def read_status(connection: socket.socket, timeout: float) -> int | None:
     connection.settimeout(timeout)
     received = b""
@@ -509,7 +514,7 @@ def test_a_patch_whose_lease_was_lost_answers_503_not_500(cluster, redis_server)
     stalled = start_slow_patch(a, path, 0, len(data), data[:100 * KiB])
     try:
         time.sleep(0.3)
-        key = f"test:{{{path.rsplit('/', 1)[1]}}}:lock"
+        key = lock_key(path)
         stolen = subprocess.run(["redis-cli", "-p", str(redis_server.port), "SET", key, "someone-else", "PX", "60000"],
                                 capture_output=True, text=True, timeout=5)
         assert stolen.stdout.strip() == "OK"
@@ -550,10 +555,8 @@ def test_a_patch_whose_lease_lapsed_answers_503_to_retry(cluster, redis_server):
     stalled = start_slow_patch(a, path, 0, len(data), data[:100 * KiB])
     try:
         time.sleep(0.3)
-        key = f"test:{{{path.rsplit('/', 1)[1]}}}:lock"
-        deleted = subprocess.run(["redis-cli", "-p", str(redis_server.port), "DEL", key],
-                                 capture_output=True, text=True, timeout=5)
-        assert deleted.stdout.strip() == "1"
+        key = lock_key(path)
+        assert redis_server.command("DEL", key) == b":1"
         # The next renewal (every lease/3) finds it gone.
         answer = read_response(stalled, LEASE_SECONDS + 3)
     finally:
@@ -654,7 +657,7 @@ def test_a_lock_whose_acquire_reply_was_lost_does_not_block_the_retry(tmp_path, 
         first = patch(server.port, path, 0, data[:KiB])
         assert proxy.dropped.is_set(), "the acquisition went through the proxy"
         assert first.status == 503, first
-        key = f"test:{{{path.rsplit('/', 1)[1]}}}:lock"
+        key = lock_key(path)
         assert redis_server.command("PTTL", key) not in (b":-2", None), "Redis did set the lock"
         started = time.monotonic()
         statuses = []
