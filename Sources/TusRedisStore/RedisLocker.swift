@@ -19,7 +19,7 @@ import Synchronization
 /// lost while Redis was briefly unreachable. A waiter gives up after the caller's timeout (423).
 ///
 /// Like `MemoryLocker`, the newest request wins, and only that way round: a lease's token starts with the time its
-/// request began waiting (wall clock, so comparable across instances up to their clock skew), `SET NX GET` tells a
+/// request began waiting (wall-clock microseconds, so comparable across instances up to their clock skew), `SET NX GET` tells a
 /// waiter that failed whose lease is in the way, and the waiter asks that holder to let go only if it began
 /// earlier. An older waiter (one whose client may have given up on it long ago) would otherwise interrupt a newer,
 /// live PATCH with 400 when it re-tries after the lease it waited for went.
@@ -49,8 +49,8 @@ public final class RedisLocker: UploadLocker {
 
     private final class Waiter: @unchecked Sendable {
         let id: String
-        /// When the request began waiting (`wallClockMilliseconds`); newer requests win.
-        let startedAt = RedisLocker.wallClockMilliseconds()
+        /// When the request began waiting (`startClock`); newer requests win.
+        let startedAt = RedisLocker.startClock()
         let executor: any LoopExecutor
         let onReleaseRequested: () -> Void
         let completion: (Result<any UploadLock, UploadLockError>) -> Void
@@ -157,7 +157,7 @@ public final class RedisLocker: UploadLocker {
         completion: @escaping (Result<(any UploadLock)?, UploadLockError>) -> Void
     ) {
         acquire(
-            id: id, startedAt: Self.wallClockMilliseconds(), executor: executor, onReleaseRequested: onReleaseRequested
+            id: id, startedAt: Self.startClock(), executor: executor, onReleaseRequested: onReleaseRequested
         ) { result, _ in
             completion(result.map { acquired in acquired.map { $0 } })
         }
@@ -296,10 +296,25 @@ public final class RedisLocker: UploadLocker {
         token?.split(separator: ".", maxSplits: 1).first.flatMap { UInt64($0) }
     }
 
-    static func wallClockMilliseconds() -> UInt64 {
+    /// The last start handed out here: `startClock` never repeats one.
+    private static let lastStart = Atomic<UInt64>(0)
+
+    /// Wall-clock microseconds, strictly increasing within this process. Two requests of one instance never tie:
+    /// in milliseconds a waiter that began in its holder's millisecond was never let in (the holder had not begun
+    /// earlier), and waited the whole lease out. Across instances a tie needs the same microsecond, and is left to
+    /// the lease.
+    static func startClock() -> UInt64 {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
-        return UInt64(now.tv_sec) * 1000 + UInt64(now.tv_nsec) / 1_000_000
+        let wall = UInt64(now.tv_sec) * 1_000_000 + UInt64(now.tv_nsec) / 1000
+        var last = lastStart.load(ordering: .relaxed)
+        while true {
+            let next = max(wall, last + 1)
+            let (exchanged, original) = lastStart.compareExchange(
+                expected: last, desired: next, ordering: .relaxed)
+            if exchanged { return next }
+            last = original
+        }
     }
 
     /// The message names the requester's start, so that only a holder that began earlier lets go: pub/sub may deliver
@@ -318,8 +333,8 @@ public final class RedisLocker: UploadLocker {
         if isRequest {
             let holders = state.withLock { state in
                 (state.holders[id] ?? [:]).filter { token, _ in
-                    // Strictly earlier: the requester's own lease carries its start (a tie in the same millisecond
-                    // between two requests for one upload is left to the lease).
+                    // Strictly earlier: the requester's own lease carries its start. A tie needs two instances in
+                    // one microsecond, and is left to the lease.
                     guard let requesterStartedAt, let holderStartedAt = Self.startedAt(ofToken: token) else {
                         return true
                     }

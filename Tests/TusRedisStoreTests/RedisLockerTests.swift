@@ -70,19 +70,33 @@ class RedisLockerTests: XCTestCase {
         let instanceA = makeLocker()
         let instanceB = makeLocker()
         let executor = driver.executor
+        let started = Date()
+        var held: [any UploadLock] = []
         let outcome: String = driver.run { done in
-            instanceA.lock(id: "u2", executor: executor, timeoutMilliseconds: 3000, onReleaseRequested: {}) { _ in }
+            instanceA.lock(id: "u2", executor: executor, timeoutMilliseconds: 3000, onReleaseRequested: {}) {
+                if let other = try? $0.get() { held.append(other) }
+            }
             var holder: (any UploadLock)?
             instanceA.lock(id: "u3", executor: executor, timeoutMilliseconds: 3000, onReleaseRequested: {
                 holder?.release()  // what UploadAppend does: stop, persist, release
+                holder = nil
             }) { result in
                 holder = try? result.get()
+                // At once, most often in the holder's own millisecond: only the start's order tells them apart.
                 instanceB.lock(id: "u3", executor: executor, timeoutMilliseconds: 3000, onReleaseRequested: {}) { second in
+                    if let taken = try? second.get() { held.append(taken) }
+                    if let holder { held.append(holder) }
                     done(second.isSuccess ? "B took over" : "B: \(second)")
                 }
             }
         }
         XCTAssertEqual(outcome, "B took over")
+        XCTAssertLessThan(Date().timeIntervalSince(started), 1.5, "let go at once, not timed out")
+        // Released, so that the loop has no renewal left and stops at tearDown.
+        let _: Void = driver.run { done in
+            for lock in held { lock.release() }
+            done(())
+        }
     }
 
     func testTryLockAndTimeoutWhileHeld() throws {
