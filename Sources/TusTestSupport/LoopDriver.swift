@@ -36,12 +36,27 @@ public final class LoopDriver {
 
     /// Stops the loop, waits for its thread and checks nothing was left open.
     /// Returns how many handles the loop had to close itself (tests expect 0).
+    ///
+    /// A stopping loop runs until its last active handle goes, so a handle a test left running (a lock's lease
+    /// renewal, a repeating timer) would keep it, and the test process, alive until CI's own limit: after 60 s
+    /// the process stops here instead, naming the test.
     @discardableResult
-    public func shutDown() -> Int {
+    public func shutDown(file: StaticString = #filePath, line: UInt = #line) -> Int {
+        let stopped = StopFlag()
+        let place = "\(file):\(line)"
+        DispatchQueue.global().asyncAfter(deadline: .now() + .seconds(60)) {
+            guard !stopped.isSet.load(ordering: .acquiring) else { return }
+            fatalError("the loop did not stop within 60 s: a handle is still active (\(place))")
+        }
         loop.stop()
         loop.join()
+        stopped.isSet.store(true, ordering: .releasing)
         return loop.handlesClosedAtShutdown
     }
+}
+
+private final class StopFlag: Sendable {
+    let isSet = Atomic<Bool>(false)
 }
 
 public struct UncheckedBox<Value>: @unchecked Sendable {
