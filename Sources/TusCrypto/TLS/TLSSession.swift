@@ -1,8 +1,8 @@
 internal import COpenSSL
 internal import COpenSSLShims
 
-/// One TLS connection as a state machine over two memory BIOs (`SSL_set_bio` with `BIO_s_mem`): the owner
-/// feeds it network bytes and ships whatever it produces, so TLS needs no socket and the HTTP layer never sees it.
+/// One TLS connection as a state machine over two in-memory BIOs (`SSL_set_bio`): the owner feeds it network
+/// bytes and ships whatever it produces, so TLS needs no socket and the HTTP layer never sees it.
 ///
 /// Usage: after every `feedEncrypted`, `readPlaintext`, `writePlaintext`, `startHandshake` or `shutdown`, send
 /// `takeEncryptedOutput()` to the peer. The handshake advances inside `readPlaintext` (and `writePlaintext`).
@@ -11,8 +11,8 @@ internal import COpenSSLShims
 public final class TLSSession {
     private let tlsContext: TLSContext
     private let ssl: OpaquePointer
-    /// Owned by `ssl` (freed by `SSL_free`); network input waits here until `SSL_read` consumes it.
-    private let networkInput: OpaquePointer
+    /// What `SSL_read` reads from: fed bytes first, then the borrowed buffer (see `EncryptedInput`).
+    private let input = EncryptedInput()
     /// Owned by `ssl`; records OpenSSL produced, waiting for `takeEncryptedOutput`.
     private let networkOutput: OpaquePointer
     /// Plaintext written before the handshake finished; `SSL_write` cannot take it yet.
@@ -27,12 +27,13 @@ public final class TLSSession {
     public init(context: TLSContext, serverName: String? = nil) {
         self.tlsContext = context
         OpenSSLErrorQueue.clear()
-        guard let ssl = SSL_new(context.context), let input = BIO_new(BIO_s_mem()),
+        guard let ssl = SSL_new(context.context), let reader = BIO_new(encryptedInputMethod),
             let output = BIO_new(BIO_s_mem())
         else { preconditionFailure("SSL_new/BIO_new failed: \(OpenSSLErrorQueue.drain())") }
-        SSL_set_bio(ssl, input, output)
+        BIO_set_data(reader, Unmanaged.passUnretained(input).toOpaque())
+        BIO_set_init(reader, 1)
+        SSL_set_bio(ssl, reader, output)
         self.ssl = ssl
-        self.networkInput = input
         self.networkOutput = output
         if context.isServer {
             SSL_set_accept_state(ssl)
@@ -43,7 +44,7 @@ public final class TLSSession {
     }
 
     deinit {
-        SSL_free(ssl)
+        SSL_free(ssl)  // frees the reader BIO, whose data points at `input`, still alive here
     }
 
     private func configurePeerName(_ name: String) {
@@ -81,38 +82,21 @@ public final class TLSSession {
 
     // MARK: Network side
 
-    /// Feed bytes received from the network (`BIO_write` into the input memory BIO, one copy).
+    /// Feed bytes received from the network (copied into a memory BIO, read before any borrowed buffer).
     public func feedEncrypted(_ bytes: UnsafeRawBufferPointer) {
-        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
-        var written = 0
-        guard BIO_write_ex(networkInput, base, bytes.count, &written) == 1, written == bytes.count else {
-            preconditionFailure("BIO_write_ex on a memory BIO failed: \(OpenSSLErrorQueue.drain())")
-        }
+        input.feed(bytes)
     }
 
-    /// Runs `body` (which calls `readPlaintext`) with OpenSSL reading the ciphertext straight from `bytes`, a
-    /// read-only memory BIO over the caller's buffer swapped in as the read BIO, instead of first copying it
-    /// into the input BIO (`feedEncrypted`): one memcpy less per received byte on a TLS upload. Whatever
-    /// `body` leaves unread is copied into the input BIO afterwards, so `bytes` may be reused once this returns.
-    /// Falls back to `feedEncrypted` while earlier input is still buffered (it must be read first).
+    /// Runs `body` (which calls `readPlaintext`) with OpenSSL reading the ciphertext straight from `bytes`,
+    /// instead of first copying it into the fed input (`feedEncrypted`): one memcpy less per received byte on a
+    /// TLS upload. Whatever `body` leaves unread is fed afterwards, so `bytes` may be reused once this returns.
+    /// The reader BIO is the session's own for its lifetime: a BIO made per socket read (`BIO_new_mem_buf`,
+    /// swapped in with `SSL_set0_rbio`) cost ~3 % of the loop thread of a TLS upload (allocation, lock, free).
     public func withBorrowedEncryptedInput(_ bytes: UnsafeRawBufferPointer, _ body: () -> Void) {
-        guard let base = bytes.baseAddress, bytes.count > 0, bytes.count <= Int(Int32.max),
-            BIO_ctrl_pending(networkInput) == 0,
-            let borrowed = BIO_new_mem_buf(base, Int32(bytes.count))
-        else {
-            feedEncrypted(bytes)
-            return body()
-        }
-        // An exhausted buffer must read as "retry later" (like the input BIO), not as end of stream.
-        BIO_ctrl(borrowed, BIO_C_SET_BUF_MEM_EOF_RETURN, -1, nil)
-        BIO_up_ref(networkInput)  // SSL_set0_rbio drops the reference `ssl` holds
-        SSL_set0_rbio(ssl, borrowed)
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return body() }
+        input.borrow(base, count: bytes.count)
         body()
-        let unread = Int(BIO_ctrl_pending(borrowed))
-        SSL_set0_rbio(ssl, networkInput)  // frees `borrowed`
-        if unread > 0 {
-            feedEncrypted(UnsafeRawBufferPointer(rebasing: bytes[(bytes.count - unread)...]))
-        }
+        input.endBorrowing()
     }
 
     /// Encrypted bytes waiting for the network (`BIO_ctrl_pending`).
@@ -267,3 +251,84 @@ public final class TLSSession {
         return error
     }
 }
+
+/// The read side of a session: bytes fed with `feedEncrypted` (a memory BIO, kept while unread) come first, then
+/// the buffer lent for one socket read. OpenSSL reads it through `encryptedInputMethod`; loop thread only.
+private final class EncryptedInput {
+    private let fed: OpaquePointer
+    private var borrowed: UnsafeRawPointer?
+    private var borrowedCount = 0
+
+    init() {
+        guard let fed = BIO_new(BIO_s_mem()) else {
+            preconditionFailure("BIO_new failed: \(OpenSSLErrorQueue.drain())")
+        }
+        self.fed = fed
+    }
+
+    deinit {
+        BIO_free(fed)
+    }
+
+    var pendingCount: Int { Int(BIO_ctrl_pending(fed)) + borrowedCount }
+
+    func feed(_ bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        var written = 0
+        guard BIO_write_ex(fed, base, bytes.count, &written) == 1, written == bytes.count else {
+            preconditionFailure("BIO_write_ex on a memory BIO failed: \(OpenSSLErrorQueue.drain())")
+        }
+    }
+
+    func borrow(_ base: UnsafeRawPointer, count: Int) {
+        borrowed = base
+        borrowedCount = count
+    }
+
+    func endBorrowing() {
+        if let borrowed, borrowedCount > 0 { feed(UnsafeRawBufferPointer(start: borrowed, count: borrowedCount)) }
+        borrowed = nil
+        borrowedCount = 0
+    }
+
+    /// `BIO_read_ex` semantics: 1 with `read` bytes, or 0 with the retry flag set when nothing is there yet.
+    func read(into buffer: UnsafeMutableRawPointer, count: Int, read: inout Int, bio: OpaquePointer) -> Int32 {
+        BIO_clear_flags(bio, BIO_FLAGS_READ | BIO_FLAGS_WRITE | BIO_FLAGS_IO_SPECIAL | BIO_FLAGS_SHOULD_RETRY)
+        if BIO_ctrl_pending(fed) > 0 { return BIO_read_ex(fed, buffer, count, &read) }
+        guard let borrowed, borrowedCount > 0 else {
+            // Like an empty memory BIO: "retry later", not end of stream.
+            BIO_set_flags(bio, BIO_FLAGS_READ | BIO_FLAGS_SHOULD_RETRY)
+            read = 0
+            return 0
+        }
+        let step = min(count, borrowedCount)
+        buffer.copyMemory(from: borrowed, byteCount: step)
+        self.borrowed = borrowed + step
+        borrowedCount -= step
+        read = step
+        return 1
+    }
+}
+
+/// A source BIO over `EncryptedInput` (its `BIO_get_data`): read, pending and flush; nothing else.
+nonisolated(unsafe) private let encryptedInputMethod: OpaquePointer = {
+    guard let method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "tus encrypted input") else {
+        preconditionFailure("BIO_meth_new failed: \(OpenSSLErrorQueue.drain())")
+    }
+    BIO_meth_set_read_ex(method) { bio, buffer, count, read in
+        guard let bio, let buffer, let read, let data = BIO_get_data(bio) else { return 0 }
+        return Unmanaged<EncryptedInput>.fromOpaque(data)._withUnsafeGuaranteedRef {
+            $0.read(into: buffer, count: count, read: &read.pointee, bio: bio)
+        }
+    }
+    BIO_meth_set_ctrl(method) { bio, command, _, _ in
+        switch command {
+        case BIO_CTRL_PENDING:
+            guard let bio, let data = BIO_get_data(bio) else { return 0 }
+            return Unmanaged<EncryptedInput>.fromOpaque(data)._withUnsafeGuaranteedRef { $0.pendingCount }
+        case BIO_CTRL_FLUSH: return 1
+        default: return 0
+        }
+    }
+    return method
+}()

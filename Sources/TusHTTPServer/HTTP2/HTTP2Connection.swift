@@ -78,15 +78,20 @@ final class HTTP2Connection: SecureStreamDelegate {
     private var isHandingOverHeldBodies = false
 
     var isSecure: Bool { stream.isSecure }
+    /// How fragments' done-closures, response fetches and exchanges reach this connection (not weakly, see
+    /// `HTTP2ConnectionLink`).
+    let link = HTTP2ConnectionLink()
 
     init(stream: SecureStream, context: LoopContext) {
         self.stream = stream
         self.context = context
         machine = HTTP2ConnectionStateMachine(
             limits: .init(context.server.configuration), now: context.loop.nowMilliseconds)
+        link.connection = self
     }
 
     deinit {
+        link.connection = nil
         if let session { nghttp2_session_del(session) }
         inputBuffer.deallocate()
     }
@@ -621,7 +626,7 @@ final class HTTP2Connection: SecureStreamDelegate {
             if let fragment {
                 stream.outstandingFragments += 1
                 let count = fragment.count
-                sink.bodyFragment(fragment) { [weak self] in self?.fragmentDone(stream, count: count) }
+                sink.bodyFragment(fragment) { [link] in link.connection?.fragmentDone(stream, count: count) }
                 continue
             }
             if stream.bufferedByteCount == 0 && stream.lifecycle.bufferDrained() {
@@ -680,7 +685,7 @@ final class HTTP2Connection: SecureStreamDelegate {
             for fragment in stream.takeAll() {
                 stream.outstandingFragments += 1
                 let count = fragment.count
-                sink.bodyFragment(fragment) { [weak self] in self?.fragmentDone(stream, count: count) }
+                sink.bodyFragment(fragment) { [link] in link.connection?.fragmentDone(stream, count: count) }
             }
         }
         let dropped = stream.dropBuffered()
@@ -700,8 +705,8 @@ final class HTTP2Connection: SecureStreamDelegate {
             return stream.lifecycle.fetchCompleted()
         }
         let maxLength = Int(min(remaining, Int64(configuration.readChunkSize)))
-        source.next(maxLength: maxLength) { [weak self] result in
-            guard let self, !self.isFinalClosed else { return }
+        source.next(maxLength: maxLength) { [link] result in
+            guard let self = link.connection, !self.isFinalClosed else { return }
             self.perform {
                 stream.lifecycle.fetchCompleted()
                 guard !stream.isClosed, case .source(_, let remaining) = stream.responseBody else { return }
@@ -1075,20 +1080,33 @@ final class HTTP2Connection: SecureStreamDelegate {
     }
 }
 
+/// A connection's stand-in for those that must not keep it alive: fragments' done-closures (a sink may finish
+/// writing after the connection closed), response body fetches and exchanges. Not a weak reference: any weak
+/// reference gives the connection a side table, and every retain and release of it then takes Swift's slow path,
+/// several times per DATA frame (~3 % of the loop thread on a TLS upload). The connection clears it in `deinit`;
+/// every reader runs on the connection's loop thread (the `HTTPExchange` contract), so none sees it dangling.
+final class HTTP2ConnectionLink {
+    unowned(unsafe) var connection: HTTP2Connection?
+}
+
 // MARK: nghttp2 callbacks (top-level, nonisolated; `user_data` is the unretained connection)
 
-private func connection(_ userData: UnsafeMutableRawPointer?) -> HTTP2Connection {
-    Unmanaged<HTTP2Connection>.fromOpaque(userData!).takeUnretainedValue()
+/// Runs `body` on the connection without a retain/release pair: nghttp2 calls back only from inside a call the
+/// connection made, which keeps it alive.
+private func withConnection<Result>(
+    _ userData: UnsafeMutableRawPointer?, _ body: (HTTP2Connection) -> Result
+) -> Result {
+    Unmanaged<HTTP2Connection>.fromOpaque(userData!)._withUnsafeGuaranteedRef(body)
 }
 
 private func onBeginFrame(
     session: OpaquePointer?, header: UnsafePointer<nghttp2_frame_hd>?, userData: UnsafeMutableRawPointer?
 ) -> Int32 {
     guard let header else { return 0 }
-    return connection(userData).frameBegan(
-        HTTP2FrameHeader(
-            type: header.pointee.type, flags: header.pointee.flags, length: header.pointee.length,
-            streamID: header.pointee.stream_id))
+    let frameHeader = HTTP2FrameHeader(
+        type: header.pointee.type, flags: header.pointee.flags, length: header.pointee.length,
+        streamID: header.pointee.stream_id)
+    return withConnection(userData) { $0.frameBegan(frameHeader) }
 }
 
 private func onBeginHeaders(
@@ -1096,8 +1114,8 @@ private func onBeginHeaders(
 ) -> Int32 {
     guard let frame, frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue) else { return 0 }
     switch frame.pointee.headers.cat {
-    case NGHTTP2_HCAT_REQUEST: connection(userData).beginRequest(streamID: frame.pointee.hd.stream_id)
-    case NGHTTP2_HCAT_HEADERS: connection(userData).beginTrailers(streamID: frame.pointee.hd.stream_id)
+    case NGHTTP2_HCAT_REQUEST: withConnection(userData) { $0.beginRequest(streamID: frame.pointee.hd.stream_id) }
+    case NGHTTP2_HCAT_HEADERS: withConnection(userData) { $0.beginTrailers(streamID: frame.pointee.hd.stream_id) }
     default: break
     }
     return 0
@@ -1110,10 +1128,12 @@ private func onHeader(
     guard let frame, frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue) else { return 0 }
     let category = frame.pointee.headers.cat
     guard category == NGHTTP2_HCAT_REQUEST || category == NGHTTP2_HCAT_HEADERS else { return 0 }
-    return connection(userData).header(
-        streamID: frame.pointee.hd.stream_id, isTrailer: category == NGHTTP2_HCAT_HEADERS,
-        name: UnsafeRawBufferPointer(start: name, count: nameLength),
-        value: UnsafeRawBufferPointer(start: value, count: valueLength))
+    return withConnection(userData) {
+        $0.header(
+            streamID: frame.pointee.hd.stream_id, isTrailer: category == NGHTTP2_HCAT_HEADERS,
+            name: UnsafeRawBufferPointer(start: name, count: nameLength),
+            value: UnsafeRawBufferPointer(start: value, count: valueLength))
+    }
 }
 
 private func onFrameReceived(
@@ -1123,9 +1143,11 @@ private func onFrameReceived(
     let type = frame.pointee.hd.type
     let isRequestHeaders =
         type == UInt8(NGHTTP2_HEADERS.rawValue) && frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST
-    connection(userData).frameReceived(
-        type: type, flags: frame.pointee.hd.flags, streamID: frame.pointee.hd.stream_id,
-        isRequestHeaders: isRequestHeaders)
+    withConnection(userData) {
+        $0.frameReceived(
+            type: type, flags: frame.pointee.hd.flags, streamID: frame.pointee.hd.stream_id,
+            isRequestHeaders: isRequestHeaders)
+    }
     return 0
 }
 
@@ -1133,14 +1155,15 @@ private func onDataChunk(
     session: OpaquePointer?, flags: UInt8, streamID: Int32, data: UnsafePointer<UInt8>?, length: Int,
     userData: UnsafeMutableRawPointer?
 ) -> Int32 {
-    connection(userData).dataReceived(streamID: streamID, bytes: UnsafeRawBufferPointer(start: data, count: length))
+    let bytes = UnsafeRawBufferPointer(start: data, count: length)
+    withConnection(userData) { $0.dataReceived(streamID: streamID, bytes: bytes) }
     return 0
 }
 
 private func onStreamClose(
     session: OpaquePointer?, streamID: Int32, errorCode: UInt32, userData: UnsafeMutableRawPointer?
 ) -> Int32 {
-    connection(userData).streamClosed(streamID: streamID)
+    withConnection(userData) { $0.streamClosed(streamID: streamID) }
     return 0
 }
 
@@ -1148,8 +1171,9 @@ private func onFrameSent(
     session: OpaquePointer?, frame: UnsafePointer<nghttp2_frame>?, userData: UnsafeMutableRawPointer?
 ) -> Int32 {
     guard let frame else { return 0 }
-    connection(userData).frameSent(
-        type: frame.pointee.hd.type, flags: frame.pointee.hd.flags, streamID: frame.pointee.hd.stream_id)
+    withConnection(userData) {
+        $0.frameSent(type: frame.pointee.hd.type, flags: frame.pointee.hd.flags, streamID: frame.pointee.hd.stream_id)
+    }
     return 0
 }
 
@@ -1159,8 +1183,8 @@ private func readResponseBody(
     userData: UnsafeMutableRawPointer?
 ) -> Int {
     var flags = dataFlags?.pointee ?? 0
-    let result = connection(userData).produceResponse(
-        streamID: streamID, into: UnsafeMutableRawBufferPointer(start: buffer, count: length), flags: &flags)
+    let into = UnsafeMutableRawBufferPointer(start: buffer, count: length)
+    let result = withConnection(userData) { $0.produceResponse(streamID: streamID, into: into, flags: &flags) }
     dataFlags?.pointee = flags
     return result
 }

@@ -172,7 +172,8 @@ final class HTTP2Stream {
 /// lock takeover) are ignored, as on HTTP/1.1.
 final class HTTP2Exchange: HTTPExchange {
     let head: RequestHead
-    private weak var connection: HTTP2Connection?
+    private let link: HTTP2ConnectionLink
+    private var connection: HTTP2Connection? { link.connection }
     private let stream: HTTP2Stream
 
     let executor: any LoopExecutor
@@ -180,7 +181,7 @@ final class HTTP2Exchange: HTTPExchange {
 
     init(head: RequestHead, connection: HTTP2Connection, stream: HTTP2Stream) {
         self.head = head
-        self.connection = connection
+        self.link = connection.link
         self.stream = stream
         self.executor = connection.context.executor
         self.isSecure = connection.isSecure
