@@ -125,11 +125,9 @@ final class HTTPConnection: SecureStreamDelegate {
             readEnd = 0
             return UnsafeMutableRawBufferPointer(start: reusable.base, count: reusable.capacity)
         }
-        // Head chunks come from the pool too: a kept-alive connection gives its chunk back between requests, and a
-        // fresh 16 KiB allocation per request was a `malloc` of the slow kind (no thread cache at that size).
         let fresh =
-            unconsumed + minimumFree <= capacity
-            ? context.chunkPool.chunk(capacity: capacity) : ByteChunk(capacity: unconsumed + minimumFree)
+            machine.isReadingBody && unconsumed + minimumFree <= capacity
+            ? context.chunkPool.chunk(capacity: capacity) : ByteChunk(capacity: max(capacity, unconsumed + minimumFree))
         if unconsumed > 0, let old = chunk {
             // An incomplete head (bounded by the head limit), or body bytes not framed yet (a partial chunk-size
             // line; with TLS, what a read decrypted while the body could not be framed): bounded by one read.

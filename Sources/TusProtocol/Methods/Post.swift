@@ -75,10 +75,11 @@ extension TusHandler {
                 headers.reserveCapacity(8)
                 headers.add("Location", location)
                 addExpiry(upload, to: &headers)
-                var response = HTTPResponse(status: .created, headers: headers)
+                // `consume`: handed on, not copied, so the layers on the way out change the headers in place.
+                var response = HTTPResponse(status: .created, headers: consume headers)
                 response.apply(created.response)
                 // An empty upload is finished the moment it exists (tusd: pre-finish and post-finish at creation).
-                guard upload.isComplete else { return send(request, response) }
+                guard upload.isComplete else { return send(request, consume response) }
                 return sendFinished(request, upload: upload, response)
             }
             service.appendCreationBody(
