@@ -44,8 +44,10 @@ final class HTTPConnection: SecureStreamDelegate {
     private var bodySink: (any HTTPBodySink)?
     private var exchange: Exchange?
     var requestSequence: UInt64 { machine.requestSequence }
-    /// " request_id=…" for log lines about the current request, once the application named it.
-    var requestLogTag = ""
+    /// The current request's id once the application named it (`X-Request-ID`), for log lines about it.
+    var loggedRequestID = ""
+    /// " request_id=…" for those lines: formatted only when one is written, not for every request.
+    var requestLogTag: String { loggedRequestID.isEmpty ? "" : " request_id=\(loggedRequestID)" }
 
     /// The chunk being read into and the unconsumed bytes in it (`readStart..<readEnd`).
     private var chunk: ByteChunk?
@@ -170,7 +172,7 @@ final class HTTPConnection: SecureStreamDelegate {
         case .closed:
             // A TLS close_notify may follow the last request in the same read: serve what came before it.
             if hasNewBytes { processNewBytes() }
-            peerClosed()
+            peerEnded()
         case .failed:
             peerClosed()
         case .tlsFailed(let error):
@@ -261,7 +263,7 @@ final class HTTPConnection: SecureStreamDelegate {
         directBodyDeclined = false
         secureBodyChunkSize = nil
         bodyDecoder = hasBody ? BodyDecoder(framing: head.bodyFraming, limits: configuration.parserLimits) : nil
-        requestLogTag = ""
+        loggedRequestID = ""
         let exchange = Exchange(head: head, connection: self, sequence: sequence)
         self.exchange = exchange
         apply(read)
@@ -503,7 +505,7 @@ final class HTTPConnection: SecureStreamDelegate {
         if isFirst { context.flushAtEndOfTurn(self) }
     }
 
-    func exchangeRespond(_ response: HTTPResponse, bodyLength: Int64?, source: (any HTTPBodySource)?) {
+    func exchangeRespond(_ response: consuming HTTPResponse, bodyLength: Int64?, source: (any HTTPBodySource)?) {
         guard let exchange else {
             source?.cancel()
             return
@@ -525,15 +527,24 @@ final class HTTPConnection: SecureStreamDelegate {
             closeRequested: response.closeConnection, expectsContinue: head.expectsContinue,
             remainingBodyLength: bodyDecoder?.remainingContentLength, now: now)
         let omitBody = head.method == .HEAD
-        var response = response
         if !response.headers.contains("Date") { response.headers.add("Date", context.dateHeaderValue) }
-        let bytes = ResponseEncoder.encode(
+        var bytes = ResponseEncoder.encode(
             response, version: head.version, keepAlive: keepAlive, bodyLength: bodyLength, omitBody: omitBody)
         apply(read)
         let sequence = machine.requestSequence
         context.server.logIf(.debug) {
             let id = response.headers["X-Request-ID"].map { " request_id=\($0)" } ?? requestLogTag
             return "\(head.method) \(head.target) -> \(response.status.code)\(id)"
+        }
+        // A whole response the kernel takes at once ends the exchange now, without a write request, its callback on
+        // the next turn and libuv's epoll re-registration after it (`TCPStream.writeAtOnce`). Only when ending it
+        // now calls no handler: a complete request, kept alive, nothing pipelined behind it, no 1xx held.
+        if source == nil, keepAlive, machine.isBodyComplete, readEnd == readStart, heldInformational.isEmpty,
+            !stream.isSecure
+        {
+            let written = stream.tcp.writeAtOnce(bytes)
+            if written == bytes.count { return responseSent() }
+            bytes.removeFirst(written)
         }
         send(bytes) { [self] error in
             if error != nil {
@@ -651,6 +662,14 @@ final class HTTPConnection: SecureStreamDelegate {
         abort(reason: .clientClosed)
     }
 
+    /// The end of the peer's stream: a half-close during a complete request still gets its response.
+    private func peerEnded() {
+        switch machine.peerEnded() {
+        case .closeAfterResponse(let read): apply(read)
+        case .close: peerClosed()
+        }
+    }
+
     func checkDeadline(now: UInt64) {
         // TLS body bytes held for coalescing wait at most until this sweep (see the type's doc).
         if pendingBody != nil, machine.outstandingFragments == 0, !isProcessing { flushPendingBody() }
@@ -740,7 +759,7 @@ final class Exchange: HTTPExchange {
 
     func tagForLogs(requestID: String) {
         guard connection.currentSequence == sequence else { return }
-        connection.requestLogTag = " request_id=\(requestID)"
+        connection.loggedRequestID = requestID
     }
 
     private var isCurrent: Bool { connection.currentSequence == sequence && !hasResponded }
@@ -752,7 +771,7 @@ final class Exchange: HTTPExchange {
         connection.exchangeReadBody(into: sink)
     }
 
-    func respond(_ response: HTTPResponse) {
+    func respond(_ response: consuming HTTPResponse) {
         guard isCurrent else { return }
         hasResponded = true
         connection.exchangeRespond(response, bodyLength: nil, source: nil)

@@ -84,6 +84,11 @@ struct HTTPConnectionStateMachine {
     private(set) var isBodyDirect = false
     /// The splicer is taking bytes (not waiting for the disk): counts as reading for the minimum body rate.
     private var isReceivingDirectly = false
+    /// Whether a complete request leaves the socket reading (`headReceived`): cleartext only, so that a TLS
+    /// session never reads a close_notify before its response is out.
+    private var readsWhileHandling = false
+    /// A complete request on a connection that stays open: the socket may go on reading.
+    private var keepsReading: Bool { readsWhileHandling && isBodyComplete && !closeAfterResponse }
 
     init(limits: Limits) {
         self.limits = limits
@@ -104,6 +109,7 @@ struct HTTPConnectionStateMachine {
     /// The connection was accepted. A TLS handshake must finish within the head timeout; a plain connection
     /// may idle like a kept-alive one.
     mutating func start(now: UInt64, isTLS: Bool) -> ReadAction {
+        readsWhileHandling = !isTLS
         deadline = now + (isTLS ? limits.headTimeout : limits.idleTimeout)
         return setReading(true)
     }
@@ -146,8 +152,9 @@ struct HTTPConnectionStateMachine {
             }
             return .decodeBody
         case .handling, .awaitingResponse, .responding, .closing, .closed:
-            // One request at a time: pipelined bytes wait in the buffer until the response is out.
-            return .wait(setReading(false))
+            // One request at a time: pipelined bytes wait in the buffer until the response is out. A request with
+            // no body left to read keeps the socket reading until such bytes arrive (see `headReceived`).
+            return .wait(hasBufferedBytes || !keepsReading ? setReading(false) : .none)
         }
     }
 
@@ -157,13 +164,39 @@ struct HTTPConnectionStateMachine {
     }
 
     /// A head was parsed; the handler gets it next. Returns the request's sequence number.
+    ///
+    /// Reading stops for a body (its bytes wait until the handler asks for them), before a close, and with TLS. A
+    /// bodiless request on a kept-alive cleartext connection leaves the socket reading: a client that waits for each response sends
+    /// nothing meanwhile, and pausing and resuming cost libuv two `epoll_ctl` per request (the resume's
+    /// `EPOLL_CTL_ADD` fails with `EEXIST` and is retried as `MOD`). Pipelined bytes that do arrive stop reading
+    /// then (`nextStep`), after one read; the peer's end of the stream meanwhile is `peerEnded`.
     mutating func headReceived(keepAlive: Bool, hasBody: Bool) -> (sequence: UInt64, read: ReadAction) {
         requestSequence += 1
         phase = .handling
         isBodyComplete = !hasBody
         closeAfterResponse = !keepAlive || isShuttingDown
         deadline = .max
-        return (requestSequence, setReading(false))
+        return (requestSequence, keepsReading ? .none : setReading(false))
+    }
+
+    enum PeerEndAction: Equatable {
+        /// The request is complete and its response pending or under way: send it, then close.
+        case closeAfterResponse(ReadAction)
+        case close
+    }
+
+    /// The peer's end of the stream was read. While a request with its body complete awaits or sends its response
+    /// (reading stays on for those, see `headReceived`), the peer may only have half-closed: it still gets the
+    /// response, as it did when the end went unread until then. Any other time the connection ends now.
+    mutating func peerEnded() -> PeerEndAction {
+        switch phase {
+        case .handling, .awaitingResponse, .responding:
+            guard isBodyComplete else { return .close }
+            closeAfterResponse = true
+            return .closeAfterResponse(setReading(false))
+        default:
+            return .close
+        }
     }
 
     /// A malformed head (or a head that timed out): an error response goes out, then the connection closes.
@@ -342,7 +375,8 @@ struct HTTPConnectionStateMachine {
             if !(smallRemainder && continueWasSent && !closeAfterResponse) { closeAfterResponse = true }
         }
         phase = .responding
-        let read = setReading(false)
+        // As in `headReceived`: reading goes on only for a complete request on a connection that stays open.
+        let read = keepsReading ? ReadAction.none : setReading(false)
         // A peer that stops reading the response must not hold the connection (and its buffers) forever.
         deadline = now + limits.bodyTimeout
         return (!closeAfterResponse, read)

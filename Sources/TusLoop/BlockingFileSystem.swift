@@ -28,7 +28,9 @@ public enum BlockingFileSystem {
     ) -> Failure? {
         let flags = O_WRONLY | O_CREAT | O_CLOEXEC | (exclusive ? O_EXCL : O_TRUNC)
         if let injected = injected("open", path) { return injected }
-        let descriptor = retryingInterrupts { open(path, flags, 0o644) }
+        // `withCString`: a native string is already NUL-terminated, where the implicit conversion inside a closure
+        // copied the path into a new array (an allocation per file created).
+        let descriptor = path.withCString { cPath in retryingInterrupts { open(cPath, flags, 0o644) } }
         guard descriptor >= 0 else { return failure("open", path) }
         defer { close(descriptor) }
         var written = 0
@@ -51,7 +53,8 @@ public enum BlockingFileSystem {
     /// directory sync makes the entry durable.
     public static func createEmptyFile(_ path: String) -> Failure? {
         if let injected = injected("mknod", path) { return injected }
-        guard retryingInterrupts({ mknod(path, S_IFREG | 0o644, 0) }) == 0 else { return failure("mknod", path) }
+        let result = path.withCString { cPath in retryingInterrupts { mknod(cPath, S_IFREG | 0o644, 0) } }
+        guard result == 0 else { return failure("mknod", path) }
         return nil
     }
 

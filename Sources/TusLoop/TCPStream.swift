@@ -212,6 +212,21 @@ public final class TCPStream: LoopOwnedHandle {
         }
     }
 
+    /// `uv_try_write`: as much of `bytes` as the kernel takes now, nothing queued. Returns the count written; 0 when
+    /// nothing was (closed, earlier writes still queued, a full socket buffer, or an error, which a following `write`
+    /// of the rest reports). Why: a `write` that libuv completes at once still finishes on the next turn and then
+    /// re-registers the socket with epoll (`uv__drain`: one `epoll_ctl` per response on a socket that also reads).
+    public func writeAtOnce(_ bytes: [UInt8]) -> Int {
+        loop.assertOnLoopThread()
+        guard state == .open, !bytes.isEmpty else { return 0 }
+        let written = bytes.withUnsafeBytes { raw in
+            let base = UnsafeMutablePointer(mutating: raw.baseAddress?.assumingMemoryBound(to: CChar.self))
+            var buffer = uv_buf_t(base: base, len: raw.count)
+            return uv_try_write(stream, &buffer, 1)
+        }
+        return max(Int(written), 0)
+    }
+
     /// Writes an array without copying it: the write retains the array's storage until completion.
     public func write(_ bytes: [UInt8], completion: @escaping (UVError?) -> Void) {
         let owner = ByteArrayOwner(bytes)

@@ -115,7 +115,7 @@ final class ObservedExchange: HTTPExchange {
     /// Untagged and untimed: the request's duration and id belong to its final response.
     func sendInformational(_ response: HTTPResponse) { inner.sendInformational(response) }
 
-    func respond(_ response: HTTPResponse) {
+    func respond(_ response: consuming HTTPResponse) {
         inner.respond(tagged(response))
     }
 
@@ -123,8 +123,7 @@ final class ObservedExchange: HTTPExchange {
         inner.respond(tagged(response), bodyLength: bodyLength, source: source)
     }
 
-    private func tagged(_ response: HTTPResponse) -> HTTPResponse {
-        var response = response
+    private func tagged(_ response: consuming HTTPResponse) -> HTTPResponse {
         response.headers.set(RequestID.headerName, requestID)
         if let metrics {
             let seconds = Double(MonotonicClock.nanoseconds &- started) / 1e9

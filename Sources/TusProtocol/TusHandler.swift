@@ -181,8 +181,7 @@ public final class TusHandler: HTTPRequestHandler {
     }
 
     /// The one exit for responses: adds the headers every response carries and strips bodies from HEAD.
-    func send(_ request: TusRequest, _ response: HTTPResponse) {
-        var response = response
+    func send(_ request: TusRequest, _ response: consuming HTTPResponse) {
         addCommonHeaders(request, to: &response.headers)
         if request.isHead { response.body = [] }
         request.exchange.respond(response)

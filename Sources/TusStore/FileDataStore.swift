@@ -58,7 +58,7 @@ public final class FileDataStore: TruncatingUploadDataStore, ConcatenatingUpload
         writebacksStartedCount.add(1, ordering: .relaxed)
     }
 
-    func dataPath(_ id: String) -> String { directory + "/" + id }
+    func dataPath(_ id: String) -> String { FileDirectory.path(directory, id) }
 
     /// The empty file and its directory entry in one threadpool job: one loop crossing per creation instead of
     /// three. Nothing when the state store creates the file with the record (`filesCreatedByRecords`).

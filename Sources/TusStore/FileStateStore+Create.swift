@@ -30,7 +30,7 @@ extension FileStateStore {
 
     func createRecord(_ record: UploadRecord, loop: EventLoop, completion: @escaping (StoreError?, Int?) -> Void) {
         let creation = Creation(
-            recordPath: recordPath(record.id), dataPath: createsDataFiles ? directory + "/" + record.id : nil,
+            recordPath: recordPath(record.id), dataPath: createsDataFiles ? FileDirectory.path(directory, record.id) : nil,
             bytes: record.encodedJSON, completion: completion)
         guard !fsyncPolicy.syncsAtCommit else { return run([creation], loop: loop, queue: nil) }
         let queue = creationQueue(for: loop)

@@ -104,8 +104,8 @@ public final class FileStateStore: UploadStateStore {
 
     // MARK: paths
 
-    func recordPath(_ id: String) -> String { directory + "/" + id + ".info" }
-    func temporaryRecordPath(_ id: String) -> String { directory + "/" + id + ".info.tmp" }
+    func recordPath(_ id: String) -> String { FileDirectory.path(directory, id, ".info") }
+    func temporaryRecordPath(_ id: String) -> String { FileDirectory.path(directory, id, ".info.tmp") }
 
     // MARK: synchronous views (HEAD's cost, tests)
 

@@ -57,7 +57,7 @@ public final class FakeExchange: HTTPExchange {
         }
     }
 
-    public func respond(_ response: HTTPResponse) {
+    public func respond(_ response: consuming HTTPResponse) {
         responses.append(response)
     }
 

@@ -25,15 +25,16 @@ final class HTTPConnectionStateMachineTests: XCTestCase {
         return Machine(limits: .init(configuration))
     }
 
-    /// A started plain connection whose head arrived; the handler has it.
+    /// A started connection whose head arrived; the handler has it. Reading stops for a body or a close (and with
+    /// TLS); a complete request on a kept-alive plain connection goes on reading.
     private func handling(
-        _ machine: inout Machine, clock: ManualClock, keepAlive: Bool = true, hasBody: Bool = true
+        _ machine: inout Machine, clock: ManualClock, keepAlive: Bool = true, hasBody: Bool = true, isTLS: Bool = false
     ) {
-        XCTAssertEqual(machine.start(now: clock.now, isTLS: false), .startReading)
+        XCTAssertEqual(machine.start(now: clock.now, isTLS: isTLS), .startReading)
         XCTAssertEqual(machine.step(buffered: true, at: clock.now), .parseHead)
         let (sequence, read) = machine.headReceived(keepAlive: keepAlive, hasBody: hasBody)
         XCTAssertEqual(sequence, 1)
-        XCTAssertEqual(read, .stopReading)
+        XCTAssertEqual(read, hasBody || !keepAlive || isTLS ? .stopReading : .none)
     }
 
     /// `expected` comes exactly `milliseconds` from now, and not a millisecond earlier.
@@ -119,7 +120,8 @@ final class HTTPConnectionStateMachineTests: XCTestCase {
         var clock = ManualClock()
         var machine = makeMachine()
         handling(&machine, clock: clock, hasBody: false)
-        // The next request is already buffered: it waits, and reading stays stopped.
+        // The next request is already buffered: it waits, and reading stops until the exchange is over.
+        XCTAssertEqual(machine.step(buffered: true, at: clock.now), .wait(.stopReading))
         XCTAssertEqual(machine.step(buffered: true, at: clock.now), .wait(.none))
         XCTAssertEqual(machine.readBodyRequested(now: clock.now), .endAtOnce)
         let (keepAlive, read) = machine.responseStarted(
@@ -133,6 +135,54 @@ final class HTTPConnectionStateMachineTests: XCTestCase {
         XCTAssertEqual(machine.step(buffered: true, at: clock.now), .parseHead)
         XCTAssertEqual(machine.deadline, clock.now + 1_000, "the buffered head gets the head timeout")
         XCTAssertEqual(machine.headReceived(keepAlive: true, hasBody: false).sequence, 2)
+    }
+
+    /// No `uv_read_stop`/`uv_read_start` (two `epoll_ctl`) per bodiless request on a kept-alive plain connection.
+    func testABodilessRequestKeepsTheSocketReadingThroughItsExchange() {
+        let clock = ManualClock()
+        var machine = makeMachine()
+        handling(&machine, clock: clock, hasBody: false)
+        XCTAssertEqual(machine.step(buffered: false, at: clock.now), .wait(.none))
+        XCTAssertTrue(machine.isReading)
+        XCTAssertEqual(machine.readBodyRequested(now: clock.now), .endAtOnce)
+        let (keepAlive, read) = machine.responseStarted(
+            closeRequested: false, expectsContinue: false, remainingBodyLength: nil, now: clock.now)
+        XCTAssertTrue(keepAlive)
+        XCTAssertEqual(read, .none)
+        XCTAssertEqual(machine.responseSent(now: clock.now), .finishExchange)
+        XCTAssertEqual(machine.exchangeFinished(now: clock.now), .readNextRequest)
+        XCTAssertEqual(machine.step(buffered: false, at: clock.now), .awaitHead(.none))
+        XCTAssertTrue(machine.isReading)
+    }
+
+    /// TLS keeps the pause: a close_notify read before the response would end the session first.
+    func testABodilessRequestOverTLSStopsReading() {
+        let clock = ManualClock()
+        var machine = makeMachine()
+        handling(&machine, clock: clock, hasBody: false, isTLS: true)
+        XCTAssertFalse(machine.isReading)
+        XCTAssertEqual(machine.step(buffered: false, at: clock.now), .wait(.none))
+    }
+
+    /// The peer's end of the stream during a complete request: it gets its response (with `Connection: close`),
+    /// then the connection closes; during a body, or between requests, the connection ends at once.
+    func testPeerEndDuringACompleteRequestClosesAfterTheResponse() {
+        let clock = ManualClock()
+        var machine = makeMachine()
+        handling(&machine, clock: clock, hasBody: false)
+        XCTAssertEqual(machine.peerEnded(), .closeAfterResponse(.stopReading))
+        XCTAssertFalse(machine.isReading)
+        XCTAssertFalse(machine.responseStarted(closeRequested: false, expectsContinue: false,
+            remainingBodyLength: nil, now: clock.now).keepAlive)
+        XCTAssertEqual(machine.responseSent(now: clock.now), .closeGracefully)
+
+        var reading = makeMachine()
+        readingBody(&reading, clock: clock)
+        XCTAssertEqual(reading.peerEnded(), .close)
+
+        var idle = makeMachine()
+        _ = idle.start(now: clock.now, isTLS: false)
+        XCTAssertEqual(idle.peerEnded(), .close)
     }
 
     func testConnectionCloseRequestClosesAfterTheResponse() {

@@ -25,6 +25,38 @@ final class HTTPServerTests: XCTestCase {
         }
     }
 
+    /// A bodiless request leaves the socket reading while its handler works (no pause and resume per request):
+    /// a request pipelined behind it meanwhile is held until the first response is out, and answered in order.
+    func testRequestPipelinedWhileABodilessOneIsHandledWaitsItsTurn() throws {
+        try withServer(AnswerLater(milliseconds: 150)) { server in
+            let client = try RawHTTPClient(port: server.port)
+            client.send("GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+            usleep(50_000)
+            client.send("GET /second HTTP/1.1\r\nHost: x\r\n\r\n")
+            for path in ["/first", "/second"] {
+                let response = try client.readResponse()
+                XCTAssertEqual(response.status, 200)
+                XCTAssertEqual(response.bodyText, path)
+                XCTAssertNil(response.header("Connection"), "kept alive")
+            }
+        }
+    }
+
+    /// A client that half-closes after its request (the end of its stream arrives while the handler works, now
+    /// that reading goes on) still gets the whole response, then the connection closes.
+    func testHalfClosedClientStillGetsItsResponse() throws {
+        try withServer(AnswerLater(milliseconds: 150)) { server in
+            let client = try RawHTTPClient(port: server.port)
+            client.send("GET /only HTTP/1.1\r\nHost: x\r\n\r\n")
+            client.closeWrite()
+            let response = try client.readResponse()
+            XCTAssertEqual(response.status, 200)
+            XCTAssertEqual(response.bodyText, "/only")
+            XCTAssertEqual(response.header("Connection"), "close")
+            XCTAssertTrue(client.waitForClose())
+        }
+    }
+
     func testChunkedBodyWithTrailersReachesTheHandler() throws {
         try withServer(EchoHandler()) { server in
             let client = try RawHTTPClient(port: server.port)
@@ -295,5 +327,18 @@ final class HTTPServerTests: XCTestCase {
         XCTAssertEqual(response.status, 200)
         XCTAssertEqual(response.header("Connection")?.lowercased(), "close")
         server.wait()
+    }
+}
+
+/// Answers each request with its path after a delay on the loop, without reading a body.
+private final class AnswerLater: HTTPRequestHandler {
+    let milliseconds: UInt64
+    init(milliseconds: UInt64) { self.milliseconds = milliseconds }
+
+    func handle(_ head: RequestHead, exchange: any HTTPExchange) {
+        let path = String(head.path)
+        _ = exchange.executor.schedule(afterMilliseconds: milliseconds) {
+            exchange.respond(HTTPResponse(status: .ok, body: Array(path.utf8)))
+        }
     }
 }

@@ -127,6 +127,43 @@ final class TCPStreamTests: XCTestCase {
         XCTAssertNil(weakServerDelegate)
     }
 
+    /// `writeAtOnce` hands the kernel what it takes now and nothing more: with bytes still queued by `write` it
+    /// writes none (they would be overtaken), and a closed stream takes none.
+    func testWriteAtOnceTakesWhatTheKernelTakesAndNeverOvertakesQueuedBytes() throws {
+        let big = patternBytes(count: 32 << 20)  // more than loopback's socket buffers: most of it stays queued
+        var atOnce: [Int] = []
+        var writeErrors: [UVError?] = []
+        let clientDelegate = CollectingDelegate()
+        try withLoop { loop, finish in
+            let listener = try TCPListener(loop: loop, host: "127.0.0.1", port: 0, reusePort: false)
+            try listener.listen { stream in
+                listener.close()
+                atOnce.append(stream.writeAtOnce(Array("abc".utf8)))
+                stream.write(big) { writeErrors.append($0) }
+                atOnce.append(stream.writeAtOnce(Array("xyz".utf8)))
+                stream.write(Array("xyz".utf8)) { error in
+                    writeErrors.append(error)
+                    stream.close()
+                    atOnce.append(stream.writeAtOnce([1]))
+                }
+            }
+            TCPStream.connect(loop: loop, host: "127.0.0.1", port: listener.localPort) { result in
+                guard case .success(let client) = result else { return XCTFail("connect failed: \(result)") }
+                client.delegate = clientDelegate
+                clientDelegate.onRead = { [unowned client] result in
+                    if case .bytes = result { return }
+                    client.close { finish() }
+                }
+                client.startReading()
+            }
+        }
+        clientDelegate.onRead = { _ in }
+        XCTAssertEqual(atOnce, [3, 0, 0])
+        XCTAssertEqual(writeErrors.map { $0 == nil }, [true, true])
+        XCTAssertEqual(clientDelegate.eofCount, 1)
+        XCTAssertTrue(clientDelegate.received == Array("abc".utf8) + big + Array("xyz".utf8), "bytes in order")
+    }
+
     func testStopReadingStopsDeliveryUntilResumed() throws {
         let total = 1 << 20
         let payload = patternBytes(count: total, seed: 7)

@@ -28,8 +28,9 @@ public protocol HTTPExchange: AnyObject {
 
     /// Sends the final response. If the body has not been read to its end, the connection stops delivering
     /// it; it then drains a small remainder to keep the connection alive, or closes the connection rather
-    /// than read a large body nobody wants.
-    func respond(_ response: HTTPResponse)
+    /// than read a large body nobody wants. `consuming`: each layer on the way out adds a field or two, and a
+    /// response it owns is changed in place, not copied (with every header string retained again) at each.
+    func respond(_ response: consuming HTTPResponse)
 
     /// Sends an informational (1xx) response ahead of the final one: a head without a body, any number of times
     /// (the resumable-upload draft's `104 Upload Resumption Supported` carries the upload's URL before the body

@@ -197,7 +197,7 @@ final class HTTP2Exchange: HTTPExchange {
         connection.streamStopBody(stream)
     }
 
-    func respond(_ response: HTTPResponse) {
+    func respond(_ response: consuming HTTPResponse) {
         guard let connection, !stream.hasResponded else { return }
         connection.streamRespond(stream, response, bodyLength: nil, source: nil)
     }

@@ -8,8 +8,7 @@ import TusHTTP1
 /// end up in a response header: a hostile value must not be able to inject anything.
 enum UploadLocation {
     static func make(id: String, head: RequestHead, isSecure: Bool, configuration: TusConfiguration) -> String {
-        let path = configuration.basePath + id
-        if configuration.relativeLocation { return path }
+        if configuration.relativeLocation { return configuration.basePath + id }
         var host = head.headers["Host"]
         var scheme = isSecure ? "https" : "http"
         if configuration.behindProxy {
@@ -34,8 +33,17 @@ enum UploadLocation {
             }
         }
         if scheme != "http" && scheme != "https" { scheme = isSecure ? "https" : "http" }
-        guard let host, isSafeHost(host) else { return path }
-        return "\(scheme)://\(host)\(path)"
+        guard let host, isSafeHost(host) else { return configuration.basePath + id }
+        // One allocation (an interpolation grows its string piece by piece): this runs for every creation.
+        var location = ""
+        let base = configuration.basePath
+        location.reserveCapacity(scheme.utf8.count + 3 + host.utf8.count + base.utf8.count + id.utf8.count)
+        location += scheme
+        location += "://"
+        location += host
+        location += base
+        location += id
+        return location
     }
 
     static func isSafeHost(_ host: String) -> Bool {

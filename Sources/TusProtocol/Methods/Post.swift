@@ -30,7 +30,9 @@ extension TusHandler {
             guard text == "1" else { return fail(request, .invalidDeferLength) }
         }
         let hasBody = request.head.bodyFraming.hasBody
-        if let length, let refusal = service.refusal(ofLength: length, for: request.caller) {
+        // Built once: each build boxes the request for its `describe` closure.
+        let caller = request.caller
+        if let length, let refusal = service.refusal(ofLength: length, for: caller) {
             return fail(request, because: refusal, closeConnection: hasBody)
         }
         var metadata: String?
@@ -57,7 +59,7 @@ extension TusHandler {
         }
 
         let new = UploadService.NewUpload(length: length, metadata: metadata, concat: concat, isPartial: concat != nil)
-        service.create(new, for: request.caller) { [self] result in
+        service.create(new, for: caller) { [self] result in
             let created: UploadService.Created
             switch result {
             case .failure(let error): return fail(request, because: error)
@@ -73,10 +75,11 @@ extension TusHandler {
                 headers.reserveCapacity(8)
                 headers.add("Location", location)
                 addExpiry(upload, to: &headers)
-                var response = HTTPResponse(status: .created, headers: headers)
+                // `consume`: handed on, not copied, so the layers on the way out change the headers in place.
+                var response = HTTPResponse(status: .created, headers: consume headers)
                 response.apply(created.response)
                 // An empty upload is finished the moment it exists (tusd: pre-finish and post-finish at creation).
-                guard upload.isComplete else { return send(request, response) }
+                guard upload.isComplete else { return send(request, consume response) }
                 return sendFinished(request, upload: upload, response)
             }
             service.appendCreationBody(
