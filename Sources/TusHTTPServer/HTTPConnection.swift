@@ -174,7 +174,9 @@ final class HTTPConnection: SecureStreamDelegate {
             if hasNewBytes { processNewBytes() }
             peerEnded()
         case .failed:
-            peerClosed()
+            // A reset read while a bodiless request is handled (reading stays on for it) must not free the
+            // connection's slot before the handler answers: the response's write fails and closes it then.
+            peerEnded()
         case .tlsFailed(let error):
             context.server.logIf(.debug, "TLS: \(error)")
             close()
@@ -662,7 +664,9 @@ final class HTTPConnection: SecureStreamDelegate {
         abort(reason: .clientClosed)
     }
 
-    /// The end of the peer's stream: a half-close during a complete request still gets its response.
+    /// The end of the peer's stream, or a read error (a reset): a half-close during a complete request still gets
+    /// its response, and a reset one keeps the connection (counted against `maxConnections`, awaited at shutdown)
+    /// until the handler answers, as when neither was read before the response.
     private func peerEnded() {
         switch machine.peerEnded() {
         case .closeAfterResponse(let read): apply(read)

@@ -187,7 +187,9 @@ struct HTTPConnectionStateMachine {
 
     /// The peer's end of the stream was read. While a request with its body complete awaits or sends its response
     /// (reading stays on for those, see `headReceived`), the peer may only have half-closed: it still gets the
-    /// response, as it did when the end went unread until then. Any other time the connection ends now.
+    /// response, as it did when the end went unread until then. A reset (a read error) is taken the same way: the
+    /// response's write fails and ends the connection once the handler answered, not before. Any other time the
+    /// connection ends now.
     mutating func peerEnded() -> PeerEndAction {
         switch phase {
         case .handling, .awaitingResponse, .responding:

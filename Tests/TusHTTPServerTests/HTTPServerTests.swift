@@ -57,6 +57,28 @@ final class HTTPServerTests: XCTestCase {
         }
     }
 
+    /// A client that resets its connection while a bodiless request is handled (the reset is read now that reading
+    /// goes on) still holds its connection slot until the handler answers, as when the reset went unread: otherwise
+    /// connect, request, reset, repeat starts handlers without bound, past `maxConnections`.
+    func testResetDuringABodilessRequestKeepsItsSlotUntilTheHandlerAnswers() throws {
+        let handler = CountingAnswerLater(milliseconds: 800)
+        try withServer(handler, configure: { $0.maxConnections = 2 }) { server in
+            for _ in 0..<6 {
+                let client = try RawHTTPClient(port: server.port)
+                client.send("GET /gone HTTP/1.1\r\nHost: x\r\n\r\n")
+                usleep(60_000)  // the head is read and handed to the handler
+                client.resetOnClose()  // RST when `client` goes at the end of this iteration
+            }
+            usleep(100_000)
+            XCTAssertLessThanOrEqual(handler.mostInFlight.load(ordering: .relaxed), 2, "handlers beyond maxConnections")
+            usleep(900_000)
+            // Once the handlers answered (to reset sockets), their slots are free again.
+            let client = try RawHTTPClient(port: server.port)
+            client.send("GET /after HTTP/1.1\r\nHost: x\r\n\r\n")
+            XCTAssertEqual(try client.readResponse().bodyText, "/after")
+        }
+    }
+
     func testChunkedBodyWithTrailersReachesTheHandler() throws {
         try withServer(EchoHandler()) { server in
             let client = try RawHTTPClient(port: server.port)
@@ -338,6 +360,24 @@ private final class AnswerLater: HTTPRequestHandler {
     func handle(_ head: RequestHead, exchange: any HTTPExchange) {
         let path = String(head.path)
         _ = exchange.executor.schedule(afterMilliseconds: milliseconds) {
+            exchange.respond(HTTPResponse(status: .ok, body: Array(path.utf8)))
+        }
+    }
+}
+
+/// `AnswerLater` that also counts the requests being handled at once (the handler runs on the loop thread).
+private final class CountingAnswerLater: HTTPRequestHandler {
+    let milliseconds: UInt64
+    let inFlight = Atomic<Int>(0)
+    let mostInFlight = Atomic<Int>(0)
+    init(milliseconds: UInt64) { self.milliseconds = milliseconds }
+
+    func handle(_ head: RequestHead, exchange: any HTTPExchange) {
+        let path = String(head.path)
+        let now = inFlight.add(1, ordering: .relaxed).newValue
+        mostInFlight.max(now, ordering: .relaxed)
+        _ = exchange.executor.schedule(afterMilliseconds: milliseconds) { [self] in
+            inFlight.subtract(1, ordering: .relaxed)
             exchange.respond(HTTPResponse(status: .ok, body: Array(path.utf8)))
         }
     }
