@@ -155,7 +155,7 @@ final class HTTPConnectionStateMachineTests: XCTestCase {
         XCTAssertTrue(machine.isReading)
     }
 
-    /// TLS keeps the pause: a close_notify read before the response would end the session first.
+    /// TLS keeps the pause (what it would save is small beside the record work).
     func testABodilessRequestOverTLSStopsReading() {
         let clock = ManualClock()
         var machine = makeMachine()
