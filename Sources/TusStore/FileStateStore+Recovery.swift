@@ -176,7 +176,7 @@ struct Recovery {
         self.log = log
     }
 
-    func path(_ name: String) -> String { directory + "/" + name }
+    func path(_ name: String) -> String { FileDirectory.path(directory, name) }
 
     mutating func removeFile(_ name: String, reason: String) {
         if let failure = BlockingFileSystem.unlink(path(name)) {
