@@ -11,9 +11,16 @@ import TusProtocol
 /// 201 can still leave a torn `<id>.info`; recovery quarantines it like any unreadable record, and its creation
 /// was never acknowledged.
 ///
-/// Under `--fsync none` creations are batched per loop: while one threadpool job creates files for a loop, that
-/// loop's further creations queue up and the next job takes them all, so N concurrent POSTs cost far fewer than N
-/// loop -> worker -> loop crossings (the first one never waits: a loop with no job in flight submits at once).
+/// Under `--fsync none` creations are batched per loop: while a loop's batch is being created, that loop's further
+/// creations queue up and its next batch takes them all, so N concurrent POSTs cost far fewer than N
+/// loop -> worker -> loop crossings (the first one never waits: a loop with no batch in flight submits at once).
+/// The batches of all loops go to one threadpool job at a time (`CreationJob`), which answers each creation on its
+/// loop as soon as its files exist (`EventLoop.execute`), not when the batch ends. Why: the kernel serialises
+/// creations in one directory anyway (the directory's lock is held across inode allocation, which after mass
+/// deletions scans the recently freed inodes: about a millisecond each on ext4 without a journal), so a second job
+/// (one per loop, as before) only spun on that lock, and a batch of hundreds answered at its end kept every one of
+/// those uploads from sending its body until the last was made: at 1,024 uploads at once the network and the disk
+/// idled through the creation phase (bench/results/2026-12-07-many).
 /// Under `commit` each creation keeps a job of its own, so that their fdatasyncs run in parallel on the
 /// threadpool (and the file system merges their journal commits) instead of one after another in one job.
 ///
@@ -57,13 +64,65 @@ extension FileStateStore {
         run(batch, loop: loop, queue: queue)
     }
 
-    /// One threadpool job for `batch`; then the loop's next batch, if creations arrived meanwhile, and the answers.
+    /// `batch` on the threadpool: under `commit` (no `queue`) in a job of its own, answered when it ends; otherwise
+    /// through the store's creation job, each creation answered as it is made, then the loop's next batch.
     private func run(_ batch: [Creation], loop: EventLoop, queue: CreationQueue?) {
         let files = batch.map { (recordPath: $0.recordPath, dataPath: $0.dataPath, bytes: $0.bytes) }
-        let syncs = fsyncPolicy.syncsAtCommit
+        let work = creationWork(syncs: fsyncPolicy.syncsAtCommit)
+        guard let queue else {
+            return loop.runBlocking({ work(files) }, completion: { [self] results in
+                for (creation, result) in zip(batch, results) { answer(creation, result) }
+            })
+        }
+        let submits = creationJob.state.withLock { job in
+            job.waiting.append(CreationJob.Batch(creations: batch, files: files, loop: loop, queue: queue))
+            guard !job.isRunning else { return false }
+            job.isRunning = true
+            job.jobs += 1
+            return true
+        }
+        guard submits else { return }
+        let creationJob = creationJob
+        loop.offload({ [self] in drain(creationJob, work: work) }, completion: {})
+    }
+
+    /// The creation job's loop on the threadpool: each waiting batch in turn, one creation at a time (the record
+    /// log's batch in one append), each answered on its loop as soon as it is made; after a batch's last answer its
+    /// loop submits its next batch. The job ends, under the lock, only with nothing waiting, so a batch handed over
+    /// meanwhile is never left without a job.
+    private func drain(_ creationJob: CreationJob, work: @escaping CreationWork) {
+        while let batch = creationJob.state.withLock({ job -> CreationJob.Batch? in
+            guard !job.waiting.isEmpty else {
+                job.isRunning = false
+                return nil
+            }
+            return job.waiting.removeFirst()
+        }) {
+            let groups = logsCreations ? [batch.files.indices] : batch.files.indices.map { $0..<($0 + 1) }
+            for group in groups {
+                let results = work(Array(batch.files[group]))
+                let answered = CreationJob.Answers(creations: Array(batch.creations[group]), results: results)
+                batch.loop.execute { [self] in
+                    for (creation, result) in zip(answered.creations, answered.results) { answer(creation, result) }
+                }
+            }
+            let done = CreationJob.LoopQueue(queue: batch.queue, loop: batch.loop)
+            batch.loop.execute { [self] in
+                done.queue.isRunning = false
+                if !done.queue.waiting.isEmpty { submit(done.queue, loop: done.loop) }
+            }
+        }
+    }
+
+    typealias CreationWork = @Sendable ([(recordPath: String, dataPath: String?, bytes: [UInt8])])
+        -> [Result<Int?, BlockingFileSystem.Failure>]
+
+    /// The blocking part of creations: their files (or log entries), then, when `syncs`, the directory sync that
+    /// makes their entries durable; on that sync's failure every one of them is taken back.
+    private func creationWork(syncs: Bool) -> CreationWork {
         let directorySync = directorySync
         let recordLog = logsCreations ? recordLog : nil
-        loop.runBlocking({ () -> [Result<Int?, BlockingFileSystem.Failure>] in
+        return { files in
             var results: [Result<Int?, BlockingFileSystem.Failure>]
             if let recordLog {
                 results = Self.createLogged(files.map { ($0.dataPath ?? "", $0.bytes) }, in: recordLog, syncs: syncs)
@@ -90,22 +149,19 @@ extension FileStateStore {
                 results[index] = .failure(failure)
             }
             return results
-        }, completion: { [self] results in
-            if let queue {
-                queue.isRunning = false
-                if !queue.waiting.isEmpty { submit(queue, loop: loop) }
-            }
-            for (creation, result) in zip(batch, results) {
-                switch result {
-                case .success(let segment):
-                    creation.completion(nil, segment)
-                case .failure(let failure) where failure.error == .alreadyExists:
-                    creation.completion(.alreadyExists, nil)
-                case .failure(let failure):
-                    creation.completion(ioError("\(failure.operation) \(failure.path)", failure.error), nil)
-                }
-            }
-        })
+        }
+    }
+
+    /// On the creation's loop.
+    private func answer(_ creation: Creation, _ result: Result<Int?, BlockingFileSystem.Failure>) {
+        switch result {
+        case .success(let segment):
+            creation.completion(nil, segment)
+        case .failure(let failure) where failure.error == .alreadyExists:
+            creation.completion(.alreadyExists, nil)
+        case .failure(let failure):
+            creation.completion(ioError("\(failure.operation) \(failure.path)", failure.error), nil)
+        }
     }
 
     /// Each data file, then the batch's records in one append to the log (synced when `syncs`; the directory sync
@@ -173,4 +229,37 @@ final class CreationQueue: @unchecked Sendable {
     init(loop: EventLoop) {
         self.loop = loop
     }
+}
+
+/// The store's one creation job under `--fsync none` and the loops' batches waiting for it: shared by the loops
+/// (which hand batches over) and the job (which takes them), under `state`'s lock.
+final class CreationJob: Sendable {
+    /// A loop's batch. Its creations' completions and its queue are touched only on `loop`'s thread.
+    struct Batch: @unchecked Sendable {
+        let creations: [FileStateStore.Creation]
+        let files: [(recordPath: String, dataPath: String?, bytes: [UInt8])]
+        let loop: EventLoop
+        let queue: CreationQueue
+    }
+
+    /// Made creations and their results, carried to their loop.
+    struct Answers: @unchecked Sendable {
+        let creations: [FileStateStore.Creation]
+        let results: [Result<Int?, BlockingFileSystem.Failure>]
+    }
+
+    /// A loop's queue, carried back to its loop when the job has made its batch.
+    struct LoopQueue: @unchecked Sendable {
+        let queue: CreationQueue
+        let loop: EventLoop
+    }
+
+    struct State {
+        var waiting: [Batch] = []
+        var isRunning = false
+        /// Threadpool jobs submitted (tests, diagnostics).
+        var jobs = 0
+    }
+
+    let state = Mutex(State())
 }

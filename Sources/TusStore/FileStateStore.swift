@@ -59,6 +59,8 @@ public final class FileStateStore: UploadStateStore {
     let directorySync: DirectorySyncGroup
     /// Per loop: creations waiting for that loop's batch on the threadpool to finish (`FileStateStore+Create`).
     let creationQueues = Mutex<[ObjectIdentifier: CreationQueue]>([:])
+    /// The one threadpool job that makes those batches, whichever loop they come from.
+    let creationJob = CreationJob()
     public var progressPolicy: UploadProgressPolicy { .everyWrite }
     let state: Mutex<State>
     let log: @Sendable (String) -> Void

@@ -90,6 +90,80 @@ final class FileUploadStoreTests: FileStoreTestCase {
         XCTAssertEqual(store.state.creationQueues.withLock { $0.values.map(\.batches) }, [2])
     }
 
+    /// A creation is answered on its loop as soon as its files exist, not when its batch ends: while the job is held
+    /// in a later creation of the same batch, an earlier one's answer already came (a batch answered at its end
+    /// kept hundreds of uploads from sending their bodies until the last of them was made).
+    func testBatchedCreationIsAnsweredBeforeTheBatchEnds() throws {
+        let store = try FileUploadStore(directory: directory, fsync: .none)
+        let hold = holdCreation(of: "s5")
+        defer { BlockingFileSystem.injectFaults(nil) }
+        final class Answers: @unchecked Sendable { var order: [String] = [] }
+        let answers: Answers = driver.run { done in
+            let answers = Answers()
+            for index in 0..<8 {
+                let id = "s\(index)"
+                store.create(UploadInfo(id: id, length: 3, createdAt: 1), on: self.driver.executor) { result in
+                    XCTAssertEqual(try? result.unwrap().id, id)
+                    answers.order.append(id)
+                    // s0 is a batch alone; s1...s7 the next one, where s2 is made before the held s5.
+                    if id == "s2" { hold.release.signal() }
+                    if answers.order.count == 8 { done(answers) }
+                }
+            }
+        }
+        let s2 = try XCTUnwrap(answers.order.firstIndex(of: "s2"))
+        let s5 = try XCTUnwrap(answers.order.firstIndex(of: "s5"))
+        XCTAssertLessThan(s2, s5, "\(answers.order)")
+        XCTAssertFalse(hold.timedOut.withLock { $0 }, "s5's creation was released by s2's answer, not by the timeout")
+        XCTAssertEqual(Set(answers.order).count, 8)
+        for index in 0..<8 { XCTAssertNotNil(fileBytes("s\(index).info")) }
+        XCTAssertEqual(store.state.creationQueues.withLock { $0.values.map(\.batches) }, [2])
+    }
+
+    /// Two loops' creations go through the store's one creation job (the kernel serialises creations in one
+    /// directory, so a second job would only spin on its lock), and each is answered on the loop that asked.
+    func testCreationsFromTwoLoopsShareOneJobAndAreAnsweredOnTheirLoops() throws {
+        let store = try FileUploadStore(directory: directory, fsync: .none)
+        let other = try LoopDriver()
+        defer { XCTAssertEqual(other.shutDown(), 0) }
+        let hold = holdCreation(of: "a0")
+        defer { BlockingFileSystem.injectFaults(nil) }
+        final class Answer: @unchecked Sendable {
+            let came = DispatchSemaphore(value: 0)
+            var result: Result<UploadInfo, StoreError>?
+            var onItsLoop = false
+        }
+        let first = Answer()
+        let loop = driver.loop
+        driver.run { (done: @escaping (Void) -> Void) in
+            store.create(UploadInfo(id: "a0", length: 3, createdAt: 1), on: self.driver.executor) { result in
+                first.result = result
+                first.onItsLoop = EventLoop.current === loop
+                first.came.signal()
+            }
+            done(())
+        }
+        // a0's job is held in its mknod: b0, from the other loop, waits for that same job.
+        let second: Answer = other.run { done in
+            let answer = Answer()
+            store.create(UploadInfo(id: "b0", length: 3, createdAt: 1), on: other.executor) { result in
+                answer.result = result
+                answer.onItsLoop = EventLoop.current === other.loop
+                done(answer)
+            }
+            hold.release.signal()
+        }
+        XCTAssertEqual(first.came.wait(timeout: .now() + 30), .success)
+        XCTAssertEqual(try first.result?.unwrap().id, "a0")
+        XCTAssertEqual(try second.result?.unwrap().id, "b0")
+        XCTAssertTrue(first.onItsLoop)
+        XCTAssertTrue(second.onItsLoop)
+        XCTAssertFalse(hold.timedOut.withLock { $0 })
+        XCTAssertEqual(store.state.creationJob.state.withLock { $0.jobs }, 1)
+        XCTAssertNotNil(fileBytes("a0.info"))
+        XCTAssertNotNil(fileBytes("b0.info"))
+    }
+
     /// Files the index does not know (made behind the store's back after it loaded) are not the creation's to
     /// touch: it fails, leaves them as they were, and takes back what it made itself.
     func testCreateLeavesFilesItDidNotMakeAlone() throws {

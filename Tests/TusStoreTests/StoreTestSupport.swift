@@ -2,7 +2,7 @@ import Foundation
 import Synchronization
 import TusCore
 import TusHTTP1
-import TusLoop
+@testable import TusLoop
 import TusProtocol
 @_exported import TusTestSupport
 import XCTest
@@ -58,6 +58,26 @@ class FileStoreTestCase: XCTestCase {
     }
 
     // MARK: helpers (each one a step on the loop thread)
+
+    /// Holds the threadpool in the data file's mknod of `id` until `release` is signalled (10 s at most, then
+    /// `timedOut`), so that a test decides what the creation job finds queued. Undone by
+    /// `BlockingFileSystem.injectFaults(nil)`.
+    final class CreationHold: Sendable {
+        let release = DispatchSemaphore(value: 0)
+        let timedOut = Mutex(false)
+    }
+
+    func holdCreation(of id: String) -> CreationHold {
+        let hold = CreationHold()
+        let held = directory + "/" + id
+        BlockingFileSystem.injectFaults { operation, path in
+            if operation == "mknod", path == held, hold.release.wait(timeout: .now() + 10) == .timedOut {
+                hold.timedOut.withLock { $0 = true }
+            }
+            return nil
+        }
+        return hold
+    }
 
     func create(_ store: FileUploadStore, _ info: UploadInfo) -> Result<UploadInfo, StoreError> {
         driver.run { done in store.create(info, on: self.driver.executor, completion: done) }
