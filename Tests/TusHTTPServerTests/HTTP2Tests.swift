@@ -321,6 +321,30 @@ final class HTTP2Tests: XCTestCase {
         }
     }
 
+    /// A DATA frame of 16 KiB straddles two TLS records (a record holds 16 KiB of plaintext, a frame 9 bytes more).
+    /// The header after a payload is decrypted with the payload's end, into the receive chunk, and the next payload
+    /// overwrites it: two pieces of plaintext (two `SSL_read`s, two `nghttp2_session_mem_recv`s) per frame, where
+    /// reading each header on its own made three. Every byte still arrives, in order, without a copy.
+    func testAFrameHeaderIsReadWithThePayloadBeforeIt() throws {
+        let (serverTLS, clientTLS) = try tlsContexts()
+        let handler = EchoHandler()
+        try withServer(handler, tls: serverTLS) { server in
+            let client = try FrameClient(port: server.port, tls: clientTLS)
+            defer { client.close() }
+            let body = (0..<(4 << 20)).map { UInt8(truncatingIfNeeded: ($0 &* 131) ^ ($0 >> 11)) }
+            let piecesBefore = server.http2PlaintextPieces
+            try putOnStreamOne(body, through: client)
+            XCTAssertEqual(
+                String(decoding: client.data[1, default: []], as: UTF8.self),
+                "PUT /upload bytes=\(body.count) sum=\(rollingSum(body)) trailers=\n")
+            XCTAssertEqual(server.copiedHTTP2BodyBytes, 0, "payloads were copied")
+            let frames = body.count / 16_384
+            let pieces = server.http2PlaintextPieces - piecesBefore
+            // Three per frame with a read per header; a few more for the head, the window's pauses, the end.
+            XCTAssertLessThanOrEqual(pieces, Int64(frames * 2 + frames / 4), "\(pieces) pieces for \(frames) frames")
+        }
+    }
+
     /// PUTs `body` to /upload on stream 1 as fast as the windows allow (at most `batchLimit` bytes per batch, then
     /// `pause`), reading frames between batches, until the response came (60 s at most); asserts it is a 200.
     private func putOnStreamOne(
