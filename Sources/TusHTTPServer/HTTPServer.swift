@@ -29,6 +29,10 @@ public final class HTTPServer: Sendable {
     /// input (h2c, or `HTTP2Connection`'s slice budget spent): a TLS upload of one stream shows none (tests assert it).
     let copiedHTTP2BodyByteCount = Atomic<Int64>(0)
     public var copiedHTTP2BodyBytes: Int64 { copiedHTTP2BodyByteCount.load(ordering: .relaxed) }
+    /// Plaintext pieces HTTP/2 connections fed to nghttp2 (one `SSL_read` each on TLS): per-frame costs scale with
+    /// it (tests assert a frame header rides with the payload before it).
+    let http2PlaintextPieceCount = Atomic<Int64>(0)
+    public var http2PlaintextPieces: Int64 { http2PlaintextPieceCount.load(ordering: .relaxed) }
     /// HTTP/1.1 writes that carried held 1xx heads in front of the response (or `100 Continue`) written in the
     /// same loop turn, instead of a write of their own (tests and benchmarks check the saving).
     let joinedInformationalCount = Atomic<Int64>(0)

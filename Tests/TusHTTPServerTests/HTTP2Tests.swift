@@ -321,6 +321,64 @@ final class HTTP2Tests: XCTestCase {
         }
     }
 
+    /// A DATA frame of 16 KiB straddles two TLS records (a record holds 16 KiB of plaintext, a frame 9 bytes more).
+    /// The header after a payload is decrypted with the payload's end, into the receive chunk, and the next payload
+    /// overwrites it: two pieces of plaintext (two `SSL_read`s, two `nghttp2_session_mem_recv`s) per frame, where
+    /// reading each header on its own made three. Every byte still arrives, in order, without a copy.
+    func testAFrameHeaderIsReadWithThePayloadBeforeIt() throws {
+        let (serverTLS, clientTLS) = try tlsContexts()
+        let handler = EchoHandler()
+        try withServer(handler, tls: serverTLS) { server in
+            let client = try FrameClient(port: server.port, tls: clientTLS)
+            defer { client.close() }
+            let body = (0..<(4 << 20)).map { UInt8(truncatingIfNeeded: ($0 &* 131) ^ ($0 >> 11)) }
+            let piecesBefore = server.http2PlaintextPieces
+            try putOnStreamOne(body, through: client)
+            XCTAssertEqual(
+                String(decoding: client.data[1, default: []], as: UTF8.self),
+                "PUT /upload bytes=\(body.count) sum=\(rollingSum(body)) trailers=\n")
+            XCTAssertEqual(server.copiedHTTP2BodyBytes, 0, "payloads were copied")
+            let frames = body.count / 16_384
+            let pieces = server.http2PlaintextPieces - piecesBefore
+            // Three per frame with a read per header; a few more for the head, the window's pauses, the end.
+            XCTAssertLessThanOrEqual(pieces, Int64(frames * 2 + frames / 4), "\(pieces) pieces for \(frames) frames")
+        }
+    }
+
+    /// Whatever frame follows a DATA payload has its header read with the payload's end: another DATA frame of the
+    /// stream (the next payload overwrites that header, the payloads stay contiguous), or trailers (a HEADERS frame,
+    /// whose block goes to the side buffer). Odd-sized frames sent in one write put their boundaries anywhere in the
+    /// TLS records; every byte arrives in order, and so do the trailers.
+    func testFramesAfterAPayloadArriveIntactOverTLS() throws {
+        let (serverTLS, clientTLS) = try tlsContexts()
+        let handler = EchoHandler()
+        try withServer(handler, tls: serverTLS) { server in
+            let client = try FrameClient(port: server.port, tls: clientTLS)
+            defer { client.close() }
+            let sizes = [1, 16_384, 7, 9, 10_000, 16_383, 16_384, 832]
+            let body = patternBytes(count: sizes.reduce(0, +))
+            try client.sendBatch {
+                try client.sendHeaders(
+                    streamID: 1,
+                    fields: [(":method", "PATCH"), (":scheme", "https"), (":path", "/t"), (":authority", "localhost")],
+                    endStream: false)
+                var offset = 0
+                for size in sizes {
+                    try client.sendData(streamID: 1, bytes: Array(body[offset..<(offset + size)]), endStream: false)
+                    offset += size
+                }
+                try client.sendHeaders(streamID: 1, fields: [("upload-checksum", "sha1 x")], endStream: true)
+            }
+            let deadline = Date().addingTimeInterval(10)
+            while !client.ended.contains(1) && Date() < deadline { try client.readFrames(timeout: 0.05) }
+            XCTAssertEqual(client.responseStatusByte[1], 0x88)
+            XCTAssertEqual(
+                String(decoding: client.data[1, default: []], as: UTF8.self),
+                "PATCH /t bytes=\(body.count) sum=\(rollingSum(body)) trailers=upload-checksum=sha1 x\n")
+            XCTAssertEqual(server.copiedHTTP2BodyBytes, 0, "payloads were copied")
+        }
+    }
+
     /// PUTs `body` to /upload on stream 1 as fast as the windows allow (at most `batchLimit` bytes per batch, then
     /// `pause`), reading frames between batches, until the response came (60 s at most); asserts it is a 200.
     private func putOnStreamOne(
@@ -579,6 +637,17 @@ final class FrameClient {
     }
 
     func close() { Glibc.close(socket) }
+
+    /// Sends every frame `frames` queues as one write (one `SSL_write` on TLS: records then hold many frames).
+    func sendBatch(_ frames: () throws -> Void) throws {
+        batch = []
+        defer { batch = nil }
+        try frames()
+        if let queued = batch {
+            batch = nil
+            try send(queued)
+        }
+    }
 
     private func send(_ bytes: [UInt8]) throws {
         guard let tls else { return try sendRaw(bytes) }

@@ -69,11 +69,16 @@ final class HTTP2Connection: SecureStreamDelegate {
     }
     /// Whether the last buffer handed out was receive-chunk space (else `inputBuffer`).
     private var isReceivingIntoChunk = false
+    /// How much of that space is DATA payload; what a read puts beyond it is the next frame's header (see
+    /// `allocatePlaintextBuffer`), which the next payload overwrites.
+    private var payloadRoomInChunk = 0
     private var receivedPayloadSinceSweep = false
     /// The stream the last DATA bytes went to (a lookup saved per piece of a frame); let go of with its stream.
     private var lastDataStream: HTTP2Stream?
     /// Plaintext bytes of the socket read in progress (a short one ends TLS coalescing, see `holdsForCoalescing`).
     private var plaintextThisRead = 0
+    /// Pieces of plaintext that read delivered, added to the server's count once per read.
+    private var piecesThisRead = 0
     /// Set while held TLS body bytes go to their sinks whatever their size (a short read, the deadline sweep).
     private var isHandingOverHeldBodies = false
 
@@ -171,8 +176,11 @@ final class HTTP2Connection: SecureStreamDelegate {
     /// chunk, right after the previous payload and never past the end of the current one, and everything else into
     /// `inputBuffer`, no further than where the next payload may begin. A stream whose frames follow each other
     /// thus gets one contiguous range per chunk, handed to its sink as is (HTTP/1.1 over TLS decrypts straight into
-    /// the body chunk too). It costs an `SSL_read` per frame header; a plain (h2c) read would cost a system call,
-    /// so h2c reads whole buffers and copies payloads into the streams.
+    /// the body chunk too). The frame header after a payload is decrypted with it, into the chunk just past it: it
+    /// is parsed before the next payload lands there, so the next payload simply overwrites it. A frame that spans
+    /// records thus costs two `SSL_read`s and two `nghttp2_session_mem_recv`s (payload end with the next header,
+    /// then the rest of the record) instead of three, with the header read on its own. A plain (h2c) read would
+    /// cost a system call per frame, so h2c reads whole buffers and copies payloads into the streams.
     func allocatePlaintextBuffer() -> UnsafeMutableRawBufferPointer {
         isReceivingIntoChunk = false
         guard stream.isSecure, !isClosing, session != nil else { return inputBuffer }
@@ -184,7 +192,9 @@ final class HTTP2Connection: SecureStreamDelegate {
         receivedPayloadSinceSweep = true
         guard let space = takeReceiveSpace() else { return inputBuffer }
         isReceivingIntoChunk = true
-        return UnsafeMutableRawBufferPointer(start: space.baseAddress, count: min(space.count, payload))
+        payloadRoomInChunk = min(space.count, payload)
+        return UnsafeMutableRawBufferPointer(
+            start: space.baseAddress, count: min(space.count, payload + HTTP2FrameCursor.headerLength))
     }
 
     /// Free space at the end of the receive chunk, after moving on to another chunk if this one is full. Nil when
@@ -241,9 +251,11 @@ final class HTTP2Connection: SecureStreamDelegate {
         }
         depth += 1
         plaintextThisRead += count
+        piecesThisRead += 1
         if isReceivingIntoChunk, let chunk = receiveChunk {
             let start = receiveEnd
-            receiveEnd += count
+            // Only payload bytes are kept: header bytes read past them are free space again once parsed.
+            receiveEnd += min(count, payloadRoomInChunk)
             receive(UnsafeRawBufferPointer(start: chunk.base + start, count: count))
         } else {
             receive(UnsafeRawBufferPointer(rebasing: inputBuffer[0..<count]))
@@ -260,6 +272,10 @@ final class HTTP2Connection: SecureStreamDelegate {
         }
         let isShortRead = plaintextThisRead < HTTPConnection.secureShortRead
         plaintextThisRead = 0
+        if piecesThisRead > 0 {
+            context.server.http2PlaintextPieceCount.add(Int64(piecesThisRead), ordering: .relaxed)
+            piecesThisRead = 0
+        }
         switch event {
         case .received:
             if isShortRead && isSecure { handOverHeldBodies() } else { perform {} }
