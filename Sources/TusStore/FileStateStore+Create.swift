@@ -81,7 +81,13 @@ extension FileStateStore {
             job.jobs += 1
             return true
         }
-        guard submits else { return }
+        guard submits else {
+            // The job is another loop's request (or an earlier one of this loop's): nothing of this loop's own would
+            // keep it running until the answers come, so a loop told to stop meanwhile would drop them (uploads
+            // made, never answered, and their ids held in `creating`). An idle timer holds it until the batch is done.
+            queue.keepsLoopRunning = loop.schedule(afterMilliseconds: 24 * 3_600_000) {}
+            return
+        }
         let creationJob = creationJob
         loop.offload({ [self] in drain(creationJob, work: work) }, completion: {})
     }
@@ -108,6 +114,8 @@ extension FileStateStore {
             }
             let done = CreationJob.LoopQueue(queue: batch.queue, loop: batch.loop)
             batch.loop.execute { [self] in
+                done.queue.keepsLoopRunning?.stop()
+                done.queue.keepsLoopRunning = nil
                 done.queue.isRunning = false
                 if !done.queue.waiting.isEmpty { submit(done.queue, loop: done.loop) }
             }
@@ -225,6 +233,8 @@ final class CreationQueue: @unchecked Sendable {
     var isRunning = false
     /// Threadpool jobs submitted (tests, diagnostics).
     var batches = 0
+    /// While the batch waits in a creation job this loop did not submit (see `FileStateStore.run`).
+    var keepsLoopRunning: Timer?
 
     init(loop: EventLoop) {
         self.loop = loop

@@ -379,6 +379,54 @@ final class HTTP2Tests: XCTestCase {
         }
     }
 
+    /// Two streams' DATA frames interleaved, odd-sized and one of them padded, in one TLS write: each header after a
+    /// payload lands in the receive chunk past that payload and the next payload overwrites it. A sink that reads
+    /// its fragments only at the body's end (as the file writer does, later, on the threadpool) must still find
+    /// exactly the bytes sent: nothing a stream was handed is overwritten by a later header or payload.
+    func testHeldFragmentsOfInterleavedStreamsStayIntactOverTLS() throws {
+        let (serverTLS, clientTLS) = try tlsContexts()
+        let handler = ReadAtEndHandler()
+        try withServer(handler, tls: serverTLS) { server in
+            let client = try FrameClient(port: server.port, tls: clientTLS)
+            defer { client.close() }
+            let sizes = [5, 16_384, 9, 1, 12_345, 16_375, 3, 16_384, 100]
+            let total = sizes.reduce(0, +)
+            let bodies: [Int32: [UInt8]] = [
+                1: patternBytes(count: total, seed: 1), 3: patternBytes(count: total, seed: 3),
+            ]
+            try client.sendBatch {
+                for id: Int32 in [1, 3] {
+                    try client.sendHeaders(
+                        streamID: id,
+                        fields: [(":method", "PATCH"), (":scheme", "https"), (":path", "/s\(id)"), (":authority", "h")],
+                        endStream: false)
+                }
+                var offset = 0
+                for (index, size) in sizes.enumerated() {
+                    for id: Int32 in [1, 3] {
+                        let piece = Array(bodies[id]![offset..<(offset + size)])
+                        if index == 4 && id == 3 {
+                            try client.sendPaddedData(streamID: id, bytes: piece, padding: 200)
+                        } else {
+                            try client.sendData(streamID: id, bytes: piece, endStream: false)
+                        }
+                    }
+                    offset += size
+                }
+                for id: Int32 in [1, 3] { try client.sendData(streamID: id, bytes: [], endStream: true) }
+            }
+            let deadline = Date().addingTimeInterval(10)
+            while !(client.ended.contains(1) && client.ended.contains(3)) && Date() < deadline {
+                try client.readFrames(timeout: 0.05)
+            }
+            for id: Int32 in [1, 3] {
+                XCTAssertEqual(client.responseStatusByte[id], 0x88, "stream \(id)")
+                XCTAssertEqual(handler.bodies.withLock { $0["/s\(id)"] }, bodies[id], "stream \(id)")
+            }
+            XCTAssertEqual(server.copiedHTTP2BodyBytes, 0, "payloads were copied")
+        }
+    }
+
     /// PUTs `body` to /upload on stream 1 as fast as the windows allow (at most `batchLimit` bytes per batch, then
     /// `pause`), reading frames between batches, until the response came (60 s at most); asserts it is a 200.
     private func putOnStreamOne(
@@ -698,6 +746,14 @@ final class FrameClient {
         try sendFrame(type: 0x1, flags: 0x4 | (endStream ? 0x1 : 0), streamID: streamID, payload: block)
     }
 
+    /// A DATA frame with the PADDED flag: a pad length byte, `bytes`, then `padding` zeros (all flow-controlled).
+    func sendPaddedData(streamID: Int32, bytes: [UInt8], padding: UInt8) throws {
+        let payload = [padding] + bytes + [UInt8](repeating: 0, count: Int(padding))
+        try sendFrame(type: 0x0, flags: 0x8, streamID: streamID, payload: payload)
+        connectionWindow -= Int64(payload.count)
+        streamSent[streamID, default: 0] += Int64(payload.count)
+    }
+
     func sendData(streamID: Int32, bytes: [UInt8], endStream: Bool) throws {
         try sendFrame(type: 0x0, flags: endStream ? 0x1 : 0, streamID: streamID, payload: bytes)
         connectionWindow -= Int64(bytes.count)
@@ -808,4 +864,40 @@ final class FrameClient {
             break
         }
     }
+}
+
+/// Keeps every body fragment (and so its memory) until the body ends and only then reads them, as a writer that
+/// writes later would: bytes overwritten after they were handed over show up in `bodies`.
+private final class ReadAtEndHandler: HTTPRequestHandler {
+    let bodies = Mutex<[String: [UInt8]]>([:])
+
+    func handle(_ head: RequestHead, exchange: any HTTPExchange) {
+        exchange.readBody(into: ReadAtEndSink(target: head.target, exchange: exchange, handler: self))
+    }
+}
+
+private final class ReadAtEndSink: HTTPBodySink {
+    let target: String
+    let exchange: any HTTPExchange
+    let handler: ReadAtEndHandler
+    var fragments: [BodyFragment] = []
+
+    init(target: String, exchange: any HTTPExchange, handler: ReadAtEndHandler) {
+        self.target = target
+        self.exchange = exchange
+        self.handler = handler
+    }
+
+    func bodyFragment(_ fragment: BodyFragment, done: @escaping () -> Void) {
+        fragments.append(fragment)
+        done()
+    }
+
+    func bodyEnd(trailers: HTTPHeaders) {
+        let body = fragments.flatMap(\.array)
+        handler.bodies.withLock { $0[target] = body }
+        exchange.respond(HTTPResponse(status: .ok, text: "\(body.count)"))
+    }
+
+    func bodyAborted(_ reason: BodyAbortReason) {}
 }

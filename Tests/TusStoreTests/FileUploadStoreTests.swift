@@ -164,6 +164,36 @@ final class FileUploadStoreTests: FileStoreTestCase {
         XCTAssertNotNil(fileBytes("b0.info"))
     }
 
+    /// A loop whose batch waits in the creation job another loop submitted has no request of its own in flight: told
+    /// to stop meanwhile, it must still run until its creations are answered (their uploads exist by then), as it
+    /// did with a job of its own, not end and drop the answers (the upload never in the index, its id held).
+    func testALoopStoppedWhileItsCreationWaitsForAnotherLoopsJobStillAnswersIt() throws {
+        let store = try FileUploadStore(directory: directory, fsync: .none)
+        let other = try LoopDriver()
+        let hold = holdCreation(of: "a0")
+        defer { BlockingFileSystem.injectFaults(nil) }
+        let first = DispatchSemaphore(value: 0)
+        driver.run { (done: @escaping (Void) -> Void) in
+            store.create(UploadInfo(id: "a0", length: 3, createdAt: 1), on: self.driver.executor) { _ in
+                first.signal()
+            }
+            done(())
+        }
+        final class Answer: @unchecked Sendable { var result: Result<UploadInfo, StoreError>? }
+        let second = Answer()
+        other.run { (done: @escaping (Void) -> Void) in
+            store.create(UploadInfo(id: "b0", length: 3, createdAt: 1), on: other.executor) { second.result = $0 }
+            done(())
+        }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.2) { hold.release.signal() }
+        XCTAssertEqual(other.shutDown(), 0)
+        XCTAssertEqual(try second.result?.unwrap().id, "b0", "answered before the loop ended")
+        XCTAssertEqual(first.wait(timeout: .now() + 30), .success)
+        XCTAssertFalse(hold.timedOut.withLock { $0 })
+        XCTAssertEqual(store.lookup("b0").info?.id, "b0")
+        XCTAssertEqual(store.state.creationJob.state.withLock { $0.jobs }, 1)
+    }
+
     /// Files the index does not know (made behind the store's back after it loaded) are not the creation's to
     /// touch: it fails, leaves them as they were, and takes back what it made itself.
     func testCreateLeavesFilesItDidNotMakeAlone() throws {
