@@ -85,6 +85,22 @@ public final class AsyncFile {
         if let failure { completion(.failure(failure)) }
     }
 
+    /// Opens an existing file on the loop thread when the kernel can resolve `path` from its dentry cache
+    /// (`openat2` with `RESOLVE_CACHED`, as io_uring opens inline), completing before this returns; otherwise
+    /// (a lookup that would read the disk, an older kernel, any error) as `open` does, on the threadpool. A PATCH
+    /// opens a file its POST made moments ago: at 1,024 uploads the threadpool crossing and the wait for the
+    /// loop to take its completion were most of the time from headers to the splice's start
+    /// (bench/results/2026-12-07-pstart). No `.create` or `.truncate`: those could block.
+    public static func openCachedOnLoop(
+        loop: EventLoop, path: String, flags: OpenFlags, _ completion: @escaping (Result<AsyncFile, UVError>) -> Void
+    ) {
+        loop.assertOnLoopThread()
+        precondition(!flags.contains(.create) && !flags.contains(.truncate), "only lookups may run on the loop")
+        let descriptor = CLibuv_open_cached(path, flags.systemFlags)
+        if descriptor >= 0 { return completion(.success(AsyncFile(loop: loop, descriptor: descriptor))) }
+        open(loop: loop, path: path, flags: flags, completion)
+    }
+
     /// `uv_fs_write` with one `uv_buf_t` per buffer (pwritev). `owner` is retained until completion. Short writes
     /// are continued here, so the completion sees either the full byte count or an error.
     public func write(

@@ -83,7 +83,7 @@ public final class FileDataStore: TruncatingUploadDataStore, ConcatenatingUpload
     ) {
         let loop = executor.eventLoop
         // Read and write: a checksummed body spliced into the file is hashed by reading it back (`isReadable`).
-        AsyncFile.open(loop: loop, path: dataPath(id), flags: [.readWrite]) { [self] opened in
+        AsyncFile.openCachedOnLoop(loop: loop, path: dataPath(id), flags: [.readWrite]) { [self] opened in
             switch opened {
             case .failure(let error) where error == .notFound:
                 onVanished?(id, executor)

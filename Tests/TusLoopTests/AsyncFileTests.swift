@@ -116,6 +116,55 @@ final class AsyncFileTests: XCTestCase {
         XCTAssertEqual(error, .notFound)
     }
 
+    /// A file whose path the kernel has cached opens on the loop thread, before `openCachedOnLoop` returns, and
+    /// works as one from the threadpool; a missing path goes the threadpool way and fails once with `.notFound`.
+    func testOpenCachedOnLoopCompletesInlineAndFallsBack() throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let path = directory + "/cached"
+        FileManager.default.createFile(atPath: path, contents: Data([1, 2, 3]))
+        _ = try FileManager.default.attributesOfItem(atPath: path)  // the lookup is in the dentry cache now
+        var completedInline: Bool?
+        var missing: [Result<AsyncFile, UVError>] = []
+        var size: Int64?
+        try withLoop { loop, finish in
+            var returned = false
+            AsyncFile.openCachedOnLoop(loop: loop, path: path, flags: .readWrite) { result in
+                completedInline = !returned
+                guard case .success(let file) = result else { return XCTFail("open \(result)") }
+                let bytes: [UInt8] = [4, 5]
+                let owner = bytes as AnyObject
+                bytes.withUnsafeBytes { buffer in
+                    file.write([buffer], at: 3, owner: owner) { written in
+                        XCTAssertEqual(try? written.get(), 2)
+                        file.stat { status in
+                            size = try? status.get().size
+                            file.close { _ in
+                                AsyncFile.openCachedOnLoop(loop: loop, path: path + ".missing", flags: .readWrite) {
+                                    missing.append($0)
+                                    loop.schedule(afterMilliseconds: 5) { finish() }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            returned = true
+        }
+        XCTAssertEqual(size, 5)
+        XCTAssertEqual(missing.count, 1)
+        guard case .failure(let error) = missing.first else { return XCTFail("expected failure") }
+        XCTAssertEqual(error, .notFound)
+        // openat2's RESOLVE_CACHED came with Linux 5.12; older kernels take the threadpool (and still pass above).
+        if try !Self.kernelVersion().lexicographicallyPrecedes([5, 12]) {
+            XCTAssertEqual(completedInline, true, "a cached path opens on the loop thread")
+        }
+    }
+
+    private static func kernelVersion() throws -> [Int] {
+        let release = try String(contentsOfFile: "/proc/sys/kernel/osrelease", encoding: .utf8)
+        return release.split(separator: "-")[0].split(separator: ".").prefix(2).compactMap { Int($0) }
+    }
+
     func testSynchronousWriteMatchesAsyncPath() throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let path = directory + "/sync"
