@@ -112,12 +112,11 @@ extension FileStateStore {
                     for (creation, result) in zip(answered.creations, answered.results) { answer(creation, result) }
                 }
             }
-            let done = CreationJob.LoopQueue(queue: batch.queue, loop: batch.loop)
             batch.loop.execute { [self] in
-                done.queue.keepsLoopRunning?.stop()
-                done.queue.keepsLoopRunning = nil
-                done.queue.isRunning = false
-                if !done.queue.waiting.isEmpty { submit(done.queue, loop: done.loop) }
+                batch.queue.keepsLoopRunning?.stop()
+                batch.queue.keepsLoopRunning = nil
+                batch.queue.isRunning = false
+                if !batch.queue.waiting.isEmpty { submit(batch.queue, loop: batch.loop) }
             }
         }
     }
@@ -256,12 +255,6 @@ final class CreationJob: Sendable {
     struct Answers: @unchecked Sendable {
         let creations: [FileStateStore.Creation]
         let results: [Result<Int?, BlockingFileSystem.Failure>]
-    }
-
-    /// A loop's queue, carried back to its loop when the job has made its batch.
-    struct LoopQueue: @unchecked Sendable {
-        let queue: CreationQueue
-        let loop: EventLoop
     }
 
     struct State {

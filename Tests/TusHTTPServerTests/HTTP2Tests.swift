@@ -749,15 +749,18 @@ final class FrameClient {
     /// A DATA frame with the PADDED flag: a pad length byte, `bytes`, then `padding` zeros (all flow-controlled).
     func sendPaddedData(streamID: Int32, bytes: [UInt8], padding: UInt8) throws {
         let payload = [padding] + bytes + [UInt8](repeating: 0, count: Int(padding))
-        try sendFrame(type: 0x0, flags: 0x8, streamID: streamID, payload: payload)
-        connectionWindow -= Int64(payload.count)
-        streamSent[streamID, default: 0] += Int64(payload.count)
+        try sendDataFrame(streamID: streamID, flags: 0x8, payload: payload)
     }
 
     func sendData(streamID: Int32, bytes: [UInt8], endStream: Bool) throws {
-        try sendFrame(type: 0x0, flags: endStream ? 0x1 : 0, streamID: streamID, payload: bytes)
-        connectionWindow -= Int64(bytes.count)
-        streamSent[streamID, default: 0] += Int64(bytes.count)
+        try sendDataFrame(streamID: streamID, flags: endStream ? 0x1 : 0, payload: bytes)
+    }
+
+    /// A DATA frame, counted against the connection's and the stream's windows (the whole payload, padding included).
+    private func sendDataFrame(streamID: Int32, flags: UInt8, payload: [UInt8]) throws {
+        try sendFrame(type: 0x0, flags: flags, streamID: streamID, payload: payload)
+        connectionWindow -= Int64(payload.count)
+        streamSent[streamID, default: 0] += Int64(payload.count)
     }
 
     private func streamWindow(_ id: Int32) -> Int64 {
