@@ -37,9 +37,8 @@ final class AsyncFileTests: XCTestCase {
                     guard case .success(let file) = result else { return XCTFail("open \(result)") }
                     weakFile = file
                     steps.append("open")
-                    let owner = parts as AnyObject
-                    let buffers = parts.map { part in part.withUnsafeBytes { $0 } }  // kept alive by `owner`
-                    file.write(buffers, at: offset, owner: owner) { result in
+                    let pinned = parts.map(PinnedBytes.init)
+                    file.write(pinned.map(\.buffer), at: offset, owner: pinned as AnyObject) { result in
                         XCTAssertEqual(try? result.get(), expected.count)
                         steps.append("write")
                         let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 100_000, alignment: 16)
@@ -131,18 +130,15 @@ final class AsyncFileTests: XCTestCase {
             AsyncFile.openCachedOnLoop(loop: loop, path: path, flags: .readWrite) { result in
                 completedInline = !returned
                 guard case .success(let file) = result else { return XCTFail("open \(result)") }
-                let bytes: [UInt8] = [4, 5]
-                let owner = bytes as AnyObject
-                bytes.withUnsafeBytes { buffer in
-                    file.write([buffer], at: 3, owner: owner) { written in
-                        XCTAssertEqual(try? written.get(), 2)
-                        file.stat { status in
-                            size = try? status.get().size
-                            file.close { _ in
-                                AsyncFile.openCachedOnLoop(loop: loop, path: path + ".missing", flags: .readWrite) {
-                                    missing.append($0)
-                                    loop.schedule(afterMilliseconds: 5) { finish() }
-                                }
+                let pinned = PinnedBytes([4, 5])
+                file.write([pinned.buffer], at: 3, owner: pinned) { written in
+                    XCTAssertEqual(try? written.get(), 2)
+                    file.stat { status in
+                        size = try? status.get().size
+                        file.close { _ in
+                            AsyncFile.openCachedOnLoop(loop: loop, path: path + ".missing", flags: .readWrite) {
+                                missing.append($0)
+                                loop.schedule(afterMilliseconds: 5) { finish() }
                             }
                         }
                     }
@@ -196,8 +192,8 @@ final class AsyncFileTests: XCTestCase {
             AsyncFile.open(loop: loop, path: path, flags: [.writeOnly, .create, .truncate]) { result in
                 guard case .success(let file) = result else { return XCTFail("open \(result)") }
                 weakFile = file
-                let owner = bytes as AnyObject
-                file.write([bytes.withUnsafeBytes { $0 }], at: 0, owner: owner) { result in
+                let pinned = PinnedBytes(bytes)
+                file.write([pinned.buffer], at: 0, owner: pinned) { result in
                     XCTAssertEqual(try? result.get(), bytes.count)
                     let total = Int64(bytes.count)
                     file.startWriteback(of: 65_536..<total, waitingFor: 0..<65_536) { error in
@@ -220,4 +216,19 @@ final class AsyncFileTests: XCTestCase {
         XCTAssertEqual(try [UInt8](Data(contentsOf: URL(fileURLWithPath: path))), bytes)
         XCTAssertNil(weakFile)
     }
+}
+
+/// Bytes at an address that stays put until the last reference goes: what `AsyncFile.write`'s `owner` must keep
+/// alive while the threadpool writes. An array is no such owner: `array as AnyObject` bridges to a copy
+/// (an `NSArray` with Foundation), so the array's own storage may be freed while pwrite still reads it.
+private final class PinnedBytes {
+    let buffer: UnsafeRawBufferPointer
+
+    init(_ bytes: [UInt8]) {
+        let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 16)
+        bytes.withUnsafeBytes { storage.copyMemory(from: $0) }
+        buffer = UnsafeRawBufferPointer(storage)
+    }
+
+    deinit { buffer.deallocate() }
 }
