@@ -8,6 +8,10 @@ internal import COpenSSLShims
 /// `takeEncryptedOutput()` to the peer. The handshake advances inside `readPlaintext` (and `writePlaintext`).
 /// Not thread-safe: one loop owns it. Both BIOs grow without limit, so the owner bounds memory by reading
 /// plaintext before feeding more and by draining output before writing more.
+///
+/// A TLS 1.3 server session with an AEAD suite of `TLS13RecordReader` reads the client's application records
+/// itself once the handshake is done (one copy per received byte less than OpenSSL's record layer); writing stays
+/// with OpenSSL, whose write sequence is independent of the read side.
 public final class TLSSession {
     private let tlsContext: TLSContext
     let ssl: OpaquePointer
