@@ -227,6 +227,7 @@ public final class TLSSession {
             let secret = clientTrafficSecret
         else { return }
         recordReader = secret.withUnsafeBytes { TLS13RecordReader(suite: suite, secret: $0) }
+        input.isClosedToOpenSSL = recordReader != nil
     }
 
     fileprivate func wipeClientTrafficSecret() {
@@ -408,6 +409,9 @@ private final class EncryptedInput {
     /// Set on server sessions until the record layer is decided: once the handshake is complete (this SSL) and
     /// OpenSSL has read whole records, it reads no more, so the next record is still here for our own reader.
     var holdsBackAfterHandshakeOf: OpaquePointer?
+    /// Set when our own record reader took over: OpenSSL gets no byte any more (an `SSL_do_handshake` for a
+    /// KeyUpdate, or `SSL_shutdown`, must not consume records behind the reader's back).
+    var isClosedToOpenSSL = false
     /// Where OpenSSL is in the record stream: header bytes read of the next record, body bytes still to come.
     private var header: (UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0)
     private var headerFill = 0
@@ -498,7 +502,8 @@ private final class EncryptedInput {
     func read(into buffer: UnsafeMutableRawPointer, count: Int, read: inout Int, bio: OpaquePointer) -> Int32 {
         BIO_clear_flags(bio, BIO_FLAGS_READ | BIO_FLAGS_WRITE | BIO_FLAGS_IO_SPECIAL | BIO_FLAGS_SHOULD_RETRY)
         let isHeldBack =
-            holdsBackAfterHandshakeOf.map { isAtRecordBoundary && SSL_is_init_finished($0) == 1 } ?? false
+            isClosedToOpenSSL
+            || holdsBackAfterHandshakeOf.map { isAtRecordBoundary && SSL_is_init_finished($0) == 1 } ?? false
         let source: UnsafeRawPointer?
         if isHeldBack {
             source = nil
