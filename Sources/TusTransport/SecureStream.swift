@@ -9,7 +9,8 @@ public enum SecureStreamReadEvent {
     /// The peer closed: TCP EOF, or a TLS close_notify.
     case closed
     case failed(UVError)
-    /// The TLS session failed (bad handshake, certificate, MAC, a renegotiation attempt); its alert was sent.
+    /// The TLS session failed (bad handshake, certificate, MAC, a renegotiation attempt); OpenSSL's failures sent
+    /// their alert, the session's own TLS 1.3 record reader's end the connection without one.
     case tlsFailed(TLSError)
 }
 
@@ -52,8 +53,9 @@ public final class CiphertextBuffer {
 ///
 /// Reading: a plain stream lets libuv read into the delegate's buffer. A TLS stream reads ciphertext into the
 /// shared `CiphertextBuffer`, and OpenSSL decrypts it from there in place (`TLSSession.withBorrowedEncryptedInput`)
-/// into the delegate's buffers, record by record, until the read is used up; a partial record's bytes move into
-/// the session, so the shared buffer is free again when `didFinishRead` runs. Handshake replies and alerts go out
+/// into the delegate's buffers, record by record, until the read is used up (after a TLS 1.3 server handshake the
+/// session decrypts the records itself, from the same buffer: `TLS13RecordReader`); a partial record's bytes move
+/// into the session, so the shared buffer is free again when `didFinishRead` runs. Handshake replies and alerts go out
 /// at once. Renegotiation is refused by the context (`SSL_OP_NO_RENEGOTIATION`): a peer that tries gets a fatal
 /// error, reported as `.tlsFailed`.
 ///

@@ -120,6 +120,28 @@ def test_curl_uploads_and_downloads_over_https(tls_server, pki, tmp_path):
     assert hashlib.sha256(downloaded.stdout).hexdigest() == hashlib.sha256(data).hexdigest()
 
 
+@pytest.mark.parametrize("suite", ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
+                                   "TLS_CHACHA20_POLY1305_SHA256"])
+@pytest.mark.parametrize("http", ["--http1.1", "--http2"])
+def test_each_tls13_suite_uploads_byte_exact(tls_server, pki, tmp_path, suite, http):
+    """The server decrypts TLS 1.3 records itself after the handshake (TLS13RecordReader), per suite."""
+    ca = pki[0] / "ca.pem"
+    data = os.urandom(2 * 1024 * 1024 + 5)
+    source = tmp_path / "data.bin"
+    source.write_bytes(data)
+    tls = ("--tlsv1.3", "--tls13-ciphers", suite, http)
+    created = run("curl", "-sS", *tls, "--cacert", str(ca), "-i", "-X", "POST", "-H", "Tus-Resumable: 1.0.0",
+                  "-H", f"Upload-Length: {len(data)}", f"https://localhost:{tls_server.port}/files/", timeout=60)
+    location = next(line.split(" ", 1)[1].strip() for line in created.stdout.splitlines()
+                    if line.lower().startswith("location:"))
+    patched = run("curl", "-sS", *tls, "--cacert", str(ca), "-i", "-X", "PATCH", "-H", "Tus-Resumable: 1.0.0",
+                  "-H", "Upload-Offset: 0", "-H", "Content-Type: application/offset+octet-stream",
+                  "--data-binary", f"@{source}", location, timeout=60)
+    statuses = [line.split()[1] for line in patched.stdout.splitlines() if line.startswith("HTTP/")]
+    assert statuses[-1:] == ["204"], patched.stdout + patched.stderr  # after a 100 Continue on HTTP/1.1
+    assert (Path(tls_server.upload_dir) / location.rsplit("/", 1)[1]).read_bytes() == data
+
+
 def s_client(port, *flags):
     return run("openssl", "s_client", "-connect", f"127.0.0.1:{port}", *flags, input="", timeout=20)
 

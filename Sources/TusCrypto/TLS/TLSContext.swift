@@ -48,6 +48,8 @@ public final class TLSContext: @unchecked Sendable {
         // The callback is a plain C function; the one bit of configuration it needs travels as its argument
         // (a non-nil pointer means "h2 allowed"), so nothing has to be retained for it.
         SSL_CTX_set_alpn_select_cb(raw, selectALPN, offersHTTP2 ? UnsafeMutableRawPointer(bitPattern: 1) : nil)
+        // The client application traffic secret, for the session's own TLS 1.3 record reader (TLSSession).
+        SSL_CTX_set_keylog_callback(raw, logTrafficSecret)
         return tls
     }
 

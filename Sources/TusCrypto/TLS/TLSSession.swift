@@ -8,9 +8,13 @@ internal import COpenSSLShims
 /// `takeEncryptedOutput()` to the peer. The handshake advances inside `readPlaintext` (and `writePlaintext`).
 /// Not thread-safe: one loop owns it. Both BIOs grow without limit, so the owner bounds memory by reading
 /// plaintext before feeding more and by draining output before writing more.
+///
+/// A TLS 1.3 server session with an AEAD suite of `TLS13RecordReader` reads the client's application records
+/// itself once the handshake is done (one copy per received byte less than OpenSSL's record layer); writing stays
+/// with OpenSSL, whose write sequence is independent of the read side.
 public final class TLSSession {
     private let tlsContext: TLSContext
-    private let ssl: OpaquePointer
+    let ssl: OpaquePointer
     /// What `SSL_read` reads from: fed bytes first, then the borrowed buffer (see `EncryptedInput`).
     private let input = EncryptedInput()
     /// Owned by `ssl`; records OpenSSL produced, waiting for `takeEncryptedOutput`.
@@ -21,6 +25,14 @@ public final class TLSSession {
     private var failure: TLSError?
     private var isPeerClosed = false
     private var isShutdownStarted = false
+    /// Our own TLS 1.3 record reader, once it took over from OpenSSL (see `takeOverRecordsIfPossible`).
+    private var recordReader: TLS13RecordReader?
+    /// The client application traffic secret from the keylog callback, until the takeover is decided.
+    fileprivate var clientTrafficSecret: [UInt8]?
+    /// Plaintext of the last record that did not fit the caller's buffer: `recordSpill[spillStart..<spillEnd]`.
+    private var recordSpill: UnsafeMutableRawBufferPointer?
+    private var spillStart = 0
+    private var spillEnd = 0
 
     /// `serverName` (client contexts only) is sent as SNI and checked against the certificate: `SSL_set1_host`
     /// for DNS names, `X509_VERIFY_PARAM_set1_ip_asc` for IP literals (which are never sent as SNI, RFC 6066 §3).
@@ -37,6 +49,8 @@ public final class TLSSession {
         self.networkOutput = output
         if context.isServer {
             SSL_set_accept_state(ssl)
+            SSL_set_ex_data(ssl, sessionIndex, Unmanaged.passUnretained(self).toOpaque())
+            input.holdsBackAfterHandshakeOf = ssl
         } else {
             SSL_set_connect_state(ssl)
             if let serverName { configurePeerName(serverName) }
@@ -45,6 +59,8 @@ public final class TLSSession {
 
     deinit {
         SSL_free(ssl)  // frees the reader BIO, whose data points at `input`, still alive here
+        wipeClientTrafficSecret()
+        recordSpill?.deallocate()
     }
 
     private func configurePeerName(_ name: String) {
@@ -64,6 +80,10 @@ public final class TLSSession {
     // MARK: State
 
     public var isHandshakeComplete: Bool { SSL_is_init_finished(ssl) == 1 }
+
+    /// True once the session decrypts the peer's records itself (a TLS 1.3 server with one of the three AEAD
+    /// suites) rather than through OpenSSL.
+    public var readsRecordsItself: Bool { recordReader != nil }
 
     /// "TLSv1.2" or "TLSv1.3" (`SSL_get_version`), once the handshake is complete.
     public var negotiatedProtocolVersion: String? {
@@ -139,6 +159,8 @@ public final class TLSSession {
         guard let base = buffer.baseAddress, buffer.count > 0 else {
             preconditionFailure("TLSSession.readPlaintext needs a non-empty buffer")
         }
+        if input.holdsBackAfterHandshakeOf != nil && isHandshakeComplete { takeOverRecordsIfPossible() }
+        if let recordReader { return readRecords(into: buffer, with: recordReader) }
         OpenSSLErrorQueue.clear()
         var read = 0
         let status = SSL_read_ex(ssl, base, buffer.count, &read)
@@ -149,6 +171,8 @@ public final class TLSSession {
         switch SSL_get_error(ssl, status) {
         case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
             if let failure = flushPendingPlaintext() { return .failed(failure) }
+            // The handshake completed in this call and the input held back the next record: decide now.
+            if input.holdsBackAfterHandshakeOf != nil && isHandshakeComplete { return readPlaintext(into: buffer) }
             return .wantMore
         case SSL_ERROR_ZERO_RETURN:
             isPeerClosed = true
@@ -187,6 +211,126 @@ public final class TLSSession {
         // Returns 0 ("sent, peer's not yet received"): we do not wait for the peer's close_notify.
         _ = SSL_shutdown(ssl)
         OpenSSLErrorQueue.clear()
+    }
+
+    // MARK: Our own TLS 1.3 record reader
+
+    /// Decides, once, right after the handshake, whether our reader takes over: only a TLS 1.3 session with one of
+    /// its three suites, with OpenSSL between records and holding nothing unread (nor plaintext nor ciphertext),
+    /// and no early data. Otherwise OpenSSL keeps reading as before. Either way the secret is wiped.
+    private func takeOverRecordsIfPossible() {
+        input.holdsBackAfterHandshakeOf = nil
+        defer { wipeClientTrafficSecret() }
+        guard SSL_version(ssl) == TLS1_3_VERSION, input.isAtRecordBoundary, SSL_has_pending(ssl) == 0,
+            SSL_get_early_data_status(ssl) != SSL_EARLY_DATA_ACCEPTED, let cipher = SSL_get_current_cipher(ssl),
+            let suite = TLS13RecordReader.Suite(protocolID: SSL_CIPHER_get_protocol_id(cipher)),
+            let secret = clientTrafficSecret
+        else { return }
+        recordReader = secret.withUnsafeBytes { TLS13RecordReader(suite: suite, secret: $0) }
+        input.isClosedToOpenSSL = recordReader != nil
+    }
+
+    fileprivate func wipeClientTrafficSecret() {
+        guard clientTrafficSecret != nil else { return }
+        clientTrafficSecret!.withUnsafeMutableBytes { OPENSSL_cleanse($0.baseAddress, $0.count) }
+        clientTrafficSecret = nil
+    }
+
+    /// RFC 8446 §5 for received records: decrypts whole records from the input, straight into `buffer` while it
+    /// has room for the record's plaintext (else into `recordSpill`, handed out over the next calls). Plaintext is
+    /// counted only after its tag verified; any violation fails the session for good. Several records per call.
+    private func readRecords(into buffer: UnsafeMutableRawBufferPointer, with reader: TLS13RecordReader)
+        -> TLSReadResult
+    {
+        let base = buffer.baseAddress!
+        if spillStart < spillEnd, let recordSpill {
+            let count = min(buffer.count, spillEnd - spillStart)
+            base.copyMemory(from: recordSpill.baseAddress! + spillStart, byteCount: count)
+            spillStart += count
+            return .bytes(count)
+        }
+        var written = 0
+        while let header = input.contiguous(TLS13RecordReader.headerLength) {
+            let length = Int(header[3]) << 8 | Int(header[4])
+            // After the handshake every TLS 1.3 record is protected application_data with version 0x0303
+            // (RFC 8446 §5.1, §5.2): a change_cipher_spec, a plaintext alert or handshake is an error.
+            guard header[0] == 23, header[1] == 3, header[2] == 3 else {
+                return failRecord("TLS record: unexpected record type \(header[0]) or version")
+            }
+            guard length <= TLS13RecordReader.maximumCiphertextLength,
+                length - TLS13RecordReader.tagLength <= TLS13RecordReader.maximumInnerPlaintextLength
+            else { return failRecord("TLS record_overflow: \(length) bytes") }
+            guard length > TLS13RecordReader.tagLength else { return failRecord("TLS record too short") }
+            let innerLength = length - TLS13RecordReader.tagLength
+            let fitsBuffer = buffer.count - written >= innerLength
+            if !fitsBuffer && written > 0 { break }
+            guard let record = input.contiguous(TLS13RecordReader.headerLength + length) else { break }
+            let destination = fitsBuffer ? base + written : spillBuffer()
+            guard reader.open(record, into: destination) else {
+                OPENSSL_cleanse(destination, innerLength)
+                return failRecord("TLS record authentication failed (bad_record_mac)")
+            }
+            input.consume(record.count)
+            // TLSInnerPlaintext: content, content type, zero padding (RFC 8446 §5.4).
+            var end = innerLength
+            while end > 0 && destination.load(fromByteOffset: end - 1, as: UInt8.self) == 0 { end -= 1 }
+            guard end > 0 else { return failRecord("TLS record without a content type") }
+            let content = UnsafeRawBufferPointer(start: destination, count: end - 1)
+            let contentType = destination.load(fromByteOffset: end - 1, as: UInt8.self)
+            switch contentType {
+            case 23:  // application_data
+                if fitsBuffer {
+                    written += content.count
+                } else {
+                    spillStart = 0
+                    spillEnd = content.count
+                    return readRecords(into: buffer, with: reader)
+                }
+            case 21:  // alert: close_notify ends the stream; any other alert ends it in error
+                guard content.count == 2, content[1] == 0 else {
+                    return failRecord("TLS alert \(content.count == 2 ? Int(content[1]) : -1) received")
+                }
+                isPeerClosed = true
+                return written > 0 ? .bytes(written) : .closed
+            case 22:  // handshake: only KeyUpdate, alone in its record (it must end a record, RFC 8446 §5.1)
+                guard content.count == 5, content[0] == 24, content[1] == 0, content[2] == 0, content[3] == 1,
+                    content[4] <= 1
+                else { return failRecord("TLS post-handshake message refused") }
+                guard reader.update() else { return failRecord("TLS KeyUpdate failed") }
+                if content[4] == 1, let error = answerKeyUpdate() { return .failed(error) }
+            default:
+                return failRecord("TLS record with content type \(contentType)")
+            }
+        }
+        return written > 0 ? .bytes(written) : .wantMore
+    }
+
+    private func spillBuffer() -> UnsafeMutableRawPointer {
+        if recordSpill == nil {
+            recordSpill = .allocate(byteCount: TLS13RecordReader.maximumInnerPlaintextLength, alignment: 16)
+        }
+        return recordSpill!.baseAddress!
+    }
+
+    /// update_requested: our own KeyUpdate (OpenSSL's write side) goes out before any further record of ours.
+    private func answerKeyUpdate() -> TLSError? {
+        guard !isShutdownStarted else { return nil }
+        OpenSSLErrorQueue.clear()
+        // Fails only when one of ours is already pending, which answers the request as well.
+        _ = SSL_key_update(ssl, SSL_KEY_UPDATE_NOT_REQUESTED)
+        OpenSSLErrorQueue.clear()
+        let status = SSL_do_handshake(ssl)
+        guard status != 1 else { return nil }
+        switch SSL_get_error(ssl, status) {
+        case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE: return nil
+        default: return fail("TLS KeyUpdate reply failed")
+        }
+    }
+
+    private func failRecord(_ message: String) -> TLSReadResult {
+        let error = TLSError(message)
+        failure = error
+        return .failed(error)
     }
 
     // MARK: Internals
@@ -252,32 +396,56 @@ public final class TLSSession {
     }
 }
 
-/// The read side of a session: bytes fed with `feedEncrypted` (a memory BIO, kept while unread) come first, then
-/// the buffer lent for one socket read. OpenSSL reads it through `encryptedInputMethod`; loop thread only.
+/// The read side of a session: bytes fed with `feedEncrypted` (kept while unread) come first, then the buffer lent
+/// for one socket read. OpenSSL reads it through `encryptedInputMethod`; after the takeover, `TLSSession` reads
+/// whole records from it (`contiguous`, `consume`). Loop thread only.
 private final class EncryptedInput {
-    private let fed: OpaquePointer
+    private var stored: UnsafeMutableRawPointer?
+    private var storedCapacity = 0
+    private var storedStart = 0
+    private var storedCount = 0
     private var borrowed: UnsafeRawPointer?
     private var borrowedCount = 0
-
-    init() {
-        guard let fed = BIO_new(BIO_s_mem()) else {
-            preconditionFailure("BIO_new failed: \(OpenSSLErrorQueue.drain())")
-        }
-        self.fed = fed
-    }
+    /// Set on server sessions until the record layer is decided: once the handshake is complete (this SSL) and
+    /// OpenSSL has read whole records, it reads no more, so the next record is still here for our own reader.
+    var holdsBackAfterHandshakeOf: OpaquePointer?
+    /// Set when our own record reader took over: OpenSSL gets no byte any more (an `SSL_do_handshake` for a
+    /// KeyUpdate, or `SSL_shutdown`, must not consume records behind the reader's back).
+    var isClosedToOpenSSL = false
+    /// Where OpenSSL is in the record stream: header bytes read of the next record, body bytes still to come.
+    private var header: (UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0)
+    private var headerFill = 0
+    private var bodyRemaining = 0
 
     deinit {
-        BIO_free(fed)
+        stored?.deallocate()
     }
 
-    var pendingCount: Int { Int(BIO_ctrl_pending(fed)) + borrowedCount }
+    var pendingCount: Int { storedCount + borrowedCount }
+
+    /// OpenSSL has consumed whole records only.
+    var isAtRecordBoundary: Bool { headerFill == 0 && bodyRemaining == 0 }
 
     func feed(_ bytes: UnsafeRawBufferPointer) {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return }
-        var written = 0
-        guard BIO_write_ex(fed, base, bytes.count, &written) == 1, written == bytes.count else {
-            preconditionFailure("BIO_write_ex on a memory BIO failed: \(OpenSSLErrorQueue.drain())")
+        if storedCount + bytes.count > storedCapacity - storedStart {
+            if storedCount + bytes.count <= storedCapacity, let stored {
+                stored.copyMemory(from: stored + storedStart, byteCount: storedCount)
+            } else {
+                var capacity = max(storedCapacity, 16 * 1024)
+                while capacity < storedCount + bytes.count { capacity *= 2 }
+                let grown = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
+                if let stored {
+                    grown.copyMemory(from: stored + storedStart, byteCount: storedCount)
+                    stored.deallocate()
+                }
+                stored = grown
+                storedCapacity = capacity
+            }
+            storedStart = 0
         }
+        (stored! + storedStart + storedCount).copyMemory(from: base, byteCount: bytes.count)
+        storedCount += bytes.count
     }
 
     func borrow(_ base: UnsafeRawPointer, count: Int) {
@@ -291,23 +459,132 @@ private final class EncryptedInput {
         borrowedCount = 0
     }
 
+    /// The next `count` unread bytes in one piece, or nil if fewer have arrived. Straight from the borrowed buffer
+    /// unless earlier bytes are stored; then the missing ones are moved behind them (the one record per socket
+    /// read that straddles two reads). Valid until the next call of any method.
+    func contiguous(_ count: Int) -> UnsafeRawBufferPointer? {
+        if storedCount == 0 {
+            guard let borrowed, borrowedCount >= count else { return nil }
+            return UnsafeRawBufferPointer(start: borrowed, count: count)
+        }
+        if storedCount < count, let borrowed, borrowedCount > 0 {
+            let step = min(count - storedCount, borrowedCount)
+            feed(UnsafeRawBufferPointer(start: borrowed, count: step))
+            self.borrowed = borrowed + step
+            borrowedCount -= step
+        }
+        guard storedCount >= count, let stored else { return nil }
+        return UnsafeRawBufferPointer(start: stored + storedStart, count: count)
+    }
+
+    /// Drops `count` bytes that `contiguous(count)` returned.
+    func consume(_ count: Int) {
+        if storedCount > 0 {
+            storedStart += count
+            storedCount -= count
+            if storedCount == 0 { releaseStorageIfLarge() }
+        } else {
+            borrowed = borrowed.map { $0 + count }
+            borrowedCount -= count
+        }
+    }
+
+    /// Idle connections keep at most 64 KiB (one partial record at the usual sizes).
+    private func releaseStorageIfLarge() {
+        storedStart = 0
+        guard storedCapacity > 64 * 1024 else { return }
+        stored?.deallocate()
+        stored = nil
+        storedCapacity = 0
+    }
+
     /// `BIO_read_ex` semantics: 1 with `read` bytes, or 0 with the retry flag set when nothing is there yet.
     func read(into buffer: UnsafeMutableRawPointer, count: Int, read: inout Int, bio: OpaquePointer) -> Int32 {
         BIO_clear_flags(bio, BIO_FLAGS_READ | BIO_FLAGS_WRITE | BIO_FLAGS_IO_SPECIAL | BIO_FLAGS_SHOULD_RETRY)
-        if BIO_ctrl_pending(fed) > 0 { return BIO_read_ex(fed, buffer, count, &read) }
-        guard let borrowed, borrowedCount > 0 else {
+        let isHeldBack =
+            isClosedToOpenSSL
+            || holdsBackAfterHandshakeOf.map { isAtRecordBoundary && SSL_is_init_finished($0) == 1 } ?? false
+        let source: UnsafeRawPointer?
+        if isHeldBack {
+            source = nil
+        } else if storedCount > 0, let stored {
+            source = UnsafeRawPointer(stored + storedStart)
+        } else {
+            source = borrowedCount > 0 ? borrowed : nil
+        }
+        guard let source else {
             // Like an empty memory BIO: "retry later", not end of stream.
             BIO_set_flags(bio, BIO_FLAGS_READ | BIO_FLAGS_SHOULD_RETRY)
             read = 0
             return 0
         }
-        let step = min(count, borrowedCount)
-        buffer.copyMemory(from: borrowed, byteCount: step)
-        self.borrowed = borrowed + step
-        borrowedCount -= step
+        let step = min(count, storedCount > 0 ? storedCount : borrowedCount)
+        buffer.copyMemory(from: source, byteCount: step)
+        if holdsBackAfterHandshakeOf != nil { track(source, count: step) }
+        consume(step)
         read = step
         return 1
     }
+
+    /// Follows the record headers of what OpenSSL reads (only until the record layer is decided).
+    private func track(_ bytes: UnsafeRawPointer, count: Int) {
+        var offset = 0
+        while offset < count {
+            if bodyRemaining > 0 {
+                let step = min(bodyRemaining, count - offset)
+                bodyRemaining -= step
+                offset += step
+                continue
+            }
+            let byte = bytes.load(fromByteOffset: offset, as: UInt8.self)
+            switch headerFill {
+            case 3: header.3 = byte
+            case 4: header.4 = byte
+            default: break
+            }
+            headerFill += 1
+            offset += 1
+            if headerFill == 5 {
+                headerFill = 0
+                bodyRemaining = Int(header.3) << 8 | Int(header.4)
+            }
+        }
+    }
+}
+
+/// The `SSL_set_ex_data` slot where a server `SSL` points at its (unretained) `TLSSession`, for `logTrafficSecret`.
+private let sessionIndex: Int32 = CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL, 0, nil, nil, nil, nil)
+
+/// `SSL_CTX_set_keylog_callback` of server contexts: OpenSSL hands every TLS 1.3 secret here as an NSS key log line.
+/// Only "CLIENT_TRAFFIC_SECRET_0 <client random> <secret>" is kept, in the session, until the record reader is
+/// set up from it (`TLSSession.takeOverRecordsIfPossible`); nothing is logged. OpenSSL wipes the line afterwards.
+let logTrafficSecret: @convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> Void = { ssl, line in
+    guard let ssl, let line, let data = SSL_get_ex_data(ssl, sessionIndex) else { return }
+    let session = Unmanaged<TLSSession>.fromOpaque(data).takeUnretainedValue()
+    var cursor = line
+    for byte in "CLIENT_TRAFFIC_SECRET_0 ".utf8 {
+        guard UInt8(bitPattern: cursor.pointee) == byte else { return }
+        cursor += 1
+    }
+    while cursor.pointee != 0 && cursor.pointee != 0x20 { cursor += 1 }  // the client random
+    guard cursor.pointee == 0x20 else { return }
+    cursor += 1
+    var secret: [UInt8] = []
+    secret.reserveCapacity(64)
+    func nibble(_ c: CChar) -> UInt8? {
+        switch UInt8(bitPattern: c) {
+        case 0x30...0x39: return UInt8(bitPattern: c) - 0x30
+        case 0x61...0x66: return UInt8(bitPattern: c) - 0x61 + 10
+        case 0x41...0x46: return UInt8(bitPattern: c) - 0x41 + 10
+        default: return nil
+        }
+    }
+    while let high = nibble(cursor.pointee), let low = nibble(cursor[1]), secret.count < 64 {
+        secret.append(high << 4 | low)
+        cursor += 2
+    }
+    session.wipeClientTrafficSecret()
+    session.clientTrafficSecret = secret
 }
 
 /// A source BIO over `EncryptedInput` (its `BIO_get_data`): read, pending and flush; nothing else.
