@@ -56,6 +56,9 @@ public final class FileStateStore: UploadStateStore {
     let recordLog: RecordLog?
     /// A creation appends its record to `recordLog` instead of making `<id>.info` (`--records log`).
     let logsCreations: Bool
+    /// Under `--fsync none` a logged creation is one append to an open descriptor (no inode, no sync), made on the
+    /// loop that asked (`FileStateStore+Create`).
+    let logsCreationsOnLoop: Bool
     let directorySync: DirectorySyncGroup
     /// Per loop: creations waiting for that loop's batch on the threadpool to finish (`FileStateStore+Create`).
     let creationQueues = Mutex<[ObjectIdentifier: CreationQueue]>([:])
@@ -85,6 +88,7 @@ public final class FileStateStore: UploadStateStore {
         self.fsyncPolicy = fsync
         self.pairsWithDataStore = pairsWithDataStore
         logsCreations = recordsInLog && pairsWithDataStore
+        logsCreationsOnLoop = logsCreations && !fsync.syncsAtCommit
         directorySync = DirectorySyncGroup(path: self.directory)
         self.log = log
         let recovered = try Self.recover(

@@ -97,10 +97,10 @@ final class FileRecordLogTests: FileStoreTestCase {
         XCTAssertEqual(try FileUploadStore(directory: directory).lookup("b").info?.expiresAt, 50)
     }
 
-    /// Under `--fsync none` the creations that queue on a loop while its job runs share the next job and one append,
-    /// and make no file.
-    func testBatchedCreationsShareOneAppend() throws {
-        let store = try logStore()
+    /// Under `--fsync none` a logged creation is one append made on the loop that asked, answered before `create`
+    /// returns: no threadpool job, no batch, no file. Under `commit` creations still go through the threadpool.
+    func testCreationsUnderFsyncNoneAppendOnTheLoop() throws {
+        let store = try logStore(.none)
         final class Answers: @unchecked Sendable { var all: [String: Result<UploadInfo, StoreError>] = [:] }
         let answers: Answers = driver.run { done in
             let answers = Answers()
@@ -108,18 +108,36 @@ final class FileRecordLogTests: FileStoreTestCase {
                 let id = "b\(index)"
                 store.create(UploadInfo(id: id, length: 3, createdAt: 1), on: self.driver.executor) { result in
                     answers.all[id] = result
-                    if answers.all.count == 10 { done(answers) }
                 }
+                XCTAssertNotNil(answers.all[id], "answered in the same turn")
             }
+            done(answers)
         }
         let made = (0..<10).map { "b\($0)" }
         for id in made { XCTAssertEqual(try answers.all[id]?.unwrap().id, id) }
         XCTAssertEqual(try names(), ["records.1.log"])
-        XCTAssertEqual(store.state.creationQueues.withLock { $0.values.map(\.batches) }, [2])
+        XCTAssertEqual(store.state.creationQueues.withLock { $0.count }, 0, "no batch")
+        XCTAssertEqual(store.state.creationJob.state.withLock { $0.jobs }, 0, "no threadpool job")
         XCTAssertEqual(try entries("records.1.log").map { $0["id"] as? String }, made)
         XCTAssertEqual(store.state.recordLog?.liveEntries, [1: 10])
+        XCTAssertEqual(create(store, UploadInfo(id: "b3", length: 3, createdAt: 1)), .failure(.alreadyExists))
         let restarted = try logStore()
         for id in made { XCTAssertEqual(restarted.lookup(id).info?.offset, 0, id) }
+
+        let other = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: other) }
+        let durable = try FileUploadStore(directory: other, fsync: .commit, recordsInLog: true)
+        final class Answer: @unchecked Sendable { var result: Result<UploadInfo, StoreError>?; var inTurn = false }
+        let answer = Answer()
+        driver.run { (done: @escaping (Void) -> Void) in
+            durable.create(UploadInfo(id: "c0", length: 3, createdAt: 1), on: self.driver.executor) {
+                answer.result = $0
+                done(())
+            }
+            answer.inTurn = answer.result != nil
+        }
+        XCTAssertFalse(answer.inTurn, "under commit the threadpool appends and syncs")
+        XCTAssertEqual(try answer.result?.unwrap().id, "c0")
     }
 
     // MARK: removal
