@@ -93,8 +93,8 @@ final class FileStoreVanishedUploadTests: FileStoreTestCase {
     }
 
     /// The watcher forgets an upload while a record write of it is on the threadpool (a PATCH's commit moving its
-    /// expiry): the write must not leave `<id>.info` behind, or a restart brings the upload back (its data file
-    /// recreated empty) although the operator deleted it; and the write reports the upload gone, not success.
+    /// expiry): the write must not leave `<id>.info` behind, or a restart brings the upload back (at offset 0)
+    /// although the operator deleted it; and the write reports the upload gone, not success.
     func testRecordWrittenWhileTheUploadIsForgottenDoesNotBringItBack() throws {
         let store = try FileUploadStore(directory: directory)
         _ = try create(store, UploadInfo(id: "racing", length: 10, createdAt: 1, expiresAt: 100)).unwrap()
