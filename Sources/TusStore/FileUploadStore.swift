@@ -1,6 +1,7 @@
 public import TusProtocol
 
-/// The embedded default: records and data as files in one directory (`<id>.info` + `<id>`), restart-safe.
+/// The embedded default: records and data as files in one directory (`<id>.info` + `<id>`, the data file from the
+/// upload's first byte on), restart-safe.
 public typealias FileUploadStore = ComposedUploadStore<FileStateStore, FileDataStore>
 
 extension ComposedUploadStore where State == FileStateStore, Data == FileDataStore {
@@ -15,11 +16,12 @@ extension ComposedUploadStore where State == FileStateStore, Data == FileDataSto
         watchesRemovals: Bool = false, log: @escaping @Sendable (String) -> Void = { _ in }
     ) throws {
         let state = try FileStateStore(
-            directory: directory, fsync: fsync, rememberedGoneIDs: rememberedGoneIDs, createsDataFiles: true,
+            directory: directory, fsync: fsync, rememberedGoneIDs: rememberedGoneIDs, pairsWithDataStore: true,
             recordsInLog: recordsInLog, log: log)
         let data = try FileDataStore(
-            directory: directory, fsync: fsync, filesCreatedByRecords: true, log: log,
-            onVanished: { [weak state] id, executor in state?.dataFileVanished(id, on: executor) })
+            directory: directory, fsync: fsync, createsFilesOnFirstWrite: true, log: log,
+            onVanished: { [weak state] id, executor in state?.dataFileVanished(id, on: executor) },
+            holdsNoBytes: { [weak state] id in state?.holdsNoBytes(id) ?? false })
         if watchesRemovals { state.watchRemovals() }
         self.init(state: state, data: data)
     }
