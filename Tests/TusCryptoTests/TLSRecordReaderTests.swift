@@ -75,6 +75,31 @@ final class TLSRecordReaderTests: XCTestCase {
         XCTAssertTrue(pair.receivedByServer == payload)
     }
 
+    /// A TLS 1.3 suite the reader does not know (AES-128-CCM, off by default) stays with OpenSSL.
+    func testATLS13SuiteWithoutOwnSupportStaysWithOpenSSL() throws {
+        let server = try serverContext()
+        XCTAssertEqual(SSL_CTX_set_ciphersuites(server.context, "TLS_AES_128_CCM_SHA256"), 1)
+        let pair = RecordPair(
+            client: TLSSession(context: try clientContext(suite: "TLS_AES_128_CCM_SHA256"), serverName: "localhost"),
+            server: TLSSession(context: server))
+        try pair.handshake()
+        let payload = randomBytes(200_000)
+        try pair.client.writePlaintext(payload)
+        try pair.pump()
+        XCTAssertEqual(pair.server.negotiatedProtocolVersion, "TLSv1.3")
+        XCTAssertFalse(pair.server.readsRecordsItself)
+        XCTAssertTrue(pair.receivedByServer == payload)
+    }
+
+    /// 0-RTT data would arrive under another key before the handshake ends: server contexts never accept it
+    /// (OpenSSL's default max_early_data of 0), and the takeover also checks `SSL_get_early_data_status`.
+    func testServerContextsAcceptNoEarlyData() throws {
+        let context = try serverContext()
+        XCTAssertEqual(SSL_CTX_get_max_early_data(context.context), 0)
+        let session = TLSSession(context: context)
+        XCTAssertEqual(SSL_get_max_early_data(session.ssl), 0)
+    }
+
     func testClientKeyUpdatesMidUploadKeepTheUploadCorrect() throws {
         let pair = try connectedPair()
         var sent: [UInt8] = []
