@@ -75,6 +75,31 @@ final class TLSRecordReaderTests: XCTestCase {
         XCTAssertTrue(pair.receivedByServer == payload)
     }
 
+    /// A TLS 1.3 suite the reader does not know (AES-128-CCM, off by default) stays with OpenSSL.
+    func testATLS13SuiteWithoutOwnSupportStaysWithOpenSSL() throws {
+        let server = try serverContext()
+        XCTAssertEqual(SSL_CTX_set_ciphersuites(server.context, "TLS_AES_128_CCM_SHA256"), 1)
+        let pair = RecordPair(
+            client: TLSSession(context: try clientContext(suite: "TLS_AES_128_CCM_SHA256"), serverName: "localhost"),
+            server: TLSSession(context: server))
+        try pair.handshake()
+        let payload = randomBytes(200_000)
+        try pair.client.writePlaintext(payload)
+        try pair.pump()
+        XCTAssertEqual(pair.server.negotiatedProtocolVersion, "TLSv1.3")
+        XCTAssertFalse(pair.server.readsRecordsItself)
+        XCTAssertTrue(pair.receivedByServer == payload)
+    }
+
+    /// 0-RTT data would arrive under another key before the handshake ends: server contexts never accept it
+    /// (OpenSSL's default max_early_data of 0), and the takeover also checks `SSL_get_early_data_status`.
+    func testServerContextsAcceptNoEarlyData() throws {
+        let context = try serverContext()
+        XCTAssertEqual(SSL_CTX_get_max_early_data(context.context), 0)
+        let session = TLSSession(context: context)
+        XCTAssertEqual(SSL_get_max_early_data(session.ssl), 0)
+    }
+
     func testClientKeyUpdatesMidUploadKeepTheUploadCorrect() throws {
         let pair = try connectedPair()
         var sent: [UInt8] = []
@@ -189,6 +214,134 @@ final class TLSRecordReaderTests: XCTestCase {
         XCTAssertEqual(received, [])
         guard case .failed = result else { return XCTFail("plaintext change_cipher_spec: \(result)") }
     }
+
+    // MARK: Boundaries and floods
+
+    /// The client's Finished, its first records and a KeyUpdate arrive in one flight, then one byte per socket
+    /// read: the record boundary tracking during the handshake must hand over exactly at the first record after
+    /// Finished, and records split across many reads must be reassembled.
+    func testAFlightWithFinishedDataAndKeyUpdateSplitByteByByteIsReadInOrder() throws {
+        for pieceSize in [100_000, 1, 7] {
+            let pair = RecordPair(
+                client: TLSSession(context: try clientContext(), serverName: "localhost"),
+                server: TLSSession(context: try serverContext()))
+            pair.pieceSize = pieceSize
+            let first = randomBytes(20_000)
+            try pair.client.writePlaintext(first)  // held until the client's handshake completes, then follows Finished
+            pair.client.startHandshake()
+            try pair.pump()
+            XCTAssertTrue(pair.server.readsRecordsItself, "piece size \(pieceSize)")
+            let second = randomBytes(3000)
+            XCTAssertEqual(SSL_key_update(pair.client.ssl, SSL_KEY_UPDATE_REQUESTED), 1)
+            try pair.client.writePlaintext(second)
+            try pair.pump()
+            XCTAssertTrue(pair.receivedByServer == first + second, "piece size \(pieceSize)")
+            try pair.server.writePlaintext([9])
+            try pair.pump()
+            XCTAssertEqual(pair.receivedByClient, [9])
+        }
+    }
+
+    /// RFC 8446 §4.6.3: a side receiving several KeyUpdates while silent responds with a single update. Without
+    /// that, every 27-byte update_requested record a client sends (and never reads the answer of) queues a
+    /// 27-byte record of ours: output as large as the input, unbounded.
+    func testUpdateRequestedFloodWhileTheServerIsSilentGetsOneAnswer() throws {
+        let pair = try connectedPair()
+        for _ in 0..<20 {
+            XCTAssertEqual(SSL_key_update(pair.client.ssl, SSL_KEY_UPDATE_REQUESTED), 1)
+            XCTAssertEqual(SSL_do_handshake(pair.client.ssl), 1)
+        }
+        try pair.client.writePlaintext([1])  // resets the run of KeyUpdates, not our answer
+        let (received, result) = pair.deliverToServer(pair.client.takeEncryptedOutput())
+        XCTAssertEqual(received, [1], "\(result)")
+        XCTAssertEqual(pair.server.pendingEncryptedByteCount, 27)
+        // After data of ours, the next request gets its own answer again.
+        try pair.server.writePlaintext([2])
+        try pair.pump()
+        XCTAssertEqual(SSL_key_update(pair.client.ssl, SSL_KEY_UPDATE_REQUESTED), 1)
+        XCTAssertEqual(SSL_do_handshake(pair.client.ssl), 1)
+        _ = pair.deliverToServer(pair.client.takeEncryptedOutput())
+        XCTAssertEqual(pair.server.pendingEncryptedByteCount, 27)
+        try pair.pump()
+        try pair.server.writePlaintext([3])
+        try pair.client.writePlaintext([4])
+        try pair.pump()
+        XCTAssertEqual(pair.receivedByClient, [2, 3])
+        XCTAssertEqual(pair.receivedByServer, [4])
+    }
+
+    /// Each KeyUpdate costs a key schedule step for 27 bytes of input: more than 32 in a row (no application data
+    /// between) end the session; 32, then data, then 32 more are fine.
+    func testMoreThan32KeyUpdatesInARowEndTheSession() throws {
+        let pair = try connectedPair()
+        for round in 0..<2 {
+            for _ in 0..<TLSSession.maximumKeyUpdatesInARow {
+                XCTAssertEqual(SSL_key_update(pair.client.ssl, SSL_KEY_UPDATE_NOT_REQUESTED), 1)
+                XCTAssertEqual(SSL_do_handshake(pair.client.ssl), 1)
+            }
+            try pair.client.writePlaintext([UInt8(round)])
+            try pair.pump()
+        }
+        XCTAssertEqual(pair.receivedByServer, [0, 1])
+        for _ in 0...TLSSession.maximumKeyUpdatesInARow {
+            XCTAssertEqual(SSL_key_update(pair.client.ssl, SSL_KEY_UPDATE_NOT_REQUESTED), 1)
+            XCTAssertEqual(SSL_do_handshake(pair.client.ssl), 1)
+        }
+        try pair.client.writePlaintext([2])
+        let (received, result) = pair.deliverToServer(pair.client.takeEncryptedOutput())
+        XCTAssertEqual(received, [])
+        guard case .failed(let error) = result else { return XCTFail("\(result)") }
+        XCTAssertTrue(error.description.contains("KeyUpdate"), error.description)
+    }
+
+    /// Empty application records (legal, RFC 8446 §5.1) cost an AEAD call for 22 bytes each: more than 32 in a
+    /// row end the session; 32 then a record with content are read.
+    func testMoreThan32EmptyRecordsInARowEndTheSession() throws {
+        let limit = TLSSession.maximumEmptyRecordsInARow
+        let pair = try connectedPair()
+        var flight: [UInt8] = []
+        for sequence in 0..<limit { flight += try pair.forge([23, 0], sequence: UInt64(sequence)) }
+        flight += try pair.forge([5, 23], sequence: UInt64(limit))
+        let (received, result) = pair.deliverToServer(flight)
+        XCTAssertEqual(received, [5], "\(result)")
+        let flood = try connectedPair()
+        var records: [UInt8] = []
+        for sequence in 0...limit { records += try flood.forge([23], sequence: UInt64(sequence)) }
+        let (none, failed) = flood.deliverToServer(records)
+        XCTAssertEqual(none, [])
+        guard case .failed(let error) = failed else { return XCTFail("\(failed)") }
+        XCTAssertTrue(error.description.contains("empty"), error.description)
+    }
+
+    /// close_notify ends the stream: records after it in the same read are never decrypted nor delivered, and the
+    /// session stays closed.
+    func testNothingAfterCloseNotifyIsRead() throws {
+        let pair = try connectedPair()
+        let flight = try pair.forge([1, 2, 3, 23]) + pair.forge([1, 0, 21], sequence: 1)
+            + pair.forge([9, 9, 23], sequence: 2)
+        let (received, first) = pair.deliverToServer(flight)
+        XCTAssertEqual(received, [1, 2, 3])
+        guard case .closed = first else { return XCTFail("\(first)") }
+        var buffer = [UInt8](repeating: 0, count: 64)
+        guard case .closed = buffer.withUnsafeMutableBytes({ pair.server.readPlaintext(into: $0) }) else {
+            return XCTFail("read after close_notify")
+        }
+    }
+
+    /// A record that fails its tag after good ones in the same read: the session fails, and a later read
+    /// returns the failure, never the records behind the bad one.
+    func testRecordsBehindAFailedOneAreNeverRead() throws {
+        let pair = try connectedPair()
+        var bad = try pair.forge([7, 23], sequence: 1)
+        bad[bad.count - 1] ^= 1
+        let flight = try pair.forge([6, 23]) + bad + pair.forge([8, 23], sequence: 2)
+        let (_, result) = pair.deliverToServer(flight)
+        guard case .failed = result else { return XCTFail("\(result)") }
+        var buffer = [UInt8](repeating: 0, count: 64)
+        guard case .failed = buffer.withUnsafeMutableBytes({ pair.server.readPlaintext(into: $0) }) else {
+            return XCTFail("read after a failed record")
+        }
+    }
 }
 
 /// The last CLIENT_TRAFFIC_SECRET_0 a test client logged (tests run one at a time).
@@ -213,6 +366,8 @@ private final class RecordPair {
     var receivedByClient: [UInt8] = []
     var serverSawClose = false
     var serverFailure: TLSError?
+    /// The size of the socket reads `deliverToServer` simulates.
+    var pieceSize = 100_000
 
     init(client: TLSSession, server: TLSSession) {
         capturedClientSecret = []
@@ -253,7 +408,7 @@ private final class RecordPair {
         if let serverFailure { throw serverFailure }
     }
 
-    /// Lends `bytes` to the server in pieces of up to 100 KiB (as socket reads would come) and reads with a
+    /// Lends `bytes` to the server in pieces of up to `pieceSize` (as socket reads would come) and reads with a
     /// 256 KiB buffer, like an upload body chunk; returns the plaintext and the last result.
     func deliverToServer(_ bytes: [UInt8]) -> ([UInt8], TLSReadResult) {
         var received: [UInt8] = []
@@ -261,7 +416,7 @@ private final class RecordPair {
         var plaintext = [UInt8](repeating: 0, count: 256 * 1024)
         var offset = 0
         repeat {
-            let end = min(bytes.count, offset + 100_000)
+            let end = min(bytes.count, offset + pieceSize)
             bytes[offset..<end].withUnsafeBytes { piece in
                 server.withBorrowedEncryptedInput(piece) {
                     while true {
@@ -276,9 +431,9 @@ private final class RecordPair {
         return (received, last)
     }
 
-    /// Seals `inner` (TLSInnerPlaintext: content, type, padding) as the client's next record would be, with the
-    /// client's traffic secret: sequence number 0, since the client has sent no application record yet.
-    func forge(_ inner: [UInt8]) throws -> [UInt8] {
+    /// Seals `inner` (TLSInnerPlaintext: content, type, padding) as the client's record number `sequence` would be,
+    /// with the client's traffic secret (0: the client has sent no application record yet).
+    func forge(_ inner: [UInt8], sequence: UInt64 = 0) throws -> [UInt8] {
         guard let cipher = SSL_get_current_cipher(client.ssl),
             let suite = TLS13RecordReader.Suite(protocolID: SSL_CIPHER_get_protocol_id(cipher)),
             capturedClientSecret.count == suite.hashLength
@@ -293,6 +448,7 @@ private final class RecordPair {
             key.deallocate()
             iv.deallocate()
         }
+        for index in 0..<8 { iv[4 + index] ^= UInt8(truncatingIfNeeded: sequence >> (56 - 8 * index)) }
         let length = inner.count + 16
         let header: [UInt8] = [23, 3, 3, UInt8(length >> 8), UInt8(length & 0xFF)]
         var ciphertext = [UInt8](repeating: 0, count: inner.count + 16)

@@ -142,6 +142,85 @@ def test_each_tls13_suite_uploads_byte_exact(tls_server, pki, tmp_path, suite, h
     assert (Path(tls_server.upload_dir) / location.rsplit("/", 1)[1]).read_bytes() == data
 
 
+
+def test_records_after_a_forged_one_are_never_processed_and_the_socket_closes(tls_server, pki):
+    """A TLS 1.3 record that fails its tag (read by the server's own record reader) ends the connection: the
+    valid request record right behind it gets no answer, the socket closes, and the server keeps serving."""
+    ca = pki[0] / "ca.pem"
+    context = ssl.create_default_context(cafile=str(ca))
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    with socket.create_connection(("127.0.0.1", tls_server.port), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            assert options_over(tls).startswith(b"HTTP/1.1 ")
+            # A forged record (it consumes no sequence number of ours), then a genuine one right behind it.
+            os.write(tls.fileno(), b"\x17\x03\x03\x00\x40" + os.urandom(64))
+            tls.sendall(b"OPTIONS /files/ HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            received = b""
+            try:
+                while chunk := tls.recv(4096):
+                    received += chunk
+            except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+                pass
+            assert b"HTTP/1.1" not in received
+    answer = curl("-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "OPTIONS",
+                  f"https://localhost:{tls_server.port}/files/", cafile=ca)
+    assert answer.stdout in ("200", "204")
+
+
+def s_client_session(port):
+    return subprocess.Popen(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_3", "-crlf",
+                             "-servername", "localhost"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+
+def send_lines(process, line: bytes, count: int) -> int:
+    """Returns how many were sent before s_client exited (a broken pipe)."""
+    for sent in range(count):
+        try:
+            process.stdin.write(line)
+            process.stdin.flush()
+        except BrokenPipeError:
+            return sent
+        time.sleep(0.02)  # s_client takes a command letter only at the start of one stdin read
+    return count
+
+
+def test_client_key_updates_with_update_requested_keep_the_connection_serving(tls_server):
+    """openssl s_client's "K" sends KeyUpdate(update_requested): the server's own record reader follows the key
+    change and answers with a KeyUpdate of its own, which the client must be able to read the response through."""
+    client = s_client_session(tls_server.port)
+    try:
+        time.sleep(0.5)
+        send_lines(client, b"K\n", 10)
+        send_lines(client, b"OPTIONS /files/ HTTP/1.1\nHost: localhost\nConnection: close\n\n", 1)
+        output, _ = client.communicate(timeout=10)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+    assert b"HTTP/1.1 204" in output or b"HTTP/1.1 200" in output, output[-2000:]
+
+
+def test_a_flood_of_key_updates_ends_the_connection_and_the_server_keeps_serving(tls_server, pki):
+    """More than 32 KeyUpdates in a row (no application data between) end the connection (as BoringSSL does):
+    each costs the server a key schedule step for 27 bytes."""
+    client = s_client_session(tls_server.port)
+    try:
+        time.sleep(0.5)
+        # 32 in a row are fine: the connection ends at the 33rd (s_client exits once the server closed).
+        sent = send_lines(client, b"k\n", 60)
+        client.wait(timeout=10)
+        assert sent >= 33, sent
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+            pytest.fail("the connection stayed open")
+    answer = curl("-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "OPTIONS",
+                  f"https://localhost:{tls_server.port}/files/", cafile=pki[0] / "ca.pem")
+    assert answer.stdout in ("200", "204")
+
+
 def s_client(port, *flags):
     return run("openssl", "s_client", "-connect", f"127.0.0.1:{port}", *flags, input="", timeout=20)
 

@@ -33,6 +33,17 @@ public final class TLSSession {
     private var recordSpill: UnsafeMutableRawBufferPointer?
     private var spillStart = 0
     private var spillEnd = 0
+    /// Our KeyUpdate answering the peer's update_requested is out and no application data of ours followed it:
+    /// further requests are answered by that one (RFC 8446 §4.6.3: a side that receives several KeyUpdates while
+    /// silent responds with a single update), so a client flooding update_requested gets no record per request.
+    private var isKeyUpdateAnswerUnused = false
+    /// KeyUpdates, and empty application records, since the last application record with content: each costs a
+    /// key setup (three HMACs) or an AEAD call for ~22-27 bytes of input, many times the CPU per byte of data, so
+    /// like BoringSSL (kMaxKeyUpdates, kMaxEmptyRecords: 32) we end a connection that sends more in a row.
+    private var keyUpdatesInARow = 0
+    private var emptyRecordsInARow = 0
+    static let maximumKeyUpdatesInARow = 32
+    static let maximumEmptyRecordsInARow = 32
 
     /// `serverName` (client contexts only) is sent as SNI and checked against the certificate: `SSL_set1_host`
     /// for DNS names, `X509_VERIFY_PARAM_set1_ip_asc` for IP literals (which are never sent as SNI, RFC 6066 §3).
@@ -279,6 +290,15 @@ public final class TLSSession {
             let contentType = destination.load(fromByteOffset: end - 1, as: UInt8.self)
             switch contentType {
             case 23:  // application_data
+                if content.count > 0 {
+                    keyUpdatesInARow = 0
+                    emptyRecordsInARow = 0
+                } else {
+                    emptyRecordsInARow += 1
+                    guard emptyRecordsInARow <= Self.maximumEmptyRecordsInARow else {
+                        return failRecord("TLS: too many empty records in a row")
+                    }
+                }
                 if fitsBuffer {
                     written += content.count
                 } else {
@@ -296,6 +316,10 @@ public final class TLSSession {
                 guard content.count == 5, content[0] == 24, content[1] == 0, content[2] == 0, content[3] == 1,
                     content[4] <= 1
                 else { return failRecord("TLS post-handshake message refused") }
+                keyUpdatesInARow += 1
+                guard keyUpdatesInARow <= Self.maximumKeyUpdatesInARow else {
+                    return failRecord("TLS: too many KeyUpdates in a row")
+                }
                 guard reader.update() else { return failRecord("TLS KeyUpdate failed") }
                 if content[4] == 1, let error = answerKeyUpdate() { return .failed(error) }
             default:
@@ -314,7 +338,8 @@ public final class TLSSession {
 
     /// update_requested: our own KeyUpdate (OpenSSL's write side) goes out before any further record of ours.
     private func answerKeyUpdate() -> TLSError? {
-        guard !isShutdownStarted else { return nil }
+        guard !isShutdownStarted, !isKeyUpdateAnswerUnused else { return nil }
+        isKeyUpdateAnswerUnused = true
         OpenSSLErrorQueue.clear()
         // Fails only when one of ours is already pending, which answers the request as well.
         _ = SSL_key_update(ssl, SSL_KEY_UPDATE_NOT_REQUESTED)
@@ -358,7 +383,10 @@ public final class TLSSession {
         OpenSSLErrorQueue.clear()
         var written = 0
         let status = SSL_write_ex(ssl, bytes.baseAddress, bytes.count, &written)
-        if status == 1 { return .done }
+        if status == 1 {
+            isKeyUpdateAnswerUnused = false
+            return .done
+        }
         switch SSL_get_error(ssl, status) {
         case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
             pendingPlaintext.append(contentsOf: bytes)
@@ -374,6 +402,7 @@ public final class TLSSession {
         var written = 0
         let status = pendingPlaintext.withUnsafeBytes { SSL_write_ex(ssl, $0.baseAddress, $0.count, &written) }
         if status == 1 {
+            isKeyUpdateAnswerUnused = false
             pendingPlaintext.removeAll(keepingCapacity: false)
             return nil
         }
