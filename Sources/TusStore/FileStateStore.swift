@@ -164,7 +164,29 @@ public final class FileStateStore: UploadStateStore {
                 if error == nil { state.index.uploads[id] = info }
                 if error == nil, let segment { state.logged[id] = segment }
             }
-            completion(error.map { .failure($0) } ?? .success(info))
+            guard error == nil, info.length == 0, !info.isFinal else {
+                return completion(error.map { .failure($0) } ?? .success(info))
+            }
+            makeEmptyDataFile(id, loop: loop) { completion(.success(info)) }
+        }
+    }
+
+    /// An upload complete with no bytes (`Upload-Length: 0`) never gets a first write, so its `<id>` is made here:
+    /// the hooks name `<id>` as its data (`Storage.Path`, as tusd's file store does), and a post-finish consumer
+    /// must find an empty file there, not none. The store itself reads a missing one as empty, so a failure is only
+    /// logged.
+    func makeEmptyDataFile(_ id: String, loop: EventLoop, _ done: @escaping () -> Void) {
+        guard pairsWithDataStore else { return done() }
+        let path = FileDirectory.path(directory, id)
+        AsyncFile.open(loop: loop, path: path, flags: [.writeOnly, .create]) { [self] opened in
+            switch opened {
+            case .failure(let error):
+                _ = ioError("open \(path)", error)
+                done()
+            case .success(let file):
+                file.close()
+                syncDirectory(loop: loop) { _ in done() }
+            }
         }
     }
 
@@ -187,7 +209,9 @@ public final class FileStateStore: UploadStateStore {
                 state.index.uploads[id]?.awaitsCompletion = updated.awaitsCompletion
                 return state.index.uploads[id]
             }
-            completion(info.map { .success($0) } ?? .failure(.notFound))
+            guard let info else { return completion(.failure(.notFound)) }
+            guard length == 0, !info.isFinal else { return completion(.success(info)) }
+            makeEmptyDataFile(id, loop: executor.eventLoop) { completion(.success(info)) }
         }
     }
 

@@ -136,6 +136,16 @@ final class FileStoreVanishedUploadTests: FileStoreTestCase {
             XCTAssertNil(fileBytes("fresh"))
             XCTAssertEqual(try readAll(store, "fresh"), [], "records in log: \(recordsInLog)")
             XCTAssertEqual(try readAll(store, "empty"), [])
+            XCTAssertEqual(fileBytes("empty"), [], "complete at creation: made then, for the hooks' Storage.Path")
+            // Deferred, then declared 0 (complete): made at the declaration.
+            _ = try create(store, UploadInfo(id: "declared", length: nil, createdAt: 1)).unwrap()
+            XCTAssertNil(fileBytes("declared"))
+            let declared: Result<UploadInfo, StoreError> = driver.run { done in
+                store.declareLength(
+                    id: "declared", length: 0, completing: false, on: self.driver.executor, completion: done)
+            }
+            XCTAssertEqual(try declared.unwrap().length, 0)
+            XCTAssertEqual(fileBytes("declared"), [])
             store.state.forgetUploadsWithoutData()
             XCTAssertEqual(store.lookup("fresh").info?.offset, 0, "the overflow scan keeps it")
 
@@ -165,7 +175,7 @@ final class FileStoreVanishedUploadTests: FileStoreTestCase {
             XCTAssertEqual(restarted.lookup("fresh").info?.offset, 1)
             XCTAssertEqual(restarted.lookup("empty").info?.offset, 0, "a restart serves it without a file")
             XCTAssertEqual(restarted.lookup("empty").info?.length, 0)
-            XCTAssertNil(fileBytes("empty"), "and makes none")
+            XCTAssertEqual(fileBytes("empty"), [], "complete at creation: made then, for the hooks' Storage.Path")
             XCTAssertEqual(restarted.lookup("gone"), .notFound)
             XCTAssertEqual(restarted.lookup("expiring"), .notFound)
         }
