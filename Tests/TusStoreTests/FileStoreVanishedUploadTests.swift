@@ -182,8 +182,8 @@ final class FileStoreVanishedUploadTests: FileStoreTestCase {
     }
 
     /// The data file deleted outside while the upload's first write fills it (bytes written, offset still 0 until
-    /// the commit, as a checksummed PATCH keeps it): those bytes are in a file that is gone, so the commit must not acknowledge them; the upload is
-    /// forgotten as at any other offset, and a restart agrees.
+    /// the commit, as a checksummed PATCH keeps it): those bytes are in a file that is gone, so the commit must not
+    /// acknowledge them; the upload is forgotten as at any other offset, and a restart agrees.
     func testFileDeletedDuringTheFirstWriteIsNotAcknowledged() throws {
         for recordsInLog in [false, true] {
             let directory = try makeTemporaryDirectory()
