@@ -109,22 +109,20 @@ public final class FileDataStore: TruncatingUploadDataStore, ConcatenatingUpload
 
     /// A writer at offset 0, where `<id>` may not exist yet: the later PATCHes' fast path (the cached lookup on the
     /// loop) when it does, otherwise one threadpool open with `O_CREAT`, then under `.commit` the grouped directory
-    /// sync, before the writer exists and so before any byte can be acknowledged. Also when `<id>` already existed:
-    /// at offset 0 nobody has acknowledged a byte of it, so nothing says its entry was synced (an earlier first
-    /// writer whose sync failed, or a crash between the `O_CREAT` and the sync, leaves it unsynced); this costs a
-    /// sync only to the rare writer at 0 that finds a file.
+    /// sync, before the writer exists and so before any byte can be acknowledged.
     private func openFirstWriter(
         id: String, length: Int64?, on executor: any LoopExecutor,
         completion: @escaping (Result<any TruncatableUploadDataWriter, StoreError>) -> Void
     ) {
         let loop = executor.eventLoop
         let path = dataPath(id)
-        AsyncFile.openCachedOnLoopOrCreate(loop: loop, path: path, flags: [.readWrite]) { [self] opened, _ in
+        AsyncFile.openCachedOnLoopOrCreate(loop: loop, path: path, flags: [.readWrite]) { [self] opened, made in
             switch opened {
             case .failure(let error):
                 completion(.failure(ioError("open \(dataPath(id))", error)))
             case .success(let file):
                 let writer = FileDataWriter(store: self, file: file, id: id, start: 0, length: length)
+                guard made else { return completion(.success(writer)) }
                 FileDirectory.sync(directorySync, policy: fsyncPolicy, loop: loop) { [self] error in
                     guard let error else { return completion(.success(writer)) }
                     writer.close()

@@ -14,7 +14,15 @@ extension FileStateStore {
     public func watchRemovals() {
         let watcher = RemovalWatcher(
             directory: directory,
-            onRemoved: { [weak self] name in self?.dataFileRemoved(name) },
+            onRemoved: { [weak self] name in
+                // Only the data file: the record log's uploads have no `<id>.info`, and the server's own removals
+                // unlink records while the upload is still indexed. At offset 0 the file holds nothing the upload
+                // counts: it reads as empty, and the next write makes it again.
+                guard UploadID.isValid(name), self?.holdsNoBytes(name) == false,
+                    let cleanup = self?.forgetVanished(name)
+                else { return }
+                cleanup()
+            },
             onOverflow: { [weak self] in self?.forgetUploadsWithoutData() })
         if watcher == nil {
             log("FileStateStore: cannot watch \(directory) (inotify); uploads deleted outside the server are noticed "
@@ -27,21 +35,6 @@ extension FileStateStore {
             return current
         }
         earlier?.stop()
-    }
-
-    /// The watcher saw `name` removed (on its thread). Only the data file: the record log's uploads have no
-    /// `<id>.info`, and the server's own removals unlink records while the upload is still indexed. At offset 0 the
-    /// file holds nothing the upload counts: it reads as empty, and the next write makes it again; but a first
-    /// write may be filling it right now, so its commit is told (`State.removedAtZero`).
-    func dataFileRemoved(_ name: String) {
-        guard UploadID.isValid(name) else { return }
-        let atZero = state.withLock { state in
-            guard state.index.uploads[name]?.offset == 0 else { return false }
-            state.removedAtZero.insert(name)
-            return true
-        }
-        guard !atZero, let cleanup = forgetVanished(name) else { return }
-        cleanup()
     }
 
     /// `FileDataStore` found `<id>` missing when it opened it, on `executor`'s loop.
@@ -57,7 +50,6 @@ extension FileStateStore {
     func forgetVanished(_ id: String) -> (@Sendable () -> Void)? {
         let found: Int?? = state.withLock { state in
             guard state.index.uploads.removeValue(forKey: id) != nil else { return .none }
-            state.removedAtZero.remove(id)
             state.repairs[id] = nil
             state.discardPending.remove(id)
             return .some(state.logged.removeValue(forKey: id))
@@ -66,10 +58,8 @@ extension FileStateStore {
         log("FileStateStore: upload \(id) forgotten: its data file was deleted outside the server")
         let paths = [recordPath(id)] + (segment.flatMap { recordLog?.release($0) } ?? [])
         // A logged upload's entry says offset 0 however many bytes it had (a PATCH writes no record for an offset
-        // alone), and at offset 0 a missing data file is no news to recovery: a removal entry says it. Also when
-        // `<id>.info` has taken over (`segment` nil: a discardable write, a moved expiry): its creation entry may
-        // still be in a segment, and would serve the upload again once the record below is unlinked.
-        let removalLog = recordLog
+        // alone), and at offset 0 a missing data file is no news to recovery: a removal entry says it.
+        let removalLog = segment == nil ? nil : recordLog
         return {
             if let removalLog { _ = removalLog.append(RecordLog.removalEntry(id), counted: false) }
             for path in paths { _ = BlockingFileSystem.unlink(path) }

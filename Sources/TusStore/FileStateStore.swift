@@ -44,10 +44,6 @@ public final class FileStateStore: UploadStateStore {
         var discardPending: Set<String> = []
         /// Uploads whose record is their creation entry in the record log, and its segment (`RecordLog`).
         var logged: [String: Int] = [:]
-        /// Uploads at offset 0 whose data file the watcher saw removed since their last writer at 0 began: a
-        /// first write landing in it (bytes, but the offset still 0 until commit) must not be acknowledged
-        /// (`finishWrite`), since its file is gone (`FileStateStore+Vanished`).
-        var removedAtZero: Set<String> = []
     }
 
     public let directory: String
@@ -164,29 +160,7 @@ public final class FileStateStore: UploadStateStore {
                 if error == nil { state.index.uploads[id] = info }
                 if error == nil, let segment { state.logged[id] = segment }
             }
-            guard error == nil, info.length == 0, !info.isFinal else {
-                return completion(error.map { .failure($0) } ?? .success(info))
-            }
-            makeEmptyDataFile(id, loop: loop) { completion(.success(info)) }
-        }
-    }
-
-    /// An upload complete with no bytes (`Upload-Length: 0`) never gets a first write, so its `<id>` is made here:
-    /// the hooks name `<id>` as its data (`Storage.Path`, as tusd's file store does), and a post-finish consumer
-    /// must find an empty file there, not none. The store itself reads a missing one as empty, so a failure is only
-    /// logged.
-    func makeEmptyDataFile(_ id: String, loop: EventLoop, _ done: @escaping () -> Void) {
-        guard pairsWithDataStore else { return done() }
-        let path = FileDirectory.path(directory, id)
-        AsyncFile.open(loop: loop, path: path, flags: [.writeOnly, .create]) { [self] opened in
-            switch opened {
-            case .failure(let error):
-                _ = ioError("open \(path)", error)
-                done()
-            case .success(let file):
-                file.close()
-                syncDirectory(loop: loop) { _ in done() }
-            }
+            completion(error.map { .failure($0) } ?? .success(info))
         }
     }
 
@@ -209,9 +183,7 @@ public final class FileStateStore: UploadStateStore {
                 state.index.uploads[id]?.awaitsCompletion = updated.awaitsCompletion
                 return state.index.uploads[id]
             }
-            guard let info else { return completion(.failure(.notFound)) }
-            guard length == 0, !info.isFinal else { return completion(.success(info)) }
-            makeEmptyDataFile(id, loop: executor.eventLoop) { completion(.success(info)) }
+            completion(info.map { .success($0) } ?? .failure(.notFound))
         }
     }
 
@@ -226,10 +198,7 @@ public final class FileStateStore: UploadStateStore {
         }) { return }
         let checked: Result<UploadInfo, StoreError> = state.withLock { state in
             guard let info = state.index.uploads[id] else { return .failure(state.index.missing(id)) }
-            guard info.offset == offset else { return .failure(.conflict) }
-            // The file this writer opened (or made) is the one to watch from now on.
-            if offset == 0 { state.removedAtZero.remove(id) }
-            return .success(info)
+            return info.offset == offset ? .success(info) : .failure(.conflict)
         }
         guard discardable, case .success(let info) = checked else { return completion(checked) }
         persist(UploadRecord(info, pendingDiscardFrom: offset), loop: executor.eventLoop) { [self] error in
@@ -264,15 +233,8 @@ public final class FileStateStore: UploadStateStore {
         if repairingFirst(id, on: executor, failing: completion, retry: { [self] in
             finishWrite(id: id, offset: offset, expiry: expiry, lock: lock, on: executor, completion: completion)
         }) { return }
-        let found = state.withLock { state in
-            state.index.uploads[id].map { ($0, state.discardPending.contains(id), state.removedAtZero.contains(id)) }
-        }
-        guard let (info, discardPending, removedAtZero) = found else { return completion(.failure(.notFound)) }
-        if removedAtZero, offset > 0 {
-            // Its first bytes went to a file deleted outside the server while they were written.
-            dataFileVanished(id, on: executor)
-            return completion(.failure(.notFound))
-        }
+        let found = state.withLock { state in state.index.uploads[id].map { ($0, state.discardPending.contains(id)) } }
+        guard let (info, discardPending) = found else { return completion(.failure(.notFound)) }
         let finished = info.finishingWrite(at: offset, expiry: expiry)
         let apply = { [self] in
             state.withLock { state in
@@ -340,7 +302,6 @@ public final class FileStateStore: UploadStateStore {
         let removed = { [self] in
             let segment = state.withLock { state in
                 state.index.remove(id)
-                state.removedAtZero.remove(id)
                 state.repairs[id] = nil
                 state.discardPending.remove(id)
                 return state.logged.removeValue(forKey: id)

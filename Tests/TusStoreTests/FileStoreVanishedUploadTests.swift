@@ -136,16 +136,6 @@ final class FileStoreVanishedUploadTests: FileStoreTestCase {
             XCTAssertNil(fileBytes("fresh"))
             XCTAssertEqual(try readAll(store, "fresh"), [], "records in log: \(recordsInLog)")
             XCTAssertEqual(try readAll(store, "empty"), [])
-            XCTAssertEqual(fileBytes("empty"), [], "complete at creation: made then, for the hooks' Storage.Path")
-            // Deferred, then declared 0 (complete): made at the declaration.
-            _ = try create(store, UploadInfo(id: "declared", length: nil, createdAt: 1)).unwrap()
-            XCTAssertNil(fileBytes("declared"))
-            let declared: Result<UploadInfo, StoreError> = driver.run { done in
-                store.declareLength(
-                    id: "declared", length: 0, completing: false, on: self.driver.executor, completion: done)
-            }
-            XCTAssertEqual(try declared.unwrap().length, 0)
-            XCTAssertEqual(fileBytes("declared"), [])
             store.state.forgetUploadsWithoutData()
             XCTAssertEqual(store.lookup("fresh").info?.offset, 0, "the overflow scan keeps it")
 
@@ -175,56 +165,10 @@ final class FileStoreVanishedUploadTests: FileStoreTestCase {
             XCTAssertEqual(restarted.lookup("fresh").info?.offset, 1)
             XCTAssertEqual(restarted.lookup("empty").info?.offset, 0, "a restart serves it without a file")
             XCTAssertEqual(restarted.lookup("empty").info?.length, 0)
-            XCTAssertEqual(fileBytes("empty"), [], "complete at creation: made then, for the hooks' Storage.Path")
+            XCTAssertNil(fileBytes("empty"), "and makes none")
             XCTAssertEqual(restarted.lookup("gone"), .notFound)
             XCTAssertEqual(restarted.lookup("expiring"), .notFound)
         }
-    }
-
-    /// The data file deleted outside while the upload's first write fills it (bytes written, offset still 0 until
-    /// the commit, as a checksummed PATCH keeps it): those bytes are in a file that is gone, so the commit must not
-    /// acknowledge them; the upload is forgotten as at any other offset, and a restart agrees.
-    func testFileDeletedDuringTheFirstWriteIsNotAcknowledged() throws {
-        for recordsInLog in [false, true] {
-            let directory = try makeTemporaryDirectory()
-            defer { try? FileManager.default.removeItem(atPath: directory) }
-            self.directory = directory
-            let store = try FileUploadStore(directory: directory, recordsInLog: recordsInLog, watchesRemovals: true)
-            _ = try create(store, UploadInfo(id: "filling", length: 10, createdAt: 1)).unwrap()
-            // Discardable (a checksummed PATCH): no progress reaches memory before the commit, so the offset stays
-            // 0 while the bytes land; a plain writer's progress moves it after each write.
-            let writer = try openWriter(store, "filling", at: 0, discardable: true)
-            _ = try write(writer, [1, 2, 3]).unwrap()
-            try deleteDataFile("filling")
-            Thread.sleep(forTimeInterval: 0.2)  // the watcher hears it
-            XCTAssertEqual(commit(writer).failure, .notFound, "records in log: \(recordsInLog)")
-            XCTAssertEqual(store.lookup("filling"), .notFound)
-            XCTAssertTrue(waitUntil { self.fileBytes("filling.info") == nil }, "its record goes")
-            let restarted = try FileUploadStore(directory: directory, recordsInLog: recordsInLog)
-            XCTAssertEqual(restarted.lookup("filling"), .notFound, "a restart agrees; records in log: \(recordsInLog)")
-        }
-    }
-
-    /// `--records log`: an upload whose `<id>.info` took over from its creation entry (a commit that moved its
-    /// expiry) and whose data file was then deleted outside: unlinking `<id>.info` alone would leave the creation
-    /// entry (offset 0, which needs no data file) to serve it again after a restart.
-    func testLoggedUploadWithARewrittenRecordStaysForgottenAfterRestart() throws {
-        let store = try FileUploadStore(directory: directory, recordsInLog: true)
-        _ = try create(store, UploadInfo(id: "moved", length: 10, createdAt: 1, expiresAt: 50)).unwrap()
-        let writer = try openWriter(store, "moved", at: 0, discardable: false)
-        _ = try write(writer, [1, 2]).unwrap()
-        _ = try commit(writer, expiresAt: 60).unwrap()
-        XCTAssertNotNil(fileBytes("moved.info"), "the commit wrote the record")
-        try deleteDataFile("moved")
-        let opened: Result<any UploadWriter, StoreError> = driver.run { done in
-            store.openWriter(
-                id: "moved", startingAt: 2, discardable: false, lock: TestLock(), on: self.driver.executor,
-                completion: done)
-        }
-        XCTAssertEqual(opened.failure, .notFound)
-        XCTAssertTrue(waitUntil { self.fileBytes("moved.info") == nil }, "its record goes")
-        Thread.sleep(forTimeInterval: 0.1)  // the removal entry is appended before the unlink, in the same job
-        XCTAssertEqual(try FileUploadStore(directory: directory, recordsInLog: true).lookup("moved"), .notFound)
     }
 
     /// Watching again (a test's call on a store the server already watches) keeps one watcher: the earlier one is

@@ -118,9 +118,7 @@ class Backend:
         """Bytes of the upload the storage holds (data file size; on S3 the recorded offset, which counts only
         bytes the bucket holds)."""
         if self.kind == "file":
-            # No data file before the upload's first byte (it appears with the first PATCH).
-            data_file = self.upload_dir / record["id"]
-            return data_file.stat().st_size if data_file.exists() else 0
+            return (self.upload_dir / record["id"]).stat().st_size
         return record["offset"]
 
 

@@ -73,13 +73,6 @@ def test_post_hooks_arrive_in_order_with_tusds_payload(server_factory, receiver)
     assert created_call["Event"]["HTTPRequest"]["Header"]["X-Request-Id"] == ["req-create-1"]
     assert receiver.headers[0]["Content-Type"] == "application/json"
 
-    # Complete at creation (no bytes, so no first write): its post-finish names a data file that exists, empty.
-    empty_path = create_upload(server.port, 0)
-    empty_id = upload_id(empty_path)
-    receiver.wait_for(lambda: "post-finish" in receiver.for_upload(empty_id))
-    empty_finish = [call for call in receiver.of_type("post-finish") if call["Event"]["Upload"]["ID"] == empty_id][0]
-    assert pathlib.Path(empty_finish["Event"]["Upload"]["Storage"]["Path"]).read_bytes() == b""
-
 
 def test_pre_create_rejects_with_the_receivers_response(server_factory, receiver):
     def policy(call):
