@@ -101,21 +101,6 @@ public final class AsyncFile {
         open(loop: loop, path: path, flags: flags, completion)
     }
 
-    /// `openCachedOnLoop` for a file that may not exist yet: what the cache cannot resolve is opened on the
-    /// threadpool with `.create` added (never `.truncate`, so bytes a crash left behind are kept), one crossing
-    /// instead of a failed open and a second one. `viaThreadpool` says it took that path, where it may have made
-    /// the file: a caller that promises durability syncs the directory before acknowledging any of its bytes.
-    public static func openCachedOnLoopOrCreate(
-        loop: EventLoop, path: String, flags: OpenFlags,
-        _ completion: @escaping (_ opened: Result<AsyncFile, UVError>, _ viaThreadpool: Bool) -> Void
-    ) {
-        loop.assertOnLoopThread()
-        precondition(!flags.contains(.create) && !flags.contains(.truncate), "only lookups may run on the loop")
-        let descriptor = CLibuv_open_cached(path, flags.systemFlags)
-        if descriptor >= 0 { return completion(.success(AsyncFile(loop: loop, descriptor: descriptor)), false) }
-        open(loop: loop, path: path, flags: flags.union(.create)) { completion($0, true) }
-    }
-
     /// `uv_fs_write` with one `uv_buf_t` per buffer (pwritev). `owner` is retained until completion. Short writes
     /// are continued here, so the completion sees either the full byte count or an error.
     public func write(

@@ -6,16 +6,13 @@ import Synchronization
 /// Upload bytes as files: `<id>` in one directory, written through libuv's threadpool on the caller's loop.
 ///
 /// Durability follows the `FsyncPolicy`: `sync` runs `fdatasync` (`.commit`, `.always`), and `.always` also
-/// syncs after every write. Creation makes the new file and its directory entry durable, unless the store is paired
-/// with the `FileStateStore` of the same directory (`createsFilesOnFirstWrite`, as `FileUploadStore` pairs them):
-/// then a creation makes no file at all (a POST costs one inode, the record's, or none with the record log), and
-/// the first writer at offset 0 makes `<id>` (and, under `.commit`, syncs the directory before it returns, so no
-/// byte is acknowledged in a file whose name a crash could lose). A missing `<id>` is then an upload with no bytes
-/// yet when its record says offset 0 (`holdsNoBytes`), and deleted outside the server otherwise.
+/// syncs after every write. Creation makes the new file's directory entry durable, unless the `FileStateStore`
+/// of the same directory creates the file itself (`filesCreatedByRecords`, as `FileUploadStore` pairs them): then
+/// it does so in the same threadpool job as the record, and one directory sync covers both.
 public final class FileDataStore: TruncatingUploadDataStore, ConcatenatingUploadDataStore {
     public let directory: String
     public let fsyncPolicy: FsyncPolicy
-    let createsFilesOnFirstWrite: Bool
+    let filesCreatedByRecords: Bool
     let directorySync: DirectorySyncGroup
     /// Under `.commit`, a writer starts writeback of what it wrote each time this many bytes have landed since the
     /// last start (see `FileDataWriter`); 0 never starts it.
@@ -28,22 +25,17 @@ public final class FileDataStore: TruncatingUploadDataStore, ConcatenatingUpload
     let log: @Sendable (String) -> Void
     /// Told when opening `<id>` finds it missing: deleted outside the server (`FileStateStore.dataFileVanished`).
     let onVanished: (@Sendable (String, any LoopExecutor) -> Void)?
-    /// Whether the upload's record says offset 0, so that a missing `<id>` reads as empty rather than vanished
-    /// (`FileStateStore.holdsNoBytes`); nil: every upload has its file from creation on.
-    let holdsNoBytes: (@Sendable (String) -> Bool)?
 
     public init(
-        directory: String, fsync: FsyncPolicy = .commit, createsFilesOnFirstWrite: Bool = false,
+        directory: String, fsync: FsyncPolicy = .commit, filesCreatedByRecords: Bool = false,
         writebackInterval: Int64 = FileDataStore.defaultWritebackInterval, waitsForEarlierWriteback: Bool = true,
         log: @escaping @Sendable (String) -> Void = { _ in },
-        onVanished: (@Sendable (String, any LoopExecutor) -> Void)? = nil,
-        holdsNoBytes: (@Sendable (String) -> Bool)? = nil
+        onVanished: (@Sendable (String, any LoopExecutor) -> Void)? = nil
     ) throws {
         self.onVanished = onVanished
-        self.holdsNoBytes = holdsNoBytes
         self.directory = FileStateStore.normalized(directory)
         self.fsyncPolicy = fsync
-        self.createsFilesOnFirstWrite = createsFilesOnFirstWrite
+        self.filesCreatedByRecords = filesCreatedByRecords
         directorySync = DirectorySyncGroup(path: self.directory)
         self.writebackInterval = writebackInterval
         self.waitsForEarlierWriteback = waitsForEarlierWriteback
@@ -69,9 +61,9 @@ public final class FileDataStore: TruncatingUploadDataStore, ConcatenatingUpload
     func dataPath(_ id: String) -> String { FileDirectory.path(directory, id) }
 
     /// The empty file and its directory entry in one threadpool job: one loop crossing per creation instead of
-    /// three. Nothing with `createsFilesOnFirstWrite`: the first write makes the file.
+    /// three. Nothing when the state store creates the file with the record (`filesCreatedByRecords`).
     public func create(id: String, on executor: any LoopExecutor, completion: @escaping (StoreError?) -> Void) {
-        if createsFilesOnFirstWrite { return completion(nil) }
+        if filesCreatedByRecords { return completion(nil) }
         precondition(UploadID.isValid(id), "the handler validates ids")
         let path = dataPath(id)
         let directorySync = directorySync
@@ -91,9 +83,6 @@ public final class FileDataStore: TruncatingUploadDataStore, ConcatenatingUpload
     ) {
         let loop = executor.eventLoop
         // Read and write: a checksummed body spliced into the file is hashed by reading it back (`isReadable`).
-        if offset == 0 && createsFilesOnFirstWrite {
-            return openFirstWriter(id: id, length: length, on: executor, completion: completion)
-        }
         AsyncFile.openCachedOnLoop(loop: loop, path: dataPath(id), flags: [.readWrite]) { [self] opened in
             switch opened {
             case .failure(let error) where error == .notFound:
@@ -107,33 +96,8 @@ public final class FileDataStore: TruncatingUploadDataStore, ConcatenatingUpload
         }
     }
 
-    /// A writer at offset 0, where `<id>` may not exist yet: the later PATCHes' fast path (the cached lookup on the
-    /// loop) when it does, otherwise one threadpool open with `O_CREAT`, then under `.commit` the grouped directory
-    /// sync, before the writer exists and so before any byte can be acknowledged.
-    private func openFirstWriter(
-        id: String, length: Int64?, on executor: any LoopExecutor,
-        completion: @escaping (Result<any TruncatableUploadDataWriter, StoreError>) -> Void
-    ) {
-        let loop = executor.eventLoop
-        let path = dataPath(id)
-        AsyncFile.openCachedOnLoopOrCreate(loop: loop, path: path, flags: [.readWrite]) { [self] opened, made in
-            switch opened {
-            case .failure(let error):
-                completion(.failure(ioError("open \(dataPath(id))", error)))
-            case .success(let file):
-                let writer = FileDataWriter(store: self, file: file, id: id, start: 0, length: length)
-                guard made else { return completion(.success(writer)) }
-                FileDirectory.sync(directorySync, policy: fsyncPolicy, loop: loop) { [self] error in
-                    guard let error else { return completion(.success(writer)) }
-                    writer.close()
-                    completion(.failure(ioError("fsync \(directory)", error)))
-                }
-            }
-        }
-    }
-
-    /// A concatenated final's own file stays empty or (`createsFilesOnFirstWrite`) is never made, so only an empty
-    /// or missing file makes us look for part links: plain uploads with bytes pay nothing for concatenation.
+    /// A concatenated final's own file stays empty, so only an empty file makes us look for part links: plain
+    /// uploads with bytes pay nothing for concatenation.
     public func openReader(
         id: String, on executor: any LoopExecutor, completion: @escaping (Result<any UploadReader, StoreError>) -> Void
     ) {
@@ -141,14 +105,8 @@ public final class FileDataStore: TruncatingUploadDataStore, ConcatenatingUpload
         AsyncFile.open(loop: loop, path: dataPath(id), flags: [.readOnly]) { [self] opened in
             switch opened {
             case .failure(let error) where error == .notFound:
-                openParts(of: id, from: 0, opened: [], loop: loop) { [self] parts in
-                    // No parts and no file: an upload with no bytes yet reads as empty (a reader over no parts).
-                    if !parts.isEmpty || holdsNoBytes?(id) == true {
-                        return completion(.success(ConcatenatedFileReader(parts: parts)))
-                    }
-                    onVanished?(id, executor)
-                    completion(.failure(.notFound))
-                }
+                onVanished?(id, executor)
+                completion(.failure(.notFound))
             case .failure(let error):
                 completion(.failure(ioError("open \(dataPath(id))", error)))
             case .success(let file):
@@ -208,18 +166,6 @@ public final class FileDataStore: TruncatingUploadDataStore, ConcatenatingUpload
         guard index < parts.count else { return completion(nil) }
         let target = partPath(id, index)
         FileSystem.link(loop: loop, from: dataPath(parts[index]), to: target) { [self] error in
-            if error == .notFound, lengths[index] == 0 {
-                // A partial with no bytes may have no file (`createsFilesOnFirstWrite`); an empty part keeps the
-                // links a contiguous prefix, which is how readers and removal find them.
-                return AsyncFile.open(loop: loop, path: target, flags: [.writeOnly, .create]) { [self] made in
-                    switch made {
-                    case .failure(let error): completion(ioError("open \(target)", error))
-                    case .success(let file):
-                        file.close()
-                        linkParts(id: id, parts: parts, lengths: lengths, from: index + 1, loop: loop, completion)
-                    }
-                }
-            }
             if let error, error != .alreadyExists {
                 // The partial's name went away (terminated or expired) before the final was assembled.
                 return completion(error == .notFound ? .gone : ioError("link \(target)", error))

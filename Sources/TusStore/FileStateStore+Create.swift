@@ -5,12 +5,11 @@ import TusProtocol
 /// Creation: what a new upload has to persist, and how few crossings and directory operations it can cost.
 ///
 /// A new upload's first record goes straight to `<id>.info` with `O_EXCL` (nothing older exists to protect, so no
-/// temporary file and no rename); then, per policy, the record's fdatasync and one directory sync (grouped with
-/// concurrent ones). No data file: `<id>` appears with the upload's first byte (`FileDataStore`'s first writer),
-/// because making it was about a third of a POST's CPU, mostly inode and dentry allocation
-/// (bench/results/2026-12-07-post2, 2026-12-08-lazy). On failure nothing it made is left: a record that exists
-/// but was not written whole is unlinked again. A crash before the 201 can still leave a torn `<id>.info`;
-/// recovery quarantines it like any unreadable record, and its creation was never acknowledged.
+/// temporary file and no rename), after its data file `<id>` when `createsDataFiles`; then, per policy, the
+/// record's fdatasync and one directory sync (grouped with concurrent ones) covering both entries. On failure
+/// nothing it made is left: a record that exists but was not written whole is unlinked again. A crash before the
+/// 201 can still leave a torn `<id>.info`; recovery quarantines it like any unreadable record, and its creation
+/// was never acknowledged.
 ///
 /// Under `--fsync none` creations are batched per loop: while a loop's batch is being created, that loop's further
 /// creations queue up and its next batch takes them all, so N concurrent POSTs cost far fewer than N
@@ -25,12 +24,12 @@ import TusProtocol
 /// Under `commit` each creation keeps a job of its own, so that their fdatasyncs run in parallel on the
 /// threadpool (and the file system merges their journal commits) instead of one after another in one job.
 ///
-/// With the record log (`RecordLog`, `--records log`) a creation makes no file at all: under `--fsync none` the
-/// loop appends its record itself; under `commit` a job's records go to the log in one append and one fdatasync.
+/// With the record log (`RecordLog`, `--records log`) a creation makes only its data file, and a batch's records go
+/// to the log in one append.
 extension FileStateStore {
     struct Creation {
-        let id: String
         let recordPath: String
+        let dataPath: String?
         let bytes: [UInt8]
         /// Its error, or nil and the record log's segment that holds its record (nil: `<id>.info`).
         let completion: (StoreError?, Int?) -> Void
@@ -38,15 +37,8 @@ extension FileStateStore {
 
     func createRecord(_ record: UploadRecord, loop: EventLoop, completion: @escaping (StoreError?, Int?) -> Void) {
         let creation = Creation(
-            id: record.id, recordPath: recordPath(record.id), bytes: record.encodedJSON, completion: completion)
-        if logsCreationsOnLoop, let recordLog {
-            // No inode to allocate and nothing to sync: the append costs less than the crossing to a worker and
-            // back, and the loop answers in the same turn. Measured cheaper on tmpfs and on journaled ext4
-            // (bench/results/2026-12-08-lazy), where making files on the loop was dearer on ext4 (2026-12-07-post3:
-            // inode allocation held the directory's lock against the other loop). A new segment, every
-            // `segmentLimit` bytes, is opened here too.
-            return answer(creation, Self.createLogged([(creation.id, creation.bytes)], in: recordLog, syncs: false)[0])
-        }
+            recordPath: recordPath(record.id), dataPath: createsDataFiles ? FileDirectory.path(directory, record.id) : nil,
+            bytes: record.encodedJSON, completion: completion)
         guard !fsyncPolicy.syncsAtCommit else { return run([creation], loop: loop, queue: nil) }
         let queue = creationQueue(for: loop)
         queue.waiting.append(creation)
@@ -75,7 +67,7 @@ extension FileStateStore {
     /// `batch` on the threadpool: under `commit` (no `queue`) in a job of its own, answered when it ends; otherwise
     /// through the store's creation job, each creation answered as it is made, then the loop's next batch.
     private func run(_ batch: [Creation], loop: EventLoop, queue: CreationQueue?) {
-        let files = batch.map { (id: $0.id, recordPath: $0.recordPath, bytes: $0.bytes) }
+        let files = batch.map { (recordPath: $0.recordPath, dataPath: $0.dataPath, bytes: $0.bytes) }
         let work = creationWork(syncs: fsyncPolicy.syncsAtCommit)
         guard let queue else {
             return loop.runBlocking({ work(files) }, completion: { [self] results in
@@ -129,22 +121,22 @@ extension FileStateStore {
         }
     }
 
-    typealias CreationWork = @Sendable ([(id: String, recordPath: String, bytes: [UInt8])])
+    typealias CreationWork = @Sendable ([(recordPath: String, dataPath: String?, bytes: [UInt8])])
         -> [Result<Int?, BlockingFileSystem.Failure>]
 
-    /// The blocking part of creations: their records (files or log entries), then, when `syncs`, the directory sync
-    /// that makes their entries (or a new log segment's) durable; on that sync's failure every one of them is taken
-    /// back.
+    /// The blocking part of creations: their files (or log entries), then, when `syncs`, the directory sync that
+    /// makes their entries durable; on that sync's failure every one of them is taken back.
     private func creationWork(syncs: Bool) -> CreationWork {
         let directorySync = directorySync
         let recordLog = logsCreations ? recordLog : nil
         return { files in
             var results: [Result<Int?, BlockingFileSystem.Failure>]
             if let recordLog {
-                results = Self.createLogged(files.map { ($0.id, $0.bytes) }, in: recordLog, syncs: syncs)
+                results = Self.createLogged(files.map { ($0.dataPath ?? "", $0.bytes) }, in: recordLog, syncs: syncs)
             } else {
                 results = files.map { file in
-                    let failure = Self.createRecordFile(file.recordPath, bytes: file.bytes, syncs: syncs)
+                    let failure = Self.createFiles(
+                        recordPath: file.recordPath, dataPath: file.dataPath, bytes: file.bytes, syncs: syncs)
                     return failure.map { .failure($0) } ?? .success(nil)
                 }
             }
@@ -154,10 +146,12 @@ extension FileStateStore {
             }
             for (index, file) in files.enumerated() {
                 guard case .success(let segment) = results[index] else { continue }
-                if let segment, let recordLog {
-                    Self.takeBack(file.id, segment: segment, in: recordLog)
+                if let segment, let recordLog, let dataPath = file.dataPath {
+                    // Its entry stays in the log; without the data file recovery drops it.
+                    _ = BlockingFileSystem.unlink(dataPath)
+                    recordLog.releaseDeletingDead(segment)
                 } else {
-                    _ = BlockingFileSystem.unlink(file.recordPath)
+                    Self.removeFiles(recordPath: file.recordPath, dataPath: file.dataPath)
                 }
                 results[index] = .failure(failure)
             }
@@ -177,37 +171,56 @@ extension FileStateStore {
         }
     }
 
-    /// The batch's records in one append to the log (synced when `syncs`; the directory sync that makes a new
-    /// segment's entry durable follows in `creationWork`).
+    /// Each data file, then the batch's records in one append to the log (synced when `syncs`; the directory sync
+    /// that makes the data files' entries durable follows in `run`). Whatever fails takes its data file back: a
+    /// log entry without its data file is dropped by recovery.
     private static func createLogged(
-        _ files: [(id: String, bytes: [UInt8])], in recordLog: RecordLog, syncs: Bool
+        _ files: [(dataPath: String, bytes: [UInt8])], in recordLog: RecordLog, syncs: Bool
     ) -> [Result<Int?, BlockingFileSystem.Failure>] {
-        var appended = recordLog.append(files.map(\.bytes), counted: true)
+        var results = [Result<Int?, BlockingFileSystem.Failure>](repeating: .success(nil), count: files.count)
+        var made: [Int] = []
+        for (index, file) in files.enumerated() {
+            if let failure = BlockingFileSystem.createEmptyFile(file.dataPath) {
+                results[index] = .failure(failure)
+            } else {
+                made.append(index)
+            }
+        }
+        guard !made.isEmpty else { return results }
+        var appended = recordLog.append(made.map { files[$0].bytes }, counted: true)
         if syncs, case .success(let segment) = appended, let failure = recordLog.sync(segment) {
-            for file in files { takeBack(file.id, segment: segment, in: recordLog) }
+            for _ in made { recordLog.releaseDeletingDead(segment) }
             appended = .failure(failure)
         }
-        return files.map { _ in appended.map { Optional($0) } }
+        for index in made {
+            switch appended {
+            case .success(let segment): results[index] = .success(segment)
+            case .failure(let failure):
+                _ = BlockingFileSystem.unlink(files[index].dataPath)
+                results[index] = .failure(failure)
+            }
+        }
+        return results
     }
 
-    /// A logged creation that was not acknowledged: its entry stays in the segment, so a removal entry after it
-    /// keeps recovery from serving it (best effort: if that append fails too, the upload comes back at offset 0
-    /// after a restart, with no bytes to lose).
-    private static func takeBack(_ id: String, segment: Int, in recordLog: RecordLog) {
-        _ = recordLog.append(RecordLog.removalEntry(id), counted: false)
-        recordLog.releaseDeletingDead(segment)
-    }
-
-    /// The record (fdatasynced when `syncs`); on failure, a record it opened is unlinked again.
-    private static func createRecordFile(
-        _ recordPath: String, bytes: [UInt8], syncs: Bool
+    /// Data file, then record (fdatasynced when `syncs`); on failure, whatever it made is unlinked again.
+    private static func createFiles(
+        recordPath: String, dataPath: String?, bytes: [UInt8], syncs: Bool
     ) -> BlockingFileSystem.Failure? {
+        if let dataPath, let failure = BlockingFileSystem.createEmptyFile(dataPath) {
+            return failure
+        }
         guard let failure = BlockingFileSystem.writeFile(recordPath, bytes: bytes, exclusive: true, sync: syncs) else {
             return nil
         }
         // An existing record is another upload's; a record we opened is ours to take back.
-        if failure.operation != "open" { _ = BlockingFileSystem.unlink(recordPath) }
+        removeFiles(recordPath: failure.operation == "open" ? nil : recordPath, dataPath: dataPath)
         return failure
+    }
+
+    private static func removeFiles(recordPath: String?, dataPath: String?) {
+        if let recordPath { _ = BlockingFileSystem.unlink(recordPath) }
+        if let dataPath { _ = BlockingFileSystem.unlink(dataPath) }
     }
 }
 
@@ -233,7 +246,7 @@ final class CreationJob: Sendable {
     /// A loop's batch. Its creations' completions and its queue are touched only on `loop`'s thread.
     struct Batch: @unchecked Sendable {
         let creations: [FileStateStore.Creation]
-        let files: [(id: String, recordPath: String, bytes: [UInt8])]
+        let files: [(recordPath: String, dataPath: String?, bytes: [UInt8])]
         let loop: EventLoop
         let queue: CreationQueue
     }

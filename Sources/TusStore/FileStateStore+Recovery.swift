@@ -65,12 +65,10 @@ extension FileStateStore {
         }
         var fromLog: [(record: UploadRecord, segment: Int)] = []
         for (id, entry) in replayed.records.sorted(by: { $0.key < $1.key }) {
-            // The data file appears with the first byte and is removed after the removal entry: without it, an upload
-            // the entry says has bytes (a final's are its part links) was deleted outside the server (as operators
-            // delete processed uploads). One at offset 0 may never have had a file.
-            if entry.record.offset > 0, !entry.record.isFinal,
-                case .failure(let failure) = BlockingFileSystem.size(of: recovery.path(id)), failure.error == .notFound
-            {
+            // The data file is made before the entry and removed after the removal entry: without it, the upload
+            // was deleted outside the server (as operators delete processed uploads), or its creation never
+            // answered.
+            if case .failure(let failure) = BlockingFileSystem.size(of: recovery.path(id)), failure.error == .notFound {
                 log("FileUploadStore: upload \(id) has a log record but no data file; dropped")
                 continue
             }
@@ -216,8 +214,7 @@ struct Recovery {
     /// `rewritingRecord`). Returns the record to serve and, when a step failed, that step's failure: what is
     /// returned is then as far as the upload's state is known (the record's offset and no expiry when its data
     /// could not be measured), and the files still recover to it.
-    /// Throws only when the upload cannot be served (nothing does now: a missing data file is measured as empty,
-    /// since `<id>` appears with the first byte, and is not made here).
+    /// Throws only when the upload cannot be served: its data file is missing and cannot be made.
     ///
     /// A final's record is the truth on its own: its data file stays empty (the bytes are its part links, made
     /// durable before the record said "complete"), so sizes say nothing about its offset.
@@ -230,14 +227,16 @@ struct Recovery {
             reconciled.offset = record.pendingDiscardFrom ?? record.offset
             let dataPath = path(record.id)
             let size: Int64
-            var exists = true
             switch BlockingFileSystem.size(of: dataPath) {
             case .success(let measured):
                 size = measured
             case .failure(let failure) where failure.error == .notFound:
-                // No bytes yet (or deleted while the server was down: then the record's offset drops to 0 below).
+                if let failure = BlockingFileSystem.writeFile(dataPath, bytes: [], exclusive: true, sync: false) {
+                    throw failure
+                }
+                changedDirectory = true
+                log("FileUploadStore: \(dataPath) was missing; recreated empty")
                 size = 0
-                exists = false
             case .failure(let failure):
                 // Served at the record's offset until the repair measures the data. With no record written by a
                 // plain PATCH (`finishWrite`), that can be below what was acknowledged: accepted, since nothing is
@@ -252,7 +251,7 @@ struct Recovery {
             reconciled.offset = min(size, record.pendingDiscardFrom ?? record.length ?? .max)
             // A repair cuts (and syncs) even when the size is right: the cut it follows up may be the one whose
             // fdatasync failed, and the record about to say "no discard pending" must not outlive it.
-            if exists && (size > reconciled.offset || rewritingRecord) {
+            if size > reconciled.offset || rewritingRecord {
                 let sync = policy.syncsAtCommit
                 if let failure = BlockingFileSystem.truncate(dataPath, to: reconciled.offset, sync: sync) {
                     return (reconciled, failure)

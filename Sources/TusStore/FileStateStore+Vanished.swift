@@ -16,11 +16,8 @@ extension FileStateStore {
             directory: directory,
             onRemoved: { [weak self] name in
                 // Only the data file: the record log's uploads have no `<id>.info`, and the server's own removals
-                // unlink records while the upload is still indexed. At offset 0 the file holds nothing the upload
-                // counts: it reads as empty, and the next write makes it again.
-                guard UploadID.isValid(name), self?.holdsNoBytes(name) == false,
-                    let cleanup = self?.forgetVanished(name)
-                else { return }
+                // unlink records while the upload is still indexed.
+                guard UploadID.isValid(name), let cleanup = self?.forgetVanished(name) else { return }
                 cleanup()
             },
             onOverflow: { [weak self] in self?.forgetUploadsWithoutData() })
@@ -57,22 +54,15 @@ extension FileStateStore {
         guard case .some(let segment) = found else { return nil }
         log("FileStateStore: upload \(id) forgotten: its data file was deleted outside the server")
         let paths = [recordPath(id)] + (segment.flatMap { recordLog?.release($0) } ?? [])
-        // A logged upload's entry says offset 0 however many bytes it had (a PATCH writes no record for an offset
-        // alone), and at offset 0 a missing data file is no news to recovery: a removal entry says it.
-        let removalLog = segment == nil ? nil : recordLog
         return {
-            if let removalLog { _ = removalLog.append(RecordLog.removalEntry(id), counted: false) }
             for path in paths { _ = BlockingFileSystem.unlink(path) }
         }
     }
 
     /// After an inotify queue overflow some removals went unreported: every indexed upload's data file is looked at
-    /// once (on the watcher's thread). Not those at offset 0, which need none, nor finals, whose bytes are their
-    /// part links.
+    /// once (on the watcher's thread).
     func forgetUploadsWithoutData() {
-        let ids = state.withLock { state in
-            state.index.uploads.values.filter { $0.offset > 0 && !$0.isFinal }.map(\.id)
-        }
+        let ids = state.withLock { Array($0.index.uploads.keys) }
         for id in ids {
             guard case .failure(let failure) = BlockingFileSystem.size(of: directory + "/" + id),
                 failure.error == .notFound

@@ -48,17 +48,14 @@ public final class FileStateStore: UploadStateStore {
 
     public let directory: String
     public let fsyncPolicy: FsyncPolicy
-    /// Paired with a `FileDataStore` in the same directory (`FileUploadStore`), whose `<id>` appears with the first
-    /// byte: a missing data file is an upload with no bytes yet when its offset is 0 (`holdsNoBytes`).
-    let pairsWithDataStore: Bool
+    /// `create` makes the data file `<id>` too, in the record's threadpool job (`FileUploadStore`; the paired
+    /// `FileDataStore` then leaves creation to us).
+    let createsDataFiles: Bool
     /// Where creations write their record when `logsCreations`; also kept, for removals, when segments written
     /// under `--records log` are still on disk.
     let recordLog: RecordLog?
     /// A creation appends its record to `recordLog` instead of making `<id>.info` (`--records log`).
     let logsCreations: Bool
-    /// Under `--fsync none` a logged creation is one append to an open descriptor (no inode, no sync), made on the
-    /// loop that asked (`FileStateStore+Create`).
-    let logsCreationsOnLoop: Bool
     let directorySync: DirectorySyncGroup
     /// Per loop: creations waiting for that loop's batch on the threadpool to finish (`FileStateStore+Create`).
     let creationQueues = Mutex<[ObjectIdentifier: CreationQueue]>([:])
@@ -76,19 +73,18 @@ public final class FileStateStore: UploadStateStore {
     ///   - fsync: see `FsyncPolicy`; `.commit` unless you know why not.
     ///   - rememberedGoneIDs: how many terminated/expired ids `lookup` keeps answering `.gone` for.
     ///   - recordsInLog: new uploads' records go to the record log (`RecordLog`) instead of `<id>.info` files; only
-    ///     with `pairsWithDataStore` (recovery relies on the data file to tell a live upload with bytes from one
-    ///     deleted outside the server). Either way, records of both kinds found on disk are read.
+    ///     with `createsDataFiles` (the log relies on the data file to tell a live upload from one deleted outside
+    ///     the server). Either way, records of both kinds found on disk are read.
     ///   - log: recovery findings (quarantined records, truncated data) and I/O errors, one line each.
     /// - Throws: `StoreError.io` when the directory cannot be created or listed.
     public init(
         directory: String, fsync: FsyncPolicy = .commit, rememberedGoneIDs: Int = 100_000,
-        pairsWithDataStore: Bool = false, recordsInLog: Bool = false, log: @escaping @Sendable (String) -> Void = { _ in }
+        createsDataFiles: Bool = false, recordsInLog: Bool = false, log: @escaping @Sendable (String) -> Void = { _ in }
     ) throws {
         self.directory = Self.normalized(directory)
         self.fsyncPolicy = fsync
-        self.pairsWithDataStore = pairsWithDataStore
-        logsCreations = recordsInLog && pairsWithDataStore
-        logsCreationsOnLoop = logsCreations && !fsync.syncsAtCommit
+        self.createsDataFiles = createsDataFiles
+        logsCreations = recordsInLog && createsDataFiles
         directorySync = DirectorySyncGroup(path: self.directory)
         self.log = log
         let recovered = try Self.recover(
@@ -106,12 +102,6 @@ public final class FileStateStore: UploadStateStore {
 
     static func normalized(_ directory: String) -> String {
         directory.count > 1 && directory.hasSuffix("/") ? String(directory.dropLast()) : directory
-    }
-
-    /// Whether `id`'s offset is 0 (a known upload): then its data file may not exist yet, and a missing one reads as
-    /// empty, not as deleted outside the server (`FileDataStore.holdsNoBytes`, `FileStateStore+Vanished`).
-    func holdsNoBytes(_ id: String) -> Bool {
-        state.withLock { $0.index.uploads[id]?.offset == 0 }
     }
 
     // MARK: paths

@@ -1,7 +1,6 @@
 public import TusProtocol
 
-/// The embedded default: records and data as files in one directory (`<id>.info` + `<id>`, the data file from the
-/// upload's first byte on), restart-safe.
+/// The embedded default: records and data as files in one directory (`<id>.info` + `<id>`), restart-safe.
 public typealias FileUploadStore = ComposedUploadStore<FileStateStore, FileDataStore>
 
 extension ComposedUploadStore where State == FileStateStore, Data == FileDataStore {
@@ -16,12 +15,11 @@ extension ComposedUploadStore where State == FileStateStore, Data == FileDataSto
         watchesRemovals: Bool = false, log: @escaping @Sendable (String) -> Void = { _ in }
     ) throws {
         let state = try FileStateStore(
-            directory: directory, fsync: fsync, rememberedGoneIDs: rememberedGoneIDs, pairsWithDataStore: true,
+            directory: directory, fsync: fsync, rememberedGoneIDs: rememberedGoneIDs, createsDataFiles: true,
             recordsInLog: recordsInLog, log: log)
         let data = try FileDataStore(
-            directory: directory, fsync: fsync, createsFilesOnFirstWrite: true, log: log,
-            onVanished: { [weak state] id, executor in state?.dataFileVanished(id, on: executor) },
-            holdsNoBytes: { [weak state] id in state?.holdsNoBytes(id) ?? false })
+            directory: directory, fsync: fsync, filesCreatedByRecords: true, log: log,
+            onVanished: { [weak state] id, executor in state?.dataFileVanished(id, on: executor) })
         if watchesRemovals { state.watchRemovals() }
         self.init(state: state, data: data)
     }

@@ -2,8 +2,8 @@ import Glibc
 import Synchronization
 import TusLoop
 
-/// New uploads' records as lines appended to `records.<n>.log` (`--records log`), so that a creation allocates no
-/// inode (the data file comes with the first byte) where the `<id>.info` layout allocates one.
+/// New uploads' records as lines appended to `records.<n>.log` (`--records log`), so that a creation allocates one
+/// inode (its data file) instead of two.
 ///
 /// Why: creating a file is the largest cost of a creation, and on ext4 after deletions (production deletes
 /// processed uploads) it is most of it: without a journal, every inode allocation skips the inodes deleted in the

@@ -65,7 +65,7 @@ struct TusServerCommand: ParsableCommand {
     @Option(help: "Durability of acknowledged bytes: none (survives a process crash), commit (also power loss; default), always.")
     var fsync: FsyncFlag = .commit
 
-    @Option(help: "--store file without --redis: where a new upload's record goes: 'files' (<id>.info next to <id>; default) or 'log' (appended to records.<n>.log: a creation makes no file). Both kinds are read at start.")
+    @Option(help: "--store file without --redis: where a new upload's record goes: 'files' (<id>.info next to <id>; default) or 'log' (appended to records.<n>.log: one file per upload instead of two). Both kinds are read at start.")
     var records: RecordsFlag = .files
 
     @Option(help: "Event loops (threads) serving the port; default: the number of cores.")

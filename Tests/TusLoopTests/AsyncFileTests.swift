@@ -156,37 +156,6 @@ final class AsyncFileTests: XCTestCase {
         }
     }
 
-    /// A missing file is made on the threadpool (`viaThreadpool`), an existing cached one opens on the loop and keeps
-    /// its bytes: no `O_TRUNC` either way.
-    func testOpenCachedOnLoopOrCreateMakesAMissingFileAndKeepsAnExistingOne() throws {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let path = directory + "/lazy"
-        var made: [Bool] = []
-        try withLoop { loop, finish in
-            AsyncFile.openCachedOnLoopOrCreate(loop: loop, path: path, flags: .readWrite) { result, viaThreadpool in
-                made.append(viaThreadpool)
-                guard case .success(let file) = result else { return XCTFail("open \(result)") }
-                let pinned = PinnedBytes([7, 8, 9])
-                file.write([pinned.buffer], at: 0, owner: pinned) { _ in
-                    file.close { _ in
-                        _ = try? FileManager.default.attributesOfItem(atPath: path)  // cached now
-                        AsyncFile.openCachedOnLoopOrCreate(loop: loop, path: path, flags: .readWrite) { again, via in
-                            made.append(via)
-                            guard case .success(let file) = again else { return XCTFail("open \(again)") }
-                            file.close { _ in finish() }
-                        }
-                    }
-                }
-            }
-        }
-        XCTAssertEqual(made.first, true, "the missing file was opened (made) on the threadpool")
-        XCTAssertEqual(made.count, 2)
-        if try !Self.kernelVersion().lexicographicallyPrecedes([5, 12]) {
-            XCTAssertEqual(made.last, false, "the existing one opens on the loop")
-        }
-        XCTAssertEqual(FileManager.default.contents(atPath: path).map { Array($0) }, [7, 8, 9], "not truncated")
-    }
-
     private static func kernelVersion() throws -> [Int] {
         let release = try String(contentsOfFile: "/proc/sys/kernel/osrelease", encoding: .utf8)
         return release.split(separator: "-")[0].split(separator: ".").prefix(2).compactMap { Int($0) }

@@ -30,9 +30,8 @@ final class FileRecordLogTests: FileStoreTestCase {
 
     // MARK: creation and restart
 
-    /// No file per creation: the record is in the log, the data file comes with the first byte, and a restart
-    /// serves the upload with the offset its data says.
-    func testCreationMakesNoFileAndSurvivesRestart() throws {
+    /// One file per upload; the record is in the log, and a restart serves it with the offset its data says.
+    func testCreationMakesOnlyTheDataFileAndSurvivesRestart() throws {
         for policy in FsyncPolicy.allCases {
             try? FileManager.default.removeItem(atPath: directory)
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -40,7 +39,7 @@ final class FileRecordLogTests: FileStoreTestCase {
             let info = UploadInfo(
                 id: "one", length: 20, metadata: "filename bXkuYmlu", createdAt: 7, expiresAt: 99, owner: "alice")
             XCTAssertEqual(try create(store, info).unwrap(), info)
-            XCTAssertEqual(try names(), ["records.1.log"], "\(policy)")
+            XCTAssertEqual(try names(), ["one", "records.1.log"], "\(policy)")
             XCTAssertEqual(try entries("records.1.log").map { $0["id"] as? String }, ["one"])
             let writer = try openWriter(store, "one", at: 0, discardable: false)
             _ = try write(writer, patternBytes(count: 12)).unwrap()
@@ -91,16 +90,17 @@ final class FileRecordLogTests: FileStoreTestCase {
         _ = try create(store, UploadInfo(id: "a", length: 5, createdAt: 1)).unwrap()
         _ = try create(store, UploadInfo(id: "b", length: nil, createdAt: 2, expiresAt: 50)).unwrap()
         let files = try FileUploadStore(directory: directory, fsync: .commit)
-        XCTAssertEqual(try names(), ["a.info", "b.info"])
+        XCTAssertEqual(try names(), ["a", "a.info", "b", "b.info"])
         XCTAssertEqual(try record("b"), UploadRecord(UploadInfo(id: "b", length: nil, createdAt: 2, expiresAt: 50)))
         XCTAssertEqual(files.lookup("a").info?.length, 5)
         XCTAssertEqual(try FileUploadStore(directory: directory).lookup("b").info?.expiresAt, 50)
     }
 
-    /// Under `--fsync none` a logged creation is one append made on the loop that asked, answered before `create`
-    /// returns: no threadpool job, no batch, no file. Under `commit` creations still go through the threadpool.
-    func testCreationsUnderFsyncNoneAppendOnTheLoop() throws {
-        let store = try logStore(.none)
+    /// Under `--fsync none` the creations that queue on a loop while its job runs share the next job and one append;
+    /// one whose data file cannot be made fails alone.
+    func testBatchedCreationsShareOneAppend() throws {
+        let store = try logStore()
+        XCTAssertTrue(FileManager.default.createFile(atPath: directory + "/b7", contents: Data([9])))
         final class Answers: @unchecked Sendable { var all: [String: Result<UploadInfo, StoreError>] = [:] }
         let answers: Answers = driver.run { done in
             let answers = Answers()
@@ -108,36 +108,20 @@ final class FileRecordLogTests: FileStoreTestCase {
                 let id = "b\(index)"
                 store.create(UploadInfo(id: id, length: 3, createdAt: 1), on: self.driver.executor) { result in
                     answers.all[id] = result
+                    if answers.all.count == 10 { done(answers) }
                 }
-                XCTAssertNotNil(answers.all[id], "answered in the same turn")
             }
-            done(answers)
         }
-        let made = (0..<10).map { "b\($0)" }
+        let made = (0..<10).filter { $0 != 7 }.map { "b\($0)" }
         for id in made { XCTAssertEqual(try answers.all[id]?.unwrap().id, id) }
-        XCTAssertEqual(try names(), ["records.1.log"])
-        XCTAssertEqual(store.state.creationQueues.withLock { $0.count }, 0, "no batch")
-        XCTAssertEqual(store.state.creationJob.state.withLock { $0.jobs }, 0, "no threadpool job")
+        XCTAssertEqual(answers.all["b7"], .failure(.alreadyExists))
+        XCTAssertEqual(fileBytes("b7"), [9], "not ours: left alone")
+        XCTAssertEqual(store.state.creationQueues.withLock { $0.values.map(\.batches) }, [2])
         XCTAssertEqual(try entries("records.1.log").map { $0["id"] as? String }, made)
-        XCTAssertEqual(store.state.recordLog?.liveEntries, [1: 10])
-        XCTAssertEqual(create(store, UploadInfo(id: "b3", length: 3, createdAt: 1)), .failure(.alreadyExists))
+        XCTAssertEqual(store.state.recordLog?.liveEntries, [1: 9])
         let restarted = try logStore()
-        for id in made { XCTAssertEqual(restarted.lookup(id).info?.offset, 0, id) }
-
-        let other = try makeTemporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: other) }
-        let durable = try FileUploadStore(directory: other, fsync: .commit, recordsInLog: true)
-        final class Answer: @unchecked Sendable { var result: Result<UploadInfo, StoreError>?; var inTurn = false }
-        let answer = Answer()
-        driver.run { (done: @escaping (Void) -> Void) in
-            durable.create(UploadInfo(id: "c0", length: 3, createdAt: 1), on: self.driver.executor) {
-                answer.result = $0
-                done(())
-            }
-            answer.inTurn = answer.result != nil
-        }
-        XCTAssertFalse(answer.inTurn, "under commit the threadpool appends and syncs")
-        XCTAssertEqual(try answer.result?.unwrap().id, "c0")
+        for id in made { XCTAssertNotNil(restarted.lookup(id).info, id) }
+        XCTAssertEqual(restarted.lookup("b7"), .notFound)
     }
 
     // MARK: removal
@@ -165,13 +149,11 @@ final class FileRecordLogTests: FileStoreTestCase {
         XCTAssertEqual(try entries("records.2.log").map { $0["id"] as? String }, ["kept"])
     }
 
-    /// Operators delete processed uploads outside the server: a logged upload with bytes whose data file is gone is
-    /// gone (at offset 0 it never needed one).
+    /// Operators delete processed uploads outside the server: a logged upload whose data file is gone is gone.
     func testUploadWhoseDataFileWasDeletedOutsideIsDropped() throws {
-        // An entry that says the upload has bytes (as one rewritten by compaction does) needs its data file.
-        let record = UploadRecord(UploadInfo(id: "processed", length: 5, offset: 3, createdAt: 1))
-        let segment = [UInt8(ascii: "\n")] + record.encodedJSON
-        XCTAssertTrue(FileManager.default.createFile(atPath: directory + "/records.1.log", contents: Data(segment)))
+        let store = try logStore()
+        _ = try create(store, UploadInfo(id: "processed", length: 5, createdAt: 1)).unwrap()
+        try FileManager.default.removeItem(atPath: directory + "/processed")
         let logs = LogRecorder()
         XCTAssertEqual(try logStore(log: logs).lookup("processed"), .notFound)
         XCTAssertEqual(logs.all, ["FileUploadStore: upload processed has a log record but no data file; dropped"])

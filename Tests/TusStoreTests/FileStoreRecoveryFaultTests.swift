@@ -250,6 +250,21 @@ final class FileStoreRecoveryFaultTests: FileStoreTestCase {
         }
     }
 
+    func testMissingDataThatCannotBeRecreatedIsLeftForTheNextStart() throws {
+        try forEachError { error, directory in
+            put(directory, "e.info", record("e", length: 100, offset: 50).encodedJSON)
+            failing("open", suffix: "/e", with: error)
+            let logs = LogRecorder()
+            XCTAssertEqual(try FileUploadStore(directory: directory, log: logs.sink).lookup("e"), .notFound)
+            XCTAssertTrue(logs.all.contains { $0.contains("skipping upload e") }, "\(logs.all)")
+            XCTAssertNotNil(bytes(directory, "e.info"), "the record is kept")
+
+            BlockingFileSystem.injectFaults(nil)
+            XCTAssertEqual(try FileUploadStore(directory: directory).lookup("e").info?.offset, 0)
+            XCTAssertEqual(bytes(directory, "e"), [])
+        }
+    }
+
     // MARK: records that cannot be read, leftovers that cannot be removed
 
     func testUnreadableRecordIsNotQuarantined() throws {

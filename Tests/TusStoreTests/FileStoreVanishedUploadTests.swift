@@ -28,15 +28,12 @@ final class FileStoreVanishedUploadTests: FileStoreTestCase {
         let store = try FileUploadStore(directory: directory)
         _ = try create(store, UploadInfo(id: "patched", length: 10, createdAt: 1, expiresAt: 50)).unwrap()
         _ = try create(store, UploadInfo(id: "kept", length: 10, createdAt: 1)).unwrap()
-        let writer = try openWriter(store, "patched", at: 0, discardable: false)
-        _ = try write(writer, [1, 2]).unwrap()
-        _ = try commit(writer).unwrap()
         try deleteDataFile("patched")
         XCTAssertNotNil(store.lookup("patched").info, "no stat per lookup")
         for discardable in [false, true] {
             let opened: Result<any UploadWriter, StoreError> = driver.run { done in
                 store.openWriter(
-                    id: "patched", startingAt: 2, discardable: discardable, lock: TestLock(), on: self.driver.executor,
+                    id: "patched", startingAt: 0, discardable: discardable, lock: TestLock(), on: self.driver.executor,
                     completion: done)
             }
             XCTAssertEqual(opened.failure, .notFound, "discardable: \(discardable)")
@@ -50,10 +47,7 @@ final class FileStoreVanishedUploadTests: FileStoreTestCase {
 
     func testReadingAMissingDataFileForgetsTheUpload() throws {
         let store = try FileUploadStore(directory: directory)
-        _ = try create(store, UploadInfo(id: "read", length: 1, createdAt: 1)).unwrap()
-        let writer = try openWriter(store, "read", at: 0, discardable: false)
-        _ = try write(writer, [1]).unwrap()
-        _ = try commit(writer).unwrap()
+        _ = try create(store, UploadInfo(id: "read", length: 0, createdAt: 1)).unwrap()
         try deleteDataFile("read")
         let opened: Result<any UploadReader, StoreError> = driver.run { done in
             store.openReader(id: "read", on: self.driver.executor, completion: done)
@@ -72,11 +66,6 @@ final class FileStoreVanishedUploadTests: FileStoreTestCase {
             let store = try FileUploadStore(directory: directory, recordsInLog: recordsInLog, watchesRemovals: true)
             _ = try create(store, UploadInfo(id: "deleted", length: 10, createdAt: 1)).unwrap()
             _ = try create(store, UploadInfo(id: "terminated", length: 10, createdAt: 1)).unwrap()
-            for id in ["deleted", "terminated"] {
-                let writer = try openWriter(store, id, at: 0, discardable: false)
-                _ = try write(writer, [1]).unwrap()
-                _ = try commit(writer).unwrap()
-            }
             try deleteDataFile("deleted")
             XCTAssertTrue(waitUntil { store.lookup("deleted") == .notFound }, "records in log: \(recordsInLog)")
             XCTAssertTrue(waitUntil { fileBytes("deleted.info") == nil })
@@ -93,8 +82,8 @@ final class FileStoreVanishedUploadTests: FileStoreTestCase {
     }
 
     /// The watcher forgets an upload while a record write of it is on the threadpool (a PATCH's commit moving its
-    /// expiry): the write must not leave `<id>.info` behind, or a restart brings the upload back (at offset 0)
-    /// although the operator deleted it; and the write reports the upload gone, not success.
+    /// expiry): the write must not leave `<id>.info` behind, or a restart brings the upload back (its data file
+    /// recreated empty) although the operator deleted it; and the write reports the upload gone, not success.
     func testRecordWrittenWhileTheUploadIsForgottenDoesNotBringItBack() throws {
         let store = try FileUploadStore(directory: directory)
         _ = try create(store, UploadInfo(id: "racing", length: 10, createdAt: 1, expiresAt: 100)).unwrap()
@@ -118,57 +107,6 @@ final class FileStoreVanishedUploadTests: FileStoreTestCase {
         XCTAssertTrue(waitUntil { fileBytes("racing.info") == nil }, "no record left behind")
         XCTAssertEqual(store.lookup("racing"), .notFound)
         XCTAssertEqual(try FileUploadStore(directory: directory).lookup("racing"), .notFound, "a restart agrees")
-    }
-
-    /// An upload with no bytes has no data file (`<id>` appears with the first byte): that is not a deletion. Its
-    /// reader is empty, a write makes the file, the overflow scan and the watcher leave it alone, and its removal
-    /// and expiry need no file.
-    func testAnUploadAtOffsetZeroWithoutADataFileIsNotVanished() throws {
-        for recordsInLog in [false, true] {
-            let directory = try makeTemporaryDirectory()
-            defer { try? FileManager.default.removeItem(atPath: directory) }
-            self.directory = directory
-            let store = try FileUploadStore(directory: directory, recordsInLog: recordsInLog, watchesRemovals: true)
-            _ = try create(store, UploadInfo(id: "fresh", length: 10, createdAt: 1)).unwrap()
-            _ = try create(store, UploadInfo(id: "empty", length: 0, createdAt: 1)).unwrap()
-            _ = try create(store, UploadInfo(id: "expiring", length: 10, createdAt: 1, expiresAt: 50)).unwrap()
-            _ = try create(store, UploadInfo(id: "gone", length: 10, createdAt: 1)).unwrap()
-            XCTAssertNil(fileBytes("fresh"))
-            XCTAssertEqual(try readAll(store, "fresh"), [], "records in log: \(recordsInLog)")
-            XCTAssertEqual(try readAll(store, "empty"), [])
-            store.state.forgetUploadsWithoutData()
-            XCTAssertEqual(store.lookup("fresh").info?.offset, 0, "the overflow scan keeps it")
-
-            // A file made by a first writer and deleted before any byte counted: still no bytes to lose.
-            let writer = try openWriter(store, "fresh", at: 0, discardable: false)
-            _ = try commit(writer).unwrap()
-            try deleteDataFile("fresh")
-            Thread.sleep(forTimeInterval: 0.2)  // the watcher hears it
-            XCTAssertEqual(store.lookup("fresh").info?.offset, 0, "the watcher keeps it")
-            let again = try openWriter(store, "fresh", at: 0, discardable: false)
-            _ = try write(again, [5]).unwrap()
-            XCTAssertEqual(try commit(again).unwrap().offset, 1)
-
-            let removed: Result<Void, StoreError> = driver.run { done in
-                store.remove(id: "gone", reason: .terminated, on: self.driver.executor, completion: done)
-            }
-            XCTAssertNil(removed.failure)
-            XCTAssertEqual(store.lookup("gone"), .gone)
-            XCTAssertEqual(store.listExpired(now: 100), ["expiring"])
-            let expired: Result<Void, StoreError> = driver.run { done in
-                store.remove(id: "expiring", reason: .expired, on: self.driver.executor, completion: done)
-            }
-            XCTAssertNil(expired.failure)
-            XCTAssertEqual(store.lookup("expiring"), .gone)
-
-            let restarted = try FileUploadStore(directory: directory, recordsInLog: recordsInLog)
-            XCTAssertEqual(restarted.lookup("fresh").info?.offset, 1)
-            XCTAssertEqual(restarted.lookup("empty").info?.offset, 0, "a restart serves it without a file")
-            XCTAssertEqual(restarted.lookup("empty").info?.length, 0)
-            XCTAssertNil(fileBytes("empty"), "and makes none")
-            XCTAssertEqual(restarted.lookup("gone"), .notFound)
-            XCTAssertEqual(restarted.lookup("expiring"), .notFound)
-        }
     }
 
     /// Watching again (a test's call on a store the server already watches) keeps one watcher: the earlier one is

@@ -48,7 +48,7 @@ final class FileUploadStoreTests: FileStoreTestCase {
             let store = try FileUploadStore(directory: directory, fsync: policy)
             _ = try create(store, UploadInfo(id: id, length: 20, createdAt: 1)).unwrap()
             let names = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasPrefix(id) }
-            XCTAssertEqual(names.sorted(), [id + ".info"], "no data file before the first byte")
+            XCTAssertEqual(names.sorted(), [id, id + ".info"])
             let created = try XCTUnwrap(fileBytes(id + ".info"))
             let writer = try openWriter(store, id, at: 0, discardable: false)
             _ = try write(writer, patternBytes(count: 12)).unwrap()
@@ -82,7 +82,7 @@ final class FileUploadStoreTests: FileStoreTestCase {
         }
         for index in 0..<10 where index != 7 {
             XCTAssertEqual(try answers.all["b\(index)"]?.unwrap().id, "b\(index)")
-            XCTAssertNil(fileBytes("b\(index)"))
+            XCTAssertEqual(fileBytes("b\(index)"), [])
             XCTAssertNotNil(fileBytes("b\(index).info"))
         }
         XCTAssertEqual(answers.all["b7"], .failure(.alreadyExists), "one failure is its creation's alone")
@@ -143,7 +143,7 @@ final class FileUploadStoreTests: FileStoreTestCase {
             }
             done(())
         }
-        // a0's job is held in its record's open: b0, from the other loop, waits for that same job.
+        // a0's job is held in its mknod: b0, from the other loop, waits for that same job.
         let second: Answer = other.run { done in
             let answer = Answer()
             store.create(UploadInfo(id: "b0", length: 3, createdAt: 1), on: other.executor) { result in
@@ -201,93 +201,30 @@ final class FileUploadStoreTests: FileStoreTestCase {
         XCTAssertTrue(FileManager.default.createFile(atPath: directory + "/rec.info", contents: Data("not ours".utf8)))
         XCTAssertEqual(create(store, UploadInfo(id: "rec", length: 5, createdAt: 1)), .failure(.alreadyExists))
         XCTAssertEqual(fileBytes("rec.info"), Array("not ours".utf8))
-        XCTAssertNil(fileBytes("rec"), "no data file made for it")
-        XCTAssertEqual(store.lookup("rec"), .notFound)
+        XCTAssertNil(fileBytes("rec"), "the data file made for it is unlinked again")
+
+        XCTAssertTrue(FileManager.default.createFile(atPath: directory + "/dat", contents: Data([1, 2, 3])))
+        XCTAssertEqual(create(store, UploadInfo(id: "dat", length: 5, createdAt: 1)), .failure(.alreadyExists))
+        XCTAssertEqual(fileBytes("dat"), [1, 2, 3])
+        XCTAssertNil(fileBytes("dat.info"))
+        XCTAssertEqual(store.lookup("dat"), .notFound)
     }
 
-    /// A creation makes no data file; the first writer at offset 0 makes it, a regular file with the mode open(2)
-    /// gives it (0644 less the umask); later writers open it (the cached lookup) and keep its bytes.
-    func testFirstWriterMakesTheDataFile() throws {
-        for recordsInLog in [false, true] {
-            let id = "made\(recordsInLog)"
-            let store = try FileUploadStore(directory: directory, recordsInLog: recordsInLog)
-            _ = try create(store, UploadInfo(id: id, length: 6, createdAt: 1)).unwrap()
-            XCTAssertNil(fileBytes(id), "records in log: \(recordsInLog)")
-            let first = try openWriter(store, id, at: 0, discardable: false)
-            var status = stat()
-            XCTAssertEqual(stat(directory + "/" + id, &status), 0, "made by the open, before any byte")
-            XCTAssertEqual(status.st_mode & S_IFMT, S_IFREG)
-            let mask = umask(0)
-            umask(mask)
-            XCTAssertEqual(status.st_mode & 0o777, 0o644 & ~mask)
-            _ = try write(first, [1, 2, 3]).unwrap()
-            XCTAssertEqual(try commit(first).unwrap().offset, 3)
-            let second = try openWriter(store, id, at: 3, discardable: false)
-            _ = try write(second, [4, 5, 6]).unwrap()
-            XCTAssertEqual(try commit(second).unwrap().offset, 6)
-            XCTAssertEqual(fileBytes(id), [1, 2, 3, 4, 5, 6])
-            XCTAssertEqual(try readAll(store, id), [1, 2, 3, 4, 5, 6])
-        }
-    }
-
-    /// Bytes a crash left in a data file whose record still says 0 (the first PATCH wrote, the process died before
-    /// anything was recorded) are not cut by the next first writer's open: no `O_TRUNC`, and recovery counts them.
-    func testCrashBetweenFirstWriteAndRecordKeepsTheBytes() throws {
+    /// The data file is made by mknod(2), not opened: a regular empty file with the mode open(2) gave it (0644 less
+    /// the umask). A failing mknod fails the creation and leaves neither file nor record.
+    func testDataFileIsAnEmptyRegularFileAndItsFailureLeavesNothing() throws {
         let store = try FileUploadStore(directory: directory)
-        _ = try create(store, UploadInfo(id: "crashed", length: 10, createdAt: 1)).unwrap()
-        let writer = try openWriter(store, "crashed", at: 0, discardable: false)
-        _ = try write(writer, [7, 7, 7, 7]).unwrap()
-        // No commit: "killed" here. The record on disk still says offset 0.
-        XCTAssertEqual(try record("crashed").offset, 0)
-        let restarted = try FileUploadStore(directory: directory)
-        XCTAssertEqual(restarted.lookup("crashed").info?.offset, 4)
-        XCTAssertEqual(fileBytes("crashed"), [7, 7, 7, 7])
-        // A writer at 0 on an upload whose file exists but whose offset is still 0 (a restart before any byte
-        // landed would give one) opens it without cutting it.
-        _ = try create(restarted, UploadInfo(id: "kept", length: 10, createdAt: 1)).unwrap()
-        XCTAssertTrue(FileManager.default.createFile(atPath: directory + "/kept", contents: Data([9, 9])))
-        let again = try openWriter(restarted, "kept", at: 0, discardable: false)
-        _ = try write(again, [1]).unwrap()
-        XCTAssertEqual(fileBytes("kept"), [1, 9], "no O_TRUNC")
-        _ = try commit(again).unwrap()
-    }
+        _ = try create(store, UploadInfo(id: "made", length: 5, createdAt: 1)).unwrap()
+        var status = stat()
+        XCTAssertEqual(stat(directory + "/made", &status), 0)
+        XCTAssertEqual(status.st_mode & S_IFMT, S_IFREG)
+        let mask = umask(0)
+        umask(mask)
+        XCTAssertEqual(status.st_mode & 0o777, 0o644 & ~mask)
+        XCTAssertEqual(status.st_size, 0)
 
-    /// Under `--fsync commit` the first writer's new directory entry is synced before the writer is handed out
-    /// (and so before any byte of it can be acknowledged); a failing directory sync fails the open, and a full
-    /// disk answers 507.
-    func testFirstWriterSyncsTheDirectoryUnderCommit() throws {
-        let store = try FileUploadStore(directory: directory, fsync: .commit)
-        _ = try create(store, UploadInfo(id: "durable", length: 5, createdAt: 1)).unwrap()
-        let syncsBefore = store.data.directorySync.syncsRun
-        let writer = try openWriter(store, "durable", at: 0, discardable: false)
-        XCTAssertEqual(store.data.directorySync.syncsRun, syncsBefore + 1)
-        _ = try write(writer, [1]).unwrap()
-        _ = try commit(writer).unwrap()
-        let later = try openWriter(store, "durable", at: 1, discardable: false)
-        XCTAssertEqual(store.data.directorySync.syncsRun, syncsBefore + 1, "a later writer syncs nothing")
-        _ = try commit(later).unwrap()
-
-        _ = try create(store, UploadInfo(id: "unsynced", length: 5, createdAt: 1)).unwrap()
-        let directory = directory
         BlockingFileSystem.injectFaults { called, path in
-            called == "fsync" && path == directory ? .ioError : nil
-        }
-        defer { BlockingFileSystem.injectFaults(nil) }
-        let failed: Result<any UploadWriter, StoreError> = driver.run { done in
-            store.openWriter(
-                id: "unsynced", startingAt: 0, discardable: false, lock: TestLock(), on: self.driver.executor,
-                completion: done)
-        }
-        XCTAssertNotNil(failed.failure)
-        BlockingFileSystem.injectFaults(nil)
-        XCTAssertEqual(store.lookup("unsynced").info?.offset, 0)
-    }
-
-    /// A failing record write fails the creation and leaves no file at all.
-    func testRecordFailureLeavesNothing() throws {
-        let store = try FileUploadStore(directory: directory)
-        BlockingFileSystem.injectFaults { called, path in
-            called == "write" && path.hasSuffix("/full.info") ? .noSpaceLeft : nil
+            called == "mknod" && path.hasSuffix("/full") ? .noSpaceLeft : nil
         }
         defer { BlockingFileSystem.injectFaults(nil) }
         XCTAssertEqual(create(store, UploadInfo(id: "full", length: 5, createdAt: 1)), .failure(.insufficientStorage))

@@ -59,9 +59,9 @@ class FileStoreTestCase: XCTestCase {
 
     // MARK: helpers (each one a step on the loop thread)
 
-    /// Holds the threadpool in the open of `id`'s record (a creation makes no data file) until `release` is
-    /// signalled (10 s at most, then `timedOut`), so that a test decides what the creation job finds queued. Undone
-    /// by `BlockingFileSystem.injectFaults(nil)`.
+    /// Holds the threadpool in the data file's mknod of `id` until `release` is signalled (10 s at most, then
+    /// `timedOut`), so that a test decides what the creation job finds queued. Undone by
+    /// `BlockingFileSystem.injectFaults(nil)`.
     final class CreationHold: Sendable {
         let release = DispatchSemaphore(value: 0)
         let timedOut = Mutex(false)
@@ -69,9 +69,9 @@ class FileStoreTestCase: XCTestCase {
 
     func holdCreation(of id: String) -> CreationHold {
         let hold = CreationHold()
-        let held = directory + "/" + id + ".info"
+        let held = directory + "/" + id
         BlockingFileSystem.injectFaults { operation, path in
-            if operation == "open", path == held, hold.release.wait(timeout: .now() + 10) == .timedOut {
+            if operation == "mknod", path == held, hold.release.wait(timeout: .now() + 10) == .timedOut {
                 hold.timedOut.withLock { $0 = true }
             }
             return nil

@@ -201,7 +201,7 @@ def test_kill_9_after_many_concurrent_uploads_keeps_each_one(server_factory, fsy
 @pytest.mark.time_limit(90)
 @pytest.mark.parametrize("fsync", FSYNC_MODES)
 def test_records_log_layout_survives_kill_9_and_upgrades_in_place(server_factory, fsync):
-    """`--records log`: one file per upload with bytes (the record is a line of records.<n>.log). An upload made by the
+    """`--records log`: one file per upload (the record is a line of records.<n>.log). An upload made by the
     `.info` layout keeps working under it, a kill -9 loses nothing acknowledged nor brings back a DELETEd upload,
     and going back to the default layout turns the log into `.info` files."""
     data = os.urandom(2 * MiB)
