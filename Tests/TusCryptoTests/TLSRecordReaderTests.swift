@@ -63,32 +63,31 @@ final class TLSRecordReaderTests: XCTestCase {
     }
 
     func testTLS12StaysWithOpenSSL() throws {
-        let pair = RecordPair(
-            client: TLSSession(context: try clientContext(allowsTLS13: false), serverName: "localhost"),
-            server: TLSSession(context: try serverContext()))
-        try pair.handshake()
-        let payload = randomBytes(200_000)
-        try pair.client.writePlaintext(payload)
-        try pair.pump()
-        XCTAssertEqual(pair.server.negotiatedProtocolVersion, "TLSv1.2")
-        XCTAssertFalse(pair.server.readsRecordsItself)
-        XCTAssertTrue(pair.receivedByServer == payload)
+        try assertOpenSSLReadsAnUpload(
+            client: try clientContext(allowsTLS13: false), server: try serverContext(), version: "TLSv1.2")
     }
 
     /// A TLS 1.3 suite the reader does not know (AES-128-CCM, off by default) stays with OpenSSL.
     func testATLS13SuiteWithoutOwnSupportStaysWithOpenSSL() throws {
         let server = try serverContext()
         XCTAssertEqual(SSL_CTX_set_ciphersuites(server.context, "TLS_AES_128_CCM_SHA256"), 1)
+        try assertOpenSSLReadsAnUpload(
+            client: try clientContext(suite: "TLS_AES_128_CCM_SHA256"), server: server, version: "TLSv1.3")
+    }
+
+    /// A session the reader declines: the handshake negotiates `version`, OpenSSL keeps reading, bytes arrive whole.
+    private func assertOpenSSLReadsAnUpload(
+        client: TLSContext, server: TLSContext, version: String, line: UInt = #line
+    ) throws {
         let pair = RecordPair(
-            client: TLSSession(context: try clientContext(suite: "TLS_AES_128_CCM_SHA256"), serverName: "localhost"),
-            server: TLSSession(context: server))
+            client: TLSSession(context: client, serverName: "localhost"), server: TLSSession(context: server))
         try pair.handshake()
         let payload = randomBytes(200_000)
         try pair.client.writePlaintext(payload)
         try pair.pump()
-        XCTAssertEqual(pair.server.negotiatedProtocolVersion, "TLSv1.3")
-        XCTAssertFalse(pair.server.readsRecordsItself)
-        XCTAssertTrue(pair.receivedByServer == payload)
+        XCTAssertEqual(pair.server.negotiatedProtocolVersion, version, line: line)
+        XCTAssertFalse(pair.server.readsRecordsItself, line: line)
+        XCTAssertTrue(pair.receivedByServer == payload, line: line)
     }
 
     /// 0-RTT data would arrive under another key before the handshake ends: server contexts never accept it
